@@ -1,0 +1,118 @@
+# bepipe-lua - plain GNU make. `make` builds ./bepipe-lua; `make test` runs every test;
+# `make demo` runs the pipeline on generated events; `make bench` measures it.
+PKG_CONFIG ?= pkg-config
+PKGS = luajit libcurl openssl
+EV_LIBS ?= -lev
+CJSON_LIBS ?= -llua5.1-cjson
+PREFIX ?= /usr/local
+VERSION = 0.1.0
+BUILD ?= build
+LUAJIT ?= luajit
+
+# Debian packages the build needs, and those only the tests need.
+DEB_BUILD = build-essential pkg-config luajit libluajit-5.1-dev lua-cjson lua-cjson-dev \
+            libev-dev libcurl4-openssl-dev libssl-dev
+DEB_TEST = libcmocka-dev clang libclang-rt-14-dev python3
+
+WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+BP_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -fvisibility=hidden -O2 -g \
+            $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null) -MMD -MP \
+            -DBP_VERSION='"$(VERSION)"' -DBP_LIB_DIR='"$(PREFIX)/share/bepipe-lua/lua"'
+ifeq ($(CI),true)
+BP_CFLAGS += -Werror
+endif
+BP_LDLIBS = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) $(EV_LIBS) $(CJSON_LIBS) -lm
+
+LIB_SRCS = $(filter-out runtime/main.c,$(wildcard runtime/*.c))
+LIB_OBJS = $(LIB_SRCS:runtime/%.c=$(BUILD)/%.o)
+UNIT_SRCS = $(wildcard tests/unit/test_*.c)
+UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/unit/%)
+
+ifeq ($(V),1)
+Q =
+else
+Q = @
+endif
+
+.PHONY: all deps deps-test test bench demo install clean sanitize unit
+all: deps bepipe-lua
+
+# Installs the Debian packages that are missing (apt-get, through sudo when not root).
+define install_missing
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+	    grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages:" $$missing; \
+	    SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	    $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+	        $$missing >/dev/null || exit 1; \
+	fi
+endef
+
+deps:
+	$(call install_missing,$(DEB_BUILD))
+
+# Node 20 + npm run the emulator's conformance tests; Debian's own are used only when the machine
+# has none (a Node installed another way makes Debian's npm package uninstallable).
+deps-test: deps
+	$(call install_missing,$(DEB_TEST))
+	@command -v npm >/dev/null 2>&1 || { $(call install_missing,nodejs npm) ; }
+
+bepipe-lua: $(BUILD)/libbepipe.a $(BUILD)/main.o
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(BUILD)/main.o -Wl,-E -Wl,--whole-archive $(BUILD)/libbepipe.a \
+	    -Wl,--no-whole-archive $(BP_LDLIBS) $(LDLIBS)
+
+$(BUILD)/libbepipe.a: $(LIB_OBJS)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/%.o: runtime/%.c | $(BUILD)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(BP_CFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD) $(BUILD)/unit:
+	$(Q)mkdir -p $@
+
+# C unit tests: each links libbepipe.a and cmocka.
+$(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libbepipe.a | $(BUILD)/unit
+	@echo "  CC      $<"
+	$(Q)$(CC) $(BP_CFLAGS) $(CFLAGS) -Iruntime -o $@ $< -Wl,-E -Wl,--whole-archive \
+	    $(BUILD)/libbepipe.a -Wl,--no-whole-archive $(BP_LDLIBS) -lcmocka $(LDFLAGS)
+
+unit: $(UNIT_BINS)
+
+# The same runtime and unit tests built with AddressSanitizer + UndefinedBehaviorSanitizer.
+SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+sanitize: deps-test
+	$(Q)$(MAKE) --no-print-directory BUILD=build/asan CC=clang \
+	    CFLAGS="$(SAN_FLAGS) -O1" LDFLAGS="$(SAN_FLAGS)" build/asan/bepipe-lua build/asan/unit-all
+
+build/asan/bepipe-lua: $(BUILD)/libbepipe.a $(BUILD)/main.o
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(BUILD)/main.o -Wl,-E -Wl,--whole-archive $(BUILD)/libbepipe.a \
+	    -Wl,--no-whole-archive $(BP_LDLIBS)
+
+build/asan/unit-all: $(UNIT_BINS)
+	$(Q)touch $@
+
+test: deps-test all unit sanitize
+	$(Q)tests/run-all
+
+bench: all
+	$(Q)tests/bench/run
+
+demo: all
+	$(Q)tests/tools/demo
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/bepipe-lua/lua
+	install -m 755 bepipe-lua $(DESTDIR)$(PREFIX)/bin/bepipe-lua
+	cp -R scripts/. $(DESTDIR)$(PREFIX)/share/bepipe-lua/lua/
+	install -d $(DESTDIR)$(PREFIX)/share/bepipe-lua/ddl
+	install -m 644 ddl/*.sql $(DESTDIR)$(PREFIX)/share/bepipe-lua/ddl/
+
+clean:
+	rm -rf build bepipe-lua
+
+-include $(wildcard $(BUILD)/*.d $(BUILD)/unit/*.d)

@@ -1,0 +1,154 @@
+/* archive.c - groups raw lines into archive objects. Lines arrive in any hour order (late events),
+ * so several objects stay open; past max_open the least recently opened one is finished. */
+#include "archive.h"
+#include "log.h"
+#include "timefmt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void
+bp_archive_init(struct bp_archive *a, struct bp_store *store, const char *prefix,
+                size_t roll_bytes, double roll_seconds, size_t max_open)
+{
+    memset(a, 0, sizeof(*a));
+    a->store = store;
+    a->prefix = bp_xstrdup(prefix ? prefix : "");
+    a->roll_bytes = roll_bytes;
+    a->roll_seconds = roll_seconds;
+    a->max_open = max_open ? max_open : 1;
+    a->open = bp_xcalloc(a->max_open, sizeof(*a->open));
+}
+
+/* Objects still open are aborted: callers finish them first (bp_archive_finish_all) on drain. */
+void
+bp_archive_free(struct bp_archive *a)
+{
+    if (!a)
+        return;
+    for (size_t i = 0; i < a->nopen; i++) {
+        a->store->ops->object_abort(a->open[i].obj);
+        free(a->open[i].type);
+    }
+    free(a->open);
+    free(a->prefix);
+    a->open = NULL;
+    a->nopen = 0;
+}
+
+/* "<prefix>/<type>/YYYY/MM/DD/HH/<type>_YYYYMMDDHHMMSS.json"; the stamp is the wall time the
+ * object was opened, the folder the hour of the events in it. */
+void
+bp_archive_object_name(char *out, size_t outlen, const char *prefix, const char *type,
+                       int32_t hour, double wall)
+{
+    char stamp[16];
+    bp_time_compact(wall, stamp);
+    int h = hour % 100, d = hour / 100 % 100, m = hour / 10000 % 100, y = hour / 1000000;
+    snprintf(out, outlen, "%s%s%s/%04d/%02d/%02d/%02d/%s_%s.json", prefix, *prefix ? "/" : "",
+             type, y, m, d, h, type, stamp);
+}
+
+struct finish_ctx {
+    struct bp_archive *a;
+    unsigned long lines;
+};
+
+static void
+finish_done(void *arg, int status, const char *errmsg)
+{
+    struct finish_ctx *fc = arg;
+    if (status == 0) {
+        fc->a->objects_done++;
+        fc->a->lines_done += fc->lines;
+    } else {
+        fc->a->failures++;
+        bp_log(BP_LOG_ERROR, "archive", "object of %lu lines not stored: %s", fc->lines,
+               errmsg ? errmsg : "error");
+    }
+}
+
+static int
+finish_at(struct bp_archive *a, size_t i)
+{
+    struct bp_archive_obj o = a->open[i];
+    memmove(&a->open[i], &a->open[i + 1], (a->nopen - i - 1) * sizeof(*a->open));
+    a->nopen--;
+    struct finish_ctx fc = { a, o.lines };
+    int rc = a->store->ops->object_finish(o.obj, finish_done, &fc);
+    free(o.type);
+    return rc;
+}
+
+static int
+find_or_open(struct bp_archive *a, const char *type, int32_t hour, double now)
+{
+    for (size_t i = 0; i < a->nopen; i++)
+        if (a->open[i].hour == hour && strcmp(a->open[i].type, type) == 0)
+            return (int)i;
+    if (a->nopen == a->max_open && finish_at(a, 0) != 0)
+        return -1;
+    char name[1024], err[512];
+    bp_archive_object_name(name, sizeof(name), a->prefix, type, hour, bp_time_now());
+    struct bp_object *obj = a->store->ops->object_open(a->store, name, err, sizeof(err));
+    if (!obj) {
+        bp_log(BP_LOG_ERROR, "archive", "cannot open %s: %s", name, err);
+        a->failures++;
+        return -1;
+    }
+    struct bp_archive_obj *o = &a->open[a->nopen];
+    memset(o, 0, sizeof(*o));
+    o->type = bp_xstrdup(type);
+    o->hour = hour;
+    o->obj = obj;
+    o->opened_at = now;
+    return (int)a->nopen++;
+}
+
+/* Appends one raw line (without '\n') to the object of (type, hour). Returns 0 or -1. */
+int
+bp_archive_add(struct bp_archive *a, const char *type, int32_t hour, const char *line,
+               size_t len, double now)
+{
+    int i = find_or_open(a, type, hour, now);
+    if (i < 0)
+        return -1;
+    struct bp_archive_obj *o = &a->open[i];
+    if (a->store->ops->object_write(o->obj, line, len) != 0 ||
+        a->store->ops->object_write(o->obj, "\n", 1) != 0) {
+        a->failures++;
+        return -1;
+    }
+    o->bytes += len + 1;
+    o->lines++;
+    if (o->bytes >= a->roll_bytes)
+        return finish_at(a, (size_t)i);
+    return 0;
+}
+
+/* Finishes objects older than roll_seconds. */
+int
+bp_archive_tick(struct bp_archive *a, double now)
+{
+    int rc = 0;
+    for (size_t i = 0; i < a->nopen;) {
+        if (now - a->open[i].opened_at >= a->roll_seconds) {
+            if (finish_at(a, i) != 0)
+                rc = -1;
+        } else {
+            i++;
+        }
+    }
+    return rc;
+}
+
+int
+bp_archive_finish_all(struct bp_archive *a)
+{
+    int rc = 0;
+    while (a->nopen)
+        if (finish_at(a, 0) != 0)
+            rc = -1;
+    return rc;
+}

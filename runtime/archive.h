@@ -1,0 +1,40 @@
+/* archive.h - the raw archive: one open object per (type, hour folder), finished at a size or
+ * an age, named <prefix>/<type>/YYYY/MM/DD/HH/<type>_YYYYMMDDHHMMSS.json. */
+#ifndef BP_ARCHIVE_H
+#define BP_ARCHIVE_H
+
+#include "store.h"
+
+struct bp_archive_obj {
+    char *type;
+    int32_t hour;
+    struct bp_object *obj;
+    size_t bytes;
+    unsigned long lines;
+    double opened_at;       /* loop time */
+};
+
+struct bp_archive {
+    struct bp_store *store;
+    char *prefix;           /* "" or "output" */
+    size_t roll_bytes;
+    double roll_seconds;
+    size_t max_open;
+    struct bp_archive_obj *open;
+    size_t nopen;
+    unsigned long objects_done;
+    unsigned long lines_done;
+    unsigned long failures;
+};
+
+void bp_archive_init(struct bp_archive *a, struct bp_store *store, const char *prefix,
+                     size_t roll_bytes, double roll_seconds, size_t max_open);
+void bp_archive_free(struct bp_archive *a);
+int bp_archive_add(struct bp_archive *a, const char *type, int32_t hour, const char *line,
+                   size_t len, double now) BP_WUR;
+int bp_archive_tick(struct bp_archive *a, double now) BP_WUR;
+int bp_archive_finish_all(struct bp_archive *a) BP_WUR;
+void bp_archive_object_name(char *out, size_t outlen, const char *prefix, const char *type,
+                            int32_t hour, double wall);
+
+#endif

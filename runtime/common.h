@@ -1,0 +1,24 @@
+/* common.h - attributes and small helpers shared by every runtime file. */
+#ifndef BP_COMMON_H
+#define BP_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Functions whose result must be checked: the compiler keeps us honest about errors. */
+#define BP_WUR __attribute__((warn_unused_result))
+/* Symbols the Lua side reaches through ffi.C; everything else stays hidden. */
+#define BP_EXPORT __attribute__((visibility("default")))
+#define BP_UNUSED __attribute__((unused))
+#define BP_PRINTF(a, b) __attribute__((format(printf, a, b)))
+
+#define BP_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Small fixed allocations abort on OOM (STYLE: sizes driven by outside data are capped elsewhere). */
+void *bp_xmalloc(size_t n);
+void *bp_xcalloc(size_t n, size_t size);
+void *bp_xrealloc(void *p, size_t n);
+char *bp_xstrdup(const char *s);
+char *bp_xstrndup(const char *s, size_t n);
+
+#endif

@@ -1,0 +1,205 @@
+/* config.c - the option table and its parser. One row per setting: pipeline.lua keys, command-line
+ * flags, --set and --help all come from it, so a new option cannot be half-wired. */
+#include "config.h"
+#include "log.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STR(field) BP_OPT_STR, offsetof(struct bp_config, field)
+#define INT(field) BP_OPT_INT, offsetof(struct bp_config, field)
+#define MB (1024L * 1024L)
+
+static const struct bp_opt options[] = {
+    { "source.input", "--input", STR(input), NULL, 0, 0,
+      "read NDJSON events from this file ('-' = stdin) instead of Pub/Sub" },
+    { "source.subscription", "--input_subscription", STR(subscription),
+      "projects/re-case/subscriptions/backend-events-topic-sub", 0, 0,
+      "Pub/Sub subscription to pull (projects/P/subscriptions/S)" },
+    { "source.max_line_bytes", NULL, INT(max_line_bytes), "10485760", 64, 256 * MB,
+      "longest accepted event; longer ones are dead-lettered (stage parse)" },
+    { "source.batch_messages", NULL, INT(batch_messages), "512", 1, 65536,
+      "events handed to Lua per call" },
+    { "source.max_outstanding_messages", NULL, INT(max_outstanding_messages), "10000", 1,
+      10000000, "flow control: pulling pauses above this many unacked messages" },
+    { "source.max_outstanding_bytes", NULL, INT(max_outstanding_bytes), "52428800", 1024,
+      4096 * MB, "flow control: pulling pauses above this many unacked bytes" },
+    { "project", "--project", STR(project), "re-case", 0, 0,
+      "Google Cloud project of the subscription" },
+    { "bigquery.project", "--bq_project", STR(bq_project), "re-case", 0, 0,
+      "project of the BigQuery dataset" },
+    { "bigquery.dataset", "--bq_dataset", STR(bq_dataset), "backend_events_data", 0, 0,
+      "BigQuery dataset of the tables" },
+    { "bigquery.batch_rows", NULL, INT(batch_rows), "500", 1, 50000,
+      "insertAll request: flush at this many rows" },
+    { "bigquery.batch_bytes", NULL, INT(batch_bytes), "5242880", 1024, 9 * MB,
+      "insertAll request: flush at this many bytes (the API refuses 10 MB)" },
+    { "bigquery.batch_ms", NULL, INT(batch_ms), "1000", 1, 3600000,
+      "insertAll request: flush rows older than this" },
+    { "archive.path", "--gcs_output_path", STR(archive_path), "gs://backend_events_data/output",
+      0, 0, "raw archive root: gs://BUCKET/PREFIX" },
+    { "archive.roll_bytes", NULL, INT(roll_bytes), "67108864", 1024, 4096 * MB,
+      "archive object: finish at this size" },
+    { "archive.roll_seconds", NULL, INT(roll_seconds), "60", 1, 86400,
+      "archive object: finish at this age (acks wait for it)" },
+    { "archive.max_open", NULL, INT(max_open_objects), "64", 1, 4096,
+      "archive objects open at once; the oldest is finished beyond" },
+    { "dead_letter.table", NULL, STR(dead_letter_table), "rejected_events", 0, 0,
+      "BigQuery table of dead letters" },
+    { "dead_letter.archive_prefix", NULL, STR(dead_letter_prefix), "errors", 0, 0,
+      "archive folder of dead letters' raw lines, under the archive prefix" },
+    { "route_field", NULL, STR(route_field), "event_type", 0, 0,
+      "event field whose value picks the route" },
+    { "local_out", "--local-out", STR(local_out), NULL, 0, 0,
+      "write tables and archive under this directory instead of BigQuery and GCS" },
+    { "stats_seconds", NULL, INT(stats_seconds), "10", 0, 86400,
+      "interval of the stats log line (0 = off)" },
+    { "drain_seconds", NULL, INT(drain_seconds), "30", 1, 3600,
+      "on SIGTERM: longest wait for sinks to finish" },
+};
+
+const struct bp_opt *
+bp_config_options(size_t *n)
+{
+    *n = BP_ARRAY_LEN(options);
+    return options;
+}
+
+static char **
+str_slot(struct bp_config *c, const struct bp_opt *o)
+{
+    return (char **)((char *)c + o->offset);
+}
+
+static long *
+int_slot(struct bp_config *c, const struct bp_opt *o)
+{
+    return (long *)((char *)c + o->offset);
+}
+
+static int
+set_opt(struct bp_config *c, const struct bp_opt *o, const char *value, char *err, size_t errlen)
+{
+    if (o->type == BP_OPT_STR) {
+        char **slot = str_slot(c, o);
+        free(*slot);
+        *slot = value ? bp_xstrdup(value) : NULL;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    long v = strtol(value ? value : "", &end, 10);
+    /* Lua hands numbers over as text; "500.0" is still an integer. */
+    if (end != value && *end == '.' && strspn(end + 1, "0") == strlen(end + 1))
+        end += strlen(end);
+    if (!value || end == value || *end || errno) {
+        snprintf(err, errlen, "option %s: '%s' is not an integer", o->key, value ? value : "");
+        return -1;
+    }
+    if (v < o->min || v > o->max) {
+        snprintf(err, errlen, "option %s: %ld is out of range %ld..%ld", o->key, v, o->min,
+                 o->max);
+        return -1;
+    }
+    *int_slot(c, o) = v;
+    return 0;
+}
+
+/* Sets every option to its default. */
+void
+bp_config_init(struct bp_config *c)
+{
+    char err[128];
+    memset(c, 0, sizeof(*c));
+    for (size_t i = 0; i < BP_ARRAY_LEN(options); i++)
+        if (set_opt(c, &options[i], options[i].def, err, sizeof(err)) != 0 && options[i].def)
+            bp_log(BP_LOG_ERROR, "config", "bad default: %s", err);
+}
+
+void
+bp_config_free(struct bp_config *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < BP_ARRAY_LEN(options); i++)
+        if (options[i].type == BP_OPT_STR) {
+            free(*str_slot(c, &options[i]));
+            *str_slot(c, &options[i]) = NULL;
+        }
+}
+
+/* Deep copy (strings duplicated); dst must not hold strings of its own. */
+void
+bp_config_copy(struct bp_config *dst, const struct bp_config *src)
+{
+    *dst = *src;
+    for (size_t i = 0; i < BP_ARRAY_LEN(options); i++)
+        if (options[i].type == BP_OPT_STR) {
+            char **s = str_slot(dst, &options[i]);
+            if (*s)
+                *s = bp_xstrdup(*s);
+        }
+}
+
+/* Sets option `key` (its dotted name) from text. Returns 0, or -1 with a message in err. */
+int
+bp_config_set(struct bp_config *c, const char *key, const char *value, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < BP_ARRAY_LEN(options); i++)
+        if (strcmp(options[i].key, key) == 0)
+            return set_opt(c, &options[i], value, err, errlen);
+    snprintf(err, errlen, "unknown option '%s' (bepipe-lua --help lists them)", key);
+    return -1;
+}
+
+/* The option behind a command-line flag such as "--bq_dataset", or NULL. */
+const struct bp_opt *
+bp_config_find_flag(const char *flag)
+{
+    for (size_t i = 0; i < BP_ARRAY_LEN(options); i++)
+        if (options[i].flag && strcmp(options[i].flag, flag) == 0)
+            return &options[i];
+    return NULL;
+}
+
+/* Splits "gs://bucket/some/prefix" into malloc'd bucket and prefix (prefix may be "").
+ * Returns 0, or -1 when the path is not a gs:// URL with a bucket. */
+int
+bp_config_archive_split(const char *path, char **bucket, char **prefix)
+{
+    if (!path || strncmp(path, "gs://", 5) != 0 || path[5] == '\0' || path[5] == '/')
+        return -1;
+    const char *b = path + 5;
+    const char *slash = strchr(b, '/');
+    size_t blen = slash ? (size_t)(slash - b) : strlen(b);
+    const char *p = slash ? slash + 1 : "";
+    size_t plen = strlen(p);
+    while (plen && p[plen - 1] == '/')
+        plen--;
+    *bucket = bp_xstrndup(b, blen);
+    *prefix = bp_xstrndup(p, plen);
+    return 0;
+}
+
+/* Logs the options that differ: on reload those of sources and sinks need a restart. */
+void
+bp_config_diff_log(const struct bp_config *a, const struct bp_config *b)
+{
+    struct bp_config *ca = (struct bp_config *)a, *cb = (struct bp_config *)b;
+    for (size_t i = 0; i < BP_ARRAY_LEN(options); i++) {
+        const struct bp_opt *o = &options[i];
+        int differ;
+        if (o->type == BP_OPT_STR) {
+            const char *x = *str_slot(ca, o), *y = *str_slot(cb, o);
+            differ = (x == NULL) != (y == NULL) || (x && strcmp(x, y) != 0);
+        } else {
+            differ = *int_slot(ca, o) != *int_slot(cb, o);
+        }
+        if (differ)
+            bp_log(BP_LOG_WARN, "reload", "option %s changed in pipeline.lua; it applies at the "
+                   "next restart", o->key);
+    }
+}

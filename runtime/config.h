@@ -1,0 +1,55 @@
+/* config.h - every setting of a pipeline, from three layers: built-in defaults, the table
+ * pipeline.lua returns, then the command line. The option table documents itself (--help). */
+#ifndef BP_CONFIG_H
+#define BP_CONFIG_H
+
+#include "common.h"
+
+struct bp_config {
+    char *input;               /* NDJSON file instead of Pub/Sub ("-" = stdin) */
+    char *local_out;           /* directory of the local sinks instead of BigQuery/GCS */
+    char *subscription;
+    char *project;
+    char *bq_project;
+    char *bq_dataset;
+    char *archive_path;        /* gs://bucket/prefix */
+    char *dead_letter_table;
+    char *dead_letter_prefix;  /* archive folder for dead letters, under the archive prefix */
+    char *route_field;
+    long max_line_bytes;
+    long batch_messages;       /* events per Lua call */
+    long batch_rows;
+    long batch_bytes;
+    long batch_ms;
+    long roll_bytes;
+    long roll_seconds;
+    long max_open_objects;
+    long max_outstanding_messages;
+    long max_outstanding_bytes;
+    long stats_seconds;
+    long drain_seconds;
+};
+
+enum bp_opt_type { BP_OPT_STR, BP_OPT_INT };
+
+struct bp_opt {
+    const char *key;       /* dotted name in pipeline.lua (and for --set KEY=VALUE) */
+    const char *flag;      /* command-line alias, or NULL */
+    enum bp_opt_type type;
+    size_t offset;
+    const char *def;
+    long min, max;
+    const char *help;
+};
+
+const struct bp_opt *bp_config_options(size_t *n);
+void bp_config_init(struct bp_config *c);
+void bp_config_free(struct bp_config *c);
+void bp_config_copy(struct bp_config *dst, const struct bp_config *src);
+int bp_config_set(struct bp_config *c, const char *key, const char *value,
+                  char *err, size_t errlen) BP_WUR;
+const struct bp_opt *bp_config_find_flag(const char *flag);
+int bp_config_archive_split(const char *path, char **bucket, char **prefix) BP_WUR;
+void bp_config_diff_log(const struct bp_config *a, const struct bp_config *b);
+
+#endif

@@ -1,0 +1,243 @@
+/* lua_host.c - lua_State lifecycle. A host is complete or it does not exist: bp_lua_host_new
+ * loads pipeline.lua and every route script, resolves the batch entry once (kept as a registry
+ * ref, never looked up per event) and only then returns, so a reload can build a new host beside
+ * the running one and swap it in, or throw it away with the error, and never run half a pipeline. */
+#include "lua_host.h"
+#include "log.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* lua-cjson linked from Debian's liblua5.1-cjson, so no cpath look-up is needed at run time. */
+extern int luaopen_cjson(lua_State *L);
+
+struct bp_lua_host {
+    lua_State *L;
+    int process_ref;
+    int generation;
+    struct bp_route *routes;
+    size_t nroutes;
+    struct bp_config cfg;
+};
+
+/* Message handler for lua_pcall: adds the Lua stack so errors name file and line. */
+static int
+traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    luaL_traceback(L, L, msg ? msg : "(error object is not a string)", 1);
+    return 1;
+}
+
+static void
+copy_error(lua_State *L, char *err, size_t errlen)
+{
+    const char *msg = lua_tostring(L, -1);
+    snprintf(err, errlen, "%s", msg ? msg : "unknown Lua error");
+}
+
+static void
+set_path(lua_State *L, const char *pipeline_path, const char *lib_dir)
+{
+    char dir[4096];
+    const char *slash = strrchr(pipeline_path, '/');
+    if (slash)
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - pipeline_path), pipeline_path);
+    else
+        snprintf(dir, sizeof(dir), ".");
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "path");
+    /* The pipeline's own folder first, so a user's module shadows ours on purpose. */
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s/?.lua;%s/?/init.lua;%s", dir, dir, lib_dir,
+                    lib_dir, lua_tostring(L, -1));
+    lua_setfield(L, -3, "path");
+    lua_pop(L, 2);
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "preload");
+    lua_pushcfunction(L, luaopen_cjson);
+    lua_setfield(L, -2, "cjson");
+    lua_pop(L, 2);
+}
+
+/* Reads desc.options (flat key -> value) into h->cfg. */
+static int
+read_options(struct bp_lua_host *h, char *err, size_t errlen)
+{
+    lua_State *L = h->L;
+    lua_getfield(L, -1, "options");
+    if (!lua_istable(L, -1)) {
+        snprintf(err, errlen, "bepipe.host.load returned no options table");
+        return -1;
+    }
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        const char *key = lua_tostring(L, -2);
+        const char *val = lua_isboolean(L, -1) ? (lua_toboolean(L, -1) ? "true" : "false")
+                                                : lua_tostring(L, -1);
+        if (!key || !val || bp_config_set(&h->cfg, key, val, err, errlen) != 0) {
+            if (key && !val)
+                snprintf(err, errlen, "option %s: must be a string or a number", key);
+            lua_pop(L, 3);
+            return -1;
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+/* Reads desc.routes (array of {name=, table=}) into h->routes. */
+static int
+read_routes(struct bp_lua_host *h, char *err, size_t errlen)
+{
+    lua_State *L = h->L;
+    lua_getfield(L, -1, "routes");
+    size_t n = lua_objlen(L, -1);
+    h->routes = bp_xcalloc(n ? n : 1, sizeof(*h->routes));
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, -1, (int)i + 1);
+        lua_getfield(L, -1, "name");
+        lua_getfield(L, -2, "table");
+        const char *name = lua_tostring(L, -2), *table = lua_tostring(L, -1);
+        if (!name || !table) {
+            snprintf(err, errlen, "route %zu has no name or table", i + 1);
+            lua_pop(L, 4);
+            return -1;
+        }
+        h->routes[i].name = bp_xstrdup(name);
+        h->routes[i].table = bp_xstrdup(table);
+        h->nroutes++;
+        lua_pop(L, 3);
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+/* Loads pipeline.lua and its scripts into a new lua_State. Returns the host, or NULL with the
+ * error (file:line and traceback when Lua has one) in err. */
+struct bp_lua_host *
+bp_lua_host_new(const char *pipeline_path, const char *lib_dir, int generation, char *err,
+                size_t errlen)
+{
+    struct bp_lua_host *h = bp_xcalloc(1, sizeof(*h));
+    h->generation = generation;
+    h->process_ref = LUA_NOREF;
+    bp_config_init(&h->cfg);
+    h->L = luaL_newstate();
+    if (!h->L) {
+        snprintf(err, errlen, "cannot create a Lua state (out of memory)");
+        goto fail;
+    }
+    lua_State *L = h->L;
+    luaL_openlibs(L);
+    set_path(L, pipeline_path, lib_dir);
+
+    lua_pushcfunction(L, traceback);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "bepipe.host");
+    if (lua_pcall(L, 1, 1, 1) != 0 || !lua_istable(L, -1)) {
+        copy_error(L, err, errlen);
+        goto fail;
+    }
+    lua_getfield(L, -1, "load");
+    lua_pushstring(L, pipeline_path);
+    if (lua_pcall(L, 1, 1, 1) != 0) {
+        copy_error(L, err, errlen);
+        goto fail;
+    }
+    if (read_options(h, err, errlen) != 0 || read_routes(h, err, errlen) != 0)
+        goto fail;
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "process");
+    if (!lua_isfunction(L, -1)) {
+        snprintf(err, errlen, "bepipe.host has no process function");
+        goto fail;
+    }
+    h->process_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_settop(L, 0);
+    return h;
+fail:
+    bp_lua_host_free(h);
+    return NULL;
+}
+
+void
+bp_lua_host_free(struct bp_lua_host *h)
+{
+    if (!h)
+        return;
+    if (h->L)
+        lua_close(h->L);
+    for (size_t i = 0; i < h->nroutes; i++) {
+        free(h->routes[i].name);
+        free(h->routes[i].table);
+    }
+    free(h->routes);
+    bp_config_free(&h->cfg);
+    free(h);
+}
+
+int
+bp_lua_host_generation(const struct bp_lua_host *h)
+{
+    return h->generation;
+}
+
+const struct bp_route *
+bp_lua_host_routes(const struct bp_lua_host *h, size_t *n)
+{
+    *n = h->nroutes;
+    return h->routes;
+}
+
+/* Defaults overlaid with what pipeline.lua set (the command line is applied by the caller). */
+const struct bp_config *
+bp_lua_host_config(const struct bp_lua_host *h)
+{
+    return &h->cfg;
+}
+
+/* Runs the Lua entry on one batch. On success *out and *outlen hold the string the results point
+ * into; it stays valid until bp_lua_host_release. Returns 0, or -1 when the entry itself failed
+ * (not an event: those are dead-lettered inside Lua), with the traceback in err. */
+int
+bp_lua_host_process(struct bp_lua_host *h, bp_batch_t *b, const char **out, size_t *outlen,
+                    char *err, size_t errlen)
+{
+    lua_State *L = h->L;
+    b->generation = h->generation;
+    lua_settop(L, 0);
+    lua_pushcfunction(L, traceback);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->process_ref);
+    lua_pushlightuserdata(L, b);
+    if (lua_pcall(L, 1, 1, 1) != 0) {
+        copy_error(L, err, errlen);
+        lua_settop(L, 0);
+        return -1;
+    }
+    *out = lua_tolstring(L, -1, outlen);
+    if (!*out) {
+        snprintf(err, errlen, "bepipe.host.process returned no string");
+        lua_settop(L, 0);
+        return -1;
+    }
+    return 0;
+}
+
+/* Drops the batch's result string: the results' offsets are invalid afterwards. */
+void
+bp_lua_host_release(struct bp_lua_host *h)
+{
+    lua_settop(h->L, 0);
+}
+
+/* Bytes the Lua state holds (for the stats line). */
+size_t
+bp_lua_host_memory(const struct bp_lua_host *h)
+{
+    return (size_t)lua_gc(h->L, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(h->L, LUA_GCCOUNTB, 0);
+}

@@ -1,0 +1,257 @@
+/* main.c - command line, exit codes. The only file that calls exit(). */
+#include "log.h"
+#include "rt.h"
+#include "testmode.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef BP_VERSION
+#define BP_VERSION "0.1.0"
+#endif
+#ifndef BP_LIB_DIR
+#define BP_LIB_DIR "/usr/local/share/bepipe-lua/lua"
+#endif
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+/* Dataflow/Beam options of the seed's deploy command: meaningless here, accepted so the command
+ * runs unchanged. The boolean ones take no value. */
+static const char *const dataflow_flags[] = {
+    "--runner", "--region", "--job_name", "--temp_location", "--staging_location",
+    "--setup_file", "--requirements_file", "--max_num_workers", "--num_workers",
+    "--worker_machine_type", "--machine_type", "--service_account_email", "--network",
+    "--subnetwork", "--experiments", "--autoscaling_algorithm", "--disk_size_gb",
+    "--save_main_session", "--sdk_container_image", "--dataflow_service_options",
+    "--worker_region", "--worker_zone", "--zone", "--labels", "--update",
+};
+static const char *const dataflow_bool_flags[] = {
+    "--streaming", "--save_main_session", "--update", "--use_public_ips", "--no_use_public_ips",
+};
+
+static void
+usage(FILE *f)
+{
+    size_t n;
+    const struct bp_opt *opts = bp_config_options(&n);
+    fprintf(f,
+"usage: bepipe-lua [options] PIPELINE.lua      run the pipeline until SIGTERM/SIGINT (or end of --input)\n"
+"       bepipe-lua --check PIPELINE.lua        load and compile everything, then exit (like nginx -t)\n"
+"       bepipe-lua test PIPELINE.lua EVENTS    run sample events (NDJSON, - = stdin) through\n"
+"                                              route/validate/map and print rows and dead letters\n"
+"\n"
+"options:\n"
+"  --input PATH            read NDJSON events from PATH ('-' = stdin) instead of Pub/Sub\n"
+"  --local-out DIR         write tables and the archive under DIR instead of BigQuery and GCS:\n"
+"                          DIR/bigquery/<table>.ndjson and DIR/gcs/<bucket>/<prefix>/...\n"
+"  --input_subscription S  --bq_project P  --bq_dataset D  --gcs_output_path gs://B/P  --project P\n"
+"                          the seed's flags (Dataflow-only flags are accepted and ignored)\n"
+"  --set KEY=VALUE         set any option below (overrides pipeline.lua)\n"
+"  --log-level LEVEL       error, warn, info (default) or debug\n"
+"  --help, --version\n"
+"\n"
+"signals: SIGHUP reloads pipeline.lua and every script (a broken one is reported and the old\n"
+"         ones keep running); SIGTERM/SIGINT drain: stop reading, flush every sink, exit 0.\n"
+"\n"
+"options (pipeline.lua keys; --set KEY=VALUE):\n");
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "  %-32s %s%s%s%s\n", opts[i].key, opts[i].help,
+                opts[i].def ? " [" : "", opts[i].def ? opts[i].def : "", opts[i].def ? "]" : "");
+}
+
+static int
+is_in(const char *flag, const char *const *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(flag, list[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* The folder holding the bepipe Lua library: $BEPIPE_LIB_DIR, else scripts/ beside the binary
+ * or up to two folders above it (a source checkout, build/asan/...), else the install location. */
+static void
+find_lib_dir(char *out, size_t outlen)
+{
+    const char *env = getenv("BEPIPE_LIB_DIR");
+    if (env && *env) {
+        snprintf(out, outlen, "%s", env);
+        return;
+    }
+    char dir[4096];
+    ssize_t n = readlink("/proc/self/exe", dir, sizeof(dir) - 1);
+    for (int up = 0; n > 0 && up < 3; up++) {
+        dir[n] = '\0';
+        char *slash = strrchr(dir, '/');
+        if (!slash)
+            break;
+        *slash = '\0';
+        n = slash - dir;
+        char probe[4200];
+        snprintf(probe, sizeof(probe), "%.4000s/scripts/bepipe/host.lua", dir);
+        if (access(probe, R_OK) == 0) {
+            snprintf(out, outlen, "%.4000s/scripts", dir);
+            return;
+        }
+    }
+    snprintf(out, outlen, "%s", BP_LIB_DIR);
+}
+
+struct cli {
+    const char *cmd;            /* "run", "check" or "test" */
+    const char *pipeline;
+    const char *events;
+    struct bp_kv kv[64];
+    size_t nkv;
+};
+
+static int
+add_kv(struct cli *c, const char *key, const char *value)
+{
+    if (c->nkv == BP_ARRAY_LEN(c->kv)) {
+        fprintf(stderr, "bepipe-lua: too many options\n");
+        return -1;
+    }
+    c->kv[c->nkv].key = (char *)key;
+    c->kv[c->nkv].value = (char *)value;
+    c->nkv++;
+    return 0;
+}
+
+/* Splits "--flag=value" or takes the next argument. Returns the value or NULL (error printed). */
+static const char *
+flag_value(int argc, char **argv, int *i, const char *arg, char *flag, size_t flaglen)
+{
+    const char *eq = strchr(arg, '=');
+    if (eq) {
+        snprintf(flag, flaglen, "%.*s", (int)(eq - arg), arg);
+        return eq + 1;
+    }
+    snprintf(flag, flaglen, "%s", arg);
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "bepipe-lua: %s needs a value\n", arg);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+static int
+parse_args(int argc, char **argv, struct cli *c)
+{
+    const char *positional[3];
+    int npos = 0;
+    c->cmd = "run";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        char flag[128];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            exit(EXIT_OK);
+        } else if (strcmp(a, "--version") == 0) {
+            printf("bepipe-lua %s\n", BP_VERSION);
+            exit(EXIT_OK);
+        } else if (strcmp(a, "--check") == 0) {
+            c->cmd = "check";
+        } else if (strncmp(a, "--", 2) == 0 && a[2]) {
+            size_t flen = strcspn(a, "=");
+            snprintf(flag, sizeof(flag), "%.*s", (int)flen, a);
+            if (is_in(flag, dataflow_bool_flags, BP_ARRAY_LEN(dataflow_bool_flags)) && !a[flen]) {
+                fprintf(stderr, "bepipe-lua: notice: %s is a Dataflow option; ignored\n", flag);
+                continue;
+            }
+            const char *v = flag_value(argc, argv, &i, a, flag, sizeof(flag));
+            if (!v)
+                return -1;
+            const struct bp_opt *o = bp_config_find_flag(flag);
+            if (o) {
+                if (add_kv(c, o->key, v) != 0)
+                    return -1;
+            } else if (strcmp(flag, "--set") == 0) {
+                char *eq = strchr(v, '=');
+                if (!eq) {
+                    fprintf(stderr, "bepipe-lua: --set takes KEY=VALUE, got '%s'\n", v);
+                    return -1;
+                }
+                *eq = '\0';
+                if (add_kv(c, v, eq + 1) != 0)
+                    return -1;
+            } else if (strcmp(flag, "--log-level") == 0) {
+                int lvl = bp_log_parse_level(v);
+                if (lvl < 0) {
+                    fprintf(stderr, "bepipe-lua: unknown log level '%s'\n", v);
+                    return -1;
+                }
+                bp_log_set_level(lvl);
+            } else if (is_in(flag, dataflow_flags, BP_ARRAY_LEN(dataflow_flags))) {
+                fprintf(stderr, "bepipe-lua: notice: %s is a Dataflow option; ignored\n", flag);
+            } else {
+                fprintf(stderr, "bepipe-lua: unknown option %s (see --help)\n", flag);
+                return -1;
+            }
+        } else {
+            if (npos == 3) {
+                fprintf(stderr, "bepipe-lua: unexpected argument '%s' (see --help)\n", a);
+                return -1;
+            }
+            positional[npos++] = a;
+        }
+    }
+    if (npos >= 1 && strcmp(positional[0], "test") == 0) {
+        if (npos != 3) {
+            fprintf(stderr, "bepipe-lua: usage: bepipe-lua test PIPELINE.lua EVENTS.ndjson\n");
+            return -1;
+        }
+        c->cmd = "test";
+        c->pipeline = positional[1];
+        c->events = positional[2];
+        return 0;
+    }
+    if (npos != 1) {
+        fprintf(stderr, "bepipe-lua: %s (see --help)\n",
+                npos ? "expected one PIPELINE.lua" : "missing PIPELINE.lua");
+        return -1;
+    }
+    c->pipeline = positional[0];
+    return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    struct cli c;
+    memset(&c, 0, sizeof(c));
+    if (parse_args(argc, argv, &c) != 0)
+        return EXIT_USAGE;
+    if (access(c.pipeline, R_OK) != 0) {
+        fprintf(stderr, "bepipe-lua: cannot read %s: %s\n", c.pipeline, strerror(errno));
+        return EXIT_FAIL;
+    }
+    char lib_dir[4096], err[4096];
+    find_lib_dir(lib_dir, sizeof(lib_dir));
+    struct bp_rt *rt = bp_rt_new(c.pipeline, lib_dir, c.kv, c.nkv, err, sizeof(err));
+    if (!rt) {
+        fprintf(stderr, "bepipe-lua: %s\n", err);
+        return EXIT_FAIL;
+    }
+    int code = EXIT_OK;
+    if (strcmp(c.cmd, "check") == 0) {
+        size_t n;
+        bp_lua_host_routes(rt->host, &n);
+        printf("%s: ok (%zu routes)\n", c.pipeline, n);
+    } else if (strcmp(c.cmd, "test") == 0) {
+        code = bp_testmode_run(rt->host, c.events, stdout);
+    } else if (bp_rt_start(rt, err, sizeof(err)) != 0) {
+        fprintf(stderr, "bepipe-lua: %s\n", err);
+        code = EXIT_FAIL;
+    } else {
+        bp_log(BP_LOG_INFO, "main", "bepipe-lua %s running %s (generation %d, pid %ld)",
+               BP_VERSION, c.pipeline, rt->generation, (long)getpid());
+        code = bp_rt_run(rt);
+        bp_rt_log_summary(rt);
+    }
+    bp_rt_free(rt);
+    return code;
+}

@@ -1,0 +1,334 @@
+/* rt.c - the runtime: builds the pipeline from the Lua host and the configuration, runs batches,
+ * reloads, drains. Everything here runs on the one loop thread. */
+#include "rt.h"
+#include "log.h"
+#include "timefmt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Defaults + pipeline.lua (already in the host's config) + command-line overrides -> out.
+ * Returns 0, or -1 with err set. */
+int
+bp_rt_effective_config(const struct bp_lua_host *h, const struct bp_kv *ov, size_t nov,
+                       struct bp_config *out, char *err, size_t errlen)
+{
+    bp_config_copy(out, bp_lua_host_config(h));
+    for (size_t i = 0; i < nov; i++)
+        if (bp_config_set(out, ov[i].key, ov[i].value, err, errlen) != 0) {
+            bp_config_free(out);
+            return -1;
+        }
+    return 0;
+}
+
+/* Points every route of the current host at its table's batch (tables appear on first use). */
+static void
+bind_routes(struct bp_rt *rt)
+{
+    size_t n;
+    const struct bp_route *routes = bp_lua_host_routes(rt->host, &n);
+    free(rt->route_batch);
+    rt->route_batch = bp_xcalloc(n ? n : 1, sizeof(*rt->route_batch));
+    for (size_t i = 0; i < n; i++)
+        rt->route_batch[i] = bp_batches_index(&rt->tables, routes[i].table);
+    rt->nroutes = n;
+}
+
+/* Loads the pipeline (compiles every script) and the configuration. No I/O starts here, which
+ * is all `--check` needs. Returns the runtime, or NULL with err set. */
+struct bp_rt *
+bp_rt_new(const char *pipeline_path, const char *lib_dir, const struct bp_kv *overrides,
+          size_t noverrides, char *err, size_t errlen)
+{
+    struct bp_rt *rt = bp_xcalloc(1, sizeof(*rt));
+    rt->pipeline_path = bp_xstrdup(pipeline_path);
+    rt->lib_dir = bp_xstrdup(lib_dir);
+    rt->overrides = bp_xcalloc(noverrides ? noverrides : 1, sizeof(*rt->overrides));
+    for (size_t i = 0; i < noverrides; i++) {
+        rt->overrides[i].key = bp_xstrdup(overrides[i].key);
+        rt->overrides[i].value = bp_xstrdup(overrides[i].value);
+    }
+    rt->noverrides = noverrides;
+    bp_buf_init(&rt->entry, 16 * 1024 * 1024);
+    rt->generation = 1;
+    rt->host = bp_lua_host_new(pipeline_path, lib_dir, rt->generation, err, errlen);
+    if (!rt->host)
+        goto fail;
+    if (bp_rt_effective_config(rt->host, overrides, noverrides, &rt->cfg, err, errlen) != 0)
+        goto fail;
+    return rt;
+fail:
+    bp_rt_free(rt);
+    return NULL;
+}
+
+void
+bp_rt_free(struct bp_rt *rt)
+{
+    if (!rt)
+        return;
+    if (rt->source)
+        rt->source->ops->destroy(rt->source);
+    bp_archive_free(&rt->archive);
+    bp_batches_free(&rt->tables);
+    if (rt->store)
+        rt->store->ops->destroy(rt->store);
+    bp_lua_host_free(rt->host);
+    bp_config_free(&rt->cfg);
+    for (size_t i = 0; i < rt->noverrides; i++) {
+        free(rt->overrides[i].key);
+        free(rt->overrides[i].value);
+    }
+    free(rt->overrides);
+    free(rt->route_batch);
+    free(rt->results);
+    bp_buf_free(&rt->entry);
+    free(rt->pipeline_path);
+    free(rt->lib_dir);
+    free(rt);
+}
+
+/* Runs one batch of messages through Lua and the sinks. The messages are lent: they must stay
+ * valid until this returns. Returns 0, or -1 when a sink failed (the caller stops). */
+int
+bp_rt_process(struct bp_rt *rt, const bp_msg_t *msgs, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (n > rt->results_cap) {
+        free(rt->results);
+        rt->results = bp_xcalloc(n, sizeof(*rt->results));
+        rt->results_cap = n;
+    }
+    bp_batch_t b;
+    memset(&b, 0, sizeof(b));
+    b.msgs = msgs;
+    b.results = rt->results;
+    b.n = (int32_t)n;
+    b.now = bp_time_now();
+    bp_time_rfc3339(b.now, b.now_str);
+    rt->stats.read += n;
+
+    const char *out;
+    size_t outlen;
+    char err[2048];
+    if (bp_lua_host_process(rt->host, &b, &out, &outlen, err, sizeof(err)) != 0) {
+        /* The host itself failed (not one event): nothing is lost, the whole batch is dead-lettered. */
+        bp_log(BP_LOG_ERROR, "lua", "batch entry failed, dead-lettering %zu events: %s", n, err);
+        for (size_t i = 0; i < n; i++)
+            if (bp_rt_dead_letter(rt, &msgs[i], BP_STAGE_MAP, err, NULL, 0) != 0)
+                return -1;
+        return 0;
+    }
+    int rc = bp_dispatch_batch(rt, msgs, rt->results, n, out, outlen, b.now_str);
+    bp_lua_host_release(rt->host);
+    return rc;
+}
+
+/* Builds a complete new host beside the running one and swaps it in; on any failure the old
+ * scripts keep running and the error (with file and line) is logged. Runs between batches: a
+ * signal watcher never fires inside one. Returns 0 when swapped, -1 when kept. */
+int
+bp_rt_reload(struct bp_rt *rt)
+{
+    char err[4096];
+    struct bp_config cfg;
+    struct bp_lua_host *h = bp_lua_host_new(rt->pipeline_path, rt->lib_dir, rt->generation + 1,
+                                            err, sizeof(err));
+    if (!h || bp_rt_effective_config(h, rt->overrides, rt->noverrides, &cfg, err,
+                                     sizeof(err)) != 0) {
+        rt->stats.reload_failures++;
+        bp_log(BP_LOG_ERROR, "reload", "failed, generation %d keeps running: %s", rt->generation,
+               err);
+        bp_lua_host_free(h);
+        return -1;
+    }
+    bp_config_diff_log(&rt->cfg, &cfg);
+    bp_config_free(&cfg);
+    bp_lua_host_free(rt->host);
+    rt->host = h;
+    rt->generation++;
+    bind_routes(rt);
+    rt->stats.reloads++;
+    bp_log(BP_LOG_INFO, "reload", "generation %d loaded from %s", rt->generation,
+           rt->pipeline_path);
+    return 0;
+}
+
+static int
+flush_all(struct bp_rt *rt)
+{
+    int rc = 0;
+    if (bp_batches_flush_all(&rt->tables) != 0)
+        rc = -1;
+    if (bp_archive_finish_all(&rt->archive) != 0)
+        rc = -1;
+    return rc;
+}
+
+/* Stops reading, flushes every sink and leaves the loop. Sinks of the local kind complete at
+ * once; the cloud kind will keep the loop running until its replies are in or drain_seconds pass. */
+void
+bp_rt_drain(struct bp_rt *rt, const char *why)
+{
+    if (rt->draining)
+        return;
+    rt->draining = 1;
+    bp_log(BP_LOG_INFO, "main", "draining (%s)", why);
+    if (rt->source)
+        rt->source->ops->stop(rt->source);
+    if (flush_all(rt) != 0 || rt->tables.failures || rt->archive.failures)
+        rt->exit_code = 1;
+    ev_timer_stop(rt->loop, &rt->tick);
+    ev_timer_stop(rt->loop, &rt->stats_timer);
+    ev_signal_stop(rt->loop, &rt->sighup);
+    ev_break(rt->loop, EVBREAK_ALL);
+}
+
+/* The source has delivered everything it will (end of file). */
+void
+bp_rt_source_finished(struct bp_rt *rt)
+{
+    bp_rt_drain(rt, "end of input");
+}
+
+static void
+on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    struct bp_rt *rt = ev_userdata(loop);
+    (void)revents;
+    if (w->signum == SIGHUP) {
+        bp_log(BP_LOG_INFO, "main", "SIGHUP: reloading %s", rt->pipeline_path);
+        (void)bp_rt_reload(rt);
+    } else {
+        bp_rt_drain(rt, w->signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    }
+}
+
+static void
+on_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct bp_rt *rt = ev_userdata(loop);
+    (void)w;
+    (void)revents;
+    double now = ev_now(loop);
+    if (bp_batches_tick(&rt->tables, now) != 0 || bp_archive_tick(&rt->archive, now) != 0) {
+        bp_log(BP_LOG_ERROR, "main", "a sink failed; stopping");
+        rt->exit_code = 1;
+        bp_rt_drain(rt, "sink failure");
+    }
+}
+
+static void
+on_stats(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct bp_rt *rt = ev_userdata(loop);
+    (void)w;
+    (void)revents;
+    double now = ev_now(loop);
+    double dt = now - rt->stats_last_at;
+    double rate = dt > 0 ? (double)(rt->stats.read - rt->stats_last_read) / dt : 0;
+    unsigned long dead = 0;
+    for (int i = 1; i <= BP_STAGE_INSERT; i++)
+        dead += rt->stats.dead[i];
+    bp_log(BP_LOG_INFO, "stats", "read=%lu rows=%lu dead=%lu rate=%.0f/s objects=%lu "
+           "lua_kb=%zu generation=%d", rt->stats.read, rt->stats.rows, dead, rate,
+           rt->archive.objects_done, bp_lua_host_memory(rt->host) / 1024, rt->generation);
+    rt->stats_last_at = now;
+    rt->stats_last_read = rt->stats.read;
+}
+
+/* Opens the sinks and the source and arms the watchers. Returns 0, or -1 with err set. */
+int
+bp_rt_start(struct bp_rt *rt, char *err, size_t errlen)
+{
+    struct bp_config *c = &rt->cfg;
+    char *bucket = NULL, *prefix = NULL;
+    if (bp_config_archive_split(c->archive_path, &bucket, &prefix) != 0) {
+        snprintf(err, errlen, "archive.path '%s' is not gs://BUCKET[/PREFIX]",
+                 c->archive_path ? c->archive_path : "");
+        return -1;
+    }
+    if (!c->local_out) {
+        snprintf(err, errlen, "this build writes to local files only: pass --local-out DIR "
+                 "(BigQuery and GCS output are not implemented yet)");
+        goto fail;
+    }
+    rt->store = bp_store_local_new(c->local_out, bucket, err, errlen);
+    if (!rt->store)
+        goto fail;
+    bp_batches_init(&rt->tables, rt->store, (size_t)c->batch_rows, (size_t)c->batch_bytes,
+                    c->batch_ms / 1000.0);
+    rt->dead_batch = bp_batches_index(&rt->tables, c->dead_letter_table);
+    bind_routes(rt);
+    bp_archive_init(&rt->archive, rt->store, prefix, (size_t)c->roll_bytes,
+                    (double)c->roll_seconds, (size_t)c->max_open_objects);
+    free(bucket);
+    free(prefix);
+    bucket = prefix = NULL;
+
+    rt->loop = ev_default_loop(0);
+    ev_set_userdata(rt->loop, rt);
+    if (!c->input) {
+        snprintf(err, errlen, "this build reads NDJSON only: pass --input FILE (or - for stdin); "
+                 "the Pub/Sub source is not implemented yet");
+        return -1;
+    }
+    rt->source = bp_source_ndjson_new(rt, c->input, err, errlen);
+    if (!rt->source)
+        return -1;
+
+    ev_signal_init(&rt->sighup, on_signal, SIGHUP);
+    ev_signal_init(&rt->sigterm, on_signal, SIGTERM);
+    ev_signal_init(&rt->sigint, on_signal, SIGINT);
+    ev_signal_start(rt->loop, &rt->sighup);
+    ev_signal_start(rt->loop, &rt->sigterm);
+    ev_signal_start(rt->loop, &rt->sigint);
+    double tick = c->batch_ms / 4000.0;
+    if (tick > 0.25)
+        tick = 0.25;
+    ev_timer_init(&rt->tick, on_tick, tick, tick);
+    ev_timer_start(rt->loop, &rt->tick);
+    if (c->stats_seconds > 0) {
+        ev_timer_init(&rt->stats_timer, on_stats, (double)c->stats_seconds,
+                      (double)c->stats_seconds);
+        ev_timer_start(rt->loop, &rt->stats_timer);
+    }
+    rt->started_at = rt->stats_last_at = ev_now(rt->loop);
+    return 0;
+fail:
+    free(bucket);
+    free(prefix);
+    return -1;
+}
+
+/* Runs the loop until drained. Returns the process exit code. */
+int
+bp_rt_run(struct bp_rt *rt)
+{
+    ev_run(rt->loop, 0);
+    ev_signal_stop(rt->loop, &rt->sigterm);
+    ev_signal_stop(rt->loop, &rt->sigint);
+    return rt->exit_code;
+}
+
+/* One line with the totals: per table rows stored, per stage dead letters, archive objects. */
+void
+bp_rt_log_summary(struct bp_rt *rt)
+{
+    char line[1024];
+    size_t n = 0;
+    for (size_t i = 0; i < rt->tables.n && n < sizeof(line); i++)
+        n += (size_t)snprintf(line + n, sizeof(line) - n, " %s=%lu", rt->tables.v[i].table,
+                              rt->tables.v[i].rows_stored);
+    for (int s = 1; s <= BP_STAGE_INSERT && n < sizeof(line); s++)
+        n += (size_t)snprintf(line + n, sizeof(line) - n, " dead_%s=%lu", bp_stage_names[s],
+                              rt->stats.dead[s]);
+    double secs = rt->loop ? ev_now(rt->loop) - rt->started_at : 0;
+    bp_log(BP_LOG_INFO, "summary", "read=%lu skipped=%lu%s objects=%lu archived=%lu "
+           "seconds=%.2f rate=%.0f/s", rt->stats.read, rt->stats.skipped, line,
+           rt->archive.objects_done, rt->archive.lines_done, secs,
+           secs > 0 ? rt->stats.read / secs : 0.0);
+}

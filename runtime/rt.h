@@ -1,0 +1,105 @@
+/* rt.h - struct bp_rt: the one mutable global of a process. It owns the loop, the effective
+ * configuration, the Lua host, the source and the sinks. */
+#ifndef BP_RT_H
+#define BP_RT_H
+
+#include <ev.h>
+
+#include "archive.h"
+#include "batch.h"
+#include "bp_ffi.h"
+#include "buf.h"
+#include "config.h"
+#include "lua_host.h"
+#include "store.h"
+
+struct bp_source;
+
+struct bp_source_ops {
+    const char *kind;
+    void (*pause)(struct bp_source *s);
+    void (*resume)(struct bp_source *s);
+    /* Stops reading for good (drain); buffered complete lines are still delivered first. */
+    void (*stop)(struct bp_source *s);
+    void (*destroy)(struct bp_source *s);
+};
+
+struct bp_source {
+    const struct bp_source_ops *ops;
+};
+
+struct bp_kv {
+    char *key;
+    char *value;
+};
+
+struct bp_stats {
+    unsigned long read;
+    unsigned long skipped;                 /* blank lines */
+    unsigned long rows;                    /* rows handed to table batches */
+    unsigned long dead[BP_STAGE_INSERT + 1];
+    unsigned long reloads, reload_failures;
+};
+
+struct bp_rt {
+    struct ev_loop *loop;
+    char *pipeline_path;
+    char *lib_dir;
+    struct bp_kv *overrides;    /* command-line settings, re-applied on every reload */
+    size_t noverrides;
+    struct bp_config cfg;       /* effective: defaults + pipeline.lua + command line */
+    struct bp_lua_host *host;
+    int generation;
+
+    struct bp_store *store;
+    struct bp_batches tables;
+    size_t *route_batch;        /* route index of the current host -> index in tables */
+    size_t nroutes;
+    size_t dead_batch;
+    struct bp_archive archive;
+    struct bp_source *source;
+
+    bp_result_t *results;       /* scratch lent to Lua, one per message of a batch */
+    size_t results_cap;
+    bp_buf_t entry;             /* scratch for one insertAll entry */
+
+    struct bp_stats stats;
+    double started_at;
+    unsigned long stats_last_read;
+    double stats_last_at;
+
+    ev_signal sighup, sigterm, sigint;
+    ev_timer tick;
+    ev_timer stats_timer;
+    int draining;
+    int exit_code;
+};
+
+struct bp_rt *bp_rt_new(const char *pipeline_path, const char *lib_dir,
+                        const struct bp_kv *overrides, size_t noverrides, char *err,
+                        size_t errlen);
+void bp_rt_free(struct bp_rt *rt);
+int bp_rt_effective_config(const struct bp_lua_host *h, const struct bp_kv *ov, size_t nov,
+                           struct bp_config *out, char *err, size_t errlen) BP_WUR;
+int bp_rt_start(struct bp_rt *rt, char *err, size_t errlen) BP_WUR;
+int bp_rt_run(struct bp_rt *rt);
+int bp_rt_reload(struct bp_rt *rt);
+void bp_rt_drain(struct bp_rt *rt, const char *why);
+void bp_rt_log_summary(struct bp_rt *rt);
+
+/* Called by sources. */
+int bp_rt_process(struct bp_rt *rt, const bp_msg_t *msgs, size_t n) BP_WUR;
+int bp_rt_dead_letter(struct bp_rt *rt, const bp_msg_t *m, int stage, const char *reason,
+                      const char *etype, size_t etype_len) BP_WUR;
+void bp_rt_source_finished(struct bp_rt *rt);
+
+/* dispatch.c */
+int bp_dispatch_batch(struct bp_rt *rt, const bp_msg_t *msgs, const bp_result_t *res, size_t n,
+                      const char *out, size_t outlen, const char *now_str) BP_WUR;
+extern const char *const bp_stage_names[BP_STAGE_INSERT + 1];
+
+/* source_ndjson.c */
+struct bp_source *bp_source_ndjson_new(struct bp_rt *rt, const char *path, char *err,
+                                       size_t errlen);
+
+#endif

@@ -1,0 +1,320 @@
+/* source_ndjson.c - events from an NDJSON file or stdin, streamed: memory stays at one read
+ * chunk plus the longest accepted line, whatever the input size. A line longer than
+ * source.max_line_bytes is skipped to its end and dead-lettered (stage parse) with its first
+ * bytes, never fatal. Blank lines are skipped.
+ *
+ * A regular file is always "readable" and epoll refuses it, so it is read from an ev_idle watcher,
+ * one chunk per loop iteration (signals and timers run in between); pipes and terminals use ev_io. */
+#include "log.h"
+#include "rt.h"
+#include "timefmt.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CHUNK (256 * 1024)
+#define ID_SLOT 64
+#define TOO_LONG_KEEP 1024   /* bytes of an over-long line kept for its dead letter */
+
+struct source_ndjson {
+    struct bp_source base;
+    struct bp_rt *rt;
+    int fd;
+    int use_idle;
+    int stopped;
+    ev_io io;
+    ev_idle idle;
+    char name[41];            /* message ids are "<name>:<line>" */
+    bp_buf_t buf;
+    unsigned long line_no;
+    size_t max_line;
+    /* skipping an over-long line */
+    int skipping;
+    size_t skipped_len;
+    char keep[TOO_LONG_KEEP];
+    size_t keep_len;
+    /* one batch of lent messages */
+    bp_msg_t *msgs;
+    char *ids;
+    size_t batch_max;
+};
+
+static void
+make_id(struct source_ndjson *s, size_t slot, bp_msg_t *m)
+{
+    char *id = s->ids + slot * ID_SLOT;
+    int n = snprintf(id, ID_SLOT, "%s:%lu", s->name, s->line_no);
+    m->id = id;
+    m->id_len = n < ID_SLOT ? (size_t)n : ID_SLOT - 1;
+}
+
+static int
+flush_batch(struct source_ndjson *s, size_t *n)
+{
+    int rc = bp_rt_process(s->rt, s->msgs, *n);
+    *n = 0;
+    return rc;
+}
+
+static int
+dead_too_long(struct source_ndjson *s)
+{
+    char reason[160];
+    bp_msg_t m;
+    memset(&m, 0, sizeof(m));
+    s->line_no++;
+    make_id(s, 0, &m);
+    m.data = s->keep;
+    m.len = s->keep_len;
+    m.publish_time = bp_time_now();
+    snprintf(reason, sizeof(reason), "line of %zu bytes exceeds source.max_line_bytes (%zu); "
+             "raw_payload holds its first %zu bytes", s->skipped_len, s->max_line, s->keep_len);
+    s->rt->stats.read++;
+    return bp_rt_dead_letter(s->rt, &m, BP_STAGE_PARSE, reason, NULL, 0);
+}
+
+static int
+is_blank(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r')
+            return 0;
+    return 1;
+}
+
+/* Hands every complete line in buf to the runtime, in batches; at EOF the unterminated tail too.
+ * Keeps the incomplete tail. Returns 0 or -1 on a sink failure. */
+static int
+deliver(struct source_ndjson *s, int eof)
+{
+    char *p = s->buf.data, *end = p + s->buf.len;
+    size_t n = 0;
+    double now = bp_time_now();
+    while (p < end) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl && !eof)
+            break;
+        char *line_end = nl ? nl : end;
+        size_t len = (size_t)(line_end - p);
+        if (len && line_end[-1] == '\r')
+            len--;
+        if (is_blank(p, len)) {
+            s->line_no++;
+            s->rt->stats.skipped++;
+        } else if (len > s->max_line) {
+            /* a long line that arrived whole in one read */
+            s->keep_len = len < TOO_LONG_KEEP ? len : TOO_LONG_KEEP;
+            memcpy(s->keep, p, s->keep_len);
+            s->skipped_len = len;
+            if ((n && flush_batch(s, &n) != 0) || dead_too_long(s) != 0)
+                return -1;
+        } else {
+            s->line_no++;
+            bp_msg_t *m = &s->msgs[n];
+            m->data = p;
+            m->len = len;
+            m->publish_time = now;
+            m->attrs = NULL;
+            m->attrs_len = 0;
+            make_id(s, n, m);
+            if (++n == s->batch_max && flush_batch(s, &n) != 0)
+                return -1;
+        }
+        p = nl ? nl + 1 : end;
+    }
+    if (n && flush_batch(s, &n) != 0)
+        return -1;
+    bp_buf_consume(&s->buf, (size_t)(p - s->buf.data));
+    return 0;
+}
+
+/* Over-long line in progress: drop bytes up to its newline, keeping the first few. */
+static void
+skip_long(struct source_ndjson *s)
+{
+    char *nl = memchr(s->buf.data, '\n', s->buf.len);
+    size_t take = nl ? (size_t)(nl - s->buf.data) : s->buf.len;
+    if (s->keep_len < TOO_LONG_KEEP) {
+        size_t k = TOO_LONG_KEEP - s->keep_len < take ? TOO_LONG_KEEP - s->keep_len : take;
+        memcpy(s->keep + s->keep_len, s->buf.data, k);
+        s->keep_len += k;
+    }
+    s->skipped_len += take;
+    bp_buf_consume(&s->buf, nl ? take + 1 : take);
+    if (nl)
+        s->skipping = 2;   /* finished: report it */
+}
+
+static void
+stop_watchers(struct source_ndjson *s)
+{
+    ev_io_stop(s->rt->loop, &s->io);
+    ev_idle_stop(s->rt->loop, &s->idle);
+}
+
+static void
+finish(struct source_ndjson *s, int failed)
+{
+    stop_watchers(s);
+    s->stopped = 1;
+    if (failed) {
+        s->rt->exit_code = 1;
+        bp_rt_drain(s->rt, "source failure");
+    } else {
+        bp_rt_source_finished(s->rt);
+    }
+}
+
+static void
+read_chunk(struct source_ndjson *s)
+{
+    if (bp_buf_reserve(&s->buf, CHUNK) != 0) {
+        bp_log(BP_LOG_ERROR, "source", "%s: out of memory for the read buffer", s->name);
+        finish(s, 1);
+        return;
+    }
+    ssize_t r = read(s->fd, s->buf.data + s->buf.len, CHUNK);
+    if (r < 0) {
+        if (errno == EINTR || errno == EAGAIN)
+            return;
+        bp_log(BP_LOG_ERROR, "source", "%s: read: %s", s->name, strerror(errno));
+        finish(s, 1);
+        return;
+    }
+    s->buf.len += (size_t)r;
+    int eof = r == 0;
+    if (s->skipping) {
+        skip_long(s);
+        if (s->skipping == 2 || eof) {
+            s->skipping = 0;
+            if (dead_too_long(s) != 0) {
+                finish(s, 1);
+                return;
+            }
+        }
+    }
+    if (!s->skipping && deliver(s, eof) != 0) {
+        finish(s, 1);
+        return;
+    }
+    /* no newline within max_line bytes: the line is too long, start skipping it */
+    if (!s->skipping && s->buf.len > s->max_line) {
+        s->skipping = 1;
+        s->keep_len = 0;
+        s->skipped_len = 0;
+        skip_long(s);
+    }
+    if (eof)
+        finish(s, 0);
+}
+
+static void
+on_idle(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    read_chunk(w->data);
+}
+
+static void
+on_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    read_chunk(w->data);
+}
+
+static void
+nd_pause(struct bp_source *bs)
+{
+    stop_watchers((struct source_ndjson *)bs);
+}
+
+static void
+nd_resume(struct bp_source *bs)
+{
+    struct source_ndjson *s = (struct source_ndjson *)bs;
+    if (s->stopped)
+        return;
+    if (s->use_idle)
+        ev_idle_start(s->rt->loop, &s->idle);
+    else
+        ev_io_start(s->rt->loop, &s->io);
+}
+
+static void
+nd_stop(struct bp_source *bs)
+{
+    struct source_ndjson *s = (struct source_ndjson *)bs;
+    stop_watchers(s);
+    s->stopped = 1;
+}
+
+static void
+nd_destroy(struct bp_source *bs)
+{
+    struct source_ndjson *s = (struct source_ndjson *)bs;
+    if (!s)
+        return;
+    stop_watchers(s);
+    if (s->fd > 0)
+        close(s->fd);
+    bp_buf_free(&s->buf);
+    free(s->msgs);
+    free(s->ids);
+    free(s);
+}
+
+static const struct bp_source_ops ndjson_ops = {
+    .kind = "ndjson",
+    .pause = nd_pause,
+    .resume = nd_resume,
+    .stop = nd_stop,
+    .destroy = nd_destroy,
+};
+
+/* Opens path ("-" = stdin) and starts reading on rt's loop. Returns the source or NULL + err. */
+struct bp_source *
+bp_source_ndjson_new(struct bp_rt *rt, const char *path, char *err, size_t errlen)
+{
+    int fd = strcmp(path, "-") == 0 ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        if (fd > 0)
+            close(fd);
+        return NULL;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "cannot read %s: is a directory", path);
+        close(fd);
+        return NULL;
+    }
+    struct source_ndjson *s = bp_xcalloc(1, sizeof(*s));
+    s->base.ops = &ndjson_ops;
+    s->rt = rt;
+    s->fd = fd;
+    s->use_idle = S_ISREG(st.st_mode);
+    s->max_line = (size_t)rt->cfg.max_line_bytes;
+    s->batch_max = (size_t)rt->cfg.batch_messages;
+    const char *base = strrchr(path, '/');
+    snprintf(s->name, sizeof(s->name), "%s", strcmp(path, "-") == 0 ? "stdin" : base ? base + 1
+                                                                                  : path);
+    /* room for the longest accepted line plus one read */
+    bp_buf_init(&s->buf, s->max_line + 2 * CHUNK);
+    s->msgs = bp_xcalloc(s->batch_max, sizeof(*s->msgs));
+    s->ids = bp_xcalloc(s->batch_max, ID_SLOT);
+    if (!s->use_idle)
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    ev_io_init(&s->io, on_io, fd, EV_READ);
+    s->io.data = s;
+    ev_idle_init(&s->idle, on_idle);
+    s->idle.data = s;
+    nd_resume(&s->base);
+    return &s->base;
+}

@@ -1,0 +1,40 @@
+/* store.h - where rows and archive objects go. Two kinds fill these ops: local files
+ * (store_local.c) and Google's APIs (BigQuery insertAll + GCS uploads). The rest of the core only
+ * sees this interface, so adding the cloud kind reshapes nothing: completion is always reported
+ * through a done callback, synchronously for local files, after the HTTP reply for the cloud. */
+#ifndef BP_STORE_H
+#define BP_STORE_H
+
+#include "common.h"
+
+struct bp_store;
+struct bp_object;
+
+/* status 0 = durable; otherwise a negative code and a message. May run inside the call that
+ * started the work (local) or later from the loop (cloud). */
+typedef void (*bp_store_done_fn)(void *arg, int status, const char *errmsg);
+
+struct bp_store_ops {
+    const char *kind;
+    /* Writes a batch of insertAll entries, one JSON object per line ('\n'-terminated). */
+    int (*rows_put)(struct bp_store *s, const char *table, const char *entries, size_t len,
+                    size_t nrows, bp_store_done_fn done, void *arg);
+    /* Opens a new archive object named `name` (bucket-relative) for appending. */
+    struct bp_object *(*object_open)(struct bp_store *s, const char *name, char *err,
+                                     size_t errlen);
+    int (*object_write)(struct bp_object *o, const void *p, size_t n);
+    /* Makes the object visible under its name (never overwriting one) and frees o. */
+    int (*object_finish)(struct bp_object *o, bp_store_done_fn done, void *arg);
+    /* Throws the object away unfinished and frees o. */
+    void (*object_abort)(struct bp_object *o);
+    void (*destroy)(struct bp_store *s);
+};
+
+struct bp_store {
+    const struct bp_store_ops *ops;
+};
+
+struct bp_store *bp_store_local_new(const char *dir, const char *bucket, char *err,
+                                    size_t errlen);
+
+#endif

@@ -1,0 +1,245 @@
+/* store_local.c - the local kind of store: exactly what the cloud store would send, as files.
+ *   DIR/bigquery/<table>.ndjson          one insertAll rows[] entry per line, appended per batch
+ *   DIR/gcs/<bucket>/<object name>       archive objects, written to a hidden temp file and
+ *                                        linked into place, so a crash never leaves a half object
+ *                                        under a final name, and an existing name is never
+ *                                        overwritten (link fails with EEXIST, as GCS answers 412
+ *                                        to ifGenerationMatch=0): a _1, _2... suffix is added. */
+#include "log.h"
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct table_file {
+    char *name;
+    int fd;
+};
+
+struct store_local {
+    struct bp_store base;
+    char *dir;
+    char *gcs_root;            /* DIR/gcs/<bucket> */
+    struct table_file *tables;
+    size_t ntables;
+    unsigned long tmp_seq;
+};
+
+struct bp_object {
+    struct store_local *s;
+    FILE *f;
+    char *tmp_path;
+    char *final_path;
+};
+
+/* mkdir -p for the directory part of path. */
+static int
+mkdirs_for(const char *path)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
+        return -1;
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return 0;
+}
+
+static int
+write_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int
+table_fd(struct store_local *s, const char *table)
+{
+    for (size_t i = 0; i < s->ntables; i++)
+        if (strcmp(s->tables[i].name, table) == 0)
+            return s->tables[i].fd;
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/bigquery/%s.ndjson", s->dir, table);
+    if (mkdirs_for(path) != 0)
+        return -1;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    s->tables = bp_xrealloc(s->tables, (s->ntables + 1) * sizeof(*s->tables));
+    s->tables[s->ntables].name = bp_xstrdup(table);
+    s->tables[s->ntables].fd = fd;
+    s->ntables++;
+    return fd;
+}
+
+static int
+local_rows_put(struct bp_store *bs, const char *table, const char *entries, size_t len,
+               size_t nrows, bp_store_done_fn done, void *arg)
+{
+    struct store_local *s = (struct store_local *)bs;
+    (void)nrows;
+    int fd = table_fd(s, table);
+    /* One write per batch: with O_APPEND a batch is never interleaved with another writer's. */
+    if (fd < 0 || write_all(fd, entries, len) != 0) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "%s/bigquery/%s.ndjson: %s", s->dir, table, strerror(errno));
+        done(arg, -1, msg);
+        return -1;
+    }
+    done(arg, 0, NULL);
+    return 0;
+}
+
+static struct bp_object *
+local_object_open(struct bp_store *bs, const char *name, char *err, size_t errlen)
+{
+    struct store_local *s = (struct store_local *)bs;
+    char final[4096], tmp[4200];
+    snprintf(final, sizeof(final), "%s/%s", s->gcs_root, name);
+    const char *base = strrchr(final, '/') + 1;
+    snprintf(tmp, sizeof(tmp), "%.*s.%s.tmp.%ld.%lu", (int)(base - final), final, base,
+             (long)getpid(), ++s->tmp_seq);
+    if (mkdirs_for(final) != 0) {
+        snprintf(err, errlen, "cannot create the folder of %s: %s", final, strerror(errno));
+        return NULL;
+    }
+    FILE *f = fopen(tmp, "wbx");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+        return NULL;
+    }
+    struct bp_object *o = bp_xcalloc(1, sizeof(*o));
+    o->s = s;
+    o->f = f;
+    o->tmp_path = bp_xstrdup(tmp);
+    o->final_path = bp_xstrdup(final);
+    return o;
+}
+
+static int
+local_object_write(struct bp_object *o, const void *p, size_t n)
+{
+    return fwrite(p, 1, n, o->f) == n ? 0 : -1;
+}
+
+static void
+object_free(struct bp_object *o)
+{
+    free(o->tmp_path);
+    free(o->final_path);
+    free(o);
+}
+
+/* Links the temp file under the final name, adding _N before ".json" while the name exists. */
+static int
+link_unique(const char *tmp, const char *final, char *used, size_t usedlen)
+{
+    size_t flen = strlen(final);
+    const char *dot = flen > 5 && strcmp(final + flen - 5, ".json") == 0 ? final + flen - 5 : NULL;
+    for (int n = 0; n < 10000; n++) {
+        if (n == 0)
+            snprintf(used, usedlen, "%s", final);
+        else if (dot)
+            snprintf(used, usedlen, "%.*s_%d.json", (int)(dot - final), final, n);
+        else
+            snprintf(used, usedlen, "%s_%d", final, n);
+        if (link(tmp, used) == 0)
+            return 0;
+        if (errno != EEXIST)
+            return -1;
+    }
+    errno = EEXIST;
+    return -1;
+}
+
+static int
+local_object_finish(struct bp_object *o, bp_store_done_fn done, void *arg)
+{
+    char used[4200], msg[4400];
+    int rc = 0;
+    if (fflush(o->f) != 0 || fsync(fileno(o->f)) != 0)
+        rc = -1;
+    if (fclose(o->f) != 0)
+        rc = -1;
+    if (rc == 0 && link_unique(o->tmp_path, o->final_path, used, sizeof(used)) != 0)
+        rc = -1;
+    if (rc != 0)
+        snprintf(msg, sizeof(msg), "%s: %s", o->final_path, strerror(errno));
+    else
+        bp_log(BP_LOG_DEBUG, "archive", "finished %s", used);
+    unlink(o->tmp_path);
+    object_free(o);
+    done(arg, rc, rc ? msg : NULL);
+    return rc;
+}
+
+static void
+local_object_abort(struct bp_object *o)
+{
+    fclose(o->f);
+    unlink(o->tmp_path);
+    object_free(o);
+}
+
+static void
+local_destroy(struct bp_store *bs)
+{
+    struct store_local *s = (struct store_local *)bs;
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->ntables; i++) {
+        close(s->tables[i].fd);
+        free(s->tables[i].name);
+    }
+    free(s->tables);
+    free(s->dir);
+    free(s->gcs_root);
+    free(s);
+}
+
+static const struct bp_store_ops local_ops = {
+    .kind = "local",
+    .rows_put = local_rows_put,
+    .object_open = local_object_open,
+    .object_write = local_object_write,
+    .object_finish = local_object_finish,
+    .object_abort = local_object_abort,
+    .destroy = local_destroy,
+};
+
+/* Creates the local store under dir (created if missing). Returns it, or NULL with err set. */
+struct bp_store *
+bp_store_local_new(const char *dir, const char *bucket, char *err, size_t errlen)
+{
+    char probe[4096];
+    snprintf(probe, sizeof(probe), "%s/gcs/%s/x", dir, bucket);
+    if (mkdirs_for(probe) != 0) {
+        snprintf(err, errlen, "cannot create %s/gcs/%s: %s", dir, bucket, strerror(errno));
+        return NULL;
+    }
+    struct store_local *s = bp_xcalloc(1, sizeof(*s));
+    s->base.ops = &local_ops;
+    s->dir = bp_xstrdup(dir);
+    snprintf(probe, sizeof(probe), "%s/gcs/%s", dir, bucket);
+    s->gcs_root = bp_xstrdup(probe);
+    return &s->base;
+}

@@ -1,0 +1,10 @@
+/* testmode.h - `bepipe-lua test PIPELINE EVENTS`: route/validate/map offline, print each outcome. */
+#ifndef BP_TESTMODE_H
+#define BP_TESTMODE_H
+
+#include "lua_host.h"
+#include <stdio.h>
+
+int bp_testmode_run(struct bp_lua_host *h, const char *events_path, FILE *out);
+
+#endif

@@ -1,0 +1,238 @@
+-- bepipe.host: the Lua half of the core. `load` reads pipeline.lua and every route script for
+-- the C host; `process` runs one batch: decode, route, validate, map and encode every event,
+-- writing one bp_result_t per event and returning every row / reason in one string.
+--
+-- Per event there is no FFI call, no closure and no table but the row: the batch loop runs under
+-- a single pcall, and when a script throws, the event that threw is dead-lettered and the loop
+-- resumes after it (see process).
+local ffi = require "ffi"
+local cdef = require "bepipe.cdef"
+local cjson = require "cjson"
+local check = require "bepipe.check"
+
+local C = ffi.C
+local byte, concat, type, pcall, tostring = string.byte, table.concat, type, pcall, tostring
+local ffi_string, cast = ffi.string, ffi.cast
+local hour_key = check.hour_key
+
+local M = {}
+
+local STAGE_PARSE, STAGE_ROUTE = C.BP_STAGE_PARSE, C.BP_STAGE_ROUTE
+local STAGE_VALIDATE, STAGE_MAP = C.BP_STAGE_VALIDATE, C.BP_STAGE_MAP
+local batch_ptr = ffi.typeof("bp_batch_t *")
+
+-- Our own cjson instance: strict numbers (no NaN/Infinity/hex) and a sane nesting limit.
+local json = cjson.new()
+json.decode_invalid_numbers(false)
+json.decode_max_depth(64)
+json.encode_invalid_numbers(false)
+json.encode_sparse_array(false, 2, 10)
+local decode, encode = json.decode, json.encode
+
+-- Filled by load().
+local routes = {}          -- event type -> { index = 0-based, mod = script module, time_field }
+local route_field = "event_type"
+
+-- Flattens nested option tables into dotted keys ("bigquery.batch_rows") for the C option table.
+local function flatten(t, prefix, out)
+    for k, v in pairs(t) do
+        if type(k) ~= "string" then
+            error("pipeline.lua: option keys must be strings, got " .. tostring(k), 0)
+        end
+        local key = prefix and (prefix .. "." .. k) or k
+        if type(v) == "table" then
+            flatten(v, key, out)
+        else
+            out[key] = v
+        end
+    end
+    return out
+end
+
+local function load_route(name, spec, index)
+    local mod = spec
+    if type(spec) == "string" then
+        mod = require(spec)
+    end
+    if type(mod) ~= "table" then
+        error(("route %s: module %s did not return a table"):format(name, tostring(spec)), 0)
+    end
+    if type(mod.table) ~= "string" or mod.table == "" then
+        error(("route %s: the script has no `table` name"):format(name), 0)
+    end
+    if type(mod.validate) ~= "function" or type(mod.map) ~= "function" then
+        error(("route %s: the script needs validate(ev) and map(ev) functions"):format(name), 0)
+    end
+    return { index = index, mod = mod, validate = mod.validate, map = mod.map,
+             time_field = mod.time_field }
+end
+
+-- Loads pipeline.lua (path) and every script it routes to. Returns
+-- { options = {dotted key = value}, routes = { {name=, table=}, ... } } for the C host; raises
+-- with file and line on any error, leaving the running pipeline untouched (the C host builds
+-- each pipeline in a fresh Lua state).
+function M.load(path)
+    if C.bp_ffi_abi_version() ~= cdef.ABI then
+        error(("bepipe library ABI %d does not match the runtime's %d"):format(cdef.ABI,
+              C.bp_ffi_abi_version()), 0)
+    end
+    local chunk, err = loadfile(path)
+    if not chunk then
+        error(err, 0)
+    end
+    local spec = chunk()
+    if type(spec) ~= "table" then
+        error(path .. ": must return a table (see scripts/pipeline.lua)", 0)
+    end
+    local route_specs = spec.routes
+    if type(route_specs) ~= "table" or next(route_specs) == nil then
+        error(path .. ": `routes` must map event types to scripts", 0)
+    end
+    local names = {}
+    for name in pairs(route_specs) do
+        names[#names + 1] = name
+    end
+    table.sort(names)   -- stable route indexes between loads
+    local list = {}
+    routes = {}
+    for i, name in ipairs(names) do
+        local r = load_route(name, route_specs[name], i - 1)
+        routes[name] = r
+        list[i] = { name = name, table = r.mod.table }
+    end
+    local opts = {}
+    for k, v in pairs(spec) do
+        if k ~= "routes" then
+            opts[k] = v
+        end
+    end
+    opts = flatten(opts, nil, {})
+    route_field = opts.route_field or "event_type"
+    return { options = opts, routes = list }
+end
+
+-- Per-batch output: strings appended in order; a result refers to its string by byte offset.
+local out, out_n, out_pos = {}, 0, 0
+local function emit(s)
+    out_n = out_n + 1
+    out[out_n] = s
+    local off = out_pos
+    out_pos = off + #s
+    return off
+end
+
+-- Where the batch loop is, for the error path of process().
+local cur, cur_stage, cur_type = 0, 0, nil
+
+local function dead(r, stage, reason, etype)
+    r.stage = stage
+    r.off = emit(reason)
+    r.len = #reason
+    if type(etype) == "string" then
+        r.etype_off = emit(etype)
+        r.etype_len = #etype
+    end
+end
+
+local function is_object_text(s)
+    -- cjson decodes [] and {} alike; only text that starts with '{' is an object.
+    local i, c = 1, byte(s, 1)
+    while c == 32 or c == 9 or c == 13 or c == 10 do
+        i = i + 1
+        c = byte(s, i)
+    end
+    return c == 123
+end
+
+local function run(b, i, n, now)
+    local msgs, res = b.msgs, b.results
+    while i < n do
+        cur = i
+        cur_type = nil
+        cur_stage = STAGE_PARSE
+        local m, r = msgs[i], res[i]
+        r.route, r.hour, r.etype_len = -1, 0, 0
+        local s = ffi_string(m.data, m.len)
+        if not is_object_text(s) then
+            -- decode first so the reason says what is wrong with non-JSON text
+            decode(s)
+            dead(r, STAGE_PARSE, "not a JSON object")
+        else
+            local ev = decode(s)
+            cur_stage = STAGE_ROUTE
+            local et = ev[route_field]
+            cur_type = et
+            local route = type(et) == "string" and routes[et]
+            if not route then
+                local why
+                if et == nil or et == cjson.null then
+                    why = route_field .. ": missing"
+                elseif type(et) ~= "string" then
+                    why = route_field .. ": must be a string"
+                else
+                    why = route_field .. ": unknown event type '" .. et .. "'"
+                end
+                dead(r, STAGE_ROUTE, why, et)
+            else
+                r.route = route.index
+                cur_stage = STAGE_VALIDATE
+                local ok, why = route.validate(ev)
+                if not ok then
+                    dead(r, STAGE_VALIDATE, tostring(why or "invalid event"), et)
+                else
+                    cur_stage = STAGE_MAP
+                    local row = route.map(ev)
+                    row.ingestion_time = now
+                    local js = encode(row)
+                    local tf = route.time_field
+                    if tf then
+                        r.hour = hour_key(row[tf])
+                    end
+                    r.stage = 0
+                    r.off = emit(js)
+                    r.len = #js
+                end
+            end
+        end
+        i = i + 1
+    end
+end
+
+local stage_prefix = {
+    [STAGE_PARSE] = "invalid JSON: ",
+    [STAGE_ROUTE] = "route error: ",
+    [STAGE_VALIDATE] = "validate error: ",
+    [STAGE_MAP] = "map error: ",
+}
+
+-- The batch entry the C host calls once per batch with a bp_batch_t pointer.
+function M.process(lud)
+    local b = cast(batch_ptr, lud)
+    local n = b.n
+    out_n, out_pos = 0, 0
+    local now = ffi_string(b.now_str)
+    local i = 0
+    while true do
+        local ok, err = pcall(run, b, i, n, now)
+        if ok then
+            break
+        end
+        -- The event at `cur` threw (bad JSON, a script error): dead-letter it, go on after it.
+        local r = b.results[cur]
+        r.route = cur_stage >= STAGE_VALIDATE and r.route or -1
+        err = tostring(err)
+        if cur_stage == STAGE_PARSE then
+            -- cjson's message carries our own file:line, which says nothing about the event
+            err = err:gsub("^[^\n]-:%d+: ", "", 1)
+        end
+        dead(r, cur_stage, stage_prefix[cur_stage] .. err, cur_type)
+        i = cur + 1
+    end
+    local s = concat(out, "", 1, out_n)
+    for k = 1, out_n do
+        out[k] = nil   -- let the batch's strings go
+    end
+    return s
+end
+
+return M
