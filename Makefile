@@ -77,7 +77,7 @@ $(BUILD) $(BUILD)/unit:
 # C unit tests: each links libbepipe.a and cmocka.
 $(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libbepipe.a | $(BUILD)/unit
 	@echo "  CC      $<"
-	$(Q)$(CC) $(BP_CFLAGS) $(CFLAGS) -Iruntime -o $@ $< -Wl,-E -Wl,--whole-archive \
+	$(Q)$(CC) $(BP_CFLAGS) $(CFLAGS) -Iruntime -DSRC_ROOT='"$(CURDIR)"' -o $@ $< -Wl,-E -Wl,--whole-archive \
 	    $(BUILD)/libbepipe.a -Wl,--no-whole-archive $(BP_LDLIBS) -lcmocka $(LDFLAGS)
 
 unit: $(UNIT_BINS)

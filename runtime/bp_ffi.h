@@ -3,9 +3,11 @@
  * fails when the two drift apart, which OpenResty's Lua-only prototypes never notice.
  *
  * Shape of a batch call: the core fills a bp_batch_t (messages lent for the duration of the call),
- * calls the Lua entry once, and Lua writes one bp_result_t per message plus returns one string
- * that holds every row / reason back to back; results point into it with (off, len). No FFI call
- * and no C-API call happens per event. */
+ * calls the Lua entry once, and Lua writes one bp_result_t per message and copies every row /
+ * reason back to back into the C-owned out buffer (ffi.copy, compiled inline); results point into
+ * it with (off, len). The buffer is reused from batch to batch, so rows cost no allocation on the
+ * C side and no big Lua string; bp_ffi_batch_reserve, which grows it, is the only FFI call and runs
+ * only when a batch outgrows every earlier one. */
 #ifndef BP_FFI_H
 #define BP_FFI_H
 
@@ -13,7 +15,7 @@
 #include <stdint.h>
 
 /* Bumped whenever a struct below changes shape; the Lua library refuses to run on a mismatch. */
-#define BP_FFI_ABI 1
+#define BP_FFI_ABI 2
 
 /* BP_CDEF_BEGIN */
 enum {
@@ -52,9 +54,13 @@ typedef struct bp_batch {
     int32_t generation;
     double now;
     char now_str[32];
+    char *out;
+    size_t out_len;
+    size_t out_cap;
 } bp_batch_t;
 
 int bp_ffi_abi_version(void);
+int bp_ffi_batch_reserve(bp_batch_t *b, size_t extra);
 int bp_ffi_log_enabled(int level);
 void bp_ffi_log(int level, const char *component, const char *msg, size_t len);
 /* BP_CDEF_END */

@@ -117,7 +117,7 @@ bp_dispatch_batch(struct bp_rt *rt, const bp_msg_t *msgs, const bp_result_t *res
         const bp_result_t *r = &res[i];
         const bp_msg_t *m = &msgs[i];
         int sane = (size_t)r->off + r->len <= outlen &&
-                   (size_t)r->etype_off + r->etype_len <= outlen &&
+                   (r->etype_len == 0 || (size_t)r->etype_off + r->etype_len <= outlen) &&
                    r->stage >= BP_STAGE_OK && r->stage <= BP_STAGE_INSERT;
         int rc;
         if (!sane)

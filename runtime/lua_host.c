@@ -33,11 +33,27 @@ traceback(lua_State *L)
     return 1;
 }
 
+/* Copies the error on top of the stack, folded onto one line (log lines are one line each). */
 static void
 copy_error(lua_State *L, char *err, size_t errlen)
 {
     const char *msg = lua_tostring(L, -1);
-    snprintf(err, errlen, "%s", msg ? msg : "unknown Lua error");
+    size_t o = 0;
+    int space = 0;
+    for (const char *p = msg ? msg : "unknown Lua error"; *p && o + 1 < errlen; p++) {
+        if (*p == '\n' || *p == '\t' || *p == '\r') {
+            space = 1;
+            continue;
+        }
+        if (space && o) {
+            err[o++] = ' ';
+            if (o + 1 >= errlen)
+                break;
+        }
+        space = 0;
+        err[o++] = *p;
+    }
+    err[o] = '\0';
 }
 
 static void
@@ -136,16 +152,16 @@ bp_lua_host_new(const char *pipeline_path, const char *lib_dir, int generation, 
     luaL_openlibs(L);
     set_path(L, pipeline_path, lib_dir);
 
-    lua_pushcfunction(L, traceback);
+    /* Load errors already name file and line; a traceback would only add our own frames. */
     lua_getglobal(L, "require");
     lua_pushstring(L, "bepipe.host");
-    if (lua_pcall(L, 1, 1, 1) != 0 || !lua_istable(L, -1)) {
+    if (lua_pcall(L, 1, 1, 0) != 0 || !lua_istable(L, -1)) {
         copy_error(L, err, errlen);
         goto fail;
     }
     lua_getfield(L, -1, "load");
     lua_pushstring(L, pipeline_path);
-    if (lua_pcall(L, 1, 1, 1) != 0) {
+    if (lua_pcall(L, 1, 1, 0) != 0) {
         copy_error(L, err, errlen);
         goto fail;
     }
@@ -201,38 +217,24 @@ bp_lua_host_config(const struct bp_lua_host *h)
     return &h->cfg;
 }
 
-/* Runs the Lua entry on one batch. On success *out and *outlen hold the string the results point
- * into; it stays valid until bp_lua_host_release. Returns 0, or -1 when the entry itself failed
- * (not an event: those are dead-lettered inside Lua), with the traceback in err. */
+/* Runs the Lua entry on one batch: it fills b->results and appends rows and reasons to b->out
+ * (b->out_len is reset here). Returns 0, or -1 when the entry itself failed (not an event: those
+ * are dead-lettered inside Lua), with the traceback in err. */
 int
-bp_lua_host_process(struct bp_lua_host *h, bp_batch_t *b, const char **out, size_t *outlen,
-                    char *err, size_t errlen)
+bp_lua_host_process(struct bp_lua_host *h, bp_batch_t *b, char *err, size_t errlen)
 {
     lua_State *L = h->L;
     b->generation = h->generation;
+    b->out_len = 0;
     lua_settop(L, 0);
     lua_pushcfunction(L, traceback);
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->process_ref);
     lua_pushlightuserdata(L, b);
-    if (lua_pcall(L, 1, 1, 1) != 0) {
+    int rc = lua_pcall(L, 1, 0, 1);
+    if (rc != 0)
         copy_error(L, err, errlen);
-        lua_settop(L, 0);
-        return -1;
-    }
-    *out = lua_tolstring(L, -1, outlen);
-    if (!*out) {
-        snprintf(err, errlen, "bepipe.host.process returned no string");
-        lua_settop(L, 0);
-        return -1;
-    }
-    return 0;
-}
-
-/* Drops the batch's result string: the results' offsets are invalid afterwards. */
-void
-bp_lua_host_release(struct bp_lua_host *h)
-{
-    lua_settop(h->L, 0);
+    lua_settop(L, 0);
+    return rc ? -1 : 0;
 }
 
 /* Bytes the Lua state holds (for the stats line). */

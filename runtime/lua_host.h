@@ -19,9 +19,7 @@ void bp_lua_host_free(struct bp_lua_host *h);
 int bp_lua_host_generation(const struct bp_lua_host *h);
 const struct bp_route *bp_lua_host_routes(const struct bp_lua_host *h, size_t *n);
 const struct bp_config *bp_lua_host_config(const struct bp_lua_host *h);
-int bp_lua_host_process(struct bp_lua_host *h, bp_batch_t *b, const char **out, size_t *outlen,
-                        char *err, size_t errlen) BP_WUR;
-void bp_lua_host_release(struct bp_lua_host *h);
+int bp_lua_host_process(struct bp_lua_host *h, bp_batch_t *b, char *err, size_t errlen) BP_WUR;
 size_t bp_lua_host_memory(const struct bp_lua_host *h);
 
 #endif

@@ -84,6 +84,7 @@ bp_rt_free(struct bp_rt *rt)
     free(rt->overrides);
     free(rt->route_batch);
     free(rt->results);
+    free(rt->batch.out);
     bp_buf_free(&rt->entry);
     free(rt->pipeline_path);
     free(rt->lib_dir);
@@ -102,19 +103,17 @@ bp_rt_process(struct bp_rt *rt, const bp_msg_t *msgs, size_t n)
         rt->results = bp_xcalloc(n, sizeof(*rt->results));
         rt->results_cap = n;
     }
-    bp_batch_t b;
-    memset(&b, 0, sizeof(b));
-    b.msgs = msgs;
-    b.results = rt->results;
-    b.n = (int32_t)n;
-    b.now = bp_time_now();
-    bp_time_rfc3339(b.now, b.now_str);
+    bp_batch_t *b = &rt->batch;
+    b->msgs = msgs;
+    b->results = rt->results;
+    b->n = (int32_t)n;
+    b->now = bp_time_now();
+    bp_time_rfc3339(b->now, b->now_str);
     rt->stats.read += n;
 
-    const char *out;
-    size_t outlen;
     char err[2048];
-    if (bp_lua_host_process(rt->host, &b, &out, &outlen, err, sizeof(err)) != 0) {
+    double t0 = bp_time_mono();
+    if (bp_lua_host_process(rt->host, b, err, sizeof(err)) != 0) {
         /* The host itself failed (not one event): nothing is lost, the whole batch is dead-lettered. */
         bp_log(BP_LOG_ERROR, "lua", "batch entry failed, dead-lettering %zu events: %s", n, err);
         for (size_t i = 0; i < n; i++)
@@ -122,8 +121,8 @@ bp_rt_process(struct bp_rt *rt, const bp_msg_t *msgs, size_t n)
                 return -1;
         return 0;
     }
-    int rc = bp_dispatch_batch(rt, msgs, rt->results, n, out, outlen, b.now_str);
-    bp_lua_host_release(rt->host);
+    int rc = bp_dispatch_batch(rt, msgs, rt->results, n, b->out, b->out_len, b->now_str);
+    rt->stats.batch_secs[rt->stats.batches++ % BP_LAT_SAMPLES] = bp_time_mono() - t0;
     return rc;
 }
 
@@ -296,7 +295,8 @@ bp_rt_start(struct bp_rt *rt, char *err, size_t errlen)
                       (double)c->stats_seconds);
         ev_timer_start(rt->loop, &rt->stats_timer);
     }
-    rt->started_at = rt->stats_last_at = ev_now(rt->loop);
+    rt->started_at = bp_time_mono();
+    rt->stats_last_at = ev_now(rt->loop);
     return 0;
 fail:
     free(bucket);
@@ -314,6 +314,41 @@ bp_rt_run(struct bp_rt *rt)
     return rt->exit_code;
 }
 
+/* Peak resident memory of this process in KB (VmHWM; 0 if /proc is not there). Not rusage: its
+ * ru_maxrss keeps the parent's size from before exec. */
+static long
+peak_rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = 0;
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Percentile p (0..100) of the recorded batch times, in milliseconds. */
+static double
+batch_ms_percentile(struct bp_rt *rt, double *sorted, size_t n, double p)
+{
+    (void)rt;
+    if (n == 0)
+        return 0;
+    size_t i = (size_t)(p / 100.0 * (double)(n - 1) + 0.5);
+    return sorted[i] * 1000.0;
+}
+
 /* One line with the totals: per table rows stored, per stage dead letters, archive objects. */
 void
 bp_rt_log_summary(struct bp_rt *rt)
@@ -326,9 +361,17 @@ bp_rt_log_summary(struct bp_rt *rt)
     for (int s = 1; s <= BP_STAGE_INSERT && n < sizeof(line); s++)
         n += (size_t)snprintf(line + n, sizeof(line) - n, " dead_%s=%lu", bp_stage_names[s],
                               rt->stats.dead[s]);
-    double secs = rt->loop ? ev_now(rt->loop) - rt->started_at : 0;
+    double secs = rt->loop ? bp_time_mono() - rt->started_at : 0;
+    size_t ns = rt->stats.batches < BP_LAT_SAMPLES ? rt->stats.batches : BP_LAT_SAMPLES;
+    double *sorted = bp_xcalloc(ns ? ns : 1, sizeof(double));
+    memcpy(sorted, rt->stats.batch_secs, ns * sizeof(double));
+    qsort(sorted, ns, sizeof(double), cmp_double);
     bp_log(BP_LOG_INFO, "summary", "read=%lu skipped=%lu%s objects=%lu archived=%lu "
-           "seconds=%.2f rate=%.0f/s", rt->stats.read, rt->stats.skipped, line,
+           "seconds=%.2f rate=%.0f/s batches=%lu batch_ms_p50=%.3f batch_ms_p99=%.3f "
+           "batch_ms_max=%.3f peak_rss_kb=%ld", rt->stats.read, rt->stats.skipped, line,
            rt->archive.objects_done, rt->archive.lines_done, secs,
-           secs > 0 ? rt->stats.read / secs : 0.0);
+           secs > 0 ? rt->stats.read / secs : 0.0, rt->stats.batches,
+           batch_ms_percentile(rt, sorted, ns, 50), batch_ms_percentile(rt, sorted, ns, 99),
+           batch_ms_percentile(rt, sorted, ns, 100), peak_rss_kb());
+    free(sorted);
 }

@@ -33,7 +33,11 @@ struct bp_kv {
     char *value;
 };
 
+#define BP_LAT_SAMPLES 8192
+
 struct bp_stats {
+    double batch_secs[BP_LAT_SAMPLES];     /* Lua + dispatch time of the last batches */
+    unsigned long batches;
     unsigned long read;
     unsigned long skipped;                 /* blank lines */
     unsigned long rows;                    /* rows handed to table batches */
@@ -59,7 +63,8 @@ struct bp_rt {
     struct bp_archive archive;
     struct bp_source *source;
 
-    bp_result_t *results;       /* scratch lent to Lua, one per message of a batch */
+    bp_batch_t batch;           /* lent to Lua per batch; its out buffer is reused */
+    bp_result_t *results;       /* one per message of a batch */
     size_t results_cap;
     bp_buf_t entry;             /* scratch for one insertAll entry */
 

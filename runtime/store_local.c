@@ -127,6 +127,8 @@ local_object_open(struct bp_store *bs, const char *name, char *err, size_t errle
         snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
         return NULL;
     }
+    /* archive lines are small; a large stdio buffer turns them into few big writes */
+    setvbuf(f, NULL, _IOFBF, 256 * 1024);
     struct bp_object *o = bp_xcalloc(1, sizeof(*o));
     o->s = s;
     o->f = f;

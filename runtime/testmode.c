@@ -19,6 +19,7 @@ struct tm_state {
     unsigned long line_nos[TM_BATCH];
     char ids[TM_BATCH][32];
     bp_result_t res[TM_BATCH];
+    bp_batch_t batch;
     size_t n;
     unsigned long total;
     unsigned long *rows;            /* per route */
@@ -30,20 +31,18 @@ run_batch(struct tm_state *t)
 {
     size_t nroutes;
     const struct bp_route *routes = bp_lua_host_routes(t->h, &nroutes);
-    bp_batch_t b;
-    memset(&b, 0, sizeof(b));
-    b.msgs = t->msgs;
-    b.results = t->res;
-    b.n = (int32_t)t->n;
-    b.now = bp_time_now();
-    bp_time_rfc3339(b.now, b.now_str);
-    const char *out;
-    size_t outlen;
+    bp_batch_t *b = &t->batch;
+    b->msgs = t->msgs;
+    b->results = t->res;
+    b->n = (int32_t)t->n;
+    b->now = bp_time_now();
+    bp_time_rfc3339(b->now, b->now_str);
     char err[4096];
-    if (bp_lua_host_process(t->h, &b, &out, &outlen, err, sizeof(err)) != 0) {
+    if (bp_lua_host_process(t->h, b, err, sizeof(err)) != 0) {
         fprintf(stderr, "bepipe-lua: the batch entry failed: %s\n", err);
         return -1;
     }
+    const char *out = b->out;
     for (size_t i = 0; i < t->n; i++) {
         const bp_result_t *r = &t->res[i];
         t->total++;
@@ -59,7 +58,6 @@ run_batch(struct tm_state *t)
         }
         free(t->lines[i]);
     }
-    bp_lua_host_release(t->h);
     t->n = 0;
     return 0;
 }
@@ -118,6 +116,7 @@ bp_testmode_run(struct bp_lua_host *h, const char *events_path, FILE *out)
     for (size_t i = 0; i < t->n; i++)
         free(t->lines[i]);
     free(t->rows);
+    free(t->batch.out);
     free(t);
     return rc ? 1 : 0;
 }

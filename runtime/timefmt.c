@@ -14,6 +14,15 @@ bp_time_now(void)
     return (double)tv.tv_sec + tv.tv_usec / 1e6;
 }
 
+/* Monotonic seconds, for durations. */
+double
+bp_time_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 /* "2025-03-01T12:34:56.123456Z": microseconds, BigQuery's TIMESTAMP precision. */
 void
 bp_time_rfc3339(double t, char out[BP_TIME_STRLEN])

@@ -2,7 +2,7 @@
 -- The block between the markers must match the header's; tests/unit/ffi_cdef.c checks it.
 local ffi = require "ffi"
 
-local M = { ABI = 1 }
+local M = { ABI = 2 }
 
 ffi.cdef [[
 /* BP_CDEF_BEGIN */
@@ -42,9 +42,13 @@ typedef struct bp_batch {
     int32_t generation;
     double now;
     char now_str[32];
+    char *out;
+    size_t out_len;
+    size_t out_cap;
 } bp_batch_t;
 
 int bp_ffi_abi_version(void);
+int bp_ffi_batch_reserve(bp_batch_t *b, size_t extra);
 int bp_ffi_log_enabled(int level);
 void bp_ffi_log(int level, const char *component, const char *msg, size_t len);
 /* BP_CDEF_END */

@@ -1,0 +1,542 @@
+#!/usr/bin/env python3
+"""Black-box tests of the bepipe-lua binary (the Test::Nginx idea): run it on inputs, check the
+tables, dead letters, archive objects, exit codes and log lines it produces.
+
+    tests/integration/run.py [--bin PATH] [-k SUBSTRING]
+
+BEPIPE_BIN (or --bin) picks the binary, so the same cases run on the normal and the
+AddressSanitizer build. Any sanitizer report on stderr fails the case. Ends with
+`N passed, N failed`."""
+import argparse
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PIPELINE = os.path.join(ROOT, "scripts", "pipeline.lua")
+GEN = os.path.join(ROOT, "tests", "tools", "gen_events.lua")
+TABLES = ["order_events", "inventory_events", "user_activity_events"]
+STAGES = ["parse", "route", "validate", "map", "insert"]
+SANITIZER = re.compile(r"ERROR: (Address|Leak)Sanitizer|runtime error:|SUMMARY: \w+Sanitizer")
+
+BIN = None
+CASES = []
+
+
+def case(fn):
+    CASES.append(fn)
+    return fn
+
+
+class Failure(AssertionError):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Failure(msg)
+
+
+def check_eq(got, want, what):
+    if got != want:
+        raise Failure(f"{what}: got {got!r}, want {want!r}")
+
+
+def no_sanitizer(stderr):
+    m = SANITIZER.search(stderr)
+    check(m is None, "sanitizer report:\n" + stderr[-3000:])
+
+
+def run(args, stdin_data=None, timeout=120, env=None):
+    e = dict(os.environ)
+    e.update(env or {})
+    p = subprocess.run([BIN] + args, input=stdin_data, capture_output=True, timeout=timeout,
+                       env=e)
+    out, err = p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+    no_sanitizer(err)
+    return p.returncode, out, err
+
+
+def gen(path, count, seed=1, invalid=3):
+    expect = path + ".expect.json"
+    with open(path, "wb") as f:
+        subprocess.run(["luajit", GEN, "--count", str(count), "--seed", str(seed),
+                        "--invalid-pct", str(invalid), "--expect", expect], stdout=f, check=True)
+    with open(expect) as f:
+        return json.load(f)
+
+
+def read_rows(out, table):
+    path = os.path.join(out, "bigquery", table + ".ndjson")
+    if not os.path.exists(path):
+        return []
+    with open(path, "rb") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def archive_objects(out):
+    """{object path relative to the bucket: [lines]} for every finished object."""
+    res = {}
+    for root in glob.glob(os.path.join(out, "gcs", "*")):
+        for dirpath, _, files in os.walk(root):
+            for name in files:
+                full = os.path.join(dirpath, name)
+                with open(full, "rb") as f:
+                    res[os.path.relpath(full, root)] = f.read().split(b"\n")[:-1]
+    return res
+
+
+def summary(out):
+    s = {t: len(read_rows(out, t)) for t in TABLES}
+    dead = read_rows(out, "rejected_events")
+    s["dead"] = {st: sum(1 for r in dead if r["json"]["error_stage"] == st) for st in STAGES}
+    return s
+
+
+class Tmp:
+    def __enter__(self):
+        self.dir = tempfile.mkdtemp(prefix="bepipe-it-")
+        return self.dir
+
+    def __exit__(self, *a):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def copy_scripts(dst):
+    shutil.copytree(os.path.join(ROOT, "scripts"), dst)
+    return os.path.join(dst, "pipeline.lua")
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+@case
+def cli_help_and_version():
+    rc, out, _ = run(["--help"])
+    check_eq(rc, 0, "--help exit code")
+    for word in ["--input", "--local-out", "--check", "test PIPELINE.lua", "SIGHUP",
+                 "bigquery.batch_rows"]:
+        check(word in out, f"--help lacks {word}")
+    rc, out, _ = run(["--version"])
+    check_eq(rc, 0, "--version exit code")
+    check(re.match(r"bepipe-lua \d+\.\d+\.\d+", out), "version line: " + out)
+
+
+@case
+def cli_errors_are_one_clear_line():
+    with Tmp() as d:
+        rc, _, err = run([os.path.join(d, "missing.lua")])
+        check_eq(rc, 1, "missing pipeline exit code")
+        check("cannot read" in err and "missing.lua" in err, "missing pipeline message: " + err)
+        rc, _, err = run(["--bogus", PIPELINE])
+        check_eq(rc, 2, "unknown flag exit code")
+        check("unknown option --bogus" in err, "unknown flag message: " + err)
+        rc, _, err = run([PIPELINE, "--input", os.path.join(d, "nope.ndjson"), "--local-out", d])
+        check_eq(rc, 1, "unreadable input exit code")
+        check("cannot read" in err and "nope.ndjson" in err, "unreadable input message: " + err)
+        rc, _, err = run([PIPELINE, "--set", "bigquery.batch_rows=abc"])
+        check_eq(rc, 1, "bad option value exit code")
+        check("not an integer" in err, "bad option message: " + err)
+        rc, _, err = run([PIPELINE, "--set", "nosuch.option=1"])
+        check_eq(rc, 1, "unknown --set key exit code")
+        check("unknown option 'nosuch.option'" in err, "unknown key message: " + err)
+        check_eq(len(err.strip().splitlines()), 1, "one line of error")
+
+
+@case
+def broken_pipeline_names_file_and_line():
+    with Tmp() as d:
+        p = copy_scripts(os.path.join(d, "s"))
+        with open(os.path.join(d, "s", "events", "order.lua"), "a") as f:
+            f.write("\nlocal x = = 1\n")
+        rc, _, err = run(["--check", p])
+        check_eq(rc, 1, "--check exit code on a syntax error")
+        check(re.search(r"order\.lua:\d+:", err), "error names file:line: " + err)
+        with open(p, "w") as f:
+            f.write("return 42\n")
+        rc, _, err = run(["--check", p])
+        check_eq(rc, 1, "--check exit code on a non-table pipeline")
+        check("must return a table" in err, "message: " + err)
+
+
+@case
+def check_ok_and_dataflow_flags_ignored():
+    rc, out, err = run(["--check", PIPELINE, "--runner", "DataflowRunner", "--region",
+                        "us-central1", "--streaming", "--temp_location", "gs://x/temp",
+                        "--input_subscription", "projects/p/subscriptions/s", "--bq_dataset", "d",
+                        "--bq_project", "p", "--project", "p", "--gcs_output_path", "gs://b/o",
+                        "--job_name", "j", "--staging_location", "gs://x/s"])
+    check_eq(rc, 0, "--check exit code")
+    check("ok (3 routes)" in out, "--check output: " + out)
+    check("--runner is a Dataflow option; ignored" in err, "notice for --runner: " + err)
+    check("--streaming is a Dataflow option; ignored" in err, "notice for --streaming")
+
+
+@case
+def test_subcommand_prints_rows_and_dead_letters():
+    with Tmp() as d:
+        ev = os.path.join(d, "ev.ndjson")
+        with open(ev, "w") as f:
+            f.write('{"event_type":"inventory","inventory_id":"6f1c2a8e-1b2c-4d3e-8f90-123456789abc",'
+                    '"product_id":"6F1C2A8E-1B2C-4D3E-8F90-123456789ABC","warehouse_id":'
+                    '"6f1c2a8e-1b2c-4d3e-8f90-123456789abc","quantity_change":5.0,"reason":"sale",'
+                    '"timestamp":"2025-03-01T23:30:00-02:00","junk":1}\n')
+            f.write("not json\n\n")
+            f.write('{"event_type":"nope"}\n')
+        rc, out, _ = run(["test", PIPELINE, ev])
+        check_eq(rc, 0, "test exit code")
+        lines = out.strip().splitlines()
+        check(lines[0].startswith("line 1: inventory -> inventory_events {"), lines[0])
+        row = json.loads(lines[0].split(" ", 5)[5])
+        check_eq(row["timestamp"], "2025-03-02T01:30:00Z", "timestamp in UTC")
+        check_eq(row["quantity_change"], 5, "integer")
+        check("junk" not in row, "unknown field dropped")
+        check("ingestion_time" in row, "ingestion_time added")
+        check(lines[1].startswith("line 2: DEAD parse: invalid JSON"), lines[1])
+        check(lines[2].startswith("line 4: DEAD route: event_type: unknown event type 'nope'"),
+              lines[2])
+        check_eq(lines[3], "totals: 3 events, inventory_events=1, order_events=0, "
+                 "user_activity_events=0, dead_parse=1, dead_route=1, dead_validate=0, dead_map=0",
+                 "totals line")
+
+
+# ---------------------------------------------------------------------------------------------
+# the corpus end to end
+
+def verify_corpus(out, expect, raw_lines):
+    s = summary(out)
+    for t in TABLES:
+        check_eq(s[t], expect["rows"][t], f"rows in {t}")
+    for st in ["parse", "route", "validate"]:
+        check_eq(s["dead"][st], expect["dead"].get(st, 0), f"dead letters at stage {st}")
+    check_eq(s["dead"]["map"], 0, "dead letters at stage map")
+    # every insertId once, and every row carries ingestion_time
+    ids = []
+    for t in TABLES + ["rejected_events"]:
+        for r in read_rows(out, t):
+            ids.append(r["insertId"])
+            check("ingestion_time" in r["json"], f"{t} row without ingestion_time")
+    check_eq(len(ids), len(set(ids)), "insertIds unique")
+    check_eq(len(ids), expect["total"], "rows + dead letters = events")
+    # every raw line archived exactly once, under its type (or errors/) and a valid path
+    objs = archive_objects(out)
+    archived = []
+    pat = re.compile(r"^output/(order|inventory|user_activity|errors)/(\d{4})/(\d\d)/(\d\d)/(\d\d)/"
+                     r"\1_(\d{14})(_\d+)?\.json$")
+    for name, lines in objs.items():
+        check(pat.match(name), "archive object name: " + name)
+        archived.extend(lines)
+    check_eq(sorted(archived), sorted(raw_lines), "archived lines = input lines")
+    # rows of each table are in the archive of their hour folder
+    if "hours" in expect:
+        for t, hours in expect["hours"].items():
+            typ = t.replace("_events", "")
+            got = {}
+            for name, lines in objs.items():
+                m = pat.match(name)
+                if m.group(1) == typ:
+                    got[m.group(2) + m.group(3) + m.group(4) + m.group(5)] = \
+                        got.get(m.group(2) + m.group(3) + m.group(4) + m.group(5), 0) + len(lines)
+            check_eq(got, {k: v for k, v in hours.items() if v}, f"archive lines per hour of {t}")
+
+
+@case
+def corpus_file_gives_exact_rows_and_dead_letters():
+    with Tmp() as d:
+        ev = os.path.join(d, "ev.ndjson")
+        expect = gen(ev, 20000, seed=7, invalid=5)
+        out = os.path.join(d, "out")
+        rc, _, err = run([PIPELINE, "--input", ev, "--local-out", out,
+                          "--set", "archive.roll_bytes=200000"])
+        check_eq(rc, 0, "exit code; stderr: " + err[-2000:])
+        check("summary: read=20000" in err, "summary line: " + err[-500:])
+        check(" error " not in err, "no error lines: " + err[-2000:])
+        with open(ev, "rb") as f:
+            raw = [l for l in f.read().split(b"\n") if l.strip()]
+        verify_corpus(out, expect, raw)
+
+
+@case
+def corpus_stdin_pipe_same_result():
+    with Tmp() as d:
+        ev = os.path.join(d, "ev.ndjson")
+        expect = gen(ev, 5000, seed=3, invalid=10)
+        out = os.path.join(d, "out")
+        with open(ev, "rb") as f:
+            data = f.read()
+        rc, _, err = run([PIPELINE, "--input", "-", "--local-out", out], stdin_data=data)
+        check_eq(rc, 0, "exit code: " + err[-1000:])
+        verify_corpus(out, expect, [l for l in data.split(b"\n") if l.strip()])
+
+
+@case
+def dead_letter_rows_have_the_contract_columns():
+    with Tmp() as d:
+        ev = os.path.join(d, "ev.ndjson")
+        with open(ev, "wb") as f:
+            f.write(b'{"event_type":"order","order_id":""}\n')
+            f.write(b'\xff\xfe not utf8 \x01\n')
+        out = os.path.join(d, "out")
+        rc, _, err = run([PIPELINE, "--input", ev, "--local-out", out])
+        check_eq(rc, 0, "exit code: " + err)
+        rows = read_rows(out, "rejected_events")
+        check_eq(len(rows), 2, "dead letters")
+        cols = {"message_id", "event_type", "error_stage", "reason", "raw_payload", "attributes",
+                "publish_time", "ingestion_time"}
+        for r in rows:
+            check_eq(set(r["json"].keys()), cols, "dead-letter columns")
+        check_eq(rows[0]["json"]["event_type"], "order", "event_type of a validate failure")
+        check_eq(rows[0]["json"]["error_stage"], "validate", "stage")
+        check_eq(rows[0]["insertId"], "ev.ndjson:1", "insertId = message id")
+        check_eq(rows[1]["json"]["error_stage"], "parse", "stage of binary garbage")
+        check("\ufffd" in rows[1]["json"]["raw_payload"], "invalid UTF-8 replaced")
+        check(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$", rows[1]["json"]["publish_time"]),
+              "publish_time format")
+        # the raw bytes are kept as they were in the archive
+        objs = archive_objects(out)
+        errs = [l for n, ls in objs.items() if n.startswith("output/errors/") for l in ls]
+        check(b'\xff\xfe not utf8 \x01' in errs, "raw bytes archived under errors/")
+
+
+@case
+def overlong_line_is_dead_lettered_not_fatal():
+    with Tmp() as d:
+        ev = os.path.join(d, "ev.ndjson")
+        good = ('{"event_type":"inventory","inventory_id":"6f1c2a8e-1b2c-4d3e-8f90-123456789abc",'
+                '"product_id":"6f1c2a8e-1b2c-4d3e-8f90-123456789abc","warehouse_id":'
+                '"6f1c2a8e-1b2c-4d3e-8f90-123456789abc","quantity_change":1,"reason":"sale",'
+                '"timestamp":"2025-03-01T12:00:00Z"}\n')
+        with open(ev, "w") as f:
+            f.write(good)
+            f.write('{"event_type":"order","pad":"' + "x" * 3_000_000 + '"}\n')
+            f.write(good)
+            f.write('{"x":"' + "y" * 5000 + '"}\n')
+            f.write(good)
+        out = os.path.join(d, "out")
+        rc, _, err = run([PIPELINE, "--input", ev, "--local-out", out,
+                          "--set", "source.max_line_bytes=4096"])
+        check_eq(rc, 0, "exit code: " + err[-1000:])
+        check_eq(len(read_rows(out, "inventory_events")), 3, "good rows around the long lines")
+        dead = read_rows(out, "rejected_events")
+        check_eq(len(dead), 2, "long lines dead-lettered")
+        check("exceeds source.max_line_bytes" in dead[0]["json"]["reason"], dead[0]["json"]["reason"])
+        check("3000031 bytes" in dead[0]["json"]["reason"], "size in reason: " + dead[0]["json"]["reason"])
+        check_eq(dead[0]["json"]["error_stage"], "parse", "stage")
+        check_eq(dead[0]["insertId"], "ev.ndjson:2", "line number kept")
+        check_eq(dead[1]["insertId"], "ev.ndjson:4", "line number kept after a long line")
+
+
+@case
+def script_runtime_error_dead_letters_one_event():
+    with Tmp() as d:
+        p = copy_scripts(os.path.join(d, "s"))
+        path = os.path.join(d, "s", "events", "inventory.lua")
+        src = open(path).read()
+        # make validate throw for one warehouse only
+        src = src.replace("function M.validate(ev)",
+                          "function M.validate(ev)\n    if ev.warehouse_id == 'boom' then "
+                          "local t = nil; return t.x end", 1)
+        check("'boom'" in src, "patched the script")
+        open(path, "w").write(src)
+        ev = os.path.join(d, "ev.ndjson")
+        line = ('{"event_type":"inventory","inventory_id":"6f1c2a8e-1b2c-4d3e-8f90-123456789abc",'
+                '"product_id":"6f1c2a8e-1b2c-4d3e-8f90-123456789abc","warehouse_id":"%s",'
+                '"quantity_change":1,"reason":"sale","timestamp":"2025-03-01T12:00:00Z"}\n')
+        with open(ev, "w") as f:
+            f.write(line % "6f1c2a8e-1b2c-4d3e-8f90-123456789abc")
+            f.write(line % "boom")
+            f.write(line % "6f1c2a8e-1b2c-4d3e-8f90-123456789abd")
+        out = os.path.join(d, "out")
+        rc, _, err = run([p, "--input", ev, "--local-out", out])
+        check_eq(rc, 0, "exit code: " + err)
+        check_eq(len(read_rows(out, "inventory_events")), 2, "the other events stored")
+        dead = read_rows(out, "rejected_events")
+        check_eq(len(dead), 1, "one dead letter")
+        check_eq(dead[0]["json"]["error_stage"], "validate", "stage")
+        check(re.search(r"inventory\.lua:\d+: attempt to index", dead[0]["json"]["reason"]),
+              "reason names file:line: " + dead[0]["json"]["reason"])
+
+
+# ---------------------------------------------------------------------------------------------
+# signals: reload and drain
+
+class Daemon:
+    """bepipe-lua reading from a pipe we write to."""
+
+    def __init__(self, args):
+        self.errf = tempfile.TemporaryFile()
+        self.p = subprocess.Popen([BIN] + args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                  stderr=self.errf)
+
+    def write(self, data):
+        self.p.stdin.write(data)
+        self.p.stdin.flush()
+
+    def stderr(self):
+        self.errf.seek(0)
+        return self.errf.read().decode(errors="replace")
+
+    def wait_log(self, text, timeout=20):
+        end = time.time() + timeout
+        while time.time() < end:
+            if text in self.stderr():
+                return
+            time.sleep(0.05)
+        raise Failure(f"log never showed {text!r}:\n{self.stderr()[-2000:]}")
+
+    def finish(self, close_stdin=True, timeout=60):
+        if close_stdin:
+            self.p.stdin.close()
+        rc = self.p.wait(timeout=timeout)
+        err = self.stderr()
+        no_sanitizer(err)
+        return rc, err
+
+
+def wait_rows(out, table, n, timeout=20):
+    end = time.time() + timeout
+    while time.time() < end:
+        if len(read_rows(out, table)) >= n:
+            return
+        time.sleep(0.05)
+    raise Failure(f"{table} never reached {n} rows (has {len(read_rows(out, table))})")
+
+
+INV = ('{"event_type":"inventory","inventory_id":"6f1c2a8e-1b2c-4d3e-8f90-%012d",'
+       '"product_id":"6f1c2a8e-1b2c-4d3e-8f90-123456789abc","warehouse_id":'
+       '"6f1c2a8e-1b2c-4d3e-8f90-123456789abc","quantity_change":1,"reason":"%s",'
+       '"timestamp":"2025-03-01T12:00:00Z"}\n')
+
+
+@case
+def sighup_applies_changed_script_to_later_events():
+    with Tmp() as d:
+        p = copy_scripts(os.path.join(d, "s"))
+        out = os.path.join(d, "out")
+        dm = Daemon([p, "--input", "-", "--local-out", out, "--set", "bigquery.batch_ms=20"])
+        try:
+            dm.write(b"".join((INV % (i, "sale")).encode() for i in range(100)))
+            wait_rows(out, "inventory_events", 100)
+            # new rule: "sale" is no longer accepted
+            path = os.path.join(d, "s", "events", "inventory.lua")
+            src = open(path).read().replace("function M.validate(ev)",
+                                            "function M.validate(ev)\n    if ev.reason == 'sale' "
+                                            "then return false, 'sales are closed' end", 1)
+            open(path, "w").write(src)
+            dm.p.send_signal(signal.SIGHUP)
+            dm.wait_log("generation 2 loaded")
+            dm.write(b"".join((INV % (i, "sale")).encode() for i in range(100, 150)))
+            dm.write(b"".join((INV % (i, "restock")).encode() for i in range(150, 200)))
+        finally:
+            rc, err = dm.finish()
+        check_eq(rc, 0, "exit code: " + err[-1000:])
+        rows = read_rows(out, "inventory_events")
+        dead = read_rows(out, "rejected_events")
+        check_eq(len(rows), 150, "rows: 100 before + 50 restock after")
+        check_eq(len(dead), 50, "sales after the reload rejected")
+        check(all(r["json"]["reason"] == "sales are closed" for r in dead), "reason of new rule")
+        check_eq(sorted(int(r["insertId"].split(":")[1]) for r in dead), list(range(101, 151)),
+                 "exactly the later sale events")
+        check_eq(len(rows) + len(dead), 200, "nothing lost")
+
+
+@case
+def sighup_with_syntax_error_keeps_old_script():
+    with Tmp() as d:
+        p = copy_scripts(os.path.join(d, "s"))
+        out = os.path.join(d, "out")
+        dm = Daemon([p, "--input", "-", "--local-out", out, "--set", "bigquery.batch_ms=20"])
+        try:
+            dm.write(b"".join((INV % (i, "sale")).encode() for i in range(50)))
+            wait_rows(out, "inventory_events", 50)
+            with open(os.path.join(d, "s", "events", "inventory.lua"), "a") as f:
+                f.write("\nthis is not lua\n")
+            dm.p.send_signal(signal.SIGHUP)
+            dm.wait_log("reload: failed")
+            dm.write(b"".join((INV % (i, "sale")).encode() for i in range(50, 100)))
+        finally:
+            rc, err = dm.finish()
+        check_eq(rc, 0, "exit code")
+        check(re.search(r"reload: failed, generation 1 keeps running: .*inventory\.lua:\d+:", err),
+              "error with file and line: " + err[-1500:])
+        check_eq(len(read_rows(out, "inventory_events")), 100, "old script kept processing")
+
+
+@case
+def sigterm_drains_everything_read():
+    with Tmp() as d:
+        out = os.path.join(d, "out")
+        ev = os.path.join(d, "ev.ndjson")
+        expect = gen(ev, 3000, seed=11, invalid=5)
+        # batches and archive objects would not flush by themselves for an hour
+        dm = Daemon([PIPELINE, "--input", "-", "--local-out", out, "--set",
+                     "bigquery.batch_ms=3600000", "--set", "archive.roll_seconds=3600",
+                     "--set", "bigquery.batch_rows=50000"])
+        with open(ev, "rb") as f:
+            data = f.read()
+        dm.write(data)
+        time.sleep(1.0)
+        check_eq(summary(out)["order_events"], 0, "nothing flushed before the signal")
+        dm.p.send_signal(signal.SIGTERM)
+        rc, err = dm.finish(close_stdin=False, timeout=30)
+        dm.p.stdin.close()
+        check_eq(rc, 0, "exit code after SIGTERM: " + err[-1000:])
+        check("draining (SIGTERM)" in err, "drain logged")
+        verify_corpus(out, expect, [l for l in data.split(b"\n") if l.strip()])
+
+
+@case
+def archive_objects_never_overwritten():
+    with Tmp() as d:
+        ev = os.path.join(d, "ev.ndjson")
+        with open(ev, "w") as f:
+            for i in range(40):
+                f.write(INV % (i, "sale"))
+        out = os.path.join(d, "out")
+        # one line per object: many objects of one hour opened within the same second
+        rc, _, err = run([PIPELINE, "--input", ev, "--local-out", out,
+                          "--set", "archive.roll_bytes=1024"])
+        check_eq(rc, 0, "exit code: " + err)
+        objs = archive_objects(out)
+        check_eq(sum(len(v) for v in objs.values()), 40, "all lines archived")
+        check(len(objs) >= 8, f"objects rolled by size: {len(objs)}")
+        # the run takes well under a second or two, so names collide and get a suffix
+        check([n for n in objs if re.search(r"_\d{14}_\d+\.json$", n)], "suffixed names: %s" % list(objs))
+        check(not [n for n in objs if ".tmp." in n], "no temp files left")
+
+
+def main():
+    global BIN
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default=os.environ.get("BEPIPE_BIN", os.path.join(ROOT, "bepipe-lua")))
+    ap.add_argument("-k", default="")
+    a = ap.parse_args()
+    BIN = os.path.abspath(a.bin)
+    passed = failed = 0
+    for fn in CASES:
+        if a.k not in fn.__name__:
+            continue
+        t0 = time.time()
+        try:
+            fn()
+            passed += 1
+            print(f"ok   {fn.__name__} ({time.time() - t0:.1f}s)", flush=True)
+        except Exception as e:  # noqa: BLE001 - any exception is a failed case
+            failed += 1
+            print(f"FAIL {fn.__name__}: {e}", flush=True)
+            if not isinstance(e, Failure):
+                traceback.print_exc()
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

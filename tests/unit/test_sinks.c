@@ -1,0 +1,255 @@
+/* Unit tests: row batches (flush at rows/bytes/age, never over the byte limit) and the archive
+ * (object names, roll by size and age, max open objects) against a recording fake store; the
+ * local store's atomic, never-overwriting objects. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "archive.h"
+#include "batch.h"
+#include "store.h"
+
+/* ---- a fake store that records what it was asked to do ---- */
+struct fake {
+    struct bp_store base;
+    int puts;
+    size_t last_rows, last_len, max_len;
+    int objects_opened, objects_finished;
+    char last_name[512];
+    size_t obj_bytes[64];
+    int fail;
+};
+
+struct bp_object {
+    struct fake *f;
+    int idx;
+};
+
+static int
+f_rows_put(struct bp_store *s, const char *t, const char *e, size_t len, size_t n,
+           bp_store_done_fn done, void *arg)
+{
+    struct fake *f = (struct fake *)s;
+    (void)t;
+    /* every entry is one line */
+    size_t lines = 0;
+    for (size_t i = 0; i < len; i++)
+        lines += e[i] == '\n';
+    assert_int_equal(lines, n);
+    f->puts++;
+    f->last_rows = n;
+    f->last_len = len;
+    if (len > f->max_len)
+        f->max_len = len;
+    done(arg, f->fail ? -1 : 0, f->fail ? "fake failure" : NULL);
+    return f->fail ? -1 : 0;
+}
+
+static struct bp_object *
+f_open(struct bp_store *s, const char *name, char *err, size_t errlen)
+{
+    struct fake *f = (struct fake *)s;
+    (void)err;
+    (void)errlen;
+    snprintf(f->last_name, sizeof(f->last_name), "%s", name);
+    struct bp_object *o = calloc(1, sizeof(*o));
+    o->f = f;
+    o->idx = f->objects_opened++;
+    return o;
+}
+
+static int
+f_write(struct bp_object *o, const void *p, size_t n)
+{
+    (void)p;
+    o->f->obj_bytes[o->idx % 64] += n;
+    return 0;
+}
+
+static int
+f_finish(struct bp_object *o, bp_store_done_fn done, void *arg)
+{
+    o->f->objects_finished++;
+    free(o);
+    done(arg, 0, NULL);
+    return 0;
+}
+
+static void
+f_abort(struct bp_object *o)
+{
+    free(o);
+}
+
+static void
+f_destroy(struct bp_store *s)
+{
+    (void)s;
+}
+
+static const struct bp_store_ops fake_ops = {
+    "fake", f_rows_put, f_open, f_write, f_finish, f_abort, f_destroy,
+};
+
+static void
+batches_flush_at_rows_bytes_age(void **state)
+{
+    (void)state;
+    struct fake f = { .base.ops = &fake_ops };
+    struct bp_batches b;
+    bp_batches_init(&b, &f.base, 3, 100, 1.0);
+    size_t t = bp_batches_index(&b, "t");
+    assert_int_equal(bp_batches_index(&b, "t"), t);
+    assert_int_equal(bp_batches_add(&b, t, "{\"a\":1}", 7, 10.0), 0);
+    assert_int_equal(bp_batches_add(&b, t, "{\"a\":2}", 7, 10.0), 0);
+    assert_int_equal(f.puts, 0);
+    assert_int_equal(bp_batches_add(&b, t, "{\"a\":3}", 7, 10.0), 0);
+    assert_int_equal(f.puts, 1);                 /* 3 rows */
+    assert_int_equal(f.last_rows, 3);
+    char big[60];
+    memset(big, 'x', sizeof(big));
+    assert_int_equal(bp_batches_add(&b, t, big, 60, 20.0), 0);
+    assert_int_equal(bp_batches_add(&b, t, big, 60, 20.0), 0);   /* 122 > 100: flush first */
+    assert_int_equal(f.puts, 2);
+    assert_int_equal(f.last_rows, 1);
+    assert_true(f.max_len <= 100);
+    assert_int_equal(bp_batches_tick(&b, 20.5), 0);
+    assert_int_equal(f.puts, 2);                 /* not old enough */
+    assert_int_equal(bp_batches_tick(&b, 21.0), 0);
+    assert_int_equal(f.puts, 3);
+    assert_int_equal(b.v[t].rows_stored, 5);
+    assert_int_equal(bp_batches_flush_all(&b), 0);
+    assert_int_equal(f.puts, 3);                 /* empty batches send nothing */
+    f.fail = 1;
+    assert_int_equal(bp_batches_add(&b, t, "{}", 2, 30.0), 0);
+    assert_int_equal(bp_batches_flush_all(&b), -1);
+    assert_int_equal(b.failures, 1);
+    bp_batches_free(&b);
+}
+
+static void
+archive_names_and_rolls(void **state)
+{
+    (void)state;
+    char name[256];
+    bp_archive_object_name(name, sizeof(name), "output", "order", 2025030112, 1740832496.0);
+    assert_string_equal(name, "output/order/2025/03/01/12/order_20250301123456.json");
+    bp_archive_object_name(name, sizeof(name), "", "inventory", 2099123123, 1740832496.0);
+    assert_string_equal(name, "inventory/2099/12/31/23/inventory_20250301123456.json");
+
+    struct fake f = { .base.ops = &fake_ops };
+    struct bp_archive a;
+    bp_archive_init(&a, &f.base, "output", 100, 60.0, 2);
+    assert_int_equal(bp_archive_add(&a, "order", 2025030112, "0123456789", 10, 0.0), 0);
+    assert_int_equal(bp_archive_add(&a, "order", 2025030112, "0123456789", 10, 1.0), 0);
+    assert_int_equal(f.objects_opened, 1);
+    assert_int_equal(bp_archive_add(&a, "order", 2025030113, "x", 1, 2.0), 0);
+    assert_int_equal(f.objects_opened, 2);
+    /* a third (type, hour) finishes the oldest open object (max_open = 2) */
+    assert_int_equal(bp_archive_add(&a, "inventory", 2025030112, "x", 1, 3.0), 0);
+    assert_int_equal(f.objects_finished, 1);
+    assert_int_equal(f.obj_bytes[0], 22);        /* lines end in '\n' */
+    /* size roll */
+    char big[120];
+    memset(big, 'y', sizeof(big));
+    assert_int_equal(bp_archive_add(&a, "inventory", 2025030112, big, sizeof(big), 4.0), 0);
+    assert_int_equal(f.objects_finished, 2);
+    /* age roll */
+    assert_int_equal(bp_archive_tick(&a, 61.0), 0);   /* order/13 opened at 2.0: 59 s old */
+    assert_int_equal(f.objects_finished, 2);
+    assert_int_equal(bp_archive_tick(&a, 62.0), 0);
+    assert_int_equal(f.objects_finished, 3);
+    assert_int_equal(a.nopen, 0);
+    assert_int_equal(a.lines_done, 5);
+    bp_archive_free(&a);
+}
+
+static int
+count_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *e;
+    assert_non_null(d);
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+static void
+ok_done(void *arg, int status, const char *msg)
+{
+    (void)msg;
+    *(int *)arg = status;
+}
+
+static void
+local_store_is_atomic_and_never_overwrites(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/bepipe-unit-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char err[256];
+    struct bp_store *s = bp_store_local_new(dir, "bkt", err, sizeof(err));
+    assert_non_null(s);
+    struct bp_object *o1 = s->ops->object_open(s, "p/t/x.json", err, sizeof(err));
+    struct bp_object *o2 = s->ops->object_open(s, "p/t/x.json", err, sizeof(err));
+    assert_non_null(o1);
+    assert_non_null(o2);
+    assert_int_equal(s->ops->object_write(o1, "one\n", 4), 0);
+    assert_int_equal(s->ops->object_write(o2, "two\n", 4), 0);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/gcs/bkt/p/t", dir);
+    assert_int_equal(count_files(path), 0);      /* nothing under a final name yet */
+    int st = 1;
+    assert_int_equal(s->ops->object_finish(o1, ok_done, &st), 0);
+    assert_int_equal(st, 0);
+    st = 1;
+    assert_int_equal(s->ops->object_finish(o2, ok_done, &st), 0);
+    assert_int_equal(st, 0);
+    assert_int_equal(count_files(path), 2);
+    char buf[16] = { 0 };
+    snprintf(path, sizeof(path), "%s/gcs/bkt/p/t/x_1.json", dir);
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    assert_non_null(fgets(buf, sizeof(buf), fp));
+    fclose(fp);
+    assert_string_equal(buf, "two\n");
+    /* an aborted object leaves nothing */
+    struct bp_object *o3 = s->ops->object_open(s, "p/t/y.json", err, sizeof(err));
+    s->ops->object_abort(o3);
+    snprintf(path, sizeof(path), "%s/gcs/bkt/p/t", dir);
+    assert_int_equal(count_files(path), 2);
+    /* rows are appended per batch */
+    st = 1;
+    assert_int_equal(s->ops->rows_put(s, "tbl", "{\"a\":1}\n{\"a\":2}\n", 16, 2, ok_done, &st), 0);
+    assert_int_equal(s->ops->rows_put(s, "tbl", "{\"a\":3}\n", 8, 1, ok_done, &st), 0);
+    snprintf(path, sizeof(path), "%s/bigquery/tbl.ndjson", dir);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_size, 24);
+    s->ops->destroy(s);
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(batches_flush_at_rows_bytes_age),
+        cmocka_unit_test(archive_names_and_rolls),
+        cmocka_unit_test(local_store_is_atomic_and_never_overwrites),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
