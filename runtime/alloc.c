@@ -1,6 +1,6 @@
 /* alloc.c - allocation wrappers for small fixed-size objects: on OOM there is nothing sensible to
- * do for them, so we abort with a message. BP_ALLOC_FAIL_AT=N makes the N-th call fail, for the
- * allocation-failure tests. */
+ * do for them, so we abort with a message. Allocations whose size comes from outside data do not
+ * come here: they go through bp_buf (capped) and fail softly. */
 #include "common.h"
 
 #include <stdio.h>

@@ -9,11 +9,12 @@
 #include <string.h>
 
 void
-bp_archive_init(struct bp_archive *a, struct bp_store *store, const char *prefix,
-                size_t roll_bytes, double roll_seconds, size_t max_open)
+bp_archive_init(struct bp_archive *a, struct bp_store *store, struct bp_ack *ack,
+                const char *prefix, size_t roll_bytes, double roll_seconds, size_t max_open)
 {
     memset(a, 0, sizeof(*a));
     a->store = store;
+    a->ack = ack;
     a->prefix = bp_xstrdup(prefix ? prefix : "");
     a->roll_bytes = roll_bytes;
     a->roll_seconds = roll_seconds;
@@ -29,6 +30,9 @@ bp_archive_free(struct bp_archive *a)
         return;
     for (size_t i = 0; i < a->nopen; i++) {
         a->store->ops->object_abort(a->open[i].obj);
+        for (size_t k = 0; k < a->open[i].nslots; k++)
+            bp_ack_done(a->ack, a->open[i].slots[k], 0);
+        free(a->open[i].slots);
         free(a->open[i].type);
     }
     free(a->open);
@@ -53,20 +57,30 @@ bp_archive_object_name(char *out, size_t outlen, const char *prefix, const char 
 struct finish_ctx {
     struct bp_archive *a;
     unsigned long lines;
+    uint32_t *slots;
+    size_t nslots;
 };
 
 static void
-finish_done(void *arg, int status, const char *errmsg)
+finish_done(void *arg, int status, const char *errmsg, const struct bp_row_error *errs,
+            size_t nerrs)
 {
     struct finish_ctx *fc = arg;
+    (void)errs;
+    (void)nerrs;
+    fc->a->in_flight--;
     if (status == 0) {
         fc->a->objects_done++;
         fc->a->lines_done += fc->lines;
     } else {
         fc->a->failures++;
-        bp_log(BP_LOG_ERROR, "archive", "object of %lu lines not stored: %s", fc->lines,
-               errmsg ? errmsg : "error");
+        bp_log(BP_LOG_ERROR, "archive", "object of %lu lines not stored, their messages will be "
+               "redelivered: %s", fc->lines, errmsg ? errmsg : "error");
     }
+    for (size_t k = 0; k < fc->nslots; k++)
+        bp_ack_done(fc->a->ack, fc->slots[k], status == 0);
+    free(fc->slots);
+    free(fc);
 }
 
 static int
@@ -75,8 +89,13 @@ finish_at(struct bp_archive *a, size_t i)
     struct bp_archive_obj o = a->open[i];
     memmove(&a->open[i], &a->open[i + 1], (a->nopen - i - 1) * sizeof(*a->open));
     a->nopen--;
-    struct finish_ctx fc = { a, o.lines };
-    int rc = a->store->ops->object_finish(o.obj, finish_done, &fc);
+    struct finish_ctx *fc = bp_xcalloc(1, sizeof(*fc));
+    fc->a = a;
+    fc->lines = o.lines;
+    fc->slots = o.slots;
+    fc->nslots = o.nslots;
+    a->in_flight++;
+    int rc = a->store->ops->object_finish(o.obj, finish_done, fc);
     free(o.type);
     return rc;
 }
@@ -106,10 +125,11 @@ find_or_open(struct bp_archive *a, const char *type, int32_t hour, double now)
     return (int)a->nopen++;
 }
 
-/* Appends one raw line (without '\n') to the object of (type, hour). Returns 0 or -1. */
+/* Appends one raw line (without '\n') of the message in `slot` to the object of (type, hour);
+ * the slot gets one pending write, completed when the object is stored. Returns 0 or -1. */
 int
 bp_archive_add(struct bp_archive *a, const char *type, int32_t hour, const char *line,
-               size_t len, double now)
+               size_t len, uint32_t slot, double now)
 {
     int i = find_or_open(a, type, hour, now);
     if (i < 0)
@@ -122,6 +142,14 @@ bp_archive_add(struct bp_archive *a, const char *type, int32_t hour, const char 
     }
     o->bytes += len + 1;
     o->lines++;
+    if (slot != BP_ACK_NONE) {
+        if (o->nslots == o->slots_cap) {
+            o->slots_cap = o->slots_cap ? o->slots_cap * 2 : 64;
+            o->slots = bp_xrealloc(o->slots, o->slots_cap * sizeof(*o->slots));
+        }
+        o->slots[o->nslots++] = slot;
+        bp_ack_add(a->ack, slot, 1);
+    }
     if (o->bytes >= a->roll_bytes)
         return finish_at(a, (size_t)i);
     return 0;

@@ -3,6 +3,7 @@
 #ifndef BP_ARCHIVE_H
 #define BP_ARCHIVE_H
 
+#include "ack.h"
 #include "store.h"
 
 struct bp_archive_obj {
@@ -12,10 +13,14 @@ struct bp_archive_obj {
     size_t bytes;
     unsigned long lines;
     double opened_at;       /* loop time */
+    uint32_t *slots;        /* ack slot per line (BP_ACK_NONE ones are not kept) */
+    size_t nslots, slots_cap;
 };
 
 struct bp_archive {
     struct bp_store *store;
+    struct bp_ack *ack;
+    size_t in_flight;       /* objects finishing (uploads), not answered */
     char *prefix;           /* "" or "output" */
     size_t roll_bytes;
     double roll_seconds;
@@ -27,11 +32,11 @@ struct bp_archive {
     unsigned long failures;
 };
 
-void bp_archive_init(struct bp_archive *a, struct bp_store *store, const char *prefix,
-                     size_t roll_bytes, double roll_seconds, size_t max_open);
+void bp_archive_init(struct bp_archive *a, struct bp_store *store, struct bp_ack *ack,
+                     const char *prefix, size_t roll_bytes, double roll_seconds, size_t max_open);
 void bp_archive_free(struct bp_archive *a);
 int bp_archive_add(struct bp_archive *a, const char *type, int32_t hour, const char *line,
-                   size_t len, double now) BP_WUR;
+                   size_t len, uint32_t slot, double now) BP_WUR;
 int bp_archive_tick(struct bp_archive *a, double now) BP_WUR;
 int bp_archive_finish_all(struct bp_archive *a) BP_WUR;
 void bp_archive_object_name(char *out, size_t outlen, const char *prefix, const char *type,

@@ -1,5 +1,7 @@
 /* batch.c - per-table row batches. A batch never passes max_bytes: a row that would push it over
- * flushes the batch first, so every request stays under the API's 10 MB. */
+ * flushes the batch first, so every request stays under the API's 10 MB. A flushed batch's rows
+ * and slots move into a flight record the store keeps until it answers, and the table starts a
+ * fresh buffer: many requests of one table may be in flight at once. */
 #include "batch.h"
 #include "log.h"
 
@@ -9,25 +11,46 @@
 /* The API's hard limit on one insertAll request; batch_bytes is capped below it in config.c. */
 #define BP_BATCH_HARD_MAX (10 * 1024 * 1024)
 
+struct flight {
+    struct bp_batches *b;
+    struct bp_rowbatch *rb;
+    bp_buf_t buf;
+    uint32_t *slots;
+    size_t nrows;
+};
+
 void
-bp_batches_init(struct bp_batches *b, struct bp_store *store, size_t max_rows, size_t max_bytes,
-                double max_age)
+bp_batches_init(struct bp_batches *b, struct bp_store *store, struct bp_ack *ack,
+                size_t max_rows, size_t max_bytes, double max_age)
 {
     memset(b, 0, sizeof(*b));
     b->store = store;
+    b->ack = ack;
     b->max_rows = max_rows;
     b->max_bytes = max_bytes;
     b->max_age = max_age;
 }
 
+/* Rows refused by the store go to fn (dead letter); without it they fail their message. */
+void
+bp_batches_on_rejected(struct bp_batches *b, bp_rejected_fn fn, void *owner)
+{
+    b->rejected = fn;
+    b->owner = owner;
+}
+
+/* Frees the batches. Requests still in flight keep their own memory and must be finished by
+ * the store's destroy (which answers them as failures) before this runs. */
 void
 bp_batches_free(struct bp_batches *b)
 {
     if (!b)
         return;
     for (size_t i = 0; i < b->n; i++) {
-        free(b->v[i].table);
-        bp_buf_free(&b->v[i].buf);
+        free(b->v[i]->table);
+        bp_buf_free(&b->v[i]->buf);
+        free(b->v[i]->slots);
+        free(b->v[i]);
     }
     free(b->v);
     b->v = NULL;
@@ -39,33 +62,72 @@ size_t
 bp_batches_index(struct bp_batches *b, const char *table)
 {
     for (size_t i = 0; i < b->n; i++)
-        if (strcmp(b->v[i].table, table) == 0)
+        if (strcmp(b->v[i]->table, table) == 0)
             return i;
     b->v = bp_xrealloc(b->v, (b->n + 1) * sizeof(*b->v));
-    struct bp_rowbatch *rb = &b->v[b->n];
-    memset(rb, 0, sizeof(*rb));
+    struct bp_rowbatch *rb = bp_xcalloc(1, sizeof(*rb));
     rb->table = bp_xstrdup(table);
     bp_buf_init(&rb->buf, BP_BATCH_HARD_MAX);
+    b->v[b->n] = rb;
     return b->n++;
 }
 
-struct flush_ctx {
-    struct bp_batches *b;
-    struct bp_rowbatch *rb;
-    size_t nrows;
-};
+/* Start of row i in the '\n'-separated entries. */
+static const char *
+nth_line(const char *p, const char *end, size_t i, size_t *len)
+{
+    while (i-- && p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        p = nl ? nl + 1 : end;
+    }
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    *len = (size_t)((nl ? nl : end) - p);
+    return p;
+}
 
 static void
-flush_done(void *arg, int status, const char *errmsg)
+flight_done(void *arg, int status, const char *errmsg, const struct bp_row_error *errs,
+            size_t nerrs)
 {
-    struct flush_ctx *fc = arg;
-    if (status == 0) {
-        fc->rb->rows_stored += fc->nrows;
-    } else {
-        fc->b->failures++;
-        bp_log(BP_LOG_ERROR, "batch", "table %s: %zu rows not stored: %s", fc->rb->table,
-               fc->nrows, errmsg ? errmsg : "error");
+    struct flight *f = arg;
+    struct bp_batches *b = f->b;
+    struct bp_rowbatch *rb = f->rb;
+    b->in_flight--;
+    if (status != 0) {
+        b->failures++;
+        bp_log(BP_LOG_ERROR, "batch", "table %s: %zu rows not stored, their messages will be "
+               "redelivered: %s", rb->table, f->nrows, errmsg ? errmsg : "error");
+        for (size_t i = 0; i < f->nrows; i++)
+            bp_ack_done(b->ack, f->slots[i], 0);
+        goto out;
     }
+    /* refused rows first: dead-lettering adds a destination to the slot before its row's own
+     * completion below, so the message is not acked in between */
+    char *refused = nerrs ? bp_xcalloc(f->nrows, 1) : NULL;
+    for (size_t e = 0; e < nerrs; e++) {
+        size_t i = errs[e].index, len;
+        if (i >= f->nrows || refused[i])
+            continue;
+        refused[i] = 1;
+        rb->rows_rejected++;
+        const char *line = nth_line(f->buf.data, f->buf.data + f->buf.len, i, &len);
+        int ok = !rb->is_dead_letter && b->rejected &&
+                 b->rejected(b->owner, rb->table, line, len, errs[e].reason, f->slots[i]) == 0;
+        if (!ok)
+            bp_log(BP_LOG_ERROR, "batch", "table %s refused a row that cannot be dead-lettered; "
+                   "its message will be redelivered: %s", rb->table, errs[e].reason);
+        bp_ack_done(b->ack, f->slots[i], ok);
+    }
+    for (size_t i = 0; i < f->nrows; i++)
+        if (!refused || !refused[i]) {
+            rb->rows_stored++;
+            bp_ack_done(b->ack, f->slots[i], 1);
+        }
+    free(refused);
+out:
+    bp_buf_free(&f->buf);
+    free(f->slots);
+    free(f);
 }
 
 static int
@@ -73,21 +135,29 @@ flush_one(struct bp_batches *b, struct bp_rowbatch *rb)
 {
     if (rb->nrows == 0)
         return 0;
-    /* Local stores complete synchronously; the cloud store will own a heap context. */
-    struct flush_ctx fc = { b, rb, rb->nrows };
-    int rc = b->store->ops->rows_put(b->store, rb->table, rb->buf.data, rb->buf.len, rb->nrows,
-                                     flush_done, &fc);
-    bp_buf_reset(&rb->buf);
+    struct flight *f = bp_xcalloc(1, sizeof(*f));
+    f->b = b;
+    f->rb = rb;
+    f->buf = rb->buf;
+    f->slots = rb->slots;
+    f->nrows = rb->nrows;
+    bp_buf_init(&rb->buf, BP_BATCH_HARD_MAX);
+    rb->slots = NULL;
+    rb->slots_cap = 0;
     rb->nrows = 0;
-    return rc;
+    b->in_flight++;
+    return b->store->ops->rows_put(b->store, rb->table, f->buf.data, f->buf.len, f->nrows,
+                                   flight_done, f);
 }
 
-/* Adds one entry (a line without its '\n') to batch idx, flushing at the limits.
- * Returns 0, or -1 when the store failed or the entry alone passes the request limit. */
+/* Adds one entry (a line without its '\\n') of the message in `slot` to batch idx, flushing at
+ * the limits; the slot gets one pending write. Returns 0, or -1 when the store failed at once or
+ * the entry alone passes the request limit (the slot is not charged then). */
 int
-bp_batches_add(struct bp_batches *b, size_t idx, const char *entry, size_t len, double now)
+bp_batches_add(struct bp_batches *b, size_t idx, const char *entry, size_t len, uint32_t slot,
+               double now)
 {
-    struct bp_rowbatch *rb = &b->v[idx];
+    struct bp_rowbatch *rb = b->v[idx];
     if (len + 1 > BP_BATCH_HARD_MAX)
         return -1;
     if (rb->nrows && rb->buf.len + len + 1 > b->max_bytes && flush_one(b, rb) != 0)
@@ -96,7 +166,12 @@ bp_batches_add(struct bp_batches *b, size_t idx, const char *entry, size_t len, 
         rb->first_at = now;
     if (bp_buf_append(&rb->buf, entry, len) != 0 || bp_buf_append(&rb->buf, "\n", 1) != 0)
         return -1;
-    rb->nrows++;
+    if (rb->nrows == rb->slots_cap) {
+        rb->slots_cap = rb->slots_cap ? rb->slots_cap * 2 : 64;
+        rb->slots = bp_xrealloc(rb->slots, rb->slots_cap * sizeof(*rb->slots));
+    }
+    rb->slots[rb->nrows++] = slot;
+    bp_ack_add(b->ack, slot, 1);
     if (rb->nrows >= b->max_rows || rb->buf.len >= b->max_bytes)
         return flush_one(b, rb);
     return 0;
@@ -108,7 +183,8 @@ bp_batches_tick(struct bp_batches *b, double now)
 {
     int rc = 0;
     for (size_t i = 0; i < b->n; i++)
-        if (b->v[i].nrows && now - b->v[i].first_at >= b->max_age && flush_one(b, &b->v[i]) != 0)
+        if (b->v[i]->nrows && now - b->v[i]->first_at >= b->max_age &&
+            flush_one(b, b->v[i]) != 0)
             rc = -1;
     return rc;
 }
@@ -118,7 +194,17 @@ bp_batches_flush_all(struct bp_batches *b)
 {
     int rc = 0;
     for (size_t i = 0; i < b->n; i++)
-        if (flush_one(b, &b->v[i]) != 0)
+        if (flush_one(b, b->v[i]) != 0)
             rc = -1;
     return rc;
+}
+
+/* Rows waiting in batches (not yet sent). */
+size_t
+bp_batches_buffered(const struct bp_batches *b)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < b->n; i++)
+        n += b->v[i]->nrows;
+    return n;
 }

@@ -1,36 +1,53 @@
 /* batch.h - one row batch per table, flushed as one insertAll request (or one local append) at
- * N rows, N bytes or N ms, whichever comes first. */
+ * N rows, N bytes or N ms, whichever comes first. Each row remembers the ack slot of its
+ * message; when the store answers, every slot hears whether its row is stored. */
 #ifndef BP_BATCH_H
 #define BP_BATCH_H
 
+#include "ack.h"
 #include "buf.h"
 #include "store.h"
+
+/* A row BigQuery refused (insertErrors): the owner dead-letters it (stage insert). entry is the
+ * insertAll entry as sent. Returns 0, or -1 when it could not (the message is then nacked). */
+typedef int (*bp_rejected_fn)(void *owner, const char *table, const char *entry, size_t len,
+                              const char *reason, uint32_t slot);
 
 struct bp_rowbatch {
     char *table;
     bp_buf_t buf;          /* entries, one per line */
+    uint32_t *slots;       /* ack slot per row */
     size_t nrows;
+    size_t slots_cap;
     double first_at;       /* loop time of the oldest row in buf */
+    int is_dead_letter;    /* refused rows of this table cannot be dead-lettered again */
     unsigned long rows_stored;
+    unsigned long rows_rejected;
 };
 
 struct bp_batches {
     struct bp_store *store;
-    struct bp_rowbatch *v;
+    struct bp_ack *ack;
+    bp_rejected_fn rejected;
+    void *owner;
+    struct bp_rowbatch **v;
     size_t n;
     size_t max_rows;
     size_t max_bytes;
     double max_age;
+    size_t in_flight;      /* requests sent, not answered */
     unsigned long failures;
 };
 
-void bp_batches_init(struct bp_batches *b, struct bp_store *store, size_t max_rows,
-                     size_t max_bytes, double max_age);
+void bp_batches_init(struct bp_batches *b, struct bp_store *store, struct bp_ack *ack,
+                     size_t max_rows, size_t max_bytes, double max_age);
+void bp_batches_on_rejected(struct bp_batches *b, bp_rejected_fn fn, void *owner);
 void bp_batches_free(struct bp_batches *b);
 size_t bp_batches_index(struct bp_batches *b, const char *table);
 int bp_batches_add(struct bp_batches *b, size_t idx, const char *entry, size_t len,
-                   double now) BP_WUR;
+                   uint32_t slot, double now) BP_WUR;
 int bp_batches_tick(struct bp_batches *b, double now) BP_WUR;
 int bp_batches_flush_all(struct bp_batches *b) BP_WUR;
+size_t bp_batches_buffered(const struct bp_batches *b);
 
 #endif

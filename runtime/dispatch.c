@@ -63,31 +63,68 @@ build_dead_entry(struct bp_rt *rt, const bp_msg_t *m, int stage, const char *rea
     return rc ? -1 : 0;
 }
 
-/* Sends one event to the dead letter: a rejected_events row and the raw line under errors/.
- * Returns 0, or -1 when a sink failed. Also used by sources for events Lua never sees. */
-int
-bp_rt_dead_letter(struct bp_rt *rt, const bp_msg_t *m, int stage, const char *reason,
-                  const char *etype, size_t etype_len)
+/* The dead-letter row only (no archive line). */
+static int
+dead_row(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, int stage, const char *reason,
+         const char *etype, size_t etype_len)
 {
     char now_str[BP_TIME_STRLEN];
     bp_time_rfc3339(bp_time_now(), now_str);
-    double now = ev_now(rt->loop);
     if (stage < BP_STAGE_PARSE || stage > BP_STAGE_INSERT)
         stage = BP_STAGE_MAP;
     bp_log(BP_LOG_DEBUG, "dead", "id=%.*s stage=%s reason=%s", (int)m->id_len, m->id,
            bp_stage_names[stage], reason);
     if (build_dead_entry(rt, m, stage, reason, strlen(reason), etype, etype_len, now_str) != 0 ||
-        bp_batches_add(&rt->tables, rt->dead_batch, rt->entry.data, rt->entry.len, now) != 0 ||
-        bp_archive_add(&rt->archive, rt->cfg.dead_letter_prefix, publish_hour(m), m->data, m->len,
-                       now) != 0)
+        bp_batches_add(&rt->tables, rt->dead_batch, rt->entry.data, rt->entry.len, slot,
+                       ev_now(rt->loop)) != 0)
         return -1;
     rt->stats.dead[stage]++;
     return 0;
 }
 
+/* Sends one event to the dead letter: a rejected_events row and the raw line under errors/.
+ * Returns 0, or -1 when a sink failed. Also used by sources for events Lua never sees. */
+int
+bp_rt_dead_letter(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, int stage,
+                  const char *reason, const char *etype, size_t etype_len)
+{
+    if (dead_row(rt, m, slot, stage, reason, etype, etype_len) != 0 ||
+        bp_archive_add(&rt->archive, rt->cfg.dead_letter_prefix, publish_hour(m), m->data, m->len,
+                       slot, ev_now(rt->loop)) != 0)
+        return -1;
+    return 0;
+}
+
+/* A row the table refused (BigQuery insertErrors): a dead letter of stage insert whose
+ * raw_payload is the row as sent (the raw event is already in the archive of its type). The
+ * message id is taken back from the entry's insertId, which dispatch_row wrote first. */
+int
+bp_rt_rejected_row(void *owner, const char *table, const char *entry, size_t len,
+                   const char *reason, uint32_t slot)
+{
+    struct bp_rt *rt = owner;
+    static const char pre[] = "{\"insertId\":\"";
+    bp_msg_t m;
+    memset(&m, 0, sizeof(m));
+    m.data = entry;
+    m.len = len;
+    m.id = "";
+    if (len > sizeof(pre) && memcmp(entry, pre, sizeof(pre) - 1) == 0) {
+        const char *id = entry + sizeof(pre) - 1;
+        const char *q = memchr(id, '"', len - (sizeof(pre) - 1));
+        if (q) {
+            m.id = id;
+            m.id_len = (size_t)(q - id);
+        }
+    }
+    char why[1200];
+    snprintf(why, sizeof(why), "table %s refused the row: %s", table, reason);
+    return dead_row(rt, &m, slot, BP_STAGE_INSERT, why, NULL, 0);
+}
+
 static int
-dispatch_row(struct bp_rt *rt, const bp_msg_t *m, const bp_result_t *r, const char *row,
-             const char *type, double now)
+dispatch_row(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, const bp_result_t *r,
+             const char *row, const char *type, double now)
 {
     bp_buf_t *b = &rt->entry;
     bp_buf_reset(b);
@@ -96,43 +133,48 @@ dispatch_row(struct bp_rt *rt, const bp_msg_t *m, const bp_result_t *r, const ch
         bp_buf_append(b, "}", 1) != 0)
         return -1;
     int32_t hour = r->hour > 0 ? r->hour : publish_hour(m);
-    if (bp_batches_add(&rt->tables, rt->route_batch[r->route], b->data, b->len, now) != 0 ||
-        bp_archive_add(&rt->archive, type, hour, m->data, m->len, now) != 0)
+    if (bp_batches_add(&rt->tables, rt->route_batch[r->route], b->data, b->len, slot, now) != 0 ||
+        bp_archive_add(&rt->archive, type, hour, m->data, m->len, slot, now) != 0)
         return -1;
     rt->stats.rows++;
     return 0;
 }
 
-/* Routes every result of a batch. out/outlen is the string Lua returned; results index into it
- * and are checked, since a result is Lua-written memory. Returns 0, or -1 when a sink failed. */
+/* Routes every result of a batch. out/outlen is the output Lua wrote; results index into it
+ * and are checked, since a result is Lua-written memory. slots (or NULL) are the messages' ack
+ * slots: each holds one pending write that is released here once the message has been handed
+ * to all its destinations. Returns 0, or -1 when a sink failed. */
 int
-bp_dispatch_batch(struct bp_rt *rt, const bp_msg_t *msgs, const bp_result_t *res, size_t n,
-                  const char *out, size_t outlen, const char *now_str)
+bp_dispatch_batch(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots,
+                  const bp_result_t *res, size_t n, const char *out, size_t outlen)
 {
     size_t nroutes;
     const struct bp_route *routes = bp_lua_host_routes(rt->host, &nroutes);
     double now = ev_now(rt->loop);
-    (void)now_str;
     for (size_t i = 0; i < n; i++) {
         const bp_result_t *r = &res[i];
         const bp_msg_t *m = &msgs[i];
+        uint32_t slot = slots ? slots[i] : BP_ACK_NONE;
         int sane = (size_t)r->off + r->len <= outlen &&
                    (r->etype_len == 0 || (size_t)r->etype_off + r->etype_len <= outlen) &&
                    r->stage >= BP_STAGE_OK && r->stage <= BP_STAGE_INSERT;
         int rc;
         if (!sane)
-            rc = bp_rt_dead_letter(rt, m, BP_STAGE_MAP, "internal: the Lua host wrote a bad "
-                                   "result for this event", NULL, 0);
+            rc = bp_rt_dead_letter(rt, m, slot, BP_STAGE_MAP, "internal: the Lua host wrote a "
+                                   "bad result for this event", NULL, 0);
         else if (r->stage == BP_STAGE_OK && r->route >= 0 && (size_t)r->route < nroutes)
-            rc = dispatch_row(rt, m, r, out + r->off, routes[r->route].name, now);
+            rc = dispatch_row(rt, m, slot, r, out + r->off, routes[r->route].name, now);
         else if (r->stage == BP_STAGE_OK)
-            rc = bp_rt_dead_letter(rt, m, BP_STAGE_MAP, "internal: row without a route", NULL, 0);
+            rc = bp_rt_dead_letter(rt, m, slot, BP_STAGE_MAP, "internal: row without a route",
+                                   NULL, 0);
         else {
             /* reasons are short text; copy so the dead-letter writer gets a C string */
             char reason[1024];
             snprintf(reason, sizeof(reason), "%.*s", (int)r->len, out + r->off);
-            rc = bp_rt_dead_letter(rt, m, r->stage, reason, out + r->etype_off, r->etype_len);
+            rc = bp_rt_dead_letter(rt, m, slot, r->stage, reason, out + r->etype_off,
+                                   r->etype_len);
         }
+        bp_ack_done(&rt->ack, slot, rc == 0);
         if (rc != 0)
             return -1;
     }

@@ -73,6 +73,7 @@ bp_rt_free(struct bp_rt *rt)
         rt->source->ops->destroy(rt->source);
     bp_archive_free(&rt->archive);
     bp_batches_free(&rt->tables);
+    bp_ack_free(&rt->ack);
     if (rt->store)
         rt->store->ops->destroy(rt->store);
     bp_lua_host_free(rt->host);
@@ -92,9 +93,10 @@ bp_rt_free(struct bp_rt *rt)
 }
 
 /* Runs one batch of messages through Lua and the sinks. The messages are lent: they must stay
- * valid until this returns. Returns 0, or -1 when a sink failed (the caller stops). */
+ * valid until this returns. slots (or NULL) are their ack slots from bp_ack_new. Returns 0, or
+ * -1 when a sink failed (the caller stops). */
 int
-bp_rt_process(struct bp_rt *rt, const bp_msg_t *msgs, size_t n)
+bp_rt_process(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots, size_t n)
 {
     if (n == 0)
         return 0;
@@ -116,12 +118,16 @@ bp_rt_process(struct bp_rt *rt, const bp_msg_t *msgs, size_t n)
     if (bp_lua_host_process(rt->host, b, err, sizeof(err)) != 0) {
         /* The host itself failed (not one event): nothing is lost, the whole batch is dead-lettered. */
         bp_log(BP_LOG_ERROR, "lua", "batch entry failed, dead-lettering %zu events: %s", n, err);
-        for (size_t i = 0; i < n; i++)
-            if (bp_rt_dead_letter(rt, &msgs[i], BP_STAGE_MAP, err, NULL, 0) != 0)
+        for (size_t i = 0; i < n; i++) {
+            uint32_t slot = slots ? slots[i] : BP_ACK_NONE;
+            int rc = bp_rt_dead_letter(rt, &msgs[i], slot, BP_STAGE_MAP, err, NULL, 0);
+            bp_ack_done(&rt->ack, slot, rc == 0);
+            if (rc != 0)
                 return -1;
+        }
         return 0;
     }
-    int rc = bp_dispatch_batch(rt, msgs, rt->results, n, b->out, b->out_len, b->now_str);
+    int rc = bp_dispatch_batch(rt, msgs, slots, rt->results, n, b->out, b->out_len);
     rt->stats.batch_secs[rt->stats.batches++ % BP_LAT_SAMPLES] = bp_time_mono() - t0;
     return rc;
 }
@@ -239,6 +245,16 @@ on_stats(struct ev_loop *loop, ev_timer *w, int revents)
     rt->stats_last_read = rt->stats.read;
 }
 
+/* The ack tracker's verdict on a message: pass it to the source that owns the message. */
+static void
+on_acked(void *owner, uint32_t slot, uint64_t cookie, int ok)
+{
+    struct bp_rt *rt = owner;
+    (void)slot;
+    if (rt->source && rt->source->ops->acked)
+        rt->source->ops->acked(rt->source, cookie, ok);
+}
+
 /* Opens the sinks and the source and arms the watchers. Returns 0, or -1 with err set. */
 int
 bp_rt_start(struct bp_rt *rt, char *err, size_t errlen)
@@ -258,11 +274,14 @@ bp_rt_start(struct bp_rt *rt, char *err, size_t errlen)
     rt->store = bp_store_local_new(c->local_out, bucket, err, errlen);
     if (!rt->store)
         goto fail;
-    bp_batches_init(&rt->tables, rt->store, (size_t)c->batch_rows, (size_t)c->batch_bytes,
-                    c->batch_ms / 1000.0);
+    bp_ack_init(&rt->ack, on_acked, rt);
+    bp_batches_init(&rt->tables, rt->store, &rt->ack, (size_t)c->batch_rows,
+                    (size_t)c->batch_bytes, c->batch_ms / 1000.0);
+    bp_batches_on_rejected(&rt->tables, bp_rt_rejected_row, rt);
     rt->dead_batch = bp_batches_index(&rt->tables, c->dead_letter_table);
+    rt->tables.v[rt->dead_batch]->is_dead_letter = 1;
     bind_routes(rt);
-    bp_archive_init(&rt->archive, rt->store, prefix, (size_t)c->roll_bytes,
+    bp_archive_init(&rt->archive, rt->store, &rt->ack, prefix, (size_t)c->roll_bytes,
                     (double)c->roll_seconds, (size_t)c->max_open_objects);
     free(bucket);
     free(prefix);
@@ -356,8 +375,8 @@ bp_rt_log_summary(struct bp_rt *rt)
     char line[1024];
     size_t n = 0;
     for (size_t i = 0; i < rt->tables.n && n < sizeof(line); i++)
-        n += (size_t)snprintf(line + n, sizeof(line) - n, " %s=%lu", rt->tables.v[i].table,
-                              rt->tables.v[i].rows_stored);
+        n += (size_t)snprintf(line + n, sizeof(line) - n, " %s=%lu", rt->tables.v[i]->table,
+                              rt->tables.v[i]->rows_stored);
     for (int s = 1; s <= BP_STAGE_INSERT && n < sizeof(line); s++)
         n += (size_t)snprintf(line + n, sizeof(line) - n, " dead_%s=%lu", bp_stage_names[s],
                               rt->stats.dead[s]);

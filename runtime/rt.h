@@ -5,6 +5,7 @@
 
 #include <ev.h>
 
+#include "ack.h"
 #include "archive.h"
 #include "batch.h"
 #include "bp_ffi.h"
@@ -17,6 +18,10 @@ struct bp_source;
 
 struct bp_source_ops {
     const char *kind;
+    /* Every destination of the message has answered: ok = all stored (ack it), else nack it. */
+    void (*acked)(struct bp_source *s, uint64_t cookie, int ok);
+    /* Messages received and not yet acked or nacked (the drain waits for 0). */
+    size_t (*outstanding)(struct bp_source *s);
     void (*pause)(struct bp_source *s);
     void (*resume)(struct bp_source *s);
     /* Stops reading for good (drain); buffered complete lines are still delivered first. */
@@ -56,6 +61,7 @@ struct bp_rt {
     int generation;
 
     struct bp_store *store;
+    struct bp_ack ack;
     struct bp_batches tables;
     size_t *route_batch;        /* route index of the current host -> index in tables */
     size_t nroutes;
@@ -93,14 +99,17 @@ void bp_rt_drain(struct bp_rt *rt, const char *why);
 void bp_rt_log_summary(struct bp_rt *rt);
 
 /* Called by sources. */
-int bp_rt_process(struct bp_rt *rt, const bp_msg_t *msgs, size_t n) BP_WUR;
-int bp_rt_dead_letter(struct bp_rt *rt, const bp_msg_t *m, int stage, const char *reason,
-                      const char *etype, size_t etype_len) BP_WUR;
+int bp_rt_process(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots,
+                  size_t n) BP_WUR;
+int bp_rt_dead_letter(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, int stage,
+                      const char *reason, const char *etype, size_t etype_len) BP_WUR;
+int bp_rt_rejected_row(void *rt, const char *table, const char *entry, size_t len,
+                       const char *reason, uint32_t slot);
 void bp_rt_source_finished(struct bp_rt *rt);
 
 /* dispatch.c */
-int bp_dispatch_batch(struct bp_rt *rt, const bp_msg_t *msgs, const bp_result_t *res, size_t n,
-                      const char *out, size_t outlen, const char *now_str) BP_WUR;
+int bp_dispatch_batch(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots,
+                      const bp_result_t *res, size_t n, const char *out, size_t outlen) BP_WUR;
 extern const char *const bp_stage_names[BP_STAGE_INSERT + 1];
 
 /* source_ndjson.c */

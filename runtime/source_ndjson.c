@@ -56,7 +56,7 @@ make_id(struct source_ndjson *s, size_t slot, bp_msg_t *m)
 static int
 flush_batch(struct source_ndjson *s, size_t *n)
 {
-    int rc = bp_rt_process(s->rt, s->msgs, *n);
+    int rc = bp_rt_process(s->rt, s->msgs, NULL, *n);
     *n = 0;
     return rc;
 }
@@ -75,7 +75,7 @@ dead_too_long(struct source_ndjson *s)
     snprintf(reason, sizeof(reason), "line of %zu bytes exceeds source.max_line_bytes (%zu); "
              "raw_payload holds its first %zu bytes", s->skipped_len, s->max_line, s->keep_len);
     s->rt->stats.read++;
-    return bp_rt_dead_letter(s->rt, &m, BP_STAGE_PARSE, reason, NULL, 0);
+    return bp_rt_dead_letter(s->rt, &m, BP_ACK_NONE, BP_STAGE_PARSE, reason, NULL, 0);
 }
 
 static int

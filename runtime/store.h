@@ -10,23 +10,35 @@
 struct bp_store;
 struct bp_object;
 
-/* status 0 = durable; otherwise a negative code and a message. May run inside the call that
- * started the work (local) or later from the loop (cloud). */
-typedef void (*bp_store_done_fn)(void *arg, int status, const char *errmsg);
+/* One row BigQuery refused inside an otherwise accepted insertAll (insertErrors[]). */
+struct bp_row_error {
+    size_t index;          /* 0-based row of the request */
+    const char *reason;    /* "invalid: no such field: x" */
+};
+
+/* status 0 = durable, except the rows listed in errs (rows_put only); otherwise a negative code
+ * and a message, and nothing of the request is stored. May run inside the call that started the
+ * work (local) or later from the loop (cloud). */
+typedef void (*bp_store_done_fn)(void *arg, int status, const char *errmsg,
+                                 const struct bp_row_error *errs, size_t nerrs);
 
 struct bp_store_ops {
     const char *kind;
-    /* Writes a batch of insertAll entries, one JSON object per line ('\n'-terminated). */
+    /* Writes a batch of insertAll entries, one JSON object per line ('\n'-terminated). The
+     * entries stay valid until done runs. */
     int (*rows_put)(struct bp_store *s, const char *table, const char *entries, size_t len,
                     size_t nrows, bp_store_done_fn done, void *arg);
     /* Opens a new archive object named `name` (bucket-relative) for appending. */
     struct bp_object *(*object_open)(struct bp_store *s, const char *name, char *err,
                                      size_t errlen);
     int (*object_write)(struct bp_object *o, const void *p, size_t n);
-    /* Makes the object visible under its name (never overwriting one) and frees o. */
+    /* Makes the object visible under its name (never overwriting one) and frees o; done runs
+     * once it is (or cannot be). */
     int (*object_finish)(struct bp_object *o, bp_store_done_fn done, void *arg);
     /* Throws the object away unfinished and frees o. */
     void (*object_abort)(struct bp_object *o);
+    /* Writes in flight (cloud); the drain waits for 0. */
+    size_t (*pending)(struct bp_store *s);
     void (*destroy)(struct bp_store *s);
 };
 

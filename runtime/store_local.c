@@ -102,10 +102,10 @@ local_rows_put(struct bp_store *bs, const char *table, const char *entries, size
     if (fd < 0 || write_all(fd, entries, len) != 0) {
         char msg[256];
         snprintf(msg, sizeof(msg), "%s/bigquery/%s.ndjson: %s", s->dir, table, strerror(errno));
-        done(arg, -1, msg);
+        done(arg, -1, msg, NULL, 0);
         return -1;
     }
-    done(arg, 0, NULL);
+    done(arg, 0, NULL, NULL, 0);
     return 0;
 }
 
@@ -190,7 +190,7 @@ local_object_finish(struct bp_object *o, bp_store_done_fn done, void *arg)
         bp_log(BP_LOG_DEBUG, "archive", "finished %s", used);
     unlink(o->tmp_path);
     object_free(o);
-    done(arg, rc, rc ? msg : NULL);
+    done(arg, rc, rc ? msg : NULL, NULL, 0);
     return rc;
 }
 
@@ -200,6 +200,13 @@ local_object_abort(struct bp_object *o)
     fclose(o->f);
     unlink(o->tmp_path);
     object_free(o);
+}
+
+static size_t
+local_pending(struct bp_store *bs)
+{
+    (void)bs;
+    return 0;   /* every write completes inside its call */
 }
 
 static void
@@ -225,6 +232,7 @@ static const struct bp_store_ops local_ops = {
     .object_write = local_object_write,
     .object_finish = local_object_finish,
     .object_abort = local_object_abort,
+    .pending = local_pending,
     .destroy = local_destroy,
 };
 

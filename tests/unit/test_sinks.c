@@ -49,7 +49,7 @@ f_rows_put(struct bp_store *s, const char *t, const char *e, size_t len, size_t 
     f->last_len = len;
     if (len > f->max_len)
         f->max_len = len;
-    done(arg, f->fail ? -1 : 0, f->fail ? "fake failure" : NULL);
+    done(arg, f->fail ? -1 : 0, f->fail ? "fake failure" : NULL, NULL, 0);
     return f->fail ? -1 : 0;
 }
 
@@ -79,7 +79,14 @@ f_finish(struct bp_object *o, bp_store_done_fn done, void *arg)
 {
     o->f->objects_finished++;
     free(o);
-    done(arg, 0, NULL);
+    done(arg, 0, NULL, NULL, 0);
+    return 0;
+}
+
+static size_t
+f_pending(struct bp_store *s)
+{
+    (void)s;
     return 0;
 }
 
@@ -96,7 +103,7 @@ f_destroy(struct bp_store *s)
 }
 
 static const struct bp_store_ops fake_ops = {
-    "fake", f_rows_put, f_open, f_write, f_finish, f_abort, f_destroy,
+    "fake", f_rows_put, f_open, f_write, f_finish, f_abort, f_pending, f_destroy,
 };
 
 static void
@@ -105,19 +112,21 @@ batches_flush_at_rows_bytes_age(void **state)
     (void)state;
     struct fake f = { .base.ops = &fake_ops };
     struct bp_batches b;
-    bp_batches_init(&b, &f.base, 3, 100, 1.0);
+    struct bp_ack ack;
+    bp_ack_init(&ack, NULL, NULL);
+    bp_batches_init(&b, &f.base, &ack, 3, 100, 1.0);
     size_t t = bp_batches_index(&b, "t");
     assert_int_equal(bp_batches_index(&b, "t"), t);
-    assert_int_equal(bp_batches_add(&b, t, "{\"a\":1}", 7, 10.0), 0);
-    assert_int_equal(bp_batches_add(&b, t, "{\"a\":2}", 7, 10.0), 0);
+    assert_int_equal(bp_batches_add(&b, t, "{\"a\":1}", 7, BP_ACK_NONE, 10.0), 0);
+    assert_int_equal(bp_batches_add(&b, t, "{\"a\":2}", 7, BP_ACK_NONE, 10.0), 0);
     assert_int_equal(f.puts, 0);
-    assert_int_equal(bp_batches_add(&b, t, "{\"a\":3}", 7, 10.0), 0);
+    assert_int_equal(bp_batches_add(&b, t, "{\"a\":3}", 7, BP_ACK_NONE, 10.0), 0);
     assert_int_equal(f.puts, 1);                 /* 3 rows */
     assert_int_equal(f.last_rows, 3);
     char big[60];
     memset(big, 'x', sizeof(big));
-    assert_int_equal(bp_batches_add(&b, t, big, 60, 20.0), 0);
-    assert_int_equal(bp_batches_add(&b, t, big, 60, 20.0), 0);   /* 122 > 100: flush first */
+    assert_int_equal(bp_batches_add(&b, t, big, 60, BP_ACK_NONE, 20.0), 0);
+    assert_int_equal(bp_batches_add(&b, t, big, 60, BP_ACK_NONE, 20.0), 0);   /* 122 > 100: flush first */
     assert_int_equal(f.puts, 2);
     assert_int_equal(f.last_rows, 1);
     assert_true(f.max_len <= 100);
@@ -125,11 +134,11 @@ batches_flush_at_rows_bytes_age(void **state)
     assert_int_equal(f.puts, 2);                 /* not old enough */
     assert_int_equal(bp_batches_tick(&b, 21.0), 0);
     assert_int_equal(f.puts, 3);
-    assert_int_equal(b.v[t].rows_stored, 5);
+    assert_int_equal(b.v[t]->rows_stored, 5);
     assert_int_equal(bp_batches_flush_all(&b), 0);
     assert_int_equal(f.puts, 3);                 /* empty batches send nothing */
     f.fail = 1;
-    assert_int_equal(bp_batches_add(&b, t, "{}", 2, 30.0), 0);
+    assert_int_equal(bp_batches_add(&b, t, "{}", 2, BP_ACK_NONE, 30.0), 0);
     assert_int_equal(bp_batches_flush_all(&b), -1);
     assert_int_equal(b.failures, 1);
     bp_batches_free(&b);
@@ -147,20 +156,22 @@ archive_names_and_rolls(void **state)
 
     struct fake f = { .base.ops = &fake_ops };
     struct bp_archive a;
-    bp_archive_init(&a, &f.base, "output", 100, 60.0, 2);
-    assert_int_equal(bp_archive_add(&a, "order", 2025030112, "0123456789", 10, 0.0), 0);
-    assert_int_equal(bp_archive_add(&a, "order", 2025030112, "0123456789", 10, 1.0), 0);
+    struct bp_ack ack;
+    bp_ack_init(&ack, NULL, NULL);
+    bp_archive_init(&a, &f.base, &ack, "output", 100, 60.0, 2);
+    assert_int_equal(bp_archive_add(&a, "order", 2025030112, "0123456789", 10, BP_ACK_NONE, 0.0), 0);
+    assert_int_equal(bp_archive_add(&a, "order", 2025030112, "0123456789", 10, BP_ACK_NONE, 1.0), 0);
     assert_int_equal(f.objects_opened, 1);
-    assert_int_equal(bp_archive_add(&a, "order", 2025030113, "x", 1, 2.0), 0);
+    assert_int_equal(bp_archive_add(&a, "order", 2025030113, "x", 1, BP_ACK_NONE, 2.0), 0);
     assert_int_equal(f.objects_opened, 2);
     /* a third (type, hour) finishes the oldest open object (max_open = 2) */
-    assert_int_equal(bp_archive_add(&a, "inventory", 2025030112, "x", 1, 3.0), 0);
+    assert_int_equal(bp_archive_add(&a, "inventory", 2025030112, "x", 1, BP_ACK_NONE, 3.0), 0);
     assert_int_equal(f.objects_finished, 1);
     assert_int_equal(f.obj_bytes[0], 22);        /* lines end in '\n' */
     /* size roll */
     char big[120];
     memset(big, 'y', sizeof(big));
-    assert_int_equal(bp_archive_add(&a, "inventory", 2025030112, big, sizeof(big), 4.0), 0);
+    assert_int_equal(bp_archive_add(&a, "inventory", 2025030112, big, sizeof(big), BP_ACK_NONE, 4.0), 0);
     assert_int_equal(f.objects_finished, 2);
     /* age roll */
     assert_int_equal(bp_archive_tick(&a, 61.0), 0);   /* order/13 opened at 2.0: 59 s old */
@@ -186,9 +197,11 @@ count_files(const char *dir)
 }
 
 static void
-ok_done(void *arg, int status, const char *msg)
+ok_done(void *arg, int status, const char *msg, const struct bp_row_error *errs, size_t nerrs)
 {
     (void)msg;
+    (void)errs;
+    (void)nerrs;
     *(int *)arg = status;
 }
 
