@@ -159,9 +159,18 @@ bp_archive_add(struct bp_archive *a, const char *type, int32_t hour, const char 
 int
 bp_archive_tick(struct bp_archive *a, double now)
 {
+    return bp_archive_roll_older(a, now, a->roll_seconds);
+}
+
+/* Finishes objects at least min_age old. Used with a short age under flow-control pressure:
+ * messages are acked only once their object is stored, so objects held to roll_seconds would
+ * cap throughput at max_outstanding_messages / roll_seconds. */
+int
+bp_archive_roll_older(struct bp_archive *a, double now, double min_age)
+{
     int rc = 0;
     for (size_t i = 0; i < a->nopen;) {
-        if (now - a->open[i].opened_at >= a->roll_seconds) {
+        if (now - a->open[i].opened_at >= min_age) {
             if (finish_at(a, i) != 0)
                 rc = -1;
         } else {

@@ -28,6 +28,17 @@ struct bp_config {
     long max_outstanding_bytes;
     long stats_seconds;
     long drain_seconds;
+    long pull_concurrency;
+    long lease_seconds;
+    char *pubsub_endpoint;
+    char *bigquery_endpoint;
+    char *storage_endpoint;
+    char *auth_mode;           /* auto, adc, none */
+    char *auth_key_file;
+    char *auth_token_url;
+    char *ca_file;
+    long retry_attempts;
+    long retry_max_ms;
 };
 
 enum bp_opt_type { BP_OPT_STR, BP_OPT_INT };

@@ -4,9 +4,11 @@
 #include "testmode.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #ifndef BP_VERSION
@@ -50,6 +52,7 @@ usage(FILE *f)
 "  --input_subscription S  --bq_project P  --bq_dataset D  --gcs_output_path gs://B/P  --project P\n"
 "                          the seed's flags (Dataflow-only flags are accepted and ignored)\n"
 "  --set KEY=VALUE         set any option below (overrides pipeline.lua)\n"
+"  --workers N             run N processes sharing the subscription (Pub/Sub source only)\n"
 "  --log-level LEVEL       error, warn, info (default) or debug\n"
 "  --help, --version\n"
 "\n"
@@ -102,6 +105,7 @@ find_lib_dir(char *out, size_t outlen)
 
 struct cli {
     const char *cmd;            /* "run", "check" or "test" */
+    long workers;
     const char *pipeline;
     const char *events;
     struct bp_kv kv[64];
@@ -178,6 +182,13 @@ parse_args(int argc, char **argv, struct cli *c)
                 *eq = '\0';
                 if (add_kv(c, v, eq + 1) != 0)
                     return -1;
+            } else if (strcmp(flag, "--workers") == 0) {
+                char *end;
+                c->workers = strtol(v, &end, 10);
+                if (*end || c->workers < 1 || c->workers > 64) {
+                    fprintf(stderr, "bepipe-lua: --workers takes 1..64, got '%s'\n", v);
+                    return -1;
+                }
             } else if (strcmp(flag, "--log-level") == 0) {
                 int lvl = bp_log_parse_level(v);
                 if (lvl < 0) {
@@ -218,6 +229,90 @@ parse_args(int argc, char **argv, struct cli *c)
     return 0;
 }
 
+/* One pipeline process: load, start, run until drained. Returns the exit code. */
+static int
+run_one(struct cli *c, const char *lib_dir)
+{
+    char err[4096];
+    struct bp_rt *rt = bp_rt_new(c->pipeline, lib_dir, c->kv, c->nkv, err, sizeof(err));
+    if (!rt) {
+        fprintf(stderr, "bepipe-lua: %s\n", err);
+        return EXIT_FAIL;
+    }
+    int code = EXIT_OK;
+    if (strcmp(c->cmd, "check") == 0) {
+        size_t n;
+        bp_lua_host_routes(rt->host, &n);
+        printf("%s: ok (%zu routes)\n", c->pipeline, n);
+    } else if (strcmp(c->cmd, "test") == 0) {
+        code = bp_testmode_run(rt->host, c->events, stdout);
+    } else if (bp_rt_start(rt, err, sizeof(err)) != 0) {
+        fprintf(stderr, "bepipe-lua: %s\n", err);
+        code = EXIT_FAIL;
+    } else {
+        bp_log(BP_LOG_INFO, "main", "bepipe-lua %s running %s (generation %d, pid %ld)",
+               BP_VERSION, c->pipeline, rt->generation, (long)getpid());
+        code = bp_rt_run(rt);
+        bp_rt_log_summary(rt);
+    }
+    bp_rt_free(rt);
+    return code;
+}
+
+/* --workers N: N processes, each a whole pipeline pulling the same subscription (Pub/Sub shares
+ * the messages out, so they need no coordination). The parent only forwards SIGTERM, SIGINT and
+ * SIGHUP to them and returns the worst exit code. */
+static int
+run_workers(struct cli *c, const char *lib_dir)
+{
+    pid_t pids[64];
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &set, &old);
+    for (long i = 0; i < c->workers; i++) {
+        pid_t pid = fork();
+        if (pid < 0) {
+            fprintf(stderr, "bepipe-lua: fork: %s\n", strerror(errno));
+            c->workers = i;
+            break;
+        }
+        if (pid == 0) {
+            sigprocmask(SIG_SETMASK, &old, NULL);
+            exit(run_one(c, lib_dir));
+        }
+        pids[i] = pid;
+    }
+    int worst = EXIT_OK;
+    long alive = c->workers;
+    while (alive > 0) {
+        int sig;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGCHLD) {
+            int status;
+            pid_t pid;
+            while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+                int code = WIFEXITED(status) ? WEXITSTATUS(status) : EXIT_FAIL;
+                if (code > worst)
+                    worst = code;
+                alive--;
+                for (long i = 0; i < c->workers; i++)
+                    if (pids[i] == pid)
+                        pids[i] = 0;
+            }
+        } else {
+            for (long i = 0; i < c->workers; i++)
+                if (pids[i] > 0)
+                    kill(pids[i], sig);
+        }
+    }
+    return worst;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -229,29 +324,15 @@ main(int argc, char **argv)
         fprintf(stderr, "bepipe-lua: cannot read %s: %s\n", c.pipeline, strerror(errno));
         return EXIT_FAIL;
     }
-    char lib_dir[4096], err[4096];
+    char lib_dir[4096];
     find_lib_dir(lib_dir, sizeof(lib_dir));
-    struct bp_rt *rt = bp_rt_new(c.pipeline, lib_dir, c.kv, c.nkv, err, sizeof(err));
-    if (!rt) {
-        fprintf(stderr, "bepipe-lua: %s\n", err);
-        return EXIT_FAIL;
+    if (c.workers > 1 && strcmp(c.cmd, "run") == 0) {
+        for (size_t i = 0; i < c.nkv; i++)
+            if (strcmp(c.kv[i].key, "source.input") == 0) {
+                fprintf(stderr, "bepipe-lua: --workers needs the Pub/Sub source, not --input\n");
+                return EXIT_USAGE;
+            }
+        return run_workers(&c, lib_dir);
     }
-    int code = EXIT_OK;
-    if (strcmp(c.cmd, "check") == 0) {
-        size_t n;
-        bp_lua_host_routes(rt->host, &n);
-        printf("%s: ok (%zu routes)\n", c.pipeline, n);
-    } else if (strcmp(c.cmd, "test") == 0) {
-        code = bp_testmode_run(rt->host, c.events, stdout);
-    } else if (bp_rt_start(rt, err, sizeof(err)) != 0) {
-        fprintf(stderr, "bepipe-lua: %s\n", err);
-        code = EXIT_FAIL;
-    } else {
-        bp_log(BP_LOG_INFO, "main", "bepipe-lua %s running %s (generation %d, pid %ld)",
-               BP_VERSION, c.pipeline, rt->generation, (long)getpid());
-        code = bp_rt_run(rt);
-        bp_rt_log_summary(rt);
-    }
-    bp_rt_free(rt);
-    return code;
+    return run_one(&c, lib_dir);
 }

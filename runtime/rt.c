@@ -8,6 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifndef BP_RT_VERSION
+#define BP_RT_VERSION "0.1.0"
+#endif
+
 /* Defaults + pipeline.lua (already in the host's config) + command-line overrides -> out.
  * Returns 0, or -1 with err set. */
 int
@@ -71,6 +75,13 @@ bp_rt_free(struct bp_rt *rt)
         return;
     if (rt->source)
         rt->source->ops->destroy(rt->source);
+    rt->source = NULL;
+    /* HTTP first: in-flight calls are dropped without callbacks, so nothing below is touched */
+    bp_api_free(rt->api_auth);
+    bp_api_free(rt->api_plain);
+    bp_http_free(rt->http);
+    bp_auth_free(rt->auth);
+    bp_endpoints_free(&rt->ep);
     bp_archive_free(&rt->archive);
     bp_batches_free(&rt->tables);
     bp_ack_free(&rt->ack);
@@ -173,8 +184,55 @@ flush_all(struct bp_rt *rt)
     return rc;
 }
 
-/* Stops reading, flushes every sink and leaves the loop. Sinks of the local kind complete at
- * once; the cloud kind will keep the loop running until its replies are in or drain_seconds pass. */
+/* Everything written has been answered (stores, batches, archive uploads). */
+static int
+sinks_idle(struct bp_rt *rt)
+{
+    return rt->tables.in_flight == 0 && rt->archive.in_flight == 0 &&
+           (!rt->store || rt->store->ops->pending(rt->store) == 0);
+}
+
+static int
+source_idle(struct bp_rt *rt)
+{
+    if (!rt->source || strcmp(rt->source->ops->kind, "pubsub") != 0)
+        return 1;
+    return bp_source_pubsub_calls(rt->source) == 0;
+}
+
+/* The drain, one step per timer tick: (1) wait for the sinks to answer what was flushed,
+ * (2) send the acks that produced and nack the rest, (3) wait for those calls, leave the loop.
+ * Past drain_seconds whatever is still outstanding is nacked, so Pub/Sub redelivers it soon
+ * instead of after its lease. */
+static void
+on_drain_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct bp_rt *rt = ev_userdata(loop);
+    (void)w;
+    (void)revents;
+    int late = bp_time_mono() - rt->drain_started > rt->cfg.drain_seconds;
+    if (rt->drain_phase == 1 && (sinks_idle(rt) || late)) {
+        if (!sinks_idle(rt)) {
+            bp_log(BP_LOG_WARN, "main", "drain timeout: sinks still busy; nacking what is left");
+            rt->exit_code = 1;
+        }
+        if (rt->source && strcmp(rt->source->ops->kind, "pubsub") == 0) {
+            rt->source->ops->stop(rt->source);   /* flushes the acks queued meanwhile */
+            bp_source_pubsub_nack_all(rt->source);
+        }
+        rt->drain_phase = 2;
+        rt->drain_started = bp_time_mono() - rt->cfg.drain_seconds + 5.0;  /* 5 s for acks */
+        return;
+    }
+    if (rt->drain_phase == 2 && (source_idle(rt) || late)) {
+        rt->drain_phase = 3;
+        ev_timer_stop(loop, &rt->drain_timer);
+        ev_break(loop, EVBREAK_ALL);
+    }
+}
+
+/* Stops reading and flushes every sink; the loop ends once they have answered and the acks
+ * are out (at once for local files). */
 void
 bp_rt_drain(struct bp_rt *rt, const char *why)
 {
@@ -184,12 +242,17 @@ bp_rt_drain(struct bp_rt *rt, const char *why)
     bp_log(BP_LOG_INFO, "main", "draining (%s)", why);
     if (rt->source)
         rt->source->ops->stop(rt->source);
-    if (flush_all(rt) != 0 || rt->tables.failures || rt->archive.failures)
+    /* a store that fails at once (local disk) is fatal; cloud failures were answered by
+     * nacks and redelivery, and are no reason for a failed exit */
+    if (flush_all(rt) != 0)
         rt->exit_code = 1;
     ev_timer_stop(rt->loop, &rt->tick);
     ev_timer_stop(rt->loop, &rt->stats_timer);
     ev_signal_stop(rt->loop, &rt->sighup);
-    ev_break(rt->loop, EVBREAK_ALL);
+    rt->drain_phase = 1;
+    rt->drain_started = bp_time_mono();
+    ev_timer_init(&rt->drain_timer, on_drain_timer, 0., 0.05);
+    ev_timer_start(rt->loop, &rt->drain_timer);
 }
 
 /* The source has delivered everything it will (end of file). */
@@ -219,7 +282,13 @@ on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     (void)w;
     (void)revents;
     double now = ev_now(loop);
-    if (bp_batches_tick(&rt->tables, now) != 0 || bp_archive_tick(&rt->archive, now) != 0) {
+    /* flow control near its limit: finish archive objects early so their messages can be
+     * acked and pulling goes on (see bp_archive_roll_older) */
+    size_t out = rt->source && rt->source->ops->outstanding
+                     ? rt->source->ops->outstanding(rt->source) : 0;
+    double roll = out * 2 >= (size_t)rt->cfg.max_outstanding_messages ? 0.5
+                                                                      : (double)rt->cfg.roll_seconds;
+    if (bp_batches_tick(&rt->tables, now) != 0 || bp_archive_roll_older(&rt->archive, now, roll) != 0) {
         bp_log(BP_LOG_ERROR, "main", "a sink failed; stopping");
         rt->exit_code = 1;
         bp_rt_drain(rt, "sink failure");
@@ -250,9 +319,47 @@ static void
 on_acked(void *owner, uint32_t slot, uint64_t cookie, int ok)
 {
     struct bp_rt *rt = owner;
-    (void)slot;
+    (void)cookie;
     if (rt->source && rt->source->ops->acked)
-        rt->source->ops->acked(rt->source, cookie, ok);
+        rt->source->ops->acked(rt->source, slot, ok);
+}
+
+/* HTTP, credentials and the API layers, for the Pub/Sub source or the cloud store. Emulator
+ * endpoints get calls without a token unless auth.mode is adc. */
+static int
+start_cloud(struct bp_rt *rt, char *err, size_t errlen)
+{
+    struct bp_config *c = &rt->cfg;
+    if (bp_endpoints_init(&rt->ep, c->pubsub_endpoint, c->bigquery_endpoint, c->storage_endpoint,
+                          err, errlen) != 0)
+        return -1;
+    struct bp_http_opts ho = { c->ca_file, 10000, "bepipe-lua/" BP_RT_VERSION };
+    rt->http = bp_http_new(rt->loop, &ho, err, errlen);
+    if (!rt->http)
+        return -1;
+    int force = strcmp(c->auth_mode, "adc") == 0;
+    if (strcmp(c->auth_mode, "none") != 0 && strcmp(c->auth_mode, "auto") != 0 && !force) {
+        snprintf(err, errlen, "auth.mode must be auto, adc or none, not '%s'", c->auth_mode);
+        return -1;
+    }
+    int need_token = force || (strcmp(c->auth_mode, "auto") == 0 &&
+                               (!rt->ep.pubsub_emulated || !rt->ep.bigquery_emulated ||
+                                !rt->ep.storage_emulated));
+    if (need_token) {
+        rt->auth = bp_auth_new(c->auth_key_file, 0, NULL, err, errlen);
+        if (!rt->auth)
+            return -1;
+        if (c->auth_token_url && bp_auth_set_token_url(rt->auth, c->auth_token_url, err,
+                                                       errlen) != 0)
+            return -1;
+        bp_log(BP_LOG_INFO, "auth", "credentials: %s (%s)",
+               bp_auth_kind_name(bp_auth_kind(rt->auth)), bp_auth_source(rt->auth));
+    }
+    struct bp_api_retry retry = { (int)c->retry_attempts, 0.2, c->retry_max_ms / 1000.0, 600.0 };
+    rt->api_auth = bp_api_new(rt->loop, rt->http, rt->auth, &retry);
+    /* with auth.mode=adc even emulator calls carry the token (tests of token expiry) */
+    rt->api_plain = bp_api_new(rt->loop, rt->http, force ? rt->auth : NULL, &retry);
+    return 0;
 }
 
 /* Opens the sinks and the source and arms the watchers. Returns 0, or -1 with err set. */
@@ -266,12 +373,18 @@ bp_rt_start(struct bp_rt *rt, char *err, size_t errlen)
                  c->archive_path ? c->archive_path : "");
         return -1;
     }
-    if (!c->local_out) {
-        snprintf(err, errlen, "this build writes to local files only: pass --local-out DIR "
-                 "(BigQuery and GCS output are not implemented yet)");
+    rt->loop = ev_default_loop(0);
+    ev_set_userdata(rt->loop, rt);
+    int need_cloud = !c->local_out || !c->input;
+    if (need_cloud && start_cloud(rt, err, errlen) != 0)
         goto fail;
-    }
-    rt->store = bp_store_local_new(c->local_out, bucket, err, errlen);
+    if (c->local_out)
+        rt->store = bp_store_local_new(c->local_out, bucket, err, errlen);
+    else
+        rt->store = bp_store_cloud_new(rt->ep.bigquery_emulated ? rt->api_plain : rt->api_auth,
+                                       rt->ep.storage_emulated ? rt->api_plain : rt->api_auth,
+                                       &rt->ep, c->bq_project, c->bq_dataset, bucket,
+                                       (size_t)c->roll_bytes + 1024 * 1024);
     if (!rt->store)
         goto fail;
     bp_ack_init(&rt->ack, on_acked, rt);
@@ -287,14 +400,12 @@ bp_rt_start(struct bp_rt *rt, char *err, size_t errlen)
     free(prefix);
     bucket = prefix = NULL;
 
-    rt->loop = ev_default_loop(0);
-    ev_set_userdata(rt->loop, rt);
-    if (!c->input) {
-        snprintf(err, errlen, "this build reads NDJSON only: pass --input FILE (or - for stdin); "
-                 "the Pub/Sub source is not implemented yet");
-        return -1;
-    }
-    rt->source = bp_source_ndjson_new(rt, c->input, err, errlen);
+    if (c->input)
+        rt->source = bp_source_ndjson_new(rt, c->input, err, errlen);
+    else
+        rt->source = bp_source_pubsub_new(rt, rt->ep.pubsub_emulated ? rt->api_plain
+                                                                     : rt->api_auth,
+                                          rt->ep.pubsub, c->subscription, err, errlen);
     if (!rt->source)
         return -1;
 

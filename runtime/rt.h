@@ -6,6 +6,8 @@
 #include <ev.h>
 
 #include "ack.h"
+#include "api.h"
+#include "endpoints.h"
 #include "archive.h"
 #include "batch.h"
 #include "bp_ffi.h"
@@ -60,6 +62,11 @@ struct bp_rt {
     struct bp_lua_host *host;
     int generation;
 
+    struct bp_http *http;
+    struct bp_auth *auth;
+    struct bp_api *api_auth;    /* calls that carry a token */
+    struct bp_api *api_plain;   /* calls to emulators, without one */
+    struct bp_endpoints ep;
     struct bp_store *store;
     struct bp_ack ack;
     struct bp_batches tables;
@@ -82,6 +89,9 @@ struct bp_rt {
     ev_signal sighup, sigterm, sigint;
     ev_timer tick;
     ev_timer stats_timer;
+    ev_timer drain_timer;
+    double drain_started;
+    int drain_phase;            /* 0 running, 1 flushing sinks, 2 sending acks, 3 done */
     int draining;
     int exit_code;
 };
@@ -115,5 +125,13 @@ extern const char *const bp_stage_names[BP_STAGE_INSERT + 1];
 /* source_ndjson.c */
 struct bp_source *bp_source_ndjson_new(struct bp_rt *rt, const char *path, char *err,
                                        size_t errlen);
+
+/* source_pubsub.c */
+struct bp_source *bp_source_pubsub_new(struct bp_rt *rt, struct bp_api *api, const char *base,
+                                       const char *subscription, char *err, size_t errlen);
+void bp_source_pubsub_nack_all(struct bp_source *s);
+size_t bp_source_pubsub_calls(struct bp_source *s);
+void bp_source_pubsub_stats(struct bp_source *s, unsigned long *pulled, unsigned long *acked,
+                            unsigned long *nacked, unsigned long *extended);
 
 #endif

@@ -49,4 +49,10 @@ struct bp_store {
 struct bp_store *bp_store_local_new(const char *dir, const char *bucket, char *err,
                                     size_t errlen);
 
+struct bp_api;
+struct bp_endpoints;
+struct bp_store *bp_store_cloud_new(struct bp_api *bq_api, struct bp_api *gcs_api,
+                                    const struct bp_endpoints *ep, const char *project,
+                                    const char *dataset, const char *bucket, size_t max_object);
+
 #endif

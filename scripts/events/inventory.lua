@@ -11,7 +11,8 @@ validate() stores the UTC form of the timestamp back into ev.timestamp for map()
 local check = require "bepipe.check"
 
 local type = type
-local uuid, is_integer, timestamp, fail = check.uuid, check.integer, check.timestamp, check.fail
+local floor = math.floor
+local uuid, timestamp, fail = check.uuid, check.timestamp, check.fail
 
 local REASON = { restock = true, sale = true, ["return"] = true, damage = true }
 local REASON_TEXT = "one of restock, sale, return, damage"
@@ -31,7 +32,7 @@ function M.validate(ev)
     if not uuid(v) then return fail("warehouse_id", v, UUID) end
 
     v = ev.quantity_change
-    if not is_integer(v) or v < -100 or v > 100 then
+    if type(v) ~= "number" or not (v >= -100 and v <= 100) or floor(v) ~= v then
         return fail("quantity_change", v, "an integer in -100..100")
     end
 

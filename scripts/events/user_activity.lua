@@ -12,7 +12,7 @@ validate() stores the UTC form of the timestamp back into ev.timestamp for map()
 local check = require "bepipe.check"
 
 local type = type
-local uuid, ip, is_string = check.uuid, check.ip, check.nonempty_string
+local uuid, ip = check.uuid, check.ip
 local timestamp, fail = check.timestamp, check.fail
 
 local ACTIVITY = {
@@ -33,25 +33,27 @@ function M.validate(ev)
     if not uuid(v) then return fail("user_id", v, "a UUID (8-4-4-4-12 hex digits)") end
     v = ev.activity_type
     if not ACTIVITY[v] then return fail("activity_type", v, ACTIVITY_TEXT) end
-    v = ev.ip_address
-    if not ip(v) then return fail("ip_address", v, "an IPv4 or IPv6 address") end
     v = ev.user_agent
-    if not is_string(v) then return fail("user_agent", v, STR) end
-
-    v = ev.timestamp
-    if type(v) ~= "string" then return fail("timestamp", v, "a timestamp string") end
-    local utc, why = timestamp(v)
-    if not utc then return false, "timestamp: " .. why end
+    if type(v) ~= "string" or #v == 0 then return fail("user_agent", v, STR) end
 
     local m = ev.metadata
     if type(m) ~= "table" or m[1] ~= nil then
         return fail("metadata", m, "an object {session_id, platform}")
     end
     v = m.session_id
-    if not is_string(v) then return fail("metadata.session_id", v, STR) end
+    if type(v) ~= "string" or #v == 0 then return fail("metadata.session_id", v, STR) end
     v = m.platform
-    if not is_string(v) then return fail("metadata.platform", v, STR) end
+    if type(v) ~= "string" or #v == 0 then return fail("metadata.platform", v, STR) end
 
+    v = ev.timestamp
+    if type(v) ~= "string" then return fail("timestamp", v, "a timestamp string") end
+    local utc, why = timestamp(v)
+    if not utc then return false, "timestamp: " .. why end
+
+    -- The IP address last: its branches depend on the address (v4/v6, digits per part), and what
+    -- follows a branch is compiled into each of its side traces, so little should follow it.
+    v = ev.ip_address
+    if not ip(v) then return fail("ip_address", v, "an IPv4 or IPv6 address") end
     ev.timestamp = utc
     return true
 end

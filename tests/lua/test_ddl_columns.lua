@@ -176,3 +176,20 @@ test("ddl: every row from 3000 generated events has exactly the DDL's columns", 
     p:close()
     ok(n > 2500, "rows: " .. n)
 end)
+
+test("ddl: the comparison catches a missing, an extra and a nested extra column", function()
+    local mod = require "events.inventory"
+    local ev = T.inventory()
+    eq(mod.validate(ev), true)
+    local row = mod.map(ev)
+    row.extra = 1
+    ok(compare(row, schema_of("inventory_events"), "inventory_events", true))
+    row.extra, row.reason = nil, nil
+    ok(compare(row, schema_of("inventory_events"), "inventory_events", true))
+    local u = require "events.user_activity"
+    ev = T.user_activity()
+    eq(u.validate(ev), true)
+    row = u.map(ev)
+    row.metadata.app_version = "1"
+    ok(compare(row, schema_of("user_activity_events"), "user_activity_events", true))
+end)

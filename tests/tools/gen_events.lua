@@ -39,7 +39,7 @@ local floor, rnd, format, concat = math.floor, math.random, string.format, table
 -- ~1.5 s vs ~3 s per 200k events). The output does not depend on it.
 if jit then jit.off() end
 
-------------------------------------------------------------------------------------------------------
+----------------------------------------------------------------------------------------------------
 -- Arguments
 
 local opt = { count = nil, invalid_pct = 3, seed = 1, expect = nil, start_time = 1740830400 }
@@ -75,7 +75,7 @@ end
 
 math.randomseed(opt.seed)
 
-------------------------------------------------------------------------------------------------------
+----------------------------------------------------------------------------------------------------
 -- Time formatting (own civil-from-days: os.date is slower and depends on the C library)
 
 local PAD2 = {}
@@ -173,7 +173,7 @@ local function hour_name(t)
     return s
 end
 
-------------------------------------------------------------------------------------------------------
+----------------------------------------------------------------------------------------------------
 -- Value pools (JSON literals, built once)
 
 local function uuid_raw(upper)
@@ -247,7 +247,7 @@ local EXTRA = { '"source":"web-checkout"', '"schema_version":2', '"trace":{"id":
     .. '"sampled":true}', '"tags":["promo","spring"]', '"client_ts":1740830400123',
     '"note":null', '"debug":false' }
 
-------------------------------------------------------------------------------------------------------
+----------------------------------------------------------------------------------------------------
 -- Mutations. A mutation names a field path and the JSON text to put there (DEL removes it).
 
 local DEL = {}
@@ -324,7 +324,7 @@ local ROUTE = { DEL, "null", '"refund"', '"Order"', '""', "42", '["order"]', '{"
 local PARSE = { "not json", "truncated", "array", "string", "number", "null", "true",
     "trailing_comma", "single_quotes", "empty_array", "unterminated", "garbage_after", "nan_key" }
 
-------------------------------------------------------------------------------------------------------
+----------------------------------------------------------------------------------------------------
 -- Event builders: fill K (keys in order) and V (JSON values), then apply the mutation.
 
 local buf = {}          -- reused for serialisation
@@ -509,7 +509,7 @@ local function parse_failure(kind, t)
     return '{event_type:"inventory"}'
 end
 
-------------------------------------------------------------------------------------------------------
+----------------------------------------------------------------------------------------------------
 -- Main loop
 
 local rows = { order_events = 0, inventory_events = 0, user_activity_events = 0 }

@@ -1,0 +1,474 @@
+/* source_pubsub.c - events from a Pub/Sub subscription over REST: several pulls in flight, flow
+ * control (outstanding messages and bytes) that pauses pulling, lease extension with
+ * modifyAckDeadline for every message not yet done, batched acknowledge, nack (deadline 0) for
+ * messages a destination failed and for what is left at shutdown.
+ *
+ * A message lives here from its pull to its verdict, indexed by its ack slot; its bytes do not:
+ * they are decoded into a per-pull buffer, run through Lua and the sinks, and freed at once.
+ * Pull replies are parsed with jansson (see store_cloud.c for why) and base64 is decoded with
+ * OpenSSL. */
+#include "api.h"
+#include "log.h"
+#include "rt.h"
+#include "timefmt.h"
+
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_PULL 1000            /* the API's maxMessages cap in practice */
+#define ACK_IDS_PER_CALL 2500    /* ackIds are <= 164 B; 2500 stays under the 512 KiB limit */
+#define LEASE_MARGIN 5.0         /* extend a lease this long before it runs out */
+
+struct pmsg {
+    char *ack_id;
+    size_t bytes;
+    double deadline;             /* wall time the current lease ends */
+    int live;
+};
+
+struct idq {                     /* queued ack ids (owned strings) */
+    char **v;
+    size_t n, cap;
+};
+
+struct source_pubsub {
+    struct bp_source base;
+    struct bp_rt *rt;
+    struct bp_api *api;
+    char *pull_url, *ack_url, *modack_url;
+    int pulls, max_pulls;
+    int stopped;
+    size_t outstanding, outstanding_bytes;
+    size_t max_msgs, max_bytes;
+    struct pmsg *m;              /* by ack slot */
+    size_t mcap;
+    struct idq acks, nacks;
+    size_t calls;                /* acknowledge / modifyAckDeadline calls in flight */
+    double sub_deadline;         /* the subscription's ack deadline (first lease) */
+    double lease;                /* seconds each extension asks for */
+    ev_timer ack_timer, lease_timer;
+    size_t batch_max;
+    unsigned long pulled, acked, nacked, extended;
+};
+
+static void start_pulls(struct source_pubsub *s);
+
+static void
+idq_push(struct idq *q, char *id)
+{
+    if (q->n == q->cap) {
+        q->cap = q->cap ? q->cap * 2 : 256;
+        q->v = bp_xrealloc(q->v, q->cap * sizeof(*q->v));
+    }
+    q->v[q->n++] = id;
+}
+
+struct ids_call {
+    struct source_pubsub *s;
+    const char *what;
+    size_t n;
+};
+
+static void
+ids_done(void *arg, const struct bp_http_result *res)
+{
+    struct ids_call *c = arg;
+    c->s->calls--;
+    if (res->status != 200)
+        bp_log(BP_LOG_WARN, "pubsub", "%s of %zu messages failed (%ld %s); they will be "
+               "redelivered", c->what, c->n, res->status, res->error ? res->error : "");
+    free(c);
+}
+
+/* Sends up to ACK_IDS_PER_CALL ids of q per call: {"ackIds":[...]} (+ deadline for modacks). */
+static void
+send_ids(struct source_pubsub *s, struct idq *q, const char *url, int deadline, const char *what)
+{
+    size_t i = 0;
+    while (i < q->n) {
+        size_t end = q->n - i > ACK_IDS_PER_CALL ? i + ACK_IDS_PER_CALL : q->n;
+        json_t *ids = json_array();
+        for (size_t k = i; k < end; k++)
+            json_array_append_new(ids, json_string(q->v[k]));
+        json_t *body = json_pack("{s:o}", "ackIds", ids);
+        if (deadline >= 0)
+            json_object_set_new(body, "ackDeadlineSeconds", json_integer(deadline));
+        char *text = json_dumps(body, JSON_COMPACT);
+        json_decref(body);
+        struct ids_call *c = bp_xcalloc(1, sizeof(*c));
+        c->s = s;
+        c->what = what;
+        c->n = end - i;
+        s->calls++;
+        if (!text || bp_api_call(s->api, "POST", url, "application/json", NULL, text,
+                                 strlen(text), 60000, ids_done, c) != 0) {
+            s->calls--;
+            free(c);
+        }
+        i = end;
+    }
+    for (size_t k = 0; k < q->n; k++)
+        free(q->v[k]);
+    q->n = 0;
+}
+
+static void
+flush_ids(struct source_pubsub *s)
+{
+    if (s->acks.n)
+        send_ids(s, &s->acks, s->ack_url, -1, "acknowledge");
+    if (s->nacks.n)
+        send_ids(s, &s->nacks, s->modack_url, 0, "nack");
+}
+
+static void
+on_ack_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    flush_ids(w->data);
+}
+
+/* The ack tracker's verdict: queue an ack (all stored) or a nack (redeliver). */
+static void
+ps_acked(struct bp_source *bs, uint64_t slot, int ok)
+{
+    struct source_pubsub *s = (struct source_pubsub *)bs;
+    if (slot >= s->mcap || !s->m[slot].live)
+        return;
+    struct pmsg *p = &s->m[slot];
+    idq_push(ok ? &s->acks : &s->nacks, p->ack_id);
+    if (ok)
+        s->acked++;
+    else
+        s->nacked++;
+    p->ack_id = NULL;
+    p->live = 0;
+    s->outstanding--;
+    s->outstanding_bytes -= p->bytes;
+    if (s->acks.n >= ACK_IDS_PER_CALL)
+        flush_ids(s);
+    if (!s->stopped)
+        start_pulls(s);
+}
+
+static void
+on_lease_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct source_pubsub *s = w->data;
+    (void)loop;
+    (void)revents;
+    double now = bp_time_now();
+    struct idq q = { 0 };
+    for (size_t i = 0; i < s->mcap; i++)
+        if (s->m[i].live && s->m[i].deadline - now < LEASE_MARGIN) {
+            idq_push(&q, bp_xstrdup(s->m[i].ack_id));
+            s->m[i].deadline = now + s->lease;
+        }
+    if (q.n) {
+        s->extended += q.n;
+        send_ids(s, &q, s->modack_url, (int)s->lease, "modifyAckDeadline");
+    }
+    free(q.v);
+}
+
+/* "2024-05-01T12:00:00.123456789Z" -> epoch seconds (0 when unreadable: the archive then uses
+ * the time it was read). */
+static double
+parse_rfc3339(const char *t)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    int n = 0;
+    if (!t || sscanf(t, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                     &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6)
+        return 0;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    double frac = 0;
+    if (t[n] == '.')
+        frac = strtod(t + n, NULL);
+    return (double)timegm(&tm) + frac;
+}
+
+static int
+ensure_slot(struct source_pubsub *s, uint32_t slot)
+{
+    if (slot < s->mcap)
+        return 0;
+    size_t ncap = s->mcap ? s->mcap : 1024;
+    while (ncap <= slot)
+        ncap *= 2;
+    s->m = bp_xrealloc(s->m, ncap * sizeof(*s->m));
+    memset(s->m + s->mcap, 0, (ncap - s->mcap) * sizeof(*s->m));
+    s->mcap = ncap;
+    return 0;
+}
+
+/* Turns one pull reply into messages and runs them through the pipeline in batches. */
+static void
+handle_pull(struct source_pubsub *s, const char *body, size_t len)
+{
+    json_error_t je;
+    json_t *root = json_loadb(body, len, 0, &je);
+    json_t *rm = json_object_get(root, "receivedMessages");
+    size_t n = json_is_array(rm) ? json_array_size(rm) : 0;
+    if (!root) {
+        bp_log(BP_LOG_ERROR, "pubsub", "pull reply is not JSON (%s); the messages will be "
+               "redelivered", je.text);
+        return;
+    }
+    bp_msg_t *msgs = bp_xcalloc(n ? n : 1, sizeof(*msgs));
+    uint32_t *slots = bp_xcalloc(n ? n : 1, sizeof(*slots));
+    char **bufs = bp_xcalloc(n ? n : 1, sizeof(*bufs));
+    char **attrs = bp_xcalloc(n ? n : 1, sizeof(*attrs));
+    size_t k = 0;
+    double now = bp_time_now();
+    for (size_t i = 0; i < n; i++) {
+        json_t *it = json_array_get(rm, i);
+        json_t *msg = json_object_get(it, "message");
+        const char *ack_id = json_string_value(json_object_get(it, "ackId"));
+        const char *data = json_string_value(json_object_get(msg, "data"));
+        const char *id = json_string_value(json_object_get(msg, "messageId"));
+        if (!ack_id)
+            continue;   /* nothing to ack, nothing to do: the server redelivers it */
+        size_t dlen = data ? strlen(data) : 0;
+        char *raw = bp_xmalloc(dlen / 4 * 3 + 4);
+        int out = dlen ? EVP_DecodeBlock((unsigned char *)raw, (const unsigned char *)data,
+                                         (int)dlen) : 0;
+        if (out < 0) {
+            /* not base64: keep the text itself, it will be dead-lettered as unparseable */
+            memcpy(raw, data, dlen < 64 ? dlen : 64);
+            out = (int)(dlen < 64 ? dlen : 64);
+        } else {
+            /* EVP_DecodeBlock counts the bytes of '=' padding as zeros */
+            for (size_t p = dlen; p > 0 && data[p - 1] == '='; p--)
+                out--;
+        }
+        json_t *at = json_object_get(msg, "attributes");
+        uint32_t slot = bp_ack_new(&s->rt->ack, 0);
+        ensure_slot(s, slot);
+        struct pmsg *pm = &s->m[slot];
+        pm->ack_id = bp_xstrdup(ack_id);
+        pm->bytes = (size_t)out;
+        pm->deadline = now + s->sub_deadline;
+        pm->live = 1;
+        s->outstanding++;
+        s->outstanding_bytes += (size_t)out;
+        s->pulled++;
+        bufs[k] = raw;
+        attrs[k] = json_object_size(at) ? json_dumps(at, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        msgs[k].data = raw;
+        msgs[k].len = (size_t)out;
+        msgs[k].id = id ? id : ack_id;
+        msgs[k].id_len = strlen(msgs[k].id);
+        msgs[k].publish_time = parse_rfc3339(json_string_value(json_object_get(msg,
+                                                                                "publishTime")));
+        msgs[k].attrs = attrs[k];
+        msgs[k].attrs_len = attrs[k] ? strlen(attrs[k]) : 0;
+        slots[k] = slot;
+        k++;
+    }
+    int failed = 0;
+    if (s->stopped) {
+        /* draining: give them straight back */
+        for (size_t i = 0; i < k; i++)
+            bp_ack_done(&s->rt->ack, slots[i], 0);
+    } else {
+        for (size_t i = 0; i < k && !failed; i += s->batch_max) {
+            size_t cnt = k - i < s->batch_max ? k - i : s->batch_max;
+            if (bp_rt_process(s->rt, msgs + i, slots + i, cnt) != 0) {
+                failed = 1;
+                /* the rest never reached a destination */
+                for (size_t j = i + cnt; j < k; j++)
+                    bp_ack_done(&s->rt->ack, slots[j], 0);
+            }
+        }
+    }
+    for (size_t i = 0; i < k; i++) {
+        free(bufs[i]);
+        free(attrs[i]);
+    }
+    free(bufs);
+    free(attrs);
+    free(msgs);
+    free(slots);
+    json_decref(root);
+    if (failed) {
+        s->rt->exit_code = 1;
+        bp_rt_drain(s->rt, "sink failure");
+    }
+}
+
+static void
+pull_done(void *arg, const struct bp_http_result *res)
+{
+    struct source_pubsub *s = arg;
+    s->pulls--;
+    if (res->status == 200 && !res->body_truncated)
+        handle_pull(s, res->body, res->body_len);
+    else
+        bp_log(BP_LOG_ERROR, "pubsub", "pull failed after retries: %ld %.*s%s", res->status,
+               (int)(res->body_len > 300 ? 300 : res->body_len), res->body,
+               res->error ? res->error : "");
+    if (!s->stopped)
+        start_pulls(s);
+}
+
+/* Keeps max_pulls pulls in flight while flow control allows. */
+static void
+start_pulls(struct source_pubsub *s)
+{
+    while (!s->stopped && s->pulls < s->max_pulls && s->outstanding < s->max_msgs &&
+           s->outstanding_bytes < s->max_bytes) {
+        size_t room = s->max_msgs - s->outstanding;
+        /* what earlier pulls may still bring counts against the room too */
+        size_t want = room / (size_t)(s->max_pulls) ? room / (size_t)s->max_pulls : 1;
+        if (want > MAX_PULL)
+            want = MAX_PULL;
+        char *body = bp_xmalloc(64);
+        int blen = snprintf(body, 64, "{\"maxMessages\":%zu}", want);
+        s->pulls++;
+        if (bp_api_call(s->api, "POST", s->pull_url, "application/json", NULL, body,
+                        (size_t)blen, 90000, pull_done, s) != 0) {
+            s->pulls--;
+            return;
+        }
+    }
+}
+
+static void
+ps_pause(struct bp_source *bs)
+{
+    (void)bs;   /* flow control pauses by itself: no pull starts above the limits */
+}
+
+static void
+ps_resume(struct bp_source *bs)
+{
+    start_pulls((struct source_pubsub *)bs);
+}
+
+/* Drain: no more pulls; queued acks go out now. */
+static void
+ps_stop(struct bp_source *bs)
+{
+    struct source_pubsub *s = (struct source_pubsub *)bs;
+    s->stopped = 1;
+    flush_ids(s);
+}
+
+static size_t
+ps_outstanding(struct bp_source *bs)
+{
+    struct source_pubsub *s = (struct source_pubsub *)bs;
+    return s->outstanding;
+}
+
+static void
+ps_destroy(struct bp_source *bs)
+{
+    struct source_pubsub *s = (struct source_pubsub *)bs;
+    if (!s)
+        return;
+    ev_timer_stop(s->rt->loop, &s->ack_timer);
+    ev_timer_stop(s->rt->loop, &s->lease_timer);
+    for (size_t i = 0; i < s->mcap; i++)
+        free(s->m[i].ack_id);
+    free(s->m);
+    for (size_t i = 0; i < s->acks.n; i++)
+        free(s->acks.v[i]);
+    for (size_t i = 0; i < s->nacks.n; i++)
+        free(s->nacks.v[i]);
+    free(s->acks.v);
+    free(s->nacks.v);
+    free(s->pull_url);
+    free(s->ack_url);
+    free(s->modack_url);
+    free(s);
+}
+
+/* Nacks every message still outstanding (drain timeout), then sends the queued ids. */
+void
+bp_source_pubsub_nack_all(struct bp_source *bs)
+{
+    struct source_pubsub *s = (struct source_pubsub *)bs;
+    for (size_t i = 0; i < s->mcap; i++)
+        if (s->m[i].live) {
+            idq_push(&s->nacks, s->m[i].ack_id);
+            s->m[i].ack_id = NULL;
+            s->m[i].live = 0;
+            s->nacked++;
+        }
+    s->outstanding = s->outstanding_bytes = 0;
+    flush_ids(s);
+}
+
+/* acknowledge / modifyAckDeadline calls still in flight. */
+size_t
+bp_source_pubsub_calls(struct bp_source *bs)
+{
+    return ((struct source_pubsub *)bs)->calls;
+}
+
+void
+bp_source_pubsub_stats(struct bp_source *bs, unsigned long *pulled, unsigned long *acked,
+                       unsigned long *nacked, unsigned long *extended)
+{
+    struct source_pubsub *s = (struct source_pubsub *)bs;
+    *pulled = s->pulled;
+    *acked = s->acked;
+    *nacked = s->nacked;
+    *extended = s->extended;
+}
+
+static const struct bp_source_ops pubsub_ops = {
+    .kind = "pubsub",
+    .acked = ps_acked,
+    .outstanding = ps_outstanding,
+    .pause = ps_pause,
+    .resume = ps_resume,
+    .stop = ps_stop,
+    .destroy = ps_destroy,
+};
+
+/* Pulls subscription ("projects/P/subscriptions/S") through api at base ("…/v1"). */
+struct bp_source *
+bp_source_pubsub_new(struct bp_rt *rt, struct bp_api *api, const char *base,
+                     const char *subscription, char *err, size_t errlen)
+{
+    if (strncmp(subscription, "projects/", 9) != 0 || !strstr(subscription, "/subscriptions/")) {
+        snprintf(err, errlen, "subscription '%s' is not projects/P/subscriptions/S",
+                 subscription);
+        return NULL;
+    }
+    struct source_pubsub *s = bp_xcalloc(1, sizeof(*s));
+    char url[2048];
+    s->base.ops = &pubsub_ops;
+    s->rt = rt;
+    s->api = api;
+    snprintf(url, sizeof(url), "%s/%s:pull", base, subscription);
+    s->pull_url = bp_xstrdup(url);
+    snprintf(url, sizeof(url), "%s/%s:acknowledge", base, subscription);
+    s->ack_url = bp_xstrdup(url);
+    snprintf(url, sizeof(url), "%s/%s:modifyAckDeadline", base, subscription);
+    s->modack_url = bp_xstrdup(url);
+    s->max_pulls = (int)rt->cfg.pull_concurrency;
+    s->max_msgs = (size_t)rt->cfg.max_outstanding_messages;
+    s->max_bytes = (size_t)rt->cfg.max_outstanding_bytes;
+    s->batch_max = (size_t)rt->cfg.batch_messages;
+    s->sub_deadline = 10.0;   /* the API's minimum: safe before we know the subscription's */
+    s->lease = (double)rt->cfg.lease_seconds;
+    ev_timer_init(&s->ack_timer, on_ack_timer, 0.1, 0.1);
+    s->ack_timer.data = s;
+    ev_timer_start(rt->loop, &s->ack_timer);
+    ev_timer_init(&s->lease_timer, on_lease_timer, 1.0, 1.0);
+    s->lease_timer.data = s;
+    ev_timer_start(rt->loop, &s->lease_timer);
+    start_pulls(s);
+    return &s->base;
+}

@@ -1,0 +1,394 @@
+/* store_cloud.c - the cloud kind of store: rows by BigQuery tabledata.insertAll, archive objects
+ * by GCS uploads. Every call goes through api.c (token, retries with backoff); what this file
+ * adds is the wire format of each API and what a reply means for the rows and objects.
+ *
+ * JSON replies are read with jansson: they are small (insertErrors lists, object metadata) and
+ * rare next to the rows we write, so the parser's speed does not show; jansson is Debian's, has
+ * a strict parser and explicit lengths, and needs no Lua state outside the batch call. */
+#include "api.h"
+#include "endpoints.h"
+#include "log.h"
+#include "store.h"
+
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct store_cloud {
+    struct bp_store base;
+    struct bp_api *bq_api;
+    struct bp_api *gcs_api;
+    char *bq_base;          /* .../bigquery/v2/projects/P/datasets/D/tables */
+    char *upload_base;      /* .../upload/storage/v1/b/BUCKET/o */
+    char *objects_base;     /* .../storage/v1/b/BUCKET/o */
+    size_t pending;
+    size_t max_object;
+};
+
+struct bp_object {
+    struct store_cloud *s;
+    char *name;
+    bp_buf_t data;
+};
+
+struct rows_call {
+    struct store_cloud *s;
+    char *table;
+    size_t nrows;
+    bp_store_done_fn done;
+    void *arg;
+};
+
+struct object_call {
+    struct store_cloud *s;
+    char *name;             /* the name tried (a suffix is added after a 412) */
+    char *base_name;
+    int suffix;
+    char *data;
+    size_t len;
+    char md5[32];           /* base64 MD5 of data, as GCS reports md5Hash */
+    bp_store_done_fn done;
+    void *arg;
+};
+
+/* Reads insertErrors: rows whose first reason is "invalid" (a bad row: dead letter) go to errs;
+ * any other reason ("stopped", "backendError", "timeout") fails the request: it is retried as a
+ * whole through redelivery, and insertId de-duplication absorbs the rows that did land.
+ * Returns the number of errs, or -1. */
+static long
+parse_insert_errors(const char *body, size_t len, size_t nrows, struct bp_row_error **errs,
+                    char ***reasons, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *root = json_loadb(body, len, 0, &je);
+    if (!root || !json_is_object(root)) {
+        snprintf(err, errlen, "insertAll reply is not a JSON object: %s", je.text);
+        json_decref(root);
+        return -1;
+    }
+    json_t *ie = json_object_get(root, "insertErrors");
+    size_t n = json_is_array(ie) ? json_array_size(ie) : 0;
+    *errs = n ? bp_xcalloc(n, sizeof(**errs)) : NULL;
+    *reasons = n ? bp_xcalloc(n, sizeof(char *)) : NULL;
+    long out = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(ie, i);
+        json_t *idx = json_object_get(e, "index");
+        json_t *first = json_array_get(json_object_get(e, "errors"), 0);
+        const char *reason = json_string_value(json_object_get(first, "reason"));
+        const char *message = json_string_value(json_object_get(first, "message"));
+        const char *location = json_string_value(json_object_get(first, "location"));
+        if (!json_is_integer(idx) || json_integer_value(idx) < 0 ||
+            (size_t)json_integer_value(idx) >= nrows) {
+            snprintf(err, errlen, "insertAll reply names a row that was not sent");
+            goto fail;
+        }
+        if (!reason || strcmp(reason, "invalid") != 0) {
+            snprintf(err, errlen, "row %lld: %s: %s", (long long)json_integer_value(idx),
+                     reason ? reason : "error", message ? message : "");
+            goto fail;
+        }
+        char text[1024];
+        snprintf(text, sizeof(text), "%s%s%s%s%s", reason, message ? ": " : "",
+                 message ? message : "", location ? " at " : "", location ? location : "");
+        (*reasons)[out] = bp_xstrdup(text);
+        (*errs)[out].index = (size_t)json_integer_value(idx);
+        (*errs)[out].reason = (*reasons)[out];
+        out++;
+    }
+    json_decref(root);
+    return out;
+fail:
+    for (long k = 0; k < out; k++)
+        free((*reasons)[k]);
+    free(*reasons);
+    free(*errs);
+    *reasons = NULL;
+    *errs = NULL;
+    json_decref(root);
+    return -1;
+}
+
+static void
+rows_done(void *arg, const struct bp_http_result *res)
+{
+    struct rows_call *rc = arg;
+    char err[1200];
+    rc->s->pending--;
+    if (res->status != 200 || res->body_truncated) {
+        snprintf(err, sizeof(err), "insertAll %s: %s%ld %.*s%s", rc->table,
+                 res->status ? "HTTP " : "", res->status,
+                 (int)(res->body_len > 400 ? 400 : res->body_len), res->body,
+                 res->error ? res->error : "");
+        rc->done(rc->arg, -1, err, NULL, 0);
+    } else {
+        struct bp_row_error *errs = NULL;
+        char **reasons = NULL;
+        long n = parse_insert_errors(res->body, res->body_len, rc->nrows, &errs, &reasons, err,
+                                     sizeof(err));
+        if (n < 0)
+            rc->done(rc->arg, -1, err, NULL, 0);
+        else
+            rc->done(rc->arg, 0, NULL, errs, (size_t)n);
+        for (long k = 0; k < n; k++)
+            free(reasons[k]);
+        free(reasons);
+        free(errs);
+    }
+    free(rc->table);
+    free(rc);
+}
+
+/* {"skipInvalidRows":true,"rows":[<entry>,<entry>...]} from '\n'-separated entries.
+ * skipInvalidRows: a bad row is refused alone (and dead-lettered) instead of stopping the rest. */
+static char *
+insert_body(const char *entries, size_t len, size_t *out_len)
+{
+    static const char head[] = "{\"skipInvalidRows\":true,\"ignoreUnknownValues\":false,\"rows\":[";
+    size_t hl = sizeof(head) - 1;
+    char *b = bp_xmalloc(hl + len + 3);
+    memcpy(b, head, hl);
+    memcpy(b + hl, entries, len);
+    size_t n = hl + len;
+    while (n > hl && b[n - 1] == '\n')
+        n--;
+    for (size_t i = hl; i < n; i++)
+        if (b[i] == '\n')
+            b[i] = ',';   /* JSON strings escape newlines, so these are only separators */
+    b[n++] = ']';
+    b[n++] = '}';
+    b[n] = '\0';
+    *out_len = n;
+    return b;
+}
+
+static int
+cloud_rows_put(struct bp_store *bs, const char *table, const char *entries, size_t len,
+               size_t nrows, bp_store_done_fn done, void *arg)
+{
+    struct store_cloud *s = (struct store_cloud *)bs;
+    char url[2048];
+    char *t = bp_url_escape(table, 0);
+    snprintf(url, sizeof(url), "%s/%s/insertAll", s->bq_base, t);
+    free(t);
+    size_t blen;
+    char *body = insert_body(entries, len, &blen);
+    struct rows_call *rc = bp_xcalloc(1, sizeof(*rc));
+    rc->s = s;
+    rc->table = bp_xstrdup(table);
+    rc->nrows = nrows;
+    rc->done = done;
+    rc->arg = arg;
+    s->pending++;
+    return bp_api_call(s->bq_api, "POST", url, "application/json", NULL, body, blen, 60000,
+                       rows_done, rc);
+}
+
+static struct bp_object *
+cloud_object_open(struct bp_store *bs, const char *name, char *err, size_t errlen)
+{
+    struct store_cloud *s = (struct store_cloud *)bs;
+    (void)err;
+    (void)errlen;
+    struct bp_object *o = bp_xcalloc(1, sizeof(*o));
+    o->s = s;
+    o->name = bp_xstrdup(name);
+    bp_buf_init(&o->data, s->max_object);
+    return o;
+}
+
+static int
+cloud_object_write(struct bp_object *o, const void *p, size_t n)
+{
+    return bp_buf_append(&o->data, p, n);
+}
+
+static void start_upload(struct object_call *oc);
+static void upload_finish(struct object_call *oc, const struct bp_http_result *res);
+
+/* Whether the object's metadata (JSON) carries our md5Hash. */
+static int
+same_md5(const struct object_call *oc, const struct bp_http_result *res)
+{
+    if (res->status != 200)
+        return 0;
+    json_t *root = json_loadb(res->body, res->body_len, 0, NULL);
+    const char *md5 = json_string_value(json_object_get(root, "md5Hash"));
+    int same = md5 && strcmp(md5, oc->md5) == 0;
+    json_decref(root);
+    return same;
+}
+
+static void
+existing_checked(void *arg, const struct bp_http_result *res)
+{
+    struct object_call *oc = arg;
+    char name[2048];
+    if (same_md5(oc, res)) {
+        /* an earlier attempt of ours landed and only its reply was lost: done, no copy */
+        bp_log(BP_LOG_INFO, "archive", "%s was already stored by an earlier attempt", oc->name);
+        struct bp_http_result ok;
+        memset(&ok, 0, sizeof(ok));
+        ok.status = 200;
+        ok.body = "";
+        upload_finish(oc, &ok);
+        return;
+    }
+    /* someone else's object: never overwrite, add a suffix */
+    oc->suffix++;
+    size_t bl = strlen(oc->base_name);
+    int json = bl > 5 && strcmp(oc->base_name + bl - 5, ".json") == 0;
+    snprintf(name, sizeof(name), "%.*s_%d%s", (int)(json ? bl - 5 : bl), oc->base_name,
+             oc->suffix, json ? ".json" : "");
+    free(oc->name);
+    oc->name = bp_xstrdup(name);
+    start_upload(oc);
+}
+
+static void
+upload_done(void *arg, const struct bp_http_result *res)
+{
+    struct object_call *oc = arg;
+    if (res->status == 412 && oc->suffix < 1000) {
+        /* ifGenerationMatch=0 refused: the name exists. Ours (a retried upload whose first
+         * reply was lost) or another writer's? The MD5 tells. */
+        char url[4096];
+        char *n = bp_url_escape(oc->name, 0);
+        snprintf(url, sizeof(url), "%s/%s?fields=md5Hash", oc->s->objects_base, n);
+        free(n);
+        if (bp_api_call(oc->s->gcs_api, "GET", url, NULL, NULL, NULL, 0, 30000,
+                        existing_checked, oc) == 0)
+            return;
+    }
+    upload_finish(oc, res);
+}
+
+static void
+upload_finish(struct object_call *oc, const struct bp_http_result *res)
+{
+    char err[1200];
+    oc->s->pending--;
+    if (res->status == 200) {
+        bp_log(BP_LOG_DEBUG, "archive", "uploaded %s (%zu bytes)", oc->name, oc->len);
+        oc->done(oc->arg, 0, NULL, NULL, 0);
+    } else {
+        snprintf(err, sizeof(err), "upload of %s: %s%ld %.*s%s", oc->name,
+                 res->status ? "HTTP " : "", res->status,
+                 (int)(res->body_len > 300 ? 300 : res->body_len), res->body,
+                 res->error ? res->error : "");
+        oc->done(oc->arg, -1, err, NULL, 0);
+    }
+    free(oc->name);
+    free(oc->base_name);
+    free(oc->data);
+    free(oc);
+}
+
+static void
+start_upload(struct object_call *oc)
+{
+    struct store_cloud *s = oc->s;
+    char url[4096];
+    char *n = bp_url_escape(oc->name, 0);
+    snprintf(url, sizeof(url), "%s?uploadType=media&name=%s&ifGenerationMatch=0",
+             s->upload_base, n);
+    free(n);
+    /* api.c frees bodies it is given; each attempt after a 412 needs its own copy */
+    char *copy = bp_xmalloc(oc->len ? oc->len : 1);
+    memcpy(copy, oc->data, oc->len);
+    if (bp_api_call(s->gcs_api, "POST", url, "application/x-ndjson", NULL, copy, oc->len,
+                    120000, upload_done, oc) != 0) {
+        struct bp_http_result res;
+        memset(&res, 0, sizeof(res));
+        res.error = "cannot start the upload";
+        res.body = "";
+        upload_done(oc, &res);
+    }
+}
+
+static int
+cloud_object_finish(struct bp_object *o, bp_store_done_fn done, void *arg)
+{
+    struct object_call *oc = bp_xcalloc(1, sizeof(*oc));
+    oc->s = o->s;
+    oc->name = bp_xstrdup(o->name);
+    oc->base_name = o->name;
+    oc->data = o->data.data;
+    oc->len = o->data.len;
+    oc->done = done;
+    oc->arg = arg;
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int dlen = 0;
+    if (EVP_Digest(oc->data ? oc->data : "", oc->len, digest, &dlen, EVP_md5(), NULL) == 1)
+        EVP_EncodeBlock((unsigned char *)oc->md5, digest, (int)dlen);
+    free(o);
+    oc->s->pending++;
+    start_upload(oc);
+    return 0;
+}
+
+static void
+cloud_object_abort(struct bp_object *o)
+{
+    bp_buf_free(&o->data);
+    free(o->name);
+    free(o);
+}
+
+static size_t
+cloud_pending(struct bp_store *bs)
+{
+    return ((struct store_cloud *)bs)->pending;
+}
+
+static void
+cloud_destroy(struct bp_store *bs)
+{
+    struct store_cloud *s = (struct store_cloud *)bs;
+    if (!s)
+        return;
+    free(s->bq_base);
+    free(s->upload_base);
+    free(s->objects_base);
+    free(s);
+}
+
+static const struct bp_store_ops cloud_ops = {
+    .kind = "cloud",
+    .rows_put = cloud_rows_put,
+    .object_open = cloud_object_open,
+    .object_write = cloud_object_write,
+    .object_finish = cloud_object_finish,
+    .object_abort = cloud_object_abort,
+    .pending = cloud_pending,
+    .destroy = cloud_destroy,
+};
+
+/* The cloud store for dataset project/dataset and bucket. max_object caps one archive object
+ * in memory (objects are held until uploaded; flow control bounds how many lines they hold). */
+struct bp_store *
+bp_store_cloud_new(struct bp_api *bq_api, struct bp_api *gcs_api, const struct bp_endpoints *ep,
+                   const char *project, const char *dataset, const char *bucket,
+                   size_t max_object)
+{
+    struct store_cloud *s = bp_xcalloc(1, sizeof(*s));
+    char buf[2048];
+    char *p = bp_url_escape(project, 0), *d = bp_url_escape(dataset, 0),
+         *b = bp_url_escape(bucket, 0);
+    s->base.ops = &cloud_ops;
+    s->bq_api = bq_api;
+    s->gcs_api = gcs_api;
+    snprintf(buf, sizeof(buf), "%s/projects/%s/datasets/%s/tables", ep->bigquery, p, d);
+    s->bq_base = bp_xstrdup(buf);
+    snprintf(buf, sizeof(buf), "%s/b/%s/o", ep->upload, b);
+    s->upload_base = bp_xstrdup(buf);
+    snprintf(buf, sizeof(buf), "%s/b/%s/o", ep->storage, b);
+    s->objects_base = bp_xstrdup(buf);
+    s->max_object = max_object;
+    free(p);
+    free(d);
+    free(b);
+    return &s->base;
+}

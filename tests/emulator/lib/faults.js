@@ -1,0 +1,121 @@
+'use strict';
+// Fault injection rules and per-endpoint call counters, driven through /_emulator/faults.
+//
+// A rule matches requests by method, path (regex or glob) and/or op name (e.g.
+// "bigquery.tabledata.insertAll", globs allowed), lets `skip` matches through, then applies
+// to the next `count` matches (-1 = forever). What it does, in order:
+//   latencyMs        delay before handling
+//   stall            hold the request without answering: seconds, or true for forever
+//   reset            "before": destroy the connection without handling the request;
+//                    "after": handle it (side effects happen) then destroy instead of replying
+//   status           answer this HTTP status with the API's error envelope (message, reason,
+//                    grpcStatus override the defaults)
+//   rejectRows       insertAll only: mark rows invalid, by {indexes:[...]} and/or
+//                    {field:"a.b", equals:value}; other rows behave as usual
+
+let nextId = 1;
+
+function globToRegex(g) {
+  return new RegExp('^' + g.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\?/g, '.').replace(/\*\*/g, '\u0000').replace(/\*/g, '[^/]*').replace(/\u0000/g, '.*') + '$');
+}
+function opMatcher(op) {
+  return new RegExp('^' + op.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*') + '$');
+}
+
+function getPath(obj, dotted) {
+  let v = obj;
+  for (const k of dotted.split('.')) { if (v === null || typeof v !== 'object') return undefined; v = v[k]; }
+  return v;
+}
+
+class Faults {
+  constructor() {
+    this.rules = [];
+    this.counters = new Map(); // op -> {calls, statuses: {code: n}}
+  }
+
+  // Validates a rule spec; returns the stored rule (with id) or throws Error.
+  add(spec) {
+    if (!spec || typeof spec !== 'object') throw new Error('fault rule must be a JSON object');
+    const r = Object.assign({}, spec, { id: nextId++, hits: 0, applied: 0 });
+    r.count = spec.count === undefined ? 1 : Number(spec.count);
+    r.skip = Number(spec.skip || 0);
+    if (!Number.isInteger(r.count) || r.count === 0 || r.count < -1) throw new Error('count must be a positive integer or -1 (forever)');
+    if (spec.method) r.method = String(spec.method).toUpperCase();
+    if (spec.path) r.pathRe = new RegExp(spec.path);
+    if (spec.glob) r.pathRe = globToRegex(spec.glob);
+    if (spec.op) r.opRe = opMatcher(String(spec.op));
+    if (spec.status !== undefined && !(Number.isInteger(spec.status) && spec.status >= 100 && spec.status <= 599)) throw new Error('status must be an HTTP status code');
+    if (spec.reset !== undefined && ![true, 'before', 'after'].includes(spec.reset)) throw new Error('reset must be true, "before" or "after"');
+    if (spec.rejectRows !== undefined) {
+      const rr = spec.rejectRows;
+      if (!rr || typeof rr !== 'object' || (!Array.isArray(rr.indexes) && !rr.field && !rr.all)) throw new Error('rejectRows needs indexes, field/equals or all');
+    }
+    if (!r.status && !r.reset && !r.stall && !r.latencyMs && !r.rejectRows) throw new Error('rule does nothing: give status, reset, stall, latencyMs or rejectRows');
+    this.rules.push(r);
+    return this.describe(r);
+  }
+  describe(r) {
+    const o = Object.assign({}, r);
+    delete o.pathRe; delete o.opRe;
+    return o;
+  }
+  list() { return this.rules.map((r) => this.describe(r)); }
+  remove(id) { const n = this.rules.length; this.rules = this.rules.filter((r) => r.id !== id); return n !== this.rules.length; }
+  clear() { this.rules = []; }
+
+  matches(r, method, path, op) {
+    if (r.method && r.method !== '*' && r.method !== method) return false;
+    if (r.pathRe && !r.pathRe.test(path)) return false;
+    if (r.opRe && !r.opRe.test(op || '')) return false;
+    return true;
+  }
+  // Counts one match against a rule; true when the rule fires on this request.
+  consume(r) {
+    r.hits++;
+    if (r.hits <= r.skip) return false;
+    r.applied++;
+    if (r.count !== -1 && r.applied >= r.count) this.rules = this.rules.filter((x) => x !== r);
+    return true;
+  }
+
+  // The first request-level rule (not a rejectRows one) that fires for this request.
+  match(method, path, op) {
+    for (const r of this.rules) {
+      if (r.rejectRows && !r.status && !r.reset && !r.stall && !r.latencyMs) continue;
+      if (this.matches(r, method, path, op) && this.consume(r)) return r;
+    }
+    return null;
+  }
+
+  // For insertAll: returns fn(index, json) → error item or null, or null when no rule fires.
+  rowRejector(c) {
+    for (const r of this.rules) {
+      if (!r.rejectRows || !this.matches(r, c.method, c.path, c.op) || !this.consume(r)) continue;
+      const rr = r.rejectRows;
+      const idx = new Set(rr.indexes || []);
+      const item = { reason: rr.reason || 'invalid', location: rr.field || '', debugInfo: '', message: rr.message || 'Row rejected by emulator fault injection.' };
+      return (i, json) => {
+        if (rr.all || idx.has(i)) return item;
+        if (rr.field && JSON.stringify(getPath(json, rr.field)) === JSON.stringify(rr.equals)) return item;
+        return null;
+      };
+    }
+    return null;
+  }
+
+  record(op, status) {
+    let k = this.counters.get(op);
+    if (!k) { k = { calls: 0, statuses: {} }; this.counters.set(op, k); }
+    k.calls++;
+    k.statuses[status] = (k.statuses[status] || 0) + 1;
+  }
+  countersJson() {
+    const out = {};
+    for (const [op, k] of [...this.counters].sort()) out[op] = k;
+    return out;
+  }
+  resetCounters() { this.counters.clear(); }
+}
+
+module.exports = { Faults };

@@ -1,0 +1,495 @@
+#!/usr/bin/env python3
+"""bepipe-lua end to end through the local emulator of Google's APIs (tests/emulator): Pub/Sub
+pull -> Lua -> BigQuery insertAll + GCS archive, acks after every write, under faults.
+
+    tests/integration/cloud.py [--bin PATH] [-k SUBSTRING]
+
+Each case starts its own emulator (free port, temporary data folder) with the seed's topic,
+subscription, dataset (tables from ddl/) and bucket, publishes generated events, runs the
+binary, and checks the emulator's state files: rows per table, dead letters per stage, every raw
+line in the archive, nothing left unacked. Ends with `N passed, N failed`."""
+import argparse
+import collections
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run as local  # noqa: E402  (shared helpers: check, check_eq, gen, Failure, ...)
+
+ROOT = local.ROOT
+EMU = os.path.join(ROOT, "tests", "emulator", "emulator")
+PROJECT, DATASET, TOPIC, SUB, BUCKET = ("re-case", "backend_events_data", "backend-events-topic",
+                                        "backend-events-topic-sub", "backend_events_data")
+TABLES = local.TABLES
+check, check_eq, Failure = local.check, local.check_eq, local.Failure
+CASES = []
+BIN = None
+
+
+def case(fn):
+    CASES.append(fn)
+    return fn
+
+
+class Emulator:
+    def __init__(self, extra=()):
+        self.dir = tempfile.mkdtemp(prefix="bepipe-emu-")
+        self.data = os.path.join(self.dir, "data")
+        self.log = open(os.path.join(self.dir, "emulator.log"), "wb")
+        self.p = subprocess.Popen(
+            [EMU, "--port", "0", "--data", self.data, "--project", PROJECT, "--ddl",
+             os.path.join(ROOT, "ddl"), "--dataset", DATASET, "--topic", TOPIC,
+             "--subscription", f"{SUB}:{TOPIC}", "--bucket", BUCKET, "--quiet", *extra],
+            stdout=subprocess.PIPE, stderr=self.log)
+        line = self.p.stdout.readline().decode()
+        m = re.search(r"listening on (http://127\.0\.0\.1:(\d+))", line)
+        if not m:
+            raise Failure("emulator did not start: " + line)
+        self.url, self.port = m.group(1), int(m.group(2))
+
+    def admin(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            text = r.read()
+            return json.loads(text) if text else None
+
+    def fault(self, rule):
+        return self.admin("POST", "/_emulator/faults", rule)
+
+    def clear_faults(self):
+        self.admin("DELETE", "/_emulator/faults")
+
+    def sub_state(self):
+        return self.admin("GET", "/_emulator/state")["subscriptions"][
+            f"projects/{PROJECT}/subscriptions/{SUB}"]
+
+    def env(self):
+        return {"PUBSUB_EMULATOR_HOST": f"127.0.0.1:{self.port}",
+                "BIGQUERY_EMULATOR_HOST": f"http://127.0.0.1:{self.port}/bigquery/v2",
+                "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{self.port}"}
+
+    def publish(self, path, token=None):
+        cmd = [os.path.join(ROOT, "tests/tools/publish.py"), "--endpoint", self.url,
+               "--topic", f"projects/{PROJECT}/topics/{TOPIC}", path]
+        if token:
+            cmd += ["--token", token]
+        out = subprocess.run(cmd, capture_output=True)
+        if out.returncode != 0:
+            raise Failure("publish failed: " + out.stderr.decode()[-500:])
+        return int(out.stdout)
+
+    def token(self):
+        return self.admin("POST", "/_emulator/tokens", {"lifetime": 3600})["access_token"]
+
+    def rows(self, table):
+        path = os.path.join(self.data, "bigquery", PROJECT, DATASET, table + ".ndjson")
+        if not os.path.exists(path):
+            return []
+        with open(path, "rb") as f:
+            return [json.loads(l) for l in f if l.strip()]
+
+    def objects(self):
+        root = os.path.join(self.data, "gcs", BUCKET)
+        res = {}
+        for d, _, files in os.walk(root):
+            for name in files:
+                full = os.path.join(d, name)
+                with open(full, "rb") as f:
+                    res[os.path.relpath(full, root)] = f.read().split(b"\n")[:-1]
+        return res
+
+    def stop(self):
+        self.p.terminate()
+        try:
+            self.p.wait(10)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+        self.log.close()
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Bepipe:
+    def __init__(self, emu, args=(), env=None, pipeline=local.PIPELINE):
+        self.errf = tempfile.NamedTemporaryFile(prefix="bepipe-", suffix=".log", delete=False)
+        e = dict(os.environ)
+        e.update(emu.env())
+        e.update(env or {})
+        self.p = subprocess.Popen(
+            [BIN, pipeline, "--set", "archive.roll_seconds=2", "--set", "stats_seconds=0",
+             *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.errf, env=e)
+
+    def stderr(self):
+        with open(self.errf.name, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stop(self, sig=signal.SIGTERM, timeout=60):
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+        try:
+            rc = self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            raise Failure("bepipe-lua did not exit after %s:\n%s" % (sig, self.stderr()[-2000:]))
+        local.no_sanitizer(self.stderr())
+        return rc
+
+    def wait_log(self, text, timeout=30):
+        end = time.time() + timeout
+        while time.time() < end:
+            if text in self.stderr():
+                return
+            if self.p.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise Failure(f"log never showed {text!r}:\n{self.stderr()[-2000:]}")
+
+
+def wait_drained(emu, total, procs=(), timeout=120):
+    """Until every published message is acked: nothing backlogged or outstanding, and the
+    tables hold what the events make (or the timeout)."""
+    end = time.time() + timeout
+    while time.time() < end:
+        st = emu.sub_state()
+        if st["backlog"] == 0 and st["outstanding"] == 0:
+            n = sum(len(emu.rows(t)) for t in TABLES + ["rejected_events"])
+            if n >= total:
+                return
+        for b in procs:
+            if b.p.poll() is not None:
+                raise Failure("bepipe-lua exited early:\n" + b.stderr()[-3000:])
+        time.sleep(0.2)
+    raise Failure(f"not drained after {timeout}s: {emu.sub_state()}; rows "
+                  f"{ {t: len(emu.rows(t)) for t in TABLES + ['rejected_events']} }\n" +
+                  "\n".join(b.stderr()[-2000:] for b in procs))
+
+
+ARCHIVE = re.compile(r"^output/(order|inventory|user_activity|errors)/(\d{4})/(\d\d)/(\d\d)/(\d\d)/"
+                     r"\1_(\d{14})(_\d+)?\.json$")
+
+
+def verify(emu, expect, raw, archive_dups_ok=False):
+    for t in TABLES:
+        rows = emu.rows(t)
+        check_eq(len(rows), expect["rows"][t], f"rows in {t}")
+    key = {"order_events": "order_id", "inventory_events": "inventory_id",
+           "user_activity_events": None}
+    for t, k in key.items():
+        if k:
+            ids = [r[k] for r in emu.rows(t)]
+            check_eq(len(ids), len(set(ids)), f"{t}: no duplicate rows")
+    dead = emu.rows("rejected_events")
+    stages = collections.Counter(r["error_stage"] for r in dead)
+    for st in ["parse", "route", "validate"]:
+        check_eq(stages.get(st, 0), expect["dead"].get(st, 0), f"dead letters at stage {st}")
+    ids = [r["message_id"] for r in dead]
+    check_eq(len(ids), len(set(ids)), "no duplicate dead letters")
+    objs = emu.objects()
+    archived = []
+    for name, lines in objs.items():
+        check(ARCHIVE.match(name), "archive object name: " + name)
+        archived.extend(lines)
+    if archive_dups_ok:
+        check_eq(set(archived), set(raw), "every raw line archived")
+    else:
+        check_eq(collections.Counter(archived), collections.Counter(raw),
+                 "every raw line archived exactly once")
+    st = emu.sub_state()
+    check_eq((st["backlog"], st["outstanding"]), (0, 0), "every message acked")
+
+
+def corpus(d, n, seed, invalid=3):
+    path = os.path.join(d, "events.ndjson")
+    expect = local.gen(path, n, seed=seed, invalid=invalid)
+    with open(path, "rb") as f:
+        raw = [l for l in f.read().split(b"\n") if l.strip()]
+    return path, expect, raw
+
+
+class Scenario:
+    def __init__(self, emu_args=()):
+        self.emu_args = emu_args
+
+    def __enter__(self):
+        self.tmp = tempfile.mkdtemp(prefix="bepipe-cloud-")
+        self.emu = Emulator(self.emu_args)
+        return self
+
+    def __exit__(self, *a):
+        self.emu.stop()
+        if a[0] is None:
+            self.emu.cleanup()
+        else:
+            print(f"  (emulator data kept in {self.emu.dir})")
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+
+@case
+def a_corpus_exactly_once():
+    with Scenario() as s:
+        path, expect, raw = corpus(s.tmp, 30000, seed=21)
+        check_eq(s.emu.publish(path), 30000, "published")
+        b = Bepipe(s.emu)
+        wait_drained(s.emu, 30000, [b])
+        rc = b.stop()
+        check_eq(rc, 0, "exit code: " + b.stderr()[-1500:])
+        check(" error " not in b.stderr(), "no error lines:\n" + b.stderr()[-2000:])
+        verify(s.emu, expect, raw)
+        # archive lines sit in the hour folder of their event time
+        hours = collections.Counter()
+        for name, lines in s.emu.objects().items():
+            m = ARCHIVE.match(name)
+            if m.group(1) != "errors":
+                hours[(m.group(1) + "_events", "".join(m.group(2, 3, 4, 5)))] += len(lines)
+        for t, per_hour in expect["hours"].items():
+            for h, n in per_hour.items():
+                check_eq(hours[(t, h)], n, f"archive lines of {t} in hour {h}")
+
+
+@case
+def b_faults_on_every_api_lose_nothing():
+    with Scenario() as s:
+        path, expect, raw = corpus(s.tmp, 10000, seed=22)
+        s.emu.publish(path)
+        for rule in [
+            {"op": "bigquery.tabledata.insertAll", "status": 503, "count": 4},
+            {"op": "bigquery.tabledata.insertAll", "status": 429, "count": 3, "skip": 5},
+            {"op": "bigquery.tabledata.insertAll", "reset": "after", "count": 2, "skip": 10},
+            {"op": "bigquery.tabledata.insertAll", "status": 403, "reason": "rateLimitExceeded",
+             "count": 1, "skip": 12},
+            {"op": "storage.objects.insert.*", "status": 503, "count": 3},
+            {"op": "storage.objects.insert.*", "reset": "after", "count": 2, "skip": 4},
+            {"op": "storage.objects.insert.*", "stall": 2, "count": 1, "skip": 8},
+            {"op": "pubsub.subscriptions.pull", "status": 503, "count": 3},
+            {"op": "pubsub.subscriptions.pull", "reset": "before", "count": 2, "skip": 6},
+            {"op": "pubsub.subscriptions.pull", "stall": 2, "count": 1, "skip": 9},
+            {"op": "pubsub.subscriptions.acknowledge", "status": 503, "count": 2},
+            {"op": "pubsub.subscriptions.acknowledge", "reset": "after", "count": 1, "skip": 3},
+        ]:
+            s.emu.fault(rule)
+        b = Bepipe(s.emu, ["--set", "retry.max_ms=500"])
+        wait_drained(s.emu, 10000, [b])
+        check_eq(b.stop(), 0, "exit code")
+        counters = s.emu.admin("GET", "/_emulator/counters")
+        for op, status in [("bigquery.tabledata.insertAll", "503"),
+                           ("bigquery.tabledata.insertAll", "429"),
+                           ("pubsub.subscriptions.pull", "503"),
+                           ("pubsub.subscriptions.acknowledge", "503")]:
+            got = counters.get(op, {}).get("statuses", {}).get(status, 0)
+            check(got > 0, f"{op} answered {status} (fault served): {counters.get(op)}")
+        verify(s.emu, expect, raw)
+
+
+@case
+def c_token_expiry_mid_run():
+    with Scenario(["--auth", "--token-lifetime", "3600"]) as s:
+        key = os.path.join(s.tmp, "key.json")
+        subprocess.run([os.path.join(ROOT, "tests/emulator/make-test-key"), "--project", PROJECT,
+                        "--token-uri", s.emu.url + "/token", "--out", key], check=True)
+        with open(key, "rb") as f:
+            s.emu.admin("POST", "/_emulator/sa-keys", json.load(f))
+        path, expect, raw = corpus(s.tmp, 8000, seed=23)
+        half = os.path.join(s.tmp, "half.ndjson")
+        lines = open(path, "rb").read().split(b"\n")
+        open(half, "wb").write(b"\n".join(lines[:4000]) + b"\n")
+        rest = os.path.join(s.tmp, "rest.ndjson")
+        open(rest, "wb").write(b"\n".join(lines[4000:]))
+        s.emu.publish(half, token=s.emu.token())
+        b = Bepipe(s.emu, ["--set", "auth.mode=adc"], env={"GOOGLE_APPLICATION_CREDENTIALS": key})
+        end = time.time() + 60
+        while sum(len(s.emu.rows(t)) for t in TABLES) < 3000 and time.time() < end:
+            time.sleep(0.1)
+        s.emu.admin("POST", "/_emulator/tokens/expire")
+        s.emu.publish(rest, token=s.emu.token())
+        wait_drained(s.emu, 8000, [b])
+        check_eq(b.stop(), 0, "exit code: " + b.stderr()[-1500:])
+        check("401 from" in b.stderr(), "saw the 401 and refreshed:\n" + b.stderr()[-1500:])
+        check("credentials: service_account" in b.stderr(), "used the key")
+        verify(s.emu, expect, raw)
+        tok = s.emu.admin("GET", "/_emulator/counters").get("oauth2.token", {})
+        check(tok.get("statuses", {}).get("200", 0) >= 2,
+              f"a second token was minted after the expiry: {tok}")
+
+
+@case
+def d_gcs_down_longer_than_ack_deadline():
+    with Scenario() as s:
+        path, expect, raw = corpus(s.tmp, 5000, seed=24)
+        s.emu.publish(path)
+        s.emu.fault({"op": "storage.objects.insert.*", "status": 503, "count": -1})
+        b = Bepipe(s.emu, ["--set", "retry.attempts=3", "--set", "retry.max_ms=300",
+                           "--set", "source.max_outstanding_messages=2000"])
+        time.sleep(15)   # > the subscription's 10 s ack deadline
+        counters = s.emu.admin("GET", "/_emulator/counters")
+        acks = counters.get("pubsub.subscriptions.acknowledge", {})
+        st = s.emu.sub_state()
+        check_eq(sum(len(s.emu.rows(t)) for t in TABLES) > 0, True, "rows went to BigQuery")
+        check(st["backlog"] + st["outstanding"] == 5000,
+              f"no message acked while GCS is down: {st}, acks {acks}")
+        check("nack" in b.stderr() or "redelivered" in b.stderr(), "failures logged")
+        s.emu.clear_faults()
+        wait_drained(s.emu, 5000, [b])
+        check_eq(b.stop(), 0, "exit code")
+        m = re.search(r"peak_rss_kb=(\d+)", b.stderr())
+        # AddressSanitizer's shadow memory and quarantine add a few hundred MB of their own
+        limit = 600 if "asan" in BIN else 100
+        check(m and int(m.group(1)) < limit * 1024, "memory bounded: " + (m.group(0) if m else "?"))
+        verify(s.emu, expect, raw)
+
+
+@case
+def e_kill9_then_restart_loses_nothing():
+    with Scenario() as s:
+        path, expect, raw = corpus(s.tmp, 20000, seed=25)
+        s.emu.publish(path)
+        b = Bepipe(s.emu)
+        end = time.time() + 60
+        while sum(len(s.emu.rows(t)) for t in TABLES) < 4000 and time.time() < end:
+            time.sleep(0.05)
+        b.p.kill()
+        b.p.wait()
+        b2 = Bepipe(s.emu)
+        wait_drained(s.emu, 20000, [b2])
+        check_eq(b2.stop(), 0, "exit code of the restart")
+        # BigQuery rows de-duplicated by insertId (the redelivery comes within the window);
+        # archive lines of messages in flight at the kill may be there twice
+        verify(s.emu, expect, raw, archive_dups_ok=True)
+
+
+@case
+def f_sigterm_drains_and_nacks_the_rest():
+    with Scenario() as s:
+        path, expect, raw = corpus(s.tmp, 20000, seed=26)
+        s.emu.publish(path)
+        b = Bepipe(s.emu, ["--set", "archive.roll_seconds=60", "--set", "drain_seconds=20"])
+        end = time.time() + 60
+        while sum(len(s.emu.rows(t)) for t in TABLES) < 3000 and time.time() < end:
+            time.sleep(0.05)
+        t0 = time.time()
+        rc = b.stop(signal.SIGTERM, timeout=30)
+        check_eq(rc, 0, "exit code: " + b.stderr()[-1500:])
+        check(time.time() - t0 < 25, "exited within the drain timeout")
+        st = s.emu.sub_state()
+        check_eq(st["outstanding"], 0, "nothing left leased: acked or nacked")
+        stored = sum(len(s.emu.rows(t)) for t in TABLES + ["rejected_events"])
+        archived = sum(len(v) for v in s.emu.objects().values())
+        check_eq(st["backlog"], 20000 - stored, "exactly the stored messages were acked")
+        check_eq(archived, stored, "every stored event also archived")
+        b2 = Bepipe(s.emu)
+        wait_drained(s.emu, 20000, [b2])
+        check_eq(b2.stop(), 0, "exit code of the second run")
+        verify(s.emu, expect, raw)
+
+
+@case
+def g_three_workers_share_the_subscription():
+    with Scenario() as s:
+        path, expect, raw = corpus(s.tmp, 15000, seed=27)
+        s.emu.publish(path)
+        b = Bepipe(s.emu, ["--workers", "3"])
+        wait_drained(s.emu, 15000, [b])
+        check_eq(b.stop(), 0, "exit code")
+        pids = set(re.findall(r"generation 1, pid (\d+)", b.stderr()))
+        check_eq(len(pids), 3, "three worker processes")
+        reads = [int(x) for x in re.findall(r"summary: read=(\d+)", b.stderr())]
+        check_eq(len(reads), 3, "three summaries")
+        check(all(r > 0 for r in reads), f"every worker did some work: {reads}")
+        verify(s.emu, expect, raw)
+
+
+@case
+def h_sighup_while_pulling():
+    with Scenario() as s:
+        scripts = os.path.join(s.tmp, "s")
+        shutil.copytree(os.path.join(ROOT, "scripts"), scripts)
+        p1, p2 = os.path.join(s.tmp, "p1.ndjson"), os.path.join(s.tmp, "p2.ndjson")
+        with open(p1, "w") as f:
+            for i in range(500):
+                f.write(local.INV % (i, "sale"))
+        with open(p2, "w") as f:
+            for i in range(500, 1000):
+                f.write(local.INV % (i, "sale" if i % 2 else "restock"))
+        s.emu.publish(p1)
+        b = Bepipe(s.emu, pipeline=os.path.join(scripts, "pipeline.lua"))
+        wait_drained(s.emu, 500, [b])
+        path = os.path.join(scripts, "events", "inventory.lua")
+        src = open(path).read().replace("function M.validate(ev)",
+                                        "function M.validate(ev)\n    if ev.reason == 'sale' "
+                                        "then return false, 'sales are closed' end", 1)
+        open(path, "w").write(src)
+        b.p.send_signal(signal.SIGHUP)
+        b.wait_log("generation 2 loaded")
+        s.emu.publish(p2)
+        wait_drained(s.emu, 1000, [b])
+        check_eq(b.stop(), 0, "exit code")
+        rows = s.emu.rows("inventory_events")
+        dead = s.emu.rows("rejected_events")
+        check_eq(len(rows), 750, "500 before + 250 restock after")
+        check_eq(len(dead), 250, "sales after the reload rejected")
+        check(all(d["reason"] == "sales are closed" for d in dead), "new rule's reason")
+
+
+@case
+def i_rows_bigquery_refuses_are_dead_lettered():
+    with Scenario() as s:
+        path, expect, raw = corpus(s.tmp, 3000, seed=28, invalid=0)
+        s.emu.publish(path)
+        s.emu.fault({"op": "bigquery.tabledata.insertAll",
+                     "rejectRows": {"field": "status", "equals": "cancelled"}, "count": -1})
+        b = Bepipe(s.emu)
+        wait_drained(s.emu, 3000, [b])
+        check_eq(b.stop(), 0, "exit code")
+        orders = [json.loads(l) for l in raw if b'"order"' in l and b'"cancelled"' in l]
+        dead = s.emu.rows("rejected_events")
+        check(len(orders) > 0, "the corpus has cancelled orders")
+        check_eq(len([d for d in dead if d["error_stage"] == "insert"]), len(orders),
+                 "every refused row dead-lettered with stage insert")
+        check_eq(len(s.emu.rows("order_events")), expect["rows"]["order_events"] - len(orders),
+                 "the other orders stored")
+        check(all("order_events refused the row" in d["reason"] for d in dead), "reason")
+        st = s.emu.sub_state()
+        check_eq((st["backlog"], st["outstanding"]), (0, 0), "all acked")
+
+
+def main():
+    global BIN
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default=os.environ.get("BEPIPE_BIN", os.path.join(ROOT, "bepipe-lua")))
+    ap.add_argument("-k", default="")
+    a = ap.parse_args()
+    BIN = os.path.abspath(a.bin)
+    local.BIN = BIN
+    passed = failed = 0
+    for fn in CASES:
+        if a.k not in fn.__name__:
+            continue
+        t0 = time.time()
+        try:
+            fn()
+            passed += 1
+            print(f"ok   {fn.__name__} ({time.time() - t0:.1f}s)", flush=True)
+        except Exception as e:  # noqa: BLE001
+            failed += 1
+            print(f"FAIL {fn.__name__}: {e}", flush=True)
+            if not isinstance(e, Failure):
+                traceback.print_exc()
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
