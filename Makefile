@@ -99,10 +99,11 @@ build/asan/unit-all: $(UNIT_BINS)
 test: deps-test all unit sanitize
 	$(Q)tests/run-all
 
-bench: all
+bench: deps-test all
 	$(Q)tests/bench/run
+	$(Q)tests/bench/e2e
 
-demo: all
+demo: deps-test all
 	$(Q)tests/tools/demo
 
 install: all

@@ -20,8 +20,9 @@ struct call {
     char *url;
     char *content_type;
     char *extra_header;
-    char *body;
+    char *body;              /* owned unless borrowed */
     size_t body_len;
+    int borrowed;
     long timeout_ms;
     int attempt;
     int auth_retried;
@@ -103,7 +104,8 @@ call_free(struct call *c)
     free(c->url);
     free(c->content_type);
     free(c->extra_header);
-    free(c->body);
+    if (!c->borrowed)
+        free(c->body);
     free(c);
 }
 
@@ -343,10 +345,10 @@ bp_api_in_flight(const struct bp_api *api)
     return api->in_flight;
 }
 
-int
-bp_api_call(struct bp_api *api, const char *method, const char *url, const char *content_type,
-            const char *extra_header, char *body, size_t body_len, long timeout_ms,
-            bp_api_done_fn done, void *arg)
+static struct call *
+start_call(struct bp_api *api, const char *method, const char *url, const char *content_type,
+           const char *extra_header, char *body, size_t body_len, long timeout_ms,
+           bp_api_done_fn done, void *arg)
 {
     struct call *c = bp_xcalloc(1, sizeof(*c));
     c->api = api;
@@ -368,6 +370,28 @@ bp_api_call(struct bp_api *api, const char *method, const char *url, const char 
     api->calls = c;
     api->in_flight++;
     api->stats.calls++;
+    return c;
+}
+
+int
+bp_api_call(struct bp_api *api, const char *method, const char *url, const char *content_type,
+            const char *extra_header, char *body, size_t body_len, long timeout_ms,
+            bp_api_done_fn done, void *arg)
+{
+    send_attempt(start_call(api, method, url, content_type, extra_header, body, body_len,
+                            timeout_ms, done, arg));
+    return 0;
+}
+
+int
+bp_api_call_ref(struct bp_api *api, const char *method, const char *url, const char *content_type,
+                const char *body, size_t body_len, long timeout_ms, bp_api_done_fn done,
+                void *arg)
+{
+    /* the cast is safe: a borrowed body is only read (bp_http_req_body_ref) and never freed */
+    struct call *c = start_call(api, method, url, content_type, NULL, (char *)body, body_len,
+                                timeout_ms, done, arg);
+    c->borrowed = 1;
     send_attempt(c);
     return 0;
 }

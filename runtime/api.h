@@ -41,5 +41,9 @@ double bp_api_backoff(struct bp_api *api, int attempt);
 int bp_api_call(struct bp_api *api, const char *method, const char *url, const char *content_type,
                 const char *extra_header, char *body, size_t body_len, long timeout_ms,
                 bp_api_done_fn done, void *arg) BP_WUR;
+/* The same, with body borrowed: it must stay valid until done runs (large uploads). */
+int bp_api_call_ref(struct bp_api *api, const char *method, const char *url,
+                    const char *content_type, const char *body, size_t body_len, long timeout_ms,
+                    bp_api_done_fn done, void *arg) BP_WUR;
 
 #endif

@@ -61,6 +61,9 @@ static const struct bp_opt options[] = {
       "on SIGTERM: longest wait for sinks to finish" },
     { "source.pull_concurrency", NULL, INT(pull_concurrency), "4", 1, 64,
       "Pub/Sub pull requests in flight" },
+    { "source.pull_max_messages", NULL, INT(pull_max_messages), "160", 1, 1000,
+      "Pub/Sub: maxMessages of one pull (kept small: replies over 128 KB cost LuaJIT an mmap "
+      "each)" },
     { "source.lease_seconds", NULL, INT(lease_seconds), "60", 10, 600,
       "Pub/Sub: ack deadline each lease extension asks for" },
     { "endpoints.pubsub", NULL, STR(pubsub_endpoint), NULL, 0, 0,

@@ -29,6 +29,7 @@ struct bp_config {
     long stats_seconds;
     long drain_seconds;
     long pull_concurrency;
+    long pull_max_messages;
     long lease_seconds;
     char *pubsub_endpoint;
     char *bigquery_endpoint;

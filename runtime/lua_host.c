@@ -237,6 +237,14 @@ bp_lua_host_process(struct bp_lua_host *h, bp_batch_t *b, char *err, size_t errl
     return rc ? -1 : 0;
 }
 
+/* The state itself, for modules that use lua-cjson through it (pull_reply.c). They must leave
+ * the stack as they found it and never run pipeline code. */
+lua_State *
+bp_lua_host_state(struct bp_lua_host *h)
+{
+    return h->L;
+}
+
 /* Bytes the Lua state holds (for the stats line). */
 size_t
 bp_lua_host_memory(const struct bp_lua_host *h)

@@ -5,21 +5,20 @@
  *
  * A message lives here from its pull to its verdict, indexed by its ack slot; its bytes do not:
  * they are decoded into a per-pull buffer, run through Lua and the sinks, and freed at once.
- * Pull replies are parsed with jansson (see store_cloud.c for why) and base64 is decoded with
- * OpenSSL. */
+ * Pull replies are read with lua-cjson (pull_reply.c says why), base64 is decoded by OpenSSL. */
 #include "api.h"
+#include "json_out.h"
 #include "log.h"
+#include "pull_reply.h"
 #include "rt.h"
 #include "timefmt.h"
 
-#include <jansson.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#define MAX_PULL 1000            /* the API's maxMessages cap in practice */
 #define ACK_IDS_PER_CALL 2500    /* ackIds are <= 164 B; 2500 stays under the 512 KiB limit */
 #define LEASE_MARGIN 5.0         /* extend a lease this long before it runs out */
 
@@ -52,6 +51,7 @@ struct source_pubsub {
     double lease;                /* seconds each extension asks for */
     ev_timer ack_timer, lease_timer;
     size_t batch_max;
+    size_t pull_max;
     unsigned long pulled, acked, nacked, extended;
 };
 
@@ -91,23 +91,31 @@ send_ids(struct source_pubsub *s, struct idq *q, const char *url, int deadline, 
     size_t i = 0;
     while (i < q->n) {
         size_t end = q->n - i > ACK_IDS_PER_CALL ? i + ACK_IDS_PER_CALL : q->n;
-        json_t *ids = json_array();
-        for (size_t k = i; k < end; k++)
-            json_array_append_new(ids, json_string(q->v[k]));
-        json_t *body = json_pack("{s:o}", "ackIds", ids);
+        bp_buf_t b;
+        bp_buf_init(&b, 1024 * 1024);   /* 2,500 ids of <= 164 B stay under the API's 512 KiB */
+        int rc = bp_buf_append_str(&b, "{\"ackIds\":[");
+        for (size_t k = i; k < end; k++) {
+            if (k > i)
+                rc |= bp_buf_append(&b, ",", 1);
+            rc |= bp_json_string(&b, q->v[k], strlen(q->v[k]));
+        }
+        char tail[64];
         if (deadline >= 0)
-            json_object_set_new(body, "ackDeadlineSeconds", json_integer(deadline));
-        char *text = json_dumps(body, JSON_COMPACT);
-        json_decref(body);
+            snprintf(tail, sizeof(tail), "],\"ackDeadlineSeconds\":%d}", deadline);
+        else
+            snprintf(tail, sizeof(tail), "]}");
+        rc |= bp_buf_append_str(&b, tail);
         struct ids_call *c = bp_xcalloc(1, sizeof(*c));
         c->s = s;
         c->what = what;
         c->n = end - i;
         s->calls++;
-        if (!text || bp_api_call(s->api, "POST", url, "application/json", NULL, text,
-                                 strlen(text), 60000, ids_done, c) != 0) {
+        if (rc != 0 || bp_api_call(s->api, "POST", url, "application/json", NULL, b.data, b.len,
+                                   60000, ids_done, c) != 0) {
             s->calls--;
             free(c);
+            if (rc != 0)
+                bp_buf_free(&b);
         }
         i = end;
     }
@@ -176,22 +184,42 @@ on_lease_timer(struct ev_loop *loop, ev_timer *w, int revents)
     free(q.v);
 }
 
-/* "2024-05-01T12:00:00.123456789Z" -> epoch seconds (0 when unreadable: the archive then uses
- * the time it was read). */
+static int
+digits(const char *p, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    return v;
+}
+
+/* "2024-05-01T12:00:00.123456789Z" (the server's own format) -> epoch seconds, or 0 when
+ * unreadable (the archive then uses the time it was read). Per message, so no sscanf. */
 static double
 parse_rfc3339(const char *t)
 {
+    if (!t || strlen(t) < 20 || t[4] != '-' || t[7] != '-' || t[10] != 'T' || t[13] != ':' ||
+        t[16] != ':')
+        return 0;
     struct tm tm;
     memset(&tm, 0, sizeof(tm));
-    int n = 0;
-    if (!t || sscanf(t, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-                     &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6)
+    tm.tm_year = digits(t, 4) - 1900;
+    tm.tm_mon = digits(t + 5, 2) - 1;
+    tm.tm_mday = digits(t + 8, 2);
+    tm.tm_hour = digits(t + 11, 2);
+    tm.tm_min = digits(t + 14, 2);
+    tm.tm_sec = digits(t + 17, 2);
+    if (tm.tm_year < 0 || tm.tm_mon < 0 || tm.tm_mday < 0 || tm.tm_hour < 0 || tm.tm_min < 0 ||
+        tm.tm_sec < 0)
         return 0;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    double frac = 0;
-    if (t[n] == '.')
-        frac = strtod(t + n, NULL);
+    double frac = 0, scale = 0.1;
+    for (const char *p = t + 19 + (t[19] == '.'); t[19] == '.' && *p >= '0' && *p <= '9'; p++) {
+        frac += (*p - '0') * scale;
+        scale /= 10;
+    }
     return (double)timegm(&tm) + frac;
 }
 
@@ -209,95 +237,90 @@ ensure_slot(struct source_pubsub *s, uint32_t slot)
     return 0;
 }
 
+/* Decodes base64 text into out (room for len / 4 * 3 + 3 bytes). Returns the length, or -1. */
+static int
+b64_decode(char *out, const char *in, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (len % 4 != 0)
+        return -1;
+    int n = EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)in, (int)len);
+    if (n < 0)
+        return -1;
+    /* EVP_DecodeBlock counts the bytes of '=' padding as zeros */
+    for (size_t p = len; p > 0 && in[p - 1] == '='; p--)
+        n--;
+    return n;
+}
+
 /* Turns one pull reply into messages and runs them through the pipeline in batches. */
 static void
 handle_pull(struct source_pubsub *s, const char *body, size_t len)
 {
-    json_error_t je;
-    json_t *root = json_loadb(body, len, 0, &je);
-    json_t *rm = json_object_get(root, "receivedMessages");
-    size_t n = json_is_array(rm) ? json_array_size(rm) : 0;
-    if (!root) {
-        bp_log(BP_LOG_ERROR, "pubsub", "pull reply is not JSON (%s); the messages will be "
-               "redelivered", je.text);
+    struct bp_pull_reply reply;
+    char err[512];
+    if (bp_pull_reply_decode(&reply, s->rt->host, body, len, err, sizeof(err)) != 0) {
+        bp_log(BP_LOG_ERROR, "pubsub", "%s; the messages will be redelivered", err);
         return;
     }
+    size_t n = reply.n;
     bp_msg_t *msgs = bp_xcalloc(n ? n : 1, sizeof(*msgs));
     uint32_t *slots = bp_xcalloc(n ? n : 1, sizeof(*slots));
-    char **bufs = bp_xcalloc(n ? n : 1, sizeof(*bufs));
-    char **attrs = bp_xcalloc(n ? n : 1, sizeof(*attrs));
-    size_t k = 0;
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += reply.msgs[i].data_b64_len / 4 * 3 + 3;
+    char *raw = bp_xmalloc(total ? total : 1), *at = raw;
     double now = bp_time_now();
     for (size_t i = 0; i < n; i++) {
-        json_t *it = json_array_get(rm, i);
-        json_t *msg = json_object_get(it, "message");
-        const char *ack_id = json_string_value(json_object_get(it, "ackId"));
-        const char *data = json_string_value(json_object_get(msg, "data"));
-        const char *id = json_string_value(json_object_get(msg, "messageId"));
-        if (!ack_id)
-            continue;   /* nothing to ack, nothing to do: the server redelivers it */
-        size_t dlen = data ? strlen(data) : 0;
-        char *raw = bp_xmalloc(dlen / 4 * 3 + 4);
-        int out = dlen ? EVP_DecodeBlock((unsigned char *)raw, (const unsigned char *)data,
-                                         (int)dlen) : 0;
+        const struct bp_pull_msg *pm = &reply.msgs[i];
+        int out = b64_decode(at, pm->data_b64 ? pm->data_b64 : "", pm->data_b64_len);
         if (out < 0) {
-            /* not base64: keep the text itself, it will be dead-lettered as unparseable */
-            memcpy(raw, data, dlen < 64 ? dlen : 64);
-            out = (int)(dlen < 64 ? dlen : 64);
-        } else {
-            /* EVP_DecodeBlock counts the bytes of '=' padding as zeros */
-            for (size_t p = dlen; p > 0 && data[p - 1] == '='; p--)
-                out--;
+            /* not base64: pass the text itself on, it is dead-lettered as unparseable */
+            size_t keep = pm->data_b64_len < 1024 ? pm->data_b64_len : 1024;
+            memcpy(at, pm->data_b64, keep);
+            out = (int)keep;
         }
-        json_t *at = json_object_get(msg, "attributes");
         uint32_t slot = bp_ack_new(&s->rt->ack, 0);
         ensure_slot(s, slot);
-        struct pmsg *pm = &s->m[slot];
-        pm->ack_id = bp_xstrdup(ack_id);
-        pm->bytes = (size_t)out;
-        pm->deadline = now + s->sub_deadline;
-        pm->live = 1;
+        struct pmsg *p = &s->m[slot];
+        p->ack_id = bp_xstrndup(pm->ack_id, pm->ack_id_len);
+        p->bytes = (size_t)out;
+        p->deadline = now + s->sub_deadline;
+        p->live = 1;
         s->outstanding++;
         s->outstanding_bytes += (size_t)out;
         s->pulled++;
-        bufs[k] = raw;
-        attrs[k] = json_object_size(at) ? json_dumps(at, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-        msgs[k].data = raw;
-        msgs[k].len = (size_t)out;
-        msgs[k].id = id ? id : ack_id;
-        msgs[k].id_len = strlen(msgs[k].id);
-        msgs[k].publish_time = parse_rfc3339(json_string_value(json_object_get(msg,
-                                                                                "publishTime")));
-        msgs[k].attrs = attrs[k];
-        msgs[k].attrs_len = attrs[k] ? strlen(attrs[k]) : 0;
-        slots[k] = slot;
-        k++;
+        msgs[i].data = at;
+        msgs[i].len = (size_t)out;
+        msgs[i].id = pm->message_id ? pm->message_id : pm->ack_id;
+        msgs[i].id_len = pm->message_id ? pm->message_id_len : pm->ack_id_len;
+        msgs[i].publish_time = parse_rfc3339(pm->publish_time);
+        msgs[i].attrs = pm->attrs;
+        msgs[i].attrs_len = pm->attrs_len;
+        slots[i] = slot;
+        at += out;
     }
     int failed = 0;
     if (s->stopped) {
         /* draining: give them straight back */
-        for (size_t i = 0; i < k; i++)
+        for (size_t i = 0; i < n; i++)
             bp_ack_done(&s->rt->ack, slots[i], 0);
     } else {
-        for (size_t i = 0; i < k && !failed; i += s->batch_max) {
-            size_t cnt = k - i < s->batch_max ? k - i : s->batch_max;
+        for (size_t i = 0; i < n && !failed; i += s->batch_max) {
+            size_t cnt = n - i < s->batch_max ? n - i : s->batch_max;
             if (bp_rt_process(s->rt, msgs + i, slots + i, cnt) != 0) {
                 failed = 1;
                 /* the rest never reached a destination */
-                for (size_t j = i + cnt; j < k; j++)
+                for (size_t j = i + cnt; j < n; j++)
                     bp_ack_done(&s->rt->ack, slots[j], 0);
             }
         }
     }
-    for (size_t i = 0; i < k; i++) {
-        free(bufs[i]);
-        free(attrs[i]);
-    }
-    free(bufs);
-    free(attrs);
+    free(raw);
     free(msgs);
     free(slots);
-    json_decref(root);
+    bp_pull_reply_free(&reply);
     if (failed) {
         s->rt->exit_code = 1;
         bp_rt_drain(s->rt, "sink failure");
@@ -328,8 +351,8 @@ start_pulls(struct source_pubsub *s)
         size_t room = s->max_msgs - s->outstanding;
         /* what earlier pulls may still bring counts against the room too */
         size_t want = room / (size_t)(s->max_pulls) ? room / (size_t)s->max_pulls : 1;
-        if (want > MAX_PULL)
-            want = MAX_PULL;
+        if (want > s->pull_max)
+            want = s->pull_max;
         char *body = bp_xmalloc(64);
         int blen = snprintf(body, 64, "{\"maxMessages\":%zu}", want);
         s->pulls++;
@@ -461,6 +484,7 @@ bp_source_pubsub_new(struct bp_rt *rt, struct bp_api *api, const char *base,
     s->max_msgs = (size_t)rt->cfg.max_outstanding_messages;
     s->max_bytes = (size_t)rt->cfg.max_outstanding_bytes;
     s->batch_max = (size_t)rt->cfg.batch_messages;
+    s->pull_max = (size_t)rt->cfg.pull_max_messages;
     s->sub_deadline = 10.0;   /* the API's minimum: safe before we know the subscription's */
     s->lease = (double)rt->cfg.lease_seconds;
     ev_timer_init(&s->ack_timer, on_ack_timer, 0.1, 0.1);

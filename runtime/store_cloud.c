@@ -154,9 +154,9 @@ insert_body(const char *entries, size_t len, size_t *out_len)
     size_t n = hl + len;
     while (n > hl && b[n - 1] == '\n')
         n--;
-    for (size_t i = hl; i < n; i++)
-        if (b[i] == '\n')
-            b[i] = ',';   /* JSON strings escape newlines, so these are only separators */
+    /* JSON strings escape newlines, so these are only separators */
+    for (char *p = b + hl, *end = b + n; (p = memchr(p, '\n', (size_t)(end - p))); p++)
+        *p = ',';
     b[n++] = ']';
     b[n++] = '}';
     b[n] = '\0';
@@ -295,11 +295,9 @@ start_upload(struct object_call *oc)
     snprintf(url, sizeof(url), "%s?uploadType=media&name=%s&ifGenerationMatch=0",
              s->upload_base, n);
     free(n);
-    /* api.c frees bodies it is given; each attempt after a 412 needs its own copy */
-    char *copy = bp_xmalloc(oc->len ? oc->len : 1);
-    memcpy(copy, oc->data, oc->len);
-    if (bp_api_call(s->gcs_api, "POST", url, "application/x-ndjson", NULL, copy, oc->len,
-                    120000, upload_done, oc) != 0) {
+    /* the object's bytes stay ours (borrowed) until the call ends: a 412 may need them again */
+    if (bp_api_call_ref(s->gcs_api, "POST", url, "application/x-ndjson", oc->data, oc->len,
+                        120000, upload_done, oc) != 0) {
         struct bp_http_result res;
         memset(&res, 0, sizeof(res));
         res.error = "cannot start the upload";

@@ -47,6 +47,8 @@ json.decode_max_depth(64)
 json.encode_invalid_numbers(false)
 json.encode_sparse_array(false, 2, 10)
 local decode, encode = json.decode, json.encode
+-- the C core decodes Pub/Sub pull replies with this same instance (runtime/pull_reply.c)
+debug.getregistry()["bepipe.json"] = json
 
 -- Filled by load().
 local routes = {}          -- event type -> { index = 0-based, mod = script module, time_field }

@@ -27,38 +27,58 @@ class Table {
     this.r = r;
     this.fields = (r.schema && r.schema.fields) || [];
     this.validate = schema.compileRecord(this.fields);
-    // Rows live only in T.ndjson; memory keeps each row's byte offset. Holding millions of
-    // row strings made V8's major GCs the bottleneck of long insertAll benchmarks.
-    this.offsets = [];
+    // Rows live only in T.ndjson (holding millions of row strings made V8's GC the
+    // bottleneck). `offsets` indexes row starts for tabledata.list; it is built lazily by
+    // scanning the file, so inserts only count rows and bytes.
+    this.numRows = 0;
     this.bytes = 0;
+    this.offsets = [];
+    this.indexed = 0;          // bytes of the file covered by `offsets`
     this.dedup = new Map();    // insertId -> ms when first seen (Map keeps time order)
     this.log = null;
   }
   get id() { return this.r.tableReference.tableId; }
-  get numRows() { return this.offsets.length; }
   file(ext) { return path.join(this.dir, this.id + ext); }
   open() {
-    let last = null;
-    store.readLines(this.file('.ndjson'), (l) => {
-      this.offsets.push(this.bytes);
-      this.bytes += Buffer.byteLength(l) + 1;
-      last = l;
-    });
-    if (last !== null) {
-      // A crash can leave a torn last line: cut it off so every offset starts a whole row.
-      try { JSON.parse(last); } catch (e) {
-        this.bytes = this.offsets.pop();
-        fs.truncateSync(this.file('.ndjson'), this.bytes);
-      }
-      if (fs.statSync(this.file('.ndjson')).size !== this.bytes) fs.truncateSync(this.file('.ndjson'), this.bytes);
+    const f = this.file('.ndjson');
+    if (fs.existsSync(f)) {
+      this.bytes = fs.statSync(f).size;
+      this.index();
+      // A crash can leave a torn last line: cut it off so the file holds whole rows only.
+      if (this.indexed !== this.bytes) { fs.truncateSync(f, this.indexed); this.bytes = this.indexed; }
+      this.numRows = this.offsets.length;
     }
-    this.log = new store.AppendLog(this.file('.ndjson'));
+    this.log = new store.AppendLog(f);
   }
-  // Stored rows [start, end) as parsed objects.
+  // Extends `offsets` over the rows written since the last call.
+  index() {
+    const end = this.bytes;
+    if (this.indexed >= end) return;
+    const fd = fs.openSync(this.file('.ndjson'), 'r');
+    try {
+      const buf = Buffer.allocUnsafe(1 << 20);
+      let pos = this.indexed;
+      let rowStart = this.indexed;
+      while (pos < end) {
+        const n = fs.readSync(fd, buf, 0, Math.min(buf.length, end - pos), pos);
+        if (n <= 0) break;
+        let i = buf.indexOf(10, 0);
+        while (i >= 0 && i < n) {
+          this.offsets.push(rowStart);
+          rowStart = pos + i + 1;
+          i = buf.indexOf(10, i + 1);
+        }
+        pos += n;
+      }
+      this.indexed = rowStart;
+    } finally { fs.closeSync(fd); }
+  }
+  // Stored rows [start, end) as parsed objects; the caller waited for pending writes.
   readRows(start, end) {
     if (end <= start) return [];
+    this.index();
     const from = this.offsets[start];
-    const to = end < this.offsets.length ? this.offsets[end] : this.bytes;
+    const to = end < this.offsets.length ? this.offsets[end] : this.indexed;
     const buf = Buffer.alloc(to - from);
     const fd = fs.openSync(this.file('.ndjson'), 'r');
     try { fs.readSync(fd, buf, 0, buf.length, from); } finally { fs.closeSync(fd); }
@@ -361,7 +381,7 @@ class BigQuery {
   write(tb, rows, stored) {
     const now = Date.now();
     tb.pruneDedup(now);
-    let text = '';
+    const lines = [];
     for (let i = 0; i < stored.length; i++) {
       const out = stored[i];
       if (out === undefined) continue;
@@ -371,12 +391,14 @@ class BigQuery {
         if (tb.dedup.has(id)) continue;
         tb.dedup.set(id, now);
       }
-      const line = JSON.stringify(out);
-      tb.offsets.push(tb.bytes);
-      tb.bytes += Buffer.byteLength(line) + 1;
-      text += line + '\n';
+      lines.push(JSON.stringify(out));
     }
-    return tb.log.write(text);
+    if (!lines.length) return Promise.resolve();
+    lines.push('');
+    const buf = Buffer.from(lines.join('\n'));
+    tb.numRows += lines.length - 1;
+    tb.bytes += buf.length;
+    return tb.log.write(buf);
   }
 
   // ---- tabledata.list ----------------------------------------------------------------------

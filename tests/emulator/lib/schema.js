@@ -77,8 +77,6 @@ function parseTimestamp(v) {
     return [sec, micro];
   }
   if (typeof v !== 'string') return null;
-  const f = fastIso(v);
-  if (f) return f;
   const m = TS_RE.exec(v);
   if (!m) return null;
   const y = +m[1]; const mo = +m[2]; const d = +m[3];
@@ -98,14 +96,15 @@ function parseTimestamp(v) {
 // Fast path for the common RFC 3339 UTC form (what JS Date.toJSON and most clients send):
 // avoids the general regex and Date objects, which dominate insertAll validation time.
 const FAST_RE = /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?Z$/;
+// Returns the stored form ("…T…:…:….ffffffZ") or null when the general parser must decide.
 function fastIso(v) {
   if (v.length < 20 || v.length > 27) return null;
   const m = FAST_RE.exec(v);
   if (!m) return null;
   const y = +m[1]; const mo = +m[2]; const d = +m[3];
-  if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > daysInMonth(y, mo) || +m[4] > 23 || +m[5] > 59 || +m[6] > 59) return null;
-  const sec = Date.UTC(y, mo - 1, d, +m[4], +m[5], +m[6]) / 1000;
-  return [sec, m[7] ? Number(m[7].padEnd(6, '0')) : 0, v];
+  if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > daysInMonth(y, mo) || +m[4] > 23 || +m[5] > 59 || +m[6] > 59) return null;
+  if (v.length === 27) return v;
+  return v.slice(0, 19) + '.' + (m[7] || '').padEnd(6, '0') + 'Z';
 }
 
 function tsToIso(sec, micro) {
@@ -217,13 +216,12 @@ function scalarConverter(type) {
       };
     case 'TIMESTAMP':
       return (v, ctx) => {
-        const t = parseTimestamp(v);
-        if (t) {
-          // Fast-path results carry the input, which already is in the stored form but for
-          // the width of the fraction.
-          if (t[2]) return t[2].length === 27 ? t[2] : t[2].slice(0, 19) + '.' + String(t[1]).padStart(6, '0') + 'Z';
-          return tsToIso(t[0], t[1]);
+        if (typeof v === 'string') {
+          const f = fastIso(v);
+          if (f) return f;
         }
+        const t = parseTimestamp(v);
+        if (t) return tsToIso(t[0], t[1]);
         ctx.msg = typeof v === 'number'
           ? `Timestamp field value is out of range: ${v}`
           : `Could not parse ${JSON.stringify(v)} as a timestamp. Required format is YYYY-MM-DD HH:MM[:SS[.SSSSSS]] or YYYY/MM/DD HH:MM[:SS[.SSSSSS]]`;
