@@ -12,7 +12,7 @@ LUAJIT ?= luajit
 # Debian packages the build needs, and those only the tests need.
 DEB_BUILD = build-essential pkg-config luajit libluajit-5.1-dev lua-cjson lua-cjson-dev \
             libev-dev libcurl4-openssl-dev libssl-dev libjansson-dev
-DEB_TEST = libcmocka-dev clang libclang-rt-14-dev python3
+DEB_TEST = libcmocka-dev clang libclang-rt-14-dev python3 openssl
 
 WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 BP_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -fvisibility=hidden -O2 -g \

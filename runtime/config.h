@@ -38,6 +38,8 @@ struct bp_config {
     char *auth_key_file;
     char *auth_token_url;
     char *ca_file;
+    long create_tables;
+    char *ddl_dir;
     long retry_attempts;
     long retry_max_ms;
 };

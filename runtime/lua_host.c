@@ -237,6 +237,46 @@ bp_lua_host_process(struct bp_lua_host *h, bp_batch_t *b, char *err, size_t errl
     return rc ? -1 : 0;
 }
 
+/* The tables.insert bodies (JSON) of every CREATE TABLE in ddl_dir, for project.dataset, via
+ * bepipe.ddl. Returns 0 with a malloc'd array of malloc'd strings, or -1 with err (file and
+ * reason). Start-up only. */
+int
+bp_lua_host_table_resources(struct bp_lua_host *h, const char *ddl_dir, const char *project,
+                            const char *dataset, char ***out, size_t *n, char *err,
+                            size_t errlen)
+{
+    lua_State *L = h->L;
+    int top = lua_gettop(L);
+    *out = NULL;
+    *n = 0;
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "bepipe.ddl");
+    if (lua_pcall(L, 1, 1, 0) != 0)
+        goto fail;
+    lua_getfield(L, -1, "resources");
+    lua_pushstring(L, ddl_dir);
+    lua_pushstring(L, project);
+    lua_pushstring(L, dataset);
+    if (lua_pcall(L, 3, 1, 0) != 0)
+        goto fail;
+    size_t cnt = lua_objlen(L, -1);
+    *out = bp_xcalloc(cnt ? cnt : 1, sizeof(char *));
+    for (size_t i = 0; i < cnt; i++) {
+        lua_rawgeti(L, -1, (int)i + 1);
+        size_t len;
+        const char *s = lua_tolstring(L, -1, &len);
+        (*out)[i] = bp_xstrndup(s ? s : "{}", s ? len : 2);
+        lua_pop(L, 1);
+    }
+    *n = cnt;
+    lua_settop(L, top);
+    return 0;
+fail:
+    copy_error(L, err, errlen);
+    lua_settop(L, top);
+    return -1;
+}
+
 /* The state itself, for modules that use lua-cjson through it (pull_reply.c). They must leave
  * the stack as they found it and never run pipeline code. */
 lua_State *

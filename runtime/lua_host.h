@@ -21,6 +21,9 @@ const struct bp_route *bp_lua_host_routes(const struct bp_lua_host *h, size_t *n
 const struct bp_config *bp_lua_host_config(const struct bp_lua_host *h);
 int bp_lua_host_process(struct bp_lua_host *h, bp_batch_t *b, char *err, size_t errlen) BP_WUR;
 size_t bp_lua_host_memory(const struct bp_lua_host *h);
+int bp_lua_host_table_resources(struct bp_lua_host *h, const char *ddl_dir, const char *project,
+                                const char *dataset, char ***out, size_t *n, char *err,
+                                size_t errlen) BP_WUR;
 struct lua_State;
 struct lua_State *bp_lua_host_state(struct bp_lua_host *h);
 

@@ -54,6 +54,7 @@ usage(FILE *f)
 "                          the seed's flags (Dataflow-only flags are accepted and ignored)\n"
 "  --set KEY=VALUE         set any option below (overrides pipeline.lua)\n"
 "  --workers N             run N processes sharing the subscription (Pub/Sub source only)\n"
+"  --create-tables         create the dataset and missing tables from ddl/*.sql first\n"
 "  --log-level LEVEL       error, warn, info (default) or debug\n"
 "  --help, --version\n"
 "\n"
@@ -160,6 +161,9 @@ parse_args(int argc, char **argv, struct cli *c)
             exit(EXIT_OK);
         } else if (strcmp(a, "--check") == 0) {
             c->cmd = "check";
+        } else if (strcmp(a, "--create-tables") == 0) {
+            if (add_kv(c, "bigquery.create_tables", "1") != 0)
+                return -1;
         } else if (strncmp(a, "--", 2) == 0 && a[2]) {
             size_t flen = strcspn(a, "=");
             snprintf(flag, sizeof(flag), "%.*s", (int)flen, a);

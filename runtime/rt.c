@@ -2,6 +2,7 @@
  * reloads, drains. Everything here runs on the one loop thread. */
 #include "rt.h"
 #include "log.h"
+#include "tables_create.h"
 #include "timefmt.h"
 
 #include <stdio.h>
@@ -362,6 +363,66 @@ start_cloud(struct bp_rt *rt, char *err, size_t errlen)
     return 0;
 }
 
+static int
+start_source(struct bp_rt *rt, char *err, size_t errlen)
+{
+    struct bp_config *c = &rt->cfg;
+    if (c->input)
+        rt->source = bp_source_ndjson_new(rt, c->input, err, errlen);
+    else
+        rt->source = bp_source_pubsub_new(rt, rt->ep.pubsub_emulated ? rt->api_plain
+                                                                     : rt->api_auth,
+                                          rt->ep.pubsub, c->subscription, err, errlen);
+    return rt->source ? 0 : -1;
+}
+
+static void
+tables_created(void *arg, int status)
+{
+    struct bp_rt *rt = arg;
+    char err[1024];
+    if (status != 0) {
+        bp_log(BP_LOG_ERROR, "main", "--create-tables failed (see above); stopping");
+        rt->exit_code = 1;
+        bp_rt_drain(rt, "table creation failed");
+        return;
+    }
+    bp_log(BP_LOG_INFO, "tables", "dataset and tables are ready");
+    if (!rt->draining && start_source(rt, err, sizeof(err)) != 0) {
+        bp_log(BP_LOG_ERROR, "main", "%s", err);
+        rt->exit_code = 1;
+        bp_rt_drain(rt, "source failure");
+    }
+}
+
+/* The DDL folder: bigquery.ddl_dir, else ddl/ beside the scripts folder (a checkout, or the
+ * install's share/bepipe-lua/ddl next to share/bepipe-lua/lua). */
+static void
+ddl_dir(struct bp_rt *rt, char *out, size_t outlen)
+{
+    if (rt->cfg.ddl_dir) {
+        snprintf(out, outlen, "%s", rt->cfg.ddl_dir);
+        return;
+    }
+    snprintf(out, outlen, "%s/../ddl", rt->lib_dir);
+}
+
+static int
+create_tables(struct bp_rt *rt, char *err, size_t errlen)
+{
+    struct bp_config *c = &rt->cfg;
+    char dir[4096];
+    char **bodies;
+    size_t n;
+    ddl_dir(rt, dir, sizeof(dir));
+    if (bp_lua_host_table_resources(rt->host, dir, c->bq_project, c->bq_dataset, &bodies, &n,
+                                    err, errlen) != 0)
+        return -1;
+    bp_tables_create(rt->ep.bigquery_emulated ? rt->api_plain : rt->api_auth, rt->ep.bigquery,
+                     c->bq_project, c->bq_dataset, bodies, n, tables_created, rt);
+    return 0;
+}
+
 /* Opens the sinks and the source and arms the watchers. Returns 0, or -1 with err set. */
 int
 bp_rt_start(struct bp_rt *rt, char *err, size_t errlen)
@@ -400,14 +461,13 @@ bp_rt_start(struct bp_rt *rt, char *err, size_t errlen)
     free(prefix);
     bucket = prefix = NULL;
 
-    if (c->input)
-        rt->source = bp_source_ndjson_new(rt, c->input, err, errlen);
-    else
-        rt->source = bp_source_pubsub_new(rt, rt->ep.pubsub_emulated ? rt->api_plain
-                                                                     : rt->api_auth,
-                                          rt->ep.pubsub, c->subscription, err, errlen);
-    if (!rt->source)
+    if (c->create_tables && !c->local_out) {
+        /* the source starts once the tables exist (tables_created) */
+        if (create_tables(rt, err, errlen) != 0)
+            return -1;
+    } else if (start_source(rt, err, errlen) != 0) {
         return -1;
+    }
 
     ev_signal_init(&rt->sighup, on_signal, SIGHUP);
     ev_signal_init(&rt->sigterm, on_signal, SIGTERM);

@@ -41,17 +41,17 @@ def case(fn):
 
 
 class Emulator:
-    def __init__(self, extra=()):
+    def __init__(self, extra=(), tables=True):
         self.dir = tempfile.mkdtemp(prefix="bepipe-emu-")
         self.data = os.path.join(self.dir, "data")
         self.log = open(os.path.join(self.dir, "emulator.log"), "wb")
+        ddl = ["--ddl", os.path.join(ROOT, "ddl"), "--dataset", DATASET] if tables else []
         self.p = subprocess.Popen(
-            [EMU, "--port", "0", "--data", self.data, "--project", PROJECT, "--ddl",
-             os.path.join(ROOT, "ddl"), "--dataset", DATASET, "--topic", TOPIC,
-             "--subscription", f"{SUB}:{TOPIC}", "--bucket", BUCKET, "--quiet", *extra],
-            stdout=subprocess.PIPE, stderr=self.log)
+            [EMU, "--port", "0", "--data", self.data, "--project", PROJECT, *ddl,
+             "--topic", TOPIC, "--subscription", f"{SUB}:{TOPIC}", "--bucket", BUCKET, "--quiet",
+             *extra], stdout=subprocess.PIPE, stderr=self.log)
         line = self.p.stdout.readline().decode()
-        m = re.search(r"listening on (http://127\.0\.0\.1:(\d+))", line)
+        m = re.search(r"listening on (https?://127\.0\.0\.1:(\d+))", line)
         if not m:
             raise Failure("emulator did not start: " + line)
         self.url, self.port = m.group(1), int(m.group(2))
@@ -219,12 +219,13 @@ def corpus(d, n, seed, invalid=3):
 
 
 class Scenario:
-    def __init__(self, emu_args=()):
+    def __init__(self, emu_args=(), tables=True):
         self.emu_args = emu_args
+        self.tables = tables
 
     def __enter__(self):
         self.tmp = tempfile.mkdtemp(prefix="bepipe-cloud-")
-        self.emu = Emulator(self.emu_args)
+        self.emu = Emulator(self.emu_args, self.tables)
         return self
 
     def __exit__(self, *a):
@@ -463,6 +464,95 @@ def i_rows_bigquery_refuses_are_dead_lettered():
         check(all("order_events refused the row" in d["reason"] for d in dead), "reason")
         st = s.emu.sub_state()
         check_eq((st["backlog"], st["outstanding"]), (0, 0), "all acked")
+
+
+@case
+def j_create_tables_from_ddl():
+    with Scenario(tables=False) as s:
+        path, expect, raw = corpus(s.tmp, 2000, seed=29)
+        s.emu.publish(path)
+        # the seed's deploy command, unchanged, plus --create-tables
+        b = Bepipe(s.emu, ["--create-tables", "--input_subscription",
+                           f"projects/{PROJECT}/subscriptions/{SUB}", "--bq_dataset", DATASET,
+                           "--bq_project", PROJECT, "--runner", "DataflowRunner", "--project",
+                           PROJECT, "--region", "us-central1", "--job_name",
+                           "backend-events-pipeline", "--temp_location",
+                           "gs://backend_events_data/temp", "--staging_location",
+                           "gs://backend_events_data/staging", "--streaming",
+                           "--gcs_output_path", "gs://backend_events_data/output"])
+        wait_drained(s.emu, 2000, [b])
+        check_eq(b.stop(), 0, "exit code: " + b.stderr()[-1500:])
+        check("dataset and tables are ready" in b.stderr(), "tables created first")
+        tdir = os.path.join(s.emu.data, "bigquery", PROJECT, DATASET)
+        meta = json.load(open(os.path.join(tdir, "order_events.table.json")))
+        check_eq(meta["timePartitioning"], {"type": "DAY", "field": "order_date"}, "partitioning")
+        check_eq(meta["clustering"]["fields"], ["status", "customer_id"], "clustering")
+        items = [f for f in meta["schema"]["fields"] if f["name"] == "items"][0]
+        check_eq((items["type"], items["mode"]), ("RECORD", "REPEATED"), "items ARRAY<STRUCT>")
+        check_eq([f["name"] for f in items["fields"]],
+                 ["product_id", "product_name", "quantity", "price"], "items fields")
+        check("description" in meta and meta["schema"]["fields"][0].get("description"),
+              "descriptions kept")
+        for t in ["inventory_events", "user_activity_events", "rejected_events"]:
+            check(os.path.exists(os.path.join(tdir, t + ".table.json")), t + " created")
+        verify(s.emu, expect, raw)
+        # a second start finds everything in place (409s) and goes on
+        b2 = Bepipe(s.emu, ["--create-tables"])
+        b2.wait_log("dataset and tables are ready")
+        check_eq(b2.stop(), 0, "exit code of the second start")
+
+
+@case
+def k_leases_extended_while_objects_are_open():
+    with Scenario() as s:
+        path, expect, raw = corpus(s.tmp, 2000, seed=30)
+        s.emu.publish(path)
+        # archive objects stay open 25 s, longer than the subscription's 10 s ack deadline
+        b = Bepipe(s.emu, ["--set", "archive.roll_seconds=25"])
+        time.sleep(14)
+        st = s.emu.sub_state()
+        check_eq(st["outstanding"], 2000, "held, not yet acked, not redelivered: " + str(st))
+        wait_drained(s.emu, 2000, [b], timeout=60)
+        check_eq(b.stop(), 0, "exit code")
+        mod = s.emu.admin("GET", "/_emulator/counters").get(
+            "pubsub.subscriptions.modifyAckDeadline", {})
+        check(mod.get("calls", 0) > 0, f"leases were extended: {mod}")
+        verify(s.emu, expect, raw)   # exactly once: no redelivery while held
+
+
+@case
+def l_real_tls_verified():
+    with tempfile.TemporaryDirectory() as certs:
+        cert, key = os.path.join(certs, "cert.pem"), os.path.join(certs, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", key, "-out", cert], check=True, capture_output=True)
+        with Scenario(["--tls-cert", cert, "--tls-key", key]) as s:
+            check(s.emu.url.startswith("https://"), "emulator speaks TLS: " + s.emu.url)
+            path, expect, raw = corpus(s.tmp, 1000, seed=31)
+            # the publisher and the test's admin calls trust the same certificate
+            import ssl
+            ctx = ssl.create_default_context(cafile=cert)
+            opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx))
+            urllib.request.install_opener(opener)
+            lines = [l for l in open(path, "rb").read().split(b"\n") if l.strip()]
+            import base64
+            body = json.dumps({"messages": [{"data": base64.b64encode(l).decode()} for l in lines]})
+            req = urllib.request.Request(f"{s.emu.url}/v1/projects/{PROJECT}/topics/{TOPIC}:publish",
+                                         data=body.encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(req).read()
+            env = {"PUBSUB_EMULATOR_HOST": s.emu.url, "BIGQUERY_EMULATOR_HOST": s.emu.url,
+                   "STORAGE_EMULATOR_HOST": s.emu.url}
+            # without the CA the peer is refused: nothing is pulled, nothing is lost
+            bad = Bepipe(s.emu, ["--set", "retry.attempts=2"], env=env)
+            bad.wait_log("certificate", timeout=30)
+            check_eq(bad.stop(), 0, "exit code after refusing the peer")
+            check_eq(s.emu.sub_state()["backlog"], 1000, "nothing pulled from an unverified peer")
+            good = Bepipe(s.emu, ["--set", "http.ca_file=" + cert], env=env)
+            wait_drained(s.emu, 1000, [good])
+            check_eq(good.stop(), 0, "exit code")
+            verify(s.emu, expect, raw)
 
 
 def main():
