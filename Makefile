@@ -34,7 +34,7 @@ else
 Q = @
 endif
 
-.PHONY: all deps deps-test test bench demo install clean sanitize unit
+.PHONY: all deps deps-test test bench demo install clean sanitize unit emulator
 all: deps bepipe-lua
 
 # Installs the Debian packages that are missing (apt-get, through sudo when not root).
@@ -105,6 +105,15 @@ bench: deps-test all
 
 demo: deps-test all
 	$(Q)tests/tools/demo
+
+# The local emulator of Google's APIs on its own, for trying things by hand (see
+# tests/emulator/README.md): the seed's topic, subscription, dataset + tables and bucket.
+EMULATOR_PORT ?= 8085
+EMULATOR_DATA ?= build/emulator-data
+emulator: deps-test
+	tests/emulator/emulator --port $(EMULATOR_PORT) --data $(EMULATOR_DATA) --project re-case \
+	    --ddl ddl --dataset backend_events_data --topic backend-events-topic \
+	    --subscription backend-events-topic-sub:backend-events-topic --bucket backend_events_data
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/bepipe-lua/lua

@@ -147,8 +147,28 @@ local function emit(b, s)
     return off
 end
 
--- Where the batch loop is, for the error path of process().
+-- Where the batch loop is, for the error path of process() and for M.message().
 local cur, cur_stage, cur_type = 0, 0, nil
+local cur_batch = nil
+
+-- The message of the event being validated or mapped: { id = "…", publish_time = <epoch s>,
+-- attributes = { k = "v" } }. Built only when a script asks (bepipe.message()), so events whose
+-- scripts never ask cost nothing. Returns nil outside a batch.
+function M.message()
+    local b = cur_batch
+    if not b or cur >= b.n then
+        return nil
+    end
+    local m = b.msgs[cur]
+    local attrs = {}
+    if m.attrs ~= nil and m.attrs_len > 0 then
+        local ok, t = pcall(decode, ffi_string(m.attrs, m.attrs_len))
+        if ok and type(t) == "table" then
+            attrs = t
+        end
+    end
+    return { id = ffi_string(m.id, m.id_len), publish_time = m.publish_time, attributes = attrs }
+end
 
 local function dead(b, r, stage, reason, etype)
     r.stage = stage
@@ -234,6 +254,7 @@ local stage_prefix = {
 -- The batch entry the C host calls once per batch with a bp_batch_t pointer.
 function M.process(lud)
     local b = cast(batch_ptr, lud)
+    cur_batch = b
     local n = b.n
     local now = ffi_string(b.now_str)
     local i = 0
@@ -253,6 +274,7 @@ function M.process(lud)
         dead(b, r, cur_stage, stage_prefix[cur_stage] .. err, cur_type)
         i = cur + 1
     end
+    cur_batch = nil
 end
 
 return M

@@ -2,6 +2,9 @@
 -- returns plain Lua values.
 --   bepipe.log.info(fmt, ...)   (also error, warn, debug) - a line in the daemon's log
 --   bepipe.check                - validation helpers (uuid, ip, timestamp, ...)
+--   bepipe.message()            - the current event's message inside validate/map:
+--                                 { id = "<Pub/Sub messageId or file:line>",
+--                                   publish_time = <epoch seconds>, attributes = { k = "v" } }
 local ffi = require "ffi"
 
 local M = {}
@@ -14,6 +17,12 @@ local has_core = pcall(function()
     require "bepipe.cdef"
     return ffi.C.bp_ffi_abi_version
 end)
+
+-- Inside bepipe-lua the host knows the message being processed; elsewhere there is none.
+function M.message()
+    local ok, host = pcall(require, "bepipe.host")
+    return ok and host.message() or nil
+end
 
 local levels = { error = 0, warn = 1, info = 2, debug = 3 }
 M.log = {}

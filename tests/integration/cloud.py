@@ -79,9 +79,11 @@ class Emulator:
                 "BIGQUERY_EMULATOR_HOST": f"http://127.0.0.1:{self.port}/bigquery/v2",
                 "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{self.port}"}
 
-    def publish(self, path, token=None):
+    def publish(self, path, token=None, attrs=()):
         cmd = [os.path.join(ROOT, "tests/tools/publish.py"), "--endpoint", self.url,
                "--topic", f"projects/{PROJECT}/topics/{TOPIC}", path]
+        for kv in attrs:
+            cmd += ["--attr", kv]
         if token:
             cmd += ["--token", token]
         out = subprocess.run(cmd, capture_output=True)
@@ -553,6 +555,43 @@ def l_real_tls_verified():
             wait_drained(s.emu, 1000, [good])
             check_eq(good.stop(), 0, "exit code")
             verify(s.emu, expect, raw)
+
+
+@case
+def m_scripts_see_message_id_publish_time_attributes():
+    with Scenario() as s:
+        scripts = os.path.join(s.tmp, "s")
+        shutil.copytree(os.path.join(ROOT, "scripts"), scripts)
+        path = os.path.join(scripts, "events", "inventory.lua")
+        src = open(path).read().replace(
+            "function M.validate(ev)",
+            "function M.validate(ev)\n    local m = require('bepipe').message()\n"
+            "    if m.attributes.drop == '1' then return false, ('dropped id=%s t=%.0f src=%s')"
+            ":format(m.id, m.publish_time, m.attributes.src) end", 1)
+        open(path, "w").write(src)
+        keep, drop = os.path.join(s.tmp, "keep.ndjson"), os.path.join(s.tmp, "drop.ndjson")
+        with open(keep, "w") as f:
+            for i in range(20):
+                f.write(local.INV % (i, "sale"))
+        with open(drop, "w") as f:
+            for i in range(20, 30):
+                f.write(local.INV % (i, "sale"))
+        s.emu.publish(keep, attrs=["src=a"])
+        s.emu.publish(drop, attrs=["src=b", "drop=1"])
+        b = Bepipe(s.emu, pipeline=os.path.join(scripts, "pipeline.lua"))
+        wait_drained(s.emu, 30, [b])
+        check_eq(b.stop(), 0, "exit code: " + b.stderr()[-1000:])
+        check_eq(len(s.emu.rows("inventory_events")), 20, "kept")
+        dead = s.emu.rows("rejected_events")
+        check_eq(len(dead), 10, "dropped by attribute")
+        now = time.time()
+        for d in dead:
+            m = re.match(r"dropped id=(\d+) t=(\d+) src=b$", d["reason"])
+            check(m, "reason shows the message: " + d["reason"])
+            check_eq(m.group(1), d["message_id"], "id is the Pub/Sub messageId")
+            check(abs(int(m.group(2)) - now) < 120, "publish_time is the publish time")
+            attrs = d["attributes"] if isinstance(d["attributes"], dict) else json.loads(d["attributes"])
+            check_eq(attrs, {"drop": "1", "src": "b"}, "attributes in the dead letter")
 
 
 def main():
