@@ -55,16 +55,6 @@ struct bp_auth {
     double retry_at;       /* no refresh starts before this after a failure */
 };
 
-static void BP_PRINTF(3, 4)
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static char *
 concat(const char *a, const char *b, const char *c)
@@ -97,12 +87,12 @@ get_field(json_t *root, const char *name, int required, const char *path, char *
     if (!v || json_is_null(v)) {
         if (!required)
             return 0;
-        set_err(err, errlen, "credentials file %s: missing field \"%s\"", path, name);
+        bp_auth_set_err(err, errlen, "credentials file %s: missing field \"%s\"", path, name);
         return -1;
     }
     if (!json_is_string(v) || json_string_length(v) == 0 ||
         strlen(json_string_value(v)) != json_string_length(v)) {
-        set_err(err, errlen, "credentials file %s: field \"%s\" is not a non-empty string", path,
+        bp_auth_set_err(err, errlen, "credentials file %s: field \"%s\" is not a non-empty string", path,
                 name);
         return -1;
     }
@@ -123,7 +113,7 @@ load_service_account(struct bp_auth *a, json_t *root, const char *path, char *er
         goto fail;
     a->key = bp_auth_rsa_key(pem);
     if (!a->key) {
-        set_err(err, errlen, "credentials file %s: field \"private_key\" is not an unencrypted "
+        bp_auth_set_err(err, errlen, "credentials file %s: field \"private_key\" is not an unencrypted "
                 "PEM RSA private key", path);
         goto fail;
     }
@@ -154,7 +144,7 @@ read_key_file(const char *path, char **out, char *err, size_t errlen)
     FILE *f = fopen(path, "rb");
     *out = NULL;
     if (!f) {
-        set_err(err, errlen, "credentials file %s: %s", path, strerror(errno));
+        bp_auth_set_err(err, errlen, "credentials file %s: %s", path, strerror(errno));
         return -1;
     }
     char *buf = bp_xmalloc(KEY_FILE_MAX + 1);
@@ -162,7 +152,7 @@ read_key_file(const char *path, char **out, char *err, size_t errlen)
     int bad = ferror(f);
     fclose(f);
     if (bad || n > KEY_FILE_MAX) {
-        set_err(err, errlen, "credentials file %s: %s", path,
+        bp_auth_set_err(err, errlen, "credentials file %s: %s", path,
                 bad ? "read error" : "larger than 1 MB, not a key file");
         OPENSSL_cleanse(buf, n);
         free(buf);
@@ -188,9 +178,9 @@ load_key_file(struct bp_auth *a, const char *path, char *err, size_t errlen)
     int rc = -1;
     if (!json_is_object(root)) {
         if (root)
-            set_err(err, errlen, "credentials file %s: not a JSON object", path);
+            bp_auth_set_err(err, errlen, "credentials file %s: not a JSON object", path);
         else
-            set_err(err, errlen, "credentials file %s: not valid JSON (line %d, column %d)", path,
+            bp_auth_set_err(err, errlen, "credentials file %s: not valid JSON (line %d, column %d)", path,
                     jerr.line, jerr.column);
         goto fail;
     }
@@ -201,13 +191,13 @@ load_key_file(struct bp_auth *a, const char *path, char *err, size_t errlen)
     } else if (type && strcmp(type, "authorized_user") == 0) {
         rc = load_authorized_user(a, root, path, err, errlen);
     } else if (!type) {
-        set_err(err, errlen, "credentials file %s: missing field \"type\" (service_account or "
+        bp_auth_set_err(err, errlen, "credentials file %s: missing field \"type\" (service_account or "
                 "authorized_user)", path);
     } else {
         /* The type is not a secret, but only a short printable one is worth quoting. */
         int show = strlen(type) <= 40 && strspn(type, "abcdefghijklmnopqrstuvwxyz_") ==
                    strlen(type);
-        set_err(err, errlen, "credentials file %s: unsupported credentials type \"%s\" (expected "
+        bp_auth_set_err(err, errlen, "credentials file %s: unsupported credentials type \"%s\" (expected "
                 "service_account or authorized_user)", path, show ? type : "?");
     }
     if (rc == 0 && get_field(root, "quota_project_id", 0, path, &a->quota_project, err,
@@ -218,7 +208,7 @@ load_key_file(struct bp_auth *a, const char *path, char *err, size_t errlen)
     /* The assertion or refresh token goes there: only an http(s) URL will do. */
     if (rc == 0 && strncmp(a->token_url, "https://", 8) != 0 &&
         strncmp(a->token_url, "http://", 7) != 0) {
-        set_err(err, errlen, "credentials file %s: field \"token_uri\" is not an http(s) URL", path);
+        bp_auth_set_err(err, errlen, "credentials file %s: field \"token_uri\" is not an http(s) URL", path);
         rc = -1;
     }
 fail:
@@ -247,7 +237,7 @@ use_metadata(struct bp_auth *a, char *err, size_t errlen)
     }
     a->metadata_base = bp_auth_metadata_base(host);
     if (!a->metadata_base) {
-        set_err(err, errlen, "%s: not a host[:port]", var ? var : "metadata host");
+        bp_auth_set_err(err, errlen, "%s: not a host[:port]", var ? var : "metadata host");
         return -1;
     }
     a->source = concat("metadata server ", a->metadata_base, "");
@@ -387,7 +377,7 @@ bp_auth_set_token_url(struct bp_auth *a, const char *url, char *err, size_t errl
         return 0;
     char *full = bp_auth_token_url(url);
     if (!full) {
-        set_err(err, errlen, "token URL: not http(s)://host[:port][/path] or host:port");
+        bp_auth_set_err(err, errlen, "token URL: not http(s)://host[:port][/path] or host:port");
         return -1;
     }
     free(a->token_url);
@@ -457,7 +447,7 @@ service_account_request(struct bp_auth *a, double now, struct bp_auth_request *r
     char *jwt = NULL;
     if (bp_auth_jwt_assertion(a->key, a->key_id, a->client_email, a->scopes, a->token_url, now,
                               JWT_LIFETIME, &jwt) != 0) {
-        set_err(err, errlen, "credentials file %s: signing the JWT with private_key failed",
+        bp_auth_set_err(err, errlen, "credentials file %s: signing the JWT with private_key failed",
                 a->source);
         return -1;
     }
@@ -495,11 +485,11 @@ bp_auth_refresh_request(struct bp_auth *a, double now, struct bp_auth_request *r
 {
     memset(req, 0, sizeof(*req));
     if (a->kind == BP_AUTH_NONE) {
-        set_err(err, errlen, "no credentials to refresh (auth is none)");
+        bp_auth_set_err(err, errlen, "no credentials to refresh (auth is none)");
         return -1;
     }
     if (a->in_flight && now < a->flight_start + BP_AUTH_INFLIGHT_MAX) {
-        set_err(err, errlen, "a token refresh is already in flight");
+        bp_auth_set_err(err, errlen, "a token refresh is already in flight");
         return -1;
     }
     switch (a->kind) {
@@ -549,15 +539,15 @@ bp_auth_refresh_done(struct bp_auth *a, double now, long status, const char *bod
     double expires_in = 0;
     a->in_flight = 0;
     if (a->kind == BP_AUTH_NONE) {
-        set_err(err, errlen, "no credentials to refresh (auth is none)");
+        bp_auth_set_err(err, errlen, "no credentials to refresh (auth is none)");
         return -1;
     }
     if (status == 0) {
-        set_err(err, errlen, "token request to %s got no reply", endpoint(a));
+        bp_auth_set_err(err, errlen, "token request to %s got no reply", endpoint(a));
         goto fail;
     }
     if (a->kind == BP_AUTH_METADATA && !metadata_flavor_ok) {
-        set_err(err, errlen, "reply of %s (HTTP %ld) lacks the header Metadata-Flavor: Google: "
+        bp_auth_set_err(err, errlen, "reply of %s (HTTP %ld) lacks the header Metadata-Flavor: Google: "
                 "not a metadata server", endpoint(a), status);
         goto fail;
     }

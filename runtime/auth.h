@@ -60,6 +60,7 @@ void bp_auth_invalidate(struct bp_auth *a);
 /* auth_jwt.c: the wire formats of the token endpoints (encodings, JWT, form bodies, URLs, replies).
  * Used by auth.c; exported so the tests can reach them. Strings returned are malloc'd. */
 struct evp_pkey_st;
+void bp_auth_set_err(char *err, size_t errlen, const char *fmt, ...) BP_PRINTF(3, 4);
 char *bp_auth_base64url(const void *data, size_t len);
 void bp_auth_wipe_free(char *s);
 char *bp_auth_scopes_normalise(const char *scopes);

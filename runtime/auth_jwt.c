@@ -170,8 +170,9 @@ fail:
     return rc;
 }
 
-static void BP_PRINTF(3, 4)
-set_err(char *err, size_t errlen, const char *fmt, ...)
+/* Formats an error message into err (NULL or 0-size err is fine). Shared with auth.c. */
+void
+bp_auth_set_err(char *err, size_t errlen, const char *fmt, ...)
 {
     if (!err || errlen == 0)
         return;
@@ -180,6 +181,7 @@ set_err(char *err, size_t errlen, const char *fmt, ...)
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
 }
+
 
 /* Sizes the result first: a secret formatted here is never left behind by a realloc. */
 static char *fmt_alloc(const char *fmt, ...) BP_PRINTF(1, 2);
@@ -347,16 +349,16 @@ bp_auth_parse_token(const char *body, size_t len, char **token, double *expires_
 
     *token = NULL;
     if (!json_is_object(root)) {
-        set_err(err, errlen, "token reply of %s is not a JSON object", endpoint);
+        bp_auth_set_err(err, errlen, "token reply of %s is not a JSON object", endpoint);
         goto fail;
     }
     if (!token_ok(tok)) {
-        set_err(err, errlen, "token reply of %s: access_token is missing or not a printable "
+        bp_auth_set_err(err, errlen, "token reply of %s: access_token is missing or not a printable "
                 "string", endpoint);
         goto fail;
     }
     if (type && strcasecmp(type, "Bearer") != 0) {
-        set_err(err, errlen, "token reply of %s: token_type is not Bearer", endpoint);
+        bp_auth_set_err(err, errlen, "token reply of %s: token_type is not Bearer", endpoint);
         goto fail;
     }
     if (json_is_number(exp))
@@ -365,7 +367,7 @@ bp_auth_parse_token(const char *body, size_t len, char **token, double *expires_
         secs = strtod(json_string_value(exp), &end);
     if ((exp && !json_is_number(exp) && !(json_is_string(exp) && end && !*end)) ||
         !(secs > 0 && secs < 1e9)) {
-        set_err(err, errlen, "token reply of %s: expires_in is not a positive number", endpoint);
+        bp_auth_set_err(err, errlen, "token reply of %s: expires_in is not a positive number", endpoint);
         goto fail;
     }
     *token = bp_xstrdup(json_string_value(tok));
@@ -423,6 +425,6 @@ bp_auth_describe_error(long status, const char *body, size_t len, const char *co
     sanitise(code, sizeof(code), c, secrets, nsecrets);
     sanitise(desc, sizeof(desc), d, secrets, nsecrets);
     json_decref(root);
-    set_err(err, errlen, "token request to %s failed: HTTP %ld%s%s%s%s", endpoint, status,
+    bp_auth_set_err(err, errlen, "token request to %s failed: HTTP %ld%s%s%s%s", endpoint, status,
             code[0] ? " " : "", code, desc[0] ? ": " : "", desc);
 }

@@ -8,7 +8,6 @@ Each case starts its own emulator (free port, temporary data folder) with the se
 subscription, dataset (tables from ddl/) and bucket, publishes generated events, runs the
 binary, and checks the emulator's state files: rows per table, dead letters per stage, every raw
 line in the archive, nothing left unacked. Ends with `N passed, N failed`."""
-import argparse
 import collections
 import json
 import os
@@ -19,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -32,7 +30,6 @@ PROJECT, DATASET, TOPIC, SUB, BUCKET = ("re-case", "backend_events_data", "backe
 TABLES = local.TABLES
 check, check_eq, Failure = local.check, local.check_eq, local.Failure
 CASES = []
-BIN = None
 
 
 def case(fn):
@@ -130,7 +127,7 @@ class Bepipe:
         e.update(emu.env())
         e.update(env or {})
         self.p = subprocess.Popen(
-            [BIN, pipeline, "--set", "archive.roll_seconds=2", "--set", "stats_seconds=0",
+            [local.BIN, pipeline, "--set", "archive.roll_seconds=2", "--set", "stats_seconds=0",
              *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.errf, env=e)
 
     def stderr(self):
@@ -349,7 +346,7 @@ def d_gcs_down_longer_than_ack_deadline():
         check_eq(b.stop(), 0, "exit code")
         m = re.search(r"peak_rss_kb=(\d+)", b.stderr())
         # AddressSanitizer's shadow memory and quarantine add a few hundred MB of their own
-        limit = 600 if "asan" in BIN else 100
+        limit = 600 if "asan" in local.BIN else 100
         check(m and int(m.group(1)) < limit * 1024, "memory bounded: " + (m.group(0) if m else "?"))
         verify(s.emu, expect, raw)
 
@@ -594,31 +591,5 @@ def m_scripts_see_message_id_publish_time_attributes():
             check_eq(attrs, {"drop": "1", "src": "b"}, "attributes in the dead letter")
 
 
-def main():
-    global BIN
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", default=os.environ.get("BEPIPE_BIN", os.path.join(ROOT, "bepipe-lua")))
-    ap.add_argument("-k", default="")
-    a = ap.parse_args()
-    BIN = os.path.abspath(a.bin)
-    local.BIN = BIN
-    passed = failed = 0
-    for fn in CASES:
-        if a.k not in fn.__name__:
-            continue
-        t0 = time.time()
-        try:
-            fn()
-            passed += 1
-            print(f"ok   {fn.__name__} ({time.time() - t0:.1f}s)", flush=True)
-        except Exception as e:  # noqa: BLE001
-            failed += 1
-            print(f"FAIL {fn.__name__}: {e}", flush=True)
-            if not isinstance(e, Failure):
-                traceback.print_exc()
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
-
-
 if __name__ == "__main__":
-    main()
+    local.run_cases(CASES, os.path.join(ROOT, "bepipe-lua"))

@@ -513,15 +513,17 @@ def archive_objects_never_overwritten():
         check(not [n for n in objs if ".tmp." in n], "no temp files left")
 
 
-def main():
+def run_cases(cases, default_bin, argv=None):
+    """Runs the cases whose name contains -k, each isolated; prints `N passed, N failed` and
+    exits non-zero on a failure. --bin (or BEPIPE_BIN) picks the binary. Shared by cloud.py."""
     global BIN
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", default=os.environ.get("BEPIPE_BIN", os.path.join(ROOT, "bepipe-lua")))
+    ap.add_argument("--bin", default=os.environ.get("BEPIPE_BIN", default_bin))
     ap.add_argument("-k", default="")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     BIN = os.path.abspath(a.bin)
     passed = failed = 0
-    for fn in CASES:
+    for fn in cases:
         if a.k not in fn.__name__:
             continue
         t0 = time.time()
@@ -539,4 +541,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_cases(CASES, os.path.join(ROOT, "bepipe-lua"))
