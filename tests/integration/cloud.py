@@ -591,5 +591,33 @@ def m_scripts_see_message_id_publish_time_attributes():
             check_eq(attrs, {"drop": "1", "src": "b"}, "attributes in the dead letter")
 
 
+@case
+def n_metadata_server_tokens_refreshed_before_expiry():
+    # tokens of 12 s: refreshed at half-life, before any call sees a 401
+    with Scenario(["--auth", "--token-lifetime", "12"]) as s:
+        path, expect, raw = corpus(s.tmp, 3000, seed=32)
+        s.emu.publish(path, token=s.emu.token())
+        b = Bepipe(s.emu, ["--set", "auth.mode=adc"],
+                   env={"GCE_METADATA_HOST": f"127.0.0.1:{s.emu.port}",
+                        "GOOGLE_APPLICATION_CREDENTIALS": "", "HOME": s.tmp})
+        wait_drained(s.emu, 3000, [b])
+        time.sleep(14)   # past one lifetime with the pipeline idle
+        more = os.path.join(s.tmp, "more.ndjson")
+        with open(more, "w") as f:
+            for i in range(200):
+                f.write(local.INV % (i, "restock"))
+        s.emu.publish(more, token=s.emu.token())
+        wait_drained(s.emu, 3200, [b])
+        check_eq(b.stop(), 0, "exit code: " + b.stderr()[-1500:])
+        check("credentials: metadata" in b.stderr(), "metadata server used:\n" + b.stderr()[-800:])
+        check("401 from" not in b.stderr(), "no call saw an expired token")
+        c = s.emu.admin("GET", "/_emulator/counters")
+        tok = sum(v.get("statuses", {}).get("200", 0) for k, v in c.items()
+                  if k.startswith("metadata"))
+        check(tok >= 3, f"token fetched again before expiry: {tok} metadata calls ({list(c)})")
+        check_eq(len(s.emu.rows("inventory_events")), expect["rows"]["inventory_events"] + 200,
+                 "rows after the idle period")
+
+
 if __name__ == "__main__":
     local.run_cases(CASES, os.path.join(ROOT, "bepipe-lua"))
