@@ -340,6 +340,8 @@ pull_done(void *arg, const struct bp_http_result *res)
                res->error ? res->error : "");
     if (!s->stopped)
         start_pulls(s);
+    else
+        flush_ids(s);   /* draining: the nacks of what this pull brought go out now */
 }
 
 /* Keeps max_pulls pulls in flight while flow control allows. */
@@ -431,11 +433,13 @@ bp_source_pubsub_nack_all(struct bp_source *bs)
     flush_ids(s);
 }
 
-/* acknowledge / modifyAckDeadline calls still in flight. */
+/* Pulls and acknowledge / modifyAckDeadline calls still in flight: the drain waits for them, so
+ * messages a late pull brings are nacked (not left to their lease) and every ack is out. */
 size_t
 bp_source_pubsub_calls(struct bp_source *bs)
 {
-    return ((struct source_pubsub *)bs)->calls;
+    struct source_pubsub *s = (struct source_pubsub *)bs;
+    return s->calls + (size_t)s->pulls;
 }
 
 void
