@@ -59,7 +59,12 @@ usage(FILE *f)
 "  --help, --version\n"
 "\n"
 "signals: SIGHUP reloads pipeline.lua and every script (a broken one is reported and the old\n"
-"         ones keep running); SIGTERM/SIGINT drain: stop reading, flush every sink, exit 0.\n"
+"         ones keep running); SIGTERM/SIGINT drain: stop pulling, flush every sink, wait for\n"
+"         the writes (drain_seconds at most), ack what is stored, nack the rest, exit 0.\n"
+"\n"
+"environment: PUBSUB_EMULATOR_HOST, BIGQUERY_EMULATOR_HOST, STORAGE_EMULATOR_HOST (emulators),\n"
+"         GOOGLE_APPLICATION_CREDENTIALS, GCE_METADATA_HOST (credentials), BEPIPE_LIB_DIR\n"
+"         (the bepipe Lua library), BEPIPE_JIT_V=FILE (LuaJIT trace log)\n"
 "\n"
 "options (pipeline.lua keys; --set KEY=VALUE):\n");
     for (size_t i = 0; i < n; i++)
