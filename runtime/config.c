@@ -23,7 +23,7 @@ static const struct bp_opt options[] = {
       "longest accepted event; longer ones are dead-lettered (stage parse)" },
     { "source.batch_messages", NULL, INT(batch_messages), "512", 1, 65536,
       "events handed to Lua per call" },
-    { "source.max_outstanding_messages", NULL, INT(max_outstanding_messages), "10000", 1,
+    { "source.max_outstanding_messages", NULL, INT(max_outstanding_messages), "30000", 1,
       10000000, "flow control: pulling pauses above this many unacked messages" },
     { "source.max_outstanding_bytes", NULL, INT(max_outstanding_bytes), "52428800", 1024,
       4096 * MB, "flow control: pulling pauses above this many unacked bytes" },

@@ -253,7 +253,13 @@ upload_done(void *arg, const struct bp_http_result *res)
     struct object_call *oc = arg;
     if (res->status == 412 && oc->suffix < 1000) {
         /* ifGenerationMatch=0 refused: the name exists. Ours (a retried upload whose first
-         * reply was lost) or another writer's? The MD5 tells. */
+         * reply was lost) or another writer's? The MD5 tells; it is computed only now, as it
+         * is needed only now (hashing every object cost ~0.5 CPU-s per million events). */
+        unsigned char digest[EVP_MAX_MD_SIZE];
+        unsigned int dlen = 0;
+        if (!oc->md5[0] &&
+            EVP_Digest(oc->data ? oc->data : "", oc->len, digest, &dlen, EVP_md5(), NULL) == 1)
+            EVP_EncodeBlock((unsigned char *)oc->md5, digest, (int)dlen);
         char url[4096];
         char *n = bp_url_escape(oc->name, 0);
         snprintf(url, sizeof(url), "%s/%s?fields=md5Hash", oc->s->objects_base, n);
@@ -317,10 +323,6 @@ cloud_object_finish(struct bp_object *o, bp_store_done_fn done, void *arg)
     oc->len = o->data.len;
     oc->done = done;
     oc->arg = arg;
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int dlen = 0;
-    if (EVP_Digest(oc->data ? oc->data : "", oc->len, digest, &dlen, EVP_md5(), NULL) == 1)
-        EVP_EncodeBlock((unsigned char *)oc->md5, digest, (int)dlen);
     free(o);
     oc->s->pending++;
     start_upload(oc);

