@@ -34,7 +34,7 @@ else
 Q = @
 endif
 
-.PHONY: all deps deps-test test bench demo install clean sanitize unit emulator
+.PHONY: all deps deps-test test bench demo install clean sanitize unit emulator valgrind
 all: deps bepipe-lua
 
 # Installs the Debian packages that are missing (apt-get, through sudo when not root).
@@ -95,6 +95,18 @@ build/asan/bepipe-lua: $(BUILD)/libbepipe.a $(BUILD)/main.o
 
 build/asan/unit-all: $(UNIT_BINS)
 	$(Q)touch $@
+
+# Memcheck over the unit tests and a local run of the binary (not part of `make test`: slow).
+valgrind: deps-test all unit
+	$(Q)command -v valgrind >/dev/null || $(call install_missing,valgrind)
+	$(Q)for t in $(UNIT_BINS); do echo "  VALGRIND $$t"; \
+	    valgrind -q --leak-check=full --error-exitcode=1 $$t >/dev/null || exit 1; done
+	$(Q)mkdir -p build/valgrind && luajit tests/tools/gen_events.lua --count 2000 --seed 3 \
+	    > build/valgrind/events.ndjson && rm -rf build/valgrind/out && echo "  VALGRIND bepipe-lua" && \
+	    valgrind -q --leak-check=full --error-exitcode=1 --log-file=build/valgrind/memcheck.log \
+	    ./bepipe-lua scripts/pipeline.lua --input build/valgrind/events.ndjson \
+	    --local-out build/valgrind/out 2>/dev/null || { cat build/valgrind/memcheck.log; exit 1; }
+	@echo "valgrind: no errors, no leaks"
 
 test: deps-test all unit sanitize
 	$(Q)tests/run-all
