@@ -189,3 +189,13 @@ bp_archive_finish_all(struct bp_archive *a)
             rc = -1;
     return rc;
 }
+
+/* Bytes in objects still open. */
+size_t
+bp_archive_open_bytes(const struct bp_archive *a)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < a->nopen; i++)
+        n += a->open[i].bytes;
+    return n;
+}

@@ -256,6 +256,17 @@ bp_rt_drain(struct bp_rt *rt, const char *why)
     ev_timer_start(rt->loop, &rt->drain_timer);
 }
 
+/* Whether the sinks hold so much unanswered work that a source without flow control of its own
+ * (a file) should wait: too many requests in flight, or too many archive bytes in memory. */
+int
+bp_rt_sinks_busy(struct bp_rt *rt)
+{
+    if (rt->tables.in_flight + rt->archive.in_flight > 32)
+        return 1;
+    return rt->store->ops->objects_in_memory &&
+           bp_archive_open_bytes(&rt->archive) > (size_t)rt->cfg.max_outstanding_bytes;
+}
+
 /* The source has delivered everything it will (end of file). */
 void
 bp_rt_source_finished(struct bp_rt *rt)
@@ -289,6 +300,11 @@ on_tick(struct ev_loop *loop, ev_timer *w, int revents)
                      ? rt->source->ops->outstanding(rt->source) : 0;
     double roll = out * 2 >= (size_t)rt->cfg.max_outstanding_messages ? 0.5
                                                                       : (double)rt->cfg.roll_seconds;
+    /* objects held in memory (cloud) are finished before they pass the byte budget, whatever
+     * the source (a file source has no flow control of its own) */
+    if (rt->store->ops->objects_in_memory &&
+        bp_archive_open_bytes(&rt->archive) > (size_t)rt->cfg.max_outstanding_bytes / 2)
+        roll = 0;
     if (bp_batches_tick(&rt->tables, now) != 0 || bp_archive_roll_older(&rt->archive, now, roll) != 0) {
         bp_log(BP_LOG_ERROR, "main", "a sink failed; stopping");
         rt->exit_code = 1;

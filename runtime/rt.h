@@ -116,6 +116,7 @@ int bp_rt_dead_letter(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, int st
 int bp_rt_rejected_row(void *rt, const char *table, const char *entry, size_t len,
                        const char *reason, uint32_t slot);
 void bp_rt_source_finished(struct bp_rt *rt);
+int bp_rt_sinks_busy(struct bp_rt *rt);
 
 /* dispatch.c */
 int bp_dispatch_batch(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots,

@@ -29,6 +29,7 @@ struct source_ndjson {
     int stopped;
     ev_io io;
     ev_idle idle;
+    ev_timer wait;            /* sinks busy: check again shortly */
     char name[41];            /* message ids are "<name>:<line>" */
     bp_buf_t buf;
     unsigned long line_no;
@@ -158,9 +159,16 @@ stop_watchers(struct source_ndjson *s)
 }
 
 static void
-finish(struct source_ndjson *s, int failed)
+stop_all(struct source_ndjson *s)
 {
     stop_watchers(s);
+    ev_timer_stop(s->rt->loop, &s->wait);
+}
+
+static void
+finish(struct source_ndjson *s, int failed)
+{
+    stop_all(s);
     s->stopped = 1;
     if (failed) {
         s->rt->exit_code = 1;
@@ -213,12 +221,39 @@ read_chunk(struct source_ndjson *s)
         finish(s, 0);
 }
 
+/* Reads on unless the sinks are behind (cloud stores fed from a fast file): then the watchers
+ * stop and a short timer looks again, so memory stays bounded whatever the file's size. */
+static void
+read_or_wait(struct source_ndjson *s)
+{
+    if (bp_rt_sinks_busy(s->rt)) {
+        stop_watchers(s);
+        ev_timer_start(s->rt->loop, &s->wait);
+        return;
+    }
+    read_chunk(s);
+}
+
+static void nd_resume(struct bp_source *bs);
+
+static void
+on_wait(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct source_ndjson *s = w->data;
+    (void)loop;
+    (void)revents;
+    if (!bp_rt_sinks_busy(s->rt)) {
+        ev_timer_stop(s->rt->loop, &s->wait);
+        nd_resume(&s->base);
+    }
+}
+
 static void
 on_idle(struct ev_loop *loop, ev_idle *w, int revents)
 {
     (void)loop;
     (void)revents;
-    read_chunk(w->data);
+    read_or_wait(w->data);
 }
 
 static void
@@ -226,7 +261,7 @@ on_io(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
     (void)revents;
-    read_chunk(w->data);
+    read_or_wait(w->data);
 }
 
 static void
@@ -251,7 +286,7 @@ static void
 nd_stop(struct bp_source *bs)
 {
     struct source_ndjson *s = (struct source_ndjson *)bs;
-    stop_watchers(s);
+    stop_all(s);
     s->stopped = 1;
 }
 
@@ -261,7 +296,7 @@ nd_destroy(struct bp_source *bs)
     struct source_ndjson *s = (struct source_ndjson *)bs;
     if (!s)
         return;
-    stop_watchers(s);
+    stop_all(s);
     if (s->fd > 0)
         close(s->fd);
     bp_buf_free(&s->buf);
@@ -315,6 +350,8 @@ bp_source_ndjson_new(struct bp_rt *rt, const char *path, char *err, size_t errle
     s->io.data = s;
     ev_idle_init(&s->idle, on_idle);
     s->idle.data = s;
+    ev_timer_init(&s->wait, on_wait, 0.02, 0.02);
+    s->wait.data = s;
     nd_resume(&s->base);
     return &s->base;
 }

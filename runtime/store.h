@@ -24,6 +24,8 @@ typedef void (*bp_store_done_fn)(void *arg, int status, const char *errmsg,
 
 struct bp_store_ops {
     const char *kind;
+    /* Archive objects are held in memory until finished (cloud), not written as they grow. */
+    int objects_in_memory;
     /* Writes a batch of insertAll entries, one JSON object per line ('\n'-terminated). The
      * entries stay valid until done runs. */
     int (*rows_put)(struct bp_store *s, const char *table, const char *entries, size_t len,

@@ -357,6 +357,7 @@ cloud_destroy(struct bp_store *bs)
 
 static const struct bp_store_ops cloud_ops = {
     .kind = "cloud",
+    .objects_in_memory = 1,
     .rows_put = cloud_rows_put,
     .object_open = cloud_object_open,
     .object_write = cloud_object_write,

@@ -619,5 +619,25 @@ def n_metadata_server_tokens_refreshed_before_expiry():
                  "rows after the idle period")
 
 
+@case
+def o_file_replay_into_cloud_memory_bounded():
+    # an NDJSON file (a replay of archives) into BigQuery + GCS: the file source has no flow
+    # control of its own, so it must wait for slow sinks instead of buffering the whole file
+    with Scenario() as s:
+        path, expect, raw = corpus(s.tmp, 150000, seed=33)
+        s.emu.fault({"op": "bigquery.tabledata.insertAll", "latencyMs": 300, "count": -1})
+        b = Bepipe(s.emu, ["--input", path])
+        rc = b.p.wait(300)
+        check_eq(rc, 0, "exit code: " + b.stderr()[-1500:])
+        local.no_sanitizer(b.stderr())
+        for t in TABLES:
+            check_eq(len(s.emu.rows(t)), expect["rows"][t], f"rows in {t}")
+        archived = collections.Counter(l for v in s.emu.objects().values() for l in v)
+        check_eq(archived, collections.Counter(raw), "every line archived once")
+        m = re.search(r"peak_rss_kb=(\d+)", b.stderr())
+        limit = 700 if "asan" in local.BIN else 120   # 150k events of ~400 B are 60 MB
+        check(m and int(m.group(1)) < limit * 1024, "memory bounded: " + (m.group(0) if m else "?"))
+
+
 if __name__ == "__main__":
     local.run_cases(CASES, os.path.join(ROOT, "bepipe-lua"))

@@ -113,7 +113,7 @@ r_pending(struct bp_store *s)
     return 0;
 }
 
-static const struct bp_store_ops rops = { "refusing", r_rows_put, NULL, NULL, NULL, NULL,
+static const struct bp_store_ops rops = { "refusing", 0, r_rows_put, NULL, NULL, NULL, NULL,
                                           r_pending, NULL };
 
 struct rejected_seen {
