@@ -546,9 +546,8 @@ cmp_double(const void *a, const void *b)
 
 /* Percentile p (0..100) of the recorded batch times, in milliseconds. */
 static double
-batch_ms_percentile(struct bp_rt *rt, double *sorted, size_t n, double p)
+batch_ms_percentile(const double *sorted, size_t n, double p)
 {
-    (void)rt;
     if (n == 0)
         return 0;
     size_t i = (size_t)(p / 100.0 * (double)(n - 1) + 0.5);
@@ -577,7 +576,7 @@ bp_rt_log_summary(struct bp_rt *rt)
            "batch_ms_max=%.3f peak_rss_kb=%ld", rt->stats.read, rt->stats.skipped, line,
            rt->archive.objects_done, rt->archive.lines_done, secs,
            secs > 0 ? rt->stats.read / secs : 0.0, rt->stats.batches,
-           batch_ms_percentile(rt, sorted, ns, 50), batch_ms_percentile(rt, sorted, ns, 99),
-           batch_ms_percentile(rt, sorted, ns, 100), peak_rss_kb());
+           batch_ms_percentile(sorted, ns, 50), batch_ms_percentile(sorted, ns, 99),
+           batch_ms_percentile(sorted, ns, 100), peak_rss_kb());
     free(sorted);
 }

@@ -99,14 +99,7 @@ class Emulator:
             return [json.loads(l) for l in f if l.strip()]
 
     def objects(self):
-        root = os.path.join(self.data, "gcs", BUCKET)
-        res = {}
-        for d, _, files in os.walk(root):
-            for name in files:
-                full = os.path.join(d, name)
-                with open(full, "rb") as f:
-                    res[os.path.relpath(full, root)] = f.read().split(b"\n")[:-1]
-        return res
+        return local.bucket_objects(os.path.join(self.data, "gcs", BUCKET))
 
     def stop(self):
         self.p.terminate()

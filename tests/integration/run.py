@@ -82,15 +82,22 @@ def read_rows(out, table):
         return [json.loads(line) for line in f if line.strip()]
 
 
+def bucket_objects(root):
+    """{object name: [lines]} for every file under a bucket folder."""
+    res = {}
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            full = os.path.join(dirpath, name)
+            with open(full, "rb") as f:
+                res[os.path.relpath(full, root)] = f.read().split(b"\n")[:-1]
+    return res
+
+
 def archive_objects(out):
     """{object path relative to the bucket: [lines]} for every finished object."""
     res = {}
     for root in glob.glob(os.path.join(out, "gcs", "*")):
-        for dirpath, _, files in os.walk(root):
-            for name in files:
-                full = os.path.join(dirpath, name)
-                with open(full, "rb") as f:
-                    res[os.path.relpath(full, root)] = f.read().split(b"\n")[:-1]
+        res.update(bucket_objects(root))
     return res
 
 
