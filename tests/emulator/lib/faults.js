@@ -10,6 +10,9 @@
 //                    "after": handle it (side effects happen) then destroy instead of replying
 //   status           answer this HTTP status with the API's error envelope (message, reason,
 //                    grpcStatus override the defaults)
+//   body             answer with this raw text instead of handling the request (no side
+//                    effects): HTTP `status` (default 200), Content-Type application/json unless
+//                    `headers` say otherwise; for hostile or malformed replies
 //   rejectRows       insertAll only: mark rows invalid, by {indexes:[...]} and/or
 //                    {field:"a.b", equals:value}; other rows behave as usual
 
@@ -51,7 +54,9 @@ class Faults {
       const rr = spec.rejectRows;
       if (!rr || typeof rr !== 'object' || (!Array.isArray(rr.indexes) && !rr.field && !rr.all)) throw new Error('rejectRows needs indexes, field/equals or all');
     }
-    if (!r.status && !r.reset && !r.stall && !r.latencyMs && !r.rejectRows) throw new Error('rule does nothing: give status, reset, stall, latencyMs or rejectRows');
+    if (spec.body !== undefined && typeof spec.body !== 'string') throw new Error('body must be a string');
+    if (spec.headers !== undefined && (typeof spec.headers !== 'object' || spec.headers === null)) throw new Error('headers must be an object');
+    if (!r.status && !r.reset && !r.stall && !r.latencyMs && !r.rejectRows && r.body === undefined) throw new Error('rule does nothing: give status, body, reset, stall, latencyMs or rejectRows');
     this.rules.push(r);
     return this.describe(r);
   }
@@ -82,7 +87,7 @@ class Faults {
   // The first request-level rule (not a rejectRows one) that fires for this request.
   match(method, path, op) {
     for (const r of this.rules) {
-      if (r.rejectRows && !r.status && !r.reset && !r.stall && !r.latencyMs) continue;
+      if (r.rejectRows && !r.status && !r.reset && !r.stall && !r.latencyMs && r.body === undefined) continue;
       if (this.matches(r, method, path, op) && this.consume(r)) return r;
     }
     return null;

@@ -156,6 +156,10 @@ class App {
         if (rule.reset === true || rule.reset === 'before') { c.finishReply('reset'); return this.destroy(req, res); }
       }
       c.body = await this.readBody(req, c);
+      if (rule && rule.body !== undefined) {
+        return c.sendRaw(rule.status || 200, Buffer.from(rule.body),
+          Object.assign({ 'Content-Type': JSON_TYPE }, rule.headers || {}));
+      }
       if (rule && rule.status) {
         throw new ApiError(rule.status, rule.message || `Injected fault: HTTP ${rule.status}.`,
           { status: rule.grpcStatus, reason: rule.reason });
