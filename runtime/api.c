@@ -24,6 +24,7 @@ struct call {
     size_t body_len;
     int borrowed;
     long timeout_ms;
+    size_t max_reply;        /* response bodies past this are cut (body_truncated) */
     int attempt;
     int auth_retried;
     double started;
@@ -221,7 +222,7 @@ send_attempt(struct call *c)
     rc |= bp_http_req_header(req, "x-goog-api-client: gl-c/11 bepipe-lua/" BP_API_VERSION);
     if (c->body)
         bp_http_req_body_ref(req, c->body, c->body_len);
-    bp_http_req_limits(req, c->timeout_ms, 64 * 1024 * 1024);
+    bp_http_req_limits(req, c->timeout_ms, c->max_reply);
     if (rc != 0) {
         bp_http_req_cancel(req);
         fail_now(c, "out of memory building the request");
@@ -359,6 +360,7 @@ start_call(struct bp_api *api, const char *method, const char *url, const char *
     c->body = body;
     c->body_len = body_len;
     c->timeout_ms = timeout_ms;
+    c->max_reply = BP_API_MAX_REPLY;
     c->done = done;
     c->arg = arg;
     c->started = bp_time_mono();
@@ -392,6 +394,18 @@ bp_api_call_ref(struct bp_api *api, const char *method, const char *url, const c
     struct call *c = start_call(api, method, url, content_type, NULL, (char *)body, body_len,
                                 timeout_ms, done, arg);
     c->borrowed = 1;
+    send_attempt(c);
+    return 0;
+}
+
+int
+bp_api_call_capped(struct bp_api *api, const char *method, const char *url,
+                   const char *content_type, char *body, size_t body_len, long timeout_ms,
+                   size_t max_reply, bp_api_done_fn done, void *arg)
+{
+    struct call *c = start_call(api, method, url, content_type, NULL, body, body_len, timeout_ms,
+                                done, arg);
+    c->max_reply = max_reply;
     send_attempt(c);
     return 0;
 }

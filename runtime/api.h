@@ -12,6 +12,10 @@
 
 struct bp_api;
 
+/* Response bodies longer than this end a call with body_truncated (bp_api_call_capped sets
+ * another cap). */
+#define BP_API_MAX_REPLY ((size_t)64 * 1024 * 1024)
+
 /* res is the last attempt's outcome (status 0 + error text when no response came); valid only
  * during the call. */
 typedef void (*bp_api_done_fn)(void *arg, const struct bp_http_result *res);
@@ -45,5 +49,12 @@ int bp_api_call(struct bp_api *api, const char *method, const char *url, const c
 int bp_api_call_ref(struct bp_api *api, const char *method, const char *url,
                     const char *content_type, const char *body, size_t body_len, long timeout_ms,
                     bp_api_done_fn done, void *arg) BP_WUR;
+
+/* The same as bp_api_call without an extra header, with the response body capped at max_reply
+ * bytes instead of BP_API_MAX_REPLY (a longer body ends the call with body_truncated set): pull
+ * replies, whose sum over the pulls in flight bounds the source's memory. */
+int bp_api_call_capped(struct bp_api *api, const char *method, const char *url,
+                       const char *content_type, char *body, size_t body_len, long timeout_ms,
+                       size_t max_reply, bp_api_done_fn done, void *arg) BP_WUR;
 
 #endif

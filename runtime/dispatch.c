@@ -2,6 +2,7 @@
  * table's batch and its raw line to the archive of its type; a dead letter becomes a row of the
  * dead-letter table and its raw line goes to the archive's errors/ folder. Every event reaches
  * exactly one table and exactly one archive object. */
+#include "dispatch.h"
 #include "json_out.h"
 #include "log.h"
 #include "rt.h"

@@ -149,6 +149,104 @@ flag_value(int argc, char **argv, int *i, const char *arg, char *flag, size_t fl
     return argv[++*i];
 }
 
+/* One `--flag VALUE` / `--flag=VALUE` option that takes a value (flag without the value).
+ * Returns 0, or -1 after printing why. */
+static int
+value_option(struct cli *c, const char *flag, char *v)
+{
+    const struct bp_opt *o = bp_config_find_flag(flag);
+    if (o)
+        return add_kv(c, o->key, v);
+    if (strcmp(flag, "--set") == 0) {
+        char *eq = strchr(v, '=');
+        if (!eq) {
+            fprintf(stderr, "bepipe-lua: --set takes KEY=VALUE, got '%s'\n", v);
+            return -1;
+        }
+        *eq = '\0';
+        return add_kv(c, v, eq + 1);
+    }
+    if (strcmp(flag, "--workers") == 0) {
+        char *end;
+        c->workers = strtol(v, &end, 10);
+        if (*end || c->workers < 1 || c->workers > 64) {
+            fprintf(stderr, "bepipe-lua: --workers takes 1..64, got '%s'\n", v);
+            return -1;
+        }
+        return 0;
+    }
+    if (strcmp(flag, "--log-level") == 0) {
+        int lvl = bp_log_parse_level(v);
+        if (lvl < 0) {
+            fprintf(stderr, "bepipe-lua: unknown log level '%s'\n", v);
+            return -1;
+        }
+        bp_log_set_level(lvl);
+        return 0;
+    }
+    if (is_in(flag, dataflow_flags, BP_ARRAY_LEN(dataflow_flags))) {
+        fprintf(stderr, "bepipe-lua: notice: %s is a Dataflow option; ignored\n", flag);
+        return 0;
+    }
+    fprintf(stderr, "bepipe-lua: unknown option %s (see --help)\n", flag);
+    return -1;
+}
+
+/* One option argv[*i] starting with "--" (may consume the next argument as its value).
+ * Returns 0, or -1 after printing why. --help and --version exit here. */
+static int
+option(int argc, char **argv, int *i, struct cli *c)
+{
+    const char *a = argv[*i];
+    char flag[128];
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        usage(stdout);
+        exit(EXIT_OK);
+    }
+    if (strcmp(a, "--version") == 0) {
+        printf("bepipe-lua %s\n", BP_VERSION);
+        exit(EXIT_OK);
+    }
+    if (strcmp(a, "--check") == 0) {
+        c->cmd = "check";
+        return 0;
+    }
+    if (strcmp(a, "--create-tables") == 0)
+        return add_kv(c, "bigquery.create_tables", "1");
+    size_t flen = strcspn(a, "=");
+    snprintf(flag, sizeof(flag), "%.*s", (int)flen, a);
+    if (is_in(flag, dataflow_bool_flags, BP_ARRAY_LEN(dataflow_bool_flags)) && !a[flen]) {
+        fprintf(stderr, "bepipe-lua: notice: %s is a Dataflow option; ignored\n", flag);
+        return 0;
+    }
+    /* flag_value's result points into argv, which is ours to edit (--set splits at '=') */
+    char *v = (char *)flag_value(argc, argv, i, a, flag, sizeof(flag));
+    return v ? value_option(c, flag, v) : -1;
+}
+
+/* The positional arguments: PIPELINE.lua, or `test PIPELINE.lua EVENTS.ndjson`. */
+static int
+positionals(const char **pos, int npos, struct cli *c)
+{
+    if (npos >= 1 && strcmp(pos[0], "test") == 0) {
+        if (npos != 3) {
+            fprintf(stderr, "bepipe-lua: usage: bepipe-lua test PIPELINE.lua EVENTS.ndjson\n");
+            return -1;
+        }
+        c->cmd = "test";
+        c->pipeline = pos[1];
+        c->events = pos[2];
+        return 0;
+    }
+    if (npos != 1) {
+        fprintf(stderr, "bepipe-lua: %s (see --help)\n",
+                npos ? "expected one PIPELINE.lua" : "missing PIPELINE.lua");
+        return -1;
+    }
+    c->pipeline = pos[0];
+    return 0;
+}
+
 static int
 parse_args(int argc, char **argv, struct cli *c)
 {
@@ -157,86 +255,20 @@ parse_args(int argc, char **argv, struct cli *c)
     c->cmd = "run";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        char flag[128];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        if (strncmp(a, "--", 2) == 0 && a[2]) {
+            if (option(argc, argv, &i, c) != 0)
+                return -1;
+        } else if (strcmp(a, "-h") == 0) {
             usage(stdout);
             exit(EXIT_OK);
-        } else if (strcmp(a, "--version") == 0) {
-            printf("bepipe-lua %s\n", BP_VERSION);
-            exit(EXIT_OK);
-        } else if (strcmp(a, "--check") == 0) {
-            c->cmd = "check";
-        } else if (strcmp(a, "--create-tables") == 0) {
-            if (add_kv(c, "bigquery.create_tables", "1") != 0)
-                return -1;
-        } else if (strncmp(a, "--", 2) == 0 && a[2]) {
-            size_t flen = strcspn(a, "=");
-            snprintf(flag, sizeof(flag), "%.*s", (int)flen, a);
-            if (is_in(flag, dataflow_bool_flags, BP_ARRAY_LEN(dataflow_bool_flags)) && !a[flen]) {
-                fprintf(stderr, "bepipe-lua: notice: %s is a Dataflow option; ignored\n", flag);
-                continue;
-            }
-            const char *v = flag_value(argc, argv, &i, a, flag, sizeof(flag));
-            if (!v)
-                return -1;
-            const struct bp_opt *o = bp_config_find_flag(flag);
-            if (o) {
-                if (add_kv(c, o->key, v) != 0)
-                    return -1;
-            } else if (strcmp(flag, "--set") == 0) {
-                char *eq = strchr(v, '=');
-                if (!eq) {
-                    fprintf(stderr, "bepipe-lua: --set takes KEY=VALUE, got '%s'\n", v);
-                    return -1;
-                }
-                *eq = '\0';
-                if (add_kv(c, v, eq + 1) != 0)
-                    return -1;
-            } else if (strcmp(flag, "--workers") == 0) {
-                char *end;
-                c->workers = strtol(v, &end, 10);
-                if (*end || c->workers < 1 || c->workers > 64) {
-                    fprintf(stderr, "bepipe-lua: --workers takes 1..64, got '%s'\n", v);
-                    return -1;
-                }
-            } else if (strcmp(flag, "--log-level") == 0) {
-                int lvl = bp_log_parse_level(v);
-                if (lvl < 0) {
-                    fprintf(stderr, "bepipe-lua: unknown log level '%s'\n", v);
-                    return -1;
-                }
-                bp_log_set_level(lvl);
-            } else if (is_in(flag, dataflow_flags, BP_ARRAY_LEN(dataflow_flags))) {
-                fprintf(stderr, "bepipe-lua: notice: %s is a Dataflow option; ignored\n", flag);
-            } else {
-                fprintf(stderr, "bepipe-lua: unknown option %s (see --help)\n", flag);
-                return -1;
-            }
+        } else if (npos == 3) {
+            fprintf(stderr, "bepipe-lua: unexpected argument '%s' (see --help)\n", a);
+            return -1;
         } else {
-            if (npos == 3) {
-                fprintf(stderr, "bepipe-lua: unexpected argument '%s' (see --help)\n", a);
-                return -1;
-            }
             positional[npos++] = a;
         }
     }
-    if (npos >= 1 && strcmp(positional[0], "test") == 0) {
-        if (npos != 3) {
-            fprintf(stderr, "bepipe-lua: usage: bepipe-lua test PIPELINE.lua EVENTS.ndjson\n");
-            return -1;
-        }
-        c->cmd = "test";
-        c->pipeline = positional[1];
-        c->events = positional[2];
-        return 0;
-    }
-    if (npos != 1) {
-        fprintf(stderr, "bepipe-lua: %s (see --help)\n",
-                npos ? "expected one PIPELINE.lua" : "missing PIPELINE.lua");
-        return -1;
-    }
-    c->pipeline = positional[0];
-    return 0;
+    return positionals(positional, npos, c);
 }
 
 /* One pipeline process: load, start, run until drained. Returns the exit code. */

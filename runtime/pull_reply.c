@@ -22,27 +22,86 @@ field_str(lua_State *L, int idx, const char *name, size_t *len)
     return s;
 }
 
-/* Decodes the reply into r: r->msgs[0..n) with strings valid until bp_pull_reply_free. Returns
- * 0, or -1 with err set (not JSON, or not a pull reply). */
-int
-bp_pull_reply_decode(struct bp_pull_reply *r, struct bp_lua_host *h, const char *body,
-                     size_t len, char *err, size_t errlen)
+/* Keeps the attributes of the message table at msg as JSON text (for the dead letter and
+ * bepipe.message()), anchored in the message table so it lives as long as the reply. */
+static void
+attrs_json(lua_State *L, int msg, int encode, struct bp_pull_msg *m)
 {
-    lua_State *L = bp_lua_host_state(h);
-    memset(r, 0, sizeof(*r));
-    r->host = h;
-    r->ref = LUA_NOREF;
-    int top = lua_gettop(L);
+    lua_getfield(L, msg, "attributes");
+    if (!lua_istable(L, -1))
+        return;
+    lua_pushnil(L);
+    if (!lua_next(L, -2))
+        return;   /* empty: no attributes */
+    lua_pop(L, 2);
+    lua_pushvalue(L, encode);
+    lua_pushvalue(L, -2);
+    if (lua_pcall(L, 1, 1, 0) == 0 && lua_isstring(L, -1)) {
+        lua_pushvalue(L, -1);
+        lua_setfield(L, msg, "_attrs_json");
+        m->attrs = lua_tolstring(L, -1, &m->attrs_len);
+    }
+}
+
+/* Reads receivedMessages[i] (on top of the stack) into m. Returns 0, or -1 when the item has
+ * nothing to ack. The caller resets the stack. */
+static int
+decode_item(lua_State *L, int encode, struct bp_pull_msg *m)
+{
+    int item = lua_gettop(L);
+    if (!lua_istable(L, item))
+        return -1;
+    memset(m, 0, sizeof(*m));
+    m->ack_id = field_str(L, item, "ackId", &m->ack_id_len);
+    lua_getfield(L, item, "deliveryAttempt");
+    if (lua_type(L, -1) == LUA_TNUMBER) {
+        lua_Number d = lua_tonumber(L, -1);
+        m->delivery_attempt = d >= 0 && d < 1e6 ? (int)d : 0;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, item, "message");
+    int msg = lua_gettop(L);
+    if (!m->ack_id || m->ack_id_len == 0 || !lua_istable(L, msg))
+        return -1;
+    m->data_b64 = field_str(L, msg, "data", &m->data_b64_len);
+    m->message_id = field_str(L, msg, "messageId", &m->message_id_len);
+    size_t pl;
+    m->publish_time = field_str(L, msg, "publishTime", &pl);
+    attrs_json(L, msg, encode, m);
+    return 0;
+}
+
+/* Runs cjson.decode on the body: on success the reply table is on top of the stack. */
+static int
+decode_json(lua_State *L, const char *body, size_t len, char *err, size_t errlen)
+{
     lua_getfield(L, LUA_REGISTRYINDEX, "bepipe.json");   /* our cjson instance, see host.lua */
+    if (!lua_istable(L, -1)) {
+        snprintf(err, errlen, "pull reply: the Lua state has no bepipe.json");
+        return -1;
+    }
     lua_getfield(L, -1, "decode");
     lua_pushlstring(L, body, len);
     if (lua_pcall(L, 1, 1, 0) != 0) {
         snprintf(err, errlen, "pull reply is not JSON: %s", lua_tostring(L, -1));
-        lua_settop(L, top);
         return -1;
     }
     if (!lua_istable(L, -1)) {
         snprintf(err, errlen, "pull reply is not a JSON object");
+        return -1;
+    }
+    return 0;
+}
+
+int
+bp_pull_reply_decode(struct bp_pull_reply *r, lua_State *L, const char *body, size_t len,
+                     char *err, size_t errlen)
+{
+    memset(r, 0, sizeof(*r));
+    r->L = L;
+    r->ref = LUA_NOREF;
+    int top = lua_gettop(L);
+    if (decode_json(L, body, len, err, errlen) != 0) {
         lua_settop(L, top);
         return -1;
     }
@@ -56,44 +115,13 @@ bp_pull_reply_decode(struct bp_pull_reply *r, struct bp_lua_host *h, const char 
         lua_settop(L, top);
         return -1;
     }
-    lua_getfield(L, -3, "encode");   /* bepipe.json.encode, for attributes */
+    lua_getfield(L, root - 1, "encode");   /* bepipe.json.encode, for attributes */
     int encode = lua_gettop(L);
     for (size_t i = 0; i < n; i++) {
-        struct bp_pull_msg *m = &r->msgs[r->n];
         lua_rawgeti(L, list, (int)i + 1);
-        int item = lua_gettop(L);
-        if (!lua_istable(L, item)) {
-            lua_settop(L, encode);
-            continue;
-        }
-        m->ack_id = field_str(L, item, "ackId", &m->ack_id_len);
-        lua_getfield(L, item, "message");
-        int msg = lua_gettop(L);
-        if (!m->ack_id || !lua_istable(L, msg)) {
-            lua_settop(L, encode);
-            continue;   /* nothing to ack: the server will redeliver it */
-        }
-        m->data_b64 = field_str(L, msg, "data", &m->data_b64_len);
-        m->message_id = field_str(L, msg, "messageId", &m->message_id_len);
-        size_t pl;
-        m->publish_time = field_str(L, msg, "publishTime", &pl);
-        lua_getfield(L, msg, "attributes");
-        if (lua_istable(L, -1)) {
-            lua_pushnil(L);
-            if (lua_next(L, -2)) {   /* non-empty: keep its JSON text for the dead letter */
-                lua_pop(L, 2);
-                lua_pushvalue(L, encode);
-                lua_pushvalue(L, -2);
-                if (lua_pcall(L, 1, 1, 0) == 0 && lua_isstring(L, -1)) {
-                    /* anchor the text in the message table so it lives as long as the reply */
-                    lua_pushvalue(L, -1);
-                    lua_setfield(L, msg, "_attrs_json");
-                    m->attrs = lua_tolstring(L, -1, &m->attrs_len);
-                }
-            }
-        }
+        if (decode_item(L, encode, &r->msgs[r->n]) == 0)
+            r->n++;
         lua_settop(L, encode);
-        r->n++;
     }
     lua_settop(L, root);
     r->ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -105,10 +133,10 @@ bp_pull_reply_decode(struct bp_pull_reply *r, struct bp_lua_host *h, const char 
 void
 bp_pull_reply_free(struct bp_pull_reply *r)
 {
-    if (!r || !r->host)
+    if (!r || !r->L)
         return;
     if (r->ref != LUA_NOREF)
-        luaL_unref(bp_lua_host_state(r->host), LUA_REGISTRYINDEX, r->ref);
+        luaL_unref(r->L, LUA_REGISTRYINDEX, r->ref);
     free(r->msgs);
     r->msgs = NULL;
     r->n = 0;

@@ -2,7 +2,11 @@
 #ifndef BP_PULL_REPLY_H
 #define BP_PULL_REPLY_H
 
-#include "lua_host.h"
+#include "common.h"
+
+#include <stddef.h>
+
+struct lua_State;
 
 /* One received message. The strings point into the decoded reply and stay valid until
  * bp_pull_reply_free; none is NUL-terminated except where noted. */
@@ -16,16 +20,22 @@ struct bp_pull_msg {
     const char *publish_time;   /* RFC 3339, NUL-terminated */
     const char *attrs;          /* attributes re-encoded as JSON text, or NULL when none */
     size_t attrs_len;
+    int delivery_attempt;       /* deliveryAttempt (subscriptions with a dead-letter policy), else 0 */
 };
 
 struct bp_pull_reply {
-    struct bp_lua_host *host;
+    struct lua_State *L;
     int ref;                    /* registry ref that keeps the decoded table alive */
     struct bp_pull_msg *msgs;
     size_t n;
 };
 
-int bp_pull_reply_decode(struct bp_pull_reply *r, struct bp_lua_host *h, const char *body,
+/* Decodes a pull reply with the bepipe.json lua-cjson instance of L (registered by
+ * scripts/bepipe/host.lua) into r: r->msgs[0..n) with strings valid until bp_pull_reply_free,
+ * which must run before L runs anything else. Items without an ackId or a message object are
+ * skipped (nothing to ack: the server redelivers them). Returns 0, or -1 with err set (not JSON,
+ * or not a pull reply). Leaves L's stack as it found it. */
+int bp_pull_reply_decode(struct bp_pull_reply *r, struct lua_State *L, const char *body,
                          size_t len, char *err, size_t errlen) BP_WUR;
 void bp_pull_reply_free(struct bp_pull_reply *r);
 

@@ -1,6 +1,7 @@
 /* rt.c - the runtime: builds the pipeline from the Lua host and the configuration, runs batches,
  * reloads, drains. Everything here runs on the one loop thread. */
 #include "rt.h"
+#include "dispatch.h"
 #include "log.h"
 #include "tables_create.h"
 #include "timefmt.h"
@@ -174,106 +175,6 @@ bp_rt_reload(struct bp_rt *rt)
     return 0;
 }
 
-static int
-flush_all(struct bp_rt *rt)
-{
-    int rc = 0;
-    if (bp_batches_flush_all(&rt->tables) != 0)
-        rc = -1;
-    if (bp_archive_finish_all(&rt->archive) != 0)
-        rc = -1;
-    return rc;
-}
-
-/* Everything written has been answered (stores, batches, archive uploads). */
-static int
-sinks_idle(struct bp_rt *rt)
-{
-    return rt->tables.in_flight == 0 && rt->archive.in_flight == 0 &&
-           (!rt->store || rt->store->ops->pending(rt->store) == 0);
-}
-
-static int
-source_idle(struct bp_rt *rt)
-{
-    if (!rt->source || strcmp(rt->source->ops->kind, "pubsub") != 0)
-        return 1;
-    return bp_source_pubsub_calls(rt->source) == 0;
-}
-
-/* The drain, one step per timer tick: (1) wait for the sinks to answer what was flushed,
- * (2) send the acks that produced and nack the rest, (3) wait for those calls, leave the loop.
- * Past drain_seconds whatever is still outstanding is nacked, so Pub/Sub redelivers it soon
- * instead of after its lease. */
-static void
-on_drain_timer(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    struct bp_rt *rt = ev_userdata(loop);
-    (void)w;
-    (void)revents;
-    int late = bp_time_mono() - rt->drain_started > rt->cfg.drain_seconds;
-    if (rt->drain_phase == 1 && (sinks_idle(rt) || late)) {
-        if (!sinks_idle(rt)) {
-            bp_log(BP_LOG_WARN, "main", "drain timeout: sinks still busy; nacking what is left");
-            rt->exit_code = 1;
-        }
-        if (rt->source && strcmp(rt->source->ops->kind, "pubsub") == 0) {
-            rt->source->ops->stop(rt->source);   /* flushes the acks queued meanwhile */
-            bp_source_pubsub_nack_all(rt->source);
-        }
-        rt->drain_phase = 2;
-        rt->drain_started = bp_time_mono() - rt->cfg.drain_seconds + 5.0;  /* 5 s for acks */
-        return;
-    }
-    if (rt->drain_phase == 2 && (source_idle(rt) || late)) {
-        rt->drain_phase = 3;
-        ev_timer_stop(loop, &rt->drain_timer);
-        ev_break(loop, EVBREAK_ALL);
-    }
-}
-
-/* Stops reading and flushes every sink; the loop ends once they have answered and the acks
- * are out (at once for local files). */
-void
-bp_rt_drain(struct bp_rt *rt, const char *why)
-{
-    if (rt->draining)
-        return;
-    rt->draining = 1;
-    bp_log(BP_LOG_INFO, "main", "draining (%s)", why);
-    if (rt->source)
-        rt->source->ops->stop(rt->source);
-    /* a store that fails at once (local disk) is fatal; cloud failures were answered by
-     * nacks and redelivery, and are no reason for a failed exit */
-    if (flush_all(rt) != 0)
-        rt->exit_code = 1;
-    ev_timer_stop(rt->loop, &rt->tick);
-    ev_timer_stop(rt->loop, &rt->stats_timer);
-    ev_signal_stop(rt->loop, &rt->sighup);
-    rt->drain_phase = 1;
-    rt->drain_started = bp_time_mono();
-    ev_timer_init(&rt->drain_timer, on_drain_timer, 0., 0.05);
-    ev_timer_start(rt->loop, &rt->drain_timer);
-}
-
-/* Whether the sinks hold so much unanswered work that a source without flow control of its own
- * (a file) should wait: too many requests in flight, or too many archive bytes in memory. */
-int
-bp_rt_sinks_busy(struct bp_rt *rt)
-{
-    if (rt->tables.in_flight + rt->archive.in_flight > 32)
-        return 1;
-    return rt->store->ops->objects_in_memory &&
-           bp_archive_open_bytes(&rt->archive) > (size_t)rt->cfg.max_outstanding_bytes;
-}
-
-/* The source has delivered everything it will (end of file). */
-void
-bp_rt_source_finished(struct bp_rt *rt)
-{
-    bp_rt_drain(rt, "end of input");
-}
-
 static void
 on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
@@ -291,44 +192,26 @@ static void
 on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct bp_rt *rt = ev_userdata(loop);
+    struct bp_pressure pr;
     (void)w;
     (void)revents;
     double now = ev_now(loop);
-    /* flow control near its limit: finish archive objects early so their messages can be
-     * acked and pulling goes on (see bp_archive_roll_older) */
-    size_t out = rt->source && rt->source->ops->outstanding
-                     ? rt->source->ops->outstanding(rt->source) : 0;
-    double roll = out * 2 >= (size_t)rt->cfg.max_outstanding_messages ? 0.5
-                                                                      : (double)rt->cfg.roll_seconds;
-    /* objects held in memory (cloud) are finished before they pass the byte budget, whatever
-     * the source (a file source has no flow control of its own) */
-    if (rt->store->ops->objects_in_memory &&
-        bp_archive_open_bytes(&rt->archive) > (size_t)rt->cfg.max_outstanding_bytes / 2)
-        roll = 0;
-    if (bp_batches_tick(&rt->tables, now) != 0 || bp_archive_roll_older(&rt->archive, now, roll) != 0) {
+    bp_rt_pressure(rt, &pr);
+    if (bp_batches_tick(&rt->tables, now) != 0 ||
+        bp_archive_roll_older(&rt->archive, now, pr.roll_age) != 0) {
         bp_log(BP_LOG_ERROR, "main", "a sink failed; stopping");
         rt->exit_code = 1;
         bp_rt_drain(rt, "sink failure");
     }
 }
 
-static void
-on_stats(struct ev_loop *loop, ev_timer *w, int revents)
+/* Whether a source without flow control of its own should wait (see pressure.c). */
+int
+bp_rt_sinks_busy(struct bp_rt *rt)
 {
-    struct bp_rt *rt = ev_userdata(loop);
-    (void)w;
-    (void)revents;
-    double now = ev_now(loop);
-    double dt = now - rt->stats_last_at;
-    double rate = dt > 0 ? (double)(rt->stats.read - rt->stats_last_read) / dt : 0;
-    unsigned long dead = 0;
-    for (int i = 1; i <= BP_STAGE_INSERT; i++)
-        dead += rt->stats.dead[i];
-    bp_log(BP_LOG_INFO, "stats", "read=%lu rows=%lu dead=%lu rate=%.0f/s objects=%lu "
-           "lua_kb=%zu generation=%d", rt->stats.read, rt->stats.rows, dead, rate,
-           rt->archive.objects_done, bp_lua_host_memory(rt->host) / 1024, rt->generation);
-    rt->stats_last_at = now;
-    rt->stats_last_read = rt->stats.read;
+    struct bp_pressure pr;
+    bp_rt_pressure(rt, &pr);
+    return pr.sinks_busy;
 }
 
 /* The ack tracker's verdict on a message: pass it to the source that owns the message. */
@@ -339,6 +222,42 @@ on_acked(void *owner, uint32_t slot, uint64_t cookie, int ok)
     (void)cookie;
     if (rt->source && rt->source->ops->acked)
         rt->source->ops->acked(rt->source, slot, ok);
+}
+
+struct ev_loop *
+bp_rt_loop(struct bp_rt *rt)
+{
+    return rt->loop;
+}
+
+struct bp_ack *
+bp_rt_ack(struct bp_rt *rt)
+{
+    return &rt->ack;
+}
+
+const struct bp_config *
+bp_rt_config(const struct bp_rt *rt)
+{
+    return &rt->cfg;
+}
+
+struct lua_State *
+bp_rt_json_state(struct bp_rt *rt)
+{
+    return bp_lua_host_state(rt->host);
+}
+
+/* A message that never reaches Lua (a line too long, data that is not base64): counted as read
+ * and dead-lettered. */
+int
+bp_rt_process_dead(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, int stage,
+                   const char *reason)
+{
+    rt->stats.read++;
+    int rc = bp_rt_dead_letter(rt, m, slot, stage, reason, NULL, 0);
+    bp_ack_done(&rt->ack, slot, rc == 0);
+    return rc;
 }
 
 /* HTTP, credentials and the API layers, for the Pub/Sub source or the cloud store. Emulator
@@ -389,7 +308,9 @@ start_source(struct bp_rt *rt, char *err, size_t errlen)
         rt->source = bp_source_pubsub_new(rt, rt->ep.pubsub_emulated ? rt->api_plain
                                                                      : rt->api_auth,
                                           rt->ep.pubsub, c->subscription, err, errlen);
-    return rt->source ? 0 : -1;
+    if (!rt->source)
+        return -1;
+    return rt->source->ops->start(rt->source, err, errlen);
 }
 
 static void
@@ -439,6 +360,51 @@ create_tables(struct bp_rt *rt, char *err, size_t errlen)
     return 0;
 }
 
+/* The store (local folder or the cloud APIs), the table batches, the dead-letter batch and the
+ * archive. Returns 0, or -1 with err set. */
+static int
+open_sinks(struct bp_rt *rt, const char *bucket, const char *prefix, char *err, size_t errlen)
+{
+    struct bp_config *c = &rt->cfg;
+    if (c->local_out)
+        rt->store = bp_store_local_new(c->local_out, bucket, err, errlen);
+    else
+        rt->store = bp_store_cloud_new(rt->ep.bigquery_emulated ? rt->api_plain : rt->api_auth,
+                                       rt->ep.storage_emulated ? rt->api_plain : rt->api_auth,
+                                       &rt->ep, c->bq_project, c->bq_dataset, bucket,
+                                       (size_t)c->roll_bytes + 1024 * 1024);
+    if (!rt->store)
+        return -1;
+    bp_ack_init(&rt->ack, on_acked, rt);
+    bp_batches_init(&rt->tables, rt->store, &rt->ack, (size_t)c->batch_rows,
+                    (size_t)c->batch_bytes, c->batch_ms / 1000.0);
+    bp_batches_on_rejected(&rt->tables, bp_rt_rejected_row, rt);
+    rt->dead_batch = bp_batches_index(&rt->tables, c->dead_letter_table);
+    rt->tables.v[rt->dead_batch]->is_dead_letter = 1;
+    bind_routes(rt);
+    bp_archive_init(&rt->archive, rt->store, &rt->ack, prefix, (size_t)c->roll_bytes,
+                    (double)c->roll_seconds, (size_t)c->max_open_objects);
+    return 0;
+}
+
+/* Signals (reload, drain), the sinks' tick and the stats line. */
+static void
+arm_watchers(struct bp_rt *rt)
+{
+    ev_signal_init(&rt->sighup, on_signal, SIGHUP);
+    ev_signal_init(&rt->sigterm, on_signal, SIGTERM);
+    ev_signal_init(&rt->sigint, on_signal, SIGINT);
+    ev_signal_start(rt->loop, &rt->sighup);
+    ev_signal_start(rt->loop, &rt->sigterm);
+    ev_signal_start(rt->loop, &rt->sigint);
+    double tick = rt->cfg.batch_ms / 4000.0;
+    if (tick > 0.25)
+        tick = 0.25;
+    ev_timer_init(&rt->tick, on_tick, tick, tick);
+    ev_timer_start(rt->loop, &rt->tick);
+    bp_rt_stats_start(rt);
+}
+
 /* Opens the sinks and the source and arms the watchers. Returns 0, or -1 with err set. */
 int
 bp_rt_start(struct bp_rt *rt, char *err, size_t errlen)
@@ -453,30 +419,13 @@ bp_rt_start(struct bp_rt *rt, char *err, size_t errlen)
     rt->loop = ev_default_loop(0);
     ev_set_userdata(rt->loop, rt);
     int need_cloud = !c->local_out || !c->input;
-    if (need_cloud && start_cloud(rt, err, errlen) != 0)
-        goto fail;
-    if (c->local_out)
-        rt->store = bp_store_local_new(c->local_out, bucket, err, errlen);
-    else
-        rt->store = bp_store_cloud_new(rt->ep.bigquery_emulated ? rt->api_plain : rt->api_auth,
-                                       rt->ep.storage_emulated ? rt->api_plain : rt->api_auth,
-                                       &rt->ep, c->bq_project, c->bq_dataset, bucket,
-                                       (size_t)c->roll_bytes + 1024 * 1024);
-    if (!rt->store)
-        goto fail;
-    bp_ack_init(&rt->ack, on_acked, rt);
-    bp_batches_init(&rt->tables, rt->store, &rt->ack, (size_t)c->batch_rows,
-                    (size_t)c->batch_bytes, c->batch_ms / 1000.0);
-    bp_batches_on_rejected(&rt->tables, bp_rt_rejected_row, rt);
-    rt->dead_batch = bp_batches_index(&rt->tables, c->dead_letter_table);
-    rt->tables.v[rt->dead_batch]->is_dead_letter = 1;
-    bind_routes(rt);
-    bp_archive_init(&rt->archive, rt->store, &rt->ack, prefix, (size_t)c->roll_bytes,
-                    (double)c->roll_seconds, (size_t)c->max_open_objects);
+    int rc = need_cloud ? start_cloud(rt, err, errlen) : 0;
+    if (rc == 0)
+        rc = open_sinks(rt, bucket, prefix, err, errlen);
     free(bucket);
     free(prefix);
-    bucket = prefix = NULL;
-
+    if (rc != 0)
+        return -1;
     if (c->create_tables && !c->local_out) {
         /* the source starts once the tables exist (tables_created) */
         if (create_tables(rt, err, errlen) != 0)
@@ -484,30 +433,8 @@ bp_rt_start(struct bp_rt *rt, char *err, size_t errlen)
     } else if (start_source(rt, err, errlen) != 0) {
         return -1;
     }
-
-    ev_signal_init(&rt->sighup, on_signal, SIGHUP);
-    ev_signal_init(&rt->sigterm, on_signal, SIGTERM);
-    ev_signal_init(&rt->sigint, on_signal, SIGINT);
-    ev_signal_start(rt->loop, &rt->sighup);
-    ev_signal_start(rt->loop, &rt->sigterm);
-    ev_signal_start(rt->loop, &rt->sigint);
-    double tick = c->batch_ms / 4000.0;
-    if (tick > 0.25)
-        tick = 0.25;
-    ev_timer_init(&rt->tick, on_tick, tick, tick);
-    ev_timer_start(rt->loop, &rt->tick);
-    if (c->stats_seconds > 0) {
-        ev_timer_init(&rt->stats_timer, on_stats, (double)c->stats_seconds,
-                      (double)c->stats_seconds);
-        ev_timer_start(rt->loop, &rt->stats_timer);
-    }
-    rt->started_at = bp_time_mono();
-    rt->stats_last_at = ev_now(rt->loop);
+    arm_watchers(rt);
     return 0;
-fail:
-    free(bucket);
-    free(prefix);
-    return -1;
 }
 
 /* Runs the loop until drained. Returns the process exit code. */
@@ -520,63 +447,3 @@ bp_rt_run(struct bp_rt *rt)
     return rt->exit_code;
 }
 
-/* Peak resident memory of this process in KB (VmHWM; 0 if /proc is not there). Not rusage: its
- * ru_maxrss keeps the parent's size from before exec. */
-static long
-peak_rss_kb(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long kb = 0;
-    if (!f)
-        return 0;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
-            break;
-    fclose(f);
-    return kb;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Percentile p (0..100) of the recorded batch times, in milliseconds. */
-static double
-batch_ms_percentile(const double *sorted, size_t n, double p)
-{
-    if (n == 0)
-        return 0;
-    size_t i = (size_t)(p / 100.0 * (double)(n - 1) + 0.5);
-    return sorted[i] * 1000.0;
-}
-
-/* One line with the totals: per table rows stored, per stage dead letters, archive objects. */
-void
-bp_rt_log_summary(struct bp_rt *rt)
-{
-    char line[1024];
-    size_t n = 0;
-    for (size_t i = 0; i < rt->tables.n && n < sizeof(line); i++)
-        n += (size_t)snprintf(line + n, sizeof(line) - n, " %s=%lu", rt->tables.v[i]->table,
-                              rt->tables.v[i]->rows_stored);
-    for (int s = 1; s <= BP_STAGE_INSERT && n < sizeof(line); s++)
-        n += (size_t)snprintf(line + n, sizeof(line) - n, " dead_%s=%lu", bp_stage_names[s],
-                              rt->stats.dead[s]);
-    double secs = rt->loop ? bp_time_mono() - rt->started_at : 0;
-    size_t ns = rt->stats.batches < BP_LAT_SAMPLES ? rt->stats.batches : BP_LAT_SAMPLES;
-    double *sorted = bp_xcalloc(ns ? ns : 1, sizeof(double));
-    memcpy(sorted, rt->stats.batch_secs, ns * sizeof(double));
-    qsort(sorted, ns, sizeof(double), cmp_double);
-    bp_log(BP_LOG_INFO, "summary", "read=%lu skipped=%lu%s objects=%lu archived=%lu "
-           "seconds=%.2f rate=%.0f/s batches=%lu batch_ms_p50=%.3f batch_ms_p99=%.3f "
-           "batch_ms_max=%.3f peak_rss_kb=%ld", rt->stats.read, rt->stats.skipped, line,
-           rt->archive.objects_done, rt->archive.lines_done, secs,
-           secs > 0 ? rt->stats.read / secs : 0.0, rt->stats.batches,
-           batch_ms_percentile(sorted, ns, 50), batch_ms_percentile(sorted, ns, 99),
-           batch_ms_percentile(sorted, ns, 100), peak_rss_kb());
-    free(sorted);
-}

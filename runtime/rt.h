@@ -14,26 +14,8 @@
 #include "buf.h"
 #include "config.h"
 #include "lua_host.h"
+#include "source.h"
 #include "store.h"
-
-struct bp_source;
-
-struct bp_source_ops {
-    const char *kind;
-    /* Every destination of the message has answered: ok = all stored (ack it), else nack it. */
-    void (*acked)(struct bp_source *s, uint64_t cookie, int ok);
-    /* Messages received and not yet acked or nacked (the drain waits for 0). */
-    size_t (*outstanding)(struct bp_source *s);
-    void (*pause)(struct bp_source *s);
-    void (*resume)(struct bp_source *s);
-    /* Stops reading for good (drain); buffered complete lines are still delivered first. */
-    void (*stop)(struct bp_source *s);
-    void (*destroy)(struct bp_source *s);
-};
-
-struct bp_source {
-    const struct bp_source_ops *ops;
-};
 
 struct bp_kv {
     char *key;
@@ -46,10 +28,23 @@ struct bp_stats {
     double batch_secs[BP_LAT_SAMPLES];     /* Lua + dispatch time of the last batches */
     unsigned long batches;
     unsigned long read;
-    unsigned long skipped;                 /* blank lines */
     unsigned long rows;                    /* rows handed to table batches */
     unsigned long dead[BP_STAGE_INSERT + 1];
     unsigned long reloads, reload_failures;
+};
+
+/* The drain, one step per drain_timer tick (drain.c). */
+enum bp_drain_phase {
+    BP_DRAIN_RUNNING = 0,   /* not draining */
+    BP_DRAIN_SINKS,         /* source stopped, sinks flushed: waiting for their answers */
+    BP_DRAIN_ACKS,          /* acks of what was stored sent, the rest nacked: waiting for them */
+    BP_DRAIN_DONE           /* the loop is told to end */
+};
+
+/* What the sinks' backlog asks of sources and archive objects (pressure.c). */
+struct bp_pressure {
+    int sinks_busy;         /* a source without flow control of its own waits */
+    double roll_age;        /* archive objects at least this old are finished now */
 };
 
 struct bp_rt {
@@ -91,7 +86,7 @@ struct bp_rt {
     ev_timer stats_timer;
     ev_timer drain_timer;
     double drain_started;
-    int drain_phase;            /* 0 running, 1 flushing sinks, 2 sending acks, 3 done */
+    enum bp_drain_phase drain_phase;
     int draining;
     int exit_code;
 };
@@ -105,34 +100,20 @@ int bp_rt_effective_config(const struct bp_lua_host *h, const struct bp_kv *ov, 
 int bp_rt_start(struct bp_rt *rt, char *err, size_t errlen) BP_WUR;
 int bp_rt_run(struct bp_rt *rt);
 int bp_rt_reload(struct bp_rt *rt);
-void bp_rt_drain(struct bp_rt *rt, const char *why);
-void bp_rt_log_summary(struct bp_rt *rt);
-
-/* Called by sources. */
-int bp_rt_process(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots,
-                  size_t n) BP_WUR;
 int bp_rt_dead_letter(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, int stage,
                       const char *reason, const char *etype, size_t etype_len) BP_WUR;
+/* Called by stores' callbacks for rows BigQuery refused (batch.c). */
 int bp_rt_rejected_row(void *rt, const char *table, const char *entry, size_t len,
                        const char *reason, uint32_t slot);
-void bp_rt_source_finished(struct bp_rt *rt);
-int bp_rt_sinks_busy(struct bp_rt *rt);
 
-/* dispatch.c */
-int bp_dispatch_batch(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots,
-                      const bp_result_t *res, size_t n, const char *out, size_t outlen) BP_WUR;
-extern const char *const bp_stage_names[BP_STAGE_INSERT + 1];
+/* drain.c */
+void bp_rt_drain(struct bp_rt *rt, const char *why);
 
-/* source_ndjson.c */
-struct bp_source *bp_source_ndjson_new(struct bp_rt *rt, const char *path, char *err,
-                                       size_t errlen);
+/* pressure.c */
+void bp_rt_pressure(struct bp_rt *rt, struct bp_pressure *out);
 
-/* source_pubsub.c */
-struct bp_source *bp_source_pubsub_new(struct bp_rt *rt, struct bp_api *api, const char *base,
-                                       const char *subscription, char *err, size_t errlen);
-void bp_source_pubsub_nack_all(struct bp_source *s);
-size_t bp_source_pubsub_calls(struct bp_source *s);
-void bp_source_pubsub_stats(struct bp_source *s, unsigned long *pulled, unsigned long *acked,
-                            unsigned long *nacked, unsigned long *extended);
+/* stats.c */
+void bp_rt_stats_start(struct bp_rt *rt);
+void bp_rt_log_summary(struct bp_rt *rt);
 
 #endif

@@ -5,8 +5,9 @@
  *
  * A regular file is always "readable" and epoll refuses it, so it is read from an ev_idle watcher,
  * one chunk per loop iteration (signals and timers run in between); pipes and terminals use ev_io. */
+#include "buf.h"
 #include "log.h"
-#include "rt.h"
+#include "source.h"
 #include "timefmt.h"
 
 #include <errno.h>
@@ -43,6 +44,7 @@ struct source_ndjson {
     bp_msg_t *msgs;
     char *ids;
     size_t batch_max;
+    unsigned long skipped;    /* blank lines */
 };
 
 static void
@@ -75,8 +77,7 @@ dead_too_long(struct source_ndjson *s)
     m.publish_time = bp_time_now();
     snprintf(reason, sizeof(reason), "line of %zu bytes exceeds source.max_line_bytes (%zu); "
              "raw_payload holds its first %zu bytes", s->skipped_len, s->max_line, s->keep_len);
-    s->rt->stats.read++;
-    return bp_rt_dead_letter(s->rt, &m, BP_ACK_NONE, BP_STAGE_PARSE, reason, NULL, 0);
+    return bp_rt_process_dead(s->rt, &m, BP_ACK_NONE, BP_STAGE_PARSE, reason);
 }
 
 static int
@@ -106,7 +107,7 @@ deliver(struct source_ndjson *s, int eof)
             len--;
         if (is_blank(p, len)) {
             s->line_no++;
-            s->rt->stats.skipped++;
+            s->skipped++;
         } else if (len > s->max_line) {
             /* a long line that arrived whole in one read */
             s->keep_len = len < TOO_LONG_KEEP ? len : TOO_LONG_KEEP;
@@ -154,15 +155,15 @@ skip_long(struct source_ndjson *s)
 static void
 stop_watchers(struct source_ndjson *s)
 {
-    ev_io_stop(s->rt->loop, &s->io);
-    ev_idle_stop(s->rt->loop, &s->idle);
+    ev_io_stop(bp_rt_loop(s->rt), &s->io);
+    ev_idle_stop(bp_rt_loop(s->rt), &s->idle);
 }
 
 static void
 stop_all(struct source_ndjson *s)
 {
     stop_watchers(s);
-    ev_timer_stop(s->rt->loop, &s->wait);
+    ev_timer_stop(bp_rt_loop(s->rt), &s->wait);
 }
 
 static void
@@ -171,8 +172,7 @@ finish(struct source_ndjson *s, int failed)
     stop_all(s);
     s->stopped = 1;
     if (failed) {
-        s->rt->exit_code = 1;
-        bp_rt_drain(s->rt, "source failure");
+        bp_rt_source_failed(s->rt, "source failure");
     } else {
         bp_rt_source_finished(s->rt);
     }
@@ -228,7 +228,7 @@ read_or_wait(struct source_ndjson *s)
 {
     if (bp_rt_sinks_busy(s->rt)) {
         stop_watchers(s);
-        ev_timer_start(s->rt->loop, &s->wait);
+        ev_timer_start(bp_rt_loop(s->rt), &s->wait);
         return;
     }
     read_chunk(s);
@@ -243,7 +243,7 @@ on_wait(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     if (!bp_rt_sinks_busy(s->rt)) {
-        ev_timer_stop(s->rt->loop, &s->wait);
+        ev_timer_stop(bp_rt_loop(s->rt), &s->wait);
         nd_resume(&s->base);
     }
 }
@@ -265,21 +265,15 @@ on_io(struct ev_loop *loop, ev_io *w, int revents)
 }
 
 static void
-nd_pause(struct bp_source *bs)
-{
-    stop_watchers((struct source_ndjson *)bs);
-}
-
-static void
 nd_resume(struct bp_source *bs)
 {
     struct source_ndjson *s = (struct source_ndjson *)bs;
     if (s->stopped)
         return;
     if (s->use_idle)
-        ev_idle_start(s->rt->loop, &s->idle);
+        ev_idle_start(bp_rt_loop(s->rt), &s->idle);
     else
-        ev_io_start(s->rt->loop, &s->io);
+        ev_io_start(bp_rt_loop(s->rt), &s->io);
 }
 
 static void
@@ -305,15 +299,34 @@ nd_destroy(struct bp_source *bs)
     free(s);
 }
 
+static int
+nd_start(struct bp_source *bs, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    nd_resume(bs);
+    return 0;
+}
+
+static void
+nd_stats(struct bp_source *bs, struct bp_source_stats *out)
+{
+    struct source_ndjson *s = (struct source_ndjson *)bs;
+    memset(out, 0, sizeof(*out));
+    out->skipped = s->skipped;
+}
+
+/* A file has no acks and no calls: nothing outstanding, nothing in flight. */
 static const struct bp_source_ops ndjson_ops = {
     .kind = "ndjson",
-    .pause = nd_pause,
+    .start = nd_start,
     .resume = nd_resume,
     .stop = nd_stop,
+    .stats = nd_stats,
     .destroy = nd_destroy,
 };
 
-/* Opens path ("-" = stdin) and starts reading on rt's loop. Returns the source or NULL + err. */
+/* Opens path ("-" = stdin); reading starts with ops->start. Returns the source or NULL + err. */
 struct bp_source *
 bp_source_ndjson_new(struct bp_rt *rt, const char *path, char *err, size_t errlen)
 {
@@ -335,8 +348,8 @@ bp_source_ndjson_new(struct bp_rt *rt, const char *path, char *err, size_t errle
     s->rt = rt;
     s->fd = fd;
     s->use_idle = S_ISREG(st.st_mode);
-    s->max_line = (size_t)rt->cfg.max_line_bytes;
-    s->batch_max = (size_t)rt->cfg.batch_messages;
+    s->max_line = (size_t)bp_rt_config(rt)->max_line_bytes;
+    s->batch_max = (size_t)bp_rt_config(rt)->batch_messages;
     const char *base = strrchr(path, '/');
     snprintf(s->name, sizeof(s->name), "%s", strcmp(path, "-") == 0 ? "stdin" : base ? base + 1
                                                                                   : path);
@@ -352,6 +365,5 @@ bp_source_ndjson_new(struct bp_rt *rt, const char *path, char *err, size_t errle
     s->idle.data = s;
     ev_timer_init(&s->wait, on_wait, 0.02, 0.02);
     s->wait.data = s;
-    nd_resume(&s->base);
     return &s->base;
 }

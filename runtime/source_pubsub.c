@@ -10,9 +10,10 @@
 #include "json_out.h"
 #include "log.h"
 #include "pull_reply.h"
-#include "rt.h"
+#include "source.h"
 #include "timefmt.h"
 
+#include <limits.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,13 @@
 
 #define ACK_IDS_PER_CALL 2500    /* ackIds are <= 164 B; 2500 stays under the 512 KiB limit */
 #define LEASE_MARGIN 5.0         /* extend a lease this long before it runs out */
+/* Pull replies in flight together hold at most this much memory: each pull's reply is capped at
+ * its share, but never below REPLY_MIN, which holds one message of the API's 10 MB maximum
+ * (13.4 MB as base64) with its attributes, so any message Pub/Sub accepts can be pulled. */
+#define REPLY_BUDGET ((size_t)64 * 1024 * 1024)
+#define REPLY_MIN ((size_t)16 * 1024 * 1024)
+/* Raw text of a message that is not base64, kept for its dead letter. */
+#define BAD_DATA_KEEP 1024
 
 struct pmsg {
     char *ack_id;
@@ -38,6 +46,7 @@ struct source_pubsub {
     struct bp_source base;
     struct bp_rt *rt;
     struct bp_api *api;
+    char *subscription;
     char *pull_url, *ack_url, *modack_url;
     int pulls, max_pulls;
     int stopped;
@@ -51,11 +60,18 @@ struct source_pubsub {
     double lease;                /* seconds each extension asks for */
     ev_timer ack_timer, lease_timer;
     size_t batch_max;
-    size_t pull_max;
-    unsigned long pulled, acked, nacked, extended;
+    size_t pull_max;             /* source.pull_max_messages */
+    size_t want_max;             /* maxMessages now: shrinks after a reply passed its cap */
+    size_t reply_cap;            /* bytes one pull reply may take */
+    unsigned fail_streak;        /* pulls in a row that brought nothing */
+    ev_timer pull_timer;         /* backoff after failed pulls */
+    struct bp_source_stats st;
 };
 
 static void start_pulls(struct source_pubsub *s);
+static void grow_pulls(struct source_pubsub *s, size_t nmsgs, size_t bytes);
+static void send_ids_call(struct source_pubsub *s, char **ids, size_t n, const char *url,
+                          int deadline, const char *what);
 
 static void
 idq_push(struct idq *q, char *id)
@@ -67,60 +83,115 @@ idq_push(struct idq *q, char *id)
     q->v[q->n++] = id;
 }
 
+/* One acknowledge / modifyAckDeadline call: its ids are kept (owned) until it answers, so a
+ * request the server refuses can be split and sent again without the ids it rejects. */
 struct ids_call {
     struct source_pubsub *s;
+    const char *url;             /* one of the source's URLs */
     const char *what;
+    int deadline;                /* ackDeadlineSeconds, or -1 for acknowledge */
+    char **ids;
     size_t n;
 };
+
+static void
+ids_free(char **ids, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        free(ids[k]);
+    free(ids);
+}
+
+/* A 400 (INVALID_ARGUMENT: an ack id the server does not know, a fake one from a hostile reply)
+ * fails the whole request. Pub/Sub does not say which id without exactly-once delivery, so the
+ * request is split in halves and each half sent again: the good ids get through in log2(n)
+ * rounds, a lone refused id is dropped (its message, if there is one, is redelivered). */
+static void
+ids_split(struct ids_call *c)
+{
+    struct source_pubsub *s = c->s;
+    if (c->n == 1) {
+        s->st.ack_rejected++;
+        bp_log(BP_LOG_WARN, "pubsub", "%s: the server refused ack id %.40s%s; dropped", c->what,
+               c->ids[0], strlen(c->ids[0]) > 40 ? "..." : "");
+        ids_free(c->ids, c->n);
+        return;
+    }
+    size_t half = c->n / 2;
+    char **rest = bp_xcalloc(c->n - half, sizeof(*rest));
+    memcpy(rest, c->ids + half, (c->n - half) * sizeof(*rest));
+    send_ids_call(s, c->ids, half, c->url, c->deadline, c->what);
+    send_ids_call(s, rest, c->n - half, c->url, c->deadline, c->what);
+}
 
 static void
 ids_done(void *arg, const struct bp_http_result *res)
 {
     struct ids_call *c = arg;
     c->s->calls--;
+    if (res->status == 400) {
+        ids_split(c);
+        free(c);
+        return;
+    }
     if (res->status != 200)
         bp_log(BP_LOG_WARN, "pubsub", "%s of %zu messages failed (%ld %s); they will be "
                "redelivered", c->what, c->n, res->status, res->error ? res->error : "");
+    ids_free(c->ids, c->n);
     free(c);
 }
 
-/* Sends up to ACK_IDS_PER_CALL ids of q per call: {"ackIds":[...]} (+ deadline for modacks). */
+/* Sends one call for ids[0..n) (taken): {"ackIds":[...]} (+ the deadline for modacks). */
+static void
+send_ids_call(struct source_pubsub *s, char **ids, size_t n, const char *url, int deadline,
+              const char *what)
+{
+    bp_buf_t b;
+    bp_buf_init(&b, 1024 * 1024);   /* 2,500 ids of <= 164 B stay under the API's 512 KiB */
+    int rc = bp_buf_append_str(&b, "{\"ackIds\":[");
+    for (size_t k = 0; k < n; k++) {
+        if (k)
+            rc |= bp_buf_append(&b, ",", 1);
+        rc |= bp_json_string(&b, ids[k], strlen(ids[k]));
+    }
+    char tail[64];
+    if (deadline >= 0)
+        snprintf(tail, sizeof(tail), "],\"ackDeadlineSeconds\":%d}", deadline);
+    else
+        snprintf(tail, sizeof(tail), "]}");
+    rc |= bp_buf_append_str(&b, tail);
+    if (rc != 0) {
+        bp_log(BP_LOG_ERROR, "pubsub", "%s of %zu messages: out of memory; they will be "
+               "redelivered", what, n);
+        bp_buf_free(&b);
+        ids_free(ids, n);
+        return;
+    }
+    struct ids_call *c = bp_xcalloc(1, sizeof(*c));
+    *c = (struct ids_call){ s, url, what, deadline, ids, n };
+    s->calls++;
+    if (bp_api_call(s->api, "POST", url, "application/json", NULL, b.data, b.len, 60000,
+                    ids_done, c) != 0) {
+        /* nothing started: done will not run, the body was not taken */
+        s->calls--;
+        bp_log(BP_LOG_ERROR, "pubsub", "%s of %zu messages could not start; they will be "
+               "redelivered", what, n);
+        bp_buf_free(&b);
+        ids_free(ids, n);
+        free(c);
+    }
+}
+
+/* Sends the ids queued in q, ACK_IDS_PER_CALL per call, and empties q. */
 static void
 send_ids(struct source_pubsub *s, struct idq *q, const char *url, int deadline, const char *what)
 {
-    size_t i = 0;
-    while (i < q->n) {
-        size_t end = q->n - i > ACK_IDS_PER_CALL ? i + ACK_IDS_PER_CALL : q->n;
-        bp_buf_t b;
-        bp_buf_init(&b, 1024 * 1024);   /* 2,500 ids of <= 164 B stay under the API's 512 KiB */
-        int rc = bp_buf_append_str(&b, "{\"ackIds\":[");
-        for (size_t k = i; k < end; k++) {
-            if (k > i)
-                rc |= bp_buf_append(&b, ",", 1);
-            rc |= bp_json_string(&b, q->v[k], strlen(q->v[k]));
-        }
-        char tail[64];
-        if (deadline >= 0)
-            snprintf(tail, sizeof(tail), "],\"ackDeadlineSeconds\":%d}", deadline);
-        else
-            snprintf(tail, sizeof(tail), "]}");
-        rc |= bp_buf_append_str(&b, tail);
-        struct ids_call *c = bp_xcalloc(1, sizeof(*c));
-        c->s = s;
-        c->what = what;
-        c->n = end - i;
-        s->calls++;
-        if (rc != 0 || bp_api_call(s->api, "POST", url, "application/json", NULL, b.data, b.len,
-                                   60000, ids_done, c) != 0) {
-            s->calls--;
-            free(c);
-            if (rc != 0)
-                bp_buf_free(&b);
-        }
-        i = end;
+    for (size_t i = 0; i < q->n; i += ACK_IDS_PER_CALL) {
+        size_t n = q->n - i > ACK_IDS_PER_CALL ? ACK_IDS_PER_CALL : q->n - i;
+        char **ids = bp_xcalloc(n, sizeof(*ids));
+        memcpy(ids, q->v + i, n * sizeof(*ids));
+        send_ids_call(s, ids, n, url, deadline, what);
     }
-    for (size_t k = 0; k < q->n; k++)
-        free(q->v[k]);
     q->n = 0;
 }
 
@@ -143,7 +214,7 @@ on_ack_timer(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* The ack tracker's verdict: queue an ack (all stored) or a nack (redeliver). */
 static void
-ps_acked(struct bp_source *bs, uint64_t slot, int ok)
+ps_acked(struct bp_source *bs, uint32_t slot, int ok)
 {
     struct source_pubsub *s = (struct source_pubsub *)bs;
     if (slot >= s->mcap || !s->m[slot].live)
@@ -151,9 +222,9 @@ ps_acked(struct bp_source *bs, uint64_t slot, int ok)
     struct pmsg *p = &s->m[slot];
     idq_push(ok ? &s->acks : &s->nacks, p->ack_id);
     if (ok)
-        s->acked++;
+        s->st.acked++;
     else
-        s->nacked++;
+        s->st.nacked++;
     p->ack_id = NULL;
     p->live = 0;
     s->outstanding--;
@@ -178,7 +249,7 @@ on_lease_timer(struct ev_loop *loop, ev_timer *w, int revents)
             s->m[i].deadline = now + s->lease;
         }
     if (q.n) {
-        s->extended += q.n;
+        s->st.extended += q.n;
         send_ids(s, &q, s->modack_url, (int)s->lease, "modifyAckDeadline");
     }
     free(q.v);
@@ -237,94 +308,170 @@ ensure_slot(struct source_pubsub *s, uint32_t slot)
     return 0;
 }
 
-/* Decodes base64 text into out (room for len / 4 * 3 + 3 bytes). Returns the length, or -1. */
-static int
+/* Decodes base64 text in[0..len) into out, which has room for len / 4 * 3 bytes. Returns the
+ * decoded length, or -1 when the text is not base64 (Pub/Sub's JSON carries standard base64
+ * with padding, so anything else is a hostile or broken reply). */
+static long
 b64_decode(char *out, const char *in, size_t len)
 {
     if (len == 0)
         return 0;
-    if (len % 4 != 0)
+    if (len % 4 != 0 || len > INT_MAX)
         return -1;
     int n = EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)in, (int)len);
     if (n < 0)
         return -1;
-    /* EVP_DecodeBlock counts the bytes of '=' padding as zeros */
-    for (size_t p = len; p > 0 && in[p - 1] == '='; p--)
+    /* EVP_DecodeBlock counts the bytes of '=' padding as zeros; at most two are padding */
+    for (size_t p = len; p > len - 2 && in[p - 1] == '='; p--)
         n--;
-    return n;
+    return n < 0 ? -1 : n;
 }
 
-/* Turns one pull reply into messages and runs them through the pipeline in batches. */
+/* Takes one pulled message into the source's books: an ack slot, its lease, flow control. */
+static uint32_t
+admit(struct source_pubsub *s, const struct bp_pull_msg *pm, size_t bytes, double now)
+{
+    uint32_t slot = bp_ack_new(bp_rt_ack(s->rt), 0);
+    ensure_slot(s, slot);
+    struct pmsg *p = &s->m[slot];
+    p->ack_id = bp_xstrndup(pm->ack_id, pm->ack_id_len);
+    p->bytes = bytes;
+    p->deadline = now + s->sub_deadline;
+    p->live = 1;
+    s->outstanding++;
+    s->outstanding_bytes += bytes;
+    s->st.pulled++;
+    return slot;
+}
+
 static void
+fill_msg(bp_msg_t *m, const struct bp_pull_msg *pm, const char *data, size_t len)
+{
+    m->data = data;
+    m->len = len;
+    m->id = pm->message_id ? pm->message_id : pm->ack_id;
+    m->id_len = pm->message_id ? pm->message_id_len : pm->ack_id_len;
+    m->publish_time = parse_rfc3339(pm->publish_time);
+    m->attrs = pm->attrs;
+    m->attrs_len = pm->attrs_len;
+}
+
+/* Runs the decoded messages through the pipeline in batches (or nacks them when draining).
+ * Returns 0, or -1 when a sink failed (the messages not yet processed are nacked). */
+static int
+run_messages(struct source_pubsub *s, const bp_msg_t *msgs, const uint32_t *slots, size_t n)
+{
+    struct bp_ack *ack = bp_rt_ack(s->rt);
+    if (s->stopped || bp_rt_draining(s->rt)) {
+        for (size_t i = 0; i < n; i++)
+            bp_ack_done(ack, slots[i], 0);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i += s->batch_max) {
+        size_t cnt = n - i < s->batch_max ? n - i : s->batch_max;
+        if (bp_rt_process(s->rt, msgs + i, slots + i, cnt) != 0) {
+            for (size_t j = i + cnt; j < n; j++)   /* never reached a destination */
+                bp_ack_done(ack, slots[j], 0);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Turns one pull reply into messages and runs them. A message whose data is not base64 is
+ * dead-lettered (stage parse) with the first bytes of its text. Returns 0, -1 when the reply
+ * is not a pull reply (nothing was taken: the server redelivers), or -2 when a sink failed. */
+static int
 handle_pull(struct source_pubsub *s, const char *body, size_t len)
 {
     struct bp_pull_reply reply;
     char err[512];
-    if (bp_pull_reply_decode(&reply, s->rt->host, body, len, err, sizeof(err)) != 0) {
+    if (bp_pull_reply_decode(&reply, bp_rt_json_state(s->rt), body, len, err,
+                             sizeof(err)) != 0) {
         bp_log(BP_LOG_ERROR, "pubsub", "%s; the messages will be redelivered", err);
-        return;
+        return -1;
     }
-    size_t n = reply.n;
+    size_t n = reply.n, total = 0, good = 0;
+    for (size_t i = 0; i < n; i++)
+        total += reply.msgs[i].data_b64_len / 4 * 3;
     bp_msg_t *msgs = bp_xcalloc(n ? n : 1, sizeof(*msgs));
     uint32_t *slots = bp_xcalloc(n ? n : 1, sizeof(*slots));
-    size_t total = 0;
-    for (size_t i = 0; i < n; i++)
-        total += reply.msgs[i].data_b64_len / 4 * 3 + 3;
     char *raw = bp_xmalloc(total ? total : 1), *at = raw;
     double now = bp_time_now();
-    for (size_t i = 0; i < n; i++) {
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
         const struct bp_pull_msg *pm = &reply.msgs[i];
-        int out = b64_decode(at, pm->data_b64 ? pm->data_b64 : "", pm->data_b64_len);
-        if (out < 0) {
-            /* not base64: pass the text itself on, it is dead-lettered as unparseable */
-            size_t keep = pm->data_b64_len < 1024 ? pm->data_b64_len : 1024;
-            memcpy(at, pm->data_b64, keep);
-            out = (int)keep;
+        long out = b64_decode(at, pm->data_b64 ? pm->data_b64 : "", pm->data_b64_len);
+        if (out >= 0) {
+            slots[good] = admit(s, pm, (size_t)out, now);
+            fill_msg(&msgs[good++], pm, at, (size_t)out);
+            at += out;
+            continue;
         }
-        uint32_t slot = bp_ack_new(&s->rt->ack, 0);
-        ensure_slot(s, slot);
-        struct pmsg *p = &s->m[slot];
-        p->ack_id = bp_xstrndup(pm->ack_id, pm->ack_id_len);
-        p->bytes = (size_t)out;
-        p->deadline = now + s->sub_deadline;
-        p->live = 1;
-        s->outstanding++;
-        s->outstanding_bytes += (size_t)out;
-        s->pulled++;
-        msgs[i].data = at;
-        msgs[i].len = (size_t)out;
-        msgs[i].id = pm->message_id ? pm->message_id : pm->ack_id;
-        msgs[i].id_len = pm->message_id ? pm->message_id_len : pm->ack_id_len;
-        msgs[i].publish_time = parse_rfc3339(pm->publish_time);
-        msgs[i].attrs = pm->attrs;
-        msgs[i].attrs_len = pm->attrs_len;
-        slots[i] = slot;
-        at += out;
+        bp_msg_t bad;
+        char why[160];
+        size_t keep = pm->data_b64_len < BAD_DATA_KEEP ? pm->data_b64_len : BAD_DATA_KEEP;
+        fill_msg(&bad, pm, pm->data_b64, keep);
+        snprintf(why, sizeof(why), "message data is not valid base64 (%zu bytes); raw_payload "
+                 "holds its first %zu bytes as received", pm->data_b64_len, keep);
+        if (bp_rt_process_dead(s->rt, &bad, admit(s, pm, keep, now), BP_STAGE_PARSE, why) != 0)
+            rc = -2;
     }
-    int failed = 0;
-    if (s->stopped) {
-        /* draining: give them straight back */
-        for (size_t i = 0; i < n; i++)
-            bp_ack_done(&s->rt->ack, slots[i], 0);
-    } else {
-        for (size_t i = 0; i < n && !failed; i += s->batch_max) {
-            size_t cnt = n - i < s->batch_max ? n - i : s->batch_max;
-            if (bp_rt_process(s->rt, msgs + i, slots + i, cnt) != 0) {
-                failed = 1;
-                /* the rest never reached a destination */
-                for (size_t j = i + cnt; j < n; j++)
-                    bp_ack_done(&s->rt->ack, slots[j], 0);
-            }
-        }
-    }
+    grow_pulls(s, n, len);
+    if (rc == 0 && run_messages(s, msgs, slots, good) != 0)
+        rc = -2;
+    else if (rc != 0)
+        for (size_t j = 0; j < good; j++)
+            bp_ack_done(bp_rt_ack(s->rt), slots[j], 0);
     free(raw);
     free(msgs);
     free(slots);
     bp_pull_reply_free(&reply);
-    if (failed) {
-        s->rt->exit_code = 1;
-        bp_rt_drain(s->rt, "sink failure");
+    return rc;
+}
+
+/* After a pull that brought nothing: the next one waits, with the API's backoff (exponential,
+ * full jitter) over the failures in a row, so a broken subscription or a hostile server never
+ * sees a request storm. */
+static void
+back_off(struct source_pubsub *s)
+{
+    s->st.pull_failures++;
+    s->fail_streak++;
+    double delay = bp_api_backoff(s->api, (int)(s->fail_streak < 30 ? s->fail_streak : 30));
+    if (delay < 0.05)
+        delay = 0.05;
+    ev_timer_stop(bp_rt_loop(s->rt), &s->pull_timer);
+    ev_timer_set(&s->pull_timer, delay, 0.);
+    ev_timer_start(bp_rt_loop(s->rt), &s->pull_timer);
+}
+
+/* A reply that passed its cap: the next pulls ask for as many messages as the part received
+ * held whole (the ackIds counted in it, less the cut one; one when the cap was known from the
+ * Content-Length and nothing was read), down to one, which always fits (REPLY_MIN). */
+static void
+shrink_pulls(struct source_pubsub *s, const struct bp_http_result *res)
+{
+    size_t seen = 0, was = s->want_max;
+    const char *p = res->body, *end = res->body + res->body_len;
+    while (p && p < end && (p = memmem(p, (size_t)(end - p), "\"ackId\"", 7)) != NULL) {
+        seen++;
+        p += 7;
     }
+    s->want_max = seen > 1 ? seen - 1 : 1;
+    if (s->want_max > was)
+        s->want_max = was;
+    bp_log(BP_LOG_WARN, "pubsub", "a pull reply passed %zu MB with maxMessages=%zu; asking "
+           "for %zu per pull (its messages come back after their lease)", s->reply_cap >> 20,
+           was, s->want_max);
+}
+
+/* After a full reply well under the cap, pulls may ask for more again (doubling). */
+static void
+grow_pulls(struct source_pubsub *s, size_t nmsgs, size_t bytes)
+{
+    if (nmsgs >= s->want_max && bytes < s->reply_cap / 4 && s->want_max < s->pull_max)
+        s->want_max = s->want_max * 2 < s->pull_max ? s->want_max * 2 : s->pull_max;
 }
 
 static void
@@ -332,44 +479,73 @@ pull_done(void *arg, const struct bp_http_result *res)
 {
     struct source_pubsub *s = arg;
     s->pulls--;
-    if (res->status == 200 && !res->body_truncated)
-        handle_pull(s, res->body, res->body_len);
+    int failed = 1;
+    if (res->status == 200 && res->body_truncated && s->want_max > 1)
+        shrink_pulls(s, res);
+    if (res->status == 200 && !res->body_truncated) {
+        int rc = handle_pull(s, res->body, res->body_len);
+        if (rc == -2) {
+            bp_rt_source_failed(s->rt, "sink failure");
+            return;
+        }
+        failed = rc != 0;
+    } else if (res->status == 404) {
+        bp_log(BP_LOG_ERROR, "pubsub", "subscription %s was not found (404): check "
+               "source.subscription (--input_subscription) and the project; stopping",
+               s->subscription);
+        bp_rt_source_failed(s->rt, "subscription not found");
+        return;
+    } else if (res->status == 200 && res->body_truncated && s->want_max > 1) {
+        failed = 0;   /* too big a reply: the next pull asks for fewer at once */
+    } else {
+        bp_log(BP_LOG_ERROR, "pubsub", "pull failed: %s%ld %.*s%s%s", res->status ? "HTTP " : "",
+               res->status, (int)(res->body_len > 300 ? 300 : res->body_len), res->body,
+               res->body_truncated ? " (reply over its cap)" : "", res->error ? res->error : "");
+    }
+    if (failed)
+        back_off(s);
     else
-        bp_log(BP_LOG_ERROR, "pubsub", "pull failed after retries: %ld %.*s%s", res->status,
-               (int)(res->body_len > 300 ? 300 : res->body_len), res->body,
-               res->error ? res->error : "");
+        s->fail_streak = 0;
     if (!s->stopped)
         start_pulls(s);
     else
         flush_ids(s);   /* draining: the nacks of what this pull brought go out now */
 }
 
-/* Keeps max_pulls pulls in flight while flow control allows. */
+static void
+on_pull_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    start_pulls(w->data);
+}
+
+/* Keeps max_pulls pulls in flight while flow control allows and no backoff is running. */
 static void
 start_pulls(struct source_pubsub *s)
 {
+    if (ev_is_active(&s->pull_timer))
+        return;
     while (!s->stopped && s->pulls < s->max_pulls && s->outstanding < s->max_msgs &&
            s->outstanding_bytes < s->max_bytes) {
         size_t room = s->max_msgs - s->outstanding;
         /* what earlier pulls may still bring counts against the room too */
         size_t want = room / (size_t)(s->max_pulls) ? room / (size_t)s->max_pulls : 1;
-        if (want > s->pull_max)
-            want = s->pull_max;
+        if (want > s->want_max)
+            want = s->want_max;
         char *body = bp_xmalloc(64);
         int blen = snprintf(body, 64, "{\"maxMessages\":%zu}", want);
         s->pulls++;
-        if (bp_api_call(s->api, "POST", s->pull_url, "application/json", NULL, body,
-                        (size_t)blen, 90000, pull_done, s) != 0) {
+        if (bp_api_call_capped(s->api, "POST", s->pull_url, "application/json", body,
+                               (size_t)blen, 90000, s->reply_cap, pull_done, s) != 0) {
+            /* nothing started and done will not run: try again after a backoff, never in a
+             * loop here */
             s->pulls--;
+            free(body);
+            back_off(s);
             return;
         }
     }
-}
-
-static void
-ps_pause(struct bp_source *bs)
-{
-    (void)bs;   /* flow control pauses by itself: no pull starts above the limits */
 }
 
 static void
@@ -384,14 +560,57 @@ ps_stop(struct bp_source *bs)
 {
     struct source_pubsub *s = (struct source_pubsub *)bs;
     s->stopped = 1;
+    ev_timer_stop(bp_rt_loop(s->rt), &s->pull_timer);
     flush_ids(s);
 }
 
 static size_t
 ps_outstanding(struct bp_source *bs)
 {
+    return ((struct source_pubsub *)bs)->outstanding;
+}
+
+/* Pulls and acknowledge / modifyAckDeadline calls still in flight: the drain waits for them, so
+ * messages a late pull brings are nacked (not left to their lease) and every ack is out. */
+static size_t
+ps_in_flight(struct bp_source *bs)
+{
     struct source_pubsub *s = (struct source_pubsub *)bs;
-    return s->outstanding;
+    return s->calls + (size_t)s->pulls;
+}
+
+/* Nacks every message still outstanding (drain timeout), then sends the queued ids. */
+static void
+ps_nack_all(struct bp_source *bs)
+{
+    struct source_pubsub *s = (struct source_pubsub *)bs;
+    for (size_t i = 0; i < s->mcap; i++)
+        if (s->m[i].live) {
+            idq_push(&s->nacks, s->m[i].ack_id);
+            s->m[i].ack_id = NULL;
+            s->m[i].live = 0;
+            s->st.nacked++;
+        }
+    s->outstanding = s->outstanding_bytes = 0;
+    flush_ids(s);
+}
+
+static void
+ps_stats(struct bp_source *bs, struct bp_source_stats *out)
+{
+    *out = ((struct source_pubsub *)bs)->st;
+}
+
+static int
+ps_start(struct bp_source *bs, char *err, size_t errlen)
+{
+    struct source_pubsub *s = (struct source_pubsub *)bs;
+    (void)err;
+    (void)errlen;
+    ev_timer_start(bp_rt_loop(s->rt), &s->ack_timer);
+    ev_timer_start(bp_rt_loop(s->rt), &s->lease_timer);
+    start_pulls(s);
+    return 0;
 }
 
 static void
@@ -400,8 +619,10 @@ ps_destroy(struct bp_source *bs)
     struct source_pubsub *s = (struct source_pubsub *)bs;
     if (!s)
         return;
-    ev_timer_stop(s->rt->loop, &s->ack_timer);
-    ev_timer_stop(s->rt->loop, &s->lease_timer);
+    struct ev_loop *loop = bp_rt_loop(s->rt);
+    ev_timer_stop(loop, &s->ack_timer);
+    ev_timer_stop(loop, &s->lease_timer);
+    ev_timer_stop(loop, &s->pull_timer);
     for (size_t i = 0; i < s->mcap; i++)
         free(s->m[i].ack_id);
     free(s->m);
@@ -414,56 +635,25 @@ ps_destroy(struct bp_source *bs)
     free(s->pull_url);
     free(s->ack_url);
     free(s->modack_url);
+    free(s->subscription);
     free(s);
-}
-
-/* Nacks every message still outstanding (drain timeout), then sends the queued ids. */
-void
-bp_source_pubsub_nack_all(struct bp_source *bs)
-{
-    struct source_pubsub *s = (struct source_pubsub *)bs;
-    for (size_t i = 0; i < s->mcap; i++)
-        if (s->m[i].live) {
-            idq_push(&s->nacks, s->m[i].ack_id);
-            s->m[i].ack_id = NULL;
-            s->m[i].live = 0;
-            s->nacked++;
-        }
-    s->outstanding = s->outstanding_bytes = 0;
-    flush_ids(s);
-}
-
-/* Pulls and acknowledge / modifyAckDeadline calls still in flight: the drain waits for them, so
- * messages a late pull brings are nacked (not left to their lease) and every ack is out. */
-size_t
-bp_source_pubsub_calls(struct bp_source *bs)
-{
-    struct source_pubsub *s = (struct source_pubsub *)bs;
-    return s->calls + (size_t)s->pulls;
-}
-
-void
-bp_source_pubsub_stats(struct bp_source *bs, unsigned long *pulled, unsigned long *acked,
-                       unsigned long *nacked, unsigned long *extended)
-{
-    struct source_pubsub *s = (struct source_pubsub *)bs;
-    *pulled = s->pulled;
-    *acked = s->acked;
-    *nacked = s->nacked;
-    *extended = s->extended;
 }
 
 static const struct bp_source_ops pubsub_ops = {
     .kind = "pubsub",
+    .start = ps_start,
     .acked = ps_acked,
     .outstanding = ps_outstanding,
-    .pause = ps_pause,
+    .in_flight = ps_in_flight,
     .resume = ps_resume,
     .stop = ps_stop,
+    .nack_all = ps_nack_all,
+    .stats = ps_stats,
     .destroy = ps_destroy,
 };
 
-/* Pulls subscription ("projects/P/subscriptions/S") through api at base ("…/v1"). */
+/* Pulls subscription ("projects/P/subscriptions/S") through api at base ("…/v1"); pulling
+ * starts with ops->start. Returns the source, or NULL with err set. */
 struct bp_source *
 bp_source_pubsub_new(struct bp_rt *rt, struct bp_api *api, const char *base,
                      const char *subscription, char *err, size_t errlen)
@@ -473,30 +663,34 @@ bp_source_pubsub_new(struct bp_rt *rt, struct bp_api *api, const char *base,
                  subscription);
         return NULL;
     }
+    const struct bp_config *c = bp_rt_config(rt);
     struct source_pubsub *s = bp_xcalloc(1, sizeof(*s));
     char url[2048];
     s->base.ops = &pubsub_ops;
     s->rt = rt;
     s->api = api;
+    s->subscription = bp_xstrdup(subscription);
     snprintf(url, sizeof(url), "%s/%s:pull", base, subscription);
     s->pull_url = bp_xstrdup(url);
     snprintf(url, sizeof(url), "%s/%s:acknowledge", base, subscription);
     s->ack_url = bp_xstrdup(url);
     snprintf(url, sizeof(url), "%s/%s:modifyAckDeadline", base, subscription);
     s->modack_url = bp_xstrdup(url);
-    s->max_pulls = (int)rt->cfg.pull_concurrency;
-    s->max_msgs = (size_t)rt->cfg.max_outstanding_messages;
-    s->max_bytes = (size_t)rt->cfg.max_outstanding_bytes;
-    s->batch_max = (size_t)rt->cfg.batch_messages;
-    s->pull_max = (size_t)rt->cfg.pull_max_messages;
+    s->max_pulls = (int)c->pull_concurrency;
+    s->max_msgs = (size_t)c->max_outstanding_messages;
+    s->max_bytes = (size_t)c->max_outstanding_bytes;
+    s->batch_max = (size_t)c->batch_messages;
+    s->pull_max = s->want_max = (size_t)c->pull_max_messages;
+    s->reply_cap = REPLY_BUDGET / (size_t)s->max_pulls;
+    if (s->reply_cap < REPLY_MIN)
+        s->reply_cap = REPLY_MIN;
     s->sub_deadline = 10.0;   /* the API's minimum: safe before we know the subscription's */
-    s->lease = (double)rt->cfg.lease_seconds;
+    s->lease = (double)c->lease_seconds;
     ev_timer_init(&s->ack_timer, on_ack_timer, 0.1, 0.1);
     s->ack_timer.data = s;
-    ev_timer_start(rt->loop, &s->ack_timer);
     ev_timer_init(&s->lease_timer, on_lease_timer, 1.0, 1.0);
     s->lease_timer.data = s;
-    ev_timer_start(rt->loop, &s->lease_timer);
-    start_pulls(s);
+    ev_timer_init(&s->pull_timer, on_pull_timer, 0., 0.);
+    s->pull_timer.data = s;
     return &s->base;
 }

@@ -2,6 +2,7 @@
  * event, its table and row or its dead-letter stage and reason, then the totals. Nothing is
  * written anywhere: it is for trying a script change before sending SIGHUP. */
 #include "testmode.h"
+#include "dispatch.h"
 #include "rt.h"
 #include "timefmt.h"
 

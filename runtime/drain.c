@@ -1,0 +1,115 @@
+/* drain.c - the end of a run, as a small state machine stepped by a 50 ms timer: stop the
+ * source, flush every sink, wait for their answers, ack what was stored and nack the rest, wait
+ * for those calls, leave the loop. Past drain_seconds whatever is still outstanding is nacked, so
+ * Pub/Sub redelivers it soon instead of after its lease. */
+#include "log.h"
+#include "rt.h"
+#include "timefmt.h"
+
+static int
+flush_all(struct bp_rt *rt)
+{
+    int rc = 0;
+    if (bp_batches_flush_all(&rt->tables) != 0)
+        rc = -1;
+    if (bp_archive_finish_all(&rt->archive) != 0)
+        rc = -1;
+    return rc;
+}
+
+/* Everything written has been answered (stores, batches, archive uploads). */
+static int
+sinks_idle(struct bp_rt *rt)
+{
+    return rt->tables.in_flight == 0 && rt->archive.in_flight == 0 &&
+           (!rt->store || rt->store->ops->pending(rt->store) == 0);
+}
+
+static int
+source_idle(struct bp_rt *rt)
+{
+    return !rt->source || !rt->source->ops->in_flight ||
+           rt->source->ops->in_flight(rt->source) == 0;
+}
+
+static void
+on_drain_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct bp_rt *rt = ev_userdata(loop);
+    (void)w;
+    (void)revents;
+    int late = bp_time_mono() - rt->drain_started > rt->cfg.drain_seconds;
+    switch (rt->drain_phase) {
+    case BP_DRAIN_SINKS:
+        if (!sinks_idle(rt) && !late)
+            return;
+        if (!sinks_idle(rt)) {
+            bp_log(BP_LOG_WARN, "main", "drain timeout: sinks still busy; nacking what is left");
+            rt->exit_code = 1;
+        }
+        if (rt->source) {
+            rt->source->ops->stop(rt->source);   /* flushes the acks queued meanwhile */
+            if (rt->source->ops->nack_all)
+                rt->source->ops->nack_all(rt->source);
+        }
+        rt->drain_phase = BP_DRAIN_ACKS;
+        rt->drain_started = bp_time_mono() - rt->cfg.drain_seconds + 5.0;  /* 5 s for acks */
+        return;
+    case BP_DRAIN_ACKS:
+        if (!source_idle(rt) && !late)
+            return;
+        rt->drain_phase = BP_DRAIN_DONE;
+        ev_timer_stop(loop, &rt->drain_timer);
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    case BP_DRAIN_RUNNING:
+    case BP_DRAIN_DONE:
+        return;
+    }
+}
+
+/* Stops reading and flushes every sink; the loop ends once they have answered and the acks
+ * are out (at once for local files). Idempotent; safe from any callback on the loop. */
+void
+bp_rt_drain(struct bp_rt *rt, const char *why)
+{
+    if (rt->draining)
+        return;
+    rt->draining = 1;
+    bp_log(BP_LOG_INFO, "main", "draining (%s)", why);
+    if (rt->source)
+        rt->source->ops->stop(rt->source);
+    /* a store that fails at once (local disk) is fatal; cloud failures were answered by
+     * nacks and redelivery, and are no reason for a failed exit */
+    if (flush_all(rt) != 0)
+        rt->exit_code = 1;
+    ev_timer_stop(rt->loop, &rt->tick);
+    ev_timer_stop(rt->loop, &rt->stats_timer);
+    ev_signal_stop(rt->loop, &rt->sighup);
+    rt->drain_phase = BP_DRAIN_SINKS;
+    rt->drain_started = bp_time_mono();
+    ev_timer_init(&rt->drain_timer, on_drain_timer, 0., 0.05);
+    ev_timer_start(rt->loop, &rt->drain_timer);
+}
+
+/* Whether the runtime is draining (for sources). */
+int
+bp_rt_draining(const struct bp_rt *rt)
+{
+    return rt->draining;
+}
+
+/* The source has delivered everything it will (end of file). */
+void
+bp_rt_source_finished(struct bp_rt *rt)
+{
+    bp_rt_drain(rt, "end of input");
+}
+
+/* The source cannot go on: drain, exit non-zero. */
+void
+bp_rt_source_failed(struct bp_rt *rt, const char *why)
+{
+    rt->exit_code = 1;
+    bp_rt_drain(rt, why);
+}
