@@ -47,6 +47,7 @@ struct bp_api {
     ev_timer refresh_timer;
     size_t in_flight;
     struct bp_api_stats stats;
+    char token_error[512];       /* why the last refresh failed; "" after a success */
 };
 
 static void send_attempt(struct call *c);
@@ -242,11 +243,14 @@ refresh_done(struct bp_http_req *req, void *arg)
     if (bp_auth_refresh_done(api->auth, bp_time_now(), res->status, res->body, res->body_len,
                              res->metadata_flavor, err, sizeof(err)) != 0) {
         api->stats.token_failures++;
+        snprintf(api->token_error, sizeof(api->token_error), "%.200s%s%.300s",
+                 res->error ? res->error : "", res->error && *res->error ? ": " : "", err);
         bp_log(BP_LOG_ERROR, "auth", "token refresh failed (%s): %s; calls wait and it is retried",
                res->error ? res->error : "", err);
         return;   /* the refresh timer tries again when the auth module's backoff allows */
     }
     api->stats.token_refreshes++;
+    api->token_error[0] = '\0';
     bp_log(BP_LOG_DEBUG, "auth", "token refreshed (%s)", bp_auth_kind_name(bp_auth_kind(api->auth)));
     /* send everything that waited */
     struct call *c = api->waiting;
@@ -337,6 +341,13 @@ const struct bp_api_stats *
 bp_api_stats(const struct bp_api *api)
 {
     return &api->stats;
+}
+
+/* Why the last token refresh failed, or NULL when it did not (or no refresh ran yet). */
+const char *
+bp_api_token_error(const struct bp_api *api)
+{
+    return api->token_error[0] ? api->token_error : NULL;
 }
 
 /* Calls started and not finished (including those waiting to retry). */

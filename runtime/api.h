@@ -36,6 +36,7 @@ struct bp_api *bp_api_new(struct ev_loop *loop, struct bp_http *http, struct bp_
 void bp_api_free(struct bp_api *api);
 const struct bp_api_stats *bp_api_stats(const struct bp_api *api);
 size_t bp_api_in_flight(const struct bp_api *api);
+const char *bp_api_token_error(const struct bp_api *api);
 int bp_api_retryable(const struct bp_http_result *res);
 double bp_api_backoff(struct bp_api *api, int attempt);
 

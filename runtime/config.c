@@ -89,6 +89,10 @@ static const struct bp_opt options[] = {
       "attempts per API call (408, 429, 5xx, timeouts, resets)" },
     { "retry.max_ms", NULL, INT(retry_max_ms), "30000", 10, 600000,
       "longest backoff between attempts (full jitter, doubling from 200 ms)" },
+    /* operability (issue 9) */
+    { "preflight_seconds", NULL, INT(preflight_seconds), "30", 0, 3600,
+      "before pulling, check credentials, subscription, dataset, tables and bucket; exit "
+      "non-zero if they fail within this long (0 = no preflight)" },
 };
 
 const struct bp_opt *

@@ -42,6 +42,8 @@ struct bp_config {
     char *ddl_dir;
     long retry_attempts;
     long retry_max_ms;
+    /* operability (issue 9) */
+    long preflight_seconds;
 };
 
 enum bp_opt_type { BP_OPT_STR, BP_OPT_INT };

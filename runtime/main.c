@@ -43,6 +43,8 @@ usage(FILE *f)
     fprintf(f,
 "usage: bepipe-lua [options] PIPELINE.lua      run the pipeline until SIGTERM/SIGINT (or end of --input)\n"
 "       bepipe-lua --check PIPELINE.lua        load and compile everything, then exit (like nginx -t)\n"
+"       bepipe-lua --check --online PIPELINE.lua   also the preflight: credentials give a token,\n"
+"                                              the subscription, dataset, tables and bucket exist\n"
 "       bepipe-lua test PIPELINE.lua EVENTS    run sample events (NDJSON, - = stdin) through\n"
 "                                              route/validate/map and print rows and dead letters\n"
 "\n"
@@ -55,6 +57,7 @@ usage(FILE *f)
 "  --set KEY=VALUE         set any option below (overrides pipeline.lua)\n"
 "  --workers N             run N processes sharing the subscription (Pub/Sub source only)\n"
 "  --create-tables         create the dataset and missing tables from ddl/*.sql first\n"
+"  --online                with --check: run the preflight (see preflight_seconds) and exit\n"
 "  --log-level LEVEL       error, warn, info (default) or debug\n"
 "  --help, --version\n"
 "\n"
@@ -112,6 +115,7 @@ find_lib_dir(char *out, size_t outlen)
 
 struct cli {
     const char *cmd;            /* "run", "check" or "test" */
+    int online;                 /* --check --online: the preflight too */
     long workers;
     const char *pipeline;
     const char *events;
@@ -211,6 +215,10 @@ option(int argc, char **argv, int *i, struct cli *c)
         c->cmd = "check";
         return 0;
     }
+    if (strcmp(a, "--online") == 0) {
+        c->online = 1;
+        return 0;
+    }
     if (strcmp(a, "--create-tables") == 0)
         return add_kv(c, "bigquery.create_tables", "1");
     size_t flen = strcspn(a, "=");
@@ -282,7 +290,18 @@ run_one(struct cli *c, const char *lib_dir)
         return EXIT_FAIL;
     }
     int code = EXIT_OK;
-    if (strcmp(c->cmd, "check") == 0) {
+    if (strcmp(c->cmd, "check") == 0 && c->online) {
+        /* the preflight alone: credentials, subscription, dataset, tables, bucket */
+        rt->preflight_only = 1;
+        if (bp_rt_start(rt, err, sizeof(err)) != 0) {
+            fprintf(stderr, "bepipe-lua: %s\n", err);
+            code = EXIT_FAIL;
+        } else {
+            code = bp_rt_run(rt);
+            if (code == EXIT_OK)
+                printf("%s: ok online (source and destinations checked)\n", c->pipeline);
+        }
+    } else if (strcmp(c->cmd, "check") == 0) {
         size_t n;
         bp_lua_host_routes(rt->host, &n);
         printf("%s: ok (%zu routes)\n", c->pipeline, n);

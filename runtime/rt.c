@@ -3,9 +3,11 @@
 #include "rt.h"
 #include "dispatch.h"
 #include "log.h"
+#include "preflight.h"
 #include "tables_create.h"
 #include "timefmt.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +83,8 @@ bp_rt_free(struct bp_rt *rt)
     /* HTTP first: in-flight calls are dropped without callbacks, so nothing below is touched */
     bp_api_free(rt->api_auth);
     bp_api_free(rt->api_plain);
+    bp_preflight_free(rt->preflight);   /* after the APIs: they may hold its calls */
+    free(rt->bucket);
     bp_http_free(rt->http);
     bp_auth_free(rt->auth);
     bp_endpoints_free(&rt->ep);
@@ -405,6 +409,121 @@ arm_watchers(struct bp_rt *rt)
     bp_rt_stats_start(rt);
 }
 
+/* After a passed preflight (or none): --create-tables first, else the source. */
+static int
+begin_pipeline(struct bp_rt *rt, char *err, size_t errlen)
+{
+    if (rt->cfg.create_tables && !rt->cfg.local_out)
+        return create_tables(rt, err, errlen);   /* the source starts in tables_created */
+    return start_source(rt, err, errlen);
+}
+
+static void
+preflight_done(void *arg, int ok, const char *msg)
+{
+    struct bp_rt *rt = arg;
+    char err[1024];
+    if (!ok) {
+        bp_log(BP_LOG_ERROR, "preflight", "%s", msg);
+        rt->exit_code = 1;
+    } else {
+        bp_log(BP_LOG_INFO, "preflight", "ok: credentials, source and destinations checked");
+    }
+    if (rt->preflight_only || !ok) {
+        /* nothing was read: no drain to wait for */
+        ev_break(rt->loop, EVBREAK_ALL);
+        return;
+    }
+    if (begin_pipeline(rt, err, sizeof(err)) != 0) {
+        bp_log(BP_LOG_ERROR, "main", "%s", err);
+        bp_rt_source_failed(rt, "start failed");
+    }
+}
+
+static void
+add_check(struct bp_rt *rt, struct bp_api *api, const char *what, const char *fix,
+          const char *role, int forbidden_ok, const char *fmt, ...) BP_PRINTF(7, 8);
+
+static void
+add_check(struct bp_rt *rt, struct bp_api *api, const char *what, const char *fix,
+          const char *role, int forbidden_ok, const char *fmt, ...)
+{
+    char url[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(url, sizeof(url), fmt, ap);
+    va_end(ap);
+    bp_preflight_add(rt->preflight, api, url, what, fix, role, forbidden_ok);
+}
+
+/* One GET per thing the pipeline reads or writes, each through the API layer it will use. */
+static void
+add_checks(struct bp_rt *rt)
+{
+    struct bp_config *c = &rt->cfg;
+    char what[1024], fix[1024];
+    if (!c->input) {
+        snprintf(what, sizeof(what), "subscription %s", c->subscription);
+        snprintf(fix, sizeof(fix), "create it (gcloud pubsub subscriptions create NAME --topic "
+                 "TOPIC) or set source.subscription / --input_subscription");
+        add_check(rt, rt->ep.pubsub_emulated ? rt->api_plain : rt->api_auth, what, fix,
+                  "roles/pubsub.subscriber", 1, "%s/%s", rt->ep.pubsub, c->subscription);
+    }
+    if (c->local_out)
+        return;
+    struct bp_api *bq = rt->ep.bigquery_emulated ? rt->api_plain : rt->api_auth;
+    if (!c->create_tables) {
+        snprintf(what, sizeof(what), "dataset %s:%s", c->bq_project, c->bq_dataset);
+        snprintf(fix, sizeof(fix), "create it with --create-tables (or bq mk --dataset %s:%s)",
+                 c->bq_project, c->bq_dataset);
+        add_check(rt, bq, what, fix, "roles/bigquery.dataEditor", 0, "%s/projects/%s/datasets/%s",
+                  rt->ep.bigquery, c->bq_project, c->bq_dataset);
+        for (size_t i = 0; i < rt->tables.n; i++) {
+            const char *t = rt->tables.v[i]->table;
+            snprintf(what, sizeof(what), "table %s:%s.%s", c->bq_project, c->bq_dataset, t);
+            snprintf(fix, sizeof(fix), "create it with --create-tables (from ddl/%s.sql) or fix "
+                     "the route's table name", t);
+            add_check(rt, bq, what, fix, "roles/bigquery.dataEditor", 0,
+                      "%s/projects/%s/datasets/%s/tables/%s", rt->ep.bigquery, c->bq_project,
+                      c->bq_dataset, t);
+        }
+    }
+    snprintf(what, sizeof(what), "bucket gs://%s", rt->bucket);
+    snprintf(fix, sizeof(fix), "create it (gcloud storage buckets create gs://%s) or fix "
+             "archive.path", rt->bucket);
+    add_check(rt, rt->ep.storage_emulated ? rt->api_plain : rt->api_auth, what, fix,
+              "roles/storage.objectCreator", 1, "%s/b/%s", rt->ep.storage, rt->bucket);
+}
+
+/* The preflight, or the pipeline at once when there is nothing remote to check. */
+static int
+preflight(struct bp_rt *rt, char *err, size_t errlen)
+{
+    struct bp_config *c = &rt->cfg;
+    if (c->preflight_seconds == 0 || (c->input && c->local_out)) {
+        if (rt->preflight_only) {
+            ev_break(rt->loop, EVBREAK_ALL);
+            return 0;
+        }
+        return begin_pipeline(rt, err, errlen);
+    }
+    if (rt->auth && bp_auth_kind(rt->auth) == BP_AUTH_METADATA)
+        snprintf(rt->auth_hint, sizeof(rt->auth_hint), "Application Default Credentials tried "
+                 "GOOGLE_APPLICATION_CREDENTIALS (not set), gcloud's "
+                 "application_default_credentials.json (not found), then the %s",
+                 bp_auth_source(rt->auth));
+    else if (rt->auth)
+        snprintf(rt->auth_hint, sizeof(rt->auth_hint), "the %s credentials in %s",
+                 bp_auth_kind_name(bp_auth_kind(rt->auth)), bp_auth_source(rt->auth));
+    else
+        snprintf(rt->auth_hint, sizeof(rt->auth_hint), "no credentials (emulator endpoints)");
+    rt->preflight = bp_preflight_new(rt->loop, (double)c->preflight_seconds, rt->auth_hint,
+                                     preflight_done, rt);
+    add_checks(rt);
+    bp_preflight_start(rt->preflight);
+    return 0;
+}
+
 /* Opens the sinks and the source and arms the watchers. Returns 0, or -1 with err set. */
 int
 bp_rt_start(struct bp_rt *rt, char *err, size_t errlen)
@@ -422,17 +541,10 @@ bp_rt_start(struct bp_rt *rt, char *err, size_t errlen)
     int rc = need_cloud ? start_cloud(rt, err, errlen) : 0;
     if (rc == 0)
         rc = open_sinks(rt, bucket, prefix, err, errlen);
-    free(bucket);
+    rt->bucket = bucket;
     free(prefix);
-    if (rc != 0)
+    if (rc != 0 || preflight(rt, err, errlen) != 0)
         return -1;
-    if (c->create_tables && !c->local_out) {
-        /* the source starts once the tables exist (tables_created) */
-        if (create_tables(rt, err, errlen) != 0)
-            return -1;
-    } else if (start_source(rt, err, errlen) != 0) {
-        return -1;
-    }
     arm_watchers(rt);
     return 0;
 }

@@ -70,6 +70,10 @@ struct bp_rt {
     size_t dead_batch;
     struct bp_archive archive;
     struct bp_source *source;
+    struct bp_preflight *preflight;
+    char auth_hint[1024];       /* which credentials were found, for preflight messages */
+    char *bucket;               /* the archive's bucket */
+    int preflight_only;         /* --check --online: stop after the preflight */
 
     bp_batch_t batch;           /* lent to Lua per batch; its out buffer is reused */
     bp_result_t *results;       /* one per message of a batch */
