@@ -27,7 +27,8 @@ struct call {
     int attempt;
     int auth_retried;
     double started;
-    ev_timer backoff;
+    ev_timer backoff;        /* the wait before the next attempt, or 0 s after a failed start */
+    const char *start_error; /* set when the attempt could not start: the timer reports it */
     bp_api_done_fn done;
     void *arg;
     struct call *next_waiting;
@@ -52,12 +53,18 @@ static void send_attempt(struct call *c);
 
 /* xorshift64*: jitter only needs to spread retries, not be unpredictable. */
 static double
+rnd01_state(uint64_t *rng)
+{
+    *rng ^= *rng >> 12;
+    *rng ^= *rng << 25;
+    *rng ^= *rng >> 27;
+    return (double)((*rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+}
+
+static double
 rnd01(struct bp_api *api)
 {
-    api->rng ^= api->rng >> 12;
-    api->rng ^= api->rng << 25;
-    api->rng ^= api->rng >> 27;
-    return (double)((api->rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+    return rnd01_state(&api->rng);
 }
 
 /* Full jitter: uniform(0, min(max_delay, base * 2^attempt)) (AWS's analysis: it spreads retries
@@ -89,6 +96,50 @@ bp_api_retryable(const struct bp_http_result *res)
     return 0;
 }
 
+int
+bp_api_failed(const struct bp_http_result *res)
+{
+    return res->status < 200 || res->status >= 300 || res->body_truncated;
+}
+
+int
+bp_api_permanent(const struct bp_http_result *res)
+{
+    if (res->status == 0 || (res->status >= 200 && res->status < 300) || bp_api_retryable(res))
+        return 0;
+    if (res->status == 409 || res->status == 412)
+        return 0;   /* the caller's condition (exists, name taken): neither a success nor broken */
+    return 1;       /* 1xx as final, 3xx, and the 4xx left (400, 401, 403, 404, 405, 413...) */
+}
+
+/* Seeds from the time and the struct's address, so streams started together spread apart. */
+void
+bp_backoff_init(struct bp_backoff *b, double base, double max)
+{
+    b->base = base > 0 ? base : 0.1;
+    b->max = max > b->base ? max : b->base;
+    b->failures = 0;
+    b->rng = ((uint64_t)(bp_time_now() * 1e6) ^ (uint64_t)(uintptr_t)b) | 1;
+}
+
+double
+bp_backoff_fail(struct bp_backoff *b)
+{
+    if (b->failures < 1000)
+        b->failures++;
+    unsigned n = b->failures - 1;
+    double cap = b->base * pow(2.0, n < 30 ? n : 30);
+    if (cap > b->max)
+        cap = b->max;
+    return cap / 2 + cap / 2 * rnd01_state(&b->rng);
+}
+
+void
+bp_backoff_reset(struct bp_backoff *b)
+{
+    b->failures = 0;
+}
+
 static void
 call_free(struct call *c)
 {
@@ -114,28 +165,44 @@ finish(struct call *c, const struct bp_http_result *res)
 {
     struct bp_api *api = c->api;
     api->in_flight--;
-    if (res->status < 200 || res->status >= 300)
+    if (bp_api_failed(res))
         api->stats.failures++;
+    if (bp_api_permanent(res))
+        api->stats.permanent++;
     c->done(c->arg, res);
     call_free(c);
 }
 
+/* An attempt that could not start is reported from the loop, 0 s later: its outcome (status 0)
+ * then goes through the retry policy like a refused connection, and done never runs inside
+ * bp_api_call (nor recurses through a caller that starts its next call from done). */
 static void
-fail_now(struct call *c, const char *why)
+start_failed(struct call *c, const char *why)
 {
-    struct bp_http_result res;
-    memset(&res, 0, sizeof(res));
-    res.error = why;
-    res.body = "";
-    finish(c, &res);
+    c->api->stats.start_failures++;
+    c->start_error = why;
+    ev_timer_set(&c->backoff, 0., 0.);
+    ev_timer_start(c->api->loop, &c->backoff);
 }
+
+static void attempt_done(struct call *c, const struct bp_http_result *res);
 
 static void
 on_backoff(struct ev_loop *loop, ev_timer *w, int revents)
 {
+    struct call *c = w->data;
     (void)loop;
     (void)revents;
-    send_attempt(w->data);
+    if (!c->start_error) {
+        send_attempt(c);
+        return;
+    }
+    struct bp_http_result res;
+    memset(&res, 0, sizeof(res));
+    res.error = c->start_error;
+    res.body = "";
+    c->start_error = NULL;
+    attempt_done(c, &res);
 }
 
 static void ensure_refresh(struct bp_api *api);
@@ -153,6 +220,54 @@ wait_for_token(struct call *c)
     ensure_refresh(api);
 }
 
+/* "HTTP 503", or the transport error when no response came. */
+static const char *
+outcome(const struct bp_http_result *res, char *buf, size_t len)
+{
+    if (res->status)
+        snprintf(buf, len, "HTTP %ld", res->status);
+    else
+        snprintf(buf, len, "%s", res->error ? res->error : "no response");
+    return buf;
+}
+
+/* The retry policy, for every outcome of an attempt: retry after a backoff, or finish. */
+static void
+attempt_done(struct call *c, const struct bp_http_result *res)
+{
+    struct bp_api *api = c->api;
+    char key[600], what[300];
+    /* repeats of one error on one URL are counted, not printed (log.c): the key leaves out the
+     * attempt number and delay, which change every time */
+    snprintf(key, sizeof(key), "%s %s %ld %s", c->method, c->url, res->status,
+             res->error ? res->error : "");
+    double elapsed = bp_time_mono() - c->started;
+    if (bp_api_retryable(res) && c->attempt + 1 < api->retry.max_attempts &&
+        elapsed < api->retry.deadline) {
+        double delay = bp_api_backoff(api, c->attempt);
+        c->attempt++;
+        api->stats.retries++;
+        bp_log_rl(BP_LOG_WARN, "api", key, "%s %s: %s; retry %d in %.2f s", c->method, c->url,
+                  outcome(res, what, sizeof(what)), c->attempt, delay);
+        ev_timer_set(&c->backoff, delay, 0.);
+        ev_timer_start(api->loop, &c->backoff);
+        return;
+    }
+    if (res->status >= 300 && res->status < 400) {
+        /* callers see only a failed status: say here why it is one */
+        api->stats.redirects++;
+        bp_log_rl(BP_LOG_ERROR, "api", key, "%s %s: HTTP %ld redirect to %s (redirects are "
+                  "not followed: check the endpoint)", c->method, c->url, res->status,
+                  res->location ? res->location : "(no Location)");
+    }
+    /* a final answer the caller handles (404, 409, 412...) is not ours to report */
+    if (bp_api_failed(res) && bp_api_retryable(res))
+        bp_log_rl(BP_LOG_ERROR, "api", key, "%s %s failed after %d attempt(s): %s %.*s",
+                  c->method, c->url, c->attempt + 1, outcome(res, what, sizeof(what)),
+                  (int)(res->body_len > 300 ? 300 : res->body_len), res->body);
+    finish(c, res);
+}
+
 static void
 on_response(struct bp_http_req *req, void *arg)
 {
@@ -168,26 +283,7 @@ on_response(struct bp_http_req *req, void *arg)
         wait_for_token(c);
         return;
     }
-    double elapsed = bp_time_mono() - c->started;
-    if (bp_api_retryable(res) && c->attempt + 1 < api->retry.max_attempts &&
-        elapsed < api->retry.deadline) {
-        double delay = bp_api_backoff(api, c->attempt);
-        c->attempt++;
-        api->stats.retries++;
-        bp_log(BP_LOG_WARN, "api", "%s %s: %s%ld%s; retry %d in %.2f s", c->method, c->url,
-               res->status ? "HTTP " : "", res->status, res->error ? res->error : "",
-               c->attempt, delay);
-        ev_timer_set(&c->backoff, delay, 0.);
-        ev_timer_start(api->loop, &c->backoff);
-        return;
-    }
-    /* a final answer the caller handles (404, 409, 412...) is not ours to report */
-    if ((res->status < 200 || res->status >= 300) && bp_api_retryable(res))
-        bp_log(BP_LOG_ERROR, "api", "%s %s failed after %d attempt(s): %s%ld %.*s%s", c->method,
-               c->url, c->attempt + 1, res->status ? "HTTP " : "", res->status,
-               (int)(res->body_len > 300 ? 300 : res->body_len), res->body,
-               res->error ? res->error : "");
-    finish(c, res);
+    attempt_done(c, res);
 }
 
 static void
@@ -224,11 +320,11 @@ send_attempt(struct call *c)
     bp_http_req_limits(req, c->timeout_ms, 64 * 1024 * 1024);
     if (rc != 0) {
         bp_http_req_cancel(req);
-        fail_now(c, "out of memory building the request");
+        start_failed(c, "out of memory building the request");
         return;
     }
     if (bp_http_req_send(req, on_response, c) != 0)
-        fail_now(c, "cannot start the request");
+        start_failed(c, "cannot start the request");
 }
 
 static void
@@ -373,11 +469,16 @@ start_call(struct bp_api *api, const char *method, const char *url, const char *
     return c;
 }
 
+/* See api.h for the contract (done always from the loop; -1 only on NULL arguments). */
 int
 bp_api_call(struct bp_api *api, const char *method, const char *url, const char *content_type,
             const char *extra_header, char *body, size_t body_len, long timeout_ms,
             bp_api_done_fn done, void *arg)
 {
+    if (!api || !method || !url || !done) {
+        free(body);
+        return -1;
+    }
     send_attempt(start_call(api, method, url, content_type, extra_header, body, body_len,
                             timeout_ms, done, arg));
     return 0;
@@ -388,6 +489,8 @@ bp_api_call_ref(struct bp_api *api, const char *method, const char *url, const c
                 const char *body, size_t body_len, long timeout_ms, bp_api_done_fn done,
                 void *arg)
 {
+    if (!api || !method || !url || !done)
+        return -1;
     /* the cast is safe: a borrowed body is only read (bp_http_req_body_ref) and never freed */
     struct call *c = start_call(api, method, url, content_type, NULL, (char *)body, body_len,
                                 timeout_ms, done, arg);
