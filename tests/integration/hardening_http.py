@@ -1,0 +1,104 @@
+"""Issue 8 items 6 and 7 (http/api side): one hung request does not hold up the others,
+repeated errors are logged once with a count, redirects are errors and never followed.
+
+PENDING_SOURCE lists the cases that need the Pub/Sub source's backoff between failed pulls
+(bp_backoff, api.h): move them into CASES once the source uses it."""
+import re
+import time
+
+import cloud
+from run import check, check_eq
+
+CASES = []
+PENDING_SOURCE = []
+
+
+def case(fn):
+    CASES.append(fn)
+    return fn
+
+
+def pending_source(fn):
+    PENDING_SOURCE.append(fn)
+    return fn
+
+
+def pull_calls(emu):
+    return emu.admin("GET", "/_emulator/counters").get("pubsub.subscriptions.pull", {})
+
+
+@case
+def http_one_stalled_pull_does_not_block_the_rest():
+    """The first pull is accepted and never answered (item 7): before, every other request to
+    the host queued behind it (curl's PIPEWAIT over plain HTTP) for up to the 90 s timeout."""
+    with cloud.Scenario() as s:
+        path, expect, raw = cloud.corpus(s.tmp, 200, seed=8)
+        s.emu.fault({"op": "pubsub.subscriptions.pull", "stall": True, "count": 1})
+        n = s.emu.publish(path)
+        b = cloud.Bepipe(s.emu, ["--set", "drain_seconds=2"])
+        t0 = time.time()
+        try:
+            cloud.wait_drained(s.emu, n, [b], timeout=15)
+            took = time.time() - t0
+        finally:
+            b.stop()
+        cloud.verify(s.emu, expect, raw)
+        check(took < 10, f"drained in {took:.1f} s with one pull stalled")
+        check_eq(pull_calls(s.emu)["statuses"].get("stalled"), 1, "one pull stalled")
+
+
+@case
+def http_503_forever_logs_counted_retries():
+    """A server answering 503 forever: the retry lines come out once with a count, not one line
+    per retry (item 6)."""
+    with cloud.Scenario() as s:
+        s.emu.fault({"op": "pubsub.subscriptions.pull", "status": 503, "count": -1})
+        b = cloud.Bepipe(s.emu, ["--set", "drain_seconds=1"])
+        time.sleep(4)
+        b.stop()
+        err = b.stderr()
+        calls = pull_calls(s.emu).get("calls", 0)
+        retry_lines = len(re.findall(r"; retry \d+ in", err))
+        check(calls >= 12, f"pulls retried ({calls} calls)")
+        check("(repeated " in err, "a count of repeated lines:\n" + err[-2000:])
+        check(retry_lines <= calls // 3,
+              f"{retry_lines} retry lines for {calls} calls:\n" + err[-2000:])
+
+
+@case
+def http_302_is_an_error_and_never_followed():
+    """A redirect on the pull is logged as an error naming it, and its target never asked."""
+    with cloud.Scenario() as s:
+        target = f"{s.emu.url}/v1/projects/{cloud.PROJECT}/topics/{cloud.TOPIC}"
+        s.emu.fault({"op": "pubsub.subscriptions.pull", "status": 302, "body": "", "count": -1,
+                     "headers": {"Location": target}})
+        b = cloud.Bepipe(s.emu, ["--set", "drain_seconds=1"])
+        b.wait_log("redirects are not followed", timeout=10)
+        b.stop()
+        counters = s.emu.admin("GET", "/_emulator/counters")
+        check("pubsub.topics.get" not in counters, f"redirect followed: {counters}")
+
+
+@pending_source
+def http_404_on_every_pull_backs_off():
+    """A mistyped subscription (404 on every pull): was 13,900 pulls/s; a handful at most."""
+    with cloud.Scenario() as s:
+        s.emu.fault({"op": "pubsub.subscriptions.pull", "status": 404, "count": -1})
+        b = cloud.Bepipe(s.emu, ["--set", "drain_seconds=1"])
+        time.sleep(5)
+        calls = pull_calls(s.emu).get("calls", 0)
+        b.stop()
+        check(calls <= 30, f"{calls} pulls in 5 s with a 404 on each")
+        check(b.stderr().count("\n") < 40, "log lines:\n" + b.stderr()[-2000:])
+
+
+@pending_source
+def http_302_on_every_pull_backs_off():
+    with cloud.Scenario() as s:
+        s.emu.fault({"op": "pubsub.subscriptions.pull", "status": 302, "body": "", "count": -1,
+                     "headers": {"Location": "http://127.0.0.1:9/"}})
+        b = cloud.Bepipe(s.emu, ["--set", "drain_seconds=1"])
+        time.sleep(5)
+        calls = pull_calls(s.emu).get("calls", 0)
+        b.stop()
+        check(calls <= 30, f"{calls} pulls in 5 s with a 302 on each")
