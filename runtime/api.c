@@ -205,7 +205,7 @@ on_backoff(struct ev_loop *loop, ev_timer *w, int revents)
     attempt_done(c, &res);
 }
 
-static void ensure_refresh(struct bp_api *api);
+static int ensure_refresh(struct bp_api *api);
 
 static void
 wait_for_token(struct call *c)
@@ -217,7 +217,9 @@ wait_for_token(struct call *c)
     else
         api->waiting = c;
     api->waiting_tail = c;
-    ensure_refresh(api);
+    /* a refresh that cannot start fails the waiting calls' attempts from the refresh timer,
+     * never here: wait_for_token runs inside bp_api_call */
+    (void)ensure_refresh(api);
 }
 
 /* "HTTP 503", or the transport error when no response came. */
@@ -327,6 +329,27 @@ send_attempt(struct call *c)
         start_failed(c, "cannot start the request");
 }
 
+/* Every call waiting for a token gets a failed attempt (status 0, "no token: why"). Called
+ * from the refresh's done callback, i.e. from the loop. */
+static void
+fail_waiting(struct bp_api *api, const char *why)
+{
+    char msg[600];
+    struct bp_http_result res;
+    memset(&res, 0, sizeof(res));
+    snprintf(msg, sizeof(msg), "no token: %s", why);
+    res.error = msg;
+    res.body = "";
+    /* detached first: a done callback may start calls, which queue on a fresh list */
+    struct call *c = api->waiting;
+    api->waiting = api->waiting_tail = NULL;
+    while (c) {
+        struct call *next = c->next_waiting;
+        attempt_done(c, &res);
+        c = next;
+    }
+}
+
 static void
 refresh_done(struct bp_http_req *req, void *arg)
 {
@@ -337,9 +360,13 @@ refresh_done(struct bp_http_req *req, void *arg)
     if (bp_auth_refresh_done(api->auth, bp_time_now(), res->status, res->body, res->body_len,
                              res->metadata_flavor, err, sizeof(err)) != 0) {
         api->stats.token_failures++;
-        bp_log(BP_LOG_ERROR, "auth", "token refresh failed (%s): %s; calls wait and it is retried",
+        bp_log(BP_LOG_ERROR, "auth", "token refresh failed (%s): %s; it is retried",
                res->error ? res->error : "", err);
-        return;   /* the refresh timer tries again when the auth module's backoff allows */
+        /* the refresh timer tries again when the auth module's backoff allows; meanwhile each
+         * waiting call has had a failed attempt: it goes through the retry policy (and ends
+         * after its attempts or deadline) instead of waiting for a token forever */
+        fail_waiting(api, err);
+        return;
     }
     api->stats.token_refreshes++;
     bp_log(BP_LOG_DEBUG, "auth", "token refreshed (%s)", bp_auth_kind_name(bp_auth_kind(api->auth)));
@@ -353,19 +380,21 @@ refresh_done(struct bp_http_req *req, void *arg)
     }
 }
 
-static void
+/* Starts a token refresh when one is due and none is in flight. Returns 0 (started, or none
+ * needed), or -1 when it could not start. */
+static int
 ensure_refresh(struct bp_api *api)
 {
     if (!api->auth || bp_auth_kind(api->auth) == BP_AUTH_NONE || api->refreshing)
-        return;
+        return 0;
     double now = bp_time_now();
     if (!bp_auth_needs_refresh(api->auth, now))
-        return;
+        return 0;
     struct bp_auth_request ar;
     char err[512];
     if (bp_auth_refresh_request(api->auth, now, &ar, err, sizeof(err)) != 0) {
         bp_log(BP_LOG_ERROR, "auth", "cannot build the token request: %s", err);
-        return;
+        return -1;
     }
     struct bp_http_req *req = bp_http_req_new(api->http, ar.method, ar.url);
     int rc = 0;
@@ -381,9 +410,10 @@ ensure_refresh(struct bp_api *api)
         if (rc != 0)
             bp_http_req_cancel(req);
         bp_log(BP_LOG_ERROR, "auth", "cannot start the token request");
-        return;
+        return -1;
     }
     api->refreshing = 1;
+    return 0;
 }
 
 static void
@@ -391,7 +421,9 @@ on_refresh_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
-    ensure_refresh(w->data);
+    struct bp_api *api = w->data;
+    if (ensure_refresh(api) != 0)
+        fail_waiting(api, "cannot start the token request");
 }
 
 /* Creates the API layer. auth may be NULL (no tokens). */

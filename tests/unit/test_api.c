@@ -31,7 +31,8 @@ static const char *ROUTES =
     "\"/moved\":{\"redirect\":\"/ok\",\"status\":302},"
     "\"/unavailable\":{\"status\":503,\"body\":\"busy\"},"
     "\"/hang\":{\"hang\":true},"
-    "\"/slow\":{\"first_byte_ms\":4000,\"status\":200}}";
+    "\"/slow\":{\"first_byte_ms\":4000,\"status\":200},"
+    "\"/computeMetadata/*\":{\"status\":500,\"body\":\"down\"}}";
 
 static int
 group_setup(void **state)
@@ -326,6 +327,38 @@ test_silent_server_is_cut_by_the_stall_timeout(void **state)
     fixture_free(&fx);
 }
 
+/* A token that cannot be had: the waiting call's attempts fail through the retry policy and the
+ * call ends (it used to wait for a token forever). */
+static void
+test_failing_token_refresh_ends_the_call(void **state)
+{
+    (void)state;
+    char err[512], host[64];
+    snprintf(host, sizeof(host), "%s", base + strlen("http://"));
+    setenv("GOOGLE_APPLICATION_CREDENTIALS", "", 1);
+    setenv("HOME", "/nonexistent", 1);
+    setenv("GCE_METADATA_HOST", host, 1);
+    struct bp_auth *auth = bp_auth_new(NULL, 0, NULL, err, sizeof(err));
+    assert_non_null(auth);
+    assert_int_equal(bp_auth_kind(auth), BP_AUTH_METADATA);
+    struct fixture fx;
+    struct outcome o = { 0 };
+    fixture_init(&fx, 2);
+    bp_api_free(fx.api);
+    struct bp_api_retry retry = { 2, 0.01, 0.05, 60.0 };
+    fx.api = bp_api_new(fx.loop, fx.http, auth, &retry);
+    call(&fx, "/ok", 10000, &o);
+    assert_int_equal(o.done, 0);
+    run_until(&fx, &o, 1, 8);
+    assert_int_equal(o.done, 1);
+    assert_int_equal(o.ran_inside, 0);
+    assert_int_equal(o.status, 0);
+    assert_non_null(strstr(o.error, "no token"));
+    assert_true(bp_api_stats(fx.api)->token_failures >= 2);
+    fixture_free(&fx);
+    bp_auth_free(auth);
+}
+
 /* ---- the caller's backoff ---- */
 
 static void
@@ -393,6 +426,7 @@ main(void)
         cmocka_unit_test(test_503_retries_log_once_with_a_count),
         cmocka_unit_test(test_hung_requests_do_not_block_others),
         cmocka_unit_test(test_silent_server_is_cut_by_the_stall_timeout),
+        cmocka_unit_test(test_failing_token_refresh_ends_the_call),
         cmocka_unit_test(test_backoff_grows_caps_and_resets),
         cmocka_unit_test(test_permanent_and_retryable_classes),
     };
