@@ -96,12 +96,15 @@ bp_api_retryable(const struct bp_http_result *res)
     return 0;
 }
 
+/* Not a usable answer (api.h): the test callers share for "count this as a failure". */
 int
 bp_api_failed(const struct bp_http_result *res)
 {
     return res->status < 200 || res->status >= 300 || res->body_truncated;
 }
 
+/* Repeating the request cannot help until someone changes something (api.h lists the cases);
+ * the operability checks and the callers' logs use it to say so. */
 int
 bp_api_permanent(const struct bp_http_result *res)
 {
@@ -122,6 +125,8 @@ bp_backoff_init(struct bp_backoff *b, double base, double max)
     b->rng = ((uint64_t)(bp_time_now() * 1e6) ^ (uint64_t)(uintptr_t)b) | 1;
 }
 
+/* Equal jitter on a doubling cap (api.h): uniform(cap/2, cap). The count stops at 1,000 so it
+ * never wraps, and the exponent at 30 so pow stays finite. */
 double
 bp_backoff_fail(struct bp_backoff *b)
 {
@@ -134,6 +139,7 @@ bp_backoff_fail(struct bp_backoff *b)
     return cap / 2 + cap / 2 * rnd01_state(&b->rng);
 }
 
+/* A success ends the run of failures. */
 void
 bp_backoff_reset(struct bp_backoff *b)
 {
@@ -460,6 +466,7 @@ bp_api_free(struct bp_api *api)
     free(api);
 }
 
+/* Counters since bp_api_new (api.h); valid as long as api. */
 const struct bp_api_stats *
 bp_api_stats(const struct bp_api *api)
 {
@@ -516,6 +523,7 @@ bp_api_call(struct bp_api *api, const char *method, const char *url, const char 
     return 0;
 }
 
+/* bp_api_call with a borrowed body (api.h). */
 int
 bp_api_call_ref(struct bp_api *api, const char *method, const char *url, const char *content_type,
                 const char *body, size_t body_len, long timeout_ms, bp_api_done_fn done,

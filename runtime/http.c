@@ -444,12 +444,14 @@ bp_http_req_cancel(struct bp_http_req *r)
     req_free(r);
 }
 
+/* See http.h: curl's low-speed check at 1 byte/s, which counts silence in both directions. */
 void
 bp_http_set_stall_timeout(struct bp_http *h, long stall_ms)
 {
     h->stall_timeout_ms = stall_ms > 0 ? stall_ms : 60000;
 }
 
+/* Test hook (http.h): makes the next n sends fail as curl_easy_init failing would. */
 void
 bp_http_test_fail_sends(struct bp_http *h, int n)
 {

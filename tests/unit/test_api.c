@@ -31,6 +31,7 @@ static const char *ROUTES =
     "\"/moved\":{\"redirect\":\"/ok\",\"status\":302},"
     "\"/unavailable\":{\"status\":503,\"body\":\"busy\"},"
     "\"/hang\":{\"hang\":true},"
+    "\"/reset\":{\"reset\":true},"
     "\"/slow\":{\"first_byte_ms\":4000,\"status\":200},"
     "\"/computeMetadata/*\":{\"status\":500,\"body\":\"down\"}}";
 
@@ -202,6 +203,26 @@ test_302_is_a_failure_never_followed(void **state)
     assert_int_equal(st->failures, 1);
     assert_int_equal(st->permanent, 1);
     assert_int_equal(st->retries, 0);
+    fixture_free(&fx);
+}
+
+/* A connection reset without an answer: retried, then a final status 0 with curl's error. */
+static void
+test_reset_is_retried_then_final(void **state)
+{
+    (void)state;
+    struct fixture fx;
+    struct outcome o = { 0 };
+    fixture_init(&fx, 3);
+    call(&fx, "/reset", 10000, &o);
+    run_until(&fx, &o, 1, 10);
+    assert_int_equal(o.done, 1);
+    assert_int_equal(o.status, 0);
+    assert_true(o.error[0] != '\0');
+    const struct bp_api_stats *st = bp_api_stats(fx.api);
+    assert_int_equal(st->retries, 2);
+    assert_int_equal(st->failures, 1);
+    assert_int_equal(st->permanent, 0);
     fixture_free(&fx);
 }
 
@@ -421,6 +442,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_404_is_async_final_and_counted),
         cmocka_unit_test(test_302_is_a_failure_never_followed),
+        cmocka_unit_test(test_reset_is_retried_then_final),
         cmocka_unit_test(test_start_failure_is_retried_asynchronously),
         cmocka_unit_test(test_null_arguments_return_minus_one_without_done),
         cmocka_unit_test(test_503_retries_log_once_with_a_count),
