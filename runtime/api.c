@@ -28,7 +28,8 @@ struct call {
     int attempt;
     int auth_retried;
     double started;
-    ev_timer backoff;
+    ev_timer backoff;        /* the wait before the next attempt, or 0 s after a failed start */
+    const char *start_error; /* set when the attempt could not start: the timer reports it */
     bp_api_done_fn done;
     void *arg;
     struct call *next_waiting;
@@ -54,12 +55,18 @@ static void send_attempt(struct call *c);
 
 /* xorshift64*: jitter only needs to spread retries, not be unpredictable. */
 static double
+rnd01_state(uint64_t *rng)
+{
+    *rng ^= *rng >> 12;
+    *rng ^= *rng << 25;
+    *rng ^= *rng >> 27;
+    return (double)((*rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+}
+
+static double
 rnd01(struct bp_api *api)
 {
-    api->rng ^= api->rng >> 12;
-    api->rng ^= api->rng << 25;
-    api->rng ^= api->rng >> 27;
-    return (double)((api->rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+    return rnd01_state(&api->rng);
 }
 
 /* Full jitter: uniform(0, min(max_delay, base * 2^attempt)) (AWS's analysis: it spreads retries
@@ -91,6 +98,56 @@ bp_api_retryable(const struct bp_http_result *res)
     return 0;
 }
 
+/* Not a usable answer (api.h): the test callers share for "count this as a failure". */
+int
+bp_api_failed(const struct bp_http_result *res)
+{
+    return res->status < 200 || res->status >= 300 || res->body_truncated;
+}
+
+/* Repeating the request cannot help until someone changes something (api.h lists the cases);
+ * the operability checks and the callers' logs use it to say so. */
+int
+bp_api_permanent(const struct bp_http_result *res)
+{
+    if (res->status == 0 || (res->status >= 200 && res->status < 300) || bp_api_retryable(res))
+        return 0;
+    if (res->status == 409 || res->status == 412)
+        return 0;   /* the caller's condition (exists, name taken): neither a success nor broken */
+    return 1;       /* 1xx as final, 3xx, and the 4xx left (400, 401, 403, 404, 405, 413...) */
+}
+
+/* Seeds from the time and the struct's address, so streams started together spread apart. */
+void
+bp_backoff_init(struct bp_backoff *b, double base, double max)
+{
+    b->base = base > 0 ? base : 0.1;
+    b->max = max > b->base ? max : b->base;
+    b->failures = 0;
+    b->rng = ((uint64_t)(bp_time_now() * 1e6) ^ (uint64_t)(uintptr_t)b) | 1;
+}
+
+/* Equal jitter on a doubling cap (api.h): uniform(cap/2, cap). The count stops at 1,000 so it
+ * never wraps, and the exponent at 30 so pow stays finite. */
+double
+bp_backoff_fail(struct bp_backoff *b)
+{
+    if (b->failures < 1000)
+        b->failures++;
+    unsigned n = b->failures - 1;
+    double cap = b->base * pow(2.0, n < 30 ? n : 30);
+    if (cap > b->max)
+        cap = b->max;
+    return cap / 2 + cap / 2 * rnd01_state(&b->rng);
+}
+
+/* A success ends the run of failures. */
+void
+bp_backoff_reset(struct bp_backoff *b)
+{
+    b->failures = 0;
+}
+
 static void
 call_free(struct call *c)
 {
@@ -116,31 +173,47 @@ finish(struct call *c, const struct bp_http_result *res)
 {
     struct bp_api *api = c->api;
     api->in_flight--;
-    if (res->status < 200 || res->status >= 300)
+    if (bp_api_failed(res))
         api->stats.failures++;
+    if (bp_api_permanent(res))
+        api->stats.permanent++;
     c->done(c->arg, res);
     call_free(c);
 }
 
+/* An attempt that could not start is reported from the loop, 0 s later: its outcome (status 0)
+ * then goes through the retry policy like a refused connection, and done never runs inside
+ * bp_api_call (nor recurses through a caller that starts its next call from done). */
 static void
-fail_now(struct call *c, const char *why)
+start_failed(struct call *c, const char *why)
 {
-    struct bp_http_result res;
-    memset(&res, 0, sizeof(res));
-    res.error = why;
-    res.body = "";
-    finish(c, &res);
+    c->api->stats.start_failures++;
+    c->start_error = why;
+    ev_timer_set(&c->backoff, 0., 0.);
+    ev_timer_start(c->api->loop, &c->backoff);
 }
+
+static void attempt_done(struct call *c, const struct bp_http_result *res);
 
 static void
 on_backoff(struct ev_loop *loop, ev_timer *w, int revents)
 {
+    struct call *c = w->data;
     (void)loop;
     (void)revents;
-    send_attempt(w->data);
+    if (!c->start_error) {
+        send_attempt(c);
+        return;
+    }
+    struct bp_http_result res;
+    memset(&res, 0, sizeof(res));
+    res.error = c->start_error;
+    res.body = "";
+    c->start_error = NULL;
+    attempt_done(c, &res);
 }
 
-static void ensure_refresh(struct bp_api *api);
+static int ensure_refresh(struct bp_api *api);
 
 static void
 wait_for_token(struct call *c)
@@ -152,7 +225,57 @@ wait_for_token(struct call *c)
     else
         api->waiting = c;
     api->waiting_tail = c;
-    ensure_refresh(api);
+    /* a refresh that cannot start fails the waiting calls' attempts from the refresh timer,
+     * never here: wait_for_token runs inside bp_api_call */
+    (void)ensure_refresh(api);
+}
+
+/* "HTTP 503", or the transport error when no response came. */
+static const char *
+outcome(const struct bp_http_result *res, char *buf, size_t len)
+{
+    if (res->status)
+        snprintf(buf, len, "HTTP %ld", res->status);
+    else
+        snprintf(buf, len, "%s", res->error ? res->error : "no response");
+    return buf;
+}
+
+/* The retry policy, for every outcome of an attempt: retry after a backoff, or finish. */
+static void
+attempt_done(struct call *c, const struct bp_http_result *res)
+{
+    struct bp_api *api = c->api;
+    char key[600], what[300];
+    /* repeats of one error on one URL are counted, not printed (log.c): the key leaves out the
+     * attempt number and delay, which change every time */
+    snprintf(key, sizeof(key), "%s %s %ld %s", c->method, c->url, res->status,
+             res->error ? res->error : "");
+    double elapsed = bp_time_mono() - c->started;
+    if (bp_api_retryable(res) && c->attempt + 1 < api->retry.max_attempts &&
+        elapsed < api->retry.deadline) {
+        double delay = bp_api_backoff(api, c->attempt);
+        c->attempt++;
+        api->stats.retries++;
+        bp_log_rl(BP_LOG_WARN, "api", key, "%s %s: %s; retry %d in %.2f s", c->method, c->url,
+                  outcome(res, what, sizeof(what)), c->attempt, delay);
+        ev_timer_set(&c->backoff, delay, 0.);
+        ev_timer_start(api->loop, &c->backoff);
+        return;
+    }
+    if (res->status >= 300 && res->status < 400) {
+        /* callers see only a failed status: say here why it is one */
+        api->stats.redirects++;
+        bp_log_rl(BP_LOG_ERROR, "api", key, "%s %s: HTTP %ld redirect to %s (redirects are "
+                  "not followed: check the endpoint)", c->method, c->url, res->status,
+                  res->location ? res->location : "(no Location)");
+    }
+    /* a final answer the caller handles (404, 409, 412...) is not ours to report */
+    if (bp_api_failed(res) && bp_api_retryable(res))
+        bp_log_rl(BP_LOG_ERROR, "api", key, "%s %s failed after %d attempt(s): %s %.*s",
+                  c->method, c->url, c->attempt + 1, outcome(res, what, sizeof(what)),
+                  (int)(res->body_len > 300 ? 300 : res->body_len), res->body);
+    finish(c, res);
 }
 
 static void
@@ -170,26 +293,7 @@ on_response(struct bp_http_req *req, void *arg)
         wait_for_token(c);
         return;
     }
-    double elapsed = bp_time_mono() - c->started;
-    if (bp_api_retryable(res) && c->attempt + 1 < api->retry.max_attempts &&
-        elapsed < api->retry.deadline) {
-        double delay = bp_api_backoff(api, c->attempt);
-        c->attempt++;
-        api->stats.retries++;
-        bp_log(BP_LOG_WARN, "api", "%s %s: %s%ld%s; retry %d in %.2f s", c->method, c->url,
-               res->status ? "HTTP " : "", res->status, res->error ? res->error : "",
-               c->attempt, delay);
-        ev_timer_set(&c->backoff, delay, 0.);
-        ev_timer_start(api->loop, &c->backoff);
-        return;
-    }
-    /* a final answer the caller handles (404, 409, 412...) is not ours to report */
-    if ((res->status < 200 || res->status >= 300) && bp_api_retryable(res))
-        bp_log(BP_LOG_ERROR, "api", "%s %s failed after %d attempt(s): %s%ld %.*s%s", c->method,
-               c->url, c->attempt + 1, res->status ? "HTTP " : "", res->status,
-               (int)(res->body_len > 300 ? 300 : res->body_len), res->body,
-               res->error ? res->error : "");
-    finish(c, res);
+    attempt_done(c, res);
 }
 
 static void
@@ -226,11 +330,32 @@ send_attempt(struct call *c)
     bp_http_req_limits(req, c->timeout_ms, c->max_reply);
     if (rc != 0) {
         bp_http_req_cancel(req);
-        fail_now(c, "out of memory building the request");
+        start_failed(c, "out of memory building the request");
         return;
     }
     if (bp_http_req_send(req, on_response, c) != 0)
-        fail_now(c, "cannot start the request");
+        start_failed(c, "cannot start the request");
+}
+
+/* Every call waiting for a token gets a failed attempt (status 0, "no token: why"). Called
+ * from the refresh's done callback, i.e. from the loop. */
+static void
+fail_waiting(struct bp_api *api, const char *why)
+{
+    char msg[600];
+    struct bp_http_result res;
+    memset(&res, 0, sizeof(res));
+    snprintf(msg, sizeof(msg), "no token: %s", why);
+    res.error = msg;
+    res.body = "";
+    /* detached first: a done callback may start calls, which queue on a fresh list */
+    struct call *c = api->waiting;
+    api->waiting = api->waiting_tail = NULL;
+    while (c) {
+        struct call *next = c->next_waiting;
+        attempt_done(c, &res);
+        c = next;
+    }
 }
 
 static void
@@ -245,9 +370,13 @@ refresh_done(struct bp_http_req *req, void *arg)
         api->stats.token_failures++;
         snprintf(api->token_error, sizeof(api->token_error), "%.200s%s%.300s",
                  res->error ? res->error : "", res->error && *res->error ? ": " : "", err);
-        bp_log(BP_LOG_ERROR, "auth", "token refresh failed (%s): %s; calls wait and it is retried",
+        bp_log(BP_LOG_ERROR, "auth", "token refresh failed (%s): %s; it is retried",
                res->error ? res->error : "", err);
-        return;   /* the refresh timer tries again when the auth module's backoff allows */
+        /* the refresh timer tries again when the auth module's backoff allows; meanwhile each
+         * waiting call has had a failed attempt: it goes through the retry policy (and ends
+         * after its attempts or deadline) instead of waiting for a token forever */
+        fail_waiting(api, err);
+        return;
     }
     api->stats.token_refreshes++;
     api->token_error[0] = '\0';
@@ -262,19 +391,21 @@ refresh_done(struct bp_http_req *req, void *arg)
     }
 }
 
-static void
+/* Starts a token refresh when one is due and none is in flight. Returns 0 (started, or none
+ * needed), or -1 when it could not start. */
+static int
 ensure_refresh(struct bp_api *api)
 {
     if (!api->auth || bp_auth_kind(api->auth) == BP_AUTH_NONE || api->refreshing)
-        return;
+        return 0;
     double now = bp_time_now();
     if (!bp_auth_needs_refresh(api->auth, now))
-        return;
+        return 0;
     struct bp_auth_request ar;
     char err[512];
     if (bp_auth_refresh_request(api->auth, now, &ar, err, sizeof(err)) != 0) {
         bp_log(BP_LOG_ERROR, "auth", "cannot build the token request: %s", err);
-        return;
+        return -1;
     }
     struct bp_http_req *req = bp_http_req_new(api->http, ar.method, ar.url);
     int rc = 0;
@@ -290,9 +421,10 @@ ensure_refresh(struct bp_api *api)
         if (rc != 0)
             bp_http_req_cancel(req);
         bp_log(BP_LOG_ERROR, "auth", "cannot start the token request");
-        return;
+        return -1;
     }
     api->refreshing = 1;
+    return 0;
 }
 
 static void
@@ -300,7 +432,9 @@ on_refresh_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
-    ensure_refresh(w->data);
+    struct bp_api *api = w->data;
+    if (ensure_refresh(api) != 0)
+        fail_waiting(api, "cannot start the token request");
 }
 
 /* Creates the API layer. auth may be NULL (no tokens). */
@@ -337,6 +471,7 @@ bp_api_free(struct bp_api *api)
     free(api);
 }
 
+/* Counters since bp_api_new (api.h); valid as long as api. */
 const struct bp_api_stats *
 bp_api_stats(const struct bp_api *api)
 {
@@ -386,21 +521,29 @@ start_call(struct bp_api *api, const char *method, const char *url, const char *
     return c;
 }
 
+/* See api.h for the contract (done always from the loop; -1 only on NULL arguments). */
 int
 bp_api_call(struct bp_api *api, const char *method, const char *url, const char *content_type,
             const char *extra_header, char *body, size_t body_len, long timeout_ms,
             bp_api_done_fn done, void *arg)
 {
+    if (!api || !method || !url || !done) {
+        free(body);
+        return -1;
+    }
     send_attempt(start_call(api, method, url, content_type, extra_header, body, body_len,
                             timeout_ms, done, arg));
     return 0;
 }
 
+/* bp_api_call with a borrowed body (api.h). */
 int
 bp_api_call_ref(struct bp_api *api, const char *method, const char *url, const char *content_type,
                 const char *body, size_t body_len, long timeout_ms, bp_api_done_fn done,
                 void *arg)
 {
+    if (!api || !method || !url || !done)
+        return -1;
     /* the cast is safe: a borrowed body is only read (bp_http_req_body_ref) and never freed */
     struct call *c = start_call(api, method, url, content_type, NULL, (char *)body, body_len,
                                 timeout_ms, done, arg);
@@ -414,6 +557,10 @@ bp_api_call_capped(struct bp_api *api, const char *method, const char *url,
                    const char *content_type, char *body, size_t body_len, long timeout_ms,
                    size_t max_reply, bp_api_done_fn done, void *arg)
 {
+    if (!api || !method || !url || !done) {
+        free(body);
+        return -1;
+    }
     struct call *c = start_call(api, method, url, content_type, NULL, body, body_len, timeout_ms,
                                 done, arg);
     c->max_reply = max_reply;

@@ -21,6 +21,8 @@ struct bp_http {
     char *ca_file;
     char *user_agent;
     long connect_timeout_ms;
+    long stall_timeout_ms;
+    int fail_sends;           /* test hook: sends left to fail */
     size_t active;
     struct bp_http_req *reqs; /* in flight: curl 7.88 cannot list a multi's handles */
     int in_check;             /* guards against re-entering check_done */
@@ -276,12 +278,16 @@ bp_http_new(struct ev_loop *loop, const struct bp_http_opts *opts, char *err, si
     h->ca_file = opts && opts->ca_file ? bp_xstrdup(opts->ca_file) : NULL;
     h->user_agent = bp_xstrdup(opts && opts->user_agent ? opts->user_agent : "bepipe-lua");
     h->connect_timeout_ms = opts && opts->connect_timeout_ms ? opts->connect_timeout_ms : 10000;
+    h->stall_timeout_ms = 60000;
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
     curl_multi_setopt(h->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
-    curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 16L);
+    /* No cap per host: with one (it was 16) a request past it queues until a connection is
+     * free, and over HTTP/1.1 a connection is busy for a whole long-poll or a hung request. The
+     * daemon's own limits (pulls, batches, uploads in flight) bound the connections. */
+    curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
     ev_timer_init(&h->timer, on_timer, 0., 0.);
     h->timer.data = h;
     return h;
@@ -368,7 +374,9 @@ int
 bp_http_req_send(struct bp_http_req *r, bp_http_done_fn done, void *arg)
 {
     struct bp_http *h = r->h;
-    CURL *e = curl_easy_init();
+    CURL *e = h->fail_sends > 0 ? NULL : curl_easy_init();
+    if (h->fail_sends > 0)
+        h->fail_sends--;
     if (!e)
         goto fail;
     r->easy = e;
@@ -384,9 +392,20 @@ bp_http_req_send(struct bp_http_req *r, bp_http_done_fn done, void *arg)
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, h->connect_timeout_ms);
+    /* below 1 byte/s for the stall time, i.e. silent both ways: a server that accepted the
+     * request and never answers frees it before the total timeout (90 s for a long-poll) */
+    long stall_s = (h->stall_timeout_ms + 999) / 1000;
+    if (stall_s * 1000 < r->timeout_ms) {
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, stall_s);
+    }
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");      /* gzip/deflate, decoded by curl */
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);              /* prefer multiplexing a stream */
+    /* Waiting for a connection to tell whether it multiplexes is worth it only where TLS's
+     * ALPN tells within the connect timeout. Over plain http curl learns it from the first
+     * response, so every request would queue behind a first one that never gets answered. */
+    if (strncasecmp(r->url, "https:", 6) == 0)
+        curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -423,6 +442,20 @@ void
 bp_http_req_cancel(struct bp_http_req *r)
 {
     req_free(r);
+}
+
+/* See http.h: curl's low-speed check at 1 byte/s, which counts silence in both directions. */
+void
+bp_http_set_stall_timeout(struct bp_http *h, long stall_ms)
+{
+    h->stall_timeout_ms = stall_ms > 0 ? stall_ms : 60000;
+}
+
+/* Test hook (http.h): makes the next n sends fail as curl_easy_init failing would. */
+void
+bp_http_test_fail_sends(struct bp_http *h, int n)
+{
+    h->fail_sends = n;
 }
 
 /* The outcome, valid inside the done callback. */

@@ -1,5 +1,9 @@
 /* http.h - every HTTP request of the process: one libcurl multi handle driven by the libev loop
- * (no threads, no blocking calls). One attempt per request; retries live in api.c. */
+ * (no threads, no blocking calls). One attempt per request; retries live in api.c.
+ * One stuck request never holds up the others: HTTP/2 streams are multiplexed where TLS offers
+ * it, HTTP/1.1 opens as many connections to a host as there are requests in flight (no request
+ * queues behind a busy connection), and connect and stall timeouts end a request whose server
+ * accepted it and went silent long before its total timeout. */
 #ifndef BP_HTTP_H
 #define BP_HTTP_H
 
@@ -46,5 +50,14 @@ void bp_http_req_limits(struct bp_http_req *r, long timeout_ms, size_t max_respo
 int bp_http_req_send(struct bp_http_req *r, bp_http_done_fn done, void *arg) BP_WUR;
 void bp_http_req_cancel(struct bp_http_req *r);
 const struct bp_http_result *bp_http_req_result(const struct bp_http_req *r);
+
+/* A request during which no byte moves either way for stall_ms (rounded up to seconds) fails
+ * with a timeout, unless its total timeout comes first. Default 60 s: shorter than the
+ * long-poll's 90 s, longer than any silence of a healthy Google API. Applies to requests sent
+ * after the call. */
+void bp_http_set_stall_timeout(struct bp_http *h, long stall_ms);
+
+/* Test hook: the next n bp_http_req_send calls fail as if curl could not start them. */
+void bp_http_test_fail_sends(struct bp_http *h, int n);
 
 #endif

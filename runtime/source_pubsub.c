@@ -63,8 +63,8 @@ struct source_pubsub {
     size_t pull_max;             /* source.pull_max_messages */
     size_t want_max;             /* maxMessages now: shrinks after a reply passed its cap */
     size_t reply_cap;            /* bytes one pull reply may take */
-    unsigned fail_streak;        /* pulls in a row that brought nothing */
-    ev_timer pull_timer;         /* backoff after failed pulls */
+    struct bp_backoff pull_backoff;   /* over the pulls in a row that brought nothing */
+    ev_timer pull_timer;         /* its wait */
     struct bp_source_stats st;
 };
 
@@ -430,17 +430,14 @@ handle_pull(struct source_pubsub *s, const char *body, size_t len)
     return rc;
 }
 
-/* After a pull that brought nothing: the next one waits, with the API's backoff (exponential,
- * full jitter) over the failures in a row, so a broken subscription or a hostile server never
- * sees a request storm. */
+/* After a pull that brought nothing: the next one waits (struct bp_backoff: doubling, equal
+ * jitter, never 0) over the failures in a row, so a broken subscription or a hostile server
+ * never sees a request storm. */
 static void
 back_off(struct source_pubsub *s)
 {
     s->st.pull_failures++;
-    s->fail_streak++;
-    double delay = bp_api_backoff(s->api, (int)(s->fail_streak < 30 ? s->fail_streak : 30));
-    if (delay < 0.05)
-        delay = 0.05;
+    double delay = bp_backoff_fail(&s->pull_backoff);
     ev_timer_stop(bp_rt_loop(s->rt), &s->pull_timer);
     ev_timer_set(&s->pull_timer, delay, 0.);
     ev_timer_start(bp_rt_loop(s->rt), &s->pull_timer);
@@ -505,7 +502,7 @@ pull_done(void *arg, const struct bp_http_result *res)
     if (failed)
         back_off(s);
     else
-        s->fail_streak = 0;
+        bp_backoff_reset(&s->pull_backoff);
     if (!s->stopped)
         start_pulls(s);
     else
@@ -690,6 +687,7 @@ bp_source_pubsub_new(struct bp_rt *rt, struct bp_api *api, const char *base,
     s->ack_timer.data = s;
     ev_timer_init(&s->lease_timer, on_lease_timer, 1.0, 1.0);
     s->lease_timer.data = s;
+    bp_backoff_init(&s->pull_backoff, 0.5, 30.0);
     ev_timer_init(&s->pull_timer, on_pull_timer, 0., 0.);
     s->pull_timer.data = s;
     return &s->base;

@@ -182,8 +182,15 @@ cloud_rows_put(struct bp_store *bs, const char *table, const char *entries, size
     rc->done = done;
     rc->arg = arg;
     s->pending++;
-    return bp_api_call(s->bq_api, "POST", url, "application/json", NULL, body, blen, 60000,
-                       rows_done, rc);
+    if (bp_api_call(s->bq_api, "POST", url, "application/json", NULL, body, blen, 60000,
+                    rows_done, rc) != 0) {
+        /* nothing started, rows_done will not run (the api freed body) */
+        s->pending--;
+        free(rc->table);
+        free(rc);
+        return -1;
+    }
+    return 0;
 }
 
 static struct bp_object *

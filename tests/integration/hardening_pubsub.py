@@ -129,9 +129,11 @@ def failed_pulls_back_off():
 @case
 def missing_subscription_exits_non_zero():
     # a 404 on the subscription is permanent: a clear line and a non-zero exit, not a loop
+    # (without the preflight, which would catch it first: a subscription deleted while running)
     with cloud.Scenario() as s:
         b = cloud.Bepipe(s.emu, ["--input_subscription",
-                                 f"projects/{cloud.PROJECT}/subscriptions/nope"])
+                                 f"projects/{cloud.PROJECT}/subscriptions/nope",
+                                 "--set", "preflight_seconds=0"])
         try:
             rc = b.p.wait(30)
         except Exception:
