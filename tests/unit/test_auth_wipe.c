@@ -33,14 +33,15 @@
 #endif
 #endif
 
+static char g_dir[PATH_MAX];
+
+#ifndef BP_OWN_ALLOCATOR
 extern void __libc_free(void *p);
 
-static char g_dir[PATH_MAX];
 static char g_needle[41];        /* 40 characters from the middle of the PEM's body */
 static int g_armed;
 static int g_leaks;
 
-#ifndef BP_OWN_ALLOCATOR
 /* default visibility: the build hides symbols, and shared libraries must bind to this one */
 __attribute__((visibility("default"))) void
 free(void *p)
