@@ -84,7 +84,8 @@ def poison_cloud_row_too_large_for_insertall_is_a_dead_letter():
         with open(path, "wb") as f:
             f.write(b"\n".join(lines[:100] + [big] + lines[100:]) + b"\n")
         s.emu.publish(path)
-        b = cloud.Bepipe(s.emu)
+        # small objects: the 5.5 MB line must fit an object of its own past roll_bytes
+        b = cloud.Bepipe(s.emu, ["--set", "archive.roll_bytes=65536"])
         cloud.wait_drained(s.emu, 201, [b], timeout=60)
         time.sleep(0.5)
         check(b.p.poll() is None, "still running:\n" + b.stderr()[-2000:])
