@@ -215,8 +215,12 @@ bp_dispatch_batch(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots,
                                    r->etype_len);
         }
         bp_ack_done(&rt->ack, slot, rc == 0);
-        if (rc != 0)
+        if (rc != 0) {
+            /* per-event limits become dead letters above: what is left is a sink that failed */
+            bp_log(BP_LOG_ERROR, "dispatch", "id=%.*s (%zu bytes): a sink refused the event",
+                   (int)(m->id_len > 200 ? 200 : m->id_len), m->id, m->len);
             return -1;
+        }
     }
     return 0;
 }
