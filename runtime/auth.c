@@ -7,9 +7,12 @@
  * their memory is freed, and no error message quotes a value read from a key file or a reply body
  * except a sanitised error description that does not contain one of them. */
 #include "auth.h"
+#include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <math.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -17,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define DEFAULT_TOKEN_URL "https://oauth2.googleapis.com/token"
@@ -137,20 +141,48 @@ load_authorized_user(struct bp_auth *a, json_t *root, const char *path, char *er
     return 0;
 }
 
-/* Reads the whole file into a malloc'd buffer (wiped by the caller). Returns its length or -1. */
+/* A key readable by group or others is one `ls` away from a leak: warn as ssh does, naming the
+ * file and the fix, but go on (a mounted secret may have no better mode to offer). */
+static void
+warn_if_exposed(const char *path, const struct stat *st)
+{
+    if (!(st->st_mode & (S_IRWXG | S_IRWXO)))
+        return;
+    bp_log(BP_LOG_WARN, "auth", "credentials file %s is accessible by %s (mode %04o): other "
+           "users may read the key; run chmod 600 %s", path,
+           (st->st_mode & S_IRWXO) ? "others" : "its group",
+           (unsigned)(st->st_mode & 07777), path);
+}
+
+/* Reads the whole file into a malloc'd buffer (wiped by the caller). Returns its length or -1.
+ * read(2), not stdio: a FILE keeps its own buffer, which would be freed holding the key. */
 static long
 read_key_file(const char *path, char **out, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
     *out = NULL;
-    if (!f) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
         bp_auth_set_err(err, errlen, "credentials file %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
         return -1;
     }
+    warn_if_exposed(path, &st);
     char *buf = bp_xmalloc(KEY_FILE_MAX + 1);
-    size_t n = fread(buf, 1, KEY_FILE_MAX + 1, f);
-    int bad = ferror(f);
-    fclose(f);
+    size_t n = 0;
+    int bad = 0;
+    while (n < KEY_FILE_MAX + 1) {
+        ssize_t r = read(fd, buf + n, KEY_FILE_MAX + 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            bad = r < 0;
+            break;
+        }
+        n += (size_t)r;
+    }
+    close(fd);
     if (bad || n > KEY_FILE_MAX) {
         bp_auth_set_err(err, errlen, "credentials file %s: %s", path,
                 bad ? "read error" : "larger than 1 MB, not a key file");
@@ -160,6 +192,42 @@ read_key_file(const char *path, char **out, char *err, size_t errlen)
     }
     *out = buf;
     return (long)n;
+}
+
+/* jansson's allocator while a key file is parsed: its lexer grows a buffer by copying the text
+ * read so far, and json_decref frees the string values, so every block it frees is wiped first
+ * (glibc's malloc_usable_size gives the block's size). */
+static void
+wiping_free(void *p)
+{
+    if (!p)
+        return;
+    OPENSSL_cleanse(p, malloc_usable_size(p));
+    free(p);
+}
+
+/* json_loadb with the wiping allocator; pair with decref_wiped. */
+static json_t *
+load_wiped(const char *buf, size_t n, json_error_t *jerr)
+{
+    json_malloc_t m;
+    json_free_t f;
+    json_get_alloc_funcs(&m, &f);
+    json_set_alloc_funcs(malloc, wiping_free);
+    json_t *root = json_loadb(buf, n, JSON_REJECT_DUPLICATES, jerr);
+    json_set_alloc_funcs(m, f);
+    return root;
+}
+
+static void
+decref_wiped(json_t *root)
+{
+    json_malloc_t m;
+    json_free_t f;
+    json_get_alloc_funcs(&m, &f);
+    json_set_alloc_funcs(malloc, wiping_free);
+    json_decref(root);
+    json_set_alloc_funcs(m, f);
 }
 
 /* Loads a service_account or authorized_user JSON file into `a`. The parser's own error text is
@@ -172,7 +240,7 @@ load_key_file(struct bp_auth *a, const char *path, char *err, size_t errlen)
     if (n < 0)
         return -1;
     json_error_t jerr;
-    json_t *root = json_loadb(buf, (size_t)n, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *root = load_wiped(buf, (size_t)n, &jerr);
     OPENSSL_cleanse(buf, (size_t)n);
     free(buf);
     int rc = -1;
@@ -216,7 +284,7 @@ fail:
         wipe_json_string(root, "private_key");
         wipe_json_string(root, "client_secret");
         wipe_json_string(root, "refresh_token");
-        json_decref(root);
+        decref_wiped(root);
     }
     return rc;
 }

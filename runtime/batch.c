@@ -5,6 +5,7 @@
 #include "batch.h"
 #include "log.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -150,16 +151,35 @@ flush_one(struct bp_batches *b, struct bp_rowbatch *rb)
                                    flight_done, f);
 }
 
+/* An entry past BP_ROW_MAX would fail its whole request, and again after every redelivery:
+ * it is refused here, as BigQuery would refuse it, and goes to the rejected callback (a dead
+ * letter). Returns 0 when dead-lettered, -1 when it cannot be (rows of the dead-letter table). */
+static int
+refuse_oversized(struct bp_batches *b, struct bp_rowbatch *rb, const char *entry, size_t len,
+                 uint32_t slot)
+{
+    char why[128];
+    snprintf(why, sizeof(why), "row of %zu bytes exceeds the insertAll limit", len);
+    rb->rows_rejected++;
+    if (!rb->is_dead_letter && b->rejected &&
+        b->rejected(b->owner, rb->table, entry, len, why, slot) == 0)
+        return 0;
+    bp_log(BP_LOG_ERROR, "batch", "table %s: %s and cannot be dead-lettered", rb->table, why);
+    return -1;
+}
+
 /* Adds one entry (a line without its '\\n') of the message in `slot` to batch idx, flushing at
- * the limits; the slot gets one pending write. Returns 0, or -1 when the store failed at once or
- * the entry alone passes the request limit (the slot is not charged then). */
+ * the limits; the slot gets one pending write. An entry over BP_ROW_MAX is dead-lettered instead
+ * (through the rejected callback, which charges the slot itself). Returns 0, or -1 when the
+ * store failed at once or an oversized entry could not be dead-lettered (the slot is not
+ * charged then). */
 int
 bp_batches_add(struct bp_batches *b, size_t idx, const char *entry, size_t len, uint32_t slot,
                double now)
 {
     struct bp_rowbatch *rb = b->v[idx];
-    if (len + 1 > BP_BATCH_HARD_MAX)
-        return -1;
+    if (len > BP_ROW_MAX)
+        return refuse_oversized(b, rb, entry, len, slot);
     if (rb->nrows && rb->buf.len + len + 1 > b->max_bytes && flush_one(b, rb) != 0)
         return -1;
     if (rb->nrows == 0)

@@ -8,6 +8,10 @@
 #include "buf.h"
 #include "store.h"
 
+/* The largest insertAll entry sent: BigQuery's limits are 10 MB per request and per row; a
+ * larger entry is refused before it is sent (a dead letter), well below them. */
+#define BP_ROW_MAX (9 * 1024 * 1024)
+
 /* A row BigQuery refused (insertErrors): the owner dead-letters it (stage insert). entry is the
  * insertAll entry as sent. Returns 0, or -1 when it could not (the message is then nacked). */
 typedef int (*bp_rejected_fn)(void *owner, const char *table, const char *entry, size_t len,

@@ -9,14 +9,19 @@
 #include "timefmt.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char *const bp_stage_names[BP_STAGE_INSERT + 1] = {
     "ok", "parse", "route", "validate", "map", "insert"
 };
 
-/* Raw payloads in dead-letter rows are cut here; the archive keeps the whole line. */
+/* Fields of dead-letter rows are cut here (escaped bytes), so that a dead letter always fits one
+ * insertAll request whatever the message held: raw payload and attributes may be as large as a
+ * message (10 MB), the others come from the event or a reply. The archive keeps the whole line. */
 #define BP_DEAD_PAYLOAD_MAX (1024 * 1024)
+#define BP_DEAD_ATTRS_MAX (256 * 1024)
+#define BP_DEAD_FIELD_MAX (8 * 1024)
 
 static int32_t
 publish_hour(const bp_msg_t *m)
@@ -31,6 +36,22 @@ key(bp_buf_t *b, const char *k)
     return bp_buf_append_str(b, k);
 }
 
+/* The attributes column is JSON: attributes past BP_DEAD_ATTRS_MAX are replaced by the valid
+ * JSON object {"truncated":"<the start of their text>…[truncated N bytes]"}. */
+static int
+dead_attributes(bp_buf_t *b, const bp_msg_t *m)
+{
+    if (!m->attrs || m->attrs_len <= BP_DEAD_ATTRS_MAX)
+        return bp_json_string_or_null(b, m->attrs, m->attrs_len);
+    bp_buf_t t;
+    bp_buf_init(&t, 2 * BP_DEAD_ATTRS_MAX);
+    int rc = bp_buf_append_str(&t, "{\"truncated\":") != 0 ||
+             bp_json_string_cut(&t, m->attrs, m->attrs_len, BP_DEAD_ATTRS_MAX / 2) != 0 ||
+             bp_buf_append(&t, "}", 1) != 0 || bp_json_string(b, t.data, t.len) != 0;
+    bp_buf_free(&t);
+    return rc ? -1 : 0;
+}
+
 static int
 build_dead_entry(struct bp_rt *rt, const bp_msg_t *m, int stage, const char *reason,
                  size_t reason_len, const char *etype, size_t etype_len, const char *now_str)
@@ -38,24 +59,27 @@ build_dead_entry(struct bp_rt *rt, const bp_msg_t *m, int stage, const char *rea
     bp_buf_t *b = &rt->entry;
     char pt[BP_TIME_STRLEN];
     bp_time_rfc3339(m->publish_time > 0 ? m->publish_time : bp_time_now(), pt);
-    size_t raw_len = m->len > BP_DEAD_PAYLOAD_MAX ? BP_DEAD_PAYLOAD_MAX : m->len;
     bp_buf_reset(b);
     int rc = 0;
+    /* a cut insertId still de-duplicates: it is the same cut on every redelivery */
     rc |= key(b, "{\"insertId\":");
-    rc |= bp_json_string(b, m->id, m->id_len);
+    rc |= bp_json_string_cut(b, m->id, m->id_len, BP_DEAD_FIELD_MAX);
     rc |= key(b, ",\"json\":{\"message_id\":");
-    rc |= bp_json_string(b, m->id, m->id_len);
+    rc |= bp_json_string_cut(b, m->id, m->id_len, BP_DEAD_FIELD_MAX);
     rc |= key(b, ",\"event_type\":");
-    rc |= bp_json_string_or_null(b, etype_len ? etype : NULL, etype_len);
+    if (etype_len)
+        rc |= bp_json_string_cut(b, etype, etype_len, BP_DEAD_FIELD_MAX);
+    else
+        rc |= key(b, "null");
     rc |= key(b, ",\"error_stage\":");
     rc |= bp_json_string(b, bp_stage_names[stage], strlen(bp_stage_names[stage]));
     rc |= key(b, ",\"reason\":");
-    rc |= bp_json_string(b, reason, reason_len);
+    rc |= bp_json_string_cut(b, reason, reason_len, BP_DEAD_FIELD_MAX);
     rc |= key(b, ",\"raw_payload\":");
-    rc |= bp_json_string(b, m->data, raw_len);
+    rc |= bp_json_string_cut(b, m->data, m->len, BP_DEAD_PAYLOAD_MAX);
     rc |= key(b, ",\"attributes\":");
     /* a JSON column takes a string of JSON text */
-    rc |= bp_json_string_or_null(b, m->attrs, m->attrs_len);
+    rc |= dead_attributes(b, m);
     rc |= key(b, ",\"publish_time\":\"");
     rc |= bp_buf_append_str(b, pt);
     rc |= key(b, "\",\"ingestion_time\":\"");
@@ -105,6 +129,13 @@ bp_rt_rejected_row(void *owner, const char *table, const char *entry, size_t len
 {
     struct bp_rt *rt = owner;
     static const char pre[] = "{\"insertId\":\"";
+    /* the dead letter is built in rt->entry: an entry lent from there is copied first */
+    char *copy = NULL;
+    if (rt->entry.data && entry >= rt->entry.data && entry < rt->entry.data + rt->entry.cap) {
+        copy = bp_xmalloc(len ? len : 1);
+        memcpy(copy, entry, len);
+        entry = copy;
+    }
     bp_msg_t m;
     memset(&m, 0, sizeof(m));
     m.data = entry;
@@ -120,7 +151,9 @@ bp_rt_rejected_row(void *owner, const char *table, const char *entry, size_t len
     }
     char why[1200];
     snprintf(why, sizeof(why), "table %s refused the row: %s", table, reason);
-    return dead_row(rt, &m, slot, BP_STAGE_INSERT, why, NULL, 0);
+    int rc = dead_row(rt, &m, slot, BP_STAGE_INSERT, why, NULL, 0);
+    free(copy);
+    return rc;
 }
 
 static int
@@ -129,10 +162,17 @@ dispatch_row(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, const bp_result
 {
     bp_buf_t *b = &rt->entry;
     bp_buf_reset(b);
-    if (bp_buf_append_str(b, "{\"insertId\":") != 0 || bp_json_string(b, m->id, m->id_len) != 0 ||
-        bp_buf_append_str(b, ",\"json\":") != 0 || bp_buf_append(b, row, r->len) != 0 ||
-        bp_buf_append(b, "}", 1) != 0)
-        return -1;
+    /* a row too large for one insertAll would fail its batch on every redelivery: it becomes a
+     * dead letter with the raw event instead (one length compare on the hot path) */
+    if (r->len > BP_ROW_MAX ||
+        bp_buf_append_str(b, "{\"insertId\":") != 0 || bp_json_string(b, m->id, m->id_len) != 0 ||
+        bp_buf_append_str(b, ",\"json\":") != 0 || bp_json_text_utf8(b, row, r->len) != 0 ||
+        bp_buf_append(b, "}", 1) != 0 || b->len > BP_ROW_MAX) {
+        char why[128];
+        snprintf(why, sizeof(why), "row of %zu bytes exceeds the insertAll limit",
+                 r->len > b->len ? (size_t)r->len : b->len);
+        return bp_rt_dead_letter(rt, m, slot, BP_STAGE_INSERT, why, type, strlen(type));
+    }
     int32_t hour = r->hour > 0 ? r->hour : publish_hour(m);
     if (bp_batches_add(&rt->tables, rt->route_batch[r->route], b->data, b->len, slot, now) != 0 ||
         bp_archive_add(&rt->archive, type, hour, m->data, m->len, slot, now) != 0)
@@ -176,8 +216,12 @@ bp_dispatch_batch(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots,
                                    r->etype_len);
         }
         bp_ack_done(&rt->ack, slot, rc == 0);
-        if (rc != 0)
+        if (rc != 0) {
+            /* per-event limits become dead letters above: what is left is a sink that failed */
+            bp_log(BP_LOG_ERROR, "dispatch", "id=%.*s (%zu bytes): a sink refused the event",
+                   (int)(m->id_len > 200 ? 200 : m->id_len), m->id, m->len);
             return -1;
+        }
     }
     return 0;
 }

@@ -3,6 +3,8 @@
  * UTF-8, so invalid sequences become U+FFFD instead of failing the whole dead letter. */
 #include "json_out.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 /* Length of a valid UTF-8 sequence starting at s (1..4), or 0 when the bytes there are invalid
@@ -47,17 +49,12 @@ bp_utf8_valid_prefix(const char *s, size_t len)
     return i;
 }
 
-/* Appends s as a quoted JSON string. Returns 0, or -1 when the buffer's cap is reached. */
-int
-bp_json_string(bp_buf_t *b, const char *s, size_t len)
+/* Writes the escaped content of s (no quotes) at o, which has room for 6 bytes per input byte;
+ * returns the end. Invalid UTF-8 becomes \ufffd. */
+static char *
+put_chars(char *o, const unsigned char *p, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = (const unsigned char *)s;
-    /* Worst case is 6 bytes out per byte in; reserving once keeps the loop free of checks. */
-    if (len > (b->max / 6) || bp_buf_reserve(b, len * 6 + 2) != 0)
-        return -1;
-    char *o = b->data + b->len;
-    *o++ = '"';
     size_t i = 0;
     while (i < len) {
         unsigned char c = p[i];
@@ -97,8 +94,118 @@ bp_json_string(bp_buf_t *b, const char *s, size_t len)
         }
         i++;
     }
+    return o;
+}
+
+/* Appends s as a quoted JSON string. Returns 0, or -1 when the buffer's cap is reached. */
+int
+bp_json_string(bp_buf_t *b, const char *s, size_t len)
+{
+    /* Worst case is 6 bytes out per byte in; reserving once keeps the loop free of checks. */
+    if (len > (b->max / 6) || bp_buf_reserve(b, len * 6 + 2) != 0)
+        return -1;
+    char *o = b->data + b->len;
+    *o++ = '"';
+    o = put_chars(o, (const unsigned char *)s, len);
     *o++ = '"';
     b->len = (size_t)(o - b->data);
+    return 0;
+}
+
+/* Bytes put_chars writes for the character at p (of avail bytes), and its input length. */
+static size_t
+escaped_size(const unsigned char *p, size_t avail, size_t *in)
+{
+    unsigned char c = p[0];
+    *in = 1;
+    if (c >= 0x20 && c < 0x80)
+        return c == '"' || c == '\\' ? 2 : 1;
+    if (c >= 0x80) {
+        size_t n = utf8_seq_len(p, avail);
+        if (n == 0)
+            return 6;
+        *in = n;
+        return n;
+    }
+    return c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f' ? 2 : 6;
+}
+
+/* Appends s as a quoted JSON string of at most max_out escaped bytes between the quotes plus,
+ * when s does not fit, the marker "…[truncated N bytes]" (N: input bytes left out). The cut
+ * falls between characters, never inside a UTF-8 sequence or an escape. For the fields of dead
+ * letters, whose inputs (raw payloads, attributes) may be as large as a message. Returns 0 or
+ * -1 when the buffer's cap is reached. */
+int
+bp_json_string_cut(bp_buf_t *b, const char *s, size_t len, size_t max_out)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t keep = 0, out = 0;
+    while (keep < len) {
+        size_t in, n = escaped_size(p + keep, len - keep, &in);
+        if (out + n > max_out)
+            break;
+        out += n;
+        keep += in;
+    }
+    if (keep == len)
+        return bp_json_string(b, s, len);
+    char marker[64];
+    int ml = snprintf(marker, sizeof(marker), "\xe2\x80\xa6[truncated %zu bytes]", len - keep);
+    if (bp_buf_reserve(b, out + (size_t)ml + 2) != 0)
+        return -1;
+    char *o = b->data + b->len;
+    *o++ = '"';
+    o = put_chars(o, p, keep);
+    memcpy(o, marker, (size_t)ml);
+    o += ml;
+    *o++ = '"';
+    b->len = (size_t)(o - b->data);
+    return 0;
+}
+
+/* Offset of the first byte >= 0x80 in s, or len. Eight bytes a step: rows are mostly ASCII. */
+static size_t
+first_high(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        if (w & UINT64_C(0x8080808080808080))
+            break;
+    }
+    for (; i < len; i++)
+        if (s[i] & 0x80)
+            return i;
+    return len;
+}
+
+/* Appends JSON text (a row the scripts encoded) with every invalid UTF-8 sequence replaced by
+ * \ufffd: lua-cjson passes the bytes of strings through as they are, and BigQuery refuses a
+ * request that is not UTF-8. Bytes >= 0x80 occur only inside strings of valid JSON text, so
+ * the escape is always inside a string. Text without such bytes is copied as it is (one scan).
+ * Returns 0, or -1 when the buffer's cap is reached. */
+int
+bp_json_text_utf8(bp_buf_t *b, const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = first_high(p, len);
+    if (bp_buf_append(b, s, i) != 0)
+        return -1;
+    while (i < len) {
+        size_t n = utf8_seq_len(p + i, len - i);
+        if (n == 0) {
+            if (bp_buf_append(b, "\\ufffd", 6) != 0)
+                return -1;
+            i++;
+            continue;
+        }
+        /* the valid sequence and the ASCII run after it, up to the next high byte */
+        size_t run = n + first_high(p + i + n, len - i - n);
+        if (bp_buf_append(b, s + i, run) != 0)
+            return -1;
+        i += run;
+    }
     return 0;
 }
 

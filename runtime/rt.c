@@ -376,7 +376,11 @@ open_sinks(struct bp_rt *rt, const char *bucket, const char *prefix, char *err, 
         rt->store = bp_store_cloud_new(rt->ep.bigquery_emulated ? rt->api_plain : rt->api_auth,
                                        rt->ep.storage_emulated ? rt->api_plain : rt->api_auth,
                                        &rt->ep, c->bq_project, c->bq_dataset, bucket,
-                                       (size_t)c->roll_bytes + 1024 * 1024);
+                                       /* an object rolls at roll_bytes, so it holds at
+                                        * most that plus one line (a message: <= 10 MB) */
+                                       (size_t)c->roll_bytes + 1024 * 1024 +
+                                       (c->max_line_bytes > 10 * 1024 * 1024 ?
+                                        (size_t)c->max_line_bytes : 10 * 1024 * 1024));
     if (!rt->store)
         return -1;
     bp_ack_init(&rt->ack, on_acked, rt);

@@ -144,6 +144,64 @@ batches_flush_at_rows_bytes_age(void **state)
     bp_batches_free(&b);
 }
 
+struct refused {
+    int calls;
+    size_t len;
+    char reason[128];
+    int fail;
+};
+
+static int
+on_refused(void *owner, const char *table, const char *entry, size_t len, const char *reason,
+           uint32_t slot)
+{
+    struct refused *r = owner;
+    (void)table;
+    (void)entry;
+    (void)slot;
+    r->calls++;
+    r->len = len;
+    snprintf(r->reason, sizeof(r->reason), "%s", reason);
+    return r->fail ? -1 : 0;
+}
+
+/* An entry over BP_ROW_MAX is never sent (it would fail its request on every redelivery): it
+ * goes to the rejected callback, and only fails the add when it cannot be dead-lettered. */
+static void
+batches_refuse_an_oversized_entry(void **state)
+{
+    (void)state;
+    struct fake f = { .base.ops = &fake_ops };
+    struct bp_batches b;
+    struct bp_ack ack;
+    struct refused r = { 0 };
+    bp_ack_init(&ack, NULL, NULL);
+    bp_batches_init(&b, &f.base, &ack, 500, 5 << 20, 1.0);
+    bp_batches_on_rejected(&b, on_refused, &r);
+    size_t t = bp_batches_index(&b, "t");
+    size_t n = BP_ROW_MAX + 1;
+    char *big = malloc(n);
+    memset(big, 'x', n);
+    assert_int_equal(bp_batches_add(&b, t, "{}", 2, BP_ACK_NONE, 1.0), 0);
+    assert_int_equal(bp_batches_add(&b, t, big, n, BP_ACK_NONE, 1.0), 0);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.len, n);
+    assert_non_null(strstr(r.reason, "exceeds the insertAll limit"));
+    assert_int_equal(bp_batches_buffered(&b), 1);      /* the small row waits as before */
+    assert_int_equal(bp_batches_add(&b, t, big, BP_ROW_MAX, BP_ACK_NONE, 1.0), 0);
+    assert_int_equal(r.calls, 1);                        /* at the limit: sent */
+    r.fail = 1;
+    assert_int_equal(bp_batches_add(&b, t, big, n, BP_ACK_NONE, 1.0), -1);
+    b.v[t]->is_dead_letter = 1;
+    r.fail = 0;
+    assert_int_equal(bp_batches_add(&b, t, big, n, BP_ACK_NONE, 1.0), -1);
+    assert_int_equal(r.calls, 2);                        /* never for the dead-letter table */
+    assert_int_equal(f.puts, 2);                         /* "{}", then the 9 MB row alone */
+    assert_true(f.max_len <= BP_ROW_MAX + 1);
+    free(big);
+    bp_batches_free(&b);
+}
+
 static void
 archive_names_and_rolls(void **state)
 {
@@ -261,6 +319,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(batches_flush_at_rows_bytes_age),
+        cmocka_unit_test(batches_refuse_an_oversized_entry),
         cmocka_unit_test(archive_names_and_rolls),
         cmocka_unit_test(local_store_is_atomic_and_never_overwrites),
     };

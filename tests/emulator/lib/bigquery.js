@@ -14,6 +14,7 @@ const { parseDdl } = require('./ddl');
 
 const MAX_REQUEST_BYTES = 10 * 1024 * 1024;
 const MAX_ROWS = 50000;
+const UTF8_STRICT = new TextDecoder('utf-8', { fatal: true });
 const DATASET_RE = /^[A-Za-z0-9_]{1,1024}$/;
 const TABLE_RE = /^[\p{L}\p{M}\p{N}\p{Pc}\p{Pd}\p{Zs}]{1,1024}$/u;
 
@@ -330,6 +331,9 @@ class BigQuery {
   insertAll(c, p, d, t) {
     if (c.body.length > MAX_REQUEST_BYTES)
       throw bad(`Request payload size exceeds the limit: ${MAX_REQUEST_BYTES} bytes.`);
+    // The service refuses a body that is not UTF-8 as a whole (400); Node would replace the bad
+    // bytes with U+FFFD silently, hiding them from the tests.
+    try { UTF8_STRICT.decode(c.body); } catch (e) { throw bad('Invalid JSON payload received. Invalid UTF-8 in the request body.'); }
     let tb = this.table(p, d, t);
     const body = c.json();
     const rows = body.rows;
