@@ -33,6 +33,13 @@ bp_batches_init(struct bp_batches *b, struct bp_store *store, struct bp_ack *ack
 }
 
 /* Rows refused by the store go to fn (dead letter); without it they fail their message. */
+/* Who hears that the dead-letter table failed for good (the owner of on_rejected). */
+void
+bp_batches_on_fatal(struct bp_batches *b, bp_fatal_fn fn)
+{
+    b->fatal = fn;
+}
+
 void
 bp_batches_on_rejected(struct bp_batches *b, bp_rejected_fn fn, void *owner)
 {
@@ -86,6 +93,34 @@ nth_line(const char *p, const char *end, size_t i, size_t *len)
     return p;
 }
 
+/* The table refused the whole request for good (404, 403, a bad request): every row becomes a
+ * dead letter of stage insert with the API's answer, so its message is acked instead of being
+ * redelivered (and archived again) forever. The dead-letter table itself: the owner stops. */
+static void
+refused_for_good(struct bp_batches *b, struct flight *f, const char *errmsg)
+{
+    struct bp_rowbatch *rb = f->rb;
+    b->permanent++;
+    if (rb->is_dead_letter || !b->rejected) {
+        for (size_t i = 0; i < f->nrows; i++)
+            bp_ack_done(b->ack, f->slots[i], 0);
+        if (b->fatal)
+            b->fatal(b->owner, rb->table, errmsg);
+        return;
+    }
+    bp_log_rl(BP_LOG_ERROR, "batch", rb->table, "table %s refused %zu rows for good; they are "
+              "dead-lettered: %s", rb->table, f->nrows, errmsg);
+    const char *p = f->buf.data, *end = f->buf.data + f->buf.len;
+    for (size_t i = 0; i < f->nrows; i++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t len = (size_t)((nl ? nl : end) - p);
+        rb->rows_rejected++;
+        int ok = b->rejected(b->owner, rb->table, p, len, errmsg, f->slots[i]) == 0;
+        bp_ack_done(b->ack, f->slots[i], ok);
+        p = nl ? nl + 1 : end;
+    }
+}
+
 static void
 flight_done(void *arg, int status, const char *errmsg, const struct bp_row_error *errs,
             size_t nerrs)
@@ -94,6 +129,10 @@ flight_done(void *arg, int status, const char *errmsg, const struct bp_row_error
     struct bp_batches *b = f->b;
     struct bp_rowbatch *rb = f->rb;
     b->in_flight--;
+    if (status == BP_STORE_PERMANENT) {
+        refused_for_good(b, f, errmsg ? errmsg : "refused");
+        goto out;
+    }
     if (status != 0) {
         b->failures++;
         bp_log(BP_LOG_ERROR, "batch", "table %s: %zu rows not stored, their messages will be "

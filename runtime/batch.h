@@ -17,6 +17,10 @@
 typedef int (*bp_rejected_fn)(void *owner, const char *table, const char *entry, size_t len,
                               const char *reason, uint32_t slot);
 
+/* The dead-letter table failed permanently: nothing can be dead-lettered any more, so the owner
+ * stops the pipeline (the rows' messages are nacked). */
+typedef void (*bp_fatal_fn)(void *owner, const char *table, const char *why);
+
 struct bp_rowbatch {
     char *table;
     bp_buf_t buf;          /* entries, one per line */
@@ -33,6 +37,7 @@ struct bp_batches {
     struct bp_store *store;
     struct bp_ack *ack;
     bp_rejected_fn rejected;
+    bp_fatal_fn fatal;
     void *owner;
     struct bp_rowbatch **v;
     size_t n;
@@ -41,11 +46,13 @@ struct bp_batches {
     double max_age;
     size_t in_flight;      /* requests sent, not answered */
     unsigned long failures;
+    unsigned long permanent;   /* requests a table refused for good (rows dead-lettered) */
 };
 
 void bp_batches_init(struct bp_batches *b, struct bp_store *store, struct bp_ack *ack,
                      size_t max_rows, size_t max_bytes, double max_age);
 void bp_batches_on_rejected(struct bp_batches *b, bp_rejected_fn fn, void *owner);
+void bp_batches_on_fatal(struct bp_batches *b, bp_fatal_fn fn);
 void bp_batches_free(struct bp_batches *b);
 size_t bp_batches_index(struct bp_batches *b, const char *table);
 int bp_batches_add(struct bp_batches *b, size_t idx, const char *entry, size_t len,

@@ -364,6 +364,18 @@ create_tables(struct bp_rt *rt, char *err, size_t errlen)
     return 0;
 }
 
+/* The dead-letter table failed for good: nothing more can be stored safely, so pulling stops,
+ * what is in flight is nacked, and the process exits non-zero (a restart after the table is
+ * fixed resumes). Never a loop of redeliveries. */
+static void
+dead_letter_unusable(void *owner, const char *table, const char *why)
+{
+    struct bp_rt *rt = owner;
+    bp_log(BP_LOG_ERROR, "main", "the dead-letter table %s cannot be written (%s); stopping: "
+           "fix the table (or bigquery.dead_letter_table) and restart", table, why);
+    bp_rt_source_failed(rt, "dead-letter table unusable");
+}
+
 /* The store (local folder or the cloud APIs), the table batches, the dead-letter batch and the
  * archive. Returns 0, or -1 with err set. */
 static int
@@ -387,6 +399,7 @@ open_sinks(struct bp_rt *rt, const char *bucket, const char *prefix, char *err, 
     bp_batches_init(&rt->tables, rt->store, &rt->ack, (size_t)c->batch_rows,
                     (size_t)c->batch_bytes, c->batch_ms / 1000.0);
     bp_batches_on_rejected(&rt->tables, bp_rt_rejected_row, rt);
+    bp_batches_on_fatal(&rt->tables, dead_letter_unusable);
     rt->dead_batch = bp_batches_index(&rt->tables, c->dead_letter_table);
     rt->tables.v[rt->dead_batch]->is_dead_letter = 1;
     bind_routes(rt);

@@ -16,8 +16,13 @@ struct bp_row_error {
     const char *reason;    /* "invalid: no such field: x" */
 };
 
+/* A status of rows_put / object_finish: nothing stored, and sending the same request again cannot
+ * help (404 table or bucket, 403, a 400 that is not a per-row error): see bp_api_permanent. */
+#define BP_STORE_PERMANENT (-2)
+
 /* status 0 = durable, except the rows listed in errs (rows_put only); otherwise a negative code
- * and a message, and nothing of the request is stored. May run inside the call that started the
+ * (BP_STORE_PERMANENT, or -1 for a failure worth redelivering) and a message, and nothing of the
+ * request is stored. May run inside the call that started the
  * work (local) or later from the loop (cloud). */
 typedef void (*bp_store_done_fn)(void *arg, int status, const char *errmsg,
                                  const struct bp_row_error *errs, size_t nerrs);

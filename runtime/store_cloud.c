@@ -122,7 +122,8 @@ rows_done(void *arg, const struct bp_http_result *res)
                  res->status ? "HTTP " : "", res->status,
                  (int)(res->body_len > 400 ? 400 : res->body_len), res->body,
                  res->error ? res->error : "");
-        rc->done(rc->arg, -1, err, NULL, 0);
+        /* a table that does not exist or that we may not write: redelivery cannot fix it */
+        rc->done(rc->arg, bp_api_permanent(res) ? BP_STORE_PERMANENT : -1, err, NULL, 0);
     } else {
         struct bp_row_error *errs = NULL;
         char **reasons = NULL;
