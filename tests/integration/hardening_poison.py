@@ -108,8 +108,12 @@ def poison_cloud_10mb_of_attributes_is_a_dead_letter():
         # 10 MB of attributes (past Pub/Sub's own limits: a hostile or broken server) on a
         # message that is not JSON (a dead letter) and on a valid one (a row)
         attrs = {f"k{i}": chr(97 + i) * 1_000_000 for i in range(10)}
+        # one such message per pull reply: two in one reply (20 MB) would pass the source's
+        # per-pull reply cap (16 MB, which holds any one message Pub/Sub accepts)
         s.emu.fault({"op": "pubsub.subscriptions.pull",
-                     "body": pull_reply([(b"not json", attrs), (lines[0], attrs)])})
+                     "body": pull_reply([(b"not json", attrs)])})
+        s.emu.fault({"op": "pubsub.subscriptions.pull",
+                     "body": pull_reply([(lines[0], attrs)])})
         s.emu.publish(path)
         b = cloud.Bepipe(s.emu)
         cloud.wait_drained(s.emu, 100 + 2, [b], timeout=60)
