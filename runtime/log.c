@@ -35,6 +35,7 @@ static double repeat_window = 10.0;
 static double (*log_clock)(void);
 static FILE *log_stream;
 static int flush_registered;
+static int log_json;          /* --log-format json */
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 
 void
@@ -57,6 +58,19 @@ bp_log_parse_level(const char *name)
         if (strcasecmp(name, level_names[i]) == 0)
             return (int)i;
     return -1;
+}
+
+/* "text" (default) or "json": one object per line. Returns 0, or -1 for another name. */
+int
+bp_log_set_format(const char *name)
+{
+    if (strcmp(name, "text") == 0)
+        log_json = 0;
+    else if (strcmp(name, "json") == 0)
+        log_json = 1;
+    else
+        return -1;
+    return 0;
 }
 
 void
@@ -87,8 +101,94 @@ mono_now(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* JSON string escaping for the json format, into out (cut at outlen). Hand-written: log.c is
+ * below every other module (json_out.c logs) and a line needs nothing but this. */
+static size_t
+json_escape(char *out, size_t outlen, const char *s, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 7 < outlen; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c < 0x20) {
+            o += (size_t)snprintf(out + o, outlen - o, "\\u%04x", c);
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
+static int
+is_key(const char *p, size_t n)
+{
+    if (n == 0 || n > 40 || !((p[0] >= 'a' && p[0] <= 'z') || p[0] == '_'))
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if (!((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= '0' && p[i] <= '9') || p[i] == '_'))
+            return 0;
+    return strncmp(p, "time", n) && strncmp(p, "level", n) && strncmp(p, "component", n) &&
+           strncmp(p, "msg", n);
+}
+
+/* The message's `key=value` words as JSON fields (numbers stay numbers), after the message. */
+static size_t
+json_fields(char *out, size_t outlen, const char *msg)
+{
+    size_t o = 0;
+    const char *p = msg;
+    while (*p && o + 64 < outlen) {
+        while (*p == ' ')
+            p++;
+        const char *w = p;
+        while (*p && *p != ' ')
+            p++;
+        const char *eq = memchr(w, '=', (size_t)(p - w));
+        if (!eq || !is_key(w, (size_t)(eq - w)) || eq + 1 == p)
+            continue;
+        const char *v = eq + 1;
+        size_t vn = (size_t)(p - v);
+        char num[64], *end;
+        snprintf(num, sizeof(num), "%.*s", (int)(vn < 63 ? vn : 63), v);
+        strtod(num, &end);
+        int numeric = vn < 63 && *end == '\0' && num[0] != '+' && !strchr(num, 'x') &&
+                      !strpbrk(num, "nN");
+        o += (size_t)snprintf(out + o, outlen - o, ",\"%.*s\":", (int)(eq - w), w);
+        if (numeric) {
+            o += (size_t)snprintf(out + o, outlen - o, "%s", num);
+        } else {
+            out[o++] = '"';
+            o += json_escape(out + o, outlen - o - 2, v, vn);
+            out[o++] = '"';
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
+static void
+emit_json(const char *when, int level, const char *component, const char *msg,
+          const char *suffix)
+{
+    char line[3 * LINE_MAX_LEN], text[LINE_MAX_LEN + 128];
+    snprintf(text, sizeof(text), "%s%s", msg, suffix ? suffix : "");
+    size_t o = (size_t)snprintf(line, sizeof(line), "{\"time\":\"%s\",\"level\":\"%s\","
+                                "\"component\":\"", when, level_names[level]);
+    o += json_escape(line + o, 64, component, strlen(component));
+    o += (size_t)snprintf(line + o, sizeof(line) - o, "\",\"msg\":\"");
+    o += json_escape(line + o, LINE_MAX_LEN + 256, text, strlen(text));
+    line[o++] = '"';
+    o += json_fields(line + o, sizeof(line) - o - 3, msg);
+    line[o++] = '}';
+    line[o++] = '\n';
+    fwrite(line, 1, o, log_stream ? log_stream : stderr);
+}
+
 /* Writes one whole line (so concurrent writers, workers sharing stderr, never interleave):
- * the header, msg, then suffix (may be NULL). */
+ * the header, msg, then suffix (may be NULL); or one JSON object (--log-format json). */
 static void
 emit(int level, const char *component, const char *msg, const char *suffix)
 {
@@ -97,6 +197,15 @@ emit(int level, const char *component, const char *msg, const char *suffix)
     struct tm tm;
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
+    level = level < 0 ? 0 : level > 3 ? 3 : level;
+    if (log_json) {
+        char when[96];
+        snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                 (int)(tv.tv_usec / 1000));
+        emit_json(when, level, component, msg, suffix);
+        return;
+    }
     int n = snprintf(line, sizeof(line) - 1, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %-5s %s: %s%s",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
                      tm.tm_sec, (int)(tv.tv_usec / 1000),

@@ -20,6 +20,9 @@ enum bp_log_level { BP_LOG_ERROR = 0, BP_LOG_WARN, BP_LOG_INFO, BP_LOG_DEBUG };
 void bp_log_set_level(int level);
 int bp_log_level(void);
 int bp_log_parse_level(const char *name);
+/* "text": `time level component: message`; "json": {"time","level","component","msg"} plus the
+ * message's key=value words as fields. Set once from the command line. */
+int bp_log_set_format(const char *name) BP_WUR;
 void bp_log_write(int level, const char *component, const char *fmt, ...) BP_PRINTF(3, 4);
 void bp_log_write_rl(int level, const char *component, const char *key, const char *fmt, ...)
     BP_PRINTF(4, 5);

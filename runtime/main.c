@@ -59,6 +59,8 @@ usage(FILE *f)
 "  --create-tables         create the dataset and missing tables from ddl/*.sql first\n"
 "  --online                with --check: run the preflight (see preflight_seconds) and exit\n"
 "  --log-level LEVEL       error, warn, info (default) or debug\n"
+"  --log-format FORMAT     text (default) or json: one object per line, time level component\n"
+"                          msg, and the message's key=value words as fields\n"
 "  --help, --version\n"
 "\n"
 "signals: SIGHUP reloads pipeline.lua and every script (a broken one is reported and the old\n"
@@ -175,6 +177,13 @@ value_option(struct cli *c, const char *flag, char *v)
         c->workers = strtol(v, &end, 10);
         if (*end || c->workers < 1 || c->workers > 64) {
             fprintf(stderr, "bepipe-lua: --workers takes 1..64, got '%s'\n", v);
+            return -1;
+        }
+        return 0;
+    }
+    if (strcmp(flag, "--log-format") == 0) {
+        if (bp_log_set_format(v) != 0) {
+            fprintf(stderr, "bepipe-lua: --log-format takes text or json, got '%s'\n", v);
             return -1;
         }
         return 0;
