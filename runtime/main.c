@@ -83,15 +83,16 @@ is_in(const char *flag, const char *const *list, size_t n)
 
 /* The folder holding the bepipe Lua library: $BEPIPE_LIB_DIR when set (an explicit choice, not
  * checked), else the first of these, relative to the binary's own folder, that has
- * bepipe/host.lua: ../share/bepipe-lua/lua (make install, the Docker image),
- * ../share/lua/5.1/bepipe-lua/lua (a luarocks tree deploys the rock's lua/ there), then scripts/
- * beside the binary or up to two folders above it (a source checkout, build/asan/...); else
- * BP_LIB_DIR, the PREFIX it was built for. Relative first so an installed tree can move and a
- * binary built for /usr/local still runs from a luarocks tree or a DESTDIR. */
+ * bepipe/host.lua: when that folder is a bin/, ../share/bepipe-lua/lua (make
+ * install, the Docker image) or ../share/lua/5.1/bepipe-lua/lua (a luarocks tree deploys the
+ * rock's lua/ there); then scripts/ beside the binary or up to two folders above it (a source
+ * checkout, build/asan/...); else BP_LIB_DIR, the PREFIX it was built for. Relative first so an
+ * installed tree can move and a binary built for /usr/local runs from a luarocks tree or a
+ * DESTDIR; only from a bin/ so a checkout's binary never picks up an installed library. */
 static void
 find_lib_dir(char *out, size_t outlen)
 {
-    static const char *const layouts[] = {
+    static const char *const layouts[] = { /* the first two are the installed ones */
         "../share/bepipe-lua/lua", "../share/lua/5.1/bepipe-lua/lua", "scripts", "../scripts",
         "../../scripts",
     };
@@ -103,7 +104,8 @@ find_lib_dir(char *out, size_t outlen)
     char exe[4096];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
     char *slash = n > 0 ? memrchr(exe, '/', (size_t)n) : NULL;
-    for (size_t i = 0; slash && i < BP_ARRAY_LEN(layouts); i++) {
+    size_t first = slash && slash - exe >= 4 && memcmp(slash - 4, "/bin", 4) == 0 ? 0 : 2;
+    for (size_t i = first; slash && i < BP_ARRAY_LEN(layouts); i++) {
         char dir[4200], probe[4300];
         snprintf(dir, sizeof(dir), "%.*s/%s", (int)(slash - exe), exe, layouts[i]);
         snprintf(probe, sizeof(probe), "%.4200s/bepipe/host.lua", dir);

@@ -106,6 +106,25 @@ def checkout_binaries_find_scripts():
         check_clean_env(os.path.join(probe, os.path.basename(local.BIN)), pipeline)
     finally:
         shutil.rmtree(probe)
+    # precedence: from a bin/ the installed ../share/bepipe-lua/lua wins over any scripts/; a
+    # binary outside a bin/ (a checkout whose parent has a share/) keeps its own scripts/
+    with tempfile.TemporaryDirectory() as tmp:
+        marked = os.path.join(tmp, "share", "bepipe-lua", "lua", "bepipe")
+        os.makedirs(marked)
+        with open(os.path.join(marked, "host.lua"), "w", encoding="utf-8") as f:
+            f.write('error("the installed library was used")\n')
+        for sub in ("bin", "checkout"):
+            os.makedirs(os.path.join(tmp, sub))
+            shutil.copy2(local.BIN, os.path.join(tmp, sub, "bepipe-lua"))
+            shutil.copytree(os.path.join(local.ROOT, "scripts"), os.path.join(tmp, sub, "scripts"))
+        # a pipeline folder without bepipe/ (its own folder comes first on the module path)
+        mine = os.path.join(tmp, "mine")
+        shutil.copytree(os.path.join(local.ROOT, "scripts"), mine, ignore=shutil.ignore_patterns("bepipe"))
+        shutil.copytree(os.path.join(local.ROOT, "ddl"), os.path.join(mine, "ddl"))
+        pipeline = os.path.join(mine, "pipeline.lua")
+        rc, out = sh([os.path.join(tmp, "bin", "bepipe-lua"), "--check", pipeline], env={})
+        check(rc != 0 and "the installed library was used" in out, "from bin/: " + out)
+        check_clean_env(os.path.join(tmp, "checkout", "bepipe-lua"), pipeline)
 
 
 def man_text():
@@ -378,6 +397,9 @@ def dockerfile_packages_exist_and_healthcheck_matches():
     p = subprocess.run(["apt-cache", "show", "--no-all-versions", *build, *rt], capture_output=True,
                        text=True, timeout=60)
     known = set(re.findall(r"^Package: (\S+)$", p.stdout, re.M))
+    with open("/etc/debian_version", encoding="utf-8") as f:
+        check(f.read().startswith("12"), "apt-cache here must be Debian 12's")
+    check(known, "apt-cache knows no package: run apt-get update first")
     missing = [pkg for pkg in build + rt if pkg not in known]
     check(not missing, "not Debian 12 packages: " + " ".join(missing))
     check(not [p for p in rt if p.endswith("-dev") or p in ("build-essential", "make", "gcc")],
