@@ -3,6 +3,7 @@ runs from its tree with no environment; the man page covers every flag, option k
 environment variable and renders without warnings; the Dockerfile, systemd unit and Kubernetes
 manifests agree on the ports, paths and packages."""
 import glob
+import json
 import os
 import re
 import shutil
@@ -177,6 +178,9 @@ def man_page_covers_every_flag_key_signal_and_variable():
         check(re.search(r"^\.SH \"?" + section, text, re.M), "man page has no section " + section)
     for word in ("SIGHUP", "SIGTERM", "SIGINT", "drain_seconds", "/healthz", "/readyz", "/reload"):
         check(word in text, "man page does not mention " + word)
+    rc, version = sh([local.BIN, "--version"])
+    check(re.search(r'^\.TH BEPIPE-LUA 1 \S+ "' + re.escape(version.strip()) + '"', text, re.M),
+          f"the man page's .TH names another version than {version.strip()!r}")
     sigs = text[text.index(".SH SIGNALS"):text.index(".SH EXIT STATUS")]
     check("Reload" in sigs and "Drain" in sigs, "SIGNALS must say SIGHUP reloads and SIGTERM drains")
     status = text[text.index(".SH EXIT STATUS"):text.index(".SH ENVIRONMENT")]
@@ -433,3 +437,58 @@ def dockerfile_packages_exist_and_healthcheck_matches():
             for src in rest.split()[:-1]:
                 check(os.path.exists(os.path.join(local.ROOT, src)), "COPY source missing: " + src)
                 check(src.split("/")[0] not in ignored, ".dockerignore hides " + src)
+
+
+def docker_copy(src, dst):
+    """COPY's rules: a folder's contents into the target folder, a file to the target (or into
+    it when the target ends with a slash)."""
+    if os.path.isdir(src):
+        shutil.copytree(src, dst, dirs_exist_ok=True)
+        return
+    if dst.endswith("/"):
+        os.makedirs(dst, exist_ok=True)
+        dst = os.path.join(dst, os.path.basename(src))
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    shutil.copy2(src, dst)
+
+
+@case
+def dockerfile_steps_build_an_image_tree_that_checks():
+    """No Docker engine here: replay the Dockerfile's COPY and make steps into folders (the
+    apt-get steps are the packages checked above), then --check the CMD's pipeline with the
+    image's binary and no environment."""
+    stages = dockerfile()
+    with tempfile.TemporaryDirectory() as tmp:
+        out, root = os.path.join(tmp, "out"), os.path.join(tmp, "root")
+        workdir = "/"
+        for word, rest in stages[0]["lines"]:
+            if word == "WORKDIR":
+                workdir = rest
+            elif word == "COPY":
+                *srcs, dst = rest.split()
+                for src in srcs:
+                    docker_copy(os.path.join(local.ROOT, src),
+                                os.path.join(tmp, "build") + os.path.join(workdir, dst))
+            elif word == "RUN" and "apt-get" not in rest:
+                cwd = os.path.join(tmp, "build") + workdir
+                rc, log = sh(["bash", "-ec", rest.replace("DESTDIR=/out", "DESTDIR=" + out)],
+                             cwd=cwd, timeout=300)
+                check(rc == 0, f"RUN {rest}: {log[-2000:]}")
+        cmd, entry = None, None
+        for word, rest in stages[1]["lines"]:
+            if word == "COPY" and rest.startswith("--from=build"):
+                _, src, dst = rest.split()
+                check_eq((src, dst), ("/out/", "/"), "the runtime stage copies the install tree")
+                docker_copy(out, root)
+            elif word == "COPY":
+                *srcs, dst = rest.split()
+                for src in srcs:
+                    docker_copy(os.path.join(local.ROOT, src), root + dst)
+            elif word == "CMD":
+                cmd = json.loads(rest)
+            elif word == "ENTRYPOINT":
+                entry = json.loads(rest)
+        check(entry and cmd, "ENTRYPOINT and CMD in exec form")
+        binary = root + entry[0]
+        check(os.access(binary, os.X_OK), f"{entry[0]} is not in the image tree")
+        check_clean_env(binary, root + cmd[-1])
