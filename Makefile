@@ -12,7 +12,8 @@ LUAJIT ?= luajit
 # Debian packages the build needs, and those only the tests need.
 DEB_BUILD = build-essential pkg-config luajit libluajit-5.1-dev lua-cjson lua-cjson-dev \
             libev-dev libcurl4-openssl-dev libssl-dev libjansson-dev
-DEB_TEST = libcmocka-dev clang libclang-rt-14-dev python3 openssl
+DEB_TEST = libcmocka-dev clang libclang-rt-14-dev python3 openssl \
+           luarocks python3-yaml groff-base man-db
 
 WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 BP_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -fvisibility=hidden -O2 -g \
@@ -127,12 +128,28 @@ emulator: deps-test
 	    --ddl ddl --dataset backend_events_data --topic backend-events-topic \
 	    --subscription backend-events-topic-sub:backend-events-topic --bucket backend_events_data
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/bepipe-lua/lua
-	install -m 755 bepipe-lua $(DESTDIR)$(PREFIX)/bin/bepipe-lua
-	cp -R scripts/. $(DESTDIR)$(PREFIX)/share/bepipe-lua/lua/
-	install -d $(DESTDIR)$(PREFIX)/share/bepipe-lua/ddl
-	install -m 644 ddl/*.sql $(DESTDIR)$(PREFIX)/share/bepipe-lua/ddl/
+# Install layout (PREFIX, DESTDIR as usual; luarocks passes its rock's folders instead):
+#   BINDIR/bepipe-lua, DATADIR/lua/bepipe/ (the library), DATADIR/scripts/ (the shipped pipeline
+#   and event scripts), DATADIR/ddl/, MANDIR/man1/bepipe-lua.1. The binary finds DATADIR/lua from
+#   its own folder (../share/bepipe-lua/lua), so it runs from a DESTDIR or a moved tree too.
+BINDIR ?= $(PREFIX)/bin
+DATADIR ?= $(PREFIX)/share/bepipe-lua
+MANDIR ?= $(PREFIX)/share/man
+.PHONY: uninstall
+install: bepipe-lua
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/lua/bepipe $(DESTDIR)$(DATADIR)/ddl \
+	    $(DESTDIR)$(DATADIR)/scripts/events $(DESTDIR)$(MANDIR)/man1
+	install -m 755 bepipe-lua $(DESTDIR)$(BINDIR)/bepipe-lua
+	cp -R scripts/bepipe/. $(DESTDIR)$(DATADIR)/lua/bepipe/
+	install -m 644 scripts/pipeline.lua $(DESTDIR)$(DATADIR)/scripts/
+	cp -R scripts/events/. $(DESTDIR)$(DATADIR)/scripts/events/
+	install -m 644 ddl/*.sql $(DESTDIR)$(DATADIR)/ddl/
+	install -m 644 doc/bepipe-lua.1 $(DESTDIR)$(MANDIR)/man1/bepipe-lua.1
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/bepipe-lua $(DESTDIR)$(MANDIR)/man1/bepipe-lua.1
+	rm -rf $(DESTDIR)$(DATADIR)/lua $(DESTDIR)$(DATADIR)/scripts $(DESTDIR)$(DATADIR)/ddl
+	-rmdir $(DESTDIR)$(DATADIR)
 
 clean:
 	rm -rf build bepipe-lua

@@ -86,31 +86,41 @@ is_in(const char *flag, const char *const *list, size_t n)
     return 0;
 }
 
-/* The folder holding the bepipe Lua library: $BEPIPE_LIB_DIR, else scripts/ beside the binary
- * or up to two folders above it (a source checkout, build/asan/...), else the install location. */
+/* The folder holding the bepipe Lua library: $BEPIPE_LIB_DIR when set (an explicit choice, not
+ * checked), else the first of these, relative to the binary's own folder, that has
+ * bepipe/host.lua: when that folder is a bin/, ../share/bepipe-lua/lua (make
+ * install, the Docker image) or ../share/lua/5.1/bepipe-lua/lua (a luarocks tree deploys the
+ * rock's lua/ there); then scripts/ beside the binary or up to two folders above it (a source
+ * checkout, build/asan/...); else BP_LIB_DIR, the PREFIX it was built for. Relative first so an
+ * installed tree can move and a binary built for /usr/local runs from a luarocks tree or a
+ * DESTDIR; only from a bin/ so a checkout's binary never picks up an installed library. */
 static void
 find_lib_dir(char *out, size_t outlen)
 {
+    static const char *const layouts[] = { /* the first two are the installed ones */
+        "../share/bepipe-lua/lua", "../share/lua/5.1/bepipe-lua/lua", "scripts", "../scripts",
+        "../../scripts",
+    };
     const char *env = getenv("BEPIPE_LIB_DIR");
     if (env && *env) {
         snprintf(out, outlen, "%s", env);
         return;
     }
-    char dir[4096];
-    ssize_t n = readlink("/proc/self/exe", dir, sizeof(dir) - 1);
-    for (int up = 0; n > 0 && up < 3; up++) {
-        dir[n] = '\0';
-        char *slash = strrchr(dir, '/');
-        if (!slash)
-            break;
-        *slash = '\0';
-        n = slash - dir;
-        char probe[4200];
-        snprintf(probe, sizeof(probe), "%.4000s/scripts/bepipe/host.lua", dir);
-        if (access(probe, R_OK) == 0) {
-            snprintf(out, outlen, "%.4000s/scripts", dir);
-            return;
-        }
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    char *slash = n > 0 ? memrchr(exe, '/', (size_t)n) : NULL;
+    size_t first = slash && slash - exe >= 4 && memcmp(slash - 4, "/bin", 4) == 0 ? 0 : 2;
+    for (size_t i = first; slash && i < BP_ARRAY_LEN(layouts); i++) {
+        char dir[4200], probe[4300];
+        snprintf(dir, sizeof(dir), "%.*s/%s", (int)(slash - exe), exe, layouts[i]);
+        snprintf(probe, sizeof(probe), "%.4200s/bepipe/host.lua", dir);
+        if (access(probe, R_OK) != 0)
+            continue;
+        /* canonical, so messages and package.path show /usr/share/..., not bin/../share */
+        char *real = realpath(dir, NULL);
+        snprintf(out, outlen, "%.4000s", real ? real : dir);
+        free(real);
+        return;
     }
     snprintf(out, outlen, "%s", BP_LIB_DIR);
 }
