@@ -97,8 +97,11 @@ dead_row(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, int stage, const ch
     bp_time_rfc3339(bp_time_now(), now_str);
     if (stage < BP_STAGE_PARSE || stage > BP_STAGE_INSERT)
         stage = BP_STAGE_MAP;
-    bp_log(BP_LOG_DEBUG, "dead", "id=%.*s stage=%s reason=%s", (int)m->id_len, m->id,
-           bp_stage_names[stage], reason);
+    /* a sample per stage at info level: the first of each 10 s window, then the count of the
+     * rest (log.h), so a flood of bad events costs a line per stage per window */
+    bp_log_rl(BP_LOG_INFO, "dead", bp_stage_names[stage], "dead letter: stage=%s id=%.*s "
+              "reason=%.300s", bp_stage_names[stage], (int)(m->id_len > 200 ? 200 : m->id_len),
+              m->id, reason);
     if (build_dead_entry(rt, m, stage, reason, strlen(reason), etype, etype_len, now_str) != 0 ||
         bp_batches_add(&rt->tables, rt->dead_batch, rt->entry.data, rt->entry.len, slot,
                        ev_now(rt->loop)) != 0)
