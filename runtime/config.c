@@ -49,7 +49,8 @@ static const struct bp_opt options[] = {
     { "bigquery.create_tables", NULL, INT(create_tables), "0", 0, 1,
       "1 (or --create-tables): create the dataset and missing tables from the DDL first" },
     { "bigquery.ddl_dir", NULL, STR(ddl_dir), NULL, 0, 0,
-      "folder of the CREATE TABLE files (default: ddl/ beside the scripts folder)" },
+      "folder of the CREATE TABLE files (default: ddl/ in the pipeline's folder, or in its "
+      "parent when that is scripts/)" },
     { "archive.path", "--gcs_output_path", STR(archive_path), "gs://backend_events_data/output",
       0, 0, "raw archive root: gs://BUCKET/PREFIX" },
     { "archive.roll_bytes", NULL, INT(roll_bytes), "67108864", 1024, 4096 * MB,
@@ -93,6 +94,8 @@ static const struct bp_opt options[] = {
     { "preflight_seconds", NULL, INT(preflight_seconds), "30", 0, 3600,
       "before pulling, check credentials, subscription, dataset, tables and bucket; exit "
       "non-zero if they fail within this long (0 = no preflight)" },
+    { "local_out_append", NULL, INT(local_out_append), "0", 0, 1,
+      "let --local-out add to a folder that is not empty (refused otherwise)" },
 };
 
 const struct bp_opt *

@@ -44,6 +44,7 @@ struct bp_config {
     long retry_max_ms;
     /* operability (issue 9) */
     long preflight_seconds;
+    long local_out_append;
 };
 
 enum bp_opt_type { BP_OPT_STR, BP_OPT_INT };

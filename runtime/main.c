@@ -52,6 +52,8 @@ usage(FILE *f)
 "  --input PATH            read NDJSON events from PATH ('-' = stdin) instead of Pub/Sub\n"
 "  --local-out DIR         write tables and the archive under DIR instead of BigQuery and GCS:\n"
 "                          DIR/bigquery/<table>.ndjson and DIR/gcs/<bucket>/<prefix>/...\n"
+"                          (a DIR that is not empty is refused unless --append)\n"
+"  --append                let --local-out add to a folder that already holds a run\n"
 "  --input_subscription S  --bq_project P  --bq_dataset D  --gcs_output_path gs://B/P  --project P\n"
 "                          the seed's flags (Dataflow-only flags are accepted and ignored)\n"
 "  --set KEY=VALUE         set any option below (overrides pipeline.lua)\n"
@@ -240,6 +242,8 @@ option(int argc, char **argv, int *i, struct cli *c)
     }
     if (strcmp(a, "--create-tables") == 0)
         return add_kv(c, "bigquery.create_tables", "1");
+    if (strcmp(a, "--append") == 0)
+        return add_kv(c, "local_out_append", "1");
     size_t flen = strcspn(a, "=");
     snprintf(flag, sizeof(flag), "%.*s", (int)flen, a);
     if (is_in(flag, dataflow_bool_flags, BP_ARRAY_LEN(dataflow_bool_flags)) && !a[flen]) {

@@ -7,6 +7,7 @@
 #include "tables_create.h"
 #include "timefmt.h"
 
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -336,16 +337,29 @@ tables_created(void *arg, int status)
     }
 }
 
-/* The DDL folder: bigquery.ddl_dir, else ddl/ beside the scripts folder (a checkout, or the
- * install's share/bepipe-lua/ddl next to share/bepipe-lua/lua). */
-static void
-ddl_dir(struct bp_rt *rt, char *out, size_t outlen)
+/* The DDL folder belongs to the pipeline: bigquery.ddl_dir (relative to the working folder),
+ * else ddl/ in the pipeline's folder, the one holding pipeline.lua, or its parent when that is
+ * scripts/ (this repository, and the install's share/bepipe-lua/scripts). Never the binary's:
+ * a user's tables come from the user's DDL. */
+void
+bp_rt_ddl_dir(const struct bp_rt *rt, char *out, size_t outlen)
 {
     if (rt->cfg.ddl_dir) {
         snprintf(out, outlen, "%s", rt->cfg.ddl_dir);
         return;
     }
-    snprintf(out, outlen, "%s/../ddl", rt->lib_dir);
+    char dir[4096];
+    const char *slash = strrchr(rt->pipeline_path, '/');
+    if (slash)
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - rt->pipeline_path), rt->pipeline_path);
+    else
+        snprintf(dir, sizeof(dir), ".");
+    const char *base = strrchr(dir, '/');
+    base = base ? base + 1 : dir;
+    if (strcmp(base, "scripts") == 0)
+        snprintf(out, outlen, "%s/..%s", dir, "/ddl");
+    else
+        snprintf(out, outlen, "%s/ddl", dir);
 }
 
 static int
@@ -355,7 +369,7 @@ create_tables(struct bp_rt *rt, char *err, size_t errlen)
     char dir[4096];
     char **bodies;
     size_t n;
-    ddl_dir(rt, dir, sizeof(dir));
+    bp_rt_ddl_dir(rt, dir, sizeof(dir));
     if (bp_lua_host_table_resources(rt->host, dir, c->bq_project, c->bq_dataset, &bodies, &n,
                                     err, errlen) != 0)
         return -1;
@@ -376,12 +390,33 @@ dead_letter_unusable(void *owner, const char *table, const char *why)
     bp_rt_source_failed(rt, "dead-letter table unusable");
 }
 
+/* Whether dir exists and holds anything: a second run into the same --local-out would mix two
+ * runs' rows and objects, so it needs --append. */
+static int
+dir_not_empty(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int found = 0;
+    if (!d)
+        return 0;
+    while (!found && (e = readdir(d)) != NULL)
+        found = strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return found;
+}
+
 /* The store (local folder or the cloud APIs), the table batches, the dead-letter batch and the
  * archive. Returns 0, or -1 with err set. */
 static int
 open_sinks(struct bp_rt *rt, const char *bucket, const char *prefix, char *err, size_t errlen)
 {
     struct bp_config *c = &rt->cfg;
+    if (c->local_out && !c->local_out_append && dir_not_empty(c->local_out)) {
+        snprintf(err, errlen, "--local-out %s is not empty: choose a new folder, or add --append "
+                 "to add this run's rows and objects to it", c->local_out);
+        return -1;
+    }
     if (c->local_out)
         rt->store = bp_store_local_new(c->local_out, bucket, err, errlen);
     else

@@ -110,6 +110,9 @@ int bp_rt_dead_letter(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, int st
 int bp_rt_rejected_row(void *rt, const char *table, const char *entry, size_t len,
                        const char *reason, uint32_t slot);
 
+/* Where the pipeline's CREATE TABLE files are (bigquery.ddl_dir, else ddl/ of its folder). */
+void bp_rt_ddl_dir(const struct bp_rt *rt, char *out, size_t outlen);
+
 /* drain.c */
 void bp_rt_drain(struct bp_rt *rt, const char *why);
 
