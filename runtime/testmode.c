@@ -1,12 +1,17 @@
 /* testmode.c - runs sample events through the same Lua entry the daemon uses and prints, per
- * event, its table and row or its dead-letter stage and reason, then the totals. Nothing is
- * written anywhere: it is for trying a script change before sending SIGHUP. */
+ * event, its table and row (keys sorted, ingestion_time as a placeholder, so runs diff cleanly) or its
+ * dead-letter stage and reason, then the totals. Lines may be fixtures with expectations
+ * (scripts/bepipe/fixtures.lua): then every failing case gets a line saying what differs, the
+ * output ends with `N passed, N failed` and the exit code is 1 on any failure. Nothing is
+ * written anywhere: it is for trying a script change before sending SIGHUP, and for CI. */
 #include "testmode.h"
 #include "dispatch.h"
 #include "rt.h"
 #include "timefmt.h"
 
 #include <errno.h>
+#include <lauxlib.h>
+#include <lua.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +22,7 @@ struct tm_state {
     FILE *out;
     bp_msg_t msgs[TM_BATCH];
     char *lines[TM_BATCH];
+    char *attrs[TM_BATCH];
     unsigned long line_nos[TM_BATCH];
     char ids[TM_BATCH][32];
     bp_result_t res[TM_BATCH];
@@ -25,7 +31,63 @@ struct tm_state {
     unsigned long total;
     unsigned long *rows;            /* per route */
     unsigned long dead[BP_STAGE_INSERT + 1];
+    int fixtures_ref;               /* bepipe.fixtures in the host's registry */
+    unsigned long passed, failed;   /* fixtures with an expectation */
 };
+
+/* Calls fixtures.<fn> with the nargs values on top of the stack; leaves nres results. Returns
+ * 0, or -1 with the error message on top. */
+static int
+fixtures_call(struct tm_state *t, const char *fn, int nargs, int nres)
+{
+    lua_State *L = bp_lua_host_state(t->h);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->fixtures_ref);
+    lua_getfield(L, -1, fn);
+    lua_remove(L, -2);
+    lua_insert(L, -nargs - 1);
+    return lua_pcall(L, nargs, nres, 0) == 0 ? 0 : -1;
+}
+
+/* Checks one outcome against the line's expectation (if it has one) and prints what is due:
+ * the outcome when there is no expectation, a FAIL line when it differs, nothing when it passed.
+ * row/reason are (p, len); table NULL for a dead letter. */
+static void
+report(struct tm_state *t, unsigned long line_no, const char *route, const char *table,
+       const char *text, size_t len, const char *stage)
+{
+    lua_State *L = bp_lua_host_state(t->h);
+    int top = lua_gettop(L);
+    lua_pushnumber(L, (lua_Number)line_no);
+    if (table) {
+        lua_pushstring(L, table);
+        lua_pushlstring(L, text, len);
+        lua_pushnil(L);
+        lua_pushnil(L);
+    } else {
+        lua_pushnil(L);
+        lua_pushnil(L);
+        lua_pushstring(L, stage);
+        lua_pushlstring(L, text, len);
+    }
+    if (fixtures_call(t, "check", 5, 2) != 0) {
+        t->failed++;
+        fprintf(t->out, "FAIL line %lu: %s\n", line_no, lua_tostring(L, -1));
+    } else if (lua_isnil(L, -2) && table) {
+        lua_settop(L, top);
+        lua_pushlstring(L, text, len);
+        if (fixtures_call(t, "canonical_row", 1, 1) == 0)
+            fprintf(t->out, "line %lu: %s -> %s %s\n", line_no, route, table,
+                    lua_tostring(L, -1));
+    } else if (lua_isnil(L, -2)) {
+        fprintf(t->out, "line %lu: DEAD %s: %.*s\n", line_no, stage, (int)len, text);
+    } else if (lua_toboolean(L, -2)) {
+        t->passed++;
+    } else {
+        t->failed++;
+        fprintf(t->out, "FAIL line %lu: %s\n", line_no, lua_tostring(L, -1));
+    }
+    lua_settop(L, top);
+}
 
 static int
 run_batch(struct tm_state *t)
@@ -49,21 +111,73 @@ run_batch(struct tm_state *t)
         t->total++;
         if (r->stage == BP_STAGE_OK && r->route >= 0 && (size_t)r->route < nroutes) {
             t->rows[r->route]++;
-            fprintf(t->out, "line %lu: %s -> %s %.*s\n", t->line_nos[i], routes[r->route].name,
-                    routes[r->route].table, (int)r->len, out + r->off);
+            report(t, t->line_nos[i], routes[r->route].name, routes[r->route].table,
+                   out + r->off, r->len, NULL);
         } else {
             int st = r->stage > 0 && r->stage <= BP_STAGE_INSERT ? r->stage : BP_STAGE_MAP;
             t->dead[st]++;
-            fprintf(t->out, "line %lu: DEAD %s: %.*s\n", t->line_nos[i], bp_stage_names[st],
-                    (int)r->len, out + r->off);
+            report(t, t->line_nos[i], NULL, NULL, out + r->off, r->len, bp_stage_names[st]);
         }
         free(t->lines[i]);
+        free(t->attrs[i]);
+        t->attrs[i] = NULL;
     }
     t->n = 0;
     return 0;
 }
 
-/* Returns the exit code: 0 when it ran (dead letters are results, not failures), 1 otherwise. */
+/* Turns one input line (an event, or a fixture) into the next message of the batch. Returns 0,
+ * or -1 when the fixture is malformed (reported as a failed case). */
+static int
+add_line(struct tm_state *t, const char *line, size_t len, unsigned long line_no)
+{
+    lua_State *L = bp_lua_host_state(t->h);
+    int top = lua_gettop(L);
+    lua_pushnumber(L, (lua_Number)line_no);
+    lua_pushlstring(L, line, len);
+    if (fixtures_call(t, "prepare", 2, 2) != 0) {
+        t->failed++;
+        fprintf(t->out, "FAIL line %lu: %s\n", line_no, lua_tostring(L, -1));
+        lua_settop(L, top);
+        return -1;
+    }
+    size_t rl = 0, al = 0;
+    const char *raw = lua_tolstring(L, -2, &rl);
+    const char *attrs = lua_isstring(L, -1) ? lua_tolstring(L, -1, &al) : NULL;
+    bp_msg_t *m = &t->msgs[t->n];
+    t->lines[t->n] = bp_xstrndup(raw ? raw : "", rl);
+    t->attrs[t->n] = attrs ? bp_xstrndup(attrs, al) : NULL;
+    t->line_nos[t->n] = line_no;
+    snprintf(t->ids[t->n], sizeof(t->ids[0]), "test:%lu", line_no);
+    m->data = t->lines[t->n];
+    m->len = rl;
+    m->id = t->ids[t->n];
+    m->id_len = strlen(t->ids[t->n]);
+    m->publish_time = bp_time_now();
+    m->attrs = t->attrs[t->n];
+    m->attrs_len = al;
+    lua_settop(L, top);
+    return 0;
+}
+
+/* Loads bepipe.fixtures into the host's state. Returns 0, or -1 with the error printed. */
+static int
+load_fixtures(struct tm_state *t)
+{
+    lua_State *L = bp_lua_host_state(t->h);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "bepipe.fixtures");
+    if (lua_pcall(L, 1, 1, 0) != 0) {
+        fprintf(stderr, "bepipe-lua: %s\n", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return -1;
+    }
+    t->fixtures_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+/* Returns the exit code: 1 when a fixture failed or the run could not happen, else 0 (dead
+ * letters without an expectation are results, not failures). */
 int
 bp_testmode_run(struct bp_lua_host *h, const char *events_path, FILE *out)
 {
@@ -78,6 +192,13 @@ bp_testmode_run(struct bp_lua_host *h, const char *events_path, FILE *out)
     t->h = h;
     t->out = out;
     t->rows = bp_xcalloc(nroutes ? nroutes : 1, sizeof(*t->rows));
+    if (load_fixtures(t) != 0) {
+        if (in != stdin)
+            fclose(in);
+        free(t->rows);
+        free(t);
+        return 1;
+    }
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
@@ -89,15 +210,8 @@ bp_testmode_run(struct bp_lua_host *h, const char *events_path, FILE *out)
             len--;
         if (strspn(line, " \t") == (size_t)len)
             continue;
-        bp_msg_t *m = &t->msgs[t->n];
-        t->lines[t->n] = bp_xstrndup(line, (size_t)len);
-        t->line_nos[t->n] = line_no;
-        snprintf(t->ids[t->n], sizeof(t->ids[0]), "test:%lu", line_no);
-        m->data = t->lines[t->n];
-        m->len = (size_t)len;
-        m->id = t->ids[t->n];
-        m->id_len = strlen(t->ids[t->n]);
-        m->publish_time = bp_time_now();
+        if (add_line(t, line, (size_t)len, line_no) != 0)
+            continue;
         if (++t->n == TM_BATCH && (rc = run_batch(t)) != 0)
             break;
     }
@@ -113,11 +227,16 @@ bp_testmode_run(struct bp_lua_host *h, const char *events_path, FILE *out)
         for (int s = BP_STAGE_PARSE; s <= BP_STAGE_MAP; s++)
             fprintf(out, ", dead_%s=%lu", bp_stage_names[s], t->dead[s]);
         fprintf(out, "\n");
+        if (t->passed + t->failed)
+            fprintf(out, "%lu passed, %lu failed\n", t->passed, t->failed);
     }
-    for (size_t i = 0; i < t->n; i++)
+    for (size_t i = 0; i < t->n; i++) {
         free(t->lines[i]);
+        free(t->attrs[i]);
+    }
     free(t->rows);
     free(t->batch.out);
+    int failed = rc != 0 || t->failed > 0;
     free(t);
-    return rc ? 1 : 0;
+    return failed ? 1 : 0;
 }
