@@ -89,6 +89,10 @@ static const struct bp_opt options[] = {
       "attempts per API call (408, 429, 5xx, timeouts, resets)" },
     { "retry.max_ms", NULL, INT(retry_max_ms), "30000", 10, 600000,
       "longest backoff between attempts (full jitter, doubling from 200 ms)" },
+    /* operability (issue 9, item 3): the HTTP listener */
+    { "http.listen", "--http", STR(http_listen), NULL, 0, 0,
+      "serve /metrics, /healthz, /readyz and POST /reload on ADDR:PORT (e.g. 127.0.0.1:9464; "
+      "port 0 picks a free one; off by default)" },
 };
 
 const struct bp_opt *

@@ -42,6 +42,8 @@ struct bp_config {
     char *ddl_dir;
     long retry_attempts;
     long retry_max_ms;
+    /* operability (issue 9, item 3): the HTTP listener */
+    char *http_listen;         /* ADDR:PORT of /metrics, /healthz, /readyz, /reload; NULL = off */
 };
 
 enum bp_opt_type { BP_OPT_STR, BP_OPT_INT };

@@ -2,6 +2,7 @@
  * reloads, drains. Everything here runs on the one loop thread. */
 #include "rt.h"
 #include "dispatch.h"
+#include "httpd.h"
 #include "log.h"
 #include "tables_create.h"
 #include "timefmt.h"
@@ -49,6 +50,7 @@ bp_rt_new(const char *pipeline_path, const char *lib_dir, const struct bp_kv *ov
           size_t noverrides, char *err, size_t errlen)
 {
     struct bp_rt *rt = bp_xcalloc(1, sizeof(*rt));
+    bp_metrics_init(rt);
     rt->pipeline_path = bp_xstrdup(pipeline_path);
     rt->lib_dir = bp_xstrdup(lib_dir);
     rt->overrides = bp_xcalloc(noverrides ? noverrides : 1, sizeof(*rt->overrides));
@@ -75,6 +77,8 @@ bp_rt_free(struct bp_rt *rt)
 {
     if (!rt)
         return;
+    bp_httpd_free(rt->httpd);   /* no request may see the runtime half freed */
+    rt->httpd = NULL;
     if (rt->source)
         rt->source->ops->destroy(rt->source);
     rt->source = NULL;
@@ -102,6 +106,8 @@ bp_rt_free(struct bp_rt *rt)
     bp_buf_free(&rt->entry);
     free(rt->pipeline_path);
     free(rt->lib_dir);
+    free(rt->not_ready);
+    free(rt->failing);
     free(rt);
 }
 
@@ -141,22 +147,24 @@ bp_rt_process(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots, siz
         return 0;
     }
     int rc = bp_dispatch_batch(rt, msgs, slots, rt->results, n, b->out, b->out_len);
-    rt->stats.batch_secs[rt->stats.batches++ % BP_LAT_SAMPLES] = bp_time_mono() - t0;
+    double secs = bp_time_mono() - t0;
+    rt->stats.batch_secs[rt->stats.batches++ % BP_LAT_SAMPLES] = secs;
+    bp_hist_observe(&rt->stats.batch_seconds, secs);
     return rc;
 }
 
 /* Builds a complete new host beside the running one and swaps it in; on any failure the old
  * scripts keep running and the error (with file and line) is logged. Runs between batches: a
- * signal watcher never fires inside one. Returns 0 when swapped, -1 when kept. */
+ * signal watcher never fires inside one. Returns 0 when swapped, -1 (the reason in err) when
+ * kept. */
 int
-bp_rt_reload(struct bp_rt *rt)
+bp_rt_reload_err(struct bp_rt *rt, char *err, size_t errlen)
 {
-    char err[4096];
     struct bp_config cfg;
     struct bp_lua_host *h = bp_lua_host_new(rt->pipeline_path, rt->lib_dir, rt->generation + 1,
-                                            err, sizeof(err));
+                                            err, errlen);
     if (!h || bp_rt_effective_config(h, rt->overrides, rt->noverrides, &cfg, err,
-                                     sizeof(err)) != 0) {
+                                     errlen) != 0) {
         rt->stats.reload_failures++;
         bp_log(BP_LOG_ERROR, "reload", "failed, generation %d keeps running: %s", rt->generation,
                err);
@@ -173,6 +181,13 @@ bp_rt_reload(struct bp_rt *rt)
     bp_log(BP_LOG_INFO, "reload", "generation %d loaded from %s", rt->generation,
            rt->pipeline_path);
     return 0;
+}
+
+int
+bp_rt_reload(struct bp_rt *rt)
+{
+    char err[4096];
+    return bp_rt_reload_err(rt, err, sizeof(err));
 }
 
 static void
@@ -310,7 +325,10 @@ start_source(struct bp_rt *rt, char *err, size_t errlen)
                                           rt->ep.pubsub, c->subscription, err, errlen);
     if (!rt->source)
         return -1;
-    return rt->source->ops->start(rt->source, err, errlen);
+    if (rt->source->ops->start(rt->source, err, errlen) != 0)
+        return -1;
+    rt->source_started = 1;     /* /readyz */
+    return 0;
 }
 
 static void
@@ -426,6 +444,9 @@ bp_rt_start(struct bp_rt *rt, char *err, size_t errlen)
     free(prefix);
     if (rc != 0)
         return -1;
+    /* the listener before the source, so /healthz answers while tables are created */
+    if (c->http_listen && !(rt->httpd = bp_httpd_new(rt, rt->loop, c->http_listen, err, errlen)))
+        return -1;
     if (c->create_tables && !c->local_out) {
         /* the source starts once the tables exist (tables_created) */
         if (create_tables(rt, err, errlen) != 0)
@@ -447,3 +468,35 @@ bp_rt_run(struct bp_rt *rt)
     return rt->exit_code;
 }
 
+
+/* ---- readiness (/readyz, issue 9 item 3) ---- */
+
+static void
+set_reason(char **slot, const char *why)
+{
+    free(*slot);
+    *slot = why ? bp_xstrdup(why) : NULL;
+}
+
+/* The gate the preflight drives: ready = 0 holds /readyz at 503 with why; 1 opens it. */
+void
+bp_rt_set_ready(struct bp_rt *rt, int ready, const char *why)
+{
+    set_reason(&rt->not_ready, ready ? NULL : (why ? why : "not ready"));
+}
+
+/* A destination is failing for good (why), or no longer (NULL). */
+void
+bp_rt_set_unready_reason(struct bp_rt *rt, const char *why)
+{
+    set_reason(&rt->failing, why);
+}
+
+int
+bp_rt_ready(const struct bp_rt *rt, char *why, size_t whylen)
+{
+    const char *r = rt->draining ? "draining" : rt->not_ready ? rt->not_ready
+                  : rt->failing ? rt->failing : !rt->source_started ? "source not started" : NULL;
+    snprintf(why, whylen, "%s", r ? r : "ready");
+    return r == NULL;
+}
