@@ -91,8 +91,8 @@ static const struct bp_opt options[] = {
       "longest backoff between attempts (full jitter, doubling from 200 ms)" },
     /* operability (issue 9, item 3): the HTTP listener */
     { "http.listen", "--http", STR(http_listen), NULL, 0, 0,
-      "serve /metrics, /healthz, /readyz and POST /reload on ADDR:PORT (e.g. 127.0.0.1:9464; "
-      "port 0 picks a free one; off by default)" },
+      "--http ADDR:PORT: serve /metrics, /healthz, /readyz and POST /reload there (e.g. "
+      "127.0.0.1:9464; port 0 picks a free one; off by default)" },
 };
 
 const struct bp_opt *

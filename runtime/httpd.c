@@ -273,7 +273,8 @@ bp_httpd_new(struct bp_rt *rt, struct ev_loop *loop, const char *addr, char *err
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT,
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
-                            MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+                            /* no SO_REUSEPORT: a second process on the port must fail */
+                            MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)0,
                             MHD_OPTION_END);
     const union MHD_DaemonInfo *efd = h->d ? MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_EPOLL_FD)
                                            : NULL;
