@@ -160,6 +160,7 @@ const char *const bp_api_kind_names[BP_API_KINDS] = {
     "pubsub", "bigquery", "storage", "oauth2", "other"
 };
 
+/* The API a URL belongs to, by path: emulator hosts carry no Google host name. */
 int
 bp_api_kind_of(const char *url)
 {
@@ -181,6 +182,7 @@ count_http(struct bp_api *api, int kind, long status)
     api->http_codes[kind][status > 0 && status < BP_API_CODES ? status : 0]++;
 }
 
+/* Answers of one (api, status) so far; 0 for indexes out of range. */
 unsigned long
 bp_api_http_count(const struct bp_api *api, int kind, int code)
 {

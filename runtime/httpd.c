@@ -227,6 +227,7 @@ split_host_port(const char *addr, char *host, size_t hostlen, char *port, size_t
     return *port && !*end && p >= 0 && p <= 65535 ? 0 : -1;
 }
 
+/* "HOST:PORT" / "[V6]:PORT" / ":PORT" -> a socket address (see httpd.h). */
 int
 bp_httpd_parse_addr(const char *addr, struct sockaddr_storage *ss, int *is_v6, char *err,
                     size_t errlen)
@@ -254,6 +255,8 @@ bp_httpd_parse_addr(const char *addr, struct sockaddr_storage *ss, int *is_v6, c
     return 0;
 }
 
+/* Starts the daemon in external epoll mode and hooks its epoll fd and timeout into loop; logs
+ * the port. Returns the listener, or NULL with err set. */
 struct bp_httpd *
 bp_httpd_new(struct bp_rt *rt, struct ev_loop *loop, const char *addr, char *err, size_t errlen)
 {
@@ -297,12 +300,14 @@ bp_httpd_new(struct bp_rt *rt, struct ev_loop *loop, const char *addr, char *err
     return h;
 }
 
+/* The bound port (useful with port 0). */
 int
 bp_httpd_port(const struct bp_httpd *h)
 {
     return h->port;
 }
 
+/* Watchers first, then MHD closes its sockets; no callback runs after this. */
 void
 bp_httpd_free(struct bp_httpd *h)
 {

@@ -23,6 +23,7 @@ static const double ack_bounds[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1
 static const double batch_bounds[] = { 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                                        0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5 };
 
+/* Empties h and gives it its bounds (a static table; at most BP_HIST_MAX_BOUNDS are used). */
 void
 bp_hist_init(struct bp_hist *h, const double *bounds, size_t nbounds)
 {
@@ -31,6 +32,7 @@ bp_hist_init(struct bp_hist *h, const double *bounds, size_t nbounds)
     h->nbounds = nbounds < BP_HIST_MAX_BOUNDS ? nbounds : BP_HIST_MAX_BOUNDS;
 }
 
+/* Counts v in the first bucket whose upper bound is >= v (Prometheus' le is inclusive). */
 void
 bp_hist_observe(struct bp_hist *h, double v)
 {
@@ -61,6 +63,7 @@ append_escaped(bp_buf_t *b, const char *s, int quote)
     return rc;
 }
 
+/* "# HELP name help" and "# TYPE name type"; help is escaped. Returns 0, or -1 when b is full. */
 int
 bp_metrics_family(bp_buf_t *b, const char *name, const char *type, const char *help)
 {
@@ -89,6 +92,7 @@ append_value(bp_buf_t *b, double v)
     return bp_buf_append_str(b, num);
 }
 
+/* One sample line: name{labels} value. Returns 0, or -1 when b is full. */
 int
 bp_metrics_sample(bp_buf_t *b, const char *name, const struct bp_label *labels, size_t nlabels,
                   double value)
@@ -109,6 +113,7 @@ bp_metrics_sample(bp_buf_t *b, const char *name, const struct bp_label *labels, 
     return rc ? -1 : 0;
 }
 
+/* A whole histogram family from h. Returns 0, or -1 when b is full. */
 int
 bp_metrics_hist(bp_buf_t *b, const char *name, const char *help, const struct bp_hist *h)
 {
@@ -132,6 +137,7 @@ bp_metrics_hist(bp_buf_t *b, const char *name, const char *help, const struct bp
     return rc ? -1 : 0;
 }
 
+/* The runtime's histograms get their buckets (before anything can observe into them). */
 void
 bp_metrics_init(struct bp_rt *rt)
 {
@@ -319,6 +325,7 @@ render_http(struct bp_rt *rt, bp_buf_t *b)
     return rc ? -1 : 0;
 }
 
+/* Everything /metrics shows, in a fixed order of families. Returns 0, or -1 when out is full. */
 int
 bp_metrics_render(struct bp_rt *rt, bp_buf_t *out)
 {

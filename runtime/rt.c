@@ -183,6 +183,7 @@ bp_rt_reload_err(struct bp_rt *rt, char *err, size_t errlen)
     return 0;
 }
 
+/* SIGHUP's reload: the reason of a failure goes to the log only. */
 int
 bp_rt_reload(struct bp_rt *rt)
 {
@@ -468,7 +469,6 @@ bp_rt_run(struct bp_rt *rt)
     return rt->exit_code;
 }
 
-
 /* ---- readiness (/readyz, issue 9 item 3) ---- */
 
 static void
@@ -492,6 +492,7 @@ bp_rt_set_unready_reason(struct bp_rt *rt, const char *why)
     set_reason(&rt->failing, why);
 }
 
+/* 1 when /readyz should answer 200; else 0 with the first reason that holds it back. */
 int
 bp_rt_ready(const struct bp_rt *rt, char *why, size_t whylen)
 {

@@ -332,7 +332,7 @@ def readyz_fails_while_draining():
     with cloud.Scenario() as s:
         path, _, _ = cloud.corpus(s.tmp, 50, seed=32)
         s.emu.publish(path)
-        s.emu.fault({"op": "storage.objects.insert", "stall": 3, "count": -1})
+        s.emu.fault({"op": "storage.objects.insert*", "stall": 3, "count": -1})
         b = cloud.Bepipe(s.emu, ["--http", "127.0.0.1:0"])
         try:
             port = listen_port(b.stderr)
