@@ -18,6 +18,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "rt.h"
+#include "timefmt.h"
 
 #include <microhttpd.h>
 #include <netdb.h>
@@ -40,6 +41,8 @@ struct bp_httpd {
     ev_io io;               /* MHD's epoll fd */
     ev_timer timer;         /* MHD_get_timeout() */
     int port;
+    double log_at;          /* MHD's messages: one a second at most (clients can cause them) */
+    unsigned long log_dropped;
 };
 
 /* After every MHD_run: the timer says when MHD must run again even without socket activity. */
@@ -160,7 +163,8 @@ route(struct bp_httpd *h, struct MHD_Connection *conn, const char *url, const ch
     int known = strcmp(url, "/metrics") == 0 || strcmp(url, "/healthz") == 0 ||
                 strcmp(url, "/readyz") == 0;
     if (!known)
-        return text(conn, MHD_HTTP_NOT_FOUND, NULL, "not found: /metrics /healthz /readyz /reload\n");
+        return text(conn, MHD_HTTP_NOT_FOUND, NULL,
+                    "not found: /metrics /healthz /readyz /reload\n");
     if (!is_get(method))
         return text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "GET, HEAD", "use GET\n");
     if (strcmp(url, "/metrics") == 0)
@@ -193,16 +197,28 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
     return route(cls, conn, url, method);
 }
 
+/* MHD's own messages (bind errors, bad requests) into our log; a client sending garbage must
+ * not be able to flood it, so at most one line a second. */
 static void
 on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
+    struct bp_httpd *h = cls;
     char line[512];
-    (void)cls;
+    double now = bp_time_mono();
+    if (h->log_at > 0 && now - h->log_at < 1.0) {
+        h->log_dropped++;
+        return;
+    }
+    h->log_at = now;
     vsnprintf(line, sizeof(line), fmt, ap);
     size_t n = strlen(line);
     while (n && line[n - 1] == '\n')
         line[--n] = '\0';
-    bp_log(BP_LOG_WARN, "httpd", "%s", line);
+    if (h->log_dropped)
+        bp_log(BP_LOG_WARN, "httpd", "%s (and %lu more not logged)", line, h->log_dropped);
+    else
+        bp_log(BP_LOG_WARN, "httpd", "%s", line);
+    h->log_dropped = 0;
 }
 
 static int
@@ -271,7 +287,7 @@ bp_httpd_new(struct bp_rt *rt, struct ev_loop *loop, const char *addr, char *err
                              : ((struct sockaddr_in *)&ss)->sin_port);
     h->d = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0), port,
                             NULL, NULL, on_request, h,
-                            MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,   /* must be first */
+                            MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,   /* must be first */
                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT,

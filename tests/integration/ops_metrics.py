@@ -188,8 +188,8 @@ def metrics_match_what_went_through_the_emulator():
             check_eq(value(m, "bepipe_messages_acked_total"), 1000, "acked")
             check_eq(value(m, "bepipe_messages_nacked_total"), 0, "nacked")
             check_eq(value(m, "bepipe_messages_read_total"), 1000, "read")
-            check_eq((value(m, "bepipe_outstanding_messages"), value(m, "bepipe_outstanding_bytes")),
-                     (0, 0), "nothing outstanding once drained")
+            check_eq((value(m, "bepipe_outstanding_messages"),
+                      value(m, "bepipe_outstanding_bytes")), (0, 0), "nothing outstanding")
             rows = label_values(m, "bepipe_rows_inserted_total", "table")
             for t in cloud.TABLES + ["rejected_events"]:
                 check_eq(rows.get(t), len(s.emu.rows(t)), "rows inserted into " + t)
