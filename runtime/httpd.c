@@ -183,11 +183,10 @@ static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
            const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
-    static int seen;
     (void)version;
     (void)upload_data;
     if (*con_cls == NULL) {
-        *con_cls = &seen;
+        *con_cls = cls;     /* any non-NULL mark: the headers of this request were seen */
         return MHD_YES;
     }
     if (*upload_data_size) {
