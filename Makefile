@@ -1,7 +1,7 @@
 # bepipe-lua - plain GNU make. `make` builds ./bepipe-lua; `make test` runs every test;
 # `make demo` runs the pipeline on generated events; `make bench` measures it.
 PKG_CONFIG ?= pkg-config
-PKGS = luajit libcurl openssl jansson
+PKGS = luajit libcurl openssl jansson libmicrohttpd
 EV_LIBS ?= -lev
 CJSON_LIBS ?= -llua5.1-cjson
 PREFIX ?= /usr/local
@@ -11,7 +11,7 @@ LUAJIT ?= luajit
 
 # Debian packages the build needs, and those only the tests need.
 DEB_BUILD = build-essential pkg-config luajit libluajit-5.1-dev lua-cjson lua-cjson-dev \
-            libev-dev libcurl4-openssl-dev libssl-dev libjansson-dev
+            libev-dev libcurl4-openssl-dev libssl-dev libjansson-dev libmicrohttpd-dev
 DEB_TEST = libcmocka-dev clang libclang-rt-14-dev python3 openssl \
            luarocks python3-yaml groff-base man-db
 

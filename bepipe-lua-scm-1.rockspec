@@ -30,6 +30,7 @@ external_dependencies = {
    LIBCURL = { library = "curl" },
    OPENSSL = { header = "openssl/evp.h" },
    JANSSON = { header = "jansson.h" },
+   MICROHTTPD = { header = "microhttpd.h" },
    LUA_CJSON = { library = "lua5.1-cjson" },
 }
 -- The rock's bin/ lands in the tree's bin/ and its lua/ in the tree's share/lua/5.1/, so the

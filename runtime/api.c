@@ -49,6 +49,7 @@ struct bp_api {
     size_t in_flight;
     struct bp_api_stats stats;
     char token_error[512];       /* why the last refresh failed; "" after a success */
+    unsigned long http_codes[BP_API_KINDS][BP_API_CODES];   /* metrics: answers by api, code */
 };
 
 static void send_attempt(struct call *c);
@@ -278,12 +279,50 @@ attempt_done(struct call *c, const struct bp_http_result *res)
     finish(c, res);
 }
 
+/* ---- HTTP answers by API and status, for /metrics (issue 9, item 3) ---- */
+const char *const bp_api_kind_names[BP_API_KINDS] = {
+    "pubsub", "bigquery", "storage", "oauth2", "other"
+};
+
+/* The API a URL belongs to, by path: emulator hosts carry no Google host name. */
+int
+bp_api_kind_of(const char *url)
+{
+    if (strstr(url, "/bigquery/"))
+        return BP_API_BIGQUERY;
+    if (strstr(url, "/storage/v1"))
+        return BP_API_STORAGE;
+    if (strstr(url, "/subscriptions/") || strstr(url, "/topics/"))
+        return BP_API_PUBSUB;
+    if (strstr(url, "token") || strstr(url, "oauth2"))
+        return BP_API_OAUTH2;
+    return BP_API_OTHER;
+}
+
+/* Every attempt counts (a 503 that a retry absorbed is still a 503 Google answered). */
+static void
+count_http(struct bp_api *api, int kind, long status)
+{
+    api->http_codes[kind][status > 0 && status < BP_API_CODES ? status : 0]++;
+}
+
+/* Answers of one (api, status) so far; 0 for indexes out of range. */
+unsigned long
+bp_api_http_count(const struct bp_api *api, int kind, int code)
+{
+    if (kind < 0 || kind >= BP_API_KINDS || code < 0 || code >= BP_API_CODES)
+        return 0;
+    return api->http_codes[kind][code];
+}
+/* ---- end of the metrics counters ---- */
+
 static void
 on_response(struct bp_http_req *req, void *arg)
 {
     struct call *c = arg;
     struct bp_api *api = c->api;
     const struct bp_http_result *res = bp_http_req_result(req);
+    count_http(api, bp_api_kind_of(c->url), res->status);
     if (res->status == 401 && api->auth && bp_auth_kind(api->auth) != BP_AUTH_NONE &&
         !c->auth_retried) {
         /* an expired or revoked token: refresh once and go again (does not count as a retry) */
@@ -365,6 +404,7 @@ refresh_done(struct bp_http_req *req, void *arg)
     const struct bp_http_result *res = bp_http_req_result(req);
     char err[512];
     api->refreshing = 0;
+    count_http(api, BP_API_OAUTH2, res->status);
     if (bp_auth_refresh_done(api->auth, bp_time_now(), res->status, res->body, res->body_len,
                              res->metadata_flavor, err, sizeof(err)) != 0) {
         api->stats.token_failures++;

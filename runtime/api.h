@@ -111,4 +111,14 @@ double bp_backoff_fail(struct bp_backoff *b);
 /* A success: the next failure waits about base again. */
 void bp_backoff_reset(struct bp_backoff *b);
 
+/* ---- HTTP answers by API and status, for /metrics (issue 9, item 3) ---- */
+enum bp_api_kind { BP_API_PUBSUB, BP_API_BIGQUERY, BP_API_STORAGE, BP_API_OAUTH2, BP_API_OTHER,
+                   BP_API_KINDS };
+extern const char *const bp_api_kind_names[BP_API_KINDS];
+#define BP_API_CODES 600    /* status 0 = no answer (timeout, reset, refused) */
+/* Which API a URL calls, from its path (emulator URLs have no Google host name). */
+int bp_api_kind_of(const char *url);
+/* HTTP answers of kind with status code (0..BP_API_CODES-1) so far, every attempt counted. */
+unsigned long bp_api_http_count(const struct bp_api *api, int kind, int code);
+
 #endif

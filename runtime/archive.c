@@ -57,6 +57,7 @@ bp_archive_object_name(char *out, size_t outlen, const char *prefix, const char 
 struct finish_ctx {
     struct bp_archive *a;
     unsigned long lines;
+    size_t bytes;
     uint32_t *slots;
     size_t nslots;
 };
@@ -72,6 +73,7 @@ finish_done(void *arg, int status, const char *errmsg, const struct bp_row_error
     if (status == 0) {
         fc->a->objects_done++;
         fc->a->lines_done += fc->lines;
+        fc->a->bytes_done += fc->bytes;
     } else {
         fc->a->failures++;
         bp_log(BP_LOG_ERROR, "archive", "object of %lu lines not stored, their messages will be "
@@ -92,6 +94,7 @@ finish_at(struct bp_archive *a, size_t i)
     struct finish_ctx *fc = bp_xcalloc(1, sizeof(*fc));
     fc->a = a;
     fc->lines = o.lines;
+    fc->bytes = o.bytes;
     fc->slots = o.slots;
     fc->nslots = o.nslots;
     a->in_flight++;

@@ -29,6 +29,7 @@ struct bp_archive {
     size_t nopen;
     unsigned long objects_done;
     unsigned long lines_done;
+    unsigned long long bytes_done;      /* bytes of stored objects (metrics) */
     unsigned long failures;
 };
 

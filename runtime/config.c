@@ -96,6 +96,10 @@ static const struct bp_opt options[] = {
       "non-zero if they fail within this long (0 = no preflight)" },
     { "local_out_append", NULL, INT(local_out_append), "0", 0, 1,
       "let --local-out add to a folder that is not empty (refused otherwise)" },
+    /* the HTTP listener */
+    { "http.listen", "--http", STR(http_listen), NULL, 0, 0,
+      "--http ADDR:PORT: serve /metrics, /healthz, /readyz and POST /reload there (e.g. "
+      "127.0.0.1:9464; port 0 picks a free one; off by default)" },
 };
 
 const struct bp_opt *

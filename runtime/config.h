@@ -45,6 +45,8 @@ struct bp_config {
     /* operability (issue 9) */
     long preflight_seconds;
     long local_out_append;
+    /* the HTTP listener */
+    char *http_listen;         /* ADDR:PORT of /metrics, /healthz, /readyz, /reload; NULL = off */
 };
 
 enum bp_opt_type { BP_OPT_STR, BP_OPT_INT };

@@ -25,6 +25,7 @@ struct check {
     char *fix;                   /* what to do when it is missing (404) */
     const char *role;            /* the role a 403 points at */
     int forbidden_ok;
+    char *failure;               /* why it failed, or NULL */
 };
 
 struct bp_preflight {
@@ -68,7 +69,7 @@ bp_preflight_add(struct bp_preflight *p, struct bp_api *api, const char *url, co
         p->v = bp_xrealloc(p->v, p->cap * sizeof(*p->v));
     }
     p->v[p->n++] = (struct check){ p, api, bp_xstrdup(what), bp_xstrdup(url), bp_xstrdup(fix),
-                                   role, forbidden_ok };
+                                   role, forbidden_ok, NULL };
 }
 
 static void
@@ -76,6 +77,12 @@ finish(struct bp_preflight *p, int ok)
 {
     if (p->done_called)
         return;
+    /* the first check in order that failed is the one reported: a missing dataset, not the
+     * tables that are missing with it, whichever answered first */
+    for (size_t i = 0; i < p->n && !p->failure[0]; i++)
+        if (p->v[i].failure)
+            snprintf(p->failure, sizeof(p->failure), "%s", p->v[i].failure);
+    ok = ok && !p->failure[0];
     p->done_called = 1;
     ev_timer_stop(p->loop, &p->timer);
     p->done(p->arg, ok, ok ? "" : p->failure);
@@ -114,6 +121,21 @@ api_message(const struct bp_http_result *res, char *out, size_t outlen)
 }
 
 static void
+check_fail(struct check *c, const char *fmt, ...) BP_PRINTF(2, 3);
+
+static void
+check_fail(struct check *c, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    free(c->failure);
+    c->failure = bp_xstrdup(buf);
+}
+
+static void
 check_done(void *arg, const struct bp_http_result *res)
 {
     struct check *c = arg;
@@ -123,22 +145,22 @@ check_done(void *arg, const struct bp_http_result *res)
     if (res->status == 200) {
         bp_log(BP_LOG_DEBUG, "preflight", "%s: ok", c->what);
     } else if (res->status == 404) {
-        fail(p, "%s does not exist: %s", c->what, c->fix);
+        check_fail(c, "%s does not exist: %s", c->what, c->fix);
     } else if (res->status == 403 && c->forbidden_ok) {
         bp_log(BP_LOG_INFO, "preflight", "%s: not readable with the pipeline's roles (403); the "
                "first real call checks it", c->what);
     } else if (res->status == 403) {
-        fail(p, "%s: permission denied (403: %s); the service account needs %s", c->what, msg,
+        check_fail(c, "%s: permission denied (403: %s); the service account needs %s", c->what, msg,
              c->role);
     } else if (res->status == 401) {
-        fail(p, "%s: the credentials were refused (401: %s); check %s", c->what, msg,
+        check_fail(c, "%s: the credentials were refused (401: %s); check %s", c->what, msg,
              p->auth_hint);
     } else {
-        fail(p, "%s: cannot be checked (%s%ld %s)", c->what, res->status ? "HTTP " : "",
+        check_fail(c, "%s: cannot be checked (%s%ld %s)", c->what, res->status ? "HTTP " : "",
              res->status, msg);
     }
     if (--p->pending == 0)
-        finish(p, p->failure[0] == 0);
+        finish(p, 1);
 }
 
 static void
@@ -184,7 +206,7 @@ bp_preflight_start(struct bp_preflight *p)
         }
     }
     if (p->pending == 0)
-        finish(p, p->failure[0] == 0);
+        finish(p, 1);
 }
 
 /* Frees p. Its calls must have answered or been dropped (bp_api_free) first. */
@@ -198,6 +220,7 @@ bp_preflight_free(struct bp_preflight *p)
         free(p->v[i].what);
         free(p->v[i].url);
         free(p->v[i].fix);
+        free(p->v[i].failure);
     }
     free(p->v);
     free(p);

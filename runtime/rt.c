@@ -2,6 +2,7 @@
  * reloads, drains. Everything here runs on the one loop thread. */
 #include "rt.h"
 #include "dispatch.h"
+#include "httpd.h"
 #include "log.h"
 #include "preflight.h"
 #include "tables_create.h"
@@ -52,6 +53,7 @@ bp_rt_new(const char *pipeline_path, const char *lib_dir, const struct bp_kv *ov
           size_t noverrides, char *err, size_t errlen)
 {
     struct bp_rt *rt = bp_xcalloc(1, sizeof(*rt));
+    bp_metrics_init(rt);
     rt->pipeline_path = bp_xstrdup(pipeline_path);
     rt->lib_dir = bp_xstrdup(lib_dir);
     rt->overrides = bp_xcalloc(noverrides ? noverrides : 1, sizeof(*rt->overrides));
@@ -78,6 +80,8 @@ bp_rt_free(struct bp_rt *rt)
 {
     if (!rt)
         return;
+    bp_httpd_free(rt->httpd);   /* no request may see the runtime half freed */
+    rt->httpd = NULL;
     if (rt->source)
         rt->source->ops->destroy(rt->source);
     rt->source = NULL;
@@ -107,6 +111,8 @@ bp_rt_free(struct bp_rt *rt)
     bp_buf_free(&rt->entry);
     free(rt->pipeline_path);
     free(rt->lib_dir);
+    free(rt->not_ready);
+    free(rt->failing);
     free(rt);
 }
 
@@ -146,22 +152,24 @@ bp_rt_process(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots, siz
         return 0;
     }
     int rc = bp_dispatch_batch(rt, msgs, slots, rt->results, n, b->out, b->out_len);
-    rt->stats.batch_secs[rt->stats.batches++ % BP_LAT_SAMPLES] = bp_time_mono() - t0;
+    double secs = bp_time_mono() - t0;
+    rt->stats.batch_secs[rt->stats.batches++ % BP_LAT_SAMPLES] = secs;
+    bp_hist_observe(&rt->stats.batch_seconds, secs);
     return rc;
 }
 
 /* Builds a complete new host beside the running one and swaps it in; on any failure the old
  * scripts keep running and the error (with file and line) is logged. Runs between batches: a
- * signal watcher never fires inside one. Returns 0 when swapped, -1 when kept. */
+ * signal watcher never fires inside one. Returns 0 when swapped, -1 (the reason in err) when
+ * kept. */
 int
-bp_rt_reload(struct bp_rt *rt)
+bp_rt_reload_err(struct bp_rt *rt, char *err, size_t errlen)
 {
-    char err[4096];
     struct bp_config cfg;
     struct bp_lua_host *h = bp_lua_host_new(rt->pipeline_path, rt->lib_dir, rt->generation + 1,
-                                            err, sizeof(err));
+                                            err, errlen);
     if (!h || bp_rt_effective_config(h, rt->overrides, rt->noverrides, &cfg, err,
-                                     sizeof(err)) != 0) {
+                                     errlen) != 0) {
         rt->stats.reload_failures++;
         bp_log(BP_LOG_ERROR, "reload", "failed, generation %d keeps running: %s", rt->generation,
                err);
@@ -178,6 +186,14 @@ bp_rt_reload(struct bp_rt *rt)
     bp_log(BP_LOG_INFO, "reload", "generation %d loaded from %s", rt->generation,
            rt->pipeline_path);
     return 0;
+}
+
+/* SIGHUP's reload: the reason of a failure goes to the log only. */
+int
+bp_rt_reload(struct bp_rt *rt)
+{
+    char err[4096];
+    return bp_rt_reload_err(rt, err, sizeof(err));
 }
 
 static void
@@ -315,7 +331,10 @@ start_source(struct bp_rt *rt, char *err, size_t errlen)
                                           rt->ep.pubsub, c->subscription, err, errlen);
     if (!rt->source)
         return -1;
-    return rt->source->ops->start(rt->source, err, errlen);
+    if (rt->source->ops->start(rt->source, err, errlen) != 0)
+        return -1;
+    rt->source_started = 1;     /* /readyz */
+    return 0;
 }
 
 static void
@@ -387,6 +406,7 @@ dead_letter_unusable(void *owner, const char *table, const char *why)
     struct bp_rt *rt = owner;
     bp_log(BP_LOG_ERROR, "main", "the dead-letter table %s cannot be written (%s); stopping: "
            "fix the table (or bigquery.dead_letter_table) and restart", table, why);
+    bp_rt_set_unready_reason(rt, "the dead-letter table cannot be written");
     bp_rt_source_failed(rt, "dead-letter table unusable");
 }
 
@@ -478,8 +498,10 @@ preflight_done(void *arg, int ok, const char *msg)
     if (!ok) {
         bp_log(BP_LOG_ERROR, "preflight", "%s", msg);
         rt->exit_code = 1;
+        bp_rt_set_ready(rt, 0, msg);
     } else {
         bp_log(BP_LOG_INFO, "preflight", "ok: credentials, source and destinations checked");
+        bp_rt_set_ready(rt, 1, NULL);
     }
     if (rt->preflight_only || !ok) {
         /* nothing was read: no drain to wait for */
@@ -569,6 +591,7 @@ preflight(struct bp_rt *rt, char *err, size_t errlen)
                  bp_auth_kind_name(bp_auth_kind(rt->auth)), bp_auth_source(rt->auth));
     else
         snprintf(rt->auth_hint, sizeof(rt->auth_hint), "no credentials (emulator endpoints)");
+    bp_rt_set_ready(rt, 0, "preflight running");
     rt->preflight = bp_preflight_new(rt->loop, (double)c->preflight_seconds, rt->auth_hint,
                                      preflight_done, rt);
     add_checks(rt);
@@ -595,7 +618,13 @@ bp_rt_start(struct bp_rt *rt, char *err, size_t errlen)
         rc = open_sinks(rt, bucket, prefix, err, errlen);
     rt->bucket = bucket;
     free(prefix);
-    if (rc != 0 || preflight(rt, err, errlen) != 0)
+    if (rc != 0)
+        return -1;
+    /* the listener before the preflight and the source, so /healthz answers while they run
+     * and /readyz says what holds the pipeline back */
+    if (c->http_listen && !(rt->httpd = bp_httpd_new(rt, rt->loop, c->http_listen, err, errlen)))
+        return -1;
+    if (preflight(rt, err, errlen) != 0)
         return -1;
     arm_watchers(rt);
     return 0;
@@ -611,3 +640,35 @@ bp_rt_run(struct bp_rt *rt)
     return rt->exit_code;
 }
 
+/* ---- readiness (/readyz, issue 9 item 3) ---- */
+
+static void
+set_reason(char **slot, const char *why)
+{
+    free(*slot);
+    *slot = why ? bp_xstrdup(why) : NULL;
+}
+
+/* The gate the preflight drives: ready = 0 holds /readyz at 503 with why; 1 opens it. */
+void
+bp_rt_set_ready(struct bp_rt *rt, int ready, const char *why)
+{
+    set_reason(&rt->not_ready, ready ? NULL : (why ? why : "not ready"));
+}
+
+/* A destination is failing for good (why), or no longer (NULL). */
+void
+bp_rt_set_unready_reason(struct bp_rt *rt, const char *why)
+{
+    set_reason(&rt->failing, why);
+}
+
+/* 1 when /readyz should answer 200; else 0 with the first reason that holds it back. */
+int
+bp_rt_ready(const struct bp_rt *rt, char *why, size_t whylen)
+{
+    const char *r = rt->draining ? "draining" : rt->not_ready ? rt->not_ready
+                  : rt->failing ? rt->failing : !rt->source_started ? "source not started" : NULL;
+    snprintf(why, whylen, "%s", r ? r : "ready");
+    return r == NULL;
+}

@@ -14,6 +14,7 @@
 #include "buf.h"
 #include "config.h"
 #include "lua_host.h"
+#include "metrics.h"
 #include "source.h"
 #include "store.h"
 
@@ -31,6 +32,7 @@ struct bp_stats {
     unsigned long rows;                    /* rows handed to table batches */
     unsigned long dead[BP_STAGE_INSERT + 1];
     unsigned long reloads, reload_failures;
+    struct bp_hist ack_latency, batch_seconds;     /* /metrics (metrics.c) */
 };
 
 /* The drain, one step per drain_timer tick (drain.c). */
@@ -93,6 +95,12 @@ struct bp_rt {
     enum bp_drain_phase drain_phase;
     int draining;
     int exit_code;
+
+    /* operability (issue 9, item 3): the HTTP listener and what /readyz answers */
+    struct bp_httpd *httpd;
+    int source_started;
+    char *not_ready;            /* bp_rt_set_ready(rt, 0, why): e.g. preflight not passed yet */
+    char *failing;              /* bp_rt_set_unready_reason: a destination failing for good */
 };
 
 struct bp_rt *bp_rt_new(const char *pipeline_path, const char *lib_dir,
@@ -104,6 +112,8 @@ int bp_rt_effective_config(const struct bp_lua_host *h, const struct bp_kv *ov, 
 int bp_rt_start(struct bp_rt *rt, char *err, size_t errlen) BP_WUR;
 int bp_rt_run(struct bp_rt *rt);
 int bp_rt_reload(struct bp_rt *rt);
+/* The same, with the reason of a failure in err (POST /reload answers it). */
+int bp_rt_reload_err(struct bp_rt *rt, char *err, size_t errlen);
 int bp_rt_dead_letter(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, int stage,
                       const char *reason, const char *etype, size_t etype_len) BP_WUR;
 /* Called by stores' callbacks for rows BigQuery refused (batch.c). */
@@ -118,6 +128,14 @@ void bp_rt_drain(struct bp_rt *rt, const char *why);
 
 /* pressure.c */
 void bp_rt_pressure(struct bp_rt *rt, struct bp_pressure *out);
+
+/* Readiness (/readyz, rt.c): ready once the source started, unless draining, gated with
+ * bp_rt_set_ready(rt, 0, why) (preflight; open by default) or a destination failing for good
+ * (bp_rt_set_unready_reason(rt, why); NULL clears it). bp_rt_ready returns 1, or 0 with the
+ * reason in why. All on the loop thread. */
+void bp_rt_set_ready(struct bp_rt *rt, int ready, const char *why);
+void bp_rt_set_unready_reason(struct bp_rt *rt, const char *why);
+int bp_rt_ready(const struct bp_rt *rt, char *why, size_t whylen);
 
 /* stats.c */
 void bp_rt_stats_start(struct bp_rt *rt);

@@ -28,6 +28,7 @@ struct bp_source_stats {
     unsigned long pulled, acked, nacked, extended;
     unsigned long pull_failures;    /* pull calls that brought nothing (after the API's retries) */
     unsigned long ack_rejected;     /* ack ids the server refused (dropped; redelivered) */
+    unsigned long outstanding_bytes;    /* a gauge, for /metrics: bytes not yet acked or nacked */
 };
 
 struct bp_source_ops {
@@ -81,6 +82,9 @@ void bp_rt_source_finished(struct bp_rt *rt);
 void bp_rt_source_failed(struct bp_rt *rt, const char *why);
 /* Whether the runtime is draining (a source that receives messages then nacks them at once). */
 int bp_rt_draining(const struct bp_rt *rt);
+/* One message acked `seconds` (monotonic) after it was received: the ack latency histogram of
+ * /metrics (metrics.c). */
+void bp_rt_observe_ack_latency(struct bp_rt *rt, double seconds);
 
 struct ev_loop *bp_rt_loop(struct bp_rt *rt);
 struct bp_ack *bp_rt_ack(struct bp_rt *rt);

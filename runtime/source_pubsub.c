@@ -34,6 +34,7 @@ struct pmsg {
     char *ack_id;
     size_t bytes;
     double deadline;             /* wall time the current lease ends */
+    double pulled_at;            /* monotonic time of the pull reply: ack latency (metrics) */
     int live;
 };
 
@@ -221,9 +222,10 @@ ps_acked(struct bp_source *bs, uint32_t slot, int ok)
         return;
     struct pmsg *p = &s->m[slot];
     idq_push(ok ? &s->acks : &s->nacks, p->ack_id);
-    if (ok)
+    if (ok) {
         s->st.acked++;
-    else
+        bp_rt_observe_ack_latency(s->rt, bp_time_mono() - p->pulled_at);
+    } else
         s->st.nacked++;
     p->ack_id = NULL;
     p->live = 0;
@@ -337,6 +339,7 @@ admit(struct source_pubsub *s, const struct bp_pull_msg *pm, size_t bytes, doubl
     p->ack_id = bp_xstrndup(pm->ack_id, pm->ack_id_len);
     p->bytes = bytes;
     p->deadline = now + s->sub_deadline;
+    p->pulled_at = bp_time_mono();
     p->live = 1;
     s->outstanding++;
     s->outstanding_bytes += bytes;
@@ -596,6 +599,7 @@ static void
 ps_stats(struct bp_source *bs, struct bp_source_stats *out)
 {
     *out = ((struct source_pubsub *)bs)->st;
+    out->outstanding_bytes = ((struct source_pubsub *)bs)->outstanding_bytes;
 }
 
 static int
