@@ -42,6 +42,12 @@ struct bp_config {
     char *ddl_dir;
     long retry_attempts;
     long retry_max_ms;
+    /* scripts: time and memory budgets, sandbox (issue 8 item 4) */
+    long lua_budget_ms;
+    long lua_hard_ms;
+    long lua_memory_mb;
+    long sandbox;
+    char *state_dir;           /* the suspects file; NULL = bp_quarantine_default_dir */
 };
 
 enum bp_opt_type { BP_OPT_STR, BP_OPT_INT };

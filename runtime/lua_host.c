@@ -15,8 +15,44 @@
 /* lua-cjson linked from Debian's liblua5.1-cjson, so no cpath look-up is needed at run time. */
 extern int luaopen_cjson(lua_State *L);
 
+/* The state's allocator with a cap (lua.memory_mb). LuaJIT 2.1 on amd64 is built with GC64
+ * (Debian 12's is: ffi.abi "gc64"), which accepts an allocator through lua_newstate; without GC64
+ * it returns NULL there (its own allocator must keep memory below 2 GB) and we fall back to
+ * luaL_newstate without a cap. The first refusal leaves headroom (1/8 of the cap) so that the
+ * error can unwind and the event be dead-lettered; the runtime then rebuilds the state. */
+struct lua_alloc {
+    size_t used;
+    size_t cap;      /* refuse growth past this */
+    size_t limit;    /* lua.memory_mb in bytes; cap is raised past it once hit */
+    int hit;
+};
+
+static void *
+capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    struct lua_alloc *a = ud;
+    if (nsize == 0) {
+        free(ptr);
+        a->used -= ptr ? osize : 0;
+        return NULL;
+    }
+    size_t old = ptr ? osize : 0;
+    if (nsize > old && a->used + (nsize - old) > a->cap) {
+        if (!a->hit) {
+            a->hit = 1;
+            a->cap = a->used + a->limit / 8;
+        }
+        return NULL;
+    }
+    void *p = realloc(ptr, nsize);
+    if (p)
+        a->used = a->used - old + nsize;
+    return p;
+}
+
 struct bp_lua_host {
     lua_State *L;
+    struct lua_alloc alloc;
     int process_ref;
     int generation;
     struct bp_route *routes;
@@ -92,7 +128,8 @@ read_options(struct bp_lua_host *h, char *err, size_t errlen)
     lua_pushnil(L);
     while (lua_next(L, -2)) {
         const char *key = lua_tostring(L, -2);
-        const char *val = lua_isboolean(L, -1) ? (lua_toboolean(L, -1) ? "true" : "false")
+        /* booleans as 1/0: the integer switches (sandbox, bigquery.create_tables) take them */
+        const char *val = lua_isboolean(L, -1) ? (lua_toboolean(L, -1) ? "1" : "0")
                                                 : lua_tostring(L, -1);
         if (!key || !val || bp_config_set(&h->cfg, key, val, err, errlen) != 0) {
             if (key && !val)
@@ -143,7 +180,13 @@ bp_lua_host_new(const char *pipeline_path, const char *lib_dir, int generation, 
     h->generation = generation;
     h->process_ref = LUA_NOREF;
     bp_config_init(&h->cfg);
-    h->L = luaL_newstate();
+    h->alloc.limit = h->alloc.cap = (size_t)h->cfg.lua_memory_mb * 1024 * 1024;
+    h->L = lua_newstate(capped_alloc, &h->alloc);
+    if (!h->L) {
+        bp_log(BP_LOG_WARN, "lua", "this LuaJIT refuses an allocator (not a GC64 build): "
+               "lua.memory_mb is not enforced");
+        h->L = luaL_newstate();
+    }
     if (!h->L) {
         snprintf(err, errlen, "cannot create a Lua state (out of memory)");
         goto fail;
@@ -290,4 +333,22 @@ size_t
 bp_lua_host_memory(const struct bp_lua_host *h)
 {
     return (size_t)lua_gc(h->L, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(h->L, LUA_GCCOUNTB, 0);
+}
+
+/* Sets the memory cap of the state in bytes (lua.memory_mb after the command line is applied).
+ * Loop thread, between batches. */
+void
+bp_lua_host_set_memory_limit(struct bp_lua_host *h, size_t bytes)
+{
+    h->alloc.limit = bytes;
+    if (!h->alloc.hit)
+        h->alloc.cap = bytes;
+}
+
+/* Whether the state has hit its memory cap: the runtime then rebuilds it (bp_rt_reload), since
+ * an allocation failed somewhere inside it, perhaps in the middle of a library's update. */
+int
+bp_lua_host_memory_hit(const struct bp_lua_host *h)
+{
+    return h->alloc.hit;
 }

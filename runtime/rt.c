@@ -1,6 +1,7 @@
 /* rt.c - the runtime: builds the pipeline from the Lua host and the configuration, runs batches,
  * reloads, drains. Everything here runs on the one loop thread. */
 #include "rt.h"
+#include "guard.h"
 #include "log.h"
 #include "tables_create.h"
 #include "timefmt.h"
@@ -63,6 +64,7 @@ bp_rt_new(const char *pipeline_path, const char *lib_dir, const struct bp_kv *ov
         goto fail;
     if (bp_rt_effective_config(rt->host, overrides, noverrides, &rt->cfg, err, errlen) != 0)
         goto fail;
+    bp_lua_host_set_memory_limit(rt->host, (size_t)rt->cfg.lua_memory_mb << 20);
     return rt;
 fail:
     bp_rt_free(rt);
@@ -88,6 +90,7 @@ bp_rt_free(struct bp_rt *rt)
     bp_ack_free(&rt->ack);
     if (rt->store)
         rt->store->ops->destroy(rt->store);
+    bp_guard_free(rt->guard);   /* its thread may look at the host: stop it first */
     bp_lua_host_free(rt->host);
     bp_config_free(&rt->cfg);
     for (size_t i = 0; i < rt->noverrides; i++) {
@@ -110,6 +113,11 @@ bp_rt_free(struct bp_rt *rt)
 int
 bp_rt_process(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots, size_t n)
 {
+    int src;
+    /* suspects (delivered before, never completed) are dead-lettered before Lua sees them */
+    n = bp_guard_screen(rt, &msgs, &slots, n, &src);
+    if (src != 0)
+        return -1;
     if (n == 0)
         return 0;
     if (n > rt->results_cap) {
@@ -127,7 +135,10 @@ bp_rt_process(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots, siz
 
     char err[2048];
     double t0 = bp_time_mono();
-    if (bp_lua_host_process(rt->host, b, err, sizeof(err)) != 0) {
+    bp_guard_arm(rt, b);
+    int lrc = bp_lua_host_process(rt->host, b, err, sizeof(err));
+    bp_guard_disarm(rt);
+    if (lrc != 0) {
         /* The host itself failed (not one event): nothing is lost, the whole batch is dead-lettered. */
         bp_log(BP_LOG_ERROR, "lua", "batch entry failed, dead-lettering %zu events: %s", n, err);
         for (size_t i = 0; i < n; i++) {
@@ -137,10 +148,12 @@ bp_rt_process(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots, siz
             if (rc != 0)
                 return -1;
         }
+        bp_guard_check_memory(rt);
         return 0;
     }
     int rc = bp_dispatch_batch(rt, msgs, slots, rt->results, n, b->out, b->out_len);
     rt->stats.batch_secs[rt->stats.batches++ % BP_LAT_SAMPLES] = bp_time_mono() - t0;
+    bp_guard_check_memory(rt);   /* may rebuild the host: after the results are dispatched */
     return rc;
 }
 
@@ -164,6 +177,7 @@ bp_rt_reload(struct bp_rt *rt)
     }
     bp_config_diff_log(&rt->cfg, &cfg);
     bp_config_free(&cfg);
+    bp_lua_host_set_memory_limit(h, (size_t)rt->cfg.lua_memory_mb << 20);
     bp_lua_host_free(rt->host);
     rt->host = h;
     rt->generation++;
@@ -473,6 +487,8 @@ bp_rt_start(struct bp_rt *rt, char *err, size_t errlen)
     bind_routes(rt);
     bp_archive_init(&rt->archive, rt->store, &rt->ack, prefix, (size_t)c->roll_bytes,
                     (double)c->roll_seconds, (size_t)c->max_open_objects);
+    if (bp_guard_start(rt, err, errlen) != 0)
+        goto fail;
     free(bucket);
     free(prefix);
     bucket = prefix = NULL;

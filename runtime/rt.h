@@ -94,6 +94,7 @@ struct bp_rt {
     int drain_phase;            /* 0 running, 1 flushing sinks, 2 sending acks, 3 done */
     int draining;
     int exit_code;
+    struct bp_guard *guard;     /* script time budget, suspects, memory cap (guard.c) */
 };
 
 struct bp_rt *bp_rt_new(const char *pipeline_path, const char *lib_dir,

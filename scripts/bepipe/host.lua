@@ -9,6 +9,10 @@ local ffi = require "ffi"
 local cdef = require "bepipe.cdef"
 local cjson = require "cjson"
 local check = require "bepipe.check"
+local sandbox = require "bepipe.sandbox"
+-- The library scripts may use, loaded while ffi and io.popen are still reachable (see load).
+require "bepipe"
+require "bepipe.ddl"
 
 local C = ffi.C
 local byte, type, pcall, tostring = string.byte, type, pcall, tostring
@@ -97,6 +101,9 @@ function M.load(path)
         error(("bepipe library ABI %d does not match the runtime's %d"):format(cdef.ABI,
               C.bp_ffi_abi_version()), 0)
     end
+    -- Closed before pipeline.lua runs, so the modules it requires are loaded sandboxed too;
+    -- `sandbox = false` in the table it returns opens it again before the routes load.
+    sandbox.close()
     local chunk, err = loadfile(path)
     if not chunk then
         error(err, 0)
@@ -104,6 +111,9 @@ function M.load(path)
     local spec = chunk()
     if type(spec) ~= "table" then
         error(path .. ": must return a table (see scripts/pipeline.lua)", 0)
+    end
+    if spec.sandbox == false or spec.sandbox == 0 then
+        sandbox.open()
     end
     local route_specs = spec.routes
     if type(route_specs) ~= "table" or next(route_specs) == nil then
@@ -267,6 +277,10 @@ function M.process(lud)
         local r = b.results[cur]
         r.route = cur_stage >= STAGE_VALIDATE and r.route or -1
         err = tostring(err)
+        if err == "not enough memory" then
+            -- the C allocator refused: the state passed its cap; the runtime rebuilds it
+            err = "not enough memory: the Lua state passed lua.memory_mb"
+        end
         if cur_stage == STAGE_PARSE then
             -- cjson's message carries our own file:line, which says nothing about the event
             err = err:gsub("^[^\n]-:%d+: ", "", 1)
