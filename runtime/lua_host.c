@@ -18,8 +18,10 @@ extern int luaopen_cjson(lua_State *L);
 /* The state's allocator with a cap (lua.memory_mb). LuaJIT 2.1 on amd64 is built with GC64
  * (Debian 12's is: ffi.abi "gc64"), which accepts an allocator through lua_newstate; without GC64
  * it returns NULL there (its own allocator must keep memory below 2 GB) and we fall back to
- * luaL_newstate without a cap. The first refusal leaves headroom (1/8 of the cap) so that the
- * error can unwind and the event be dead-lettered; the runtime then rebuilds the state. */
+ * luaL_newstate without a cap. The first refusal raises the cap by a quarter so that the error
+ * can unwind and the event be dead-lettered: LuaJIT retries what failed (e.g. growing its string
+ * table, 8 MB for 1M strings) at the next allocation, in our error path. The runtime then
+ * rebuilds the state. */
 struct lua_alloc {
     size_t used;
     size_t cap;      /* refuse growth past this */
@@ -40,7 +42,7 @@ capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     if (nsize > old && a->used + (nsize - old) > a->cap) {
         if (!a->hit) {
             a->hit = 1;
-            a->cap = a->used + a->limit / 8;
+            a->cap = a->used + a->limit / 4;
         }
         return NULL;
     }

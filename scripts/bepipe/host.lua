@@ -261,6 +261,22 @@ local stage_prefix = {
     [STAGE_MAP] = "map error: ",
 }
 
+-- Dead-letters the event at `cur`, which raised err.
+local function fail_current(b, err)
+    local r = b.results[cur]
+    r.route = cur_stage >= STAGE_VALIDATE and r.route or -1
+    err = tostring(err)
+    if err == "not enough memory" then
+        -- the C allocator refused: the state passed its cap; the runtime rebuilds it
+        err = "not enough memory: the Lua state passed lua.memory_mb"
+    end
+    if cur_stage == STAGE_PARSE then
+        -- cjson's message carries our own file:line, which says nothing about the event
+        err = err:gsub("^[^\n]-:%d+: ", "", 1)
+    end
+    dead(b, r, cur_stage, stage_prefix[cur_stage] .. err, cur_type)
+end
+
 -- The batch entry the C host calls once per batch with a bp_batch_t pointer.
 function M.process(lud)
     local b = cast(batch_ptr, lud)
@@ -274,18 +290,12 @@ function M.process(lud)
             break
         end
         -- The event at `cur` threw (bad JSON, a script error): dead-letter it, go on after it.
-        local r = b.results[cur]
-        r.route = cur_stage >= STAGE_VALIDATE and r.route or -1
-        err = tostring(err)
-        if err == "not enough memory" then
-            -- the C allocator refused: the state passed its cap; the runtime rebuilds it
-            err = "not enough memory: the Lua state passed lua.memory_mb"
+        -- The time budget's hook fires at whatever instruction runs next, and after an
+        -- allocation failure the GC may take long enough for it to land in here: once more then
+        -- (the hook is one-shot, re-armed only a whole budget later).
+        if not pcall(fail_current, b, err) then
+            fail_current(b, err)
         end
-        if cur_stage == STAGE_PARSE then
-            -- cjson's message carries our own file:line, which says nothing about the event
-            err = err:gsub("^[^\n]-:%d+: ", "", 1)
-        end
-        dead(b, r, cur_stage, stage_prefix[cur_stage] .. err, cur_type)
         i = cur + 1
     end
     cur_batch = nil
