@@ -74,7 +74,6 @@ BUDGET = ["--set", "lua.budget_ms=300", "--set", "lua.hard_ms=1500"]
 def script_interpreted_loop_is_dead_lettered_and_sigterm_drains():
     with Tmp() as d:
         p = scripts_with(d, "    if q == 7 then jit.off(); while true do end end\n")
-        ev = os.path.join(d, "ev.ndjson")
         out = os.path.join(d, "out")
         # stdin stays open: only SIGTERM ends this run
         dm = run.Daemon([p, "--input", "-", "--local-out", out, "--set",
@@ -214,10 +213,11 @@ def script_sandbox_false_allows_them():
         check_eq(len(read_rows(out, "inventory_events")), 7, "every event stored")
         check_eq(sorted(f for f in os.listdir(d) if f.startswith("mark")),
                  ["mark.exec", "mark.open", "mark.popen"], "the calls ran")
-        # and os.exit really exits
+        # and os.exit really exits (skipping lua_close: no leak report for that under ASan)
         events(ev, [2])
         pr = bepipe([p, "--input", ev, "--local-out", out, "--set",
-                     "state_dir=" + os.path.join(d, "state")], env=dict(os.environ, BP_MARK=mark))
+                     "state_dir=" + os.path.join(d, "state")],
+                    env=dict(os.environ, BP_MARK=mark, ASAN_OPTIONS="detect_leaks=0"))
         rc, err = finish(pr)
         check_eq(rc, 9, "os.exit(9) allowed")
 
