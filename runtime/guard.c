@@ -12,12 +12,29 @@
 #include <string.h>
 
 struct bp_guard {
+    struct bp_rt *rt;
+    ev_timer rebuild;         /* the state hit its memory cap: rebuild it from the loop */
     struct bp_quarantine *q;
     struct bp_watchdog *w;
     bp_msg_t *msgs;           /* a screened batch: the messages Lua may see */
     uint32_t *slots;
     size_t cap;
 };
+
+/* The state hit lua.memory_mb: a fresh one from the same scripts (a reload, which re-binds the
+ * routes; the old state goes on if that fails). */
+static void
+on_rebuild(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct bp_rt *rt = ev_userdata(loop);
+    (void)w;
+    (void)revents;
+    if (!bp_lua_host_memory_hit(rt->host))
+        return;
+    bp_log(BP_LOG_WARN, "lua", "the Lua state hit lua.memory_mb=%ld; rebuilding it",
+           rt->cfg.lua_memory_mb);
+    (void)bp_rt_reload(rt);
+}
 
 /* Opens the suspects file and starts the watchdog (lua.budget_ms > 0). A state_dir that cannot
  * be made is logged and the process runs on without suspects (a read-only file system must not
@@ -28,6 +45,8 @@ bp_guard_start(struct bp_rt *rt, char *err, size_t errlen)
     char dir[4096], qerr[4200];
     struct bp_guard *g = bp_xcalloc(1, sizeof(*g));
     rt->guard = g;
+    g->rt = rt;
+    ev_timer_init(&g->rebuild, on_rebuild, 0., 0.);
     if (rt->cfg.state_dir)
         snprintf(dir, sizeof(dir), "%s", rt->cfg.state_dir);
     else
@@ -50,6 +69,8 @@ bp_guard_free(struct bp_guard *g)
 {
     if (!g)
         return;
+    if (g->rt->loop)
+        ev_timer_stop(g->rt->loop, &g->rebuild);
     bp_watchdog_free(g->w);
     bp_quarantine_free(g->q);
     free(g->msgs);
@@ -121,14 +142,13 @@ bp_guard_disarm(struct bp_rt *rt)
         (void)bp_watchdog_disarm(rt->guard->w);
 }
 
-/* After the batch is dispatched: a state that hit its memory cap is rebuilt from the same
- * scripts (a reload, which re-binds the routes; the old state goes on if that fails). */
+/* After the batch is dispatched: a state that hit its memory cap is rebuilt, from the loop
+ * (on_rebuild) and not here: a source may still hold strings of the old state (a Pub/Sub pull
+ * reply lives in it until all its batches are done). */
 void
 bp_guard_check_memory(struct bp_rt *rt)
 {
-    if (!bp_lua_host_memory_hit(rt->host))
-        return;
-    bp_log(BP_LOG_WARN, "lua", "the Lua state hit lua.memory_mb=%ld; rebuilding it",
-           rt->cfg.lua_memory_mb);
-    (void)bp_rt_reload(rt);
+    struct bp_guard *g = rt->guard;
+    if (g && bp_lua_host_memory_hit(rt->host) && !ev_is_active(&g->rebuild))
+        ev_timer_start(rt->loop, &g->rebuild);
 }

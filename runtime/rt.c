@@ -153,7 +153,7 @@ bp_rt_process(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots, siz
     }
     int rc = bp_dispatch_batch(rt, msgs, slots, rt->results, n, b->out, b->out_len);
     rt->stats.batch_secs[rt->stats.batches++ % BP_LAT_SAMPLES] = bp_time_mono() - t0;
-    bp_guard_check_memory(rt);   /* may rebuild the host: after the results are dispatched */
+    bp_guard_check_memory(rt);   /* past its memory cap: the state is rebuilt from the loop */
     return rc;
 }
 
