@@ -100,7 +100,7 @@ static const struct bp_opt options[] = {
       "memory cap of the Lua state: the event that passes it is dead-lettered, the state rebuilt" },
     { "sandbox", NULL, INT(sandbox), "1", 0, 1,
       "pipeline.lua `sandbox = false` lets event scripts use os.exit, os.execute, io.popen, "
-      "io.open for writing, bytecode and ffi (read when the scripts load)" },
+      "io.open for writing, bytecode and ffi (pipeline.lua only: read as the scripts load)" },
     { "state_dir", NULL, STR(state_dir), NULL, 0, 0,
       "folder of the suspects file (default $STATE_DIRECTORY, $XDG_STATE_HOME/bepipe-lua, "
       "~/.local/state/bepipe-lua)" },

@@ -207,9 +207,9 @@ bp_watchdog_free(struct bp_watchdog *w)
     free(w);
 }
 
-/* Marks every result of b as not started (see top); bp_watchdog_arm does it too. */
-void
-bp_watchdog_mark_results(bp_batch_t *b)
+/* Marks every result of b as not started (see top). */
+static void
+mark_results(bp_batch_t *b)
 {
     memset(b->results, RESULT_FILL, (size_t)b->n * sizeof(*b->results));
 }
@@ -220,7 +220,7 @@ bp_watchdog_arm(struct bp_watchdog *w, lua_State *L, bp_batch_t *b)
 {
     if (!w)
         return;
-    bp_watchdog_mark_results(b);
+    mark_results(b);
     pthread_mutex_lock(&w->mu);
     w->L = L;
     w->b = b;

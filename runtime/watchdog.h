@@ -18,6 +18,5 @@ struct bp_watchdog *bp_watchdog_new(long budget_ms, long hard_ms, struct bp_quar
 void bp_watchdog_free(struct bp_watchdog *w);
 void bp_watchdog_arm(struct bp_watchdog *w, struct lua_State *L, bp_batch_t *b);
 unsigned bp_watchdog_disarm(struct bp_watchdog *w);
-void bp_watchdog_mark_results(bp_batch_t *b);
 
 #endif
