@@ -234,3 +234,32 @@ def script_sandbox_at_load_names_file_and_line():
         check_eq(rc, 1, "--check fails: " + err)
         check(re.search(r"order\.lua:1: io\.popen is not allowed in event scripts \(sandbox\); "
                         r"set sandbox = false in pipeline\.lua", err), "load error: " + err)
+
+
+@case
+def script_compiled_loop_on_pubsub_ends_as_a_dead_letter():
+    import cloud
+    with cloud.Scenario() as s:
+        p = scripts_with(s.tmp, "    if q == 7 then while true do end end\n")
+        ev = os.path.join(s.tmp, "ev.ndjson")
+        events(ev, [1, 7, 1, 1])
+        s.emu.publish(ev)
+        # a short lease: the messages of the killed process come back soon
+        args = ["--set", "state_dir=" + os.path.join(s.tmp, "state"), "--set",
+                "source.lease_seconds=10"] + BUDGET
+        b = cloud.Bepipe(s.emu, args, pipeline=p)
+        try:
+            rc = b.p.wait(30)
+        except subprocess.TimeoutExpired:
+            b.p.kill()
+            raise
+        check_eq(rc, 3, "exit code of a stuck script: " + b.stderr()[-1500:])
+        check("recorded as a suspect" in b.stderr(), "log: " + b.stderr()[-1500:])
+        b2 = cloud.Bepipe(s.emu, args, pipeline=p)
+        cloud.wait_drained(s.emu, 4, [b2], timeout=60)
+        check_eq(b2.stop(), 0, "restart exit code: " + b2.stderr()[-1500:])
+        check_eq(len(s.emu.rows("inventory_events")), 3, "the other events stored")
+        dead = s.emu.rows("rejected_events")
+        check_eq(len(dead), 1, "the looping event dead-lettered")
+        check(dead[0]["reason"].startswith("delivered 1 times without completing"),
+              "reason: " + dead[0]["reason"])
