@@ -7,6 +7,7 @@
 #include "rt.h"
 #include "watchdog.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@ struct bp_guard {
     bp_msg_t *msgs;           /* a screened batch: the messages Lua may see */
     uint32_t *slots;
     size_t cap;
+    double next_refresh;      /* loop time of the next look at the suspects file */
 };
 
 /* The state hit lua.memory_mb: a fresh one from the same scripts (a reload, which re-binds the
@@ -89,7 +91,15 @@ bp_guard_screen(struct bp_rt *rt, const bp_msg_t **msgs, const uint32_t **slots,
     *rc = 0;
     /* Pub/Sub's deliveryAttempt (a subscription with a dead-letter policy) belongs here too:
      * attempts = max(bp_quarantine_attempts, deliveryAttempt - 1), once bp_msg_t carries it. */
-    if (!g || bp_quarantine_count(g->q) == 0)
+    if (!g)
+        return n;
+    /* records other workers (or our own hook) appended: at most once a second, ev_now is free */
+    if (g->q && ev_now(rt->loop) >= g->next_refresh) {
+        g->next_refresh = ev_now(rt->loop) + 1.0;
+        if (bp_quarantine_refresh(g->q) != 0)
+            bp_log(BP_LOG_WARN, "lua", "%s: %s", bp_quarantine_path(g->q), strerror(errno));
+    }
+    if (bp_quarantine_count(g->q) == 0)
         return n;
     if (g->cap < n) {
         g->cap = n;

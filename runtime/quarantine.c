@@ -40,6 +40,8 @@ struct bp_quarantine {
     size_t n, cap;
     uint32_t *index;      /* open addressing on fnv(id): entry index + 1, 0 = empty */
     size_t index_cap;     /* power of two, > 2 n */
+    ino_t ino;            /* the file read so far, and how far (bp_quarantine_refresh) */
+    off_t loaded;
 };
 
 static uint64_t
@@ -132,6 +134,16 @@ parse_line(struct bp_quarantine *q, char *line, time_t now)
     return 1;
 }
 
+static void
+clear(struct bp_quarantine *q)
+{
+    for (size_t i = 0; i < q->n; i++)
+        free(q->v[i].id);
+    q->n = 0;
+    if (q->index)
+        memset(q->index, 0, q->index_cap * sizeof(*q->index));
+}
+
 /* Reads the file; when some records expired, writes back the others (temp file + rename). */
 static int
 load(struct bp_quarantine *q, char *err, size_t errlen)
@@ -213,12 +225,54 @@ bp_quarantine_open(const char *dir, char *err, size_t errlen)
         snprintf(err, errlen, "state_dir %s: %s", d, strerror(errno));
         goto fail;
     }
+    /* the first pass drops expired records from the file; the table is then read afresh */
     if (load(q, err, errlen) != 0)
         goto fail;
+    clear(q);
+    if (bp_quarantine_refresh(q) != 0) {
+        snprintf(err, errlen, "%s: %s", q->path, strerror(errno));
+        goto fail;
+    }
     return q;
 fail:
     bp_quarantine_free(q);
     return NULL;
+}
+
+/* Reads the records appended since the last call (by this process or another worker sharing the
+ * folder); a file replaced meanwhile (pruned at another worker's start) is read again whole. A
+ * line still being written is left for the next call. Returns 0, or -1 (errno). */
+int
+bp_quarantine_refresh(struct bp_quarantine *q)
+{
+    FILE *f = fopen(q->path, "r");
+    struct stat st;
+    if (!f)
+        return errno == ENOENT ? 0 : -1;
+    if (fstat(fileno(f), &st) != 0) {
+        fclose(f);
+        return -1;
+    }
+    if (st.st_ino != q->ino || st.st_size < q->loaded) {
+        clear(q);
+        q->ino = st.st_ino;
+        q->loaded = 0;
+    }
+    if (st.st_size == q->loaded || fseeko(f, q->loaded, SEEK_SET) != 0) {
+        fclose(f);
+        return 0;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    time_t now = time(NULL);
+    while ((len = getline(&line, &cap, f)) > 0 && line[len - 1] == '\n') {
+        (void)parse_line(q, line, now);
+        q->loaded += len;
+    }
+    free(line);
+    fclose(f);
+    return 0;
 }
 
 void
@@ -258,9 +312,10 @@ bp_quarantine_attempts(const struct bp_quarantine *q, const bp_msg_t *m)
 }
 
 /* Records m (kind BP_SUSPECT_*): one line appended and synced, so it survives the _exit that
- * may follow at once. Runs on the loop thread (from the Lua hook) or on the watchdog thread
- * while the loop thread is stuck in Lua, never both at once. Returns 0, or -1 (errno) when the
- * file cannot be written; the table in memory counts it either way. */
+ * may follow at once. The table in memory learns it at the next bp_quarantine_refresh, like the
+ * records of other workers. Runs on the loop thread (from the Lua hook) or on the watchdog
+ * thread while the loop thread is stuck in Lua, never both at once. Returns 0, or -1 (errno)
+ * when the file cannot be written. */
 int
 bp_quarantine_add(struct bp_quarantine *q, const bp_msg_t *m, int kind)
 {
@@ -272,7 +327,6 @@ bp_quarantine_add(struct bp_quarantine *q, const bp_msg_t *m, int kind)
     for (size_t i = 0; i < idn; i++)   /* one record per line, whatever the id holds */
         line[n++] = m->id[i] == '\n' || m->id[i] == '\r' ? '?' : m->id[i];
     line[n++] = '\n';
-    remember(q, m->id, m->id_len, dhash, m->len);
     int fd = open(q->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
         return -1;

@@ -17,6 +17,7 @@ void bp_quarantine_free(struct bp_quarantine *q);
 size_t bp_quarantine_count(const struct bp_quarantine *q);
 const char *bp_quarantine_path(const struct bp_quarantine *q);
 int bp_quarantine_attempts(const struct bp_quarantine *q, const bp_msg_t *m);
+int bp_quarantine_refresh(struct bp_quarantine *q) BP_WUR;
 int bp_quarantine_add(struct bp_quarantine *q, const bp_msg_t *m, int kind) BP_WUR;
 void bp_quarantine_default_dir(char *out, size_t outlen);
 

@@ -263,3 +263,28 @@ def script_compiled_loop_on_pubsub_ends_as_a_dead_letter():
         check_eq(len(dead), 1, "the looping event dead-lettered")
         check(dead[0]["reason"].startswith("delivered 1 times without completing"),
               "reason: " + dead[0]["reason"])
+
+
+@case
+def script_stuck_worker_its_suspect_dead_lettered_by_another():
+    import cloud
+    with cloud.Scenario() as s:
+        p = scripts_with(s.tmp, "    if q == 7 then while true do end end\n")
+        ev = os.path.join(s.tmp, "ev.ndjson")
+        events(ev, [1] * 20 + [7] + [1] * 19)
+        s.emu.publish(ev)
+        args = ["--workers", "2", "--set", "state_dir=" + os.path.join(s.tmp, "state"),
+                "--set", "source.lease_seconds=10"] + BUDGET
+        b = cloud.Bepipe(s.emu, args, pipeline=p)
+        b.wait_log("recorded as a suspect")
+        # the other worker reads the suspects file (once a second) and gets the redelivery
+        end = time.time() + 60
+        while len(s.emu.rows("rejected_events")) < 1 and time.time() < end:
+            time.sleep(0.2)
+        cloud.wait_drained(s.emu, 40, timeout=30)
+        check_eq(b.stop(), 3, "the worst exit code of the workers: " + b.stderr()[-1500:])
+        check_eq(len(s.emu.rows("inventory_events")), 39, "the other events stored")
+        dead = s.emu.rows("rejected_events")
+        check_eq(len(dead), 1, "the looping event dead-lettered")
+        check(dead[0]["reason"].startswith("delivered 1 times without completing"),
+              "reason: " + dead[0]["reason"])

@@ -61,9 +61,20 @@ suspects_match_id_and_payload_and_survive_a_restart(void **state)
     bp_msg_t a = msg("ev.ndjson:2", "{\"x\":1}"), other = msg("ev.ndjson:2", "{\"x\":2}");
     assert_int_equal(bp_quarantine_attempts(q, &a), 0);
     assert_int_equal(bp_quarantine_add(q, &a, BP_SUSPECT_KILLED), 0);
+    assert_int_equal(bp_quarantine_attempts(q, &a), 0);   /* learnt at the next refresh */
+    assert_int_equal(bp_quarantine_refresh(q), 0);
     assert_int_equal(bp_quarantine_attempts(q, &a), 1);
     assert_int_equal(bp_quarantine_attempts(q, &other), 0);   /* same id, other bytes */
+    /* a second worker on the same folder learns the first one's records */
+    struct bp_quarantine *q2 = bp_quarantine_open(dir, err, sizeof(err));
+    assert_non_null(q2);
+    assert_int_equal(bp_quarantine_attempts(q2, &a), 1);
     assert_int_equal(bp_quarantine_add(q, &a, BP_SUSPECT_TIMEOUT), 0);
+    assert_int_equal(bp_quarantine_refresh(q2), 0);
+    assert_int_equal(bp_quarantine_attempts(q2, &a), 2);
+    assert_int_equal(bp_quarantine_refresh(q2), 0);
+    assert_int_equal(bp_quarantine_attempts(q2, &a), 2);   /* nothing read twice */
+    bp_quarantine_free(q2);
     bp_quarantine_free(q);
     /* a record a week old is dropped when the file is opened */
     snprintf(path, sizeof(path), "%s/suspects", dir);
@@ -135,6 +146,7 @@ interpreted_loop_is_interrupted_and_recorded(void **state)
     assert_non_null(strstr(lua_tostring(fx.L, -1), "time budget exceeded"));
     assert_int_equal(bp_watchdog_disarm(w), 1);
     lua_pop(fx.L, 1);
+    assert_int_equal(bp_quarantine_refresh(q), 0);
     assert_int_equal(bp_quarantine_attempts(q, &fx.m), 1);
     bp_watchdog_free(w);
     lua_close(fx.L);
