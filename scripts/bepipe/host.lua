@@ -57,6 +57,7 @@ debug.getregistry()["bepipe.json"] = json
 -- Filled by load().
 local routes = {}          -- event type -> { index = 0-based, mod = script module, time_field }
 local route_field = "event_type"
+local routes_loaded = false
 
 -- Flattens nested option tables into dotted keys ("bigquery.batch_rows") for the C option table.
 local function flatten(t, prefix, out)
@@ -103,7 +104,11 @@ function M.load(path)
     end
     -- Closed before pipeline.lua runs, so the modules it requires are loaded sandboxed too;
     -- `sandbox = false` in the table it returns opens it again before the routes load.
-    sandbox.close()
+    if routes_loaded then
+        error("bepipe.host.load runs once per Lua state", 2)
+    end
+    routes_loaded = true
+    local open_sandbox = sandbox.close()
     local chunk, err = loadfile(path)
     if not chunk then
         error(err, 0)
@@ -112,8 +117,8 @@ function M.load(path)
     if type(spec) ~= "table" then
         error(path .. ": must return a table (see scripts/pipeline.lua)", 0)
     end
-    if spec.sandbox == false or spec.sandbox == 0 then
-        sandbox.open()
+    if (spec.sandbox == false or spec.sandbox == 0) and open_sandbox then
+        open_sandbox()
     end
     local route_specs = spec.routes
     if type(route_specs) ~= "table" or next(route_specs) == nil then

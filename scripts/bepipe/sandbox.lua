@@ -39,12 +39,34 @@ local function make_require(real_require, real_loadfile)
         end
         return chunk
     end
+    -- a C module (native code) found on package.cpath: say why it is not loaded
+    local function c_searcher(name)
+        local root = name:match("^[^.]+")
+        local path = package.searchpath(name, package.cpath) or
+                     package.searchpath(root, package.cpath)
+        if path then
+            error(("require of the C module '%s' (%s)%s"):format(name, path, HOW), 3)
+        end
+        return "\n\tno C modules in the sandbox"
+    end
     return function(name)
         if name == "ffi" then
             error('require "ffi"' .. HOW, 2)
         end
         return real_require(name)
-    end, lua_searcher
+    end, lua_searcher, c_searcher
+end
+
+-- Lifts the sandbox again (pipeline.lua set sandbox = false).
+local function open_again()
+    if not saved then
+        return
+    end
+    for i = #saved, 1, -1 do
+        local s = saved[i]
+        s[1][s[2]] = s[3]
+    end
+    saved = nil
 end
 
 local function install(g, tab, key, value)
@@ -52,10 +74,12 @@ local function install(g, tab, key, value)
     tab[key] = value
 end
 
--- Closes the sandbox on the state's globals (idempotent).
+-- Closes the sandbox on the state's globals. Returns the function that opens it again, to the
+-- first caller only (bepipe.host, for `sandbox = false`); while it is closed, a script calling
+-- close() gets nothing, so it cannot open it.
 function M.close()
     if saved then
-        return
+        return nil
     end
     saved = {}
     local g = _G
@@ -121,27 +145,16 @@ function M.close()
         end
         return chunk()
     end)
-    local req, searcher = make_require(g.require, loadfile)
+    local req, searcher, c_searcher = make_require(g.require, loadfile)
     install(g, g, "require", req)
     install(g, package.loaded, "ffi", nil)
     install(g, package.preload, "ffi", nil)
     install(g, package, "loadlib", refuse("package.loadlib"))
     -- the Lua file searcher as text only; the C searchers (native code) are gone
-    install(g, package, "loaders", { package.loaders[1], searcher })
+    install(g, package, "loaders", { package.loaders[1], searcher, c_searcher })
     install(g, package.loaded, "debug", nil)
     install(g, g, "debug", { traceback = debug.traceback })
-end
-
--- Lifts the sandbox again (pipeline.lua set sandbox = false).
-function M.open()
-    if not saved then
-        return
-    end
-    for i = #saved, 1, -1 do
-        local s = saved[i]
-        s[1][s[2]] = s[3]
-    end
-    saved = nil
+    return open_again
 end
 
 return M

@@ -4,9 +4,9 @@ local sandbox = require "bepipe.sandbox"
 
 -- Runs fn with the sandbox closed; always opens it again (the runner shares one state).
 local function sandboxed(fn)
-    sandbox.close()
+    local open = sandbox.close()
     local ok, err = pcall(fn)
-    sandbox.open()
+    open()
     if not ok then error(err, 0) end
 end
 
@@ -35,6 +35,7 @@ test("process, file-writing and bytecode calls are refused with a clear reason",
             load(function() local x = s; s = nil; return x end)
         end)
         refused('require "ffi"', function() require "ffi" end)
+        eq(sandbox.close(), nil, "a script cannot get the way to open it")
     end)
 end)
 
@@ -56,10 +57,9 @@ test("what scripts need stays: reading files, text chunks, getenv, jit, modules"
     end)
 end)
 
-test("open() restores every function", function()
+test("the function close() returns restores every function", function()
     local exit, popen, ffi_loaded = os.exit, io.popen, package.loaded.ffi
-    sandbox.close()
-    sandbox.open()
+    sandbox.close()()
     eq(os.exit, exit)
     eq(io.popen, popen)
     eq(package.loaded.ffi, ffi_loaded)
