@@ -66,6 +66,8 @@ bp_guard_start(struct bp_rt *rt, char *err, size_t errlen)
     return !g->w && err[0] ? -1 : 0;
 }
 
+/* Stops the watchdog thread (before the host it watches is freed) and frees the rest.
+ * NULL-safe. */
 void
 bp_guard_free(struct bp_guard *g)
 {

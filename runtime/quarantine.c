@@ -275,6 +275,7 @@ bp_quarantine_refresh(struct bp_quarantine *q)
     return 0;
 }
 
+/* Frees the table (the file stays). NULL-safe. */
 void
 bp_quarantine_free(struct bp_quarantine *q)
 {
@@ -294,6 +295,7 @@ bp_quarantine_count(const struct bp_quarantine *q)
     return q ? q->n : 0;
 }
 
+/* The suspects file's path, for log lines and reasons. */
 const char *
 bp_quarantine_path(const struct bp_quarantine *q)
 {

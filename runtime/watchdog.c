@@ -18,6 +18,10 @@
  *     Flushing the JIT (luaJIT_setmode) from another thread while a trace runs would crash, and
  *     a compiled loop never leaves its trace to notice a flag, so exiting is the only sure stop.
  *
+ * lua_sethook from this thread writes LuaJIT's hook mask and dispatch table while the loop thread
+ * runs; those are word-sized stores the interpreter picks up at its next instruction, which is
+ * what lua.c relies on from a signal handler too. It happens only once a batch is over budget.
+ *
  * Which event is running: before the call every result's route is filled with a value Lua never
  * writes (BP_RESULT_UNSTARTED); host.lua sets route = -1 when it starts an event, so the running
  * event is the last one whose route changed. A SIGTERM is serviced once the batch ends: after at
