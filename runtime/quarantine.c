@@ -71,17 +71,25 @@ reindex(struct bp_quarantine *q)
     }
 }
 
-/* The entry with this id and payload, or NULL. */
+/* The entry with this id and a payload of this hash and length, or NULL. The payload's hash is
+ * computed only when the id is known (data != NULL: hash data[0..dlen) then; else dhash). */
 static struct suspect *
-find(const struct bp_quarantine *q, const char *id, size_t id_len, uint64_t dhash, size_t dlen)
+find(const struct bp_quarantine *q, const char *id, size_t id_len, const char *data,
+     uint64_t dhash, size_t dlen)
 {
     if (!q->index_cap)
         return NULL;
+    int hashed = data == NULL;
     size_t s = fnv64(id, id_len) & (q->index_cap - 1);
     for (; q->index[s]; s = (s + 1) & (q->index_cap - 1)) {
         struct suspect *e = &q->v[q->index[s] - 1];
-        if (e->id_len == id_len && memcmp(e->id, id, id_len) == 0 && e->dhash == dhash &&
-            e->dlen == dlen)
+        if (e->id_len != id_len || e->dlen != dlen || memcmp(e->id, id, id_len) != 0)
+            continue;
+        if (!hashed) {
+            dhash = fnv64(data, dlen);
+            hashed = 1;
+        }
+        if (e->dhash == dhash)
             return e;
     }
     return NULL;
@@ -91,7 +99,7 @@ find(const struct bp_quarantine *q, const char *id, size_t id_len, uint64_t dhas
 static void
 remember(struct bp_quarantine *q, const char *id, size_t id_len, uint64_t dhash, size_t dlen)
 {
-    struct suspect *e = find(q, id, id_len, dhash, dlen);
+    struct suspect *e = find(q, id, id_len, NULL, dhash, dlen);
     if (e) {
         e->count++;
         return;
@@ -309,7 +317,7 @@ bp_quarantine_attempts(const struct bp_quarantine *q, const bp_msg_t *m)
 {
     if (!q || !q->n || !m->id_len)
         return 0;
-    struct suspect *e = find(q, m->id, m->id_len, fnv64(m->data, m->len), m->len);
+    struct suspect *e = find(q, m->id, m->id_len, m->data ? m->data : "", 0, m->len);
     return e ? e->count : 0;
 }
 
