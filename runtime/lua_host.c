@@ -224,6 +224,10 @@ bp_lua_host_new(const char *pipeline_path, const char *lib_dir, int generation, 
         goto fail;
     }
     h->process_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    /* only C calls the entry: scripts reach the module (bepipe.message()), and process() casts
+     * its argument to a batch pointer */
+    lua_pushnil(L);
+    lua_setfield(L, -2, "process");
     lua_settop(L, 0);
     return h;
 fail:

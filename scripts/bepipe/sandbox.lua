@@ -3,8 +3,8 @@
 -- for writing, io.output, io.tmpfile, os.remove, os.rename, os.tmpname), change the C locale
 -- that number formatting depends on (os.setlocale), load bytecode (load, loadstring, loadfile,
 -- dofile, require of a bytecode file: malformed bytecode corrupts the VM), or reach raw memory
--- (ffi, C modules, package.loadlib, and debug, whose getupvalue/getregistry/sethook reach
--- the library's ffi handles and the time budget's hook). Reading files, os.getenv, os.time,
+-- (ffi, C modules, package.loadlib, jit.util, and debug, whose getupvalue/getregistry/sethook
+-- reach the library's ffi handles and the time budget's hook). Reading files, os.getenv, os.time,
 -- os.clock, os.date, jit.on/off, print and debug.traceback stay.
 --
 -- It works on the globals of the Lua state (one state per loaded pipeline), so a module that
@@ -50,8 +50,9 @@ local function make_require(real_require, real_loadfile)
         return "\n\tno C modules in the sandbox"
     end
     return function(name)
-        if name == "ffi" then
-            error('require "ffi"' .. HOW, 2)
+        if name == "ffi" or name == "jit.util" or name == "jit.profile" then
+            -- jit.util.tracek hands out the functions compiled traces hold (ffi.cast, ...)
+            error(('require "%s"'):format(name) .. HOW, 2)
         end
         return real_require(name)
     end, lua_searcher, c_searcher
@@ -149,6 +150,10 @@ function M.close()
     install(g, g, "require", req)
     install(g, package.loaded, "ffi", nil)
     install(g, package.preload, "ffi", nil)
+    for _, name in ipairs({ "jit.util", "jit.profile" }) do
+        install(g, package.loaded, name, nil)
+        install(g, package.preload, name, nil)
+    end
     install(g, package, "loadlib", refuse("package.loadlib"))
     -- the Lua file searcher as text only; the C searchers (native code) are gone
     install(g, package, "loaders", { package.loaders[1], searcher, c_searcher })

@@ -177,6 +177,7 @@ FORBIDDEN = """    local marker = os.getenv("BP_MARK")
         os.exit(9)
     end
     if q == 11 then require("cjson.safe") end
+    if q == 12 then require("bepipe.host").process(0) end
 """
 
 
@@ -186,7 +187,7 @@ def script_sandbox_refuses_forbidden_calls():
         p = scripts_with(d, FORBIDDEN)
         ev = os.path.join(d, "ev.ndjson")
         out = os.path.join(d, "out")
-        events(ev, [1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 1])
+        events(ev, [1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 1])
         mark = os.path.join(d, "mark")
         pr = bepipe([p, "--input", ev, "--local-out", out, "--set",
                      "state_dir=" + os.path.join(d, "state")], env=dict(os.environ, BP_MARK=mark))
@@ -197,7 +198,9 @@ def script_sandbox_refuses_forbidden_calls():
         names = ["os.exit", "io.popen", "os.execute", "io.open with mode 'w'", "load of bytecode",
                  'require "ffi"', "loadstring of bytecode", "os.exit",
                  "require of the C module 'cjson.safe'"]
-        check_eq(len(r), len(names), "one dead letter per forbidden call: %r" % r)
+        check_eq(len(r), len(names) + 1, "one dead letter per forbidden call: %r" % r)
+        check(re.search(r"attempt to call field 'process' \(a nil value\)", r[-1]),
+              "the batch entry is C's only: " + r[-1])
         for name, reason in zip(names, r):
             check(re.search(r"^validate error: .*\.lua:\d+: " + re.escape(name) + r"( \([^)]*\))?"
                             r" is not allowed in event scripts \(sandbox\); set sandbox = false",

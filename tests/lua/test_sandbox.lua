@@ -35,6 +35,7 @@ test("process, file-writing and bytecode calls are refused with a clear reason",
             load(function() local x = s; s = nil; return x end)
         end)
         refused('require "ffi"', function() require "ffi" end)
+        refused('require "jit.util"', function() require "jit.util" end)
         eq(sandbox.close(), nil, "a script cannot get the way to open it")
     end)
 end)
