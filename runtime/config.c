@@ -100,6 +100,21 @@ static const struct bp_opt options[] = {
     { "http.listen", "--http", STR(http_listen), NULL, 0, 0,
       "--http ADDR:PORT: serve /metrics, /healthz, /readyz and POST /reload there (e.g. "
       "127.0.0.1:9464; port 0 picks a free one; off by default)" },
+    /* scripts: time and memory budgets, sandbox (issue 8 item 4) */
+    { "lua.budget_ms", NULL, INT(lua_budget_ms), "1000", 0, 3600000,
+      "time budget of one batch of events in Lua: past it the running event is interrupted "
+      "and dead-lettered (0 = no budget)" },
+    { "lua.hard_ms", NULL, INT(lua_hard_ms), "0", 0, 3600000,
+      "an event that cannot be interrupted (compiled loop) is recorded as a suspect after this "
+      "long and the process exits (code 3) for a restart; 0 = 4 x lua.budget_ms" },
+    { "lua.memory_mb", NULL, INT(lua_memory_mb), "256", 16, 65536,
+      "memory cap of the Lua state: the event that passes it is dead-lettered, the state rebuilt" },
+    { "sandbox", NULL, INT(sandbox), "1", 0, 1,
+      "pipeline.lua `sandbox = false` lets event scripts use os.exit, os.execute, io.popen, "
+      "io.open for writing, bytecode and ffi (pipeline.lua only: read as the scripts load)" },
+    { "state_dir", NULL, STR(state_dir), NULL, 0, 0,
+      "folder of the suspects file (default $STATE_DIRECTORY, $XDG_STATE_HOME/bepipe-lua, "
+      "~/.local/state/bepipe-lua)" },
 };
 
 const struct bp_opt *

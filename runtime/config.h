@@ -47,6 +47,12 @@ struct bp_config {
     long local_out_append;
     /* the HTTP listener */
     char *http_listen;         /* ADDR:PORT of /metrics, /healthz, /readyz, /reload; NULL = off */
+    /* scripts: time and memory budgets, sandbox (issue 8 item 4) */
+    long lua_budget_ms;
+    long lua_hard_ms;
+    long lua_memory_mb;
+    long sandbox;
+    char *state_dir;           /* the suspects file; NULL = bp_quarantine_default_dir */
 };
 
 enum bp_opt_type { BP_OPT_STR, BP_OPT_INT };

@@ -3,6 +3,7 @@
 #include "rt.h"
 #include "dispatch.h"
 #include "httpd.h"
+#include "guard.h"
 #include "log.h"
 #include "preflight.h"
 #include "tables_create.h"
@@ -69,6 +70,7 @@ bp_rt_new(const char *pipeline_path, const char *lib_dir, const struct bp_kv *ov
         goto fail;
     if (bp_rt_effective_config(rt->host, overrides, noverrides, &rt->cfg, err, errlen) != 0)
         goto fail;
+    bp_lua_host_set_memory_limit(rt->host, (size_t)rt->cfg.lua_memory_mb << 20);
     return rt;
 fail:
     bp_rt_free(rt);
@@ -98,6 +100,7 @@ bp_rt_free(struct bp_rt *rt)
     bp_ack_free(&rt->ack);
     if (rt->store)
         rt->store->ops->destroy(rt->store);
+    bp_guard_free(rt->guard);   /* its thread may look at the host: stop it first */
     bp_lua_host_free(rt->host);
     bp_config_free(&rt->cfg);
     for (size_t i = 0; i < rt->noverrides; i++) {
@@ -122,6 +125,11 @@ bp_rt_free(struct bp_rt *rt)
 int
 bp_rt_process(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots, size_t n)
 {
+    int src;
+    /* suspects (delivered before, never completed) are dead-lettered before Lua sees them */
+    n = bp_guard_screen(rt, &msgs, &slots, n, &src);
+    if (src != 0)
+        return -1;
     if (n == 0)
         return 0;
     if (n > rt->results_cap) {
@@ -139,7 +147,10 @@ bp_rt_process(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots, siz
 
     char err[2048];
     double t0 = bp_time_mono();
-    if (bp_lua_host_process(rt->host, b, err, sizeof(err)) != 0) {
+    bp_guard_arm(rt, b);
+    int lrc = bp_lua_host_process(rt->host, b, err, sizeof(err));
+    bp_guard_disarm(rt);
+    if (lrc != 0) {
         /* The host itself failed (not one event): nothing is lost, the whole batch is dead-lettered. */
         bp_log(BP_LOG_ERROR, "lua", "batch entry failed, dead-lettering %zu events: %s", n, err);
         for (size_t i = 0; i < n; i++) {
@@ -149,12 +160,14 @@ bp_rt_process(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots, siz
             if (rc != 0)
                 return -1;
         }
+        bp_guard_check_memory(rt);
         return 0;
     }
     int rc = bp_dispatch_batch(rt, msgs, slots, rt->results, n, b->out, b->out_len);
     double secs = bp_time_mono() - t0;
     rt->stats.batch_secs[rt->stats.batches++ % BP_LAT_SAMPLES] = secs;
     bp_hist_observe(&rt->stats.batch_seconds, secs);
+    bp_guard_check_memory(rt);   /* past its memory cap: the state is rebuilt from the loop */
     return rc;
 }
 
@@ -178,6 +191,7 @@ bp_rt_reload_err(struct bp_rt *rt, char *err, size_t errlen)
     }
     bp_config_diff_log(&rt->cfg, &cfg);
     bp_config_free(&cfg);
+    bp_lua_host_set_memory_limit(h, (size_t)rt->cfg.lua_memory_mb << 20);
     bp_lua_host_free(rt->host);
     rt->host = h;
     rt->generation++;
@@ -616,6 +630,8 @@ bp_rt_start(struct bp_rt *rt, char *err, size_t errlen)
     int rc = need_cloud ? start_cloud(rt, err, errlen) : 0;
     if (rc == 0)
         rc = open_sinks(rt, bucket, prefix, err, errlen);
+    if (rc == 0)
+        rc = bp_guard_start(rt, err, errlen);
     rt->bucket = bucket;
     free(prefix);
     if (rc != 0)

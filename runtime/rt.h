@@ -101,6 +101,7 @@ struct bp_rt {
     int source_started;
     char *not_ready;            /* bp_rt_set_ready(rt, 0, why): e.g. preflight not passed yet */
     char *failing;              /* bp_rt_set_unready_reason: a destination failing for good */
+    struct bp_guard *guard;     /* script time budget, suspects, memory cap (guard.c) */
 };
 
 struct bp_rt *bp_rt_new(const char *pipeline_path, const char *lib_dir,

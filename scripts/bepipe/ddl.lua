@@ -9,6 +9,8 @@
 --   local tables, err = ddl.parse(sql_text)          -- { {name=, dataset=, project=, resource=}, ... }
 --   local list, err = ddl.read_dir(dir)              -- every *.sql of dir
 local cjson = require "cjson"
+-- kept before bepipe.sandbox closes io.popen to event scripts (bepipe.host loads us first)
+local popen = io.popen
 
 local M = {}
 
@@ -215,7 +217,7 @@ end
 -- Every *.sql of dir, in name order. Returns the list, or nil and "file: error".
 function M.read_dir(dir)
     local files = {}
-    local ls = io.popen('ls -1 "' .. dir:gsub('"', '\\"') .. '" 2>/dev/null')
+    local ls = popen('ls -1 "' .. dir:gsub('"', '\\"') .. '" 2>/dev/null')
     for name in ls:lines() do
         if name:match("%.sql$") then files[#files + 1] = name end
     end

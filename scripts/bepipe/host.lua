@@ -9,6 +9,10 @@ local ffi = require "ffi"
 local cdef = require "bepipe.cdef"
 local cjson = require "cjson"
 local check = require "bepipe.check"
+local sandbox = require "bepipe.sandbox"
+-- The library scripts may use, loaded while ffi and io.popen are still reachable (see load).
+require "bepipe"
+require "bepipe.ddl"
 
 local C = ffi.C
 local byte, type, pcall, tostring = string.byte, type, pcall, tostring
@@ -56,6 +60,7 @@ debug.getregistry()["bepipe.json"] = json
 -- Filled by load().
 local routes = {}          -- event type -> { index = 0-based, mod = script module, time_field }
 local route_field = "event_type"
+local routes_loaded = false
 
 -- Flattens nested option tables into dotted keys ("bigquery.batch_rows") for the C option table.
 local function flatten(t, prefix, out)
@@ -100,6 +105,13 @@ function M.load(path)
         error(("bepipe library ABI %d does not match the runtime's %d"):format(cdef.ABI,
               C.bp_ffi_abi_version()), 0)
     end
+    -- Closed before pipeline.lua runs, so the modules it requires are loaded sandboxed too;
+    -- `sandbox = false` in the table it returns opens it again before the routes load.
+    if routes_loaded then
+        error("bepipe.host.load runs once per Lua state", 2)
+    end
+    routes_loaded = true
+    local open_sandbox = sandbox.close()
     local chunk, err = loadfile(path)
     if not chunk then
         error(err, 0)
@@ -107,6 +119,9 @@ function M.load(path)
     local spec = chunk()
     if type(spec) ~= "table" then
         error(path .. ": must return a table (see scripts/pipeline.lua)", 0)
+    end
+    if (spec.sandbox == false or spec.sandbox == 0) and open_sandbox then
+        open_sandbox()
     end
     local route_specs = spec.routes
     if type(route_specs) ~= "table" or next(route_specs) == nil then
@@ -254,6 +269,22 @@ local stage_prefix = {
     [STAGE_MAP] = "map error: ",
 }
 
+-- Dead-letters the event at `cur`, which raised err.
+local function fail_current(b, err)
+    local r = b.results[cur]
+    r.route = cur_stage >= STAGE_VALIDATE and r.route or -1
+    err = tostring(err)
+    if err == "not enough memory" then
+        -- the C allocator refused: the state passed its cap; the runtime rebuilds it
+        err = "not enough memory: the Lua state passed lua.memory_mb"
+    end
+    if cur_stage == STAGE_PARSE then
+        -- cjson's message carries our own file:line, which says nothing about the event
+        err = err:gsub("^[^\n]-:%d+: ", "", 1)
+    end
+    dead(b, r, cur_stage, stage_prefix[cur_stage] .. err, cur_type)
+end
+
 -- The batch entry the C host calls once per batch with a bp_batch_t pointer.
 function M.process(lud)
     local b = cast(batch_ptr, lud)
@@ -267,14 +298,12 @@ function M.process(lud)
             break
         end
         -- The event at `cur` threw (bad JSON, a script error): dead-letter it, go on after it.
-        local r = b.results[cur]
-        r.route = cur_stage >= STAGE_VALIDATE and r.route or -1
-        err = tostring(err)
-        if cur_stage == STAGE_PARSE then
-            -- cjson's message carries our own file:line, which says nothing about the event
-            err = err:gsub("^[^\n]-:%d+: ", "", 1)
+        -- The time budget's hook fires at whatever instruction runs next, and after an
+        -- allocation failure the GC may take long enough for it to land in here: once more then
+        -- (the hook is one-shot, re-armed only a whole budget later).
+        if not pcall(fail_current, b, err) then
+            fail_current(b, err)
         end
-        dead(b, r, cur_stage, stage_prefix[cur_stage] .. err, cur_type)
         i = cur + 1
     end
     cur_batch = nil

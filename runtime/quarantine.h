@@ -1,0 +1,24 @@
+/* quarantine.h - the suspects file: messages that were running when a script overran its time
+ * budget, so that after a restart they are dead-lettered on sight instead of looping forever. */
+#ifndef BP_QUARANTINE_H
+#define BP_QUARANTINE_H
+
+#include "bp_ffi.h"
+#include "common.h"
+
+struct bp_quarantine;
+
+/* Kinds of record: the event was interrupted by the time budget (and dead-lettered), or it was
+ * still running when the watchdog ended the process. */
+enum { BP_SUSPECT_TIMEOUT = 'T', BP_SUSPECT_KILLED = 'K' };
+
+struct bp_quarantine *bp_quarantine_open(const char *dir, char *err, size_t errlen);
+void bp_quarantine_free(struct bp_quarantine *q);
+size_t bp_quarantine_count(const struct bp_quarantine *q);
+const char *bp_quarantine_path(const struct bp_quarantine *q);
+int bp_quarantine_attempts(const struct bp_quarantine *q, const bp_msg_t *m);
+int bp_quarantine_refresh(struct bp_quarantine *q) BP_WUR;
+int bp_quarantine_add(struct bp_quarantine *q, const bp_msg_t *m, int kind) BP_WUR;
+void bp_quarantine_default_dir(char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,301 @@
+"""Scripts that hang, exhaust or escape the process (issue 8 item 4): the time budget (an
+interpreted loop is interrupted, a compiled one ends the process and is dead-lettered on sight
+after the restart), the Lua memory cap and the sandbox. File source throughout (fast)."""
+import os
+import re
+import signal
+import subprocess
+import time
+
+import run
+from run import Tmp, check, check_eq, copy_scripts, read_rows
+
+CASES = []
+
+
+def case(fn):
+    CASES.append(fn)
+    return fn
+
+
+INV = ('{"event_type":"inventory","inventory_id":"6f1c2a8e-1b2c-4d3e-8f90-%012d",'
+       '"product_id":"6f1c2a8e-1b2c-4d3e-8f90-123456789abc","warehouse_id":'
+       '"6f1c2a8e-1b2c-4d3e-8f90-123456789abc","quantity_change":%d,"reason":"sale",'
+       '"timestamp":"2025-03-01T12:00:00Z"}\n')
+
+
+def scripts_with(d, body, pipeline_extra=""):
+    """A copy of the shipped scripts whose inventory validator first runs `body` (Lua, with
+    `q` = ev.quantity_change); pipeline_extra goes into pipeline.lua's table."""
+    p = copy_scripts(os.path.join(d, "s"))
+    path = os.path.join(d, "s", "events", "inventory.lua")
+    src = open(path).read()
+    src = src.replace("function M.validate(ev)",
+                      "function M.validate(ev)\n    local q = ev.quantity_change\n" + body, 1)
+    check("local q = ev.quantity_change" in src, "patched the validator")
+    open(path, "w").write(src)
+    if pipeline_extra:
+        src = open(p).read().replace("return {", "return {\n    " + pipeline_extra, 1)
+        open(p, "w").write(src)
+    return p
+
+
+def events(path, qs):
+    with open(path, "w") as f:
+        for i, q in enumerate(qs):
+            f.write(INV % (i, q))
+
+
+def bepipe(args, **kw):
+    return subprocess.Popen([run.BIN] + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            **kw)
+
+
+def finish(p, timeout=30):
+    try:
+        _, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()            # a hung script must not outlive its test
+        p.communicate()
+        raise
+    err = err.decode(errors="replace")
+    run.no_sanitizer(err)
+    return p.returncode, err
+
+
+def reasons(out):
+    return [r["json"]["reason"] for r in read_rows(out, "rejected_events")]
+
+
+BUDGET = ["--set", "lua.budget_ms=300", "--set", "lua.hard_ms=1500"]
+
+
+@case
+def script_interpreted_loop_is_dead_lettered_and_sigterm_drains():
+    with Tmp() as d:
+        p = scripts_with(d, "    if q == 7 then jit.off(); while true do end end\n")
+        out = os.path.join(d, "out")
+        # stdin stays open: only SIGTERM ends this run
+        dm = run.Daemon([p, "--input", "-", "--local-out", out, "--set",
+                         "state_dir=" + os.path.join(d, "state")] + BUDGET)
+        dm.write(b"".join((INV % (i, 7 if i == 1 else 1)).encode() for i in range(3)))
+        time.sleep(0.15)                      # the loop is running
+        t0 = time.time()
+        dm.p.send_signal(signal.SIGTERM)
+        try:
+            rc, err = dm.finish(close_stdin=False, timeout=20)
+        except subprocess.TimeoutExpired:
+            dm.p.kill()
+            raise
+        took = time.time() - t0
+        dm.p.stdin.close()
+        check_eq(rc, 0, "exit code after SIGTERM: " + err[-1500:])
+        check(took < 3.0, f"SIGTERM served within the budget (+ drain): {took:.1f}s")
+        check_eq(len(read_rows(out, "inventory_events")), 2, "the other events stored")
+        r = reasons(out)
+        check_eq(len(r), 1, "one dead letter")
+        check(re.search(r"validate error: .*inventory\.lua:\d+: time budget exceeded.*"
+                        r"lua\.budget_ms \(300 ms\)", r[0]), "reason: " + r[0])
+        check("ran past the time budget" in err, "logged: " + err[-1500:])
+
+
+@case
+def script_compiled_loop_exits_then_suspect_dead_lettered_on_sight():
+    with Tmp() as d:
+        p = scripts_with(d, "    if q == 7 then while true do end end\n")
+        ev = os.path.join(d, "ev.ndjson")
+        out = os.path.join(d, "out")
+        state = os.path.join(d, "state")
+        events(ev, [1, 7, 1, 1])
+        args = [p, "--input", ev, "--local-out", out, "--set", "state_dir=" + state] + BUDGET
+        # a compiled loop sees no hook: past lua.hard_ms the process records it and exits,
+        # SIGTERM or not
+        t0 = time.time()
+        pr = bepipe(args)
+        time.sleep(0.2)
+        pr.send_signal(signal.SIGTERM)
+        rc, err = finish(pr)
+        check_eq(rc, 3, "exit code of a stuck script: " + err[-1500:])
+        check(time.time() - t0 < 5, "ended near lua.hard_ms")
+        check(re.search(r"message ev\.ndjson:2 has run \d+ ms, past lua\.hard_ms=1500.*recorded "
+                        r"as a suspect.*exiting with code 3", err), "log line: " + err[-1500:])
+        check_eq(read_rows(out, "inventory_events"), [], "nothing of that batch stored")
+        # the restart: the suspect is dead-lettered before Lua sees it, the rest is stored
+        pr = bepipe(args)
+        rc, err = finish(pr)
+        check_eq(rc, 0, "restart exit code: " + err[-1500:])
+        check_eq(len(read_rows(out, "inventory_events")), 3, "the other events stored")
+        dead = read_rows(out, "rejected_events")
+        check_eq([r["insertId"] for r in dead], ["ev.ndjson:2"], "the suspect dead-lettered")
+        check(dead[0]["json"]["reason"].startswith("delivered 1 times without completing"),
+              "reason: " + dead[0]["json"]["reason"])
+        # another file of the same name: the same id with other bytes is no suspect
+        events(ev, [1, 2, 1, 1])
+        out2 = os.path.join(d, "out2")
+        pr = bepipe([p, "--input", ev, "--local-out", out2, "--set", "state_dir=" + state])
+        rc, err = finish(pr)
+        check_eq(rc, 0, "exit code: " + err[-1500:])
+        check_eq(len(read_rows(out2, "inventory_events")), 4, "same id, other payload: stored")
+
+
+@case
+def script_memory_cap_dead_letters_the_event_and_rebuilds_the_state():
+    with Tmp() as d:
+        p = scripts_with(d, "    if q == 7 then local t = {} while true do "
+                            "t[#t + 1] = string.rep('x', 64) .. #t end end\n")
+        ev = os.path.join(d, "ev.ndjson")
+        out = os.path.join(d, "out")
+        # 600 events: the rest of the first batch runs on the old state, the second on the new
+        events(ev, [7] + [1] * 599)
+        pr = bepipe([p, "--input", ev, "--local-out", out, "--set", "lua.memory_mb=64",
+                     "--set", "state_dir=" + os.path.join(d, "state")])
+        rc, err = finish(pr, timeout=60)
+        check_eq(rc, 0, "exit code: " + err[-1500:])
+        check_eq(len(read_rows(out, "inventory_events")), 599, "the other events stored")
+        r = reasons(out)
+        check_eq(len(r), 1, "one dead letter")
+        check("not enough memory: the Lua state passed lua.memory_mb" in r[0], "reason: " + r[0])
+        check("hit lua.memory_mb=64; rebuilding it" in err and "generation 2 loaded" in err,
+              "state rebuilt: " + err[-1500:])
+        rss = int(re.search(r"peak_rss_kb=(\d+)", err).group(1))
+        limit = 400 if "asan" in run.BIN else 160
+        check(rss < limit * 1024, f"RSS bounded: {rss} KB")
+
+
+FORBIDDEN = """    local marker = os.getenv("BP_MARK")
+    if q == 2 then os.exit(9) end
+    if q == 3 then io.popen("touch " .. marker .. ".popen"):close() end
+    if q == 4 then os.execute("touch " .. marker .. ".exec") end
+    if q == 5 then io.open(marker .. ".open", "w"):close() end
+    if q == 6 then assert(load(string.dump(function() return 1 end)))() end
+    if q == 8 then assert(require("ffi").C) end
+    if q == 9 then assert(loadstring(string.dump(function() return 1 end)))() end
+    if q == 10 then
+        local sb = require("bepipe.sandbox")
+        local open = sb.close() or sb.open
+        if open then open() end
+        os.exit(9)
+    end
+    if q == 11 then require("cjson.safe") end
+    if q == 12 then require("bepipe.host").process(0) end
+"""
+
+
+@case
+def script_sandbox_refuses_forbidden_calls():
+    with Tmp() as d:
+        p = scripts_with(d, FORBIDDEN)
+        ev = os.path.join(d, "ev.ndjson")
+        out = os.path.join(d, "out")
+        events(ev, [1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 1])
+        mark = os.path.join(d, "mark")
+        pr = bepipe([p, "--input", ev, "--local-out", out, "--set",
+                     "state_dir=" + os.path.join(d, "state")], env=dict(os.environ, BP_MARK=mark))
+        rc, err = finish(pr)
+        check_eq(rc, 0, "the process keeps running (os.exit refused): " + err[-1500:])
+        check_eq(len(read_rows(out, "inventory_events")), 2, "the other events stored")
+        r = reasons(out)
+        names = ["os.exit", "io.popen", "os.execute", "io.open with mode 'w'", "load of bytecode",
+                 'require "ffi"', "loadstring of bytecode", "os.exit",
+                 "require of the C module 'cjson.safe'"]
+        check_eq(len(r), len(names) + 1, "one dead letter per forbidden call: %r" % r)
+        check(re.search(r"attempt to call field 'process' \(a nil value\)", r[-1]),
+              "the batch entry is C's only: " + r[-1])
+        for name, reason in zip(names, r):
+            check(re.search(r"^validate error: .*\.lua:\d+: " + re.escape(name) + r"( \([^)]*\))?"
+                            r" is not allowed in event scripts \(sandbox\); set sandbox = false",
+                            reason), f"{name}: {reason}")
+        check_eq([f for f in os.listdir(d) if f.startswith("mark")], [], "nothing ran or written")
+
+
+@case
+def script_sandbox_false_allows_them():
+    with Tmp() as d:
+        p = scripts_with(d, FORBIDDEN, "sandbox = false,")
+        ev = os.path.join(d, "ev.ndjson")
+        out = os.path.join(d, "out")
+        events(ev, [1, 3, 4, 5, 6, 8, 9])
+        mark = os.path.join(d, "mark")
+        pr = bepipe([p, "--input", ev, "--local-out", out, "--set",
+                     "state_dir=" + os.path.join(d, "state")], env=dict(os.environ, BP_MARK=mark))
+        rc, err = finish(pr)
+        check_eq(rc, 0, "exit code: " + err[-1500:])
+        check_eq(reasons(out), [], "no dead letters")
+        check_eq(len(read_rows(out, "inventory_events")), 7, "every event stored")
+        check_eq(sorted(f for f in os.listdir(d) if f.startswith("mark")),
+                 ["mark.exec", "mark.open", "mark.popen"], "the calls ran")
+        # and os.exit really exits (skipping lua_close: no leak report for that under ASan)
+        events(ev, [2])
+        pr = bepipe([p, "--input", ev, "--local-out", out, "--set",
+                     "state_dir=" + os.path.join(d, "state")],
+                    env=dict(os.environ, BP_MARK=mark, ASAN_OPTIONS="detect_leaks=0"))
+        rc, err = finish(pr)
+        check_eq(rc, 9, "os.exit(9) allowed")
+
+
+@case
+def script_sandbox_at_load_names_file_and_line():
+    with Tmp() as d:
+        p = copy_scripts(os.path.join(d, "s"))
+        path = os.path.join(d, "s", "events", "order.lua")
+        src = open(path).read()
+        open(path, "w").write("local h = io.popen('id')\n" + src)
+        pr = bepipe(["--check", p])
+        rc, err = finish(pr)
+        check_eq(rc, 1, "--check fails: " + err)
+        check(re.search(r"order\.lua:1: io\.popen is not allowed in event scripts \(sandbox\); "
+                        r"set sandbox = false in pipeline\.lua", err), "load error: " + err)
+
+
+@case
+def script_compiled_loop_on_pubsub_ends_as_a_dead_letter():
+    import cloud
+    with cloud.Scenario() as s:
+        p = scripts_with(s.tmp, "    if q == 7 then while true do end end\n")
+        ev = os.path.join(s.tmp, "ev.ndjson")
+        events(ev, [1, 7, 1, 1])
+        s.emu.publish(ev)
+        # a short lease: the messages of the killed process come back soon
+        args = ["--set", "state_dir=" + os.path.join(s.tmp, "state"), "--set",
+                "source.lease_seconds=10"] + BUDGET
+        b = cloud.Bepipe(s.emu, args, pipeline=p)
+        try:
+            rc = b.p.wait(30)
+        except subprocess.TimeoutExpired:
+            b.p.kill()
+            raise
+        check_eq(rc, 3, "exit code of a stuck script: " + b.stderr()[-1500:])
+        check("recorded as a suspect" in b.stderr(), "log: " + b.stderr()[-1500:])
+        b2 = cloud.Bepipe(s.emu, args, pipeline=p)
+        cloud.wait_drained(s.emu, 4, [b2], timeout=60)
+        check_eq(b2.stop(), 0, "restart exit code: " + b2.stderr()[-1500:])
+        check_eq(len(s.emu.rows("inventory_events")), 3, "the other events stored")
+        dead = s.emu.rows("rejected_events")
+        check_eq(len(dead), 1, "the looping event dead-lettered")
+        check(dead[0]["reason"].startswith("delivered 1 times without completing"),
+              "reason: " + dead[0]["reason"])
+
+
+@case
+def script_stuck_worker_its_suspect_dead_lettered_by_another():
+    import cloud
+    with cloud.Scenario() as s:
+        p = scripts_with(s.tmp, "    if q == 7 then while true do end end\n")
+        ev = os.path.join(s.tmp, "ev.ndjson")
+        events(ev, [1] * 20 + [7] + [1] * 19)
+        s.emu.publish(ev)
+        args = ["--workers", "2", "--set", "state_dir=" + os.path.join(s.tmp, "state"),
+                "--set", "source.lease_seconds=10"] + BUDGET
+        b = cloud.Bepipe(s.emu, args, pipeline=p)
+        b.wait_log("recorded as a suspect")
+        # the other worker reads the suspects file (once a second) and gets the redelivery
+        end = time.time() + 60
+        while len(s.emu.rows("rejected_events")) < 1 and time.time() < end:
+            time.sleep(0.2)
+        cloud.wait_drained(s.emu, 40, timeout=30)
+        check_eq(b.stop(), 3, "the worst exit code of the workers: " + b.stderr()[-1500:])
+        check_eq(len(s.emu.rows("inventory_events")), 39, "the other events stored")
+        dead = s.emu.rows("rejected_events")
+        check_eq(len(dead), 1, "the looping event dead-lettered")
+        check(dead[0]["reason"].startswith("delivered 1 times without completing"),
+              "reason: " + dead[0]["reason"])
