@@ -331,6 +331,36 @@ fail:
     return -1;
 }
 
+/* --check: every route's table has a CREATE TABLE in ddl_dir (bepipe.ddl.check_tables).
+ * Returns 0, or -1 with err naming the tables without one. */
+int
+bp_lua_host_check_ddl(struct bp_lua_host *h, const char *ddl_dir, char *err, size_t errlen)
+{
+    lua_State *L = h->L;
+    int top = lua_gettop(L);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "bepipe.ddl");
+    if (lua_pcall(L, 1, 1, 0) != 0)
+        goto fail;
+    lua_getfield(L, -1, "check_tables");
+    lua_pushstring(L, ddl_dir);
+    lua_createtable(L, (int)h->nroutes, 0);
+    for (size_t i = 0; i < h->nroutes; i++) {
+        lua_pushstring(L, h->routes[i].table);
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    if (lua_pcall(L, 2, 2, 0) != 0)
+        goto fail;
+    if (!lua_toboolean(L, -2))
+        goto fail;
+    lua_settop(L, top);
+    return 0;
+fail:
+    copy_error(L, err, errlen);
+    lua_settop(L, top);
+    return -1;
+}
+
 /* The state itself, for modules that use lua-cjson through it (pull_reply.c). They must leave
  * the stack as they found it and never run pipeline code. */
 lua_State *

@@ -19,7 +19,7 @@
 #define BP_LIB_DIR "/usr/local/share/bepipe-lua/lua"
 #endif
 
-enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_SUSPECT = 3 };
 
 /* Dataflow/Beam options of the seed's deploy command: meaningless here, accepted so the command
  * runs unchanged. The boolean ones take no value. */
@@ -130,6 +130,7 @@ find_lib_dir(char *out, size_t outlen)
 struct cli {
     const char *cmd;            /* "run", "check" or "test" */
     int online;                 /* --check --online: the preflight too */
+    long worker_index;          /* --workers: this process's index (0 otherwise) */
     long workers;
     const char *pipeline;
     const char *events;
@@ -312,6 +313,7 @@ run_one(struct cli *c, const char *lib_dir)
         fprintf(stderr, "bepipe-lua: %s\n", err);
         return EXIT_FAIL;
     }
+    rt->worker_index = (int)c->worker_index;
     int code = EXIT_OK;
     if (strcmp(c->cmd, "check") == 0 && c->online) {
         /* the preflight alone: credentials, subscription, dataset, tables, bucket */
@@ -326,8 +328,15 @@ run_one(struct cli *c, const char *lib_dir)
         }
     } else if (strcmp(c->cmd, "check") == 0) {
         size_t n;
+        char dir[4096];
         bp_lua_host_routes(rt->host, &n);
-        printf("%s: ok (%zu routes)\n", c->pipeline, n);
+        bp_rt_ddl_dir(rt, dir, sizeof(dir));
+        if (bp_lua_host_check_ddl(rt->host, dir, err, sizeof(err)) != 0) {
+            fprintf(stderr, "bepipe-lua: %s: %s\n", c->pipeline, err);
+            code = EXIT_FAIL;
+        } else {
+            printf("%s: ok (%zu routes)\n", c->pipeline, n);
+        }
     } else if (strcmp(c->cmd, "test") == 0) {
         code = bp_testmode_run(rt->host, c->events, stdout);
     } else if (bp_rt_start(rt, err, sizeof(err)) != 0) {
@@ -341,6 +350,23 @@ run_one(struct cli *c, const char *lib_dir)
     }
     bp_rt_free(rt);
     return code;
+}
+
+/* Forks worker i (its /metrics listener moves to PORT + i). Returns its pid, or -1. */
+static pid_t
+spawn_worker(struct cli *c, const char *lib_dir, long i, const sigset_t *old)
+{
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "bepipe-lua: fork: %s\n", strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        sigprocmask(SIG_SETMASK, old, NULL);
+        c->worker_index = i;
+        exit(run_one(c, lib_dir));
+    }
+    return pid;
 }
 
 /* --workers N: N processes, each a whole pipeline pulling the same subscription (Pub/Sub shares
@@ -358,40 +384,46 @@ run_workers(struct cli *c, const char *lib_dir)
     sigaddset(&set, SIGCHLD);
     sigprocmask(SIG_BLOCK, &set, &old);
     for (long i = 0; i < c->workers; i++) {
-        pid_t pid = fork();
-        if (pid < 0) {
-            fprintf(stderr, "bepipe-lua: fork: %s\n", strerror(errno));
+        pids[i] = spawn_worker(c, lib_dir, i, &old);
+        if (pids[i] < 0) {
             c->workers = i;
             break;
         }
-        if (pid == 0) {
-            sigprocmask(SIG_SETMASK, &old, NULL);
-            exit(run_one(c, lib_dir));
-        }
-        pids[i] = pid;
     }
-    int worst = EXIT_OK;
+    int worst = EXIT_OK, stopping = 0;
     long alive = c->workers;
     while (alive > 0) {
         int sig;
         if (sigwait(&set, &sig) != 0)
             continue;
-        if (sig == SIGCHLD) {
-            int status;
-            pid_t pid;
-            while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-                int code = WIFEXITED(status) ? WEXITSTATUS(status) : EXIT_FAIL;
-                if (code > worst)
-                    worst = code;
-                alive--;
-                for (long i = 0; i < c->workers; i++)
-                    if (pids[i] == pid)
-                        pids[i] = 0;
-            }
-        } else {
+        if (sig != SIGCHLD) {
+            stopping |= sig != SIGHUP;
             for (long i = 0; i < c->workers; i++)
                 if (pids[i] > 0)
                     kill(pids[i], sig);
+            continue;
+        }
+        int status;
+        pid_t pid;
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            int code = WIFEXITED(status) ? WEXITSTATUS(status) : EXIT_FAIL;
+            long i = 0;
+            while (i < c->workers && pids[i] != pid)
+                i++;
+            if (i < c->workers && code == EXIT_SUSPECT && !stopping) {
+                /* a script ran away: the worker recorded its message as a suspect, and a new
+                 * one dead-letters it on sight; the pool keeps its size */
+                fprintf(stderr, "bepipe-lua: worker %ld stopped a runaway script; restarting it\n",
+                        i);
+                pids[i] = spawn_worker(c, lib_dir, i, &old);
+                if (pids[i] > 0)
+                    continue;
+            }
+            if (code > worst)
+                worst = code;
+            alive--;
+            if (i < c->workers)
+                pids[i] = 0;
         }
     }
     return worst;

@@ -613,12 +613,25 @@ preflight(struct bp_rt *rt, char *err, size_t errlen)
     return 0;
 }
 
+/* The listener's ADDR:PORT: with --workers, worker i listens on PORT + i (port 0 stays 0). */
+static const char *
+http_address(const struct bp_rt *rt, const char *listen, char *out, size_t outlen)
+{
+    const char *colon = strrchr(listen, ':');
+    char *end;
+    long port = colon ? strtol(colon + 1, &end, 10) : 0;
+    if (!colon || *end || port <= 0 || rt->worker_index == 0)
+        return listen;
+    snprintf(out, outlen, "%.*s:%ld", (int)(colon - listen), listen, port + rt->worker_index);
+    return out;
+}
+
 /* Opens the sinks and the source and arms the watchers. Returns 0, or -1 with err set. */
 int
 bp_rt_start(struct bp_rt *rt, char *err, size_t errlen)
 {
     struct bp_config *c = &rt->cfg;
-    char *bucket = NULL, *prefix = NULL;
+    char *bucket = NULL, *prefix = NULL, addr[512];
     if (bp_config_archive_split(c->archive_path, &bucket, &prefix) != 0) {
         snprintf(err, errlen, "archive.path '%s' is not gs://BUCKET[/PREFIX]",
                  c->archive_path ? c->archive_path : "");
@@ -638,7 +651,9 @@ bp_rt_start(struct bp_rt *rt, char *err, size_t errlen)
         return -1;
     /* the listener before the preflight and the source, so /healthz answers while they run
      * and /readyz says what holds the pipeline back */
-    if (c->http_listen && !(rt->httpd = bp_httpd_new(rt, rt->loop, c->http_listen, err, errlen)))
+    if (c->http_listen && !(rt->httpd = bp_httpd_new(rt, rt->loop, http_address(rt, c->http_listen,
+                                                                                 addr, sizeof(addr)),
+                                                     err, errlen)))
         return -1;
     if (preflight(rt, err, errlen) != 0)
         return -1;

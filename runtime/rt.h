@@ -101,7 +101,8 @@ struct bp_rt {
     int source_started;
     char *not_ready;            /* bp_rt_set_ready(rt, 0, why): e.g. preflight not passed yet */
     char *failing;              /* bp_rt_set_unready_reason: a destination failing for good */
-    struct bp_guard *guard;     /* script time budget, suspects, memory cap (guard.c) */
+    struct bp_guard *guard;
+    int worker_index;           /* --workers: 0..N-1; the HTTP listener's port moves by it */     /* script time budget, suspects, memory cap (guard.c) */
 };
 
 struct bp_rt *bp_rt_new(const char *pipeline_path, const char *lib_dir,

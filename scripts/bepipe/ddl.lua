@@ -217,7 +217,8 @@ end
 -- Every *.sql of dir, in name order. Returns the list, or nil and "file: error".
 function M.read_dir(dir)
     local files = {}
-    local ls = popen('ls -1 "' .. dir:gsub('"', '\\"') .. '" 2>/dev/null')
+    -- single quotes: the shell expands nothing inside them ($, `, \ are the folder's own)
+    local ls = popen("ls -1 '" .. dir:gsub("'", "'\\''") .. "' 2>/dev/null")
     for name in ls:lines() do
         if name:match("%.sql$") then files[#files + 1] = name end
     end
@@ -234,6 +235,28 @@ function M.read_dir(dir)
         for _, t in ipairs(list) do all[#all + 1] = t end
     end
     return all
+end
+
+-- For --check: every table in `tables` (a list of names) must have a CREATE TABLE in dir.
+-- Returns true, or nil and one line naming the tables without one and where to put them.
+function M.check_tables(dir, tables)
+    local list, err = M.read_dir(dir)
+    if not list then
+        return nil, "the routes' tables need their DDL: " .. err
+    end
+    local have = {}
+    for _, t in ipairs(list) do
+        have[t.resource.tableReference.tableId] = true
+    end
+    local missing = {}
+    for _, name in ipairs(tables) do
+        if not have[name] then missing[#missing + 1] = name end
+    end
+    if #missing > 0 then
+        return nil, ("no CREATE TABLE in %s for %s (add %s/%s.sql)"):format(dir,
+            table.concat(missing, ", "), dir, missing[1])
+    end
+    return true
 end
 
 -- For the C core (--create-tables): the tables.insert bodies of dir for project.dataset, as

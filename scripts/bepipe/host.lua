@@ -78,22 +78,41 @@ local function flatten(t, prefix, out)
     return out
 end
 
+-- The keys a route module may have; anything else is a typo (`tim_field`) that would be ignored.
+local ROUTE_KEYS = { table = true, time_field = true, validate = true, map = true }
+local ROUTE_KEYS_TEXT = "table, time_field, validate, map"
+
 local function load_route(name, spec, index)
-    local mod = spec
+    local mod, file = spec, "pipeline.lua"
     if type(spec) == "string" then
-        mod = require(spec)
+        file = package.searchpath and package.searchpath(spec, package.path) or spec
+        local ok, m = pcall(require, spec)
+        if not ok then
+            error(("route %s: %s"):format(name, tostring(m)), 0)
+        end
+        mod = m
     end
     if type(mod) ~= "table" then
         error(("route %s: module %s did not return a table"):format(name, tostring(spec)), 0)
     end
+    for k in pairs(mod) do
+        if not ROUTE_KEYS[k] then
+            error(("route %s (%s): unknown key `%s` (a route module has %s; keep helpers in "
+                   .. "locals)"):format(name, file, tostring(k), ROUTE_KEYS_TEXT), 0)
+        end
+    end
     if type(mod.table) ~= "string" or mod.table == "" then
-        error(("route %s: the script has no `table` name"):format(name), 0)
+        error(("route %s (%s): the script has no `table` name"):format(name, file), 0)
     end
     if type(mod.validate) ~= "function" or type(mod.map) ~= "function" then
-        error(("route %s: the script needs validate(ev) and map(ev) functions"):format(name), 0)
+        error(("route %s (%s): the script needs validate(ev) and map(ev) functions")
+              :format(name, file), 0)
+    end
+    if mod.time_field ~= nil and type(mod.time_field) ~= "string" then
+        error(("route %s (%s): time_field must be the name of a row field"):format(name, file), 0)
     end
     return { index = index, mod = mod, validate = mod.validate, map = mod.map,
-             time_field = mod.time_field }
+             time_field = mod.time_field, file = file }
 end
 
 -- Loads pipeline.lua (path) and every script it routes to. Returns
@@ -246,15 +265,23 @@ local function run(b, i, n, now)
                 else
                     cur_stage = STAGE_MAP
                     local row = route.map(ev)
-                    row.ingestion_time = now
-                    local js = encode(row)
                     local tf = route.time_field
-                    if tf then
-                        r.hour = hour_key(row[tf])
+                    if type(row) ~= "table" then
+                        dead(b, r, STAGE_MAP, "map error: map returned " .. type(row) ..
+                             ", not a row table (" .. route.file .. ")", et)
+                    elseif tf and type(row[tf]) ~= "string" then
+                        dead(b, r, STAGE_MAP, "map error: the row has no `" .. tf .. "` (the " ..
+                             "route's time_field) as a time string (" .. route.file .. ")", et)
+                    else
+                        row.ingestion_time = now
+                        local js = encode(row)
+                        if tf then
+                            r.hour = hour_key(row[tf])
+                        end
+                        r.stage = 0
+                        r.off = emit(b, js)
+                        r.len = #js
                     end
-                    r.stage = 0
-                    r.off = emit(b, js)
-                    r.len = #js
                 end
             end
         end
@@ -285,6 +312,36 @@ local function fail_current(b, err)
     dead(b, r, cur_stage, stage_prefix[cur_stage] .. err, cur_type)
 end
 
+-- An error raised inside the bepipe library (bepipe.check given nil, say) names the library's
+-- file and line, which tells a script's author nothing: point at the first frame of the stack
+-- outside the library instead (their validate or map), keeping the message.
+local getinfo = debug.getinfo
+-- By file name, not full path: error locations carry Lua's short_src, cut to 60 bytes.
+local function in_library(src)
+    return src:find("bepipe[/\\][%w_]+%.lua$") ~= nil
+end
+local function locate(err)
+    if type(err) ~= "string" then
+        return err
+    end
+    local where = err:match("^([^\n]-):%d+: ")
+    if not where or not in_library(where) then
+        return err
+    end
+    for level = 3, 40 do
+        local info = getinfo(level, "Sl")
+        if not info then
+            break
+        end
+        if info.what == "Lua" and info.currentline and info.currentline > 0 and
+           not in_library(info.short_src) then
+            return info.short_src .. ":" .. info.currentline .. ": " ..
+                   err:gsub("^[^\n]-:%d+: ", "", 1)
+        end
+    end
+    return err
+end
+
 -- The batch entry the C host calls once per batch with a bp_batch_t pointer.
 function M.process(lud)
     local b = cast(batch_ptr, lud)
@@ -293,7 +350,7 @@ function M.process(lud)
     local now = ffi_string(b.now_str)
     local i = 0
     while true do
-        local ok, err = pcall(run, b, i, n, now)
+        local ok, err = xpcall(run, locate, b, i, n, now)
         if ok then
             break
         end
