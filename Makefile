@@ -35,7 +35,7 @@ Q = @
 endif
 
 .PHONY: all deps deps-test test bench demo install clean sanitize unit emulator valgrind fuzz \
-        fuzz-build alloc-fail
+        fuzz-build alloc-fail alloc-fail-build
 all: deps bepipe-lua
 
 # Installs the Debian packages that are missing (apt-get, through sudo when not root).
@@ -120,6 +120,25 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_host.h build/fuzz/libbepi
 fuzz: fuzz-build
 	$(Q)FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run
 
+# The unit tests again, on the sanitizer build, with the runtime's malloc/calloc/realloc renamed
+# to an allocation-failure shim (tests/alloc_fail/shim.c): BP_ALLOC_FAIL_AT=N fails the runtime's
+# N-th allocation (not the test's own, nor a shared library's); tests/alloc_fail/run sweeps N.
+ALLOC_BINS = $(UNIT_SRCS:tests/unit/%.c=build/alloc-fail/%)
+alloc-fail-build: sanitize
+	$(Q)mkdir -p build/alloc-fail
+	$(Q)objcopy --redefine-sym malloc=bp_af_malloc --redefine-sym calloc=bp_af_calloc \
+	    --redefine-sym realloc=bp_af_realloc build/asan/libbepipe.a build/alloc-fail/libbepipe.a
+	$(Q)$(MAKE) --no-print-directory $(ALLOC_BINS)
+
+build/alloc-fail/%: tests/unit/%.c tests/alloc_fail/shim.c build/alloc-fail/libbepipe.a
+	@echo "  CC      $@"
+	$(Q)clang $(BP_CFLAGS) $(SAN_FLAGS) -O1 -Iruntime -DSRC_ROOT='"$(CURDIR)"' -o $@ $< \
+	    tests/alloc_fail/shim.c -Wl,-E -Wl,--whole-archive build/alloc-fail/libbepipe.a \
+	    -Wl,--no-whole-archive $(BP_LDLIBS) -lcmocka $(SAN_FLAGS)
+
+alloc-fail: alloc-fail-build
+	$(Q)tests/alloc_fail/run
+
 # Memcheck over the unit tests and a local run of the binary (not part of `make test`: slow).
 valgrind: deps-test all unit
 	$(Q)command -v valgrind >/dev/null || $(call install_missing,valgrind)
@@ -132,7 +151,7 @@ valgrind: deps-test all unit
 	    --local-out build/valgrind/out 2>/dev/null || { cat build/valgrind/memcheck.log; exit 1; }
 	@echo "valgrind: no errors, no leaks"
 
-test: deps-test all unit sanitize fuzz-build
+test: deps-test all unit sanitize fuzz-build alloc-fail-build
 	$(Q)tests/run-all
 
 bench: deps-test all
