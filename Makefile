@@ -126,9 +126,16 @@ fuzz: fuzz-build
 ALLOC_BINS = $(UNIT_SRCS:tests/unit/%.c=build/alloc-fail/%)
 alloc-fail-build: sanitize
 	$(Q)mkdir -p build/alloc-fail
-	$(Q)objcopy --redefine-sym malloc=bp_af_malloc --redefine-sym calloc=bp_af_calloc \
-	    --redefine-sym realloc=bp_af_realloc build/asan/libbepipe.a build/alloc-fail/libbepipe.a
-	$(Q)$(MAKE) --no-print-directory $(ALLOC_BINS)
+	$(Q)for f in libbepipe.a main.o; do objcopy --redefine-sym malloc=bp_af_malloc \
+	    --redefine-sym calloc=bp_af_calloc --redefine-sym realloc=bp_af_realloc \
+	    build/asan/$$f build/alloc-fail/$$f || exit 1; done
+	$(Q)$(MAKE) --no-print-directory $(ALLOC_BINS) build/alloc-fail/bepipe-lua
+
+build/alloc-fail/bepipe-lua: build/alloc-fail/main.o build/alloc-fail/libbepipe.a tests/alloc_fail/shim.c
+	@echo "  LD      $@"
+	$(Q)clang $(BP_CFLAGS) $(SAN_FLAGS) -O1 -o $@ build/alloc-fail/main.o tests/alloc_fail/shim.c \
+	    -Wl,-E -Wl,--whole-archive build/alloc-fail/libbepipe.a -Wl,--no-whole-archive \
+	    $(BP_LDLIBS) $(SAN_FLAGS)
 
 build/alloc-fail/%: tests/unit/%.c tests/alloc_fail/shim.c build/alloc-fail/libbepipe.a
 	@echo "  CC      $@"

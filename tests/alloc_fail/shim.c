@@ -5,7 +5,9 @@
  * as in bepipe-lua (main.c), jansson allocates through bp_xmalloc (bp_alloc_json_init), which
  * here calls the shim.
  *   BP_ALLOC_FAIL_AT=N   the N-th allocation (1-based) returns NULL, the rest succeed
- *   BP_ALLOC_COUNT=1     prints "bp-alloc: N allocations" to stderr at exit */
+ *   BP_ALLOC_COUNT=1     prints "bp-alloc: N allocations" to stderr at exit
+ *   BP_ALLOC_TRACE=1     prints the stack of the allocation made to fail */
+#include <sanitizer/common_interface_defs.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -15,7 +17,7 @@ void *bp_af_calloc(size_t n, size_t size);
 void *bp_af_realloc(void *p, size_t n);
 
 static unsigned long count, fail_at;
-static int ready;
+static int ready, trace;
 
 static void
 report(void)
@@ -31,10 +33,17 @@ should_fail(void)
         const char *at = getenv("BP_ALLOC_FAIL_AT"), *rep = getenv("BP_ALLOC_COUNT");
         ready = 1;
         fail_at = at ? strtoul(at, NULL, 10) : 0;
+        trace = getenv("BP_ALLOC_TRACE") != NULL;
         if (rep && *rep == '1')
             atexit(report);
     }
-    return ++count == fail_at;
+    if (++count != fail_at)
+        return 0;
+    if (trace) {
+        fprintf(stderr, "bp-alloc: failing allocation %lu here:\n", count);
+        __sanitizer_print_stack_trace();
+    }
+    return 1;
 }
 
 void *
