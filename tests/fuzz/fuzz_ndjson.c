@@ -13,6 +13,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+#define PAD (256 * 1024 - 4)
+
 static struct bp_rt rt;
 static int done;
 static size_t delivered_bytes, delivered_lines, dead_lines;
@@ -84,6 +86,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* the first byte picks small limits, so that long lines and full batches are common */
     rt.cfg.max_line_bytes = size ? 1 + data[0] % 64 : 8;
     rt.cfg.batch_messages = size ? 1 + data[0] / 64 : 1;
+    /* byte 1 = 0xff: the input follows 262,140 bytes of 'x', so that the source's first 256 KB
+     * read ends inside it and lines (long or not) straddle two reads */
+    static uint8_t file[PAD + 65536];
+    size_t pad = size >= 2 && data[1] == 0xff && size <= 65536 ? PAD : 0;
+    memset(file, 'x', pad);
+    memcpy(file + pad, data, size);
+    data = file;
+    size += pad;
     FILE *f = fopen(path, "wb");
     if (!f || fwrite(data, 1, size, f) != size || fclose(f) != 0)
         abort();
