@@ -212,9 +212,11 @@ static void start_upload(struct object_call *oc);
 static void upload_finish(struct object_call *oc, const struct bp_http_result *res);
 static void upload_end(struct object_call *oc, const char *err);
 
-/* Uploads whose 2xx reply is not our object resource are sent again this many times (each
- * through the API's retry policy); a landed one then shows as a 412 and is recognised by its
- * MD5. After that the object fails and its messages are redelivered, never acked. */
+/* Uploads whose 2xx reply is not our object resource are sent again this many times, at once
+ * (the API layer sees a 2xx as final; each new call has its retry policy for 5xx and timeouts):
+ * one that did land shows as a 412 and is recognised by its MD5, so no copy is made. After that
+ * the object fails and its messages are nacked for redelivery (Pub/Sub paces those), never
+ * acked. */
 #define BAD_REPLY_RETRIES 2
 
 /* Whether the object's metadata (JSON) is our object and carries our md5Hash. */
