@@ -215,8 +215,8 @@ static void upload_end(struct object_call *oc, const char *err);
 /* Uploads whose 2xx reply is not our object resource are sent again this many times, at once
  * (the API layer sees a 2xx as final; each new call has its retry policy for 5xx and timeouts):
  * one that did land shows as a 412 and is recognised by its MD5, so no copy is made. After that
- * the object fails and its messages are nacked for redelivery (Pub/Sub paces those), never
- * acked. */
+ * the object fails and its messages are nacked, never acked; redelivered, they go into a new
+ * object, finished at the next archive roll, which paces the attempts. */
 #define BAD_REPLY_RETRIES 2
 
 /* Whether the object's metadata (JSON) is our object and carries our md5Hash. */
