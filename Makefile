@@ -35,7 +35,8 @@ else
 Q = @
 endif
 
-.PHONY: all deps deps-test test bench demo install clean sanitize unit emulator valgrind
+.PHONY: all deps deps-test test bench demo install clean sanitize unit emulator valgrind fuzz \
+        fuzz-build alloc-fail alloc-fail-build
 all: deps bepipe-lua
 
 # Installs the Debian packages that are missing (apt-get, through sudo when not root).
@@ -97,6 +98,55 @@ build/asan/bepipe-lua: $(BUILD)/libbepipe.a $(BUILD)/main.o
 build/asan/unit-all: $(UNIT_BINS)
 	$(Q)touch $@
 
+# libFuzzer targets (tests/fuzz, one per parser) on a runtime built for them under ASan+UBSan.
+# `make fuzz` runs each FUZZ_SECONDS; `make test` runs them briefly (tests/fuzz/run).
+FUZZ_SECONDS ?= 300
+FUZZ_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all -g
+FUZZ_SRCS = $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS = $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
+# these define runtime symbols of their own (a stand-in rt, an included store_cloud.c), so they
+# link the archive member by member rather than whole
+FUZZ_PARTIAL = build/fuzz/fuzz_ndjson build/fuzz/fuzz_insert_reply
+fuzz-build: deps-test
+	$(Q)$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang \
+	    CFLAGS="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -O1" build/fuzz/libbepipe.a
+	$(Q)$(MAKE) --no-print-directory $(FUZZ_BINS)
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_host.h build/fuzz/libbepipe.a
+	@echo "  FUZZ    $@"
+	$(Q)clang $(BP_CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer -O1 -Iruntime -DSRC_ROOT='"$(CURDIR)"' \
+	    -o $@ $< -Wl,-E $(if $(filter $@,$(FUZZ_PARTIAL)),,-Wl,--whole-archive) \
+	    build/fuzz/libbepipe.a -Wl,--no-whole-archive $(BP_LDLIBS)
+
+fuzz: fuzz-build
+	$(Q)FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run
+
+# The unit tests again, on the sanitizer build, with the runtime's malloc/calloc/realloc renamed
+# to an allocation-failure shim (tests/alloc_fail/shim.c): BP_ALLOC_FAIL_AT=N fails the runtime's
+# N-th allocation (not the test's own, nor a shared library's); tests/alloc_fail/run sweeps N.
+ALLOC_BINS = $(UNIT_SRCS:tests/unit/%.c=build/alloc-fail/%)
+alloc-fail-build: sanitize
+	$(Q)mkdir -p build/alloc-fail
+	$(Q)for f in libbepipe.a main.o; do objcopy --redefine-sym malloc=bp_af_malloc \
+	    --redefine-sym calloc=bp_af_calloc --redefine-sym realloc=bp_af_realloc \
+	    build/asan/$$f build/alloc-fail/$$f || exit 1; done
+	$(Q)$(MAKE) --no-print-directory $(ALLOC_BINS) build/alloc-fail/bepipe-lua
+
+build/alloc-fail/bepipe-lua: build/alloc-fail/main.o build/alloc-fail/libbepipe.a tests/alloc_fail/shim.c
+	@echo "  LD      $@"
+	$(Q)clang $(BP_CFLAGS) $(SAN_FLAGS) -O1 -o $@ build/alloc-fail/main.o tests/alloc_fail/shim.c \
+	    -Wl,-E -Wl,--whole-archive build/alloc-fail/libbepipe.a -Wl,--no-whole-archive \
+	    $(BP_LDLIBS) $(SAN_FLAGS)
+
+build/alloc-fail/%: tests/unit/%.c tests/alloc_fail/shim.c build/alloc-fail/libbepipe.a
+	@echo "  CC      $@"
+	$(Q)clang $(BP_CFLAGS) $(SAN_FLAGS) -O1 -Iruntime -DSRC_ROOT='"$(CURDIR)"' -o $@ $< \
+	    tests/alloc_fail/shim.c -Wl,-E -Wl,--whole-archive build/alloc-fail/libbepipe.a \
+	    -Wl,--no-whole-archive $(BP_LDLIBS) -lcmocka $(SAN_FLAGS)
+
+alloc-fail: alloc-fail-build
+	$(Q)tests/alloc_fail/run
+
 # Memcheck over the unit tests and a local run of the binary (not part of `make test`: slow).
 valgrind: deps-test all unit
 	$(Q)command -v valgrind >/dev/null || $(call install_missing,valgrind)
@@ -109,7 +159,7 @@ valgrind: deps-test all unit
 	    --local-out build/valgrind/out 2>/dev/null || { cat build/valgrind/memcheck.log; exit 1; }
 	@echo "valgrind: no errors, no leaks"
 
-test: deps-test all unit sanitize
+test: deps-test all unit sanitize fuzz-build alloc-fail-build
 	$(Q)tests/run-all
 
 bench: deps-test all

@@ -3,6 +3,7 @@
  * come here: they go through bp_buf (capped) and fail softly. */
 #include "common.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,4 +55,15 @@ bp_xstrndup(const char *s, size_t n)
     memcpy(p, s, n);
     p[n] = '\0';
     return p;
+}
+
+/* Makes jansson allocate through bp_xmalloc: jansson 2.14's lexer does not check every allocation
+ * (akheron/jansson#362: a failed append desyncs it, and a string then reads past the buffer), so
+ * an OOM inside json_loadb could crash; through bp_xmalloc it stops with a clear message instead.
+ * The replies it parses are capped (http.c), so this is the small-allocation rule of STYLE.md.
+ * Call once at start-up, before any JSON is parsed. */
+void
+bp_alloc_json_init(void)
+{
+    json_set_alloc_funcs(bp_xmalloc, free);
 }

@@ -20,5 +20,6 @@ void *bp_xcalloc(size_t n, size_t size);
 void *bp_xrealloc(void *p, size_t n);
 char *bp_xstrdup(const char *s);
 char *bp_xstrndup(const char *s, size_t n);
+void bp_alloc_json_init(void);
 
 #endif

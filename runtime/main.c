@@ -434,6 +434,7 @@ main(int argc, char **argv)
 {
     struct cli c;
     memset(&c, 0, sizeof(c));
+    bp_alloc_json_init();
     if (parse_args(argc, argv, &c) != 0)
         return EXIT_USAGE;
     if (access(c.pipeline, R_OK) != 0) {

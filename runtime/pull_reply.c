@@ -8,6 +8,8 @@
 #include "pull_reply.h"
 
 #include <lauxlib.h>
+#include <limits.h>
+#include <openssl/evp.h>
 #include <lua.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,4 +143,24 @@ bp_pull_reply_free(struct bp_pull_reply *r)
     r->msgs = NULL;
     r->n = 0;
     r->ref = LUA_NOREF;
+}
+
+/* Decodes base64 text in[0..len) into out, which has room for len / 4 * 3 bytes. Returns the
+ * decoded length, or -1 when the text is not base64 (Pub/Sub's JSON carries standard base64
+ * with padding, so anything else is a hostile or broken reply). OpenSSL's decoder does the work;
+ * only the padding count is ours. */
+long
+bp_pull_data_decode(char *out, const char *in, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (len % 4 != 0 || len > INT_MAX)
+        return -1;
+    int n = EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)in, (int)len);
+    if (n < 0)
+        return -1;
+    /* EVP_DecodeBlock counts the bytes of '=' padding as zeros; at most two are padding */
+    for (size_t p = len; p > len - 2 && in[p - 1] == '='; p--)
+        n--;
+    return n < 0 ? -1 : n;
 }

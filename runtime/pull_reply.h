@@ -38,5 +38,8 @@ struct bp_pull_reply {
 int bp_pull_reply_decode(struct bp_pull_reply *r, struct lua_State *L, const char *body,
                          size_t len, char *err, size_t errlen) BP_WUR;
 void bp_pull_reply_free(struct bp_pull_reply *r);
+/* A message's data: base64 text in[0..len) into out (room for len / 4 * 3 bytes). Returns the
+ * length, or -1 when it is not base64. */
+long bp_pull_data_decode(char *out, const char *in, size_t len) BP_WUR;
 
 #endif

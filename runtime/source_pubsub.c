@@ -13,8 +13,6 @@
 #include "source.h"
 #include "timefmt.h"
 
-#include <limits.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -310,25 +308,6 @@ ensure_slot(struct source_pubsub *s, uint32_t slot)
     return 0;
 }
 
-/* Decodes base64 text in[0..len) into out, which has room for len / 4 * 3 bytes. Returns the
- * decoded length, or -1 when the text is not base64 (Pub/Sub's JSON carries standard base64
- * with padding, so anything else is a hostile or broken reply). */
-static long
-b64_decode(char *out, const char *in, size_t len)
-{
-    if (len == 0)
-        return 0;
-    if (len % 4 != 0 || len > INT_MAX)
-        return -1;
-    int n = EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)in, (int)len);
-    if (n < 0)
-        return -1;
-    /* EVP_DecodeBlock counts the bytes of '=' padding as zeros; at most two are padding */
-    for (size_t p = len; p > len - 2 && in[p - 1] == '='; p--)
-        n--;
-    return n < 0 ? -1 : n;
-}
-
 /* Takes one pulled message into the source's books: an ack slot, its lease, flow control. */
 static uint32_t
 admit(struct source_pubsub *s, const struct bp_pull_msg *pm, size_t bytes, double now)
@@ -404,7 +383,7 @@ handle_pull(struct source_pubsub *s, const char *body, size_t len)
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         const struct bp_pull_msg *pm = &reply.msgs[i];
-        long out = b64_decode(at, pm->data_b64 ? pm->data_b64 : "", pm->data_b64_len);
+        long out = bp_pull_data_decode(at, pm->data_b64 ? pm->data_b64 : "", pm->data_b64_len);
         if (out >= 0) {
             slots[good] = admit(s, pm, (size_t)out, now);
             fill_msg(&msgs[good++], pm, at, (size_t)out);

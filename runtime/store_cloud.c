@@ -7,6 +7,7 @@
  * a strict parser and explicit lengths, and needs no Lua state outside the batch call. */
 #include "api.h"
 #include "endpoints.h"
+#include "gcs_reply.h"
 #include "log.h"
 #include "store.h"
 
@@ -25,6 +26,7 @@ struct store_cloud {
     char *objects_base;     /* .../storage/v1/b/BUCKET/o */
     size_t pending;
     size_t max_object;
+    char *bucket;           /* as the object resource names it (upload replies are checked) */
 };
 
 struct bp_object {
@@ -49,6 +51,7 @@ struct object_call {
     char *data;
     size_t len;
     char md5[32];           /* base64 MD5 of data, as GCS reports md5Hash */
+    int bad_replies;        /* 2xx replies that were not our object resource */
     bp_store_done_fn done;
     void *arg;
 };
@@ -215,18 +218,28 @@ cloud_object_write(struct bp_object *o, const void *p, size_t n)
 
 static void start_upload(struct object_call *oc);
 static void upload_finish(struct object_call *oc, const struct bp_http_result *res);
+static void upload_end(struct object_call *oc, const char *err);
 
-/* Whether the object's metadata (JSON) carries our md5Hash. */
+/* Uploads whose 2xx reply is not our object resource are sent again this many times, at once
+ * (the API layer sees a 2xx as final; each new call has its retry policy for 5xx and timeouts):
+ * one that did land shows as a 412 and is recognised by its MD5, so no copy is made. After that
+ * the object fails and its messages are nacked, never acked; redelivered, they go into a new
+ * object, finished at the next archive roll, which paces the attempts. */
+#define BAD_REPLY_RETRIES 2
+
+/* Whether the object's metadata (JSON) is our object and carries our md5Hash. */
 static int
 same_md5(const struct object_call *oc, const struct bp_http_result *res)
 {
+    char why[160];
     if (res->status != 200)
         return 0;
     json_t *root = json_loadb(res->body, res->body_len, 0, NULL);
     const char *md5 = json_string_value(json_object_get(root, "md5Hash"));
     int same = md5 && strcmp(md5, oc->md5) == 0;
     json_decref(root);
-    return same;
+    return same && bp_gcs_reply_check(res->body, res->body_len, oc->s->bucket, oc->name, oc->len,
+                                      oc->md5, why, sizeof(why)) == 0;
 }
 
 static void
@@ -255,6 +268,27 @@ existing_checked(void *arg, const struct bp_http_result *res)
     start_upload(oc);
 }
 
+/* A 2xx reply that is not our object resource proves nothing: the upload is sent again, or
+ * fails once that was tried BAD_REPLY_RETRIES times. Returns 1 when it took over the call. */
+static int
+bad_reply(struct object_call *oc, const struct bp_http_result *res)
+{
+    char why[160], err[1200];
+    if (res->status < 200 || res->status >= 300 ||
+        bp_gcs_reply_check(res->body, res->body_len, oc->s->bucket, oc->name, oc->len,
+                           oc->md5[0] ? oc->md5 : NULL, why, sizeof(why)) == 0)
+        return 0;
+    bp_log(BP_LOG_WARN, "archive", "upload of %s answered HTTP %ld but %s%s", oc->name,
+           res->status, why, oc->bad_replies < BAD_REPLY_RETRIES ? "; sending it again" : "");
+    if (oc->bad_replies++ < BAD_REPLY_RETRIES) {
+        start_upload(oc);
+        return 1;
+    }
+    snprintf(err, sizeof(err), "upload of %s: HTTP %ld but %s", oc->name, res->status, why);
+    upload_end(oc, err);
+    return 1;
+}
+
 static void
 upload_done(void *arg, const struct bp_http_result *res)
 {
@@ -270,34 +304,47 @@ upload_done(void *arg, const struct bp_http_result *res)
             EVP_EncodeBlock((unsigned char *)oc->md5, digest, (int)dlen);
         char url[4096];
         char *n = bp_url_escape(oc->name, 0);
-        snprintf(url, sizeof(url), "%s/%s?fields=md5Hash", oc->s->objects_base, n);
+        snprintf(url, sizeof(url), "%s/%s?fields=bucket,name,size,md5Hash", oc->s->objects_base,
+                 n);
         free(n);
         if (bp_api_call(oc->s->gcs_api, "GET", url, NULL, NULL, NULL, 0, 30000,
                         existing_checked, oc) == 0)
             return;
     }
-    upload_finish(oc, res);
+    if (!bad_reply(oc, res))
+        upload_finish(oc, res);
 }
 
+/* Reports the object's outcome (err NULL = stored) and frees the call. */
 static void
-upload_finish(struct object_call *oc, const struct bp_http_result *res)
+upload_end(struct object_call *oc, const char *err)
 {
-    char err[1200];
     oc->s->pending--;
-    if (res->status == 200) {
+    if (!err) {
         bp_log(BP_LOG_DEBUG, "archive", "uploaded %s (%zu bytes)", oc->name, oc->len);
         oc->done(oc->arg, 0, NULL, NULL, 0);
     } else {
-        snprintf(err, sizeof(err), "upload of %s: %s%ld %.*s%s", oc->name,
-                 res->status ? "HTTP " : "", res->status,
-                 (int)(res->body_len > 300 ? 300 : res->body_len), res->body,
-                 res->error ? res->error : "");
         oc->done(oc->arg, -1, err, NULL, 0);
     }
     free(oc->name);
     free(oc->base_name);
     free(oc->data);
     free(oc);
+}
+
+static void
+upload_finish(struct object_call *oc, const struct bp_http_result *res)
+{
+    char err[1200];
+    if (res->status == 200) {
+        upload_end(oc, NULL);
+        return;
+    }
+    snprintf(err, sizeof(err), "upload of %s: %s%ld %.*s%s", oc->name,
+             res->status ? "HTTP " : "", res->status,
+             (int)(res->body_len > 300 ? 300 : res->body_len), res->body,
+             res->error ? res->error : "");
+    upload_end(oc, err);
 }
 
 static void
@@ -360,6 +407,7 @@ cloud_destroy(struct bp_store *bs)
     free(s->bq_base);
     free(s->upload_base);
     free(s->objects_base);
+    free(s->bucket);
     free(s);
 }
 
@@ -396,6 +444,7 @@ bp_store_cloud_new(struct bp_api *bq_api, struct bp_api *gcs_api, const struct b
     snprintf(buf, sizeof(buf), "%s/b/%s/o", ep->storage, b);
     s->objects_base = bp_xstrdup(buf);
     s->max_object = max_object;
+    s->bucket = bp_xstrdup(bucket);
     free(p);
     free(d);
     free(b);

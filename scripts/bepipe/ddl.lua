@@ -94,6 +94,7 @@ function P:options()
         local k = self:ident():lower()
         self:expect("=")
         local v = self:next()
+        if not v then error("expected a value, got end of text", 0) end
         o[k] = v.t == "str" and v.v or tonumber(v.v) or v.v
         if self:is(",") then self:next() end
     end
@@ -123,7 +124,9 @@ function P:type()
     local t = TYPES[name]
     if not t then error("unknown column type " .. name, 0) end
     if self:is("(") then   -- STRING(10), NUMERIC(10, 2): parameters are not kept
-        while not self:is(")") do self:next() end
+        while not self:is(")") do
+            if not self:next() then error("expected ), got end of text", 0) end
+        end
         self:next()
     end
     return { type = t }

@@ -1,0 +1,1 @@
+CREATE TABLE `d.t` (c NUMERIC(10
