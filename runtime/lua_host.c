@@ -102,8 +102,33 @@ copy_error(lua_State *L, char *err, size_t errlen)
     err[o] = '\0';
 }
 
-static void
-set_path(lua_State *L, const char *pipeline_path, const char *lib_dir)
+/* Module look-up, so that paths belong to the pipeline: `bepipe` and `bepipe.*` come only from
+ * the install's library (lib_dir), ahead of every other searcher, so a user's folder cannot
+ * shadow them with a stale copy; every other module (the event scripts) only from the
+ * pipeline's own folder, then the system's Lua folders (third-party modules), never from the
+ * working directory or the binary's shipped scripts, so a script missing from the user's folder
+ * is an error instead of the shipped one of the same name. */
+static const char search_code[] =
+    "local lib, dir = ...\n"
+    "local libpath = lib .. '/?.lua;' .. lib .. '/?/init.lua'\n"
+    "local searchpath, loadfile = package.searchpath, loadfile\n"
+    "local sys = {}\n"
+    "for entry in package.path:gmatch('[^;]+') do\n"
+    "  if not entry:find('^%./') then sys[#sys + 1] = entry end\n"
+    "end\n"
+    "package.path = dir .. '/?.lua;' .. dir .. '/?/init.lua;' .. table.concat(sys, ';')\n"
+    "table.insert(package.loaders, 2, function(name)\n"
+    "  if name ~= 'bepipe' and name:sub(1, 7) ~= 'bepipe.' then return nil end\n"
+    "  local file, err = searchpath(name, libpath)\n"
+    "  if not file then return '\\n\\tthe bepipe library has no ' .. name .. ' in ' .. lib end\n"
+    "  local f, lerr = loadfile(file)\n"
+    "  if not f then error(lerr, 0) end\n"
+    "  return f\n"
+    "end)\n";
+
+/* Sets the module look-up (above) and preloads lua-cjson. Returns 0, or -1 with err set. */
+static int
+set_path(lua_State *L, const char *pipeline_path, const char *lib_dir, char *err, size_t errlen)
 {
     char dir[4096];
     const char *slash = strrchr(pipeline_path, '/');
@@ -111,18 +136,24 @@ set_path(lua_State *L, const char *pipeline_path, const char *lib_dir)
         snprintf(dir, sizeof(dir), "%.*s", (int)(slash - pipeline_path), pipeline_path);
     else
         snprintf(dir, sizeof(dir), ".");
-    lua_getglobal(L, "package");
-    lua_getfield(L, -1, "path");
-    /* The pipeline's own folder first, so a user's module shadows ours on purpose. */
-    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s/?.lua;%s/?/init.lua;%s", dir, dir, lib_dir,
-                    lib_dir, lua_tostring(L, -1));
-    lua_setfield(L, -3, "path");
-    lua_pop(L, 2);
+    if (luaL_loadbuffer(L, search_code, sizeof(search_code) - 1, "=module paths") != 0) {
+        copy_error(L, err, errlen);
+        lua_pop(L, 1);
+        return -1;
+    }
+    lua_pushstring(L, lib_dir);
+    lua_pushstring(L, dir);
+    if (lua_pcall(L, 2, 0, 0) != 0) {
+        copy_error(L, err, errlen);
+        lua_pop(L, 1);
+        return -1;
+    }
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "preload");
     lua_pushcfunction(L, luaopen_cjson);
     lua_setfield(L, -2, "cjson");
     lua_pop(L, 2);
+    return 0;
 }
 
 /* Reads desc.options (flat key -> value) into h->cfg. */
@@ -200,7 +231,8 @@ bp_lua_host_new(const char *pipeline_path, const char *lib_dir, int generation, 
     }
     lua_State *L = h->L;
     luaL_openlibs(L);
-    set_path(L, pipeline_path, lib_dir);
+    if (set_path(L, pipeline_path, lib_dir, err, errlen) != 0)
+        goto fail;
 
     /* Load errors already name file and line; a traceback would only add our own frames. */
     lua_getglobal(L, "require");

@@ -34,3 +34,15 @@ def cli_flags_and_errors():
     check("Dataflow option; ignored" in out, "Dataflow flags get a notice")
     rc, out = cli("--check", "--set=bigquery.batch_rows=100", "scripts/pipeline.lua")
     check_eq(rc, 0, "--set=KEY=VALUE: " + out)
+
+
+@case
+def readme_reference_lists_every_option():
+    import os
+    import re
+    out = subprocess.run([local.BIN, "--help"], capture_output=True, text=True).stdout
+    keys = re.findall(r"^  (\S+) {2,}", out[out.index("options (pipeline.lua keys"):], re.M)
+    check(len(keys) > 30, f"--help lists the options: {len(keys)}")
+    readme = open(os.path.join(local.ROOT, "README.md")).read()
+    missing = [k for k in keys if f"| `{k}` |" not in readme]
+    check_eq(missing, [], "keys without a row in the README's pipeline.lua reference")

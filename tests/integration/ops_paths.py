@@ -57,3 +57,28 @@ def local_out_refuses_a_used_folder_without_append():
     rows = sum(len(local.read_rows(out, t)) for t in local.TABLES + ["rejected_events"])
     check_eq(rows, 200, "two runs' rows")
     shutil.rmtree(d, ignore_errors=True)
+
+
+@case
+def event_modules_come_only_from_the_pipelines_folder():
+    # main fell back to the shipped script of the same name (the binary's scripts/ was on the
+    # module path); now a missing script is an error naming where it was looked for
+    d = tempfile.mkdtemp(prefix="bepipe-paths-")
+    user = os.path.join(d, "mypipe")
+    shutil.copytree(os.path.join(local.ROOT, "scripts"), user)
+    shutil.copytree(os.path.join(local.ROOT, "ddl"), os.path.join(user, "ddl"))
+    os.remove(os.path.join(user, "events", "inventory.lua"))
+    p = subprocess.run([local.BIN, "--check", os.path.join(user, "pipeline.lua")],
+                       capture_output=True, text=True, timeout=30)
+    check(p.returncode != 0, "a missing event script is an error")
+    check("route inventory" in p.stderr and "events.inventory" in p.stderr and
+          os.path.join(user, "events", "inventory.lua") in p.stderr, p.stderr[-600:])
+    # the bepipe library comes from the install, whatever copy the user's folder holds
+    with open(os.path.join(user, "bepipe", "check.lua"), "w") as f:
+        f.write("error('the stale copy in the user folder was loaded')\n")
+    shutil.copy(os.path.join(local.ROOT, "scripts", "events", "inventory.lua"),
+                os.path.join(user, "events", "inventory.lua"))
+    p = subprocess.run([local.BIN, "--check", os.path.join(user, "pipeline.lua")],
+                       capture_output=True, text=True, timeout=30)
+    check_eq(p.returncode, 0, "the library is the install's: " + p.stderr[-600:])
+    shutil.rmtree(d, ignore_errors=True)
