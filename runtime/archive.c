@@ -23,6 +23,14 @@ bp_archive_init(struct bp_archive *a, struct bp_store *store, struct bp_ack *ack
 }
 
 /* Objects still open are aborted: callers finish them first (bp_archive_finish_all) on drain. */
+/* Who hears that the store refused an object for good (a missing bucket, no permission). */
+void
+bp_archive_on_fatal(struct bp_archive *a, void (*fn)(void *owner, const char *why), void *owner)
+{
+    a->fatal = fn;
+    a->fatal_owner = owner;
+}
+
 void
 bp_archive_free(struct bp_archive *a)
 {
@@ -79,6 +87,10 @@ finish_done(void *arg, int status, const char *errmsg, const struct bp_row_error
         bp_log(BP_LOG_ERROR, "archive", "object of %lu lines not stored, their messages will be "
                "redelivered: %s", fc->lines, errmsg ? errmsg : "error");
     }
+    /* the bucket refuses for good: redelivering would only archive the same lines again and
+     * again into uploads that fail, so the owner stops the pipeline */
+    if (status == BP_STORE_PERMANENT && fc->a->fatal)
+        fc->a->fatal(fc->a->fatal_owner, errmsg ? errmsg : "refused");
     for (size_t k = 0; k < fc->nslots; k++)
         bp_ack_done(fc->a->ack, fc->slots[k], status == 0);
     free(fc->slots);

@@ -31,10 +31,14 @@ struct bp_archive {
     unsigned long lines_done;
     unsigned long long bytes_done;      /* bytes of stored objects (metrics) */
     unsigned long failures;
+    void (*fatal)(void *owner, const char *why);   /* the store refused an object for good */
+    void *fatal_owner;
 };
 
 void bp_archive_init(struct bp_archive *a, struct bp_store *store, struct bp_ack *ack,
                      const char *prefix, size_t roll_bytes, double roll_seconds, size_t max_open);
+void bp_archive_on_fatal(struct bp_archive *a, void (*fn)(void *owner, const char *why),
+                        void *owner);
 void bp_archive_free(struct bp_archive *a);
 int bp_archive_add(struct bp_archive *a, const char *type, int32_t hour, const char *line,
                    size_t len, uint32_t slot, double now) BP_WUR;

@@ -440,6 +440,18 @@ dir_not_empty(const char *dir)
     return found;
 }
 
+/* The archive's bucket refused an object for good: the raw archive cannot be written, and no
+ * message may be acked without it, so the pipeline stops instead of redelivering forever. */
+static void
+archive_unusable(void *owner, const char *why)
+{
+    struct bp_rt *rt = owner;
+    bp_log(BP_LOG_ERROR, "main", "the archive cannot be written (%s); stopping: fix the bucket "
+           "or its permissions (roles/storage.objectCreator) or archive.path, and restart", why);
+    bp_rt_set_unready_reason(rt, "the archive bucket cannot be written");
+    bp_rt_source_failed(rt, "archive unusable");
+}
+
 /* The store (local folder or the cloud APIs), the table batches, the dead-letter batch and the
  * archive. Returns 0, or -1 with err set. */
 static int
@@ -474,6 +486,7 @@ open_sinks(struct bp_rt *rt, const char *bucket, const char *prefix, char *err, 
     bind_routes(rt);
     bp_archive_init(&rt->archive, rt->store, &rt->ack, prefix, (size_t)c->roll_bytes,
                     (double)c->roll_seconds, (size_t)c->max_open_objects);
+    bp_archive_on_fatal(&rt->archive, archive_unusable, rt);
     return 0;
 }
 

@@ -315,21 +315,28 @@ upload_done(void *arg, const struct bp_http_result *res)
         upload_finish(oc, res);
 }
 
-/* Reports the object's outcome (err NULL = stored) and frees the call. */
+/* Reports the object's outcome (err NULL = stored; permanent: the bucket refuses it for good)
+ * and frees the call. */
 static void
-upload_end(struct object_call *oc, const char *err)
+upload_end_status(struct object_call *oc, const char *err, int permanent)
 {
     oc->s->pending--;
     if (!err) {
         bp_log(BP_LOG_DEBUG, "archive", "uploaded %s (%zu bytes)", oc->name, oc->len);
         oc->done(oc->arg, 0, NULL, NULL, 0);
     } else {
-        oc->done(oc->arg, -1, err, NULL, 0);
+        oc->done(oc->arg, permanent ? BP_STORE_PERMANENT : -1, err, NULL, 0);
     }
     free(oc->name);
     free(oc->base_name);
     free(oc->data);
     free(oc);
+}
+
+static void
+upload_end(struct object_call *oc, const char *err)
+{
+    upload_end_status(oc, err, 0);
 }
 
 static void
@@ -344,7 +351,8 @@ upload_finish(struct object_call *oc, const struct bp_http_result *res)
              res->status ? "HTTP " : "", res->status,
              (int)(res->body_len > 300 ? 300 : res->body_len), res->body,
              res->error ? res->error : "");
-    upload_end(oc, err);
+    /* a bucket that does not exist or that we may not write to: redelivery cannot fix it */
+    upload_end_status(oc, err, bp_api_permanent(res));
 }
 
 static void

@@ -67,3 +67,24 @@ def unusable_dead_letter_table_stops_with_non_zero_exit():
               "the log says why:\n" + b.stderr()[-1500:])
         pulls = s.emu.admin("GET", "/_emulator/counters")["pubsub.subscriptions.pull"]["calls"]
         check(pulls < 50, f"pulling stopped ({pulls} pulls)")
+
+
+@case
+def unusable_bucket_stops_with_non_zero_exit():
+    # a bucket that does not exist: main nacked and redelivered forever, uploading the same
+    # lines again each time; now the process stops, nothing is acked
+    with cloud.Scenario() as s:
+        path, expect, raw = cloud.corpus(s.tmp, 200, seed=13, invalid=0)
+        s.emu.publish(path)
+        b = cloud.Bepipe(s.emu, ["--set", "preflight_seconds=0", "--set", "drain_seconds=3",
+                                 "--gcs_output_path", "gs://no-such-bucket/output"])
+        try:
+            rc = b.p.wait(45)
+        except Exception:
+            b.p.kill()
+            raise Failure("still running after 45 s:\n" + b.stderr()[-1500:])
+        check(rc != 0, "non-zero exit")
+        check("the archive cannot be written" in b.stderr(), "the log says why:\n" +
+              b.stderr()[-1500:])
+        st = s.emu.sub_state()
+        check(st["backlog"] + st["outstanding"] == 200, f"nothing acked: {st}")
