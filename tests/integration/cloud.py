@@ -138,6 +138,16 @@ class Bepipe:
         local.no_sanitizer(self.stderr())
         return rc
 
+    def wait_exit(self, timeout):
+        """The exit code, once the process ends by itself within timeout (else a Failure)."""
+        try:
+            rc = self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            raise Failure(f"still running after {timeout} s:\n" + self.stderr()[-1500:])
+        local.no_sanitizer(self.stderr())
+        return rc
+
     def wait_log(self, text, timeout=30):
         end = time.time() + timeout
         while time.time() < end:

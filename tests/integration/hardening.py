@@ -7,19 +7,11 @@ one binary and ends with `N passed, N failed`.
 
 Each module may use cloud.py's Emulator / Bepipe / Scenario, and run.py's helpers; cases are
 plain functions that raise on failure."""
-import glob
-import importlib
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import run as local  # noqa: E402
-
-cases = []
-for path in sorted(glob.glob(os.path.join(HERE, "hardening_*.py"))):
-    mod = importlib.import_module(os.path.basename(path)[:-3])
-    cases.extend(getattr(mod, "CASES", []))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run  # noqa: E402
 
 if __name__ == "__main__":
-    local.run_cases(cases, os.path.join(local.ROOT, "bepipe-lua"))
+    run.run_modules("hardening")

@@ -134,11 +134,7 @@ def missing_subscription_exits_non_zero():
         b = cloud.Bepipe(s.emu, ["--input_subscription",
                                  f"projects/{cloud.PROJECT}/subscriptions/nope",
                                  "--set", "preflight_seconds=0"])
-        try:
-            rc = b.p.wait(30)
-        except Exception:
-            b.p.kill()
-            raise Failure("still running after 30 s:\n" + b.stderr()[-1500:])
+        rc = b.wait_exit(30)
         check(rc != 0, "non-zero exit")
         check(re.search(r"subscription \S*nope was not found", b.stderr()),
               "the log names the subscription:\n" + b.stderr()[-1500:])

@@ -2,7 +2,6 @@
 route keys and routes whose table has no DDL, naming the route and the file; errors inside the
 bepipe library are reported at the user's line; a map that returns nil or a row without its
 time field gets a plain reason."""
-import json
 import os
 import shutil
 import subprocess

@@ -6,7 +6,7 @@ import collections
 import time
 
 import cloud
-from run import Failure, check, check_eq
+from run import check, check_eq
 
 CASES = []
 
@@ -57,11 +57,7 @@ def unusable_dead_letter_table_stops_with_non_zero_exit():
         path, expect, raw = cloud.corpus(s.tmp, 300, seed=12, invalid=10)
         s.emu.publish(path)
         b = cloud.Bepipe(s.emu, ["--set", "preflight_seconds=0", "--set", "drain_seconds=3"])
-        try:
-            rc = b.p.wait(45)
-        except Exception:
-            b.p.kill()
-            raise Failure("still running after 45 s:\n" + b.stderr()[-1500:])
+        rc = b.wait_exit(45)
         check(rc != 0, "non-zero exit")
         check("dead-letter table rejected_events cannot be written" in b.stderr(),
               "the log says why:\n" + b.stderr()[-1500:])
@@ -78,11 +74,7 @@ def unusable_bucket_stops_with_non_zero_exit():
         s.emu.publish(path)
         b = cloud.Bepipe(s.emu, ["--set", "preflight_seconds=0", "--set", "drain_seconds=3",
                                  "--gcs_output_path", "gs://no-such-bucket/output"])
-        try:
-            rc = b.p.wait(45)
-        except Exception:
-            b.p.kill()
-            raise Failure("still running after 45 s:\n" + b.stderr()[-1500:])
+        rc = b.wait_exit(45)
         check(rc != 0, "non-zero exit")
         check("the archive cannot be written" in b.stderr(), "the log says why:\n" +
               b.stderr()[-1500:])

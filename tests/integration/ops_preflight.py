@@ -4,7 +4,6 @@ missing and how to fix it. `--check --online` runs the same checks without pulli
 import os
 import subprocess
 import time
-import urllib.request
 
 import cloud
 import run as local

@@ -5,7 +5,7 @@ import time
 import urllib.request
 
 import cloud
-from run import check, check_eq
+from run import check_eq
 
 CASES = []
 

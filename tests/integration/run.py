@@ -547,5 +547,17 @@ def run_cases(cases, default_bin, argv=None):
     sys.exit(1 if failed else 0)
 
 
+def run_modules(prefix):
+    """Runs the CASES of every tests/integration/<prefix>_*.py module (hardening.py, ops.py)."""
+    import glob
+    import importlib
+    here = os.path.dirname(os.path.abspath(__file__))
+    cases = []
+    for path in sorted(glob.glob(os.path.join(here, prefix + "_*.py"))):
+        mod = importlib.import_module(os.path.basename(path)[:-3])
+        cases.extend(getattr(mod, "CASES", []))
+    run_cases(cases, os.path.join(ROOT, "bepipe-lua"))
+
+
 if __name__ == "__main__":
     run_cases(CASES, os.path.join(ROOT, "bepipe-lua"))
