@@ -13,6 +13,8 @@ one action, or a list of actions used in turn (the last one repeats). Actions:
     {"hang": true}              read the request, never answer (the connection stays open)
     {"first_byte_ms": 3000, ...} wait before the status line, then act as the rest says
     {"reset": true}             read the request, close with a TCP RST, no answer
+    {"stream": N}               200 with a chunked body (no Content-Length) of N bytes: a pull
+                                reply's opening then spaces (replies past the client's cap)
 
 Unmatched paths answer 404 `{"error":"no route"}`. Admin paths:
     POST /_hostile/routes      JSON object of routes, merged into the current ones
@@ -75,6 +77,23 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def stream(self, n):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        head = b'{"receivedMessages":['
+        chunk = b" " * 65536
+        sent = 0
+        try:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(head), head))
+            while sent < n:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                sent += len(chunk)
+            self.wfile.write(b"0\r\n\r\n")
+        except (ConnectionError, BrokenPipeError):
+            self.close_connection = True
+
     def admin(self, path, data):
         if path == "/_hostile/routes" and self.command == "POST":
             with LOCK:
@@ -105,6 +124,8 @@ class Handler(BaseHTTPRequestHandler):
             self.connection.close()
             self.close_connection = True
             return
+        if act.get("stream"):
+            return self.stream(int(act["stream"]))
         if "redirect" in act:
             return self.reply(act.get("status", 302), act.get("body", ""),
                               {"Location": act["redirect"], **act.get("headers", {})})
