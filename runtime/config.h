@@ -44,6 +44,9 @@ struct bp_config {
     long retry_max_ms;
     /* operability (issue 9) */
     long preflight_seconds;
+    /* archive (issue 10) */
+    char *archive_time;        /* "event" or "publish": the hour that names an object's folder */
+    long archive_open_bytes;   /* budget of open archive objects (memory, or bytes written) */
 };
 
 enum bp_opt_type { BP_OPT_STR, BP_OPT_INT };
