@@ -305,21 +305,23 @@ over_budget(struct bp_archive *a)
 }
 
 /* Finishes open objects at least min_age old, those holding the most messages first, until
- * `messages` ack slots are on their way to be stored (counting objects already being stored).
- * Flow control calls it when outstanding messages pile up: the current hours' objects hold
- * thousands each and go first, a late folder's few messages stay until roll_seconds. Returns 0
- * or -1 when a store failed. */
+ * `messages` ack slots are on their way to be stored (counting objects already being stored),
+ * or until open objects hold no more than `keep`. Flow control calls it when outstanding
+ * messages pile up: the current hours' objects hold thousands each and go first; a late
+ * folder's few messages stay until roll_seconds while all of them together fit in keep.
+ * Returns 0 or -1 when a store failed. */
 int
-bp_archive_release(struct bp_archive *a, double now, size_t messages, double min_age)
+bp_archive_release(struct bp_archive *a, double now, size_t messages, size_t keep,
+                   double min_age)
 {
-    if (messages <= a->held_finishing || a->held == 0)
+    if (messages <= a->held_finishing || a->held <= keep)
         return 0;
     size_t n = collect(a);
     qsort(a->scratch, n, sizeof(*a->scratch), by_messages);
     int rc = 0;
     /* a local store answers inside finish: what it freed no longer shows in held_finishing */
     size_t freed = a->held_finishing;
-    for (size_t i = 0; i < n && freed < messages; i++) {
+    for (size_t i = 0; i < n && freed < messages && a->held > keep; i++) {
         struct bp_archive_obj *o = a->scratch[i];
         if (o->nslots == 0)
             break;

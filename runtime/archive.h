@@ -77,7 +77,7 @@ int bp_archive_add(struct bp_archive *a, const char *type, int32_t hour, const c
 int bp_archive_tick(struct bp_archive *a, double now) BP_WUR;
 int bp_archive_finish_all(struct bp_archive *a) BP_WUR;
 int bp_archive_roll_older(struct bp_archive *a, double now, double min_age) BP_WUR;
-int bp_archive_release(struct bp_archive *a, double now, size_t messages,
+int bp_archive_release(struct bp_archive *a, double now, size_t messages, size_t keep,
                        double min_age) BP_WUR;
 size_t bp_archive_open_bytes(const struct bp_archive *a);
 void bp_archive_object_name(char *out, size_t outlen, const char *prefix, const char *type,

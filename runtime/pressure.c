@@ -4,21 +4,22 @@
  *
  * Flow control and the archive: a message is acked only once its archive object is stored, and
  * pulling pauses at max_outstanding_messages, so messages parked in open objects hold pulling
- * back. Past RELEASE_FILL of the limit, the archive is asked to send enough messages on their way
- * to be acked to get back to RELEASE_LOW, taking the objects that hold the most messages first:
- * the current hours' objects, which fill again at once, not a late folder's few messages, which
- * stay open until roll_seconds (one object per late folder, not one per late event). Late
- * objects are taken only when they alone hold more than RELEASE_LOW of the limit, so they can
- * never starve the current hours. The archive's bytes are bounded by its own budget
- * (archive.max_open_bytes, archive.c). */
+ * back. Past RELEASE_FILL of the limit, the archive is asked to send messages on their way to be
+ * acked, down to RELEASE_LOW of the limit, taking the objects that hold the most messages first:
+ * the current hours' objects, which fill again at once. Open objects may keep up to RELEASE_KEEP
+ * of the limit: a late folder's few messages stay until roll_seconds (one object per late folder,
+ * not one per late event) as long as all late folders together fit in it, and the current hours
+ * always have the rest of the window, so late data cannot starve them. The archive's bytes are
+ * bounded by its own budget (archive.max_open_bytes, archive.c). */
 #include "rt.h"
 
 /* More requests than this in flight and a file source waits. */
 #define SINK_REQUESTS_MAX 32
 /* Outstanding messages (fractions of max_outstanding_messages) at which the archive releases
- * messages, and down to which. */
+ * messages, down to which, and how many open objects may keep. */
 #define RELEASE_FILL 0.5
 #define RELEASE_LOW 0.25
+#define RELEASE_KEEP 0.5
 /* Objects younger than this are left alone: their messages just arrived, and uploading every
  * tick would make an object per tick. */
 #define RELEASE_MIN_AGE 0.5
@@ -29,22 +30,25 @@ void
 bp_rt_pressure(struct bp_rt *rt, struct bp_pressure *out)
 {
     const struct bp_config *c = &rt->cfg;
+    const struct bp_archive *a = &rt->archive;
     size_t outstanding = rt->source && rt->source->ops->outstanding
                              ? rt->source->ops->outstanding(rt->source) : 0;
     double max = (double)c->max_outstanding_messages;
 
-    out->sinks_busy = rt->tables.in_flight + rt->archive.in_flight > SINK_REQUESTS_MAX;
+    out->sinks_busy = rt->tables.in_flight + a->in_flight > SINK_REQUESTS_MAX;
     out->roll_age = (double)c->roll_seconds;
     out->release_messages = 0;
+    out->release_keep = (size_t)(RELEASE_KEEP * max);
     out->release_age = RELEASE_MIN_AGE;
     if ((double)outstanding >= RELEASE_FILL * max)
         out->release_messages = outstanding - (size_t)(RELEASE_LOW * max);
-    /* pulling also pauses at max_outstanding_bytes: the archive's messages may hold at most half
-     * of it (its budget is usually below that already) */
-    size_t open = bp_archive_open_bytes(&rt->archive), half = (size_t)c->max_outstanding_bytes / 2;
-    if (outstanding && rt->archive.held && open > half) {
-        size_t keep = (size_t)((double)rt->archive.held * (double)half / 2 / (double)open);
-        if (rt->archive.held - keep > out->release_messages)
-            out->release_messages = rt->archive.held - keep;
+    /* pulling also pauses at max_outstanding_bytes: open objects may hold at most half of it
+     * (the archive's budget is usually below that already); messages stand in for bytes */
+    size_t open = bp_archive_open_bytes(a), half = (size_t)c->max_outstanding_bytes / 2;
+    if (outstanding && a->held && open > half) {
+        size_t keep = (size_t)((double)a->held * (double)half / (double)open);
+        out->release_messages = a->held;
+        if (keep < out->release_keep)
+            out->release_keep = keep;
     }
 }

@@ -203,7 +203,8 @@ on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     bp_rt_pressure(rt, &pr);
     if (bp_batches_tick(&rt->tables, now) != 0 ||
         bp_archive_roll_older(&rt->archive, now, pr.roll_age) != 0 ||
-        bp_archive_release(&rt->archive, now, pr.release_messages, pr.release_age) != 0) {
+        bp_archive_release(&rt->archive, now, pr.release_messages, pr.release_keep,
+                           pr.release_age) != 0) {
         bp_log(BP_LOG_ERROR, "main", "a sink failed; stopping");
         rt->exit_code = 1;
         bp_rt_drain(rt, "sink failure");

@@ -47,6 +47,7 @@ struct bp_pressure {
     double roll_age;        /* archive objects at least this old are finished now */
     size_t release_messages;    /* flow control wants this many of the archive's messages on
                                  * their way to be acked (bp_archive_release) */
+    size_t release_keep;        /* ... leaving open objects this many (late folders' ones) */
     double release_age;         /* ... from objects at least this old */
 };
 

@@ -284,7 +284,7 @@ release_takes_most_messages_first(void **state)
     add(&a, &ack, "new", 2025030112, 10, 500, 9.9);     /* object 3: 500 but 0.1 s old */
     assert_int_equal(a.held, 652);
     assert_int_equal(acks, 0);
-    assert_int_equal(bp_archive_release(&a, 10.0, 120, 0.5), 0);
+    assert_int_equal(bp_archive_release(&a, 10.0, 120, 0, 0.5), 0);
     assert_int_equal(f->done[0], 1);
     assert_int_equal(f->done[2], 2);
     assert_int_equal(f->done[1], 0);
