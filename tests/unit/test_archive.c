@@ -301,6 +301,22 @@ release_takes_most_messages_first(void **state)
     assert_int_equal(acks, 652);
     assert_int_equal(a.held, 0);
     bp_archive_free(&a);
+    free(f);
+
+    /* open objects may keep `keep` messages: late folders survive a release that asks more */
+    f = fake_new(1);
+    bp_archive_init(&a, &f->base, &ack, &p);
+    add(&a, &ack, "cur", 2025030112, 10, 100, 0.0);
+    for (int h = 0; h < 20; h++)
+        add(&a, &ack, "late", 2025020100 + h, 10, 2, 0.0);
+    assert_int_equal(bp_archive_release(&a, 10.0, 1000, 40, 0.5), 0);
+    assert_int_equal(f->finished, 1);                  /* only the current hour's object */
+    assert_int_equal(a.held, 40);
+    assert_int_equal(bp_archive_release(&a, 10.0, 1000, 30, 0.5), 0);
+    assert_int_equal(a.held, 30);                      /* down to keep, five late objects */
+    assert_int_equal(f->finished, 6);
+    assert_int_equal(bp_archive_finish_all(&a), 0);
+    bp_archive_free(&a);
     bp_ack_free(&ack);
     free(f);
 }
