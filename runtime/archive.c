@@ -183,6 +183,7 @@ write_pending(struct bp_archive *a, struct bp_archive_obj *o)
 struct finish_ctx {
     struct bp_archive *a;
     unsigned long lines;
+    size_t bytes;
     uint32_t *slots;
     size_t nslots;
 };
@@ -196,6 +197,7 @@ finish_done(void *arg, int status, const char *errmsg, const struct bp_row_error
     (void)nerrs;
     fc->a->in_flight--;
     fc->a->held_finishing -= fc->nslots;
+    fc->a->bytes_finishing -= fc->bytes;
     if (status == 0) {
         fc->a->objects_done++;
         fc->a->lines_done += fc->lines;
@@ -224,11 +226,13 @@ finish(struct bp_archive *a, struct bp_archive_obj *o)
     struct finish_ctx *fc = bp_xcalloc(1, sizeof(*fc));
     fc->a = a;
     fc->lines = o->lines;
+    fc->bytes = o->bytes;
     fc->slots = o->slots;
     fc->nslots = o->nslots;
     o->slots = NULL;
     a->in_flight++;
     a->held_finishing += fc->nslots;
+    a->bytes_finishing += fc->bytes;
     int rc;
     if ((!o->obj && store_open(a, o) != 0) || write_pending(a, o) != 0) {
         if (o->obj)

@@ -55,6 +55,7 @@ struct bp_archive {
     size_t open_bytes;      /* charged bytes of open objects (bp_archive_open_bytes) */
     size_t held;            /* ack slots in open objects */
     size_t held_finishing;  /* ack slots in objects being stored */
+    size_t bytes_finishing; /* bytes of objects being stored (uploads hold them in memory) */
     char **types;           /* interned type names (a few) */
     size_t ntypes;
     struct bp_archive_obj **scratch;        /* for sorting the open objects */

@@ -35,7 +35,10 @@ bp_rt_pressure(struct bp_rt *rt, struct bp_pressure *out)
                              ? rt->source->ops->outstanding(rt->source) : 0;
     double max = (double)c->max_outstanding_messages;
 
-    out->sinks_busy = rt->tables.in_flight + a->in_flight > SINK_REQUESTS_MAX;
+    /* uploads hold their objects' bytes until answered: a file read faster than they go
+     * waits once they hold half the archive's budget again */
+    out->sinks_busy = rt->tables.in_flight + a->in_flight > SINK_REQUESTS_MAX ||
+                      (rt->store->ops->objects_in_memory && a->bytes_finishing > a->budget / 2);
     out->roll_age = (double)c->roll_seconds;
     out->release_messages = 0;
     out->release_keep = (size_t)(RELEASE_KEEP * max);
