@@ -320,7 +320,12 @@ bp_archive_release(struct bp_archive *a, double now, size_t messages, size_t kee
 {
     if (messages <= a->held_finishing || a->held <= keep)
         return 0;
-    size_t n = collect(a);
+    size_t n = collect(a), young = 0;
+    for (size_t i = 0; i < n; i++)
+        if (now - a->scratch[i]->opened_at < min_age)
+            young += a->scratch[i]->nslots;
+    /* objects too young to go do not count against keep: they are the current hours' */
+    keep += young;
     qsort(a->scratch, n, sizeof(*a->scratch), by_messages);
     int rc = 0;
     /* a local store answers inside finish: what it freed no longer shows in held_finishing */

@@ -20,6 +20,8 @@
 #define RELEASE_FILL 0.5
 #define RELEASE_LOW 0.25
 #define RELEASE_KEEP 0.5
+/* Share of max_outstanding_bytes that open archive objects may hold. */
+#define RELEASE_BYTES 0.75
 /* Objects younger than this are left alone: their messages just arrived, and uploading every
  * tick would make an object per tick. */
 #define RELEASE_MIN_AGE 0.5
@@ -45,11 +47,13 @@ bp_rt_pressure(struct bp_rt *rt, struct bp_pressure *out)
     out->release_age = RELEASE_MIN_AGE;
     if ((double)outstanding >= RELEASE_FILL * max)
         out->release_messages = outstanding - (size_t)(RELEASE_LOW * max);
-    /* pulling also pauses at max_outstanding_bytes: open objects may hold at most half of it
-     * (the archive's budget is usually below that already); messages stand in for bytes */
-    size_t open = bp_archive_open_bytes(a), half = (size_t)c->max_outstanding_bytes / 2;
-    if (outstanding && a->held && open > half) {
-        size_t keep = (size_t)((double)a->held * (double)half / (double)open);
+    /* pulling also pauses at max_outstanding_bytes: open objects may hold at most
+     * RELEASE_BYTES of it (with the defaults the archive's own budget is below that, and this
+     * never fires); messages stand in for bytes */
+    size_t open = bp_archive_open_bytes(a);
+    size_t cap = (size_t)(RELEASE_BYTES * (double)c->max_outstanding_bytes);
+    if (outstanding && a->held && open > cap) {
+        size_t keep = (size_t)((double)a->held * (double)cap / 2 / (double)open);
         out->release_messages = a->held;
         if (keep < out->release_keep)
             out->release_keep = keep;
