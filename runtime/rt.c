@@ -374,9 +374,6 @@ open_sinks(struct bp_rt *rt, const char *bucket, const char *prefix, char *err, 
     struct bp_config *c = &rt->cfg;
     if (c->local_out)
         rt->store = bp_store_local_new(c->local_out, bucket, err, errlen);
-    /* a file source never acks: the file is the copy a power cut cannot take */
-    if (c->local_out && rt->store && c->input)
-        bp_store_local_set_sync(rt->store, 0);
     else
         rt->store = bp_store_cloud_new(rt->ep.bigquery_emulated ? rt->api_plain : rt->api_auth,
                                        rt->ep.storage_emulated ? rt->api_plain : rt->api_auth,
@@ -384,6 +381,9 @@ open_sinks(struct bp_rt *rt, const char *bucket, const char *prefix, char *err, 
                                        (size_t)c->roll_bytes + 1024 * 1024);
     if (!rt->store)
         return -1;
+    /* a file source never acks: the file is the copy a power cut cannot take */
+    if (c->local_out && c->input)
+        bp_store_local_set_sync(rt->store, 0);
     bp_ack_init(&rt->ack, on_acked, rt);
     bp_batches_init(&rt->tables, rt->store, &rt->ack, (size_t)c->batch_rows,
                     (size_t)c->batch_bytes, c->batch_ms / 1000.0);
