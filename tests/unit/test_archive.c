@@ -309,11 +309,12 @@ release_takes_most_messages_first(void **state)
     add(&a, &ack, "cur", 2025030112, 10, 100, 0.0);
     for (int h = 0; h < 20; h++)
         add(&a, &ack, "late", 2025020100 + h, 10, 2, 0.0);
+    add(&a, &ack, "cur", 2025030113, 10, 300, 9.9);    /* too young to go */
     assert_int_equal(bp_archive_release(&a, 10.0, 1000, 40, 0.5), 0);
-    assert_int_equal(f->finished, 1);                  /* only the current hour's object */
-    assert_int_equal(a.held, 40);
+    assert_int_equal(f->finished, 1);                  /* only the current hour's object: */
+    assert_int_equal(a.held, 340);                     /* the young one is not the late's */
     assert_int_equal(bp_archive_release(&a, 10.0, 1000, 30, 0.5), 0);
-    assert_int_equal(a.held, 30);                      /* down to keep, five late objects */
+    assert_int_equal(a.held, 330);                     /* down to keep, five late objects */
     assert_int_equal(f->finished, 6);
     assert_int_equal(bp_archive_finish_all(&a), 0);
     bp_archive_free(&a);
