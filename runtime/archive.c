@@ -1,5 +1,16 @@
-/* archive.c - groups raw lines into archive objects. Lines arrive in any hour order (late events),
- * so several objects stay open; past max_open the least recently opened one is finished. */
+/* archive.c - groups raw lines into archive objects. Lines arrive in any hour order (late events,
+ * backfills), so any number of objects stay open, found by (type, hour) in a hash table. What
+ * bounds them is a budget in bytes: the cloud store holds objects in memory until they are
+ * uploaded; the local store writes them as they grow, and its bytes are counted alike, so a local
+ * run makes the objects an upload would. When the budget is full the objects holding the most
+ * bytes are finished (they free the most per object made); when flow control needs acks, those
+ * holding the most messages (the current hours': a late folder's few messages stay until
+ * roll_seconds, so it gets one object, not one per late event).
+ *
+ * A store that writes as objects grow (files) would need a descriptor per open object: here an
+ * object's lines stay pending in memory until they pass PENDING_CHUNK, and only then get a file,
+ * so only large objects hold one (at most max_files of them); small late folders cost no
+ * descriptor until they are finished. */
 #include "archive.h"
 #include "log.h"
 #include "timefmt.h"
@@ -8,21 +19,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Pending bytes of an object past which they are written to its store object. */
+#define PENDING_CHUNK (64 * 1024)
+/* A full budget finishes objects down to this share of it, so one sort serves many lines. */
+#define BUDGET_LOW 0.9
+
 void
 bp_archive_init(struct bp_archive *a, struct bp_store *store, struct bp_ack *ack,
-                const char *prefix, size_t roll_bytes, double roll_seconds, size_t max_open)
+                const struct bp_archive_params *p)
 {
     memset(a, 0, sizeof(*a));
     a->store = store;
     a->ack = ack;
-    a->prefix = bp_xstrdup(prefix ? prefix : "");
-    a->roll_bytes = roll_bytes;
-    a->roll_seconds = roll_seconds;
-    a->max_open = max_open ? max_open : 1;
-    a->open = bp_xcalloc(a->max_open, sizeof(*a->open));
+    a->prefix = bp_xstrdup(p->prefix ? p->prefix : "");
+    a->roll_bytes = p->roll_bytes ? p->roll_bytes : 1;
+    a->roll_seconds = p->roll_seconds;
+    a->budget = p->budget_bytes;
+    a->max_files = p->max_files ? p->max_files : 1;
+    a->write_through = store->ops->objects_in_memory;
+    a->nbuckets = 64;
+    a->buckets = bp_xcalloc(a->nbuckets, sizeof(*a->buckets));
 }
 
-/* Objects still open are aborted: callers finish them first (bp_archive_finish_all) on drain. */
 /* Who hears that the store refused an object for good (a missing bucket, no permission). */
 void
 bp_archive_on_fatal(struct bp_archive *a, void (*fn)(void *owner, const char *why), void *owner)
@@ -31,22 +49,36 @@ bp_archive_on_fatal(struct bp_archive *a, void (*fn)(void *owner, const char *wh
     a->fatal_owner = owner;
 }
 
+static void
+obj_free(struct bp_archive_obj *o)
+{
+    free(o->pending);
+    free(o->slots);
+    free(o);
+}
+
+/* Objects still open are aborted and their messages nacked: callers finish them first
+ * (bp_archive_finish_all) on drain. */
 void
 bp_archive_free(struct bp_archive *a)
 {
     if (!a)
         return;
-    for (size_t i = 0; i < a->nopen; i++) {
-        a->store->ops->object_abort(a->open[i].obj);
-        for (size_t k = 0; k < a->open[i].nslots; k++)
-            bp_ack_done(a->ack, a->open[i].slots[k], 0);
-        free(a->open[i].slots);
-        free(a->open[i].type);
+    for (struct bp_archive_obj *o = a->oldest, *next; o; o = next) {
+        next = o->newer;
+        if (o->obj)
+            a->store->ops->object_abort(o->obj);
+        for (size_t k = 0; k < o->nslots; k++)
+            bp_ack_done(a->ack, o->slots[k], 0);
+        obj_free(o);
     }
-    free(a->open);
+    for (size_t i = 0; i < a->ntypes; i++)
+        free(a->types[i]);
+    free(a->types);
+    free(a->buckets);
+    free(a->scratch);
     free(a->prefix);
-    a->open = NULL;
-    a->nopen = 0;
+    memset(a, 0, sizeof(*a));
 }
 
 /* "<prefix>/<type>/YYYY/MM/DD/HH/<type>_YYYYMMDDHHMMSS.json"; the stamp is the wall time the
@@ -60,6 +92,100 @@ bp_archive_object_name(char *out, size_t outlen, const char *prefix, const char 
     int h = hour % 100, d = hour / 100 % 100, m = hour / 10000 % 100, y = hour / 1000000;
     snprintf(out, outlen, "%s%s%s/%04d/%02d/%02d/%02d/%s_%s.json", prefix, *prefix ? "/" : "",
              type, y, m, d, h, type, stamp);
+}
+
+/* ---- the table of open objects: (type, hour) -> object ---- */
+
+static uint32_t
+key_hash(const char *type, int32_t hour)
+{
+    uint32_t h = 2166136261u;               /* FNV-1a over the type, then the hour mixed in */
+    for (const unsigned char *p = (const unsigned char *)type; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    h ^= (uint32_t)hour * 2654435761u;
+    return h ^ (h >> 15);
+}
+
+static struct bp_archive_obj *
+lookup(const struct bp_archive *a, const char *type, int32_t hour, uint32_t h)
+{
+    for (struct bp_archive_obj *o = a->buckets[h & (a->nbuckets - 1)]; o; o = o->chain)
+        if (o->hash == h && o->hour == hour && strcmp(o->type, type) == 0)
+            return o;
+    return NULL;
+}
+
+static void
+table_grow(struct bp_archive *a)
+{
+    size_t n = a->nbuckets * 2;
+    struct bp_archive_obj **b = bp_xcalloc(n, sizeof(*b));
+    for (struct bp_archive_obj *o = a->oldest; o; o = o->newer) {
+        o->chain = b[o->hash & (n - 1)];
+        b[o->hash & (n - 1)] = o;
+    }
+    free(a->buckets);
+    a->buckets = b;
+    a->nbuckets = n;
+}
+
+static void
+table_remove(struct bp_archive *a, struct bp_archive_obj *o)
+{
+    struct bp_archive_obj **pp = &a->buckets[o->hash & (a->nbuckets - 1)];
+    while (*pp != o)
+        pp = &(*pp)->chain;
+    *pp = o->chain;
+    if (o->older)
+        o->older->newer = o->newer;
+    else
+        a->oldest = o->newer;
+    if (o->newer)
+        o->newer->older = o->older;
+    else
+        a->newest = o->older;
+    if (a->last == o)
+        a->last = NULL;
+}
+
+/* Route names belong to the Lua host, which a reload replaces: objects keep a copy, one per
+ * distinct name. */
+static const char *
+intern(struct bp_archive *a, const char *type)
+{
+    for (size_t i = 0; i < a->ntypes; i++)
+        if (strcmp(a->types[i], type) == 0)
+            return a->types[i];
+    a->types = bp_xrealloc(a->types, (a->ntypes + 1) * sizeof(*a->types));
+    a->types[a->ntypes] = bp_xstrdup(type);
+    return a->types[a->ntypes++];
+}
+
+/* ---- store objects ---- */
+
+static int
+store_open(struct bp_archive *a, struct bp_archive_obj *o)
+{
+    char name[1024], err[512];
+    bp_archive_object_name(name, sizeof(name), a->prefix, o->type, o->hour, o->opened_wall);
+    o->obj = a->store->ops->object_open(a->store, name, err, sizeof(err));
+    if (!o->obj) {
+        bp_log(BP_LOG_ERROR, "archive", "cannot open %s: %s", name, err);
+        a->failures++;
+        return -1;
+    }
+    return 0;
+}
+
+static int
+write_pending(struct bp_archive *a, struct bp_archive_obj *o)
+{
+    if (o->npending && a->store->ops->object_write(o->obj, o->pending, o->npending) != 0) {
+        a->failures++;
+        return -1;
+    }
+    o->npending = 0;
+    return 0;
 }
 
 struct finish_ctx {
@@ -78,6 +204,8 @@ finish_done(void *arg, int status, const char *errmsg, const struct bp_row_error
     (void)errs;
     (void)nerrs;
     fc->a->in_flight--;
+    fc->a->held_finishing -= fc->nslots;
+    fc->a->bytes_finishing -= fc->bytes;
     if (status == 0) {
         fc->a->objects_done++;
         fc->a->lines_done += fc->lines;
@@ -97,76 +225,247 @@ finish_done(void *arg, int status, const char *errmsg, const struct bp_row_error
     free(fc);
 }
 
+/* Takes o out of the table and hands it to the store; its messages' verdicts follow the
+ * store's answer (now for local files, after the upload for the cloud). */
 static int
-finish_at(struct bp_archive *a, size_t i)
+finish(struct bp_archive *a, struct bp_archive_obj *o)
 {
-    struct bp_archive_obj o = a->open[i];
-    memmove(&a->open[i], &a->open[i + 1], (a->nopen - i - 1) * sizeof(*a->open));
+    table_remove(a, o);
     a->nopen--;
+    a->open_bytes -= o->bytes + BP_ARCHIVE_OBJ_COST;
+    a->held -= o->nslots;
+    if (o->obj)
+        a->nfiles--;
     struct finish_ctx *fc = bp_xcalloc(1, sizeof(*fc));
     fc->a = a;
-    fc->lines = o.lines;
-    fc->bytes = o.bytes;
-    fc->slots = o.slots;
-    fc->nslots = o.nslots;
+    fc->lines = o->lines;
+    fc->bytes = o->bytes;
+    fc->slots = o->slots;
+    fc->nslots = o->nslots;
+    o->slots = NULL;
     a->in_flight++;
-    int rc = a->store->ops->object_finish(o.obj, finish_done, fc);
-    free(o.type);
+    a->held_finishing += fc->nslots;
+    a->bytes_finishing += fc->bytes;
+    int rc;
+    if ((!o->obj && store_open(a, o) != 0) || write_pending(a, o) != 0) {
+        if (o->obj)
+            a->store->ops->object_abort(o->obj);
+        finish_done(fc, -1, "the object could not be written", NULL, 0);
+        rc = -1;
+    } else {
+        rc = a->store->ops->object_finish(o->obj, finish_done, fc);
+    }
+    obj_free(o);
     return rc;
 }
 
+/* ---- choosing what to finish ---- */
+
+/* The open objects in a->scratch (n of them), in open order. */
+static size_t
+collect(struct bp_archive *a)
+{
+    if (a->scratch_cap < a->nopen) {
+        a->scratch_cap = a->nopen * 2;
+        a->scratch = bp_xrealloc(a->scratch, a->scratch_cap * sizeof(*a->scratch));
+    }
+    size_t n = 0;
+    for (struct bp_archive_obj *o = a->oldest; o; o = o->newer)
+        a->scratch[n++] = o;
+    return n;
+}
+
 static int
+by_messages(const void *x, const void *y)
+{
+    const struct bp_archive_obj *p = *(struct bp_archive_obj *const *)x;
+    const struct bp_archive_obj *q = *(struct bp_archive_obj *const *)y;
+    if (p->nslots != q->nslots)
+        return p->nslots > q->nslots ? -1 : 1;
+    return (p->opened_at > q->opened_at) - (p->opened_at < q->opened_at);
+}
+
+/* Size classes of the budget's choice: 256-byte steps, all objects past 256 KB in the last. */
+#define SIZE_CLASSES 1024
+#define SIZE_STEP 256
+
+static size_t
+size_class(const struct bp_archive_obj *o)
+{
+    size_t c = o->bytes / SIZE_STEP;
+    return c < SIZE_CLASSES - 1 ? c : SIZE_CLASSES - 1;
+}
+
+/* The budget is full: finish the largest objects (in open order within a size class: the
+ * oldest messages first) until the open ones are back to BUDGET_LOW of it. Two passes over the
+ * open objects, no sort: a histogram of sizes gives the smallest class that must go. */
+static int
+over_budget(struct bp_archive *a)
+{
+    size_t low = (size_t)((double)a->budget * BUDGET_LOW), need = a->open_bytes - low;
+    size_t hist[SIZE_CLASSES] = { 0 };
+    for (struct bp_archive_obj *o = a->oldest; o; o = o->newer)
+        hist[size_class(o)] += o->bytes + BP_ARCHIVE_OBJ_COST;
+    size_t cut = SIZE_CLASSES - 1, sum = 0;
+    while (cut > 0 && (sum += hist[cut]) < need)
+        cut--;
+    int rc = 0;
+    for (struct bp_archive_obj *o = a->oldest, *next; o && a->open_bytes > low; o = next) {
+        next = o->newer;
+        if (size_class(o) < cut)
+            continue;
+        a->by_budget++;
+        if (finish(a, o) != 0)
+            rc = -1;
+    }
+    return rc;
+}
+
+/* Finishes open objects at least min_age old, those holding the most messages first, until
+ * `messages` ack slots are on their way to be stored (counting objects already being stored),
+ * or until open objects hold no more than `keep`. Flow control calls it when outstanding
+ * messages pile up: the current hours' objects hold thousands each and go first; a late
+ * folder's few messages stay until roll_seconds while all of them together fit in keep.
+ * Returns 0 or -1 when a store failed. */
+int
+bp_archive_release(struct bp_archive *a, double now, size_t messages, size_t keep,
+                   double min_age)
+{
+    if (messages <= a->held_finishing || a->held <= keep)
+        return 0;
+    size_t n = collect(a), young = 0;
+    for (size_t i = 0; i < n; i++)
+        if (now - a->scratch[i]->opened_at < min_age)
+            young += a->scratch[i]->nslots;
+    /* objects too young to go do not count against keep: they are the current hours' */
+    keep += young;
+    qsort(a->scratch, n, sizeof(*a->scratch), by_messages);
+    int rc = 0;
+    /* a local store answers inside finish: what it freed no longer shows in held_finishing */
+    size_t freed = a->held_finishing;
+    for (size_t i = 0; i < n && freed < messages && a->held > keep; i++) {
+        struct bp_archive_obj *o = a->scratch[i];
+        if (o->nslots == 0)
+            break;
+        if (now - o->opened_at < min_age)
+            continue;
+        a->by_pressure++;
+        freed += o->nslots;
+        if (finish(a, o) != 0)
+            rc = -1;
+    }
+    return rc;
+}
+
+/* A file for o's bytes (stores that write as objects grow): past max_files, the largest object
+ * holding one is finished to free it. */
+static int
+spill(struct bp_archive *a, struct bp_archive_obj *o)
+{
+    if (!o->obj) {
+        while (a->nfiles >= a->max_files) {
+            struct bp_archive_obj *big = NULL;
+            for (struct bp_archive_obj *p = a->oldest; p; p = p->newer)
+                if (p->obj && (!big || p->bytes > big->bytes))
+                    big = p;
+            if (!big || finish(a, big) != 0)
+                return -1;
+        }
+        if (store_open(a, o) != 0)
+            return -1;
+        a->nfiles++;
+    }
+    return write_pending(a, o);
+}
+
+static struct bp_archive_obj *
 find_or_open(struct bp_archive *a, const char *type, int32_t hour, double now)
 {
-    for (size_t i = 0; i < a->nopen; i++)
-        if (a->open[i].hour == hour && strcmp(a->open[i].type, type) == 0)
-            return (int)i;
-    if (a->nopen == a->max_open && finish_at(a, 0) != 0)
-        return -1;
-    char name[1024], err[512];
-    bp_archive_object_name(name, sizeof(name), a->prefix, type, hour, bp_time_now());
-    struct bp_object *obj = a->store->ops->object_open(a->store, name, err, sizeof(err));
-    if (!obj) {
-        bp_log(BP_LOG_ERROR, "archive", "cannot open %s: %s", name, err);
-        a->failures++;
-        return -1;
-    }
-    struct bp_archive_obj *o = &a->open[a->nopen];
-    memset(o, 0, sizeof(*o));
-    o->type = bp_xstrdup(type);
+    struct bp_archive_obj *o = a->last;
+    /* most lines go where the previous one went (the current hour of a busy type) */
+    if (o && o->hour == hour && strcmp(o->type, type) == 0)
+        return o;
+    uint32_t h = key_hash(type, hour);
+    o = lookup(a, type, hour, h);
+    if (o)
+        return a->last = o;
+    o = bp_xcalloc(1, sizeof(*o));
+    o->type = intern(a, type);
     o->hour = hour;
-    o->obj = obj;
+    o->hash = h;
     o->opened_at = now;
-    return (int)a->nopen++;
+    o->opened_wall = bp_time_now();
+    if (a->write_through && store_open(a, o) != 0) {
+        obj_free(o);
+        return NULL;
+    }
+    if (a->nopen >= a->nbuckets)
+        table_grow(a);
+    o->chain = a->buckets[h & (a->nbuckets - 1)];
+    a->buckets[h & (a->nbuckets - 1)] = o;
+    o->older = a->newest;
+    if (a->newest)
+        a->newest->newer = o;
+    else
+        a->oldest = o;
+    a->newest = o;
+    a->nopen++;
+    a->nfiles += o->obj != NULL;
+    a->open_bytes += BP_ARCHIVE_OBJ_COST;
+    return a->last = o;
+}
+
+static int
+append_line(struct bp_archive *a, struct bp_archive_obj *o, const char *line, size_t len)
+{
+    if (a->write_through)
+        return a->store->ops->object_write(o->obj, line, len) != 0 ||
+               a->store->ops->object_write(o->obj, "\n", 1) != 0 ? -1 : 0;
+    if (o->npending + len + 1 > o->pending_cap) {
+        /* half again, not double: most late objects hold a few lines, and the budget counts
+         * bytes, not the slack */
+        size_t cap = o->pending_cap ? o->pending_cap + o->pending_cap / 2 : 256;
+        if (cap < o->npending + len + 1)
+            cap = o->npending + len + 1 + 128;
+        o->pending = bp_xrealloc(o->pending, cap);
+        o->pending_cap = cap;
+    }
+    memcpy(o->pending + o->npending, line, len);
+    o->pending[o->npending + len] = '\n';
+    o->npending += len + 1;
+    return o->npending >= PENDING_CHUNK ? spill(a, o) : 0;
 }
 
 /* Appends one raw line (without '\n') of the message in `slot` to the object of (type, hour);
- * the slot gets one pending write, completed when the object is stored. Returns 0 or -1. */
+ * the slot gets one pending write, completed when the object is stored (maybe inside this call,
+ * for a local store, when the line fills the object or the budget). Returns 0 or -1. */
 int
 bp_archive_add(struct bp_archive *a, const char *type, int32_t hour, const char *line,
                size_t len, uint32_t slot, double now)
 {
-    int i = find_or_open(a, type, hour, now);
-    if (i < 0)
+    struct bp_archive_obj *o = find_or_open(a, type, hour, now);
+    if (!o)
         return -1;
-    struct bp_archive_obj *o = &a->open[i];
-    if (a->store->ops->object_write(o->obj, line, len) != 0 ||
-        a->store->ops->object_write(o->obj, "\n", 1) != 0) {
+    if (append_line(a, o, line, len) != 0) {
         a->failures++;
         return -1;
     }
     o->bytes += len + 1;
+    a->open_bytes += len + 1;
     o->lines++;
     if (slot != BP_ACK_NONE) {
         if (o->nslots == o->slots_cap) {
-            o->slots_cap = o->slots_cap ? o->slots_cap * 2 : 64;
+            o->slots_cap = o->slots_cap ? o->slots_cap * 2 : 8;
             o->slots = bp_xrealloc(o->slots, o->slots_cap * sizeof(*o->slots));
         }
         o->slots[o->nslots++] = slot;
+        a->held++;
         bp_ack_add(a->ack, slot, 1);
     }
     if (o->bytes >= a->roll_bytes)
-        return finish_at(a, (size_t)i);
+        return finish(a, o);
+    if (a->budget && a->open_bytes > a->budget)
+        return over_budget(a);
     return 0;
 }
 
@@ -177,21 +476,15 @@ bp_archive_tick(struct bp_archive *a, double now)
     return bp_archive_roll_older(a, now, a->roll_seconds);
 }
 
-/* Finishes objects at least min_age old. Used with a short age under flow-control pressure:
- * messages are acked only once their object is stored, so objects held to roll_seconds would
- * cap throughput at max_outstanding_messages / roll_seconds. */
+/* Finishes objects at least min_age old. The list is in open order, so this stops at the first
+ * younger one. */
 int
 bp_archive_roll_older(struct bp_archive *a, double now, double min_age)
 {
     int rc = 0;
-    for (size_t i = 0; i < a->nopen;) {
-        if (now - a->open[i].opened_at >= min_age) {
-            if (finish_at(a, i) != 0)
-                rc = -1;
-        } else {
-            i++;
-        }
-    }
+    while (a->oldest && now - a->oldest->opened_at >= min_age)
+        if (finish(a, a->oldest) != 0)
+            rc = -1;
     return rc;
 }
 
@@ -199,18 +492,15 @@ int
 bp_archive_finish_all(struct bp_archive *a)
 {
     int rc = 0;
-    while (a->nopen)
-        if (finish_at(a, 0) != 0)
+    while (a->oldest)
+        if (finish(a, a->oldest) != 0)
             rc = -1;
     return rc;
 }
 
-/* Bytes in objects still open. */
+/* Bytes charged to open objects: their bytes plus BP_ARCHIVE_OBJ_COST each. O(1). */
 size_t
 bp_archive_open_bytes(const struct bp_archive *a)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < a->nopen; i++)
-        n += a->open[i].bytes;
-    return n;
+    return a->open_bytes;
 }

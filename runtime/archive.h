@@ -1,5 +1,8 @@
-/* archive.h - the raw archive: one open object per (type, hour folder), finished at a size or
- * an age, named <prefix>/<type>/YYYY/MM/DD/HH/<type>_YYYYMMDDHHMMSS.json. */
+/* archive.h - the raw archive: one open object per (type, hour folder), named
+ * <prefix>/<type>/YYYY/MM/DD/HH/<type>_YYYYMMDDHHMMSS.json, finished at a size, at an age, when
+ * the open objects pass a budget in bytes (the largest first), or when flow control needs their
+ * messages acked (the objects holding the most messages first). Late events join the open object
+ * of their folder, so a folder gets one object per roll period however late its events are. */
 #ifndef BP_ARCHIVE_H
 #define BP_ARCHIVE_H
 
@@ -7,36 +10,71 @@
 #include "store.h"
 
 struct bp_archive_obj {
-    char *type;
+    const char *type;       /* interned by the archive */
     int32_t hour;
-    struct bp_object *obj;
-    size_t bytes;
+    uint32_t hash;
+    struct bp_archive_obj *chain;           /* next in its hash bucket */
+    struct bp_archive_obj *older, *newer;   /* open order: the oldest is finished first by age */
+    struct bp_object *obj;  /* the store's object; NULL while every byte is still pending */
+    char *pending;          /* lines not yet written to the store (stores that write as they go) */
+    size_t npending, pending_cap;
+    size_t bytes;           /* every byte of the object: written + pending */
     unsigned long lines;
     double opened_at;       /* loop time */
+    double opened_wall;     /* wall time, for the name's stamp */
     uint32_t *slots;        /* ack slot per line (BP_ACK_NONE ones are not kept) */
     size_t nslots, slots_cap;
+};
+
+struct bp_archive_params {
+    const char *prefix;     /* "" or "output" */
+    size_t roll_bytes;      /* an object is finished at this size */
+    double roll_seconds;    /* ... at this age */
+    size_t budget_bytes;    /* open objects' bytes (+ a small cost each) beyond which the
+                             * largest are finished; 0 = no budget */
+    size_t max_files;       /* stores that write as objects grow: objects with a file open at
+                             * once (smaller objects are kept as pending bytes, no file) */
 };
 
 struct bp_archive {
     struct bp_store *store;
     struct bp_ack *ack;
     size_t in_flight;       /* objects finishing (uploads), not answered */
-    char *prefix;           /* "" or "output" */
+    char *prefix;
     size_t roll_bytes;
     double roll_seconds;
-    size_t max_open;
-    struct bp_archive_obj *open;
+    size_t budget;
+    size_t max_files;
+    int write_through;      /* the store keeps objects in memory: nothing pending here */
+    struct bp_archive_obj **buckets;
+    size_t nbuckets;        /* a power of two */
+    struct bp_archive_obj *oldest, *newest;
+    struct bp_archive_obj *last;            /* the object the last line went to */
     size_t nopen;
+    size_t nfiles;          /* open objects holding a store object (a file, locally) */
+    size_t open_bytes;      /* charged bytes of open objects (bp_archive_open_bytes) */
+    size_t held;            /* ack slots in open objects */
+    size_t held_finishing;  /* ack slots in objects being stored */
+    size_t bytes_finishing; /* bytes of objects being stored (uploads hold them in memory) */
+    char **types;           /* interned type names (a few) */
+    size_t ntypes;
+    struct bp_archive_obj **scratch;        /* for sorting the open objects */
+    size_t scratch_cap;
     unsigned long objects_done;
     unsigned long lines_done;
     unsigned long long bytes_done;      /* bytes of stored objects (metrics) */
     unsigned long failures;
     void (*fatal)(void *owner, const char *why);   /* the store refused an object for good */
     void *fatal_owner;
+    unsigned long by_budget;        /* objects finished because the budget was full */
+    unsigned long by_pressure;      /* ... because flow control needed their acks */
 };
 
+/* Per open object, on top of its bytes, in the budget: its bookkeeping. */
+#define BP_ARCHIVE_OBJ_COST 256
+
 void bp_archive_init(struct bp_archive *a, struct bp_store *store, struct bp_ack *ack,
-                     const char *prefix, size_t roll_bytes, double roll_seconds, size_t max_open);
+                     const struct bp_archive_params *p);
 void bp_archive_on_fatal(struct bp_archive *a, void (*fn)(void *owner, const char *why),
                         void *owner);
 void bp_archive_free(struct bp_archive *a);
@@ -45,6 +83,8 @@ int bp_archive_add(struct bp_archive *a, const char *type, int32_t hour, const c
 int bp_archive_tick(struct bp_archive *a, double now) BP_WUR;
 int bp_archive_finish_all(struct bp_archive *a) BP_WUR;
 int bp_archive_roll_older(struct bp_archive *a, double now, double min_age) BP_WUR;
+int bp_archive_release(struct bp_archive *a, double now, size_t messages, size_t keep,
+                       double min_age) BP_WUR;
 size_t bp_archive_open_bytes(const struct bp_archive *a);
 void bp_archive_object_name(char *out, size_t outlen, const char *prefix, const char *type,
                             int32_t hour, double wall);

@@ -58,7 +58,8 @@ static const struct bp_opt options[] = {
     { "archive.roll_seconds", NULL, INT(roll_seconds), "60", 1, 86400,
       "archive object: finish at this age (acks wait for it)" },
     { "archive.max_open", NULL, INT(max_open_objects), "64", 1, 4096,
-      "archive objects open at once; the oldest is finished beyond" },
+      "local store: archive objects with a file open at once (one under 64 KB has none); the "
+      "largest is finished beyond" },
     { "dead_letter.table", NULL, STR(dead_letter_table), "rejected_events", 0, 0,
       "BigQuery table of dead letters" },
     { "dead_letter.archive_prefix", NULL, STR(dead_letter_prefix), "errors", 0, 0,
@@ -115,6 +116,14 @@ static const struct bp_opt options[] = {
     { "state_dir", NULL, STR(state_dir), NULL, 0, 0,
       "folder of the suspects file (default $STATE_DIRECTORY, $XDG_STATE_HOME/bepipe-lua, "
       "~/.local/state/bepipe-lua)" },
+    /* archive (issue 10) */
+    { "archive.time", NULL, STR(archive_time), "event", 0, 0,
+      "folder hour of an archived event: event (its route's time_field, else the publish "
+      "time) or publish (the message's publish time: a folder is complete once its hour is "
+      "over)" },
+    { "archive.max_open_bytes", NULL, INT(archive_open_bytes), "33554432", 64 * 1024,
+      4096 * MB, "archive objects stay open (one per type and hour, late hours too) while "
+      "their bytes fit this; beyond, the largest are finished (cloud: they are in memory)" },
 };
 
 const struct bp_opt *
@@ -141,6 +150,12 @@ set_opt(struct bp_config *c, const struct bp_opt *o, const char *value, char *er
 {
     if (o->type == BP_OPT_STR) {
         char **slot = str_slot(c, o);
+        if (o->offset == offsetof(struct bp_config, archive_time) &&
+            (!value || (strcmp(value, "event") != 0 && strcmp(value, "publish") != 0))) {
+            snprintf(err, errlen, "option %s: '%s' is not event or publish", o->key,
+                     value ? value : "");
+            return -1;
+        }
         free(*slot);
         *slot = value ? bp_xstrdup(value) : NULL;
         return 0;

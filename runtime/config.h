@@ -53,6 +53,9 @@ struct bp_config {
     long lua_memory_mb;
     long sandbox;
     char *state_dir;           /* the suspects file; NULL = bp_quarantine_default_dir */
+    /* archive (issue 10) */
+    char *archive_time;        /* "event" or "publish": the hour that names an object's folder */
+    long archive_open_bytes;   /* budget of open archive objects (memory, or bytes written) */
 };
 
 enum bp_opt_type { BP_OPT_STR, BP_OPT_INT };

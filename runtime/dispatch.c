@@ -176,7 +176,9 @@ dispatch_row(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, const bp_result
                  r->len > b->len ? (size_t)r->len : b->len);
         return bp_rt_dead_letter(rt, m, slot, BP_STAGE_INSERT, why, type, strlen(type));
     }
-    int32_t hour = r->hour > 0 ? r->hour : publish_hour(m);
+    /* archive.time: the event's own hour, or the publish hour (a folder complete once its hour
+     * is over) */
+    int32_t hour = r->hour > 0 && rt->cfg.archive_time[0] != 'p' ? r->hour : publish_hour(m);
     if (bp_batches_add(&rt->tables, rt->route_batch[r->route], b->data, b->len, slot, now) != 0 ||
         bp_archive_add(&rt->archive, type, hour, m->data, m->len, slot, now) != 0)
         return -1;

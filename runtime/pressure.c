@@ -1,15 +1,30 @@
 /* pressure.c - one place for the thresholds at which the sinks' backlog slows the sources and
  * hurries the archive: files are read only while the sinks keep up (a file has no flow control of
- * its own), and archive objects are finished early when their messages hold flow control or their
- * bytes hold memory. */
+ * its own), and archive objects are finished early when their messages hold flow control.
+ *
+ * Flow control and the archive: a message is acked only once its archive object is stored, and
+ * pulling pauses at max_outstanding_messages, so messages parked in open objects hold pulling
+ * back. Past RELEASE_FILL of the limit, the archive is asked to send messages on their way to be
+ * acked, down to RELEASE_LOW of the limit, taking the objects that hold the most messages first:
+ * the current hours' objects, which fill again at once. Open objects may keep up to RELEASE_KEEP
+ * of the limit: a late folder's few messages stay until roll_seconds (one object per late folder,
+ * not one per late event) as long as all late folders together fit in it, and the current hours
+ * always have the rest of the window, so late data cannot starve them. The archive's bytes are
+ * bounded by its own budget (archive.max_open_bytes, archive.c). */
 #include "rt.h"
 
 /* More requests than this in flight and a file source waits. */
 #define SINK_REQUESTS_MAX 32
-/* Flow control this full (outstanding messages, as a fraction) and objects roll at half a
- * second: their messages are acked only once the object is stored, and pulling waits for acks. */
-#define ROLL_EARLY_FILL 0.5
-#define ROLL_EARLY_AGE 0.5
+/* Outstanding messages (fractions of max_outstanding_messages) at which the archive releases
+ * messages, down to which, and how many open objects may keep. */
+#define RELEASE_FILL 0.5
+#define RELEASE_LOW 0.25
+#define RELEASE_KEEP 0.5
+/* Share of max_outstanding_bytes that open archive objects may hold. */
+#define RELEASE_BYTES 0.75
+/* Objects younger than this are left alone: their messages just arrived, and uploading every
+ * tick would make an object per tick. */
+#define RELEASE_MIN_AGE 0.5
 
 /* Reads the sinks' and the source's backlog into out. Cheap: called per file chunk and per
  * tick. */
@@ -17,18 +32,30 @@ void
 bp_rt_pressure(struct bp_rt *rt, struct bp_pressure *out)
 {
     const struct bp_config *c = &rt->cfg;
-    int in_memory = rt->store->ops->objects_in_memory;
-    size_t open_bytes = bp_archive_open_bytes(&rt->archive);
+    const struct bp_archive *a = &rt->archive;
     size_t outstanding = rt->source && rt->source->ops->outstanding
                              ? rt->source->ops->outstanding(rt->source) : 0;
+    double max = (double)c->max_outstanding_messages;
 
-    out->sinks_busy = rt->tables.in_flight + rt->archive.in_flight > SINK_REQUESTS_MAX ||
-                      (in_memory && open_bytes > (size_t)c->max_outstanding_bytes);
+    /* uploads hold their objects' bytes until answered: a file read faster than they go
+     * waits once they hold half the archive's budget again */
+    out->sinks_busy = rt->tables.in_flight + a->in_flight > SINK_REQUESTS_MAX ||
+                      (rt->store->ops->objects_in_memory && a->bytes_finishing > a->budget / 2);
     out->roll_age = (double)c->roll_seconds;
-    if ((double)outstanding >= ROLL_EARLY_FILL * (double)c->max_outstanding_messages)
-        out->roll_age = ROLL_EARLY_AGE;
-    /* objects held in memory (cloud) are finished before they pass the byte budget, whatever
-     * the source */
-    if (in_memory && open_bytes > (size_t)c->max_outstanding_bytes / 2)
-        out->roll_age = 0;
+    out->release_messages = 0;
+    out->release_keep = (size_t)(RELEASE_KEEP * max);
+    out->release_age = RELEASE_MIN_AGE;
+    if ((double)outstanding >= RELEASE_FILL * max)
+        out->release_messages = outstanding - (size_t)(RELEASE_LOW * max);
+    /* pulling also pauses at max_outstanding_bytes: open objects may hold at most
+     * RELEASE_BYTES of it (with the defaults the archive's own budget is below that, and this
+     * never fires); messages stand in for bytes */
+    size_t open = bp_archive_open_bytes(a);
+    size_t cap = (size_t)(RELEASE_BYTES * (double)c->max_outstanding_bytes);
+    if (outstanding && a->held && open > cap) {
+        size_t keep = (size_t)((double)a->held * (double)cap / 2 / (double)open);
+        out->release_messages = a->held;
+        if (keep < out->release_keep)
+            out->release_keep = keep;
+    }
 }

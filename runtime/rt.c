@@ -233,7 +233,9 @@ on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     double now = ev_now(loop);
     bp_rt_pressure(rt, &pr);
     if (bp_batches_tick(&rt->tables, now) != 0 ||
-        bp_archive_roll_older(&rt->archive, now, pr.roll_age) != 0) {
+        bp_archive_roll_older(&rt->archive, now, pr.roll_age) != 0 ||
+        bp_archive_release(&rt->archive, now, pr.release_messages, pr.release_keep,
+                           pr.release_age) != 0) {
         bp_log(BP_LOG_ERROR, "main", "a sink failed; stopping");
         rt->exit_code = 1;
         bp_rt_drain(rt, "sink failure");
@@ -476,6 +478,9 @@ open_sinks(struct bp_rt *rt, const char *bucket, const char *prefix, char *err, 
                                         (size_t)c->max_line_bytes : 10 * 1024 * 1024));
     if (!rt->store)
         return -1;
+    /* a file source never acks: the file is the copy a power cut cannot take */
+    if (c->local_out && c->input)
+        bp_store_local_set_sync(rt->store, 0);
     bp_ack_init(&rt->ack, on_acked, rt);
     bp_batches_init(&rt->tables, rt->store, &rt->ack, (size_t)c->batch_rows,
                     (size_t)c->batch_bytes, c->batch_ms / 1000.0);
@@ -484,8 +489,12 @@ open_sinks(struct bp_rt *rt, const char *bucket, const char *prefix, char *err, 
     rt->dead_batch = bp_batches_index(&rt->tables, c->dead_letter_table);
     rt->tables.v[rt->dead_batch]->is_dead_letter = 1;
     bind_routes(rt);
-    bp_archive_init(&rt->archive, rt->store, &rt->ack, prefix, (size_t)c->roll_bytes,
-                    (double)c->roll_seconds, (size_t)c->max_open_objects);
+    struct bp_archive_params ap = {
+        .prefix = prefix, .roll_bytes = (size_t)c->roll_bytes,
+        .roll_seconds = (double)c->roll_seconds, .budget_bytes = (size_t)c->archive_open_bytes,
+        .max_files = (size_t)c->max_open_objects,
+    };
+    bp_archive_init(&rt->archive, rt->store, &rt->ack, &ap);
     bp_archive_on_fatal(&rt->archive, archive_unusable, rt);
     return 0;
 }

@@ -47,6 +47,10 @@ enum bp_drain_phase {
 struct bp_pressure {
     int sinks_busy;         /* a source without flow control of its own waits */
     double roll_age;        /* archive objects at least this old are finished now */
+    size_t release_messages;    /* flow control wants this many of the archive's messages on
+                                 * their way to be acked (bp_archive_release) */
+    size_t release_keep;        /* ... leaving open objects this many (late folders' ones) */
+    double release_age;         /* ... from objects at least this old */
 };
 
 struct bp_rt {

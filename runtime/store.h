@@ -55,6 +55,7 @@ struct bp_store {
 
 struct bp_store *bp_store_local_new(const char *dir, const char *bucket, char *err,
                                     size_t errlen);
+void bp_store_local_set_sync(struct bp_store *s, int sync);
 
 struct bp_api;
 struct bp_endpoints;

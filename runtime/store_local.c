@@ -28,6 +28,7 @@ struct store_local {
     struct table_file *tables;
     size_t ntables;
     unsigned long tmp_seq;
+    int sync;                  /* fsync objects before linking them (bp_store_local_set_sync) */
 };
 
 struct bp_object {
@@ -37,6 +38,24 @@ struct bp_object {
     char *final_path;
 };
 
+/* mkdir -p of tmp (modified in place, restored): the deepest folder first, its parents only when
+ * it is missing, so a new hour folder of an existing day costs one call, not one per level. */
+static int
+mkdir_p(char *tmp)
+{
+    if (mkdir(tmp, 0755) == 0 || errno == EEXIST)
+        return 0;
+    char *slash = strrchr(tmp, '/');
+    if (errno != ENOENT || !slash || slash == tmp)
+        return -1;
+    *slash = '\0';
+    int rc = mkdir_p(tmp);
+    *slash = '/';
+    if (rc != 0)
+        return -1;
+    return mkdir(tmp, 0755) == 0 || errno == EEXIST ? 0 : -1;
+}
+
 /* mkdir -p for the directory part of path. */
 static int
 mkdirs_for(const char *path)
@@ -44,15 +63,11 @@ mkdirs_for(const char *path)
     char tmp[4096];
     if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
         return -1;
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    return 0;
+    char *slash = strrchr(tmp, '/');
+    if (!slash || slash == tmp)
+        return 0;
+    *slash = '\0';
+    return mkdir_p(tmp);
 }
 
 static int
@@ -118,11 +133,16 @@ local_object_open(struct bp_store *bs, const char *name, char *err, size_t errle
     const char *base = strrchr(final, '/') + 1;
     snprintf(tmp, sizeof(tmp), "%.*s.%s.tmp.%ld.%lu", (int)(base - final), final, base,
              (long)getpid(), ++s->tmp_seq);
-    if (mkdirs_for(final) != 0) {
-        snprintf(err, errlen, "cannot create the folder of %s: %s", final, strerror(errno));
-        return NULL;
-    }
+    /* the folder usually exists: create it only when the file cannot be (an object per late
+     * folder made this nine mkdir calls per object) */
     FILE *f = fopen(tmp, "wbx");
+    if (!f && errno == ENOENT) {
+        if (mkdirs_for(final) != 0) {
+            snprintf(err, errlen, "cannot create the folder of %s: %s", final, strerror(errno));
+            return NULL;
+        }
+        f = fopen(tmp, "wbx");
+    }
     if (!f) {
         snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
         return NULL;
@@ -178,7 +198,7 @@ local_object_finish(struct bp_object *o, bp_store_done_fn done, void *arg)
 {
     char used[4200], msg[4400];
     int rc = 0;
-    if (fflush(o->f) != 0 || fsync(fileno(o->f)) != 0)
+    if (fflush(o->f) != 0 || (o->s->sync && fsync(fileno(o->f)) != 0))
         rc = -1;
     if (fclose(o->f) != 0)
         rc = -1;
@@ -236,6 +256,16 @@ static const struct bp_store_ops local_ops = {
     .destroy = local_destroy,
 };
 
+/* Whether objects are fsynced before they are linked into place (the default). Without it a
+ * crash of the process still never leaves a half object under a final name (the link comes
+ * after the last write), only a power cut can; a source that never acks (a file, which can be
+ * read again) does not need more, and fsync was most of the cost of a small object. */
+void
+bp_store_local_set_sync(struct bp_store *bs, int sync)
+{
+    ((struct store_local *)bs)->sync = sync;
+}
+
 /* Creates the local store under dir (created if missing). Returns it, or NULL with err set. */
 struct bp_store *
 bp_store_local_new(const char *dir, const char *bucket, char *err, size_t errlen)
@@ -248,6 +278,7 @@ bp_store_local_new(const char *dir, const char *bucket, char *err, size_t errlen
     }
     struct store_local *s = bp_xcalloc(1, sizeof(*s));
     s->base.ops = &local_ops;
+    s->sync = 1;
     s->dir = bp_xstrdup(dir);
     snprintf(probe, sizeof(probe), "%s/gcs/%s", dir, bucket);
     s->gcs_root = bp_xstrdup(probe);

@@ -44,7 +44,8 @@ end
 
 for _, args in ipairs { "--count 20000 --seed 1", "--count 20000 --seed 2 --invalid-pct 20",
     "--count 5000 --seed 99 --invalid-pct 100 --start-time 946684000",
-    "--count 3000 --seed 5 --invalid-pct 0" } do
+    "--count 3000 --seed 5 --invalid-pct 0", "--count 5000 --seed 6 --lateness live",
+    "--count 3000 --seed 7 --lateness uniform" } do
     test("gen_events: output matches its expectation (" .. args .. ")", function()
         local data, exp = gen(args)
         local got = run(data)
@@ -116,6 +117,46 @@ test("gen_events: valid events use every timestamp form and both IP families", f
     for _, k in ipairs { "Z", "lower", "offset", "utc", "bare", "frac", "v4", "v6" } do
         ok(seen[k], k)
     end
+end)
+
+test("gen_events: lateness models (live: 95% recent, 4% hours, 1% days late; uniform)", function()
+    local hour = check.hour_key
+    local function hours_late(h, clock_h)   -- YYYYMMDDHH keys -> hours between them
+        local function epoch_h(k)
+            local y, m, d, hh = math.floor(k / 1e6), math.floor(k / 1e4) % 100,
+                math.floor(k / 100) % 100, k % 100
+            return os.time { year = y, month = m, day = d, hour = hh } / 3600
+        end
+        return epoch_h(clock_h) - epoch_h(h)
+    end
+    local _, exp = gen("--count 50000 --seed 11 --lateness live --invalid-pct 0")
+    local now = hour("2025-03-01T12:00:00Z")
+    local recent, hours, days, n = 0, 0, 0, 0
+    for _, per in pairs(exp.hours) do
+        for h, c in pairs(per) do
+            local late = hours_late(tonumber(h), now)
+            n = n + c
+            if late <= 1 then recent = recent + c
+            elseif late <= 25 then hours = hours + c
+            else days = days + c end
+            ok(late <= 7 * 24 + 1, "at most 7 days late: " .. h)
+        end
+    end
+    ok(math.abs(recent / n - 0.95) < 0.01, "recent share " .. recent / n)
+    ok(math.abs(hours / n - 0.04) < 0.005, "hours-late share " .. hours / n)
+    ok(math.abs(days / n - 0.01) < 0.003, "days-late share " .. days / n)
+    _, exp = gen("--count 20000 --seed 12 --lateness uniform --invalid-pct 0")
+    local folders = 0
+    for _, per in pairs(exp.hours) do
+        for h in pairs(per) do
+            folders = folders + 1
+            ok(tonumber(h) >= 2024010100 and tonumber(h) <= 2025123123, "2024-2025: " .. h)
+        end
+    end
+    ok(folders > 15000, "a two-year spread: " .. folders .. " folders")
+    local okx = os.execute("luajit tests/tools/gen_events.lua --count 1 --lateness late "
+        .. ">/dev/null 2>&1")
+    ok(okx ~= 0 and okx ~= true, "an unknown lateness model must fail")
 end)
 
 test("gen_events: rejects bad arguments", function()

@@ -3,7 +3,7 @@
 gen_events.lua — deterministic generator of test events for bepipe-lua (NDJSON on stdout).
 
   luajit tests/tools/gen_events.lua --count N [--invalid-pct P] [--seed S] [--expect FILE]
-                                    [--start-time EPOCH]
+                                    [--start-time EPOCH] [--lateness none|live|uniform]
 
   --count N          number of events (lines) to write (required)
   --invalid-pct P    percentage of invalid events, 0..100 (default 3)
@@ -17,6 +17,11 @@ gen_events.lua — deterministic generator of test events for bepipe-lua (NDJSON
   --start-time EPOCH UTC seconds of the first event (default 1740830400 = 2025-03-01T12:00:00Z);
                      events move forward 1 s per 28 events (about 100,000 events per hour) with
                      +-2 minutes of jitter. Must lie within 1970-01-02 .. 2099-12-30.
+  --lateness MODEL   how event times relate to the stream (default none: the clock above):
+                       live     a stream clock at 5,000 events/s from --start-time; 95% of
+                                events up to 2 minutes old, 4% 1-24 hours late, 1% 1-7 days
+                                late (devices that were offline)
+                       uniform  a shuffled backfill: times uniform over 2024-01-01 .. 2025-12-31
 
 Mix: ~40% order, ~30% inventory, ~30% user_activity; ~400 bytes per line on average. Values are
 realistic: UUIDs (mostly lower, some upper case), IPv4 and IPv6 (compressed, full, IPv4-mapped),
@@ -42,7 +47,8 @@ if jit then jit.off() end
 ----------------------------------------------------------------------------------------------------
 -- Arguments
 
-local opt = { count = nil, invalid_pct = 3, seed = 1, expect = nil, start_time = 1740830400 }
+local opt = { count = nil, invalid_pct = 3, seed = 1, expect = nil, start_time = 1740830400,
+    lateness = "none" }
 do
     local i = 1
     local function usage(msg)
@@ -59,6 +65,7 @@ do
         elseif a == "--seed" then opt.seed = tonumber(v)
         elseif a == "--expect" then opt.expect = v
         elseif a == "--start-time" then opt.start_time = tonumber(v)
+        elseif a == "--lateness" then opt.lateness = v
         else usage("unknown option " .. a) end
         i = i + 2
     end
@@ -67,6 +74,12 @@ do
         usage("--invalid-pct must be 0..100")
     end
     if not opt.seed then usage("bad --seed") end
+    if opt.lateness ~= "none" and opt.lateness ~= "live" and opt.lateness ~= "uniform" then
+        usage("--lateness must be none, live or uniform")
+    end
+    if opt.lateness == "live" and opt.start_time < 8 * 86400 then
+        usage("--start-time must keep live events (up to 7 days late) after 1970-01-02")
+    end
     if not opt.start_time or opt.start_time < 86400 + 300
         or opt.start_time + opt.count / 28 + 300 > 4102444800 - 86400 then
         usage("--start-time must keep events within 1970-01-02 .. 2099-12-30")
@@ -522,8 +535,21 @@ local p_invalid = opt.invalid_pct / 100
 local start = opt.start_time
 local stdout = io.stdout
 
+-- The time of event i under the lateness model (see --lateness). "none" draws exactly what it
+-- always did, so existing corpora keep their bytes.
+local UNIFORM_FROM, UNIFORM_TO = 1704067200, 1767225599     -- 2024-01-01 .. 2025-12-31 UTC
+local function event_time(i)
+    if opt.lateness == "none" then return start + floor(i / 28) + rnd(-120, 120) end
+    if opt.lateness == "uniform" then return rnd(UNIFORM_FROM, UNIFORM_TO) end
+    local clock = start + floor(i / 5000)
+    local r = rnd()
+    if r < 0.95 then return clock - rnd(0, 120) end
+    if r < 0.99 then return clock - rnd(3600, 86400) end
+    return clock - rnd(86400, 7 * 86400)
+end
+
 for i = 0, opt.count - 1 do
-    local t = start + floor(i / 28) + rnd(-120, 120)
+    local t = event_time(i)
     local line
     if rnd() < p_invalid then
         local r = rnd(100)

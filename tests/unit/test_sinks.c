@@ -1,6 +1,6 @@
-/* Unit tests: row batches (flush at rows/bytes/age, never over the byte limit) and the archive
- * (object names, roll by size and age, max open objects) against a recording fake store; the
- * local store's atomic, never-overwriting objects. */
+/* Unit tests: row batches (flush at rows/bytes/age, never over the byte limit) against a
+ * recording fake store; the local store's atomic, never-overwriting objects. The archive's tests
+ * are in test_archive.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "archive.h"
+#include "ack.h"
 #include "batch.h"
 #include "store.h"
 
@@ -202,45 +202,6 @@ batches_refuse_an_oversized_entry(void **state)
     bp_batches_free(&b);
 }
 
-static void
-archive_names_and_rolls(void **state)
-{
-    (void)state;
-    char name[256];
-    bp_archive_object_name(name, sizeof(name), "output", "order", 2025030112, 1740832496.0);
-    assert_string_equal(name, "output/order/2025/03/01/12/order_20250301123456.json");
-    bp_archive_object_name(name, sizeof(name), "", "inventory", 2099123123, 1740832496.0);
-    assert_string_equal(name, "inventory/2099/12/31/23/inventory_20250301123456.json");
-
-    struct fake f = { .base.ops = &fake_ops };
-    struct bp_archive a;
-    struct bp_ack ack;
-    bp_ack_init(&ack, NULL, NULL);
-    bp_archive_init(&a, &f.base, &ack, "output", 100, 60.0, 2);
-    assert_int_equal(bp_archive_add(&a, "order", 2025030112, "0123456789", 10, BP_ACK_NONE, 0.0), 0);
-    assert_int_equal(bp_archive_add(&a, "order", 2025030112, "0123456789", 10, BP_ACK_NONE, 1.0), 0);
-    assert_int_equal(f.objects_opened, 1);
-    assert_int_equal(bp_archive_add(&a, "order", 2025030113, "x", 1, BP_ACK_NONE, 2.0), 0);
-    assert_int_equal(f.objects_opened, 2);
-    /* a third (type, hour) finishes the oldest open object (max_open = 2) */
-    assert_int_equal(bp_archive_add(&a, "inventory", 2025030112, "x", 1, BP_ACK_NONE, 3.0), 0);
-    assert_int_equal(f.objects_finished, 1);
-    assert_int_equal(f.obj_bytes[0], 22);        /* lines end in '\n' */
-    /* size roll */
-    char big[120];
-    memset(big, 'y', sizeof(big));
-    assert_int_equal(bp_archive_add(&a, "inventory", 2025030112, big, sizeof(big), BP_ACK_NONE, 4.0), 0);
-    assert_int_equal(f.objects_finished, 2);
-    /* age roll */
-    assert_int_equal(bp_archive_tick(&a, 61.0), 0);   /* order/13 opened at 2.0: 59 s old */
-    assert_int_equal(f.objects_finished, 2);
-    assert_int_equal(bp_archive_tick(&a, 62.0), 0);
-    assert_int_equal(f.objects_finished, 3);
-    assert_int_equal(a.nopen, 0);
-    assert_int_equal(a.lines_done, 5);
-    bp_archive_free(&a);
-}
-
 static int
 count_files(const char *dir)
 {
@@ -320,7 +281,6 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(batches_flush_at_rows_bytes_age),
         cmocka_unit_test(batches_refuse_an_oversized_entry),
-        cmocka_unit_test(archive_names_and_rolls),
         cmocka_unit_test(local_store_is_atomic_and_never_overwrites),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,336 @@
+/* Unit tests of the archive (archive.c) against a recording fake store: object names, rolls by
+ * size and age, one object per (type, hour) however the folders interleave (the hash table), the
+ * byte budget and the order it finishes objects in (largest, then oldest), the bound on open
+ * files of a store that writes as objects grow, and flow control's release (the objects holding
+ * the most messages first; a late folder's few messages stay). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ack.h"
+#include "archive.h"
+#include "store.h"
+
+#define MAXOBJ 20000
+
+/* ---- a fake store recording every object ---- */
+struct fake {
+    struct bp_store base;
+    struct bp_store_ops ops;
+    int opened, finished, open_now, open_max;
+    char names[MAXOBJ][64];
+    size_t bytes[MAXOBJ];
+    int done[MAXOBJ];           /* finish order, 1-based; 0 = not finished */
+};
+
+struct bp_object {
+    struct fake *f;
+    int idx;
+};
+
+static struct bp_object *
+f_open(struct bp_store *s, const char *name, char *err, size_t errlen)
+{
+    struct fake *f = (struct fake *)s;
+    (void)err;
+    (void)errlen;
+    assert_true(f->opened < MAXOBJ);
+    struct bp_object *o = calloc(1, sizeof(*o));
+    o->f = f;
+    o->idx = f->opened++;
+    snprintf(f->names[o->idx], sizeof(f->names[0]), "%s", name);
+    if (++f->open_now > f->open_max)
+        f->open_max = f->open_now;
+    return o;
+}
+
+static int
+f_write(struct bp_object *o, const void *p, size_t n)
+{
+    (void)p;
+    o->f->bytes[o->idx] += n;
+    return 0;
+}
+
+static int
+f_finish(struct bp_object *o, bp_store_done_fn done, void *arg)
+{
+    struct fake *f = o->f;
+    f->done[o->idx] = ++f->finished;
+    f->open_now--;
+    free(o);
+    done(arg, 0, NULL, NULL, 0);
+    return 0;
+}
+
+static void
+f_abort(struct bp_object *o)
+{
+    o->f->open_now--;
+    free(o);
+}
+
+static struct fake *
+fake_new(int in_memory)
+{
+    struct fake *f = calloc(1, sizeof(*f));
+    f->ops.kind = "fake";
+    f->ops.objects_in_memory = in_memory;
+    f->ops.object_open = f_open;
+    f->ops.object_write = f_write;
+    f->ops.object_finish = f_finish;
+    f->ops.object_abort = f_abort;
+    f->base.ops = &f->ops;
+    return f;
+}
+
+static int acks;
+
+static void
+on_ack(void *owner, uint32_t slot, uint64_t cookie, int ok)
+{
+    (void)owner;
+    (void)slot;
+    (void)cookie;
+    acks += ok;
+}
+
+/* Adds n lines of len bytes to (type, hour), each from a new message when ack is given. */
+static void
+add(struct bp_archive *a, struct bp_ack *ack, const char *type, int32_t hour, size_t len,
+    int n, double now)
+{
+    static char line[70000];
+    memset(line, 'x', sizeof(line));
+    for (int i = 0; i < n; i++) {
+        uint32_t slot = ack ? bp_ack_new(ack, 0) : BP_ACK_NONE;
+        assert_int_equal(bp_archive_add(a, type, hour, line, len, slot, now), 0);
+        if (ack)
+            bp_ack_done(ack, slot, 1);      /* the dispatcher's hold */
+    }
+}
+
+static void
+names_and_rolls(void **state)
+{
+    (void)state;
+    char name[256];
+    bp_archive_object_name(name, sizeof(name), "output", "order", 2025030112, 1740832496.0);
+    assert_string_equal(name, "output/order/2025/03/01/12/order_20250301123456.json");
+    bp_archive_object_name(name, sizeof(name), "", "inventory", 2099123123, 1740832496.0);
+    assert_string_equal(name, "inventory/2099/12/31/23/inventory_20250301123456.json");
+
+    for (int in_memory = 0; in_memory <= 1; in_memory++) {
+        struct fake *f = fake_new(in_memory);
+        struct bp_archive a;
+        struct bp_ack ack;
+        bp_ack_init(&ack, NULL, NULL);
+        struct bp_archive_params p = { "output", 100, 60.0, 0, 2 };
+        bp_archive_init(&a, &f->base, &ack, &p);
+        add(&a, NULL, "order", 2025030112, 10, 2, 0.0);
+        add(&a, NULL, "order", 2025030113, 1, 1, 2.0);
+        add(&a, NULL, "inventory", 2025030112, 1, 1, 3.0);
+        assert_int_equal(a.nopen, 3);
+        /* size roll: 2 + 120 bytes pass roll_bytes = 100 */
+        add(&a, NULL, "inventory", 2025030112, 120, 1, 4.0);
+        assert_int_equal(f->finished, 1);
+        /* age roll: the oldest is order/12, opened at 0.0 */
+        assert_int_equal(bp_archive_tick(&a, 59.0), 0);
+        assert_int_equal(f->finished, 1);
+        assert_int_equal(bp_archive_tick(&a, 60.0), 0);
+        assert_int_equal(f->finished, 2);
+        assert_int_equal(bp_archive_tick(&a, 62.0), 0);
+        assert_int_equal(f->finished, 3);
+        assert_int_equal(a.nopen, 0);
+        assert_int_equal(a.lines_done, 5);
+        assert_int_equal(a.open_bytes, 0);
+        /* every byte reached its object, lines end in '\n' */
+        size_t total = 0;
+        for (int i = 0; i < f->opened; i++)
+            total += f->bytes[i];
+        assert_int_equal(total, 22 + 2 + 2 + 121);
+        bp_archive_free(&a);
+        free(f);
+    }
+}
+
+/* 6,000 folders, their lines interleaved: each gets exactly one object. */
+static void
+hash_one_object_per_folder(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(1);
+    struct bp_archive a;
+    struct bp_ack ack;
+    bp_ack_init(&ack, NULL, NULL);
+    struct bp_archive_params p = { "", 1 << 30, 3600.0, 0, 64 };
+    bp_archive_init(&a, &f->base, &ack, &p);
+    static const char *types[] = { "order", "inventory", "user_activity" };
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < 6000; i++) {
+            int k = (i * 7919 + round * 31) % 6000;     /* another order every round */
+            add(&a, NULL, types[k % 3], 2024010100 + k / 3 % 24 + k / 72 * 100, 5, 1, 1.0);
+        }
+    assert_int_equal(a.nopen, 6000);
+    assert_int_equal(f->opened, 6000);
+    assert_true(a.nbuckets >= 4096);        /* the table grew with the objects */
+    assert_int_equal(bp_archive_finish_all(&a), 0);
+    for (int i = 0; i < f->opened; i++)
+        assert_int_equal(f->bytes[i], 18);  /* 3 lines of 5 + '\n' */
+    bp_archive_free(&a);
+    free(f);
+}
+
+/* The budget finishes the object holding the most bytes, not the first opened; among equal
+ * sizes the oldest. */
+static void
+budget_finishes_largest_then_oldest(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(1);
+    struct bp_archive a;
+    struct bp_ack ack;
+    bp_ack_init(&ack, NULL, NULL);
+    struct bp_archive_params p = { "", 1 << 30, 3600.0, 20000, 64 };
+    bp_archive_init(&a, &f->base, &ack, &p);
+    add(&a, NULL, "late", 2024010100, 999, 1, 0.0);     /* object 0: 1 KB, opened first */
+    add(&a, NULL, "cur", 2025030112, 999, 8, 1.0);      /* object 1: 8 KB */
+    add(&a, NULL, "late", 2024010200, 999, 1, 2.0);     /* object 2: 1 KB */
+    add(&a, NULL, "late", 2024010300, 999, 1, 3.0);     /* object 3: 1 KB */
+    assert_int_equal(f->finished, 0);
+    /* past 20,000 bytes: only the largest goes (it frees enough) */
+    add(&a, NULL, "cur", 2025030112, 999, 8, 4.0);
+    assert_int_equal(f->finished, 1);
+    assert_int_equal(f->done[1], 1);
+    assert_int_equal(a.by_budget, 1);
+    assert_true(a.open_bytes <= 20000);
+    /* equal sizes: the oldest of them first (object 0, then 2) */
+    add(&a, NULL, "late", 2024010400, 999, 1, 5.0);
+    add(&a, NULL, "late", 2024010500, 999, 14, 6.0);   /* object 5: 14 KB */
+    assert_int_equal(f->done[5], 0);
+    add(&a, NULL, "late", 2024010600, 999, 4, 7.0);    /* over again: object 5 is largest */
+    assert_int_equal(f->done[5], 2);
+    assert_int_equal(f->done[0], 0);
+    assert_int_equal(bp_archive_finish_all(&a), 0);
+    bp_archive_free(&a);
+    free(f);
+
+    /* equal sizes: the oldest goes, not the one just written to */
+    f = fake_new(1);
+    p.budget_bytes = 6000;
+    bp_archive_init(&a, &f->base, &ack, &p);
+    for (int i = 0; i < 5; i++)
+        add(&a, NULL, "late", 2024010100 + i * 100, 999, 1, (double)i);
+    assert_int_equal(f->finished, 1);
+    assert_int_equal(f->done[0], 1);
+    assert_int_equal(bp_archive_finish_all(&a), 0);
+    bp_archive_free(&a);
+    free(f);
+}
+
+/* A store that writes as objects grow: small objects hold no store object (no file) until they
+ * are finished; those past 64 KB do, at most max_files at once. */
+static void
+files_are_bounded(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(0);
+    struct bp_archive a;
+    struct bp_ack ack;
+    bp_ack_init(&ack, NULL, NULL);
+    struct bp_archive_params p = { "", 1 << 30, 3600.0, 0, 2 };
+    bp_archive_init(&a, &f->base, &ack, &p);
+    for (int h = 0; h < 500; h++)
+        add(&a, NULL, "late", 2024010100 + h % 24 + h / 24 * 100, 400, 2, 0.0);
+    assert_int_equal(f->opened, 0);                     /* 500 objects, no file */
+    add(&a, NULL, "big1", 2025030112, 60000, 2, 1.0);  /* 120 KB each */
+    add(&a, NULL, "big2", 2025030112, 60000, 2, 1.0);
+    assert_int_equal(f->open_now, 2);
+    add(&a, NULL, "big3", 2025030112, 60000, 2, 1.0);  /* a third file: the largest goes */
+    assert_true(f->open_max <= 2);
+    assert_int_equal(f->finished, 1);
+    assert_int_equal(bp_archive_finish_all(&a), 0);
+    assert_true(f->open_max <= 3);                      /* finishing opens, writes, closes */
+    assert_int_equal(f->finished, 503);
+    size_t total = 0;
+    for (int i = 0; i < f->opened; i++)
+        total += f->bytes[i];
+    assert_int_equal(total, 500 * 2 * 401 + 3 * 2 * 60001);
+    bp_archive_free(&a);
+    free(f);
+}
+
+/* Flow control asks for messages: the objects holding the most go first, young ones stay, a
+ * late folder's few stay; acks follow the objects. */
+static void
+release_takes_most_messages_first(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(1);
+    struct bp_archive a;
+    struct bp_ack ack;
+    acks = 0;
+    bp_ack_init(&ack, on_ack, NULL);
+    struct bp_archive_params p = { "", 1 << 30, 60.0, 0, 64 };
+    bp_archive_init(&a, &f->base, &ack, &p);
+    add(&a, &ack, "cur", 2025030112, 10, 100, 0.0);     /* object 0: 100 messages */
+    add(&a, &ack, "late", 2025022712, 10, 2, 0.0);      /* object 1: 2, a late folder */
+    add(&a, &ack, "cur", 2025030111, 10, 50, 0.0);      /* object 2: 50 */
+    add(&a, &ack, "new", 2025030112, 10, 500, 9.9);     /* object 3: 500 but 0.1 s old */
+    assert_int_equal(a.held, 652);
+    assert_int_equal(acks, 0);
+    assert_int_equal(bp_archive_release(&a, 10.0, 120, 0, 0.5), 0);
+    assert_int_equal(f->done[0], 1);
+    assert_int_equal(f->done[2], 2);
+    assert_int_equal(f->done[1], 0);
+    assert_int_equal(f->done[3], 0);
+    assert_int_equal(acks, 150);
+    assert_int_equal(a.held, 502);
+    /* the late folder stays until roll_seconds */
+    assert_int_equal(bp_archive_tick(&a, 59.0), 0);
+    assert_int_equal(f->done[1], 0);
+    assert_int_equal(bp_archive_tick(&a, 60.0), 0);
+    assert_int_equal(f->done[1], 3);
+    assert_int_equal(acks, 152);
+    assert_int_equal(bp_archive_finish_all(&a), 0);
+    assert_int_equal(acks, 652);
+    assert_int_equal(a.held, 0);
+    bp_archive_free(&a);
+    free(f);
+
+    /* open objects may keep `keep` messages: late folders survive a release that asks more */
+    f = fake_new(1);
+    bp_archive_init(&a, &f->base, &ack, &p);
+    add(&a, &ack, "cur", 2025030112, 10, 100, 0.0);
+    for (int h = 0; h < 20; h++)
+        add(&a, &ack, "late", 2025020100 + h, 10, 2, 0.0);
+    add(&a, &ack, "cur", 2025030113, 10, 300, 9.9);    /* too young to go */
+    assert_int_equal(bp_archive_release(&a, 10.0, 1000, 40, 0.5), 0);
+    assert_int_equal(f->finished, 1);                  /* only the current hour's object: */
+    assert_int_equal(a.held, 340);                     /* the young one is not the late's */
+    assert_int_equal(bp_archive_release(&a, 10.0, 1000, 30, 0.5), 0);
+    assert_int_equal(a.held, 330);                     /* down to keep, five late objects */
+    assert_int_equal(f->finished, 6);
+    assert_int_equal(bp_archive_finish_all(&a), 0);
+    bp_archive_free(&a);
+    bp_ack_free(&ack);
+    free(f);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(names_and_rolls),
+        cmocka_unit_test(hash_one_object_per_folder),
+        cmocka_unit_test(budget_finishes_largest_then_oldest),
+        cmocka_unit_test(files_are_bounded),
+        cmocka_unit_test(release_takes_most_messages_first),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
