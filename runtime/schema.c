@@ -160,3 +160,72 @@ bp_schema_free(struct bp_schema *s)
     field_free(&s->root);
     free(s);
 }
+
+/* A resource's tableReference.tableId (NULL when it has none). */
+static char *
+resource_table(const char *body)
+{
+    json_t *doc = json_loads(body, 0, NULL);
+    const char *id = json_string_value(json_object_get(json_object_get(doc, "tableReference"),
+                                                       "tableId"));
+    char *out = id ? bp_xstrdup(id) : NULL;
+    json_decref(doc);
+    return out;
+}
+
+/* See schema.h. */
+int
+bp_schema_set_add_resources(struct bp_schema_set *set, char *const *bodies, size_t n, char *why,
+                            size_t whylen)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *table = resource_table(bodies[i]);
+        char sub[400];
+        struct bp_schema *s = table ? bp_schema_from_json(bodies[i], strlen(bodies[i]), sub,
+                                                          sizeof(sub)) : NULL;
+        if (!s) {
+            snprintf(why, whylen, "table %s: %s", table ? table : "?",
+                     table ? sub : "resource without tableReference.tableId");
+            free(table);
+            return -1;
+        }
+        size_t k = 0;
+        while (k < set->n && strcmp(set->tables[k], table) != 0)
+            k++;
+        if (k == set->n) {
+            set->tables = bp_xrealloc(set->tables, (set->n + 1) * sizeof(*set->tables));
+            set->schemas = bp_xrealloc(set->schemas, (set->n + 1) * sizeof(*set->schemas));
+            set->tables[k] = table;
+            set->schemas[k] = NULL;
+            set->n++;
+        } else {
+            free(table);
+        }
+        bp_schema_free(set->schemas[k]);
+        set->schemas[k] = s;
+    }
+    return 0;
+}
+
+/* See schema.h. */
+const struct bp_schema *
+bp_schema_set_find(const struct bp_schema_set *set, const char *table)
+{
+    for (size_t i = 0; table && i < set->n; i++)
+        if (strcmp(set->tables[i], table) == 0)
+            return set->schemas[i];
+    return NULL;
+}
+
+/* See schema.h. */
+void
+bp_schema_set_clear(struct bp_schema_set *set)
+{
+    for (size_t i = 0; i < set->n; i++) {
+        free(set->tables[i]);
+        bp_schema_free(set->schemas[i]);
+    }
+    free(set->tables);
+    free(set->schemas);
+    memset(set, 0, sizeof(*set));
+}

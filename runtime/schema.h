@@ -52,6 +52,25 @@ struct bp_schema *bp_schema_from_json(const char *json, size_t len, char *why, s
 /* Frees a schema; NULL is fine. */
 void bp_schema_free(struct bp_schema *s);
 
+/* The schemas of a pipeline's tables, by table id (from the DDL's tables.insert resources). */
+struct bp_schema_set {
+    char **tables;
+    struct bp_schema **schemas;
+    size_t n;
+};
+
+/* Adds one schema per resource body (tableReference.tableId names its table; a table named
+ * twice keeps the last). Returns 0, or -1 with the table and reason in `why` (the set keeps what
+ * it had). Start and reload only. */
+int bp_schema_set_add_resources(struct bp_schema_set *set, char *const *bodies, size_t n,
+                                char *why, size_t whylen) BP_WUR;
+
+/* The schema of `table`, or NULL when it has none (such a table's rows are not checked). */
+const struct bp_schema *bp_schema_set_find(const struct bp_schema_set *set, const char *table);
+
+/* Frees every schema and leaves the set empty (and reusable). */
+void bp_schema_set_clear(struct bp_schema_set *set);
+
 /* Checks one row (the `json` object of an insertAll entry, as JSON text) against `s` with the
  * coercions BigQuery's streaming API accepts (as tests/emulator/lib/schema.js implements them).
  * Returns 0 when the row would be accepted; -1 with the first violation in `why` as

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lua_host.h"
 #include "schema.h"
 
 static const char ORDERS[] =
@@ -179,6 +180,45 @@ agrees_with_the_emulator(void **state)
     json_decref(doc);
 }
 
+/* The shipped DDL, read by bepipe.ddl through the Lua host as the runtime does at start. */
+static void
+schemas_from_the_shipped_ddl(void **state)
+{
+    (void)state;
+    char err[500];
+    struct bp_lua_host *h = bp_lua_host_new(SRC_ROOT "/scripts/pipeline.lua", SRC_ROOT "/scripts",
+                                            1, err, sizeof(err));
+    if (!h)
+        fail_msg("host: %s", err);
+    char **bodies;
+    size_t n;
+    assert_int_equal(bp_lua_host_table_resources(h, SRC_ROOT "/ddl", "p", "d", &bodies, &n, err,
+                                                 sizeof(err)), 0);
+    struct bp_schema_set set = {0};
+    assert_int_equal(bp_schema_set_add_resources(&set, bodies, n, err, sizeof(err)), 0);
+    assert_int_equal(bp_schema_set_add_resources(&set, bodies, n, err, sizeof(err)), 0);
+    assert_int_equal(set.n, n);     /* the same tables again replace, not add */
+    const struct bp_schema *o = bp_schema_set_find(&set, "order_events");
+    assert_non_null(o);
+    assert_null(bp_schema_set_find(&set, "no_such_table"));
+    assert_string_equal(verdict(o, "{\"order_id\":\"o\",\"items\":[{\"quantity\":1},"
+                                   "{\"quantity\":2},{\"quantity\":\"3x\"}]}"),
+                        "items[2].quantity: INT64 expected, got string \"3x\"");
+    assert_string_equal(verdict(o, "{\"order_id\":\"o\",\"shipping_address\":{\"city\":\"c\","
+                                   "\"zip\":1}}"), "shipping_address.zip: no such field");
+    assert_string_equal(verdict(o, "{\"order_id\":\"o\",\"order_date\":\"2024-01-02T03:04:05Z\"}"),
+                        "ok");
+    char *bad = "{\"tableReference\":{\"tableId\":\"t\"},\"schema\":{\"fields\":[{\"name\":\"a\"}]}}";
+    assert_int_equal(bp_schema_set_add_resources(&set, &bad, 1, err, sizeof(err)), -1);
+    assert_string_equal(err, "table t: schema field without a name or a type");
+    bp_schema_set_clear(&set);
+    bp_schema_set_clear(&set);
+    for (size_t i = 0; i < n; i++)
+        free(bodies[i]);
+    free(bodies);
+    bp_lua_host_free(h);
+}
+
 int
 main(void)
 {
@@ -187,6 +227,7 @@ main(void)
         cmocka_unit_test(bad_json_and_row_limit),
         cmocka_unit_test(schemas_that_are_refused),
         cmocka_unit_test(agrees_with_the_emulator),
+        cmocka_unit_test(schemas_from_the_shipped_ddl),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
