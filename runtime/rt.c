@@ -45,6 +45,34 @@ bind_routes(struct bp_rt *rt)
     for (size_t i = 0; i < n; i++)
         rt->route_batch[i] = bp_batches_index(&rt->tables, routes[i].table);
     rt->nroutes = n;
+    /* a route whose table has no DDL has no schema: its rows go unchecked */
+    free(rt->route_schema);
+    rt->route_schema = bp_xcalloc(n ? n : 1, sizeof(*rt->route_schema));
+    for (size_t i = 0; i < n; i++)
+        rt->route_schema[i] = bp_schema_set_find(&rt->schemas, routes[i].table);
+}
+
+/* Reads the schema of every table in the pipeline's DDL folder, so rows are checked before they
+ * leave (dispatch.c). No DDL folder, or one that does not parse, means no checks (--check reports
+ * the DDL's problems): a warning, not a failure to start. */
+static void
+load_schemas(struct bp_rt *rt)
+{
+    char dir[4096], err[1024];
+    char **bodies = NULL;
+    size_t n = 0;
+    bp_rt_ddl_dir(rt, dir, sizeof(dir));
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    closedir(d);
+    if (bp_lua_host_table_resources(rt->host, dir, "_", "_", &bodies, &n, err,
+                                    sizeof(err)) != 0 ||
+        bp_schema_set_add_resources(&rt->schemas, bodies, n, err, sizeof(err)) != 0)
+        bp_log(BP_LOG_WARN, "schema", "rows are not checked against the DDL in %s: %s", dir, err);
+    for (size_t i = 0; i < n; i++)
+        free(bodies[i]);
+    free(bodies);
 }
 
 /* Loads the pipeline (compiles every script) and the configuration. No I/O starts here, which
@@ -71,6 +99,7 @@ bp_rt_new(const char *pipeline_path, const char *lib_dir, const struct bp_kv *ov
     if (bp_rt_effective_config(rt->host, overrides, noverrides, &rt->cfg, err, errlen) != 0)
         goto fail;
     bp_lua_host_set_memory_limit(rt->host, (size_t)rt->cfg.lua_memory_mb << 20);
+    load_schemas(rt);
     return rt;
 fail:
     bp_rt_free(rt);
@@ -109,6 +138,8 @@ bp_rt_free(struct bp_rt *rt)
     }
     free(rt->overrides);
     free(rt->route_batch);
+    free(rt->route_schema);
+    bp_schema_set_clear(&rt->schemas);
     free(rt->results);
     free(rt->batch.out);
     bp_buf_free(&rt->entry);
