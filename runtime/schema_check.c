@@ -99,6 +99,16 @@ skip_ws(struct ck *c)
 
 /* ---- tokens ------------------------------------------------------------------------------ */
 
+/* Bytes that may stand in a JSON string as they are: not a quote, a backslash or a control. */
+#define P16 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
+static const unsigned char PLAIN[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, P16,                          /* 0x20: '"' */
+    P16, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,                          /* 0x5c: '\\' */
+    P16, P16, P16, P16, P16, P16, P16, P16, P16, P16,
+};
+#undef P16
+
 /* c->p at the opening quote; on success c->p is past the closing one and s, n the raw content. */
 static int
 scan_string(struct ck *c, const char **s, size_t *n, int *esc)
@@ -106,7 +116,11 @@ scan_string(struct ck *c, const char **s, size_t *n, int *esc)
     const char *p = ++c->p;
     *esc = 0;
     for (;;) {
-        while (p < c->end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
+        /* strings are most of a row's bytes: one table look-up per byte, four bytes a turn */
+        while (c->end - p >= 4 && PLAIN[(unsigned char)p[0]] && PLAIN[(unsigned char)p[1]] &&
+               PLAIN[(unsigned char)p[2]] && PLAIN[(unsigned char)p[3]])
+            p += 4;
+        while (p < c->end && PLAIN[(unsigned char)*p])
             p++;
         if (p >= c->end || (unsigned char)*p < 0x20)
             return -1;
