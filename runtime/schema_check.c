@@ -345,6 +345,8 @@ scan_scalar(struct ck *c, struct scalar *v, int *simple)
     v->esc = 0;
     v->s = c->p;
     v->n = 0;
+    if (c->p >= c->end)
+        return -1;
     switch (*c->p) {
     case '"': v->kind = K_STRING; return scan_string(c, &v->s, &v->n, &v->esc);
     case 't': v->kind = K_TRUE; return scan_lit(c, "true", 4);
@@ -456,11 +458,13 @@ check_member(struct ck *c, const struct bp_schema_field *rec, const struct seg *
     if (c->p >= c->end || *c->p++ != ':')
         return bad_json(c, g, start);
     skip_ws(c);
+    if (c->p >= c->end)
+        return bad_json(c, g, start);
     const struct bp_schema_field *f = lookup(rec, k, kn);
     if (!f)
         return fail(c, &me, "no such field");
     me.name = f->name;      /* the schema's spelling, whatever case the key had */
-    if (c->p < c->end && *c->p == 'n') {
+    if (*c->p == 'n') {
         if (scan_lit(c, "null", 4) != 0)
             return bad_json(c, &me, start);
         if (f->mode == BP_SCHEMA_REQUIRED)
@@ -468,20 +472,18 @@ check_member(struct ck *c, const struct bp_schema_field *rec, const struct seg *
         return 0;
     }
     if (f->mode == BP_SCHEMA_REPEATED) {
-        if (c->p < c->end && *c->p != '[') {
+        if (*c->p != '[') {
             struct scalar v;
             int simple;
             char d[80];
-            if (*c->p != '{' && scan_scalar(c, &v, &simple) != 0)
+            if (scan_scalar(c, &v, &simple) != 0)   /* an object is noted, not consumed */
                 return bad_json(c, &me, start);
-            if (*c->p == '{')
-                v.kind = K_OBJECT;
             return fail(c, &me, "REPEATED field expected an array, got %s",
                         describe(&v, d, sizeof(d)));
         }
         return check_array(c, f, &me, depth, start);
     }
-    if (c->p < c->end && *c->p == '[')
+    if (*c->p == '[')
         return fail(c, &me, "array given for a field that is not REPEATED");
     if (f->required_index >= 0)
         seen[f->required_index / 64] |= 1ULL << (f->required_index % 64);
