@@ -98,3 +98,18 @@ def shipped_scripts_give_no_schema_dead_letter():
     check("DEAD schema" not in t.stdout and "dead_schema" not in t.stdout,
           "test agrees: " + t.stdout[-500:])
     check(expect is not None, "generator wrote its expectation")
+
+
+@case
+def fixtures_expect_schema_dead_letters():
+    d, p = extra_key_copy()
+    ev = json.loads(INV)
+    fx = os.path.join(d, "fx.ndjson")
+    with open(fx, "w") as f:
+        f.write(json.dumps({"event": ev, "expect": {"dead": "schema",
+                                                    "reason": "methdo: no such field"}}) + "\n")
+        f.write(json.dumps({"event": ev, "expect": {"table": "inventory_events"}}) + "\n")
+    r = cli("test", p, fx)
+    check_eq(r.returncode, 1, "the second fixture fails: " + r.stdout)
+    check("FAIL line 2: expected table inventory_events, got dead schema" in r.stdout, r.stdout)
+    check(r.stdout.rstrip().endswith("1 passed, 1 failed"), r.stdout)
