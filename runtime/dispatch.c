@@ -177,7 +177,7 @@ dispatch_row(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, const bp_result
         return bp_rt_dead_letter(rt, m, slot, BP_STAGE_INSERT, why, type, strlen(type));
     }
     /* a row its table would refuse fails here, with its field path, rather than in an insertAll
-     * (where it would cost a request and, without skipInvalidRows, its whole batch) */
+     * (a request, a round trip and BigQuery's less precise message later) */
     const struct bp_schema *schema = (size_t)r->route < rt->nroutes ? rt->route_schema[r->route]
                                                                     : NULL;
     char why[512];
