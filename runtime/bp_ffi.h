@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 /* Bumped whenever a struct below changes shape; the Lua library refuses to run on a mismatch. */
-#define BP_FFI_ABI 2
+#define BP_FFI_ABI 3
 
 /* BP_CDEF_BEGIN */
 enum {
@@ -24,7 +24,8 @@ enum {
     BP_STAGE_ROUTE = 2,
     BP_STAGE_VALIDATE = 3,
     BP_STAGE_MAP = 4,
-    BP_STAGE_INSERT = 5
+    BP_STAGE_INSERT = 5,
+    BP_STAGE_SCHEMA = 6
 };
 
 typedef struct bp_msg {

@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const bp_stage_names[BP_STAGE_INSERT + 1] = {
-    "ok", "parse", "route", "validate", "map", "insert"
+const char *const bp_stage_names[BP_STAGE_SCHEMA + 1] = {
+    "ok", "parse", "route", "validate", "map", "insert", "schema"
 };
 
 /* Fields of dead-letter rows are cut here (escaped bytes), so that a dead letter always fits one
@@ -95,7 +95,7 @@ dead_row(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, int stage, const ch
 {
     char now_str[BP_TIME_STRLEN];
     bp_time_rfc3339(bp_time_now(), now_str);
-    if (stage < BP_STAGE_PARSE || stage > BP_STAGE_INSERT)
+    if (stage < BP_STAGE_PARSE || stage > BP_STAGE_SCHEMA)
         stage = BP_STAGE_MAP;
     /* a sample per stage at info level: the first of each 10 s window, then the count of the
      * rest (log.h), so a flood of bad events costs a line per stage per window */
@@ -176,6 +176,13 @@ dispatch_row(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, const bp_result
                  r->len > b->len ? (size_t)r->len : b->len);
         return bp_rt_dead_letter(rt, m, slot, BP_STAGE_INSERT, why, type, strlen(type));
     }
+    /* a row its table would refuse fails here, with its field path, rather than in an insertAll
+     * (a request, a round trip and BigQuery's less precise message later) */
+    const struct bp_schema *schema = (size_t)r->route < rt->nroutes ? rt->route_schema[r->route]
+                                                                    : NULL;
+    char why[512];
+    if (schema && bp_schema_check(schema, row, r->len, why, sizeof(why)) != 0)
+        return bp_rt_dead_letter(rt, m, slot, BP_STAGE_SCHEMA, why, type, strlen(type));
     /* archive.time: the event's own hour, or the publish hour (a folder complete once its hour
      * is over) */
     int32_t hour = r->hour > 0 && rt->cfg.archive_time[0] != 'p' ? r->hour : publish_hour(m);

@@ -8,7 +8,7 @@
 struct bp_rt;
 
 /* Stage names as stored in the dead letter's error_stage, indexed by BP_STAGE_*. */
-extern const char *const bp_stage_names[BP_STAGE_INSERT + 1];
+extern const char *const bp_stage_names[BP_STAGE_SCHEMA + 1];
 
 /* Sends each of the n messages where its result says: a row to its table's batch and its raw
  * line to the archive of its type, or a dead letter. out holds the rows and reasons the results

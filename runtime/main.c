@@ -338,7 +338,7 @@ run_one(struct cli *c, const char *lib_dir)
             printf("%s: ok (%zu routes)\n", c->pipeline, n);
         }
     } else if (strcmp(c->cmd, "test") == 0) {
-        code = bp_testmode_run(rt->host, c->events, stdout);
+        code = bp_testmode_run(rt->host, &rt->schemas, c->events, stdout);
     } else if (bp_rt_start(rt, err, sizeof(err)) != 0) {
         fprintf(stderr, "bepipe-lua: %s\n", err);
         code = EXIT_FAIL;

@@ -252,7 +252,7 @@ render_sinks(struct bp_rt *rt, bp_buf_t *b)
               rt->tables.failures);
     rc |= bp_metrics_family(b, "bepipe_dead_letters_total", "counter",
                             "Events sent to the dead letter, by stage.");
-    for (int s = BP_STAGE_PARSE; s <= BP_STAGE_INSERT; s++) {
+    for (int s = BP_STAGE_PARSE; s <= BP_STAGE_SCHEMA; s++) {
         struct bp_label l = { "stage", bp_stage_names[s] };
         rc |= bp_metrics_sample(b, "bepipe_dead_letters_total", &l, 1, rt->stats.dead[s]);
     }

@@ -45,6 +45,45 @@ bind_routes(struct bp_rt *rt)
     for (size_t i = 0; i < n; i++)
         rt->route_batch[i] = bp_batches_index(&rt->tables, routes[i].table);
     rt->nroutes = n;
+    /* a route whose table has no DDL has no schema: its rows go unchecked */
+    free(rt->route_schema);
+    rt->route_schema = bp_xcalloc(n ? n : 1, sizeof(*rt->route_schema));
+    for (size_t i = 0; i < n; i++)
+        rt->route_schema[i] = bp_schema_set_find(&rt->schemas, routes[i].table);
+}
+
+/* Reads the schema of every table in the pipeline's DDL folder (through host's bepipe.ddl) into
+ * rt->schemas, so rows are checked before they leave (dispatch.c). At start (keep_old 0) no DDL
+ * folder, or one that does not parse, means no checks (--check reports the DDL's problems): a
+ * warning, not a failure to start. On reload the DDL is read again, so a column added with the
+ * scripts that fill it is known before their rows flow; a DDL that no longer parses keeps the
+ * schemas in force (keep_old 1). */
+static void
+load_schemas(struct bp_rt *rt, struct bp_lua_host *host, int keep_old)
+{
+    char dir[4096], err[1024];
+    char **bodies = NULL;
+    size_t n = 0;
+    struct bp_schema_set set = {0};
+    bp_rt_ddl_dir(rt, dir, sizeof(dir));
+    DIR *d = opendir(dir);
+    if (d)
+        closedir(d);
+    if (d && (bp_lua_host_table_resources(host, dir, "_", "_", &bodies, &n, err,
+                                          sizeof(err)) != 0 ||
+              bp_schema_set_add_resources(&set, bodies, n, err, sizeof(err)) != 0)) {
+        bp_log(BP_LOG_WARN, "schema", "%s: DDL in %s: %s", keep_old ? "the schemas in force stay"
+               : "rows are not checked against the DDL", dir, err);
+        bp_schema_set_clear(&set);
+        if (keep_old)
+            goto done;
+    }
+    bp_schema_set_clear(&rt->schemas);
+    rt->schemas = set;
+done:
+    for (size_t i = 0; i < n; i++)
+        free(bodies[i]);
+    free(bodies);
 }
 
 /* Loads the pipeline (compiles every script) and the configuration. No I/O starts here, which
@@ -71,6 +110,7 @@ bp_rt_new(const char *pipeline_path, const char *lib_dir, const struct bp_kv *ov
     if (bp_rt_effective_config(rt->host, overrides, noverrides, &rt->cfg, err, errlen) != 0)
         goto fail;
     bp_lua_host_set_memory_limit(rt->host, (size_t)rt->cfg.lua_memory_mb << 20);
+    load_schemas(rt, rt->host, 0);
     return rt;
 fail:
     bp_rt_free(rt);
@@ -109,6 +149,8 @@ bp_rt_free(struct bp_rt *rt)
     }
     free(rt->overrides);
     free(rt->route_batch);
+    free(rt->route_schema);
+    bp_schema_set_clear(&rt->schemas);
     free(rt->results);
     free(rt->batch.out);
     bp_buf_free(&rt->entry);
@@ -195,6 +237,7 @@ bp_rt_reload_err(struct bp_rt *rt, char *err, size_t errlen)
     bp_lua_host_free(rt->host);
     rt->host = h;
     rt->generation++;
+    load_schemas(rt, rt->host, 1);
     bind_routes(rt);
     rt->stats.reloads++;
     bp_log(BP_LOG_INFO, "reload", "generation %d loaded from %s", rt->generation,

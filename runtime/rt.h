@@ -15,6 +15,7 @@
 #include "config.h"
 #include "lua_host.h"
 #include "metrics.h"
+#include "schema.h"
 #include "source.h"
 #include "store.h"
 
@@ -30,7 +31,7 @@ struct bp_stats {
     unsigned long batches;
     unsigned long read;
     unsigned long rows;                    /* rows handed to table batches */
-    unsigned long dead[BP_STAGE_INSERT + 1];
+    unsigned long dead[BP_STAGE_SCHEMA + 1];
     unsigned long reloads, reload_failures;
     struct bp_hist ack_latency, batch_seconds;     /* /metrics (metrics.c) */
 };
@@ -73,6 +74,8 @@ struct bp_rt {
     struct bp_batches tables;
     size_t *route_batch;        /* route index of the current host -> index in tables */
     size_t nroutes;
+    struct bp_schema_set schemas;           /* the DDL's table schemas, read at start */
+    const struct bp_schema **route_schema;  /* route index -> its table's schema, or NULL */
     size_t dead_batch;
     struct bp_archive archive;
     struct bp_source *source;

@@ -14,7 +14,7 @@ static unsigned long
 dead_total(const struct bp_rt *rt)
 {
     unsigned long dead = 0;
-    for (int i = 1; i <= BP_STAGE_INSERT; i++)
+    for (int i = 1; i <= BP_STAGE_SCHEMA; i++)
         dead += rt->stats.dead[i];
     return dead;
 }
@@ -112,7 +112,7 @@ bp_rt_log_summary(struct bp_rt *rt)
     for (size_t i = 0; i < rt->tables.n && n < sizeof(line); i++)
         n += (size_t)snprintf(line + n, sizeof(line) - n, " %s=%lu", rt->tables.v[i]->table,
                               rt->tables.v[i]->rows_stored);
-    for (int s = 1; s <= BP_STAGE_INSERT && n < sizeof(line); s++)
+    for (int s = 1; s <= BP_STAGE_SCHEMA && n < sizeof(line); s++)
         n += (size_t)snprintf(line + n, sizeof(line) - n, " dead_%s=%lu", bp_stage_names[s],
                               rt->stats.dead[s]);
     double secs = rt->loop ? bp_time_mono() - rt->started_at : 0;

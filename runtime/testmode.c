@@ -30,8 +30,9 @@ struct tm_state {
     size_t n;
     unsigned long total;
     unsigned long *rows;            /* per route */
-    unsigned long dead[BP_STAGE_INSERT + 1];
+    unsigned long dead[BP_STAGE_SCHEMA + 1];
     int fixtures_ref;               /* bepipe.fixtures in the host's registry */
+    const struct bp_schema_set *schemas;    /* the DDL's, checked as the runtime does */
     unsigned long passed, failed;   /* fixtures with an expectation */
 };
 
@@ -109,7 +110,16 @@ run_batch(struct tm_state *t)
     for (size_t i = 0; i < t->n; i++) {
         const bp_result_t *r = &t->res[i];
         t->total++;
-        if (r->stage == BP_STAGE_OK && r->route >= 0 && (size_t)r->route < nroutes) {
+        const struct bp_schema *schema = NULL;
+        char why[512];
+        if (r->stage == BP_STAGE_OK && r->route >= 0 && (size_t)r->route < nroutes)
+            schema = bp_schema_set_find(t->schemas, routes[r->route].table);
+        if (schema && bp_schema_check(schema, out + r->off, r->len, why, sizeof(why)) != 0) {
+            /* the same verdict dispatch.c gives this row online */
+            t->dead[BP_STAGE_SCHEMA]++;
+            report(t, t->line_nos[i], NULL, NULL, why, strlen(why),
+                   bp_stage_names[BP_STAGE_SCHEMA]);
+        } else if (r->stage == BP_STAGE_OK && r->route >= 0 && (size_t)r->route < nroutes) {
             t->rows[r->route]++;
             report(t, t->line_nos[i], routes[r->route].name, routes[r->route].table,
                    out + r->off, r->len, NULL);
@@ -177,9 +187,11 @@ load_fixtures(struct tm_state *t)
 }
 
 /* Returns the exit code: 1 when a fixture failed or the run could not happen, else 0 (dead
- * letters without an expectation are results, not failures). */
+ * letters without an expectation are results, not failures). Rows are checked against
+ * schemas (the DDL's tables) as the runtime checks them: a refused row is DEAD schema. */
 int
-bp_testmode_run(struct bp_lua_host *h, const char *events_path, FILE *out)
+bp_testmode_run(struct bp_lua_host *h, const struct bp_schema_set *schemas,
+                const char *events_path, FILE *out)
 {
     FILE *in = strcmp(events_path, "-") == 0 ? stdin : fopen(events_path, "r");
     if (!in) {
@@ -190,6 +202,7 @@ bp_testmode_run(struct bp_lua_host *h, const char *events_path, FILE *out)
     const struct bp_route *routes = bp_lua_host_routes(h, &nroutes);
     struct tm_state *t = bp_xcalloc(1, sizeof(*t));
     t->h = h;
+    t->schemas = schemas;
     t->out = out;
     t->rows = bp_xcalloc(nroutes ? nroutes : 1, sizeof(*t->rows));
     if (load_fixtures(t) != 0) {
@@ -226,6 +239,8 @@ bp_testmode_run(struct bp_lua_host *h, const char *events_path, FILE *out)
             fprintf(out, ", %s=%lu", routes[i].table, t->rows[i]);
         for (int s = BP_STAGE_PARSE; s <= BP_STAGE_MAP; s++)
             fprintf(out, ", dead_%s=%lu", bp_stage_names[s], t->dead[s]);
+        if (t->dead[BP_STAGE_SCHEMA])   /* only then: the totals line stays as it was */
+            fprintf(out, ", dead_schema=%lu", t->dead[BP_STAGE_SCHEMA]);
         fprintf(out, "\n");
         if (t->passed + t->failed)
             fprintf(out, "%lu passed, %lu failed\n", t->passed, t->failed);

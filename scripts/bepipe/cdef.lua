@@ -2,7 +2,7 @@
 -- The block between the markers must match the header's; tests/unit/ffi_cdef.c checks it.
 local ffi = require "ffi"
 
-local M = { ABI = 2 }
+local M = { ABI = 3 }
 
 ffi.cdef [[
 /* BP_CDEF_BEGIN */
@@ -12,7 +12,8 @@ enum {
     BP_STAGE_ROUTE = 2,
     BP_STAGE_VALIDATE = 3,
     BP_STAGE_MAP = 4,
-    BP_STAGE_INSERT = 5
+    BP_STAGE_INSERT = 5,
+    BP_STAGE_SCHEMA = 6
 };
 
 typedef struct bp_msg {
