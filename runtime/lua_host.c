@@ -323,6 +323,19 @@ bp_lua_host_process(struct bp_lua_host *h, bp_batch_t *b, char *err, size_t errl
     return rc ? -1 : 0;
 }
 
+/* Pushes bepipe.ddl[name] (the module is loaded once per state by require). Returns 0, or -1
+ * with the error on top. */
+static int
+push_ddl_function(lua_State *L, const char *name)
+{
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "bepipe.ddl");
+    if (lua_pcall(L, 1, 1, 0) != 0)
+        return -1;
+    lua_getfield(L, -1, name);
+    return 0;
+}
+
 /* The tables.insert bodies (JSON) of every CREATE TABLE in ddl_dir, for project.dataset, via
  * bepipe.ddl. Returns 0 with a malloc'd array of malloc'd strings, or -1 with err (file and
  * reason). Start-up only. */
@@ -335,11 +348,8 @@ bp_lua_host_table_resources(struct bp_lua_host *h, const char *ddl_dir, const ch
     int top = lua_gettop(L);
     *out = NULL;
     *n = 0;
-    lua_getglobal(L, "require");
-    lua_pushstring(L, "bepipe.ddl");
-    if (lua_pcall(L, 1, 1, 0) != 0)
+    if (push_ddl_function(L, "resources") != 0)
         goto fail;
-    lua_getfield(L, -1, "resources");
     lua_pushstring(L, ddl_dir);
     lua_pushstring(L, project);
     lua_pushstring(L, dataset);
@@ -370,11 +380,8 @@ bp_lua_host_check_ddl(struct bp_lua_host *h, const char *ddl_dir, char *err, siz
 {
     lua_State *L = h->L;
     int top = lua_gettop(L);
-    lua_getglobal(L, "require");
-    lua_pushstring(L, "bepipe.ddl");
-    if (lua_pcall(L, 1, 1, 0) != 0)
+    if (push_ddl_function(L, "check_tables") != 0)
         goto fail;
-    lua_getfield(L, -1, "check_tables");
     lua_pushstring(L, ddl_dir);
     lua_createtable(L, (int)h->nroutes, 0);
     for (size_t i = 0; i < h->nroutes; i++) {

@@ -10,7 +10,6 @@
 #include "timefmt.h"
 
 #include <dirent.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -378,6 +377,14 @@ start_cloud(struct bp_rt *rt, char *err, size_t errlen)
     return 0;
 }
 
+/* The API layer for calls to an endpoint: without a token for an emulator (unless auth.mode is
+ * adc, see start_cloud), with one otherwise. */
+struct bp_api *
+bp_rt_api_for(const struct bp_rt *rt, int emulated)
+{
+    return emulated ? rt->api_plain : rt->api_auth;
+}
+
 static int
 start_source(struct bp_rt *rt, char *err, size_t errlen)
 {
@@ -385,8 +392,7 @@ start_source(struct bp_rt *rt, char *err, size_t errlen)
     if (c->input)
         rt->source = bp_source_ndjson_new(rt, c->input, err, errlen);
     else
-        rt->source = bp_source_pubsub_new(rt, rt->ep.pubsub_emulated ? rt->api_plain
-                                                                     : rt->api_auth,
+        rt->source = bp_source_pubsub_new(rt, bp_rt_api_for(rt, rt->ep.pubsub_emulated),
                                           rt->ep.pubsub, c->subscription, err, errlen);
     if (!rt->source)
         return -1;
@@ -451,7 +457,7 @@ create_tables(struct bp_rt *rt, char *err, size_t errlen)
     if (bp_lua_host_table_resources(rt->host, dir, c->bq_project, c->bq_dataset, &bodies, &n,
                                     err, errlen) != 0)
         return -1;
-    bp_tables_create(rt->ep.bigquery_emulated ? rt->api_plain : rt->api_auth, rt->ep.bigquery,
+    bp_tables_create(bp_rt_api_for(rt, rt->ep.bigquery_emulated), rt->ep.bigquery,
                      c->bq_project, c->bq_dataset, bodies, n, tables_created, rt);
     return 0;
 }
@@ -511,8 +517,8 @@ open_sinks(struct bp_rt *rt, const char *bucket, const char *prefix, char *err, 
     if (c->local_out)
         rt->store = bp_store_local_new(c->local_out, bucket, err, errlen);
     else
-        rt->store = bp_store_cloud_new(rt->ep.bigquery_emulated ? rt->api_plain : rt->api_auth,
-                                       rt->ep.storage_emulated ? rt->api_plain : rt->api_auth,
+        rt->store = bp_store_cloud_new(bp_rt_api_for(rt, rt->ep.bigquery_emulated),
+                                       bp_rt_api_for(rt, rt->ep.storage_emulated),
                                        &rt->ep, c->bq_project, c->bq_dataset, bucket,
                                        /* an object rolls at roll_bytes, so it holds at
                                         * most that plus one line (a message: <= 10 MB) */
@@ -593,61 +599,6 @@ preflight_done(void *arg, int ok, const char *msg)
     }
 }
 
-static void
-add_check(struct bp_rt *rt, struct bp_api *api, const char *what, const char *fix,
-          const char *role, int forbidden_ok, const char *fmt, ...) BP_PRINTF(7, 8);
-
-static void
-add_check(struct bp_rt *rt, struct bp_api *api, const char *what, const char *fix,
-          const char *role, int forbidden_ok, const char *fmt, ...)
-{
-    char url[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(url, sizeof(url), fmt, ap);
-    va_end(ap);
-    bp_preflight_add(rt->preflight, api, url, what, fix, role, forbidden_ok);
-}
-
-/* One GET per thing the pipeline reads or writes, each through the API layer it will use. */
-static void
-add_checks(struct bp_rt *rt)
-{
-    struct bp_config *c = &rt->cfg;
-    char what[1024], fix[1024];
-    if (!c->input) {
-        snprintf(what, sizeof(what), "subscription %s", c->subscription);
-        snprintf(fix, sizeof(fix), "create it (gcloud pubsub subscriptions create NAME --topic "
-                 "TOPIC) or set source.subscription / --input_subscription");
-        add_check(rt, rt->ep.pubsub_emulated ? rt->api_plain : rt->api_auth, what, fix,
-                  "roles/pubsub.subscriber", 1, "%s/%s", rt->ep.pubsub, c->subscription);
-    }
-    if (c->local_out)
-        return;
-    struct bp_api *bq = rt->ep.bigquery_emulated ? rt->api_plain : rt->api_auth;
-    if (!c->create_tables) {
-        snprintf(what, sizeof(what), "dataset %s:%s", c->bq_project, c->bq_dataset);
-        snprintf(fix, sizeof(fix), "create it with --create-tables (or bq mk --dataset %s:%s)",
-                 c->bq_project, c->bq_dataset);
-        add_check(rt, bq, what, fix, "roles/bigquery.dataEditor", 0, "%s/projects/%s/datasets/%s",
-                  rt->ep.bigquery, c->bq_project, c->bq_dataset);
-        for (size_t i = 0; i < rt->tables.n; i++) {
-            const char *t = rt->tables.v[i]->table;
-            snprintf(what, sizeof(what), "table %s:%s.%s", c->bq_project, c->bq_dataset, t);
-            snprintf(fix, sizeof(fix), "create it with --create-tables (from ddl/%s.sql) or fix "
-                     "the route's table name", t);
-            add_check(rt, bq, what, fix, "roles/bigquery.dataEditor", 0,
-                      "%s/projects/%s/datasets/%s/tables/%s", rt->ep.bigquery, c->bq_project,
-                      c->bq_dataset, t);
-        }
-    }
-    snprintf(what, sizeof(what), "bucket gs://%s", rt->bucket);
-    snprintf(fix, sizeof(fix), "create it (gcloud storage buckets create gs://%s) or fix "
-             "archive.path", rt->bucket);
-    add_check(rt, rt->ep.storage_emulated ? rt->api_plain : rt->api_auth, what, fix,
-              "roles/storage.objectCreator", 1, "%s/b/%s", rt->ep.storage, rt->bucket);
-}
-
 /* The preflight, or the pipeline at once when there is nothing remote to check. */
 static int
 preflight(struct bp_rt *rt, char *err, size_t errlen)
@@ -660,21 +611,8 @@ preflight(struct bp_rt *rt, char *err, size_t errlen)
         }
         return begin_pipeline(rt, err, errlen);
     }
-    if (rt->auth && bp_auth_kind(rt->auth) == BP_AUTH_METADATA)
-        snprintf(rt->auth_hint, sizeof(rt->auth_hint), "Application Default Credentials tried "
-                 "GOOGLE_APPLICATION_CREDENTIALS (not set), gcloud's "
-                 "application_default_credentials.json (not found), then the %s",
-                 bp_auth_source(rt->auth));
-    else if (rt->auth)
-        snprintf(rt->auth_hint, sizeof(rt->auth_hint), "the %s credentials in %s",
-                 bp_auth_kind_name(bp_auth_kind(rt->auth)), bp_auth_source(rt->auth));
-    else
-        snprintf(rt->auth_hint, sizeof(rt->auth_hint), "no credentials (emulator endpoints)");
     bp_rt_set_ready(rt, 0, "preflight running");
-    rt->preflight = bp_preflight_new(rt->loop, (double)c->preflight_seconds, rt->auth_hint,
-                                     preflight_done, rt);
-    add_checks(rt);
-    bp_preflight_start(rt->preflight);
+    bp_rt_preflight_start(rt, preflight_done);
     return 0;
 }
 

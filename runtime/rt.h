@@ -129,6 +129,12 @@ int bp_rt_dead_letter(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, int st
 int bp_rt_rejected_row(void *rt, const char *table, const char *entry, size_t len,
                        const char *reason, uint32_t slot);
 
+/* The API layer for an endpoint: no token for an emulator (unless auth.mode is adc). */
+struct bp_api *bp_rt_api_for(const struct bp_rt *rt, int emulated);
+
+/* rt_preflight.c: starts the preflight of the source and sinks (see preflight.h). */
+void bp_rt_preflight_start(struct bp_rt *rt, void (*done)(void *rt, int ok, const char *msg));
+
 /* Where the pipeline's CREATE TABLE files are (bigquery.ddl_dir, else ddl/ of its folder). */
 void bp_rt_ddl_dir(const struct bp_rt *rt, char *out, size_t outlen);
 

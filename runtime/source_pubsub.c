@@ -68,7 +68,6 @@ struct source_pubsub {
 };
 
 static void start_pulls(struct source_pubsub *s);
-static void grow_pulls(struct source_pubsub *s, size_t nmsgs, size_t bytes);
 static void send_ids_call(struct source_pubsub *s, char **ids, size_t n, const char *url,
                           int deadline, const char *what);
 
@@ -360,6 +359,34 @@ run_messages(struct source_pubsub *s, const bp_msg_t *msgs, const uint32_t *slot
     return 0;
 }
 
+/* A reply that passed its cap: the next pulls ask for as many messages as the part received
+ * held whole (the ackIds counted in it, less the cut one; one when the cap was known from the
+ * Content-Length and nothing was read), down to one, which always fits (REPLY_MIN). */
+static void
+shrink_pulls(struct source_pubsub *s, const struct bp_http_result *res)
+{
+    size_t seen = 0, was = s->want_max;
+    const char *p = res->body, *end = res->body + res->body_len;
+    while (p && p < end && (p = memmem(p, (size_t)(end - p), "\"ackId\"", 7)) != NULL) {
+        seen++;
+        p += 7;
+    }
+    s->want_max = seen > 1 ? seen - 1 : 1;
+    if (s->want_max > was)
+        s->want_max = was;
+    bp_log(BP_LOG_WARN, "pubsub", "a pull reply passed %zu MB with maxMessages=%zu; asking "
+           "for %zu per pull (its messages come back after their lease)", s->reply_cap >> 20,
+           was, s->want_max);
+}
+
+/* After a full reply well under the cap, pulls may ask for more again (doubling). */
+static void
+grow_pulls(struct source_pubsub *s, size_t nmsgs, size_t bytes)
+{
+    if (nmsgs >= s->want_max && bytes < s->reply_cap / 4 && s->want_max < s->pull_max)
+        s->want_max = s->want_max * 2 < s->pull_max ? s->want_max * 2 : s->pull_max;
+}
+
 /* Turns one pull reply into messages and runs them. A message whose data is not base64 is
  * dead-lettered (stage parse) with the first bytes of its text. Returns 0, -1 when the reply
  * is not a pull reply (nothing was taken: the server redelivers), or -2 when a sink failed. */
@@ -423,34 +450,6 @@ back_off(struct source_pubsub *s)
     ev_timer_stop(bp_rt_loop(s->rt), &s->pull_timer);
     ev_timer_set(&s->pull_timer, delay, 0.);
     ev_timer_start(bp_rt_loop(s->rt), &s->pull_timer);
-}
-
-/* A reply that passed its cap: the next pulls ask for as many messages as the part received
- * held whole (the ackIds counted in it, less the cut one; one when the cap was known from the
- * Content-Length and nothing was read), down to one, which always fits (REPLY_MIN). */
-static void
-shrink_pulls(struct source_pubsub *s, const struct bp_http_result *res)
-{
-    size_t seen = 0, was = s->want_max;
-    const char *p = res->body, *end = res->body + res->body_len;
-    while (p && p < end && (p = memmem(p, (size_t)(end - p), "\"ackId\"", 7)) != NULL) {
-        seen++;
-        p += 7;
-    }
-    s->want_max = seen > 1 ? seen - 1 : 1;
-    if (s->want_max > was)
-        s->want_max = was;
-    bp_log(BP_LOG_WARN, "pubsub", "a pull reply passed %zu MB with maxMessages=%zu; asking "
-           "for %zu per pull (its messages come back after their lease)", s->reply_cap >> 20,
-           was, s->want_max);
-}
-
-/* After a full reply well under the cap, pulls may ask for more again (doubling). */
-static void
-grow_pulls(struct source_pubsub *s, size_t nmsgs, size_t bytes)
-{
-    if (nmsgs >= s->want_max && bytes < s->reply_cap / 4 && s->want_max < s->pull_max)
-        s->want_max = s->want_max * 2 < s->pull_max ? s->want_max * 2 : s->pull_max;
 }
 
 static void
