@@ -124,6 +124,11 @@ static const struct bp_opt options[] = {
     { "archive.max_open_bytes", NULL, INT(archive_open_bytes), "33554432", 64 * 1024,
       4096 * MB, "archive objects stay open (one per type and hour, late hours too) while "
       "their bytes fit this; beyond, the largest are finished (cloud: they are in memory)" },
+    /* schema (issue 11) */
+    { "schema.check", NULL, INT(schema_check), "1", 0, 1,
+      "check every row against its table's schema before it is batched (0 = send rows "
+      "unchecked and let BigQuery refuse them: the escape hatch if the checker and BigQuery "
+      "ever disagree)" },
 };
 
 const struct bp_opt *

@@ -56,6 +56,8 @@ struct bp_config {
     /* archive (issue 10) */
     char *archive_time;        /* "event" or "publish": the hour that names an object's folder */
     long archive_open_bytes;   /* budget of open archive objects (memory, or bytes written) */
+    /* schema (issue 11) */
+    long schema_check;         /* 0: rows leave unchecked (dispatch.c) */
 };
 
 enum bp_opt_type { BP_OPT_STR, BP_OPT_INT };

@@ -44,10 +44,11 @@ bind_routes(struct bp_rt *rt)
     for (size_t i = 0; i < n; i++)
         rt->route_batch[i] = bp_batches_index(&rt->tables, routes[i].table);
     rt->nroutes = n;
-    /* a route whose table has no DDL has no schema: its rows go unchecked */
+    /* a route whose table has no DDL has no schema: its rows go unchecked, as are all rows
+     * with schema.check = 0 */
     free(rt->route_schema);
     rt->route_schema = bp_xcalloc(n ? n : 1, sizeof(*rt->route_schema));
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n && rt->cfg.schema_check; i++)
         rt->route_schema[i] = bp_schema_set_find(&rt->schemas, routes[i].table);
 }
 
