@@ -60,6 +60,9 @@ usage(FILE *f)
 "  --workers N             run N processes sharing the subscription (Pub/Sub source only)\n"
 "  --create-tables         create the dataset and missing tables from ddl/*.sql first\n"
 "  --online                with --check: run the preflight (see preflight_seconds) and exit\n"
+"  --fixtures FILE         with --check: run FILE's sample events (fixtures or plain NDJSON)\n"
+"                          and refuse rows their table's schema would refuse (a field the\n"
+"                          table lacks, a wrong type); note columns no sample row sets\n"
 "  --log-level LEVEL       error, warn, info (default) or debug\n"
 "  --log-format FORMAT     text (default) or json: one object per line, time level component\n"
 "                          msg, and the message's key=value words as fields\n"
@@ -134,6 +137,7 @@ struct cli {
     long workers;
     const char *pipeline;
     const char *events;
+    const char *fixtures;       /* --check --fixtures FILE: sample rows checked against schemas */
     struct bp_kv kv[64];
     size_t nkv;
 };
@@ -184,6 +188,10 @@ value_option(struct cli *c, const char *flag, char *v)
         }
         *eq = '\0';
         return add_kv(c, v, eq + 1);
+    }
+    if (strcmp(flag, "--fixtures") == 0) {
+        c->fixtures = v;
+        return 0;
     }
     if (strcmp(flag, "--workers") == 0) {
         char *end;
@@ -333,6 +341,11 @@ run_one(struct cli *c, const char *lib_dir)
         bp_rt_ddl_dir(rt, dir, sizeof(dir));
         if (bp_lua_host_check_ddl(rt->host, dir, err, sizeof(err)) != 0) {
             fprintf(stderr, "bepipe-lua: %s: %s\n", c->pipeline, err);
+            code = EXIT_FAIL;
+        } else if (c->fixtures &&
+                   bp_testmode_check_samples(rt->host, &rt->schemas, c->fixtures, stdout) != 0) {
+            fprintf(stderr, "bepipe-lua: %s: sample rows from %s do not fit their tables\n",
+                    c->pipeline, c->fixtures);
             code = EXIT_FAIL;
         } else {
             printf("%s: ok (%zu routes)\n", c->pipeline, n);

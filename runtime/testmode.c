@@ -10,6 +10,7 @@
 #include "timefmt.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <stdlib.h>
@@ -34,6 +35,12 @@ struct tm_state {
     int fixtures_ref;               /* bepipe.fixtures in the host's registry */
     const struct bp_schema_set *schemas;    /* the DDL's, checked as the runtime does */
     unsigned long passed, failed;   /* fixtures with an expectation */
+    /* --check --fixtures: sample rows are checked against the schema, nothing is printed per
+     * line; `seen` marks, per route, the columns (top-level fields) any sample row set */
+    int check;
+    unsigned char **seen;
+    unsigned long *samples;         /* per route: rows the schema accepted */
+    unsigned long problems;
 };
 
 /* Calls fixtures.<fn> with the nargs values on top of the stack; leaves nres results. Returns
@@ -90,6 +97,87 @@ report(struct tm_state *t, unsigned long line_no, const char *route, const char 
     lua_settop(L, top);
 }
 
+/* Whether fixture line_no expects a dead letter (then a refused sample row is what it tests). */
+static int
+expects_dead(struct tm_state *t, unsigned long line_no)
+{
+    lua_State *L = bp_lua_host_state(t->h);
+    int top = lua_gettop(L);
+    lua_pushnumber(L, (lua_Number)line_no);
+    int dead = fixtures_call(t, "expected_dead", 1, 1) == 0 && lua_isstring(L, -1);
+    lua_settop(L, top);
+    return dead;
+}
+
+/* Marks the columns of `schema` that the row (JSON text) sets to something other than null. */
+static void
+mark_seen(unsigned char *seen, const struct bp_schema *schema, const char *row, size_t len)
+{
+    json_t *o = json_loadb(row, len, 0, NULL);
+    const char *k;
+    json_t *v;
+    if (json_is_object(o))
+        json_object_foreach(o, k, v) {
+            for (size_t f = 0; f < schema->root.nfields && !json_is_null(v); f++)
+                if (strcmp(schema->root.fields[f].name, k) == 0)
+                    seen[f] = 1;
+        }
+    json_decref(o);
+}
+
+/* --check --fixtures: one sample row of route `route`. A row its table's schema refuses (a map
+ * writing a field the table lacks, a wrong type) is a problem unless the fixture expects a dead
+ * letter; an accepted one marks the columns it set. */
+static void
+check_sample(struct tm_state *t, const struct bp_route *rt, size_t route,
+             const struct bp_schema *schema, const char *row, size_t len,
+             unsigned long line_no)
+{
+    char why[512];
+    if (!schema) {
+        expects_dead(t, line_no);
+        return;
+    }
+    if (bp_schema_check(schema, row, len, why, sizeof(why)) != 0) {
+        if (!expects_dead(t, line_no)) {
+            t->problems++;
+            fprintf(t->out, "route %s: sample line %lu: table %s would refuse the row: %s\n",
+                    rt->name, line_no, rt->table, why);
+        }
+        return;
+    }
+    expects_dead(t, line_no);
+    if (!t->seen[route])
+        t->seen[route] = bp_xcalloc(schema->root.nfields + 1, 1);
+    mark_seen(t->seen[route], schema, row, len);
+    t->samples[route]++;
+}
+
+/* --check --fixtures, at the end: per route, the columns no accepted sample row set. Not a
+ * failure (a column may be optional), but the only trace a typo in a map leaves: `amount =
+ * ev.amout` stores NULL. */
+static void
+report_unseen(struct tm_state *t, const struct bp_route *routes, size_t nroutes)
+{
+    for (size_t i = 0; i < nroutes; i++) {
+        const struct bp_schema *s = bp_schema_set_find(t->schemas, routes[i].table);
+        if (!s || !t->samples[i])
+            continue;
+        int any = 0;
+        for (size_t f = 0; f < s->root.nfields; f++) {
+            if (t->seen[i][f])
+                continue;
+            if (!any)
+                fprintf(t->out, "note: route %s: table %s: no sample row sets ", routes[i].name,
+                        routes[i].table);
+            fprintf(t->out, "%s%s", any ? ", " : "", s->root.fields[f].name);
+            any = 1;
+        }
+        if (any)
+            fprintf(t->out, " (%lu sample rows; a typo in the map?)\n", t->samples[i]);
+    }
+}
+
 static int
 run_batch(struct tm_state *t)
 {
@@ -114,7 +202,14 @@ run_batch(struct tm_state *t)
         char why[512];
         if (r->stage == BP_STAGE_OK && r->route >= 0 && (size_t)r->route < nroutes)
             schema = bp_schema_set_find(t->schemas, routes[r->route].table);
-        if (schema && bp_schema_check(schema, out + r->off, r->len, why, sizeof(why)) != 0) {
+        if (t->check) {
+            if (r->stage == BP_STAGE_OK && r->route >= 0 && (size_t)r->route < nroutes)
+                check_sample(t, &routes[r->route], (size_t)r->route, schema, out + r->off,
+                             r->len, t->line_nos[i]);
+            else
+                expects_dead(t, t->line_nos[i]);
+        } else if (schema &&
+                   bp_schema_check(schema, out + r->off, r->len, why, sizeof(why)) != 0) {
             /* the same verdict dispatch.c gives this row online */
             t->dead[BP_STAGE_SCHEMA]++;
             report(t, t->line_nos[i], NULL, NULL, why, strlen(why),
@@ -186,12 +281,36 @@ load_fixtures(struct tm_state *t)
     return 0;
 }
 
-/* Returns the exit code: 1 when a fixture failed or the run could not happen, else 0 (dead
- * letters without an expectation are results, not failures). Rows are checked against
- * schemas (the DDL's tables) as the runtime checks them: a refused row is DEAD schema. */
-int
-bp_testmode_run(struct bp_lua_host *h, const struct bp_schema_set *schemas,
-                const char *events_path, FILE *out)
+/* Prints what a run found: `test`'s totals (and fixtures' passed/failed), or --check's verdict
+ * on the sample rows. */
+static void
+print_totals(struct tm_state *t, const struct bp_route *routes, size_t nroutes)
+{
+    FILE *out = t->out;
+    if (t->check) {
+        report_unseen(t, routes, nroutes);
+        unsigned long rows = 0;
+        for (size_t i = 0; i < nroutes; i++)
+            rows += t->samples[i];
+        fprintf(out, "sample rows: %lu of %lu events checked against their tables' schemas, "
+                "%lu refused\n", rows + t->problems, t->total, t->problems);
+        return;
+    }
+    fprintf(out, "totals: %lu events", t->total);
+    for (size_t i = 0; i < nroutes; i++)
+        fprintf(out, ", %s=%lu", routes[i].table, t->rows[i]);
+    for (int s = BP_STAGE_PARSE; s <= BP_STAGE_MAP; s++)
+        fprintf(out, ", dead_%s=%lu", bp_stage_names[s], t->dead[s]);
+    if (t->dead[BP_STAGE_SCHEMA])   /* only then: the totals line stays as it was */
+        fprintf(out, ", dead_schema=%lu", t->dead[BP_STAGE_SCHEMA]);
+    fprintf(out, "\n");
+    if (t->passed + t->failed)
+        fprintf(out, "%lu passed, %lu failed\n", t->passed, t->failed);
+}
+
+static int
+run_events(struct bp_lua_host *h, const struct bp_schema_set *schemas, const char *events_path,
+           FILE *out, int check)
 {
     FILE *in = strcmp(events_path, "-") == 0 ? stdin : fopen(events_path, "r");
     if (!in) {
@@ -205,19 +324,15 @@ bp_testmode_run(struct bp_lua_host *h, const struct bp_schema_set *schemas,
     t->schemas = schemas;
     t->out = out;
     t->rows = bp_xcalloc(nroutes ? nroutes : 1, sizeof(*t->rows));
-    if (load_fixtures(t) != 0) {
-        if (in != stdin)
-            fclose(in);
-        free(t->rows);
-        free(t);
-        return 1;
-    }
+    t->check = check;
+    t->seen = bp_xcalloc(nroutes ? nroutes : 1, sizeof(*t->seen));
+    t->samples = bp_xcalloc(nroutes ? nroutes : 1, sizeof(*t->samples));
+    int rc = load_fixtures(t);
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
     unsigned long line_no = 0;
-    int rc = 0;
-    while ((len = getline(&line, &cap, in)) >= 0) {
+    while (rc == 0 && (len = getline(&line, &cap, in)) >= 0) {
         line_no++;
         while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
             len--;
@@ -233,25 +348,40 @@ bp_testmode_run(struct bp_lua_host *h, const struct bp_schema_set *schemas,
     free(line);
     if (in != stdin)
         fclose(in);
-    if (rc == 0) {
-        fprintf(out, "totals: %lu events", t->total);
-        for (size_t i = 0; i < nroutes; i++)
-            fprintf(out, ", %s=%lu", routes[i].table, t->rows[i]);
-        for (int s = BP_STAGE_PARSE; s <= BP_STAGE_MAP; s++)
-            fprintf(out, ", dead_%s=%lu", bp_stage_names[s], t->dead[s]);
-        if (t->dead[BP_STAGE_SCHEMA])   /* only then: the totals line stays as it was */
-            fprintf(out, ", dead_schema=%lu", t->dead[BP_STAGE_SCHEMA]);
-        fprintf(out, "\n");
-        if (t->passed + t->failed)
-            fprintf(out, "%lu passed, %lu failed\n", t->passed, t->failed);
-    }
+    if (rc == 0)
+        print_totals(t, routes, nroutes);
     for (size_t i = 0; i < t->n; i++) {
         free(t->lines[i]);
         free(t->attrs[i]);
     }
+    for (size_t i = 0; i < nroutes; i++)
+        free(t->seen[i]);
+    free(t->seen);
+    free(t->samples);
     free(t->rows);
     free(t->batch.out);
-    int failed = rc != 0 || t->failed > 0;
+    int failed = rc != 0 || t->failed > 0 || t->problems > 0;
     free(t);
     return failed ? 1 : 0;
+}
+
+/* Returns the exit code: 1 when a fixture failed or the run could not happen, else 0 (dead
+ * letters without an expectation are results, not failures). Rows are checked against
+ * schemas (the DDL's tables) as the runtime checks them: a refused row is DEAD schema. */
+int
+bp_testmode_run(struct bp_lua_host *h, const struct bp_schema_set *schemas,
+                const char *events_path, FILE *out)
+{
+    return run_events(h, schemas, events_path, out, 0);
+}
+
+/* --check --fixtures: runs the sample events (fixtures or plain events) through the scripts and
+ * checks every row against its table's schema without printing rows. Prints each refused row
+ * (unless its fixture expects a dead letter), a note per route naming the columns no sample
+ * row set, and a summary line. Returns 1 when a row was refused or the run failed, else 0. */
+int
+bp_testmode_check_samples(struct bp_lua_host *h, const struct bp_schema_set *schemas,
+                          const char *events_path, FILE *out)
+{
+    return run_events(h, schemas, events_path, out, 1);
 }

@@ -8,5 +8,7 @@
 
 int bp_testmode_run(struct bp_lua_host *h, const struct bp_schema_set *schemas,
                     const char *events_path, FILE *out);
+int bp_testmode_check_samples(struct bp_lua_host *h, const struct bp_schema_set *schemas,
+                              const char *events_path, FILE *out);
 
 #endif

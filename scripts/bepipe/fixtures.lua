@@ -132,6 +132,14 @@ local function compare(path, want, got, diffs)
     end
 end
 
+-- The dead-letter stage line_no expects (a string), or nil; forgets the expectation
+-- (`--check --fixtures` asks this instead of check).
+function M.expected_dead(line_no)
+    local e = expectations[line_no]
+    expectations[line_no] = nil
+    return e and e.dead ~= nil and tostring(e.dead) or nil
+end
+
 -- Checks the outcome of line_no against its expectation. table_name/row_json for a row, or
 -- stage/reason for a dead letter. Returns nil when the line has no expectation, true when it
 -- passed, or false and one line saying what differs.

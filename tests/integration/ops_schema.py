@@ -141,3 +141,68 @@ def schema_sighup_reads_the_ddl_again_with_the_scripts():
     rows = local.read_rows(out, "inventory_events")
     check_eq([r["json"].get("note") for r in rows], [None, "n"], "the new column filled after")
     check_eq(local.read_rows(out, "rejected_events"), [], "no dead letter")
+
+
+def fixtures_file(d, lines):
+    fx = os.path.join(d, "fx.ndjson")
+    with open(fx, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return fx
+
+
+@case
+def check_with_fixtures_refuses_a_field_the_table_lacks():
+    # main: `methdo = 1` passed --check; only BigQuery refused it at run time
+    d, p = extra_key_copy()
+    r = cli("--check", p)
+    check_eq(r.returncode, 0, "without samples --check cannot know: " + r.stderr)
+    r = cli("--check", p, "--fixtures", fixtures_file(d, [INV]))
+    check(r.returncode != 0, "refused with samples: " + r.stdout + r.stderr)
+    check("route inventory: sample line 1: table inventory_events would refuse the row: "
+          "methdo: no such field" in r.stdout, r.stdout)
+    check("sample rows: 1 of 1 events checked against their tables' schemas, 1 refused"
+          in r.stdout, r.stdout)
+
+
+@case
+def check_with_fixtures_notes_a_column_no_sample_sets():
+    # `amount = ev.amout` on a NULLABLE column stores NULL with nobody told: --check says which
+    # column no sample row sets (a note, not a failure: a column may be optional)
+    d, p = user_copy()
+    patch(d, "events/inventory.lua", "reason = ev.reason,", "reason = ev.reasn,")
+    r = cli("--check", p, "--fixtures", fixtures_file(d, [INV, INV]))
+    check_eq(r.returncode, 0, "a note only: " + r.stdout + r.stderr)
+    check("note: route inventory: table inventory_events: no sample row sets reason "
+          "(2 sample rows; a typo in the map?)" in r.stdout, r.stdout)
+
+
+@case
+def check_with_fixtures_accepts_the_shipped_examples():
+    fx = os.path.join(local.ROOT, "examples", "fixtures.ndjson")
+    r = cli("--check", local.PIPELINE, "--fixtures", fx)
+    check_eq(r.returncode, 0, "shipped pipeline and fixtures: " + r.stdout + r.stderr)
+    check("0 refused" in r.stdout and "no sample row sets" not in r.stdout, r.stdout)
+
+
+@case
+def check_with_fixtures_respects_expected_schema_dead_letters():
+    d, p = extra_key_copy()
+    fx = fixtures_file(d, [json.dumps({"event": json.loads(INV),
+                                       "expect": {"dead": "schema"}})])
+    r = cli("--check", p, "--fixtures", fx)
+    check_eq(r.returncode, 0, "a fixture that expects the refusal: " + r.stdout + r.stderr)
+
+
+@case
+def schema_check_off_sends_rows_unchecked():
+    # the escape hatch: with schema.check=0 the row with `methdo` reaches the (local) table
+    d, p = extra_key_copy()
+    out, err = local_run(p, [INV])
+    check_eq(len(local.read_rows(out, "inventory_events")), 0, "checked: refused")
+    d2 = tempfile.mkdtemp(prefix="bepipe-schema-off-")
+    ev = fixtures_file(d2, [INV])
+    out2 = os.path.join(d2, "out")
+    r = cli(p, "--input", ev, "--local-out", out2, "--set", "schema.check=0")
+    check_eq(r.returncode, 0, "run exit code: " + r.stderr[-2000:])
+    rows = local.read_rows(out2, "inventory_events")
+    check_eq([x["json"].get("methdo") for x in rows], [1], "the row went out unchecked")
