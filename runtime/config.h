@@ -56,6 +56,8 @@ struct bp_config {
     /* archive (issue 10) */
     char *archive_time;        /* "event" or "publish": the hour that names an object's folder */
     long archive_open_bytes;   /* budget of open archive objects (memory, or bytes written) */
+    /* dead letters (issue 11, item 4) */
+    char *dead_letter_format;  /* "rejected_events" or "dataflow" (the template's error records) */
 };
 
 enum bp_opt_type { BP_OPT_STR, BP_OPT_INT };
