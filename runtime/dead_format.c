@@ -115,6 +115,7 @@ where_failed(bp_buf_t *b, const bp_msg_t *m, const char *stage, const char *etyp
                               BP_DEAD_FIELD_MAX);
 }
 
+/* The template-format entry of one dead letter (dead_format.h). Loop thread, per dead letter. */
 int
 bp_dead_dataflow_entry(bp_buf_t *b, const bp_msg_t *m, const char *stage, const char *reason,
                        size_t reason_len, const char *etype, size_t etype_len,
@@ -169,6 +170,7 @@ has_column(const struct bp_schema *s, const char *name)
     return 0;
 }
 
+/* The dead-letter table has its format's columns (dead_format.h). Start, reload, --check. */
 int
 bp_dead_check_table(const struct bp_schema_set *set, const char *table, const char *format,
                     char *err, size_t errlen)

@@ -18,6 +18,7 @@ static const char *const meta_types[BP_META_COLUMNS] = {
     "STRING", "TIMESTAMP", "JSON", "STRING", "INT64"
 };
 
+/* The bit of a metadata column name, or 0 (host.lua checks names first; this is C's own). */
 unsigned
 bp_meta_bit(const char *name)
 {
@@ -81,6 +82,7 @@ bp_meta_splice(bp_buf_t *b, size_t row_at, unsigned mask, const bp_msg_t *m,
     return bp_buf_append(b, "}", 1);
 }
 
+/* First column of mask the schema's top level lacks (row_meta.h). Start and --check only. */
 int
 bp_meta_missing(const struct bp_schema *s, unsigned mask)
 {
@@ -98,6 +100,7 @@ bp_meta_missing(const struct bp_schema *s, unsigned mask)
     return -1;
 }
 
+/* Every metadata route against its table's schema (row_meta.h). Start, reload, --check. */
 int
 bp_meta_check_routes(const struct bp_route *routes, size_t n, const struct bp_schema_set *set,
                      char *err, size_t errlen)
