@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 /* Bumped whenever a struct below changes shape; the Lua library refuses to run on a mismatch. */
-#define BP_FFI_ABI 3
+#define BP_FFI_ABI 4
 
 /* BP_CDEF_BEGIN */
 enum {
@@ -36,6 +36,7 @@ typedef struct bp_msg {
     double publish_time;
     const char *attrs;
     size_t attrs_len;
+    int32_t delivery_attempt;   /* Pub/Sub deliveryAttempt (a dead-letter policy), else 0 */
 } bp_msg_t;
 
 typedef struct bp_result {

@@ -129,6 +129,10 @@ static const struct bp_opt options[] = {
       "check every row against its table's schema before it is batched (0 = send rows "
       "unchecked and let BigQuery refuse them: the escape hatch if the checker and BigQuery "
       "ever disagree)" },
+    /* dead letters (issue 11, item 4) */
+    { "dead_letter.format", NULL, STR(dead_letter_format), "rejected_events", 0, 0,
+      "columns of dead-letter rows: rejected_events (ddl/rejected_events.sql) or dataflow (the "
+      "Pub/Sub-to-BigQuery Dataflow template's error records: ddl/error_records.sql)" },
 };
 
 const struct bp_opt *
@@ -158,6 +162,13 @@ set_opt(struct bp_config *c, const struct bp_opt *o, const char *value, char *er
         if (o->offset == offsetof(struct bp_config, archive_time) &&
             (!value || (strcmp(value, "event") != 0 && strcmp(value, "publish") != 0))) {
             snprintf(err, errlen, "option %s: '%s' is not event or publish", o->key,
+                     value ? value : "");
+            return -1;
+        }
+        if (o->offset == offsetof(struct bp_config, dead_letter_format) &&
+            (!value || (strcmp(value, "rejected_events") != 0 &&
+                        strcmp(value, "dataflow") != 0))) {
+            snprintf(err, errlen, "option %s: '%s' is not rejected_events or dataflow", o->key,
                      value ? value : "");
             return -1;
         }

@@ -58,6 +58,8 @@ struct bp_config {
     long archive_open_bytes;   /* budget of open archive objects (memory, or bytes written) */
     /* schema (issue 11) */
     long schema_check;         /* 0: rows leave unchecked (dispatch.c) */
+    /* dead letters (issue 11, item 4) */
+    char *dead_letter_format;  /* "rejected_events" or "dataflow" (the template's error records) */
 };
 
 enum bp_opt_type { BP_OPT_STR, BP_OPT_INT };

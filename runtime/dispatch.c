@@ -3,8 +3,10 @@
  * dead-letter table and its raw line goes to the archive's errors/ folder. Every event reaches
  * exactly one table and exactly one archive object. */
 #include "dispatch.h"
+#include "dead_format.h"
 #include "json_out.h"
 #include "log.h"
+#include "row_meta.h"
 #include "rt.h"
 #include "timefmt.h"
 
@@ -15,13 +17,6 @@
 const char *const bp_stage_names[BP_STAGE_SCHEMA + 1] = {
     "ok", "parse", "route", "validate", "map", "insert", "schema"
 };
-
-/* Fields of dead-letter rows are cut here (escaped bytes), so that a dead letter always fits one
- * insertAll request whatever the message held: raw payload and attributes may be as large as a
- * message (10 MB), the others come from the event or a reply. The archive keeps the whole line. */
-#define BP_DEAD_PAYLOAD_MAX (1024 * 1024)
-#define BP_DEAD_ATTRS_MAX (256 * 1024)
-#define BP_DEAD_FIELD_MAX (8 * 1024)
 
 static int32_t
 publish_hour(const bp_msg_t *m)
@@ -60,6 +55,9 @@ build_dead_entry(struct bp_rt *rt, const bp_msg_t *m, int stage, const char *rea
     char pt[BP_TIME_STRLEN];
     bp_time_rfc3339(m->publish_time > 0 ? m->publish_time : bp_time_now(), pt);
     bp_buf_reset(b);
+    if (rt->cfg.dead_letter_format[0] == 'd')
+        return bp_dead_dataflow_entry(b, m, bp_stage_names[stage], reason, reason_len, etype,
+                                      etype_len, now_str);
     int rc = 0;
     /* a cut insertId still de-duplicates: it is the same cut on every redelivery */
     rc |= key(b, "{\"insertId\":");
@@ -161,16 +159,22 @@ bp_rt_rejected_row(void *owner, const char *table, const char *entry, size_t len
 
 static int
 dispatch_row(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, const bp_result_t *r,
-             const char *row, const char *type, double now)
+             const char *row, const char *type, unsigned meta, double now)
 {
     bp_buf_t *b = &rt->entry;
     bp_buf_reset(b);
     /* a row too large for one insertAll would fail its batch on every redelivery: it becomes a
      * dead letter with the raw event instead (one length compare on the hot path) */
-    if (r->len > BP_ROW_MAX ||
-        bp_buf_append_str(b, "{\"insertId\":") != 0 || bp_json_string(b, m->id, m->id_len) != 0 ||
-        bp_buf_append_str(b, ",\"json\":") != 0 || bp_json_text_utf8(b, row, r->len) != 0 ||
-        bp_buf_append(b, "}", 1) != 0 || b->len > BP_ROW_MAX) {
+    int rc = r->len > BP_ROW_MAX || bp_buf_append_str(b, "{\"insertId\":") != 0 ||
+             bp_json_string(b, m->id, m->id_len) != 0 || bp_buf_append_str(b, ",\"json\":") != 0;
+    size_t row_at = b->len;
+    /* the metadata columns a route asks for go in before the row's closing brace (one branch
+     * when it asks for none), so the schema check below sees the row as BigQuery will */
+    rc = rc || bp_json_text_utf8(b, row, r->len) != 0 ||
+         (meta && bp_meta_splice(b, row_at, meta, m, rt->cfg.input ? NULL
+                                                                  : rt->cfg.subscription) != 0);
+    size_t row_len = b->len - row_at;
+    if (rc || bp_buf_append(b, "}", 1) != 0 || b->len > BP_ROW_MAX) {
         char why[128];
         snprintf(why, sizeof(why), "row of %zu bytes exceeds the insertAll limit",
                  r->len > b->len ? (size_t)r->len : b->len);
@@ -181,7 +185,7 @@ dispatch_row(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, const bp_result
     const struct bp_schema *schema = (size_t)r->route < rt->nroutes ? rt->route_schema[r->route]
                                                                     : NULL;
     char why[512];
-    if (schema && bp_schema_check(schema, row, r->len, why, sizeof(why)) != 0)
+    if (schema && bp_schema_check(schema, b->data + row_at, row_len, why, sizeof(why)) != 0)
         return bp_rt_dead_letter(rt, m, slot, BP_STAGE_SCHEMA, why, type, strlen(type));
     /* archive.time: the event's own hour, or the publish hour (a folder complete once its hour
      * is over) */
@@ -216,7 +220,8 @@ bp_dispatch_batch(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots,
             rc = bp_rt_dead_letter(rt, m, slot, BP_STAGE_MAP, "internal: the Lua host wrote a "
                                    "bad result for this event", NULL, 0);
         else if (r->stage == BP_STAGE_OK && r->route >= 0 && (size_t)r->route < nroutes)
-            rc = dispatch_row(rt, m, slot, r, out + r->off, routes[r->route].name, now);
+            rc = dispatch_row(rt, m, slot, r, out + r->off, routes[r->route].name,
+                              routes[r->route].metadata, now);
         else if (r->stage == BP_STAGE_OK)
             rc = bp_rt_dead_letter(rt, m, slot, BP_STAGE_MAP, "internal: row without a route",
                                    NULL, 0);

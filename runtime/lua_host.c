@@ -4,6 +4,7 @@
  * the running one and swap it in, or throw it away with the error, and never run half a pipeline. */
 #include "lua_host.h"
 #include "log.h"
+#include "row_meta.h"
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -184,7 +185,28 @@ read_options(struct bp_lua_host *h, char *err, size_t errlen)
     return 0;
 }
 
-/* Reads desc.routes (array of {name=, table=}) into h->routes. */
+/* Reads route i's `metadata` (on top: nil, or a list of column names bepipe.host checked) into
+ * a BP_META_* mask. Returns 0, or -1 with err set on a name C does not know. */
+static int
+read_metadata(lua_State *L, struct bp_route *r, char *err, size_t errlen)
+{
+    if (!lua_istable(L, -1))
+        return 0;
+    for (int k = 1; k <= (int)lua_objlen(L, -1); k++) {
+        lua_rawgeti(L, -1, k);
+        const char *col = lua_tostring(L, -1);
+        unsigned bit = col ? bp_meta_bit(col) : 0;
+        lua_pop(L, 1);
+        if (!bit) {
+            snprintf(err, errlen, "route %s: unknown metadata column", r->name);
+            return -1;
+        }
+        r->metadata |= bit;
+    }
+    return 0;
+}
+
+/* Reads desc.routes (array of {name=, table=, metadata=}) into h->routes. */
 static int
 read_routes(struct bp_lua_host *h, char *err, size_t errlen)
 {
@@ -205,7 +227,12 @@ read_routes(struct bp_lua_host *h, char *err, size_t errlen)
         h->routes[i].name = bp_xstrdup(name);
         h->routes[i].table = bp_xstrdup(table);
         h->nroutes++;
-        lua_pop(L, 3);
+        lua_getfield(L, -3, "metadata");
+        if (read_metadata(L, &h->routes[i], err, errlen) != 0) {
+            lua_pop(L, 5);
+            return -1;
+        }
+        lua_pop(L, 4);
     }
     lua_pop(L, 1);
     return 0;

@@ -9,6 +9,7 @@
 struct bp_route {
     char *name;    /* event type, e.g. "order" */
     char *table;   /* BigQuery table of its rows */
+    unsigned metadata;  /* BP_META_* columns its rows get (row_meta.h); 0 = none */
 };
 
 struct bp_lua_host;

@@ -339,7 +339,8 @@ run_one(struct cli *c, const char *lib_dir)
         char dir[4096];
         bp_lua_host_routes(rt->host, &n);
         bp_rt_ddl_dir(rt, dir, sizeof(dir));
-        if (bp_lua_host_check_ddl(rt->host, dir, err, sizeof(err)) != 0) {
+        if (bp_lua_host_check_ddl(rt->host, dir, err, sizeof(err)) != 0 ||
+            bp_rt_check_columns(rt, err, sizeof(err)) != 0) {
             fprintf(stderr, "bepipe-lua: %s: %s\n", c->pipeline, err);
             code = EXIT_FAIL;
         } else if (c->fixtures &&

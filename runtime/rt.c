@@ -1,11 +1,13 @@
 /* rt.c - the runtime: builds the pipeline from the Lua host and the configuration, runs batches,
  * reloads, drains. Everything here runs on the one loop thread. */
 #include "rt.h"
+#include "dead_format.h"
 #include "dispatch.h"
 #include "httpd.h"
 #include "guard.h"
 #include "log.h"
 #include "preflight.h"
+#include "row_meta.h"
 #include "tables_create.h"
 #include "timefmt.h"
 
@@ -84,6 +86,21 @@ done:
     for (size_t i = 0; i < n; i++)
         free(bodies[i]);
     free(bodies);
+}
+
+/* The columns the pipeline writes beyond what its maps return must be in the DDL's schemas:
+ * the metadata columns routes ask for, and the columns of the dead-letter format. Returns 0, or
+ * -1 with err naming the route or table and the column. --check, start and reload. */
+int
+bp_rt_check_columns(const struct bp_rt *rt, char *err, size_t errlen)
+{
+    size_t n;
+    const struct bp_route *routes = bp_lua_host_routes(rt->host, &n);
+    if (bp_meta_check_routes(routes, n, &rt->schemas, err, errlen) != 0 ||
+        bp_dead_check_table(&rt->schemas, rt->cfg.dead_letter_table, rt->cfg.dead_letter_format,
+                            err, errlen) != 0)
+        return -1;
+    return 0;
 }
 
 /* Loads the pipeline (compiles every script) and the configuration. No I/O starts here, which
@@ -239,6 +256,9 @@ bp_rt_reload_err(struct bp_rt *rt, char *err, size_t errlen)
     rt->generation++;
     load_schemas(rt, rt->host, 1);
     bind_routes(rt);
+    if (bp_rt_check_columns(rt, err, errlen) != 0)
+        bp_log(BP_LOG_ERROR, "reload", "%s: those rows become dead letters of stage schema",
+               err);
     rt->stats.reloads++;
     bp_log(BP_LOG_INFO, "reload", "generation %d loaded from %s", rt->generation,
            rt->pipeline_path);
@@ -636,6 +656,8 @@ bp_rt_start(struct bp_rt *rt, char *err, size_t errlen)
 {
     struct bp_config *c = &rt->cfg;
     char *bucket = NULL, *prefix = NULL, addr[512];
+    if (bp_rt_check_columns(rt, err, errlen) != 0)
+        return -1;
     if (bp_config_archive_split(c->archive_path, &bucket, &prefix) != 0) {
         snprintf(err, errlen, "archive.path '%s' is not gs://BUCKET[/PREFIX]",
                  c->archive_path ? c->archive_path : "");

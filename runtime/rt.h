@@ -135,6 +135,10 @@ struct bp_api *bp_rt_api_for(const struct bp_rt *rt, int emulated);
 /* rt_preflight.c: starts the preflight of the source and sinks (see preflight.h). */
 void bp_rt_preflight_start(struct bp_rt *rt, void (*done)(void *rt, int ok, const char *msg));
 
+/* The metadata columns routes ask for and the dead-letter format's columns are in the DDL's
+ * schemas (rt.c). Returns 0, or -1 with err naming what lacks which column. */
+int bp_rt_check_columns(const struct bp_rt *rt, char *err, size_t errlen) BP_WUR;
+
 /* Where the pipeline's CREATE TABLE files are (bigquery.ddl_dir, else ddl/ of its folder). */
 void bp_rt_ddl_dir(const struct bp_rt *rt, char *out, size_t outlen);
 

@@ -123,6 +123,7 @@ deliver(struct source_ndjson *s, int eof)
             m->publish_time = now;
             m->attrs = NULL;
             m->attrs_len = 0;
+            m->delivery_attempt = 0;
             make_id(s, n, m);
             if (++n == s->batch_max && flush_batch(s, &n) != 0)
                 return -1;

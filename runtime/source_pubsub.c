@@ -335,6 +335,7 @@ fill_msg(bp_msg_t *m, const struct bp_pull_msg *pm, const char *data, size_t len
     m->publish_time = parse_rfc3339(pm->publish_time);
     m->attrs = pm->attrs;
     m->attrs_len = pm->attrs_len;
+    m->delivery_attempt = pm->delivery_attempt;
 }
 
 /* Runs the decoded messages through the pipeline in batches (or nacks them when draining).

@@ -6,6 +6,7 @@
  * written anywhere: it is for trying a script change before sending SIGHUP, and for CI. */
 #include "testmode.h"
 #include "dispatch.h"
+#include "row_meta.h"
 #include "rt.h"
 #include "timefmt.h"
 
@@ -41,6 +42,7 @@ struct tm_state {
     unsigned char **seen;
     unsigned long *samples;         /* per route: rows the schema accepted */
     unsigned long problems;
+    bp_buf_t row;                   /* a row with the metadata columns its route asks for */
 };
 
 /* Calls fixtures.<fn> with the nargs values on top of the stack; leaves nres results. Returns
@@ -200,24 +202,34 @@ run_batch(struct tm_state *t)
         t->total++;
         const struct bp_schema *schema = NULL;
         char why[512];
-        if (r->stage == BP_STAGE_OK && r->route >= 0 && (size_t)r->route < nroutes)
+        const char *row = out + r->off;
+        size_t row_len = r->len;
+        if (r->stage == BP_STAGE_OK && r->route >= 0 && (size_t)r->route < nroutes) {
             schema = bp_schema_set_find(t->schemas, routes[r->route].table);
+            /* the row as dispatch.c sends it: with its route's metadata columns */
+            bp_buf_reset(&t->row);
+            if (routes[r->route].metadata && bp_buf_append(&t->row, row, row_len) == 0 &&
+                bp_meta_splice(&t->row, 0, routes[r->route].metadata, &t->msgs[i],
+                               bp_lua_host_config(t->h)->subscription) == 0) {
+                row = t->row.data;
+                row_len = t->row.len;
+            }
+        }
         if (t->check) {
             if (r->stage == BP_STAGE_OK && r->route >= 0 && (size_t)r->route < nroutes)
-                check_sample(t, &routes[r->route], (size_t)r->route, schema, out + r->off,
-                             r->len, t->line_nos[i]);
+                check_sample(t, &routes[r->route], (size_t)r->route, schema, row, row_len,
+                             t->line_nos[i]);
             else
                 expects_dead(t, t->line_nos[i]);
-        } else if (schema &&
-                   bp_schema_check(schema, out + r->off, r->len, why, sizeof(why)) != 0) {
+        } else if (schema && bp_schema_check(schema, row, row_len, why, sizeof(why)) != 0) {
             /* the same verdict dispatch.c gives this row online */
             t->dead[BP_STAGE_SCHEMA]++;
             report(t, t->line_nos[i], NULL, NULL, why, strlen(why),
                    bp_stage_names[BP_STAGE_SCHEMA]);
         } else if (r->stage == BP_STAGE_OK && r->route >= 0 && (size_t)r->route < nroutes) {
             t->rows[r->route]++;
-            report(t, t->line_nos[i], routes[r->route].name, routes[r->route].table,
-                   out + r->off, r->len, NULL);
+            report(t, t->line_nos[i], routes[r->route].name, routes[r->route].table, row,
+                   row_len, NULL);
         } else {
             int st = r->stage > 0 && r->stage <= BP_STAGE_INSERT ? r->stage : BP_STAGE_MAP;
             t->dead[st]++;
@@ -261,6 +273,7 @@ add_line(struct tm_state *t, const char *line, size_t len, unsigned long line_no
     m->publish_time = bp_time_now();
     m->attrs = t->attrs[t->n];
     m->attrs_len = al;
+    m->delivery_attempt = 0;
     lua_settop(L, top);
     return 0;
 }
@@ -327,6 +340,7 @@ run_events(struct bp_lua_host *h, const struct bp_schema_set *schemas, const cha
     t->check = check;
     t->seen = bp_xcalloc(nroutes ? nroutes : 1, sizeof(*t->seen));
     t->samples = bp_xcalloc(nroutes ? nroutes : 1, sizeof(*t->samples));
+    bp_buf_init(&t->row, 16 * 1024 * 1024);
     int rc = load_fixtures(t);
     char *line = NULL;
     size_t cap = 0;
@@ -360,6 +374,7 @@ run_events(struct bp_lua_host *h, const struct bp_schema_set *schemas, const cha
     free(t->samples);
     free(t->rows);
     free(t->batch.out);
+    bp_buf_free(&t->row);
     int failed = rc != 0 || t->failed > 0 || t->problems > 0;
     free(t);
     return failed ? 1 : 0;

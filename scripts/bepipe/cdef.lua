@@ -2,7 +2,7 @@
 -- The block between the markers must match the header's; tests/unit/ffi_cdef.c checks it.
 local ffi = require "ffi"
 
-local M = { ABI = 3 }
+local M = { ABI = 4 }
 
 ffi.cdef [[
 /* BP_CDEF_BEGIN */
@@ -24,6 +24,7 @@ typedef struct bp_msg {
     double publish_time;
     const char *attrs;
     size_t attrs_len;
+    int32_t delivery_attempt;   /* Pub/Sub deliveryAttempt (a dead-letter policy), else 0 */
 } bp_msg_t;
 
 typedef struct bp_result {

@@ -79,8 +79,38 @@ local function flatten(t, prefix, out)
 end
 
 -- The keys a route module may have; anything else is a typo (`tim_field`) that would be ignored.
-local ROUTE_KEYS = { table = true, time_field = true, validate = true, map = true }
-local ROUTE_KEYS_TEXT = "table, time_field, validate, map"
+local ROUTE_KEYS = { table = true, time_field = true, validate = true, map = true,
+                     metadata = true }
+local ROUTE_KEYS_TEXT = "table, time_field, validate, map, metadata"
+
+-- The message metadata columns a route may ask for (`metadata = true` is all of them), as Pub/Sub
+-- BigQuery subscriptions' write_metadata writes them; C adds them to the row (runtime/row_meta.c).
+local META_COLUMNS = { "message_id", "publish_time", "attributes", "subscription_name",
+                       "delivery_attempt" }
+local META_TEXT = table.concat(META_COLUMNS, ", ")
+
+-- The route's `metadata` as a list of column names (nil for none); raises on anything else.
+local function metadata_list(name, file, v)
+    if v == nil or v == false then
+        return nil
+    end
+    if v == true then
+        return META_COLUMNS
+    end
+    local known = {}
+    for _, c in ipairs(META_COLUMNS) do known[c] = true end
+    local ok = type(v) == "table" and next(v) ~= nil
+    for k, c in pairs(ok and v or {}) do
+        if type(k) ~= "number" or not known[c] then
+            ok = false
+        end
+    end
+    if not ok then
+        error(("route %s (%s): metadata must be true or a list of %s"):format(name, file,
+              META_TEXT), 0)
+    end
+    return v
+end
 
 local function load_route(name, spec, index)
     local mod, file = spec, "pipeline.lua"
@@ -111,12 +141,13 @@ local function load_route(name, spec, index)
     if mod.time_field ~= nil and type(mod.time_field) ~= "string" then
         error(("route %s (%s): time_field must be the name of a row field"):format(name, file), 0)
     end
+    local meta = metadata_list(name, file, mod.metadata)
     return { index = index, mod = mod, validate = mod.validate, map = mod.map,
-             time_field = mod.time_field, file = file }
+             time_field = mod.time_field, file = file, metadata = meta }
 end
 
 -- Loads pipeline.lua (path) and every script it routes to. Returns
--- { options = {dotted key = value}, routes = { {name=, table=}, ... } } for the C host; raises
+-- { options = {dotted key = value}, routes = { {name=, table=, metadata=}, ... } } for the C host; raises
 -- with file and line on any error, leaving the running pipeline untouched (the C host builds
 -- each pipeline in a fresh Lua state).
 function M.load(path)
@@ -156,7 +187,7 @@ function M.load(path)
     for i, name in ipairs(names) do
         local r = load_route(name, route_specs[name], i - 1)
         routes[name] = r
-        list[i] = { name = name, table = r.mod.table }
+        list[i] = { name = name, table = r.mod.table, metadata = r.metadata }
     end
     local opts = {}
     for k, v in pairs(spec) do
@@ -204,7 +235,8 @@ function M.message()
             attrs = t
         end
     end
-    return { id = ffi_string(m.id, m.id_len), publish_time = m.publish_time, attributes = attrs }
+    return { id = ffi_string(m.id, m.id_len), publish_time = m.publish_time, attributes = attrs,
+             delivery_attempt = m.delivery_attempt > 0 and m.delivery_attempt or nil }
 end
 
 local function dead(b, r, stage, reason, etype)
@@ -274,10 +306,18 @@ local function run(b, i, n, now)
                              "route's time_field) as a time string (" .. route.file .. ")", et)
                     else
                         row.ingestion_time = now
-                        local js = encode(row)
                         if tf then
                             r.hour = hour_key(row[tf])
                         end
+                        local meta = route.metadata
+                        if meta then
+                            -- the message's metadata wins over a map's key of the same name:
+                            -- C adds the columns after the row's last key (row_meta.c)
+                            for k = 1, #meta do
+                                row[meta[k]] = nil
+                            end
+                        end
+                        local js = encode(row)
                         r.stage = 0
                         r.off = emit(b, js)
                         r.len = #js
