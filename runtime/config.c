@@ -124,6 +124,11 @@ static const struct bp_opt options[] = {
     { "archive.max_open_bytes", NULL, INT(archive_open_bytes), "33554432", 64 * 1024,
       4096 * MB, "archive objects stay open (one per type and hour, late hours too) while "
       "their bytes fit this; beyond, the largest are finished (cloud: they are in memory)" },
+    /* schema evolution (issue 11 item 2) */
+    { "bigquery.update_tables", NULL, INT(update_tables), "0", 0, 1,
+      "1 (or --update-tables): before pulling and on reload, add the DDL's new NULLABLE columns "
+      "and RECORD fields to the existing tables (tables.patch); a change BigQuery refuses stops "
+      "the start (or the reload). --create-tables does it too" },
 };
 
 const struct bp_opt *

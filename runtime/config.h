@@ -56,6 +56,8 @@ struct bp_config {
     /* archive (issue 10) */
     char *archive_time;        /* "event" or "publish": the hour that names an object's folder */
     long archive_open_bytes;   /* budget of open archive objects (memory, or bytes written) */
+    /* schema evolution (issue 11 item 2) */
+    long update_tables;        /* patch existing tables to their DDL before pulling and on reload */
 };
 
 enum bp_opt_type { BP_OPT_STR, BP_OPT_INT };
