@@ -280,13 +280,16 @@ reload_patched(void *arg, int status, struct bp_schema_set *live)
 {
     struct bp_rt *rt = arg;
     struct bp_lua_host *h = rt->pending_host;
+    /* the memory cap's rebuild (bp_rt_rebuild) may have swapped a host in meanwhile: h's
+     * generation would then be taken */
+    int stale = bp_lua_host_generation(h) != rt->generation + 1;
     rt->tables_sync = NULL;
     rt->pending_host = NULL;
-    if (status != 0 || rt->draining) {
+    if (status != 0 || rt->draining || stale) {
         rt->stats.reload_failures++;
         bp_log(BP_LOG_ERROR, "reload", "failed, generation %d keeps running: %s", rt->generation,
-               rt->draining ? "draining" : "its tables could not be brought to the new DDL "
-               "(see above)");
+               rt->draining ? "draining" : stale ? "the scripts were rebuilt meanwhile; reload "
+               "again" : "its tables could not be brought to the new DDL (see above)");
         bp_lua_host_free(h);
         return;
     }

@@ -191,7 +191,7 @@ got(void *arg, const struct bp_http_result *res)
     } else {
         describe(res, why, sizeof(why));
         bp_log(BP_LOG_WARN, "schema", "table %s.%s: tables.get failed (%s): %s", s->id, o->table,
-               why, o->routed ? "its rows are checked against the DDL's schema" :
+               why, o->routed ? "its rows are checked against its DDL's schema, if any" :
                "not in any route, left as it is");
     }
     one_end(o);

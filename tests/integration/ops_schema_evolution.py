@@ -123,6 +123,32 @@ def the_live_table_wins_over_the_ddl():
 
 
 @case
+def sighup_reads_the_live_schemas_again():
+    with Scenario() as s:
+        d, p = user_copy()
+        edit(d, "scripts/events/user_activity.lua", "user_agent = ev.user_agent,",
+             'user_agent = ev.user_agent,\n        shelf = "top",')
+        b = Bepipe(s.emu, pipeline=p)
+        events(s, "a.ndjson", UA, range(10))
+        wait_drained(s.emu, 10, [b])
+        check_eq({r["reason"] for r in s.emu.rows("rejected_events")}, {"shelf: no such field"},
+                 "neither the DDL nor the table has the column yet")
+        # someone adds the column to the live table; a reload reads the table again
+        ua = meta(s, "user_activity_events")
+        ua["schema"]["fields"].append({"name": "shelf", "type": "STRING"})
+        s.emu.admin("PATCH", f"/bigquery/v2/projects/{PROJECT}/datasets/{DATASET}/tables/"
+                    "user_activity_events", {"schema": ua["schema"]})
+        b.p.send_signal(signal.SIGHUP)
+        b.wait_log("only in the table: shelf")
+        events(s, "b.ndjson", UA, range(10, 30))
+        wait_drained(s.emu, 30, [b])
+        check_eq(b.stop(), 0, "exit code: " + b.stderr()[-1500:])
+        rows = s.emu.rows("user_activity_events")
+        check_eq((len(rows), {r.get("shelf") for r in rows}), (20, {"top"}),
+                 "the rows after the reload land with the live table's column")
+
+
+@case
 def a_change_bigquery_refuses_stops_before_pulling():
     with Scenario() as s:
         events(s, "inv.ndjson", INV, range(10))
