@@ -6,6 +6,7 @@ patches before the new scripts' rows flow (a refused change keeps the old script
 import json
 import os
 import signal
+import subprocess
 
 import cloud
 from cloud import DATASET, PROJECT, Bepipe, Scenario, wait_drained
@@ -61,6 +62,27 @@ def names(m):
     return [f["name"] for f in m["schema"]["fields"]]
 
 
+NODE_GET = """
+const { BigQuery } = require(process.argv[1] + '/@google-cloud/bigquery');
+new BigQuery({ projectId: process.argv[2] }).dataset(process.argv[3]).table(process.argv[4])
+  .getMetadata().then(([m]) => console.log(JSON.stringify(m.schema.fields)),
+                      (e) => { console.error(e.message); process.exit(1); });
+"""
+
+
+def official_client_fields(s, table):
+    """The table's fields as Google's Node client (@google-cloud/bigquery) reads them."""
+    mods = os.path.join(cloud.ROOT, "tests", "emulator", "conformance", "node_modules")
+    env = dict(os.environ, BIGQUERY_EMULATOR_HOST=s.emu.url + "/bigquery/v2",
+               GCE_METADATA_HOST=s.emu.url.replace("http://", ""),
+               METADATA_SERVER_DETECTION="assume-present")
+    env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+    r = subprocess.run(["node", "-e", NODE_GET, mods, PROJECT, DATASET, table], env=env,
+                       capture_output=True, text=True, timeout=60)
+    check_eq(r.returncode, 0, "the Node client's getMetadata: " + r.stderr[-1000:])
+    return json.loads(r.stdout)
+
+
 @case
 def update_tables_adds_the_ddl_column_and_its_rows_land():
     with Scenario() as s:
@@ -75,6 +97,10 @@ def update_tables_adds_the_ddl_column_and_its_rows_land():
         m = meta(s)
         check_eq(names(m)[-1], "note", "the column appended by tables.patch")
         check_eq(m["schema"]["fields"][-1]["mode"], "NULLABLE", "NULLABLE")
+        f = official_client_fields(s, "inventory_events")
+        check_eq((f[-1]["name"], f[-1]["type"], f[-1].get("mode")), ("note", "STRING", "NULLABLE"),
+                 "the official client sees the new column")
+        check_eq(f[-1].get("description"), "added later", "with the DDL's description")
         rows = s.emu.rows("inventory_events")
         check_eq(len(rows), 100, "rows")
         check_eq({r.get("note") for r in rows}, {"n-sale"}, "the new column filled")
