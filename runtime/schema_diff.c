@@ -107,7 +107,10 @@ walk_field(struct walk *w, const json_t *d, json_t *h, const char *path)
                     "changed: add a new column instead)", path, dt, ht);
     } else if (strcmp(dt, "RECORD") == 0) {
         char sub[600];
-        snprintf(sub, sizeof(sub), "%s.", path);
+        size_t n = strlen(path);
+        n = n < sizeof(sub) - 2 ? n : sizeof(sub) - 2;     /* a path that long is cut */
+        memcpy(sub, path, n);
+        memcpy(sub + n, ".", 2);
         json_object_set_new(m, "fields", walk_fields(w, json_object_get(d, "fields"),
                                                      json_object_get(h, "fields"), sub));
     }
