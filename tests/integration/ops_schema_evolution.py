@@ -149,6 +149,23 @@ def the_live_table_wins_over_the_ddl():
 
 
 @case
+def post_reload_answers_202_and_swaps_after_the_patch():
+    from ops_metrics import http, listen_port
+    with Scenario() as s:
+        d, p = user_copy()
+        b = Bepipe(s.emu, ["--update-tables", "--http", "127.0.0.1:0"], pipeline=p)
+        b.wait_log("rows are checked against the live schemas")
+        port = listen_port(b.stderr)
+        add_note(d)
+        st, _, body = http(port, "/reload", "POST")
+        check_eq((st, body), (202, "reload accepted: generation 2 runs once its tables are "
+                              "patched (see the log)\n"), "POST /reload")
+        b.wait_log("generation 2 loaded")
+        check_eq(names(meta(s))[-1], "note", "patched")
+        check_eq(b.stop(), 0, "exit code: " + b.stderr()[-1500:])
+
+
+@case
 def sighup_reads_the_live_schemas_again():
     with Scenario() as s:
         d, p = user_copy()
