@@ -133,6 +133,11 @@ static const struct bp_opt options[] = {
     { "dead_letter.format", NULL, STR(dead_letter_format), "rejected_events", 0, 0,
       "columns of dead-letter rows: rejected_events (ddl/rejected_events.sql) or dataflow (the "
       "Pub/Sub-to-BigQuery Dataflow template's error records: ddl/error_records.sql)" },
+    /* schema evolution (issue 11 item 2) */
+    { "bigquery.update_tables", NULL, INT(update_tables), "0", 0, 1,
+      "1 (or --update-tables): before pulling and on reload, add the DDL's new NULLABLE columns "
+      "and RECORD fields to the existing tables (tables.patch); a change BigQuery refuses stops "
+      "the start (or the reload). --create-tables does it too" },
 };
 
 const struct bp_opt *

@@ -60,6 +60,8 @@ struct bp_config {
     long schema_check;         /* 0: rows leave unchecked (dispatch.c) */
     /* dead letters (issue 11, item 4) */
     char *dead_letter_format;  /* "rejected_events" or "dataflow" (the template's error records) */
+    /* schema evolution (issue 11 item 2) */
+    long update_tables;        /* patch existing tables to their DDL before pulling and on reload */
 };
 
 enum bp_opt_type { BP_OPT_STR, BP_OPT_INT };

@@ -35,7 +35,7 @@ on_rebuild(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     bp_log(BP_LOG_WARN, "lua", "the Lua state hit lua.memory_mb=%ld; rebuilding it",
            rt->cfg.lua_memory_mb);
-    (void)bp_rt_reload(rt);
+    (void)bp_rt_rebuild(rt);
 }
 
 /* Opens the suspects file and starts the watchdog (lua.budget_ms > 0). A state_dir that cannot

@@ -138,9 +138,13 @@ reload(struct bp_httpd *h, struct MHD_Connection *conn)
     if (bp_rt_draining(h->rt))
         return text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, NULL, "draining: no reload\n");
     bp_log(BP_LOG_INFO, "httpd", "POST /reload: reloading %s", h->rt->pipeline_path);
-    if (bp_rt_reload_err(h->rt, err, sizeof(err)) != 0)
+    int rc = bp_rt_reload_err(h->rt, err, sizeof(err));
+    if (rc < 0)
         return text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL,
                     "reload failed, generation %d keeps running: %s\n", h->rt->generation, err);
+    if (rc > 0)     /* --update-tables: the swap waits for the tables' patch */
+        return text(conn, MHD_HTTP_ACCEPTED, NULL, "reload accepted: generation %d runs once "
+                    "its tables are patched (see the log)\n", h->rt->generation + 1);
     return text(conn, MHD_HTTP_OK, NULL, "reloaded: generation %d\n", h->rt->generation);
 }
 

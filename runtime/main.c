@@ -58,7 +58,11 @@ usage(FILE *f)
 "                          the seed's flags (Dataflow-only flags are accepted and ignored)\n"
 "  --set KEY=VALUE         set any option below (overrides pipeline.lua)\n"
 "  --workers N             run N processes sharing the subscription (Pub/Sub source only)\n"
-"  --create-tables         create the dataset and missing tables from ddl/*.sql first\n"
+"  --create-tables         create the dataset and missing tables from ddl/*.sql first (and\n"
+"                          what --update-tables does)\n"
+"  --update-tables         before pulling and on SIGHUP, add the DDL's new NULLABLE columns and\n"
+"                          RECORD fields to the live tables (tables.patch); a dropped or retyped\n"
+"                          column, or a new REQUIRED one, is an error naming it (exit 1)\n"
 "  --online                with --check: run the preflight (see preflight_seconds) and exit\n"
 "  --fixtures FILE         with --check: run FILE's sample events (fixtures or plain NDJSON)\n"
 "                          and refuse rows their table's schema would refuse (a field the\n"
@@ -251,6 +255,8 @@ option(int argc, char **argv, int *i, struct cli *c)
     }
     if (strcmp(a, "--create-tables") == 0)
         return add_kv(c, "bigquery.create_tables", "1");
+    if (strcmp(a, "--update-tables") == 0)
+        return add_kv(c, "bigquery.update_tables", "1");
     if (strcmp(a, "--append") == 0)
         return add_kv(c, "local_out_append", "1");
     size_t flen = strcspn(a, "=");

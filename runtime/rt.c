@@ -50,8 +50,22 @@ bind_routes(struct bp_rt *rt)
      * with schema.check = 0 */
     free(rt->route_schema);
     rt->route_schema = bp_xcalloc(n ? n : 1, sizeof(*rt->route_schema));
-    for (size_t i = 0; i < n && rt->cfg.schema_check; i++)
-        rt->route_schema[i] = bp_schema_set_find(&rt->schemas, routes[i].table);
+    for (size_t i = 0; i < n && rt->cfg.schema_check; i++) {
+        /* the live table wins: BigQuery checks rows against it, not against the DDL */
+        rt->route_schema[i] = bp_schema_set_find(&rt->live_schemas, routes[i].table);
+        if (!rt->route_schema[i])
+            rt->route_schema[i] = bp_schema_set_find(&rt->schemas, routes[i].table);
+    }
+}
+
+/* The live schemas from a table sync (taken) replace those in force. */
+static void
+adopt_live(struct bp_rt *rt, struct bp_schema_set *live)
+{
+    bp_schema_set_clear(&rt->live_schemas);
+    rt->live_schemas = *live;
+    memset(live, 0, sizeof(*live));
+    bind_routes(rt);
 }
 
 /* Reads the schema of every table in the pipeline's DDL folder (through host's bepipe.ddl) into
@@ -148,6 +162,9 @@ bp_rt_free(struct bp_rt *rt)
     bp_api_free(rt->api_auth);
     bp_api_free(rt->api_plain);
     bp_preflight_free(rt->preflight);   /* after the APIs: they may hold its calls */
+    bp_tables_sync_free(rt->tables_sync);
+    bp_lua_host_free(rt->pending_host);
+    bp_schema_set_clear(&rt->live_schemas);
     free(rt->bucket);
     bp_http_free(rt->http);
     bp_auth_free(rt->auth);
@@ -230,39 +247,143 @@ bp_rt_process(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots, siz
     return rc;
 }
 
-/* Builds a complete new host beside the running one and swaps it in; on any failure the old
- * scripts keep running and the error (with file and line) is logged. Runs between batches: a
- * signal watcher never fires inside one. Returns 0 when swapped, -1 (the reason in err) when
- * kept. */
-int
-bp_rt_reload_err(struct bp_rt *rt, char *err, size_t errlen)
+/* Swaps h in for the running host: from here on batches run h's scripts against its DDL's
+ * schemas (the live ones still win). */
+static void
+swap_host(struct bp_rt *rt, struct bp_lua_host *h)
 {
-    struct bp_config cfg;
-    struct bp_lua_host *h = bp_lua_host_new(rt->pipeline_path, rt->lib_dir, rt->generation + 1,
-                                            err, errlen);
-    if (!h || bp_rt_effective_config(h, rt->overrides, rt->noverrides, &cfg, err,
-                                     errlen) != 0) {
-        rt->stats.reload_failures++;
-        bp_log(BP_LOG_ERROR, "reload", "failed, generation %d keeps running: %s", rt->generation,
-               err);
-        bp_lua_host_free(h);
-        return -1;
-    }
-    bp_config_diff_log(&rt->cfg, &cfg);
-    bp_config_free(&cfg);
     bp_lua_host_set_memory_limit(h, (size_t)rt->cfg.lua_memory_mb << 20);
     bp_lua_host_free(rt->host);
     rt->host = h;
     rt->generation++;
     load_schemas(rt, rt->host, 1);
     bind_routes(rt);
-    if (bp_rt_check_columns(rt, err, errlen) != 0)
+    char err[1024];
+    if (bp_rt_check_columns(rt, err, sizeof(err)) != 0)
         bp_log(BP_LOG_ERROR, "reload", "%s: those rows become dead letters of stage schema",
                err);
     rt->stats.reloads++;
     bp_log(BP_LOG_INFO, "reload", "generation %d loaded from %s", rt->generation,
            rt->pipeline_path);
+}
+
+static void live_refreshed(void *arg, int status, struct bp_schema_set *live);
+
+/* After a swap on the cloud path: the live schemas of the new routes' tables (a sync in
+ * flight is answered first, then this runs again). */
+static void
+refresh_live(struct bp_rt *rt)
+{
+    char err[1024];
+    if (rt->tables_sync) {
+        rt->tables_resync = 1;
+        return;
+    }
+    if (bp_rt_tables_sync(rt, rt->host, live_refreshed, err, sizeof(err)) < 0)
+        bp_log(BP_LOG_WARN, "schema", "no live schemas after the reload: %s", err);
+}
+
+static void
+live_refreshed(void *arg, int status, struct bp_schema_set *live)
+{
+    struct bp_rt *rt = arg;
+    rt->tables_sync = NULL;
+    if (status == 0)
+        adopt_live(rt, live);
+    if (rt->tables_resync && !rt->draining) {
+        rt->tables_resync = 0;
+        refresh_live(rt);
+    }
+}
+
+/* The reload's tables were patched (or not): only then do the new scripts run. */
+static void
+reload_patched(void *arg, int status, struct bp_schema_set *live)
+{
+    struct bp_rt *rt = arg;
+    struct bp_lua_host *h = rt->pending_host;
+    /* the memory cap's rebuild (bp_rt_rebuild) may have swapped a host in meanwhile: h's
+     * generation would then be taken */
+    int stale = bp_lua_host_generation(h) != rt->generation + 1;
+    rt->tables_sync = NULL;
+    rt->pending_host = NULL;
+    if (status != 0 || rt->draining || stale) {
+        rt->stats.reload_failures++;
+        bp_log(BP_LOG_ERROR, "reload", "failed, generation %d keeps running: %s", rt->generation,
+               rt->draining ? "draining" : stale ? "the scripts were rebuilt meanwhile; reload "
+               "again" : "its tables could not be brought to the new DDL (see above)");
+        bp_lua_host_free(h);
+        return;
+    }
+    swap_host(rt, h);
+    adopt_live(rt, live);
+}
+
+/* Builds a complete new host beside the running one and swaps it in; on any failure the old
+ * scripts keep running and the error (with file and line) is logged. With --update-tables or
+ * --create-tables on the cloud path the swap waits until the new DDL is patched into the
+ * tables (1); otherwise it is at once (0) and the live schemas are fetched again after it.
+ * tables 0: no table call at all. Runs between batches: a signal watcher never fires inside
+ * one. Returns -1 (the reason in err) when kept. */
+static int
+reload(struct bp_rt *rt, int tables, char *err, size_t errlen)
+{
+    struct bp_config cfg;
+    int patch = tables && (rt->cfg.update_tables || rt->cfg.create_tables);
+    if (patch && rt->pending_host) {
+        snprintf(err, errlen, "a reload is waiting for its tables' patch; try again after it");
+        goto fail;
+    }
+    struct bp_lua_host *h = bp_lua_host_new(rt->pipeline_path, rt->lib_dir, rt->generation + 1,
+                                            err, errlen);
+    if (!h || bp_rt_effective_config(h, rt->overrides, rt->noverrides, &cfg, err,
+                                     errlen) != 0) {
+        bp_lua_host_free(h);
+        goto fail;
+    }
+    bp_config_diff_log(&rt->cfg, &cfg);
+    bp_config_free(&cfg);
+    if (patch && rt->loop && !rt->tables_sync) {
+        int rc = bp_rt_tables_sync(rt, h, reload_patched, err, errlen);
+        if (rc == 0) {
+            rt->pending_host = h;
+            bp_log(BP_LOG_INFO, "reload", "generation %d waits for its tables' patch",
+                   rt->generation + 1);
+            return 1;
+        }
+        if (rc < 0) {
+            bp_lua_host_free(h);
+            goto fail;
+        }
+    } else if (patch && rt->tables_sync) {
+        bp_lua_host_free(h);
+        snprintf(err, errlen, "the tables are being synced; try again after it");
+        goto fail;
+    }
+    swap_host(rt, h);
+    if (tables && rt->loop)
+        refresh_live(rt);
     return 0;
+fail:
+    rt->stats.reload_failures++;
+    bp_log(BP_LOG_ERROR, "reload", "failed, generation %d keeps running: %s", rt->generation,
+           err);
+    return -1;
+}
+
+/* See rt.h. */
+int
+bp_rt_reload_err(struct bp_rt *rt, char *err, size_t errlen)
+{
+    return reload(rt, 1, err, errlen);
+}
+
+/* See rt.h. */
+int
+bp_rt_rebuild(struct bp_rt *rt)
+{
+    char err[4096];
+    return reload(rt, 0, err, sizeof(err));
 }
 
 /* SIGHUP's reload: the reason of a failure goes to the log only. */
@@ -423,6 +544,44 @@ start_source(struct bp_rt *rt, char *err, size_t errlen)
     return 0;
 }
 
+/* The tables answered (and were patched): the live schemas in force, then the source. */
+static void
+tables_synced(void *arg, int status, struct bp_schema_set *live)
+{
+    struct bp_rt *rt = arg;
+    char err[1024];
+    rt->tables_sync = NULL;
+    if (status != 0) {
+        bp_log(BP_LOG_ERROR, "main", "the tables could not be brought to the DDL (see above); "
+               "stopping before any pull");
+        rt->exit_code = 1;
+        bp_rt_drain(rt, "table update failed");
+        return;
+    }
+    bp_log(BP_LOG_INFO, "schema", "rows are checked against the live schemas of %zu tables",
+           live->n);
+    adopt_live(rt, live);
+    if (rt->tables_resync && !rt->draining) {
+        rt->tables_resync = 0;     /* a reload came meanwhile: its routes' tables */
+        refresh_live(rt);
+    }
+    if (!rt->draining && start_source(rt, err, sizeof(err)) != 0) {
+        bp_log(BP_LOG_ERROR, "main", "%s", err);
+        rt->exit_code = 1;
+        bp_rt_drain(rt, "source failure");
+    }
+}
+
+/* On the cloud path the routed tables' live schemas (and with --update-tables or
+ * --create-tables the patches) come before the first pull; the source starts in
+ * tables_synced. */
+static int
+sync_then_start(struct bp_rt *rt, char *err, size_t errlen)
+{
+    int rc = bp_rt_tables_sync(rt, rt->host, tables_synced, err, errlen);
+    return rc == 1 ? start_source(rt, err, errlen) : rc;
+}
+
 static void
 tables_created(void *arg, int status)
 {
@@ -435,7 +594,7 @@ tables_created(void *arg, int status)
         return;
     }
     bp_log(BP_LOG_INFO, "tables", "dataset and tables are ready");
-    if (!rt->draining && start_source(rt, err, sizeof(err)) != 0) {
+    if (!rt->draining && sync_then_start(rt, err, sizeof(err)) != 0) {
         bp_log(BP_LOG_ERROR, "main", "%s", err);
         rt->exit_code = 1;
         bp_rt_drain(rt, "source failure");
@@ -593,7 +752,7 @@ begin_pipeline(struct bp_rt *rt, char *err, size_t errlen)
 {
     if (rt->cfg.create_tables && !rt->cfg.local_out)
         return create_tables(rt, err, errlen);   /* the source starts in tables_created */
-    return start_source(rt, err, errlen);
+    return sync_then_start(rt, err, errlen);
 }
 
 static void

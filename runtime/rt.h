@@ -18,6 +18,7 @@
 #include "schema.h"
 #include "source.h"
 #include "store.h"
+#include "tables_update.h"
 
 struct bp_kv {
     char *key;
@@ -110,6 +111,12 @@ struct bp_rt {
     char *failing;              /* bp_rt_set_unready_reason: a destination failing for good */
     struct bp_guard *guard;
     int worker_index;           /* --workers: 0..N-1; the HTTP listener's port moves by it */     /* script time budget, suspects, memory cap (guard.c) */
+
+    /* schema evolution (issue 11 items 1-3): the live tables' schemas win over the DDL's */
+    struct bp_schema_set live_schemas;      /* from tables.get (or the patch), cloud path */
+    struct bp_tables_sync *tables_sync;     /* the sync in flight (rt_tables.c), or NULL */
+    struct bp_lua_host *pending_host;       /* a reload waiting for its tables' patch */
+    int tables_resync;                      /* a reload came while a sync ran: sync again */
 };
 
 struct bp_rt *bp_rt_new(const char *pipeline_path, const char *lib_dir,
@@ -121,13 +128,26 @@ int bp_rt_effective_config(const struct bp_lua_host *h, const struct bp_kv *ov, 
 int bp_rt_start(struct bp_rt *rt, char *err, size_t errlen) BP_WUR;
 int bp_rt_run(struct bp_rt *rt);
 int bp_rt_reload(struct bp_rt *rt);
-/* The same, with the reason of a failure in err (POST /reload answers it). */
+/* The same, with the reason of a failure in err (POST /reload answers it): 0 swapped, 1
+ * waiting for the tables' patch (--update-tables/--create-tables: the new scripts are swapped
+ * in once it succeeded, kept out if it fails; logged either way), -1 kept. */
 int bp_rt_reload_err(struct bp_rt *rt, char *err, size_t errlen);
 int bp_rt_dead_letter(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, int stage,
                       const char *reason, const char *etype, size_t etype_len) BP_WUR;
 /* Called by stores' callbacks for rows BigQuery refused (batch.c). */
 int bp_rt_rejected_row(void *rt, const char *table, const char *entry, size_t len,
                        const char *reason, uint32_t slot);
+
+/* A reload swapped in at once, without any table call (the memory cap's rebuild: the state
+ * must go now; the live schemas in force stay). */
+int bp_rt_rebuild(struct bp_rt *rt);
+
+/* rt_tables.c: starts the sync of h's tables with BigQuery (tables.get, and with
+ * --update-tables or --create-tables the patch of every DDL table), done(rt, ...) later from
+ * the loop; rt->tables_sync holds it meanwhile (done clears it). Returns 0 when started, 1 when
+ * there is nothing to sync (local path, no tables), -1 when the DDL cannot be read (err). */
+int bp_rt_tables_sync(struct bp_rt *rt, struct bp_lua_host *h, bp_tables_sync_fn done,
+                      char *err, size_t errlen) BP_WUR;
 
 /* The API layer for an endpoint: no token for an emulator (unless auth.mode is adc). */
 struct bp_api *bp_rt_api_for(const struct bp_rt *rt, int emulated);

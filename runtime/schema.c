@@ -29,6 +29,16 @@ static const struct type_alias TYPES[] = {
     {"RANGE", BP_SCHEMA_ANY, "RANGE"},            {"INTERVAL", BP_SCHEMA_ANY, "INTERVAL"},
 };
 
+/* See schema.h. */
+const char *
+bp_schema_type_canon(const char *name)
+{
+    for (size_t t = 0; name && t < BP_ARRAY_LEN(TYPES); t++)
+        if (strcasecmp(TYPES[t].name, name) == 0)
+            return TYPES[t].canon;
+    return NULL;
+}
+
 static void
 field_free(struct bp_schema_field *f)
 {

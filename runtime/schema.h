@@ -49,6 +49,10 @@ struct bp_schema {
  * bad JSON or an invalid schema. Uses jansson: meant for start and reload, not the hot path. */
 struct bp_schema *bp_schema_from_json(const char *json, size_t len, char *why, size_t whylen);
 
+/* BigQuery's canonical name of a type name or alias ("INTEGER" -> "INT64", "STRUCT" -> "RECORD"),
+ * case-insensitive; NULL for a name it does not know. */
+const char *bp_schema_type_canon(const char *name);
+
 /* Frees a schema; NULL is fine. */
 void bp_schema_free(struct bp_schema *s);
 

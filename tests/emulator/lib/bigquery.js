@@ -157,6 +157,8 @@ class BigQuery {
     if (n === 6) {
       if (method === 'GET') return { op: 'bigquery.tables.get', fn: (c) => c.send(200, this.tableResource(c, this.table(p, d, t))) };
       if (method === 'DELETE') return { op: 'bigquery.tables.delete', fn: (c) => this.deleteTable(c, p, d, t) };
+      if (method === 'PATCH') return { op: 'bigquery.tables.patch', fn: (c) => this.patchTable(c, p, d, t, false) };
+      if (method === 'PUT') return { op: 'bigquery.tables.update', fn: (c) => this.patchTable(c, p, d, t, true) };
       return null;
     }
     if (n === 7 && segs[6] === 'insertAll' && method === 'POST') return { op: 'bigquery.tabledata.insertAll', fn: (c) => this.insertAll(c, p, d, t) };
@@ -284,6 +286,44 @@ class BigQuery {
   insertTable(c, p, d) {
     const body = c.json();
     c.send(200, this.tableResource(c, this.createTable(p, d, body)));
+  }
+  // tables.patch (PATCH: the keys given replace theirs) and tables.update (PUT: the resource
+  // given replaces the table's updatable keys, an absent one is removed). A schema may only
+  // grow as the service allows (schema.evolveFields): new NULLABLE or REPEATED columns and
+  // RECORD fields, REQUIRED relaxed to NULLABLE; the rest is a 400 and nothing changes.
+  patchTable(c, p, d, t, replace) {
+    const tb = this.table(p, d, t);
+    const body = c.json();
+    if (!body || typeof body !== 'object' || Array.isArray(body)) throw bad('Invalid table resource.');
+    const ref = body.tableReference;
+    if (ref && ((ref.tableId && ref.tableId !== tb.id) || (ref.datasetId && ref.datasetId !== d) || (ref.projectId && ref.projectId !== p)))
+      throw bad(`Table reference ${ref.projectId}:${ref.datasetId}.${ref.tableId} does not match the table ${tb.r.id}.`);
+    const r = Object.assign({}, tb.r);
+    let fields = tb.fields;
+    if (body.schema && body.schema.fields) {
+      fields = schema.normalizeFields(body.schema.fields);
+      schema.evolveFields(tb.fields, fields, `Provided Schema does not match Table ${tb.r.id}. `);
+      r.schema = { fields };
+    }
+    if (body.timePartitioning) {
+      const tp = this.checkPartitioning(body.timePartitioning, fields);
+      const old = r.timePartitioning || {};
+      if (tp.type !== old.type || (tp.field || '') !== (old.field || ''))
+        throw bad('Cannot change partitioning spec of an existing table: only expirationMs may change.');
+      r.timePartitioning = tp;
+    }
+    if (body.clustering) r.clustering = this.checkClustering(body.clustering, fields);
+    for (const k of ['description', 'friendlyName', 'labels', 'expirationTime', 'requirePartitionFilter']) {
+      if (body[k] !== undefined && body[k] !== null) r[k] = body[k];
+      else if (replace || body[k] === null) delete r[k];
+    }
+    r.etag = etag();
+    r.lastModifiedTime = nowMs();
+    tb.r = r;
+    tb.fields = fields;
+    tb.validate = schema.compileRecord(fields);
+    tb.save();
+    c.send(200, this.tableResource(c, tb));
   }
   listTables(c, p, d) {
     const ds = this.dataset(p, d);

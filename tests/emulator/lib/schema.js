@@ -50,6 +50,28 @@ function normalizeFields(fields, prefix = '') {
   });
 }
 
+// Checks that `next` (normalised fields) is a change of `prev` tables.patch/update accept, as
+// the service does: every old field is kept with its type (RECORDs recursively), a mode may only
+// be relaxed REQUIRED -> NULLABLE, and a new field is NULLABLE or REPEATED. Throws a 400 with the
+// service's message, prefixed by `what` ("Provided Schema does not match Table P:D.T. ").
+function evolveFields(prev, next, what, prefix = '') {
+  const byName = new Map(next.map((f) => [f.name.toLowerCase(), f]));
+  const old = new Set(prev.map((f) => f.name.toLowerCase()));
+  for (const f of prev) {
+    const path = prefix + f.name;
+    const n = byName.get(f.name.toLowerCase());
+    if (!n) throw bad(`${what}Field ${path} is missing in new schema`);
+    if (n.type !== f.type) throw bad(`${what}Field ${path} has changed type from ${f.type} to ${n.type}`);
+    if (n.mode !== f.mode && !(f.mode === 'REQUIRED' && n.mode === 'NULLABLE'))
+      throw bad(`${what}Field ${path} has changed mode from ${f.mode} to ${n.mode}`);
+    if (f.type === 'RECORD') evolveFields(f.fields, n.fields, what, path + '.');
+  }
+  for (const n of next) {
+    if (!old.has(n.name.toLowerCase()) && n.mode === 'REQUIRED')
+      throw bad(`${what}Cannot add required fields to an existing schema. (field: ${prefix}${n.name})`);
+  }
+}
+
 // ---- timestamps --------------------------------------------------------------------------
 const TS_RE = /^\s*(\d{4})-(\d{1,2})-(\d{1,2})(?:(?:[Tt]|\s+)(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:\.(\d{0,6}))?)?)?\s*(?:(Z|z|UTC)|([+-])(\d{1,2})(?::?(\d{2}))?)?\s*$/;
 const MIN_SEC = -62135596800; // 0001-01-01T00:00:00Z
@@ -350,5 +372,6 @@ function formatRow(fields, row, fmt) {
 }
 
 module.exports = {
+  evolveFields,
   normalizeFields, compileRecord, formatRow, parseTimestamp, tsToIso, tsToFloatString, FAIL, TYPE_ALIASES,
 };

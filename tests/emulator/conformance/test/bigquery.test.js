@@ -140,6 +140,58 @@ test('tables from the project DDL (ddl/*.sql)', async () => {
   assert.equal(rej.schema.fields.find((f) => f.name === 'attributes').type, 'JSON');
 });
 
+test('tables.patch (setMetadata) adds NULLABLE columns and RECORD fields; refuses the rest', async () => {
+  const ds = bq.dataset('conf_ds');
+  const [table] = await ds.createTable('evolve', { schema: [
+    { name: 'id', type: 'STRING', mode: 'REQUIRED' }, { name: 'n', type: 'INT64' },
+    { name: 'addr', type: 'RECORD', fields: [{ name: 'city', type: 'STRING' }] },
+  ] });
+  const [meta0] = await table.getMetadata();
+  const grown = meta0.schema.fields.map((f) => Object.assign({}, f));
+  grown[2] = Object.assign({}, grown[2], { fields: [...grown[2].fields, { name: 'zip', type: 'STRING' }] });
+  grown.push({ name: 'note', type: 'STRING' }, { name: 'tags', type: 'STRING', mode: 'REPEATED' });
+  const [patched] = await table.setMetadata({ schema: { fields: grown } });
+  assert.deepEqual(patched.schema.fields.map((f) => f.name), ['id', 'n', 'addr', 'note', 'tags']);
+  const [meta] = await table.getMetadata();
+  assert.deepEqual(meta.schema.fields.map((f) => f.name), ['id', 'n', 'addr', 'note', 'tags']);
+  assert.deepEqual(meta.schema.fields[2].fields.map((f) => f.name), ['city', 'zip']);
+  // rows with the new columns are accepted now
+  await table.insert([{ id: 'a', note: 'new', tags: ['x'], addr: { city: 'Oslo', zip: '0150' } }]);
+  const [rows] = await table.getRows();
+  assert.equal(rows[0].note, 'new');
+  assert.deepEqual(rows[0].addr, { city: 'Oslo', zip: '0150' });
+  // REQUIRED may be relaxed to NULLABLE
+  const relaxed = meta.schema.fields.map((f) => (f.name === 'id' ? Object.assign({}, f, { mode: 'NULLABLE' }) : f));
+  await table.setMetadata({ schema: { fields: relaxed } });
+  const refused = async (fields, re) => {
+    await assert.rejects(table.setMetadata({ schema: { fields } }), (e) => e.code === 400 && re.test(e.message));
+  };
+  const base = relaxed;
+  await refused(base.filter((f) => f.name !== 'note'),
+    /^Provided Schema does not match Table conf-proj:conf_ds\.evolve\. Field note is missing in new schema$/);
+  await refused(base.map((f) => (f.name === 'note' ? Object.assign({}, f, { type: 'INTEGER' }) : f)),
+    /Field note has changed type from STRING to INTEGER/);
+  await refused([...base, { name: 'must', type: 'STRING', mode: 'REQUIRED' }],
+    /Cannot add required fields to an existing schema\. \(field: must\)/);
+  await refused(base.map((f) => (f.name === 'n' ? Object.assign({}, f, { mode: 'REQUIRED' }) : f)),
+    /Field n has changed mode from NULLABLE to REQUIRED/);
+  await refused(base.map((f) => (f.name === 'addr' ? Object.assign({}, f, { fields: [] }) : f)), /RECORD/);
+  const [after] = await table.getMetadata();
+  assert.deepEqual(after.schema.fields.map((f) => f.name), ['id', 'n', 'addr', 'note', 'tags']);
+  // PUT (tables.update) follows the same rules
+  const token = (await call(emu.url + '/computeMetadata/v1/instance/service-accounts/default/token', 'GET', undefined, { 'Metadata-Flavor': 'Google' })).json.access_token;
+  const url = `${emu.url}/bigquery/v2/projects/conf-proj/datasets/conf_ds/tables/evolve`;
+  const auth = { authorization: 'Bearer ' + token };
+  let r = await call(url, 'PUT', { schema: { fields: base.filter((f) => f.name !== 'tags') } }, auth);
+  assert.equal(r.status, 400);
+  assert.match(r.json.error.message, /Field tags is missing in new schema/);
+  r = await call(url, 'PUT', { schema: { fields: [...base, { name: 'more', type: 'BOOL' }] }, description: 'put' }, auth);
+  assert.equal(r.status, 200);
+  assert.equal(r.json.description, 'put');
+  assert.equal(r.json.schema.fields.at(-1).type, 'BOOLEAN');
+  await table.delete();
+});
+
 test('delete table and dataset', async () => {
   await bq.dataset('conf_ds').table('t1').delete();
   await assert.rejects(bq.dataset('conf_ds').table('t1').getMetadata(), (e) => e.code === 404);
