@@ -19,6 +19,8 @@
 #include "source.h"
 #include "store.h"
 
+struct bp_replay_opts;
+
 struct bp_kv {
     char *key;
     char *value;
@@ -110,6 +112,8 @@ struct bp_rt {
     char *failing;              /* bp_rt_set_unready_reason: a destination failing for good */
     struct bp_guard *guard;
     int worker_index;           /* --workers: 0..N-1; the HTTP listener's port moves by it */     /* script time budget, suspects, memory cap (guard.c) */
+    /* replay (issue 11, item 5): `bepipe-lua replay`'s options, NULL for a run */
+    const struct bp_replay_opts *replay;
 };
 
 struct bp_rt *bp_rt_new(const char *pipeline_path, const char *lib_dir,

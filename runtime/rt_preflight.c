@@ -30,7 +30,7 @@ add_checks(struct bp_rt *rt)
 {
     struct bp_config *c = &rt->cfg;
     char what[1024], fix[1024];
-    if (!c->input) {
+    if (!c->input && !rt->replay) {
         snprintf(what, sizeof(what), "subscription %s", c->subscription);
         snprintf(fix, sizeof(fix), "create it (gcloud pubsub subscriptions create NAME --topic "
                  "TOPIC) or set source.subscription / --input_subscription");
