@@ -155,8 +155,9 @@ draw_bar(struct source_replay *s)
         snprintf(etas, sizeof(etas), "%ld:%02ld", (long)eta / 60, (long)eta % 60);
     else
         snprintf(etas, sizeof(etas), "?");
+    /* objects read: the bar ends full at the end of input, while the last ones are stored */
     fprintf(stderr, "\rreplay [%s] %zu/%zu objects  %lu lines  %.0f ev/s  ETA %s\033[K", bar,
-            s->objects_done, s->list.n, s->lines, rate, etas);
+            s->cur, s->list.n, s->lines, rate, etas);
     fflush(stderr);
     s->bar_drawn = 1;
 }
@@ -166,9 +167,9 @@ progress_line(struct source_replay *s)
 {
     double rate, eta;
     progress_figures(s, &rate, &eta);
-    bp_log(BP_LOG_INFO, "replay", "progress objects=%zu/%zu lines=%lu bytes=%" PRIu64 "/%"
-           PRIu64 " rate=%.0f/s eta_s=%.0f", s->objects_done, s->list.n, s->lines,
-           s->bytes_read, s->list.bytes, rate, eta);
+    bp_log(BP_LOG_INFO, "replay", "progress objects=%zu/%zu finished=%zu lines=%lu bytes=%"
+           PRIu64 "/%" PRIu64 " rate=%.0f/s eta_s=%.0f", s->cur, s->list.n, s->objects_done,
+           s->lines, s->bytes_read, s->list.bytes, rate, eta);
 }
 
 static void
@@ -496,18 +497,19 @@ allowance(struct source_replay *s)
     }
     if (s->o.max_rate <= 0)
         return s->batch_max;
-    /* token bucket: max_rate a second, at most `burst` at once; an empty one sleeps (a timer)
-     * until the next token, never a busy wait */
+    /* token bucket: max_rate a second, `burst` at most (a tenth of a second's worth, up to a
+     * batch); it sleeps (a timer, never a busy wait) until a whole burst is there, so batches
+     * stay large (a Lua call per few events would cost the CPU the limit is meant to spare) */
     double now = ev_now(bp_rt_loop(s->rt));
     s->tokens += (now - s->refilled_at) * s->o.max_rate;
     if (s->tokens > s->burst)
         s->tokens = s->burst;
     s->refilled_at = now;
-    if (s->tokens < 1) {
-        pause_for(s, (1 - s->tokens) / s->o.max_rate);
+    if (s->tokens < s->burst) {
+        pause_for(s, (s->burst - s->tokens) / s->o.max_rate);
         return 0;
     }
-    return (size_t)s->tokens < s->batch_max ? (size_t)s->tokens : s->batch_max;
+    return (size_t)s->tokens;
 }
 
 /* One step of reading: a batch of lines, or one read, or the next object. */
@@ -804,6 +806,7 @@ bp_source_replay_new(struct bp_rt *rt, const struct bp_replay_opts *o, struct bp
     s->burst = o->max_rate / 10 > 1 ? o->max_rate / 10 : 1;
     if (s->burst > (double)s->batch_max)
         s->burst = (double)s->batch_max;
+    s->burst = (double)(size_t)s->burst;
     s->tokens = s->burst;
     s->tty = isatty(STDERR_FILENO);
     /* the longest accepted line, plus one read arriving after it */
