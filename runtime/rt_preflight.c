@@ -3,6 +3,7 @@
  * role to name when it fails; and which credentials were found, for a missing token. */
 #include "log.h"
 #include "preflight.h"
+#include "replay.h"
 #include "rt.h"
 
 #include <stdarg.h>
@@ -56,6 +57,8 @@ add_checks(struct bp_rt *rt)
                       c->bq_dataset, t);
         }
     }
+    if (rt->replay && !rt->replay->archive)
+        return;     /* a replay writes no archive (its sources' buckets are listed anyway) */
     snprintf(what, sizeof(what), "bucket gs://%s", rt->bucket);
     snprintf(fix, sizeof(fix), "create it (gcloud storage buckets create gs://%s) or fix "
              "archive.path", rt->bucket);

@@ -301,10 +301,12 @@ is_blank(const char *p, size_t n)
 static long
 deliver(struct source_replay *s, size_t allowed)
 {
-    char *p = s->buf.data, *end = p + s->buf.len;
     struct bp_replay_obj *ob = &s->list.v[s->cur];
     size_t n = 0;
     long consumed = 0;
+    if (s->buf.len == 0)
+        return 0;   /* nothing read yet (its data pointer may still be NULL) */
+    char *p = s->buf.data, *end = p + s->buf.len;
     int rc = 0;
     while (p < end && n < allowed && rc == 0) {
         char *nl = memchr(p, '\n', (size_t)(end - p));

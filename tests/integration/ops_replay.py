@@ -303,6 +303,38 @@ def replay_local_folder_gives_the_same_rows_with_stable_insert_ids():
 
 
 @case
+def replay_progress_bar_on_a_terminal():
+    import pty
+    d = tempfile.mkdtemp(prefix="bepipe-replay-")
+    expect, live, src = local_archive(d, 1500, seed=46)
+    master, slave = pty.openpty()
+    p = subprocess.Popen([local.BIN, "replay", local.PIPELINE, src, "--local-out",
+                          os.path.join(d, "out"), "--max-rate", "1500", "--log-level", "warn"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    check_eq(p.wait(30), 0, "exit code: " + out.decode(errors="replace")[-1000:])
+    text = out.decode(errors="replace")
+    bars = re.findall(r"\rreplay \[[#.]{24}\] (\d+)/(\d+) objects  (\d+) lines  \d+ ev/s  ETA "
+                      r"[\d:?]+\x1b\[K", text)
+    check(len(bars) >= 3, "a bar redrawn in place: " + repr(text[-600:]))
+    check(len(bars) <= 4 * 1.5 + 8, f"a few redraws a second, not more: {len(bars)}")
+    last = bars[-1]
+    check_eq((last[0], last[1], last[2]), (last[1], last[1], str(sum(expect["rows"].values()))),
+             "the last bar: every object and line")
+    check(text.endswith("\x1b[K\r\n"), "the bar line is ended: " + repr(text[-100:]))
+
+
+@case
 def replay_max_rate_bounds_events_per_second():
     d = tempfile.mkdtemp(prefix="bepipe-replay-")
     expect, live, src = local_archive(d, 1500, seed=45)
