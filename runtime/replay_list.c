@@ -362,6 +362,7 @@ bp_replay_split_gs(const char *s, char **bucket, char **prefix)
     return 1;
 }
 
+/* Frees the objects and the --resume identities; l is empty after (NULL is fine). */
 void
 bp_replay_list_free(struct bp_replay_list *l)
 {

@@ -303,6 +303,26 @@ def replay_local_folder_gives_the_same_rows_with_stable_insert_ids():
 
 
 @case
+def replay_bad_lines_are_dead_letters_as_with_input():
+    # not JSON, a long line whole in one read, a blank line, one longer than a read, a tail
+    d = tempfile.mkdtemp(prefix="bepipe-replay-")
+    src = os.path.join(d, "a.json")
+    with open(src, "w") as f:
+        f.write("not json\n" + '{"event_type":"inventory","x":"%s"}\n' % ("a" * 5000) + "\n" +
+                '{"event_type":"inventory","x":"%s"}\n' % ("b" * 6000000) + "tail")
+    out = os.path.join(d, "out")
+    r = local_replay(src, out, "--set", "source.max_line_bytes=1000")
+    check_eq(r.returncode, 0, "replay: " + r.stderr[-1500:])
+    dead = [x["json"] for x in local.read_rows(out, "rejected_events")]
+    check_eq([(x["message_id"].rsplit(":", 1)[1], x["error_stage"]) for x in dead],
+             [("1", "parse"), ("2", "parse"), ("4", "parse"), ("5", "parse")], "dead letters")
+    check("line of 5033 bytes exceeds" in dead[1]["reason"], dead[1]["reason"])
+    check("line of 6000033 bytes exceeds" in dead[2]["reason"], dead[2]["reason"])
+    check_eq(len(dead[2]["raw_payload"]), 1024, "the first bytes kept")
+    check_eq(summary_fields(r.stderr)["dead"], "4", "summary")
+
+
+@case
 def replay_progress_bar_on_a_terminal():
     import pty
     d = tempfile.mkdtemp(prefix="bepipe-replay-")
