@@ -11,6 +11,8 @@
 #ifndef BP_REPLAY_H
 #define BP_REPLAY_H
 
+#include <stdio.h>
+
 #include "common.h"
 #include "source.h"
 
@@ -83,6 +85,10 @@ int bp_replay_split_gs(const char *s, char **bucket, char **prefix);
 
 void bp_replay_list_free(struct bp_replay_list *l);
 
+/* --dry-run's output: every selected object and its size, then the totals and what was left
+ * out. */
+void bp_replay_list_print(const struct bp_replay_list *l, FILE *out);
+
 /* ---- source_replay.c ---- */
 
 /* What a replay did, for the summary. */
@@ -103,6 +109,18 @@ struct bp_source *bp_source_replay_new(struct bp_rt *rt, const struct bp_replay_
 void bp_source_replay_counts(struct bp_source *s, struct bp_replay_counts *out);
 
 /* ---- replay.c ---- */
+
+/* Where a replay is. */
+struct bp_replay_progress {
+    size_t objects_read, objects, objects_done;
+    unsigned long lines;
+    uint64_t bytes_read, bytes_total;
+    double seconds;             /* since reading started */
+};
+
+/* Prints p on stderr: bar = 1 as a progress bar redrawn in place (a terminal; the caller ends
+ * the line with '\n' when done), else as a `replay: progress` log line. */
+void bp_replay_progress_print(const struct bp_replay_progress *p, int bar);
 
 /* The summary of a replay after its run: objects, lines, rows, dead letters, seconds, events/s,
  * on stderr through the log. */

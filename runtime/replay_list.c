@@ -362,6 +362,18 @@ bp_replay_split_gs(const char *s, char **bucket, char **prefix)
     return 1;
 }
 
+/* See replay.h. */
+void
+bp_replay_list_print(const struct bp_replay_list *l, FILE *out)
+{
+    for (size_t i = 0; i < l->n; i++)
+        fprintf(out, "%s\t%" PRIu64 "\n", l->v[i].label, l->v[i].size);
+    fprintf(out, "dry run: %zu objects, %" PRIu64 " bytes would be replayed; left out: %lu "
+            "finished (--resume), %lu outside --since/--until, %lu in the dead-letter folder\n",
+            l->n, l->bytes, l->resumed, l->out_of_range, l->dead_folder);
+    fflush(out);
+}
+
 /* Frees the objects and the --resume identities; l is empty after (NULL is fine). */
 void
 bp_replay_list_free(struct bp_replay_list *l)

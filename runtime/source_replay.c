@@ -131,45 +131,21 @@ fail(struct source_replay *s, const char *fmt, ...)
 /* ---- progress ---- */
 
 static void
-progress_figures(struct source_replay *s, double *rate, double *eta)
+draw(struct source_replay *s, int bar)
 {
-    double secs = s->read_started > 0 ? bp_time_mono() - s->read_started : 0;
-    *rate = secs > 0 ? (double)s->lines / secs : 0;
-    double bps = secs > 0 ? (double)s->bytes_read / secs : 0;
-    uint64_t left = s->list.bytes > s->bytes_read ? s->list.bytes - s->bytes_read : 0;
-    *eta = bps > 0 ? (double)left / bps : -1;
+    struct bp_replay_progress p = {
+        .objects_read = s->cur, .objects = s->list.n, .objects_done = s->objects_done,
+        .lines = s->lines, .bytes_read = s->bytes_read, .bytes_total = s->list.bytes,
+        .seconds = s->read_started > 0 ? bp_time_mono() - s->read_started : 0,
+    };
+    bp_replay_progress_print(&p, bar);
+    s->bar_drawn |= bar;
 }
 
 static void
 draw_bar(struct source_replay *s)
 {
-    double rate, eta;
-    char bar[25], etas[32];
-    progress_figures(s, &rate, &eta);
-    double frac = s->list.bytes ? (double)s->bytes_read / (double)s->list.bytes : 1;
-    int fill = (int)(frac * 24 + 0.5);
-    for (int i = 0; i < 24; i++)
-        bar[i] = i < fill ? '#' : '.';
-    bar[24] = '\0';
-    if (eta >= 0)
-        snprintf(etas, sizeof(etas), "%ld:%02ld", (long)eta / 60, (long)eta % 60);
-    else
-        snprintf(etas, sizeof(etas), "?");
-    /* objects read: the bar ends full at the end of input, while the last ones are stored */
-    fprintf(stderr, "\rreplay [%s] %zu/%zu objects  %lu lines  %.0f ev/s  ETA %s\033[K", bar,
-            s->cur, s->list.n, s->lines, rate, etas);
-    fflush(stderr);
-    s->bar_drawn = 1;
-}
-
-static void
-progress_line(struct source_replay *s)
-{
-    double rate, eta;
-    progress_figures(s, &rate, &eta);
-    bp_log(BP_LOG_INFO, "replay", "progress objects=%zu/%zu finished=%zu lines=%lu bytes=%"
-           PRIu64 "/%" PRIu64 " rate=%.0f/s eta_s=%.0f", s->cur, s->list.n, s->objects_done,
-           s->lines, s->bytes_read, s->list.bytes, rate, eta);
+    draw(s, 1);
 }
 
 static void
@@ -178,10 +154,7 @@ on_progress(struct ev_loop *loop, ev_timer *w, int revents)
     struct source_replay *s = w->data;
     (void)loop;
     (void)revents;
-    if (s->tty)
-        draw_bar(s);
-    else
-        progress_line(s);
+    draw(s, s->tty);
 }
 
 /* ---- objects finished ---- */
@@ -582,18 +555,6 @@ list_item(void *arg, const char *name, const char *generation, uint64_t size)
                               sizeof(err));
 }
 
-/* What a dry run prints: every object it would read, then the totals. */
-static void
-print_dry_run(struct source_replay *s)
-{
-    for (size_t i = 0; i < s->list.n; i++)
-        printf("%s\t%" PRIu64 "\n", s->list.v[i].label, s->list.v[i].size);
-    printf("dry run: %zu objects, %" PRIu64 " bytes would be replayed; left out: %lu finished "
-           "(--resume), %lu outside --since/--until, %lu in the dead-letter folder\n", s->list.n,
-           s->list.bytes, s->list.resumed, s->list.out_of_range, s->list.dead_folder);
-    fflush(stdout);
-}
-
 /* The listing is complete: read (or, for --dry-run, print and end). */
 static void
 listed(struct source_replay *s)
@@ -603,7 +564,7 @@ listed(struct source_replay *s)
            s->list.resumed, s->list.out_of_range, s->list.dead_folder);
     if (s->o.dry_run || s->list.n == 0) {
         if (s->o.dry_run)
-            print_dry_run(s);
+            bp_replay_list_print(&s->list, stdout);
         all_read(s);
         return;
     }
