@@ -68,6 +68,7 @@ struct bp_archive {
     void *fatal_owner;
     unsigned long by_budget;        /* objects finished because the budget was full */
     unsigned long by_pressure;      /* ... because flow control needed their acks */
+    int discard;            /* replay without --archive: lines are dropped, not archived */
 };
 
 /* Per open object, on top of its bytes, in the budget: its bookkeeping. */

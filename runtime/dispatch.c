@@ -171,8 +171,8 @@ dispatch_row(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, const bp_result
     /* the metadata columns a route asks for go in before the row's closing brace (one branch
      * when it asks for none), so the schema check below sees the row as BigQuery will */
     rc = rc || bp_json_text_utf8(b, row, r->len) != 0 ||
-         (meta && bp_meta_splice(b, row_at, meta, m, rt->cfg.input ? NULL
-                                                                  : rt->cfg.subscription) != 0);
+         (meta && bp_meta_splice(b, row_at, meta, m, rt->cfg.input || rt->replay ? NULL
+                                                     : rt->cfg.subscription) != 0);
     size_t row_len = b->len - row_at;
     if (rc || bp_buf_append(b, "}", 1) != 0 || b->len > BP_ROW_MAX) {
         char why[128];

@@ -1,5 +1,6 @@
 /* main.c - command line, exit codes. The only file that calls exit(). */
 #include "log.h"
+#include "replay.h"
 #include "rt.h"
 #include "testmode.h"
 
@@ -47,6 +48,8 @@ usage(FILE *f)
 "                                              the subscription, dataset, tables and bucket exist\n"
 "       bepipe-lua test PIPELINE.lua EVENTS    run sample events (NDJSON, - = stdin) through\n"
 "                                              route/validate/map and print rows and dead letters\n"
+"       bepipe-lua replay PIPELINE.lua SOURCE...  read archived NDJSON (gs://BUCKET/PREFIX, or local\n"
+"                                              files and folders) back into the tables\n"
 "\n"
 "options:\n"
 "  --input PATH            read NDJSON events from PATH ('-' = stdin) instead of Pub/Sub\n"
@@ -71,6 +74,16 @@ usage(FILE *f)
 "  --log-format FORMAT     text (default) or json: one object per line, time level component\n"
 "                          msg, and the message's key=value words as fields\n"
 "  --help, --version\n"
+"\n"
+"replay options (objects are picked by their folder hour, .../YYYY/MM/DD/HH/; errors/ only when\n"
+"a SOURCE points into it; insertIds come from object, generation and line, so a second replay\n"
+"of the same objects adds no row within BigQuery's de-duplication window):\n"
+"  --since T, --until T    only folder hours overlapping [T, T2): RFC 3339 or YYYY-MM-DD[THH]\n"
+"  --dry-run               list the objects and bytes that would be replayed; read nothing\n"
+"  --resume FILE           record finished objects in FILE and skip those already there\n"
+"  --max-rate N            at most N events/s (a backfill leaves the live pipeline its quota)\n"
+"  --archive               write the raw archive again (off: the lines came from there)\n"
+"  --progress SECONDS      progress line interval when stderr is not a terminal [5]\n"
 "\n"
 "signals: SIGHUP reloads pipeline.lua and every script (a broken one is reported and the old\n"
 "         ones keep running); SIGTERM/SIGINT drain: stop pulling, flush every sink, wait for\n"
@@ -135,7 +148,7 @@ find_lib_dir(char *out, size_t outlen)
 }
 
 struct cli {
-    const char *cmd;            /* "run", "check" or "test" */
+    const char *cmd;            /* "run", "check", "test" or "replay" */
     int online;                 /* --check --online: the preflight too */
     long worker_index;          /* --workers: this process's index (0 otherwise) */
     long workers;
@@ -144,6 +157,8 @@ struct cli {
     const char *fixtures;       /* --check --fixtures FILE: sample rows checked against schemas */
     struct bp_kv kv[64];
     size_t nkv;
+    struct bp_replay_opts replay;   /* replay's options (its flags are refused elsewhere) */
+    int replay_flags;
 };
 
 static int
@@ -176,11 +191,44 @@ flag_value(int argc, char **argv, int *i, const char *arg, char *flag, size_t fl
     return argv[++*i];
 }
 
+/* replay's options that take a value. Returns 1 when flag is one (*rc: 0, or -1 after printing
+ * why), else 0. */
+static int
+replay_option(struct cli *c, const char *flag, const char *v, int *rc)
+{
+    struct bp_replay_opts *r = &c->replay;
+    char *end;
+    *rc = 0;
+    if (strcmp(flag, "--since") == 0 || strcmp(flag, "--until") == 0) {
+        int since = flag[2] == 's';
+        if (bp_replay_parse_time(v, since ? &r->since : &r->until) != 0) {
+            fprintf(stderr, "bepipe-lua: %s takes RFC 3339 or YYYY-MM-DD[THH], got '%s'\n", flag,
+                    v);
+            *rc = -1;
+        }
+        *(since ? &r->has_since : &r->has_until) = 1;
+    } else if (strcmp(flag, "--resume") == 0) {
+        r->resume = v;
+    } else if (strcmp(flag, "--max-rate") == 0 || strcmp(flag, "--progress") == 0) {
+        double x = strtod(v, &end);
+        if (*end || !(x >= 0) || x > 1e9) {
+            fprintf(stderr, "bepipe-lua: %s takes a number >= 0, got '%s'\n", flag, v);
+            *rc = -1;
+        }
+        *(flag[2] == 'm' ? &r->max_rate : &r->progress_seconds) = x;
+    } else {
+        return 0;
+    }
+    c->replay_flags = 1;
+    return 1;
+}
+
 /* One `--flag VALUE` / `--flag=VALUE` option that takes a value (flag without the value).
  * Returns 0, or -1 after printing why. */
 static int
 value_option(struct cli *c, const char *flag, char *v)
 {
+    int rc;
     const struct bp_opt *o = bp_config_find_flag(flag);
     if (o)
         return add_kv(c, o->key, v);
@@ -206,6 +254,8 @@ value_option(struct cli *c, const char *flag, char *v)
         }
         return 0;
     }
+    if (replay_option(c, flag, v, &rc))
+        return rc;
     if (strcmp(flag, "--log-format") == 0) {
         if (bp_log_set_format(v) != 0) {
             fprintf(stderr, "bepipe-lua: --log-format takes text or json, got '%s'\n", v);
@@ -259,6 +309,11 @@ option(int argc, char **argv, int *i, struct cli *c)
         return add_kv(c, "bigquery.update_tables", "1");
     if (strcmp(a, "--append") == 0)
         return add_kv(c, "local_out_append", "1");
+    if (strcmp(a, "--dry-run") == 0 || strcmp(a, "--archive") == 0) {
+        *(a[2] == 'd' ? &c->replay.dry_run : &c->replay.archive) = 1;
+        c->replay_flags = 1;
+        return 0;
+    }
     size_t flen = strcspn(a, "=");
     snprintf(flag, sizeof(flag), "%.*s", (int)flen, a);
     if (is_in(flag, dataflow_bool_flags, BP_ARRAY_LEN(dataflow_bool_flags)) && !a[flen]) {
@@ -270,10 +325,46 @@ option(int argc, char **argv, int *i, struct cli *c)
     return v ? value_option(c, flag, v) : -1;
 }
 
-/* The positional arguments: PIPELINE.lua, or `test PIPELINE.lua EVENTS.ndjson`. */
+/* `replay PIPELINE.lua SOURCE...` (pos[0] is "replay"). */
+static int
+replay_positionals(const char **pos, int npos, struct cli *c)
+{
+    struct bp_replay_opts *r = &c->replay;
+    if (npos < 3) {
+        fprintf(stderr, "bepipe-lua: usage: bepipe-lua replay PIPELINE.lua SOURCE... (see "
+                "--help)\n");
+        return -1;
+    }
+    if (r->has_since && r->has_until && r->until <= r->since) {
+        fprintf(stderr, "bepipe-lua: --until must be later than --since\n");
+        return -1;
+    }
+    c->cmd = "replay";
+    c->pipeline = pos[1];
+    r->sources = (char **)(pos + 2);
+    r->nsources = (size_t)npos - 2;
+    for (size_t i = 0; i < r->nsources; i++)
+        r->remote |= strncmp(r->sources[i], "gs://", 5) == 0;
+    /* a dry run only lists: no table is created, checked or written */
+    if (r->dry_run && (add_kv(c, "preflight_seconds", "0") != 0 ||
+                       add_kv(c, "bigquery.create_tables", "0") != 0 ||
+                       add_kv(c, "local_out_append", "1") != 0))
+        return -1;
+    return 0;
+}
+
+/* The positional arguments: PIPELINE.lua, `test PIPELINE.lua EVENTS.ndjson` or `replay
+ * PIPELINE.lua SOURCE...`. */
 static int
 positionals(const char **pos, int npos, struct cli *c)
 {
+    if (npos >= 1 && strcmp(pos[0], "replay") == 0)
+        return replay_positionals(pos, npos, c);
+    if (c->replay_flags) {
+        fprintf(stderr, "bepipe-lua: --since, --until, --dry-run, --resume, --max-rate, "
+                "--archive and --progress belong to the replay command (see --help)\n");
+        return -1;
+    }
     if (npos >= 1 && strcmp(pos[0], "test") == 0) {
         if (npos != 3) {
             fprintf(stderr, "bepipe-lua: usage: bepipe-lua test PIPELINE.lua EVENTS.ndjson\n");
@@ -283,6 +374,10 @@ positionals(const char **pos, int npos, struct cli *c)
         c->pipeline = pos[1];
         c->events = pos[2];
         return 0;
+    }
+    if (npos > 3) {
+        fprintf(stderr, "bepipe-lua: unexpected argument '%s' (see --help)\n", pos[3]);
+        return -1;
     }
     if (npos != 1) {
         fprintf(stderr, "bepipe-lua: %s (see --help)\n",
@@ -296,9 +391,10 @@ positionals(const char **pos, int npos, struct cli *c)
 static int
 parse_args(int argc, char **argv, struct cli *c)
 {
-    const char *positional[3];
+    static const char *positional[1024];   /* replay's SOURCEs; argv outlives them */
     int npos = 0;
     c->cmd = "run";
+    c->replay.progress_seconds = 5;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strncmp(a, "--", 2) == 0 && a[2]) {
@@ -307,7 +403,7 @@ parse_args(int argc, char **argv, struct cli *c)
         } else if (strcmp(a, "-h") == 0) {
             usage(stdout);
             exit(EXIT_OK);
-        } else if (npos == 3) {
+        } else if (npos == (int)BP_ARRAY_LEN(positional)) {
             fprintf(stderr, "bepipe-lua: unexpected argument '%s' (see --help)\n", a);
             return -1;
         } else {
@@ -315,6 +411,25 @@ parse_args(int argc, char **argv, struct cli *c)
         }
     }
     return positionals(positional, npos, c);
+}
+
+/* `bepipe-lua replay`: the pipeline with the replay source, then its summary. Returns the exit
+ * code. */
+static int
+replay(struct bp_rt *rt, struct cli *c)
+{
+    char err[4096];
+    rt->replay = &c->replay;
+    if (bp_rt_start(rt, err, sizeof(err)) != 0) {
+        fprintf(stderr, "bepipe-lua: %s\n", err);
+        return EXIT_FAIL;
+    }
+    int code = bp_rt_run(rt);
+    if (!c->replay.dry_run) {
+        bp_rt_log_summary(rt);
+        bp_replay_summary(rt);
+    }
+    return code;
 }
 
 /* One pipeline process: load, start, run until drained. Returns the exit code. */
@@ -359,6 +474,8 @@ run_one(struct cli *c, const char *lib_dir)
         }
     } else if (strcmp(c->cmd, "test") == 0) {
         code = bp_testmode_run(rt->host, &rt->schemas, c->events, stdout);
+    } else if (strcmp(c->cmd, "replay") == 0) {
+        code = replay(rt, c);
     } else if (bp_rt_start(rt, err, sizeof(err)) != 0) {
         fprintf(stderr, "bepipe-lua: %s\n", err);
         code = EXIT_FAIL;

@@ -8,6 +8,7 @@
 #include "log.h"
 #include "preflight.h"
 #include "row_meta.h"
+#include "replay.h"
 #include "tables_create.h"
 #include "timefmt.h"
 
@@ -527,11 +528,23 @@ bp_rt_api_for(const struct bp_rt *rt, int emulated)
     return emulated ? rt->api_plain : rt->api_auth;
 }
 
+/* Whether the source reads only local files (--input, a replay of local archive files): with
+ * --local-out nothing needs the cloud APIs or a preflight. */
+static int
+local_source(const struct bp_rt *rt)
+{
+    return rt->replay ? !rt->replay->remote : rt->cfg.input != NULL;
+}
+
 static int
 start_source(struct bp_rt *rt, char *err, size_t errlen)
 {
     struct bp_config *c = &rt->cfg;
-    if (c->input)
+    if (rt->replay)
+        rt->source = bp_source_replay_new(rt, rt->replay, rt->http ? bp_rt_api_for(rt,
+                                          rt->ep.storage_emulated) : NULL,
+                                          rt->http ? rt->ep.storage : NULL, err, errlen);
+    else if (c->input)
         rt->source = bp_source_ndjson_new(rt, c->input, err, errlen);
     else
         rt->source = bp_source_pubsub_new(rt, bp_rt_api_for(rt, rt->ep.pubsub_emulated),
@@ -708,7 +721,7 @@ open_sinks(struct bp_rt *rt, const char *bucket, const char *prefix, char *err, 
     if (!rt->store)
         return -1;
     /* a file source never acks: the file is the copy a power cut cannot take */
-    if (c->local_out && c->input)
+    if (c->local_out && (c->input || (rt->replay && !rt->replay->resume)))
         bp_store_local_set_sync(rt->store, 0);
     bp_ack_init(&rt->ack, on_acked, rt);
     bp_batches_init(&rt->tables, rt->store, &rt->ack, (size_t)c->batch_rows,
@@ -725,6 +738,8 @@ open_sinks(struct bp_rt *rt, const char *bucket, const char *prefix, char *err, 
     };
     bp_archive_init(&rt->archive, rt->store, &rt->ack, &ap);
     bp_archive_on_fatal(&rt->archive, archive_unusable, rt);
+    /* a replay's lines came from the archive: written again only with --archive */
+    rt->archive.discard = rt->replay && !rt->replay->archive;
     return 0;
 }
 
@@ -784,7 +799,7 @@ static int
 preflight(struct bp_rt *rt, char *err, size_t errlen)
 {
     struct bp_config *c = &rt->cfg;
-    if (c->preflight_seconds == 0 || (c->input && c->local_out)) {
+    if (c->preflight_seconds == 0 || (local_source(rt) && c->local_out)) {
         if (rt->preflight_only) {
             ev_break(rt->loop, EVBREAK_ALL);
             return 0;
@@ -824,7 +839,7 @@ bp_rt_start(struct bp_rt *rt, char *err, size_t errlen)
     }
     rt->loop = ev_default_loop(0);
     ev_set_userdata(rt->loop, rt);
-    int need_cloud = !c->local_out || !c->input;
+    int need_cloud = !c->local_out || !local_source(rt);
     int rc = need_cloud ? start_cloud(rt, err, errlen) : 0;
     if (rc == 0)
         rc = open_sinks(rt, bucket, prefix, err, errlen);

@@ -20,6 +20,8 @@
 #include "store.h"
 #include "tables_update.h"
 
+struct bp_replay_opts;
+
 struct bp_kv {
     char *key;
     char *value;
@@ -117,6 +119,8 @@ struct bp_rt {
     struct bp_tables_sync *tables_sync;     /* the sync in flight (rt_tables.c), or NULL */
     struct bp_lua_host *pending_host;       /* a reload waiting for its tables' patch */
     int tables_resync;                      /* a reload came while a sync ran: sync again */
+    /* replay (issue 11, item 5): `bepipe-lua replay`'s options, NULL for a run */
+    const struct bp_replay_opts *replay;
 };
 
 struct bp_rt *bp_rt_new(const char *pipeline_path, const char *lib_dir,

@@ -3,6 +3,7 @@
  * role to name when it fails; and which credentials were found, for a missing token. */
 #include "log.h"
 #include "preflight.h"
+#include "replay.h"
 #include "rt.h"
 
 #include <stdarg.h>
@@ -30,7 +31,7 @@ add_checks(struct bp_rt *rt)
 {
     struct bp_config *c = &rt->cfg;
     char what[1024], fix[1024];
-    if (!c->input) {
+    if (!c->input && !rt->replay) {
         snprintf(what, sizeof(what), "subscription %s", c->subscription);
         snprintf(fix, sizeof(fix), "create it (gcloud pubsub subscriptions create NAME --topic "
                  "TOPIC) or set source.subscription / --input_subscription");
@@ -56,6 +57,8 @@ add_checks(struct bp_rt *rt)
                       c->bq_dataset, t);
         }
     }
+    if (rt->replay && !rt->replay->archive)
+        return;     /* a replay writes no archive (its sources' buckets are listed anyway) */
     snprintf(what, sizeof(what), "bucket gs://%s", rt->bucket);
     snprintf(fix, sizeof(fix), "create it (gcloud storage buckets create gs://%s) or fix "
              "archive.path", rt->bucket);

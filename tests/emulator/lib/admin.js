@@ -59,7 +59,8 @@ function route(app, c) {
         if (b.pullWaitMs !== undefined) app.pubsub.pullWaitMs = Number(b.pullWaitMs);
         if (b.tokenLifetime !== undefined) app.auth.lifetime = Number(b.tokenLifetime);
         if (b.auth !== undefined) app.auth.required = !!b.auth;
-        x.send(200, { pullWaitMs: app.pubsub.pullWaitMs, tokenLifetime: app.auth.lifetime, auth: app.auth.required });
+        if (b.listPageMax !== undefined) app.gcs.listPageMax = Number(b.listPageMax);
+        x.send(200, { pullWaitMs: app.pubsub.pullWaitMs, tokenLifetime: app.auth.lifetime, auth: app.auth.required, listPageMax: app.gcs.listPageMax || 1000 });
       }) : null;
     default: {
       const f = /^\/_emulator\/faults\/(\d+)$/.exec(p);

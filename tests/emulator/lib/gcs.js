@@ -298,7 +298,8 @@ class Gcs {
     const q = c.query;
     const prefix = q.get('prefix') || '';
     const delim = q.get('delimiter') || '';
-    const max = Math.min(Number(q.get('maxResults')) || 1000, 1000);
+    // listPageMax (POST /_emulator/config): shorter pages than asked, as the service may answer
+    const max = Math.min(Number(q.get('maxResults')) || 1000, 1000, this.listPageMax || 1000);
     const startOffset = q.get('startOffset') || '';
     const endOffset = q.get('endOffset') || '';
     const trailing = q.get('includeTrailingDelimiter') === 'true';
