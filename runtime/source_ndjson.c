@@ -7,6 +7,7 @@
  * one chunk per loop iteration (signals and timers run in between); pipes and terminals use ev_io. */
 #include "buf.h"
 #include "log.h"
+#include "ndjson_lines.h"
 #include "source.h"
 #include "timefmt.h"
 
@@ -20,7 +21,6 @@
 
 #define CHUNK (256 * 1024)
 #define ID_SLOT 64
-#define TOO_LONG_KEEP 1024   /* bytes of an over-long line kept for its dead letter */
 
 struct source_ndjson {
     struct bp_source base;
@@ -35,11 +35,7 @@ struct source_ndjson {
     bp_buf_t buf;
     unsigned long line_no;
     size_t max_line;
-    /* skipping an over-long line */
-    int skipping;
-    size_t skipped_len;
-    char keep[TOO_LONG_KEEP];
-    size_t keep_len;
+    bp_ndjson_lines_t lines;  /* the splitter, with an over-long line's state */
     /* one batch of lent messages */
     bp_msg_t *msgs;
     char *ids;
@@ -65,61 +61,45 @@ flush_batch(struct source_ndjson *s, size_t *n)
 }
 
 static int
-dead_too_long(struct source_ndjson *s)
+dead_too_long(struct source_ndjson *s, const struct bp_ndjson_line *l)
 {
     char reason[160];
     bp_msg_t m;
     memset(&m, 0, sizeof(m));
     s->line_no++;
     make_id(s, 0, &m);
-    m.data = s->keep;
-    m.len = s->keep_len;
+    m.data = l->p;
+    m.len = l->len;
     m.publish_time = bp_time_now();
     snprintf(reason, sizeof(reason), "line of %zu bytes exceeds source.max_line_bytes (%zu); "
-             "raw_payload holds its first %zu bytes", s->skipped_len, s->max_line, s->keep_len);
+             "raw_payload holds its first %zu bytes", l->full_len, s->max_line, l->len);
     return bp_rt_process_dead(s->rt, &m, BP_ACK_NONE, BP_STAGE_PARSE, reason);
 }
 
-static int
-is_blank(const char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r')
-            return 0;
-    return 1;
-}
-
 /* Hands every complete line in buf to the runtime, in batches; at EOF the unterminated tail too.
- * Keeps the incomplete tail. Returns 0 or -1 on a sink failure. */
+ * Keeps the incomplete tail (the splitter consumes an over-long one). Returns 0 or -1 on a sink
+ * failure. */
 static int
 deliver(struct source_ndjson *s, int eof)
 {
-    char *p = s->buf.data, *end = p + s->buf.len;
-    size_t n = 0;
+    size_t off = 0, used, n = 0;
     double now = bp_time_now();
-    while (p < end) {
-        char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (!nl && !eof)
-            break;
-        char *line_end = nl ? nl : end;
-        size_t len = (size_t)(line_end - p);
-        if (len && line_end[-1] == '\r')
-            len--;
-        if (is_blank(p, len)) {
+    struct bp_ndjson_line l;
+    enum bp_ndjson_kind k;
+    while ((k = bp_ndjson_lines_next(&s->lines, s->buf.data + off, s->buf.len - off, eof, &used,
+                                     &l)) != BP_NDJSON_MORE) {
+        off += used;
+        if (k == BP_NDJSON_BLANK) {
             s->line_no++;
             s->skipped++;
-        } else if (len > s->max_line) {
-            /* a long line that arrived whole in one read */
-            s->keep_len = len < TOO_LONG_KEEP ? len : TOO_LONG_KEEP;
-            memcpy(s->keep, p, s->keep_len);
-            s->skipped_len = len;
-            if ((n && flush_batch(s, &n) != 0) || dead_too_long(s) != 0)
+        } else if (k == BP_NDJSON_TOO_LONG) {
+            if ((n && flush_batch(s, &n) != 0) || dead_too_long(s, &l) != 0)
                 return -1;
         } else {
             s->line_no++;
             bp_msg_t *m = &s->msgs[n];
-            m->data = p;
-            m->len = len;
+            m->data = l.p;
+            m->len = l.len;
             m->publish_time = now;
             m->attrs = NULL;
             m->attrs_len = 0;
@@ -128,29 +108,12 @@ deliver(struct source_ndjson *s, int eof)
             if (++n == s->batch_max && flush_batch(s, &n) != 0)
                 return -1;
         }
-        p = nl ? nl + 1 : end;
     }
+    off += used;   /* the start of an over-long line */
     if (n && flush_batch(s, &n) != 0)
         return -1;
-    bp_buf_consume(&s->buf, (size_t)(p - s->buf.data));
+    bp_buf_consume(&s->buf, off);
     return 0;
-}
-
-/* Over-long line in progress: drop bytes up to its newline, keeping the first few. */
-static void
-skip_long(struct source_ndjson *s)
-{
-    char *nl = memchr(s->buf.data, '\n', s->buf.len);
-    size_t take = nl ? (size_t)(nl - s->buf.data) : s->buf.len;
-    if (s->keep_len < TOO_LONG_KEEP) {
-        size_t k = TOO_LONG_KEEP - s->keep_len < take ? TOO_LONG_KEEP - s->keep_len : take;
-        memcpy(s->keep + s->keep_len, s->buf.data, k);
-        s->keep_len += k;
-    }
-    s->skipped_len += take;
-    bp_buf_consume(&s->buf, nl ? take + 1 : take);
-    if (nl)
-        s->skipping = 2;   /* finished: report it */
 }
 
 static void
@@ -197,26 +160,9 @@ read_chunk(struct source_ndjson *s)
     }
     s->buf.len += (size_t)r;
     int eof = r == 0;
-    if (s->skipping) {
-        skip_long(s);
-        if (s->skipping == 2 || eof) {
-            s->skipping = 0;
-            if (dead_too_long(s) != 0) {
-                finish(s, 1);
-                return;
-            }
-        }
-    }
-    if (!s->skipping && deliver(s, eof) != 0) {
+    if (deliver(s, eof) != 0) {
         finish(s, 1);
         return;
-    }
-    /* no newline within max_line bytes: the line is too long, start skipping it */
-    if (!s->skipping && s->buf.len > s->max_line) {
-        s->skipping = 1;
-        s->keep_len = 0;
-        s->skipped_len = 0;
-        skip_long(s);
     }
     if (eof)
         finish(s, 0);
@@ -350,6 +296,7 @@ bp_source_ndjson_new(struct bp_rt *rt, const char *path, char *err, size_t errle
     s->fd = fd;
     s->use_idle = S_ISREG(st.st_mode);
     s->max_line = (size_t)bp_rt_config(rt)->max_line_bytes;
+    bp_ndjson_lines_init(&s->lines, s->max_line);
     s->batch_max = (size_t)bp_rt_config(rt)->batch_messages;
     const char *base = strrchr(path, '/');
     snprintf(s->name, sizeof(s->name), "%s", strcmp(path, "-") == 0 ? "stdin" : base ? base + 1

@@ -12,6 +12,7 @@
  * progress_seconds. */
 #include "gcs_read.h"
 #include "log.h"
+#include "ndjson_lines.h"
 #include "replay.h"
 #include "timefmt.h"
 
@@ -26,7 +27,6 @@
 
 #define CHUNK (4 * 1024 * 1024)
 #define ID_SLOT 128
-#define TOO_LONG_KEEP 1024
 #define WAIT_SECONDS 0.02      /* sinks behind: look again this soon */
 #define BAR_SECONDS 0.25       /* a terminal's bar is redrawn at most this often */
 
@@ -52,9 +52,7 @@ struct source_replay {
     bp_buf_t buf;
     char *chunk;                /* local reads */
     size_t max_line;
-    int skipping;
-    size_t skipped_len, keep_len;
-    char keep[TOO_LONG_KEEP];
+    bp_ndjson_lines_t split;    /* the object's lines, with an over-long line's state */
     /* one batch of lent messages */
     bp_msg_t *msgs;
     uint32_t *slots;
@@ -248,110 +246,70 @@ fill_msg(struct source_replay *s, size_t i, const char *p, size_t len)
 }
 
 static int
-dead_too_long(struct source_replay *s)
+dead_too_long(struct source_replay *s, const struct bp_ndjson_line *l)
 {
     char reason[200];
     s->list.v[s->cur].lines++;
     s->lines++;
-    fill_msg(s, 0, s->keep, s->keep_len);
+    fill_msg(s, 0, l->p, l->len);
     snprintf(reason, sizeof(reason), "line of %zu bytes exceeds source.max_line_bytes (%zu); "
-             "raw_payload holds its first %zu bytes", s->skipped_len, s->max_line, s->keep_len);
+             "raw_payload holds its first %zu bytes", l->full_len, s->max_line, l->len);
     return bp_rt_process_dead(s->rt, &s->msgs[0], s->slots[0], BP_STAGE_PARSE, reason);
 }
 
-static int
-is_blank(const char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r')
-            return 0;
-    return 1;
-}
-
 /* Hands up to `allowed` complete lines of the buffer (at eof the unterminated tail too) to the
- * runtime as one batch. Returns the lines consumed (blank ones included), or -1 when a sink
- * failed. */
+ * runtime as one batch. Returns the lines consumed (blank and over-long ones included), or -1
+ * when a sink failed. */
 static long
 deliver(struct source_replay *s, size_t allowed)
 {
     struct bp_replay_obj *ob = &s->list.v[s->cur];
-    size_t n = 0;
+    /* nothing read yet: its data pointer may still be NULL */
+    const char *base = s->buf.data ? s->buf.data : "";
+    size_t n = 0, off = 0, used = 0;
     long consumed = 0;
-    if (s->buf.len == 0)
-        return 0;   /* nothing read yet (its data pointer may still be NULL) */
-    char *p = s->buf.data, *end = p + s->buf.len;
     int rc = 0;
-    while (p < end && n < allowed && rc == 0) {
-        char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (!nl && !s->eof)
-            break;
-        char *line_end = nl ? nl : end;
-        size_t len = (size_t)(line_end - p);
-        if (len && line_end[-1] == '\r')
-            len--;
-        ob->lines++;
+    struct bp_ndjson_line l;
+    enum bp_ndjson_kind k = BP_NDJSON_LINE;
+    while (n < allowed && rc == 0 &&
+           (k = bp_ndjson_lines_next(&s->split, base + off, s->buf.len - off, s->eof, &used,
+                                     &l)) != BP_NDJSON_MORE) {
+        off += used;
         consumed++;
-        if (is_blank(p, len)) {
+        if (k == BP_NDJSON_BLANK) {
+            ob->lines++;
             s->blank++;
-        } else if (len > s->max_line) {
-            s->keep_len = len < TOO_LONG_KEEP ? len : TOO_LONG_KEEP;
-            memcpy(s->keep, p, s->keep_len);
-            s->skipped_len = len;
-            ob->lines--;
+        } else if (k == BP_NDJSON_TOO_LONG) {
             if (n)
                 rc = bp_rt_process(s->rt, s->msgs, s->slots, n);
             n = 0;
             if (rc == 0)
-                rc = dead_too_long(s);
+                rc = dead_too_long(s, &l);
         } else {
-            fill_msg(s, n++, p, len);
+            ob->lines++;
+            fill_msg(s, n++, l.p, l.len);
             s->lines++;
         }
-        p = nl ? nl + 1 : end;
     }
+    if (k == BP_NDJSON_MORE)
+        off += used;   /* the start of an over-long line */
     if (rc == 0 && n)
         rc = bp_rt_process(s->rt, s->msgs, s->slots, n);
-    bp_buf_consume(&s->buf, (size_t)(p - s->buf.data));
+    bp_buf_consume(&s->buf, off);
     return rc == 0 ? consumed : -1;
 }
 
-/* Bytes of the object arrive: appended to the buffer, or, while an over-long line is being
- * skipped, dropped up to its newline (its first bytes kept for the dead letter). */
+/* Bytes of the object arrive: appended to the buffer (the splitter drops an over-long line's
+ * bytes as they come, so it holds at most max_line bytes of an unfinished line). */
 static int
 take(struct source_replay *s, const char *data, size_t n)
 {
     s->bytes_read += n;
-    if (s->skipping) {
-        const char *nl = memchr(data, '\n', n);
-        size_t part = nl ? (size_t)(nl - data) : n;
-        size_t k = TOO_LONG_KEEP - s->keep_len < part ? TOO_LONG_KEEP - s->keep_len : part;
-        memcpy(s->keep + s->keep_len, data, k);
-        s->keep_len += k;
-        s->skipped_len += part;
-        if (!nl)
-            return 0;
-        s->skipping = 0;
-        if (dead_too_long(s) != 0)
-            return -1;
-        data = nl + 1;
-        n -= part + 1;
-    }
     if (bp_buf_append(&s->buf, data, n) != 0) {
         errno = ENOMEM;
         return -1;
     }
     return 0;
-}
-
-/* No newline within max_line bytes: the line is too long, skip to its end. */
-static void
-start_skipping(struct source_replay *s)
-{
-    s->skipping = 1;
-    s->keep_len = s->buf.len < TOO_LONG_KEEP ? s->buf.len : TOO_LONG_KEEP;
-    memcpy(s->keep, s->buf.data, s->keep_len);
-    s->skipped_len = s->buf.len;
-    bp_buf_reset(&s->buf);
 }
 
 /* ---- reading objects ---- */
@@ -421,7 +379,7 @@ open_object(struct source_replay *s)
     struct bp_replay_obj *ob = &s->list.v[s->cur];
     s->off = 0;
     s->eof = ob->bucket && ob->size == 0;
-    s->skipping = 0;
+    bp_ndjson_lines_init(&s->split, s->max_line);
     bp_buf_reset(&s->buf);
     if (!ob->bucket && (s->fd = open(ob->name, O_RDONLY | O_CLOEXEC)) < 0) {
         fail(s, "cannot read %s: %s", ob->label, strerror(errno));
@@ -436,10 +394,6 @@ static void
 close_object(struct source_replay *s)
 {
     struct bp_replay_obj *ob = &s->list.v[s->cur];
-    if (s->skipping && dead_too_long(s) != 0) {
-        fail(s, "%s: a sink failed", ob->label);
-        return;
-    }
     if (s->fd >= 0)
         close(s->fd);
     s->fd = -1;
@@ -515,8 +469,6 @@ read_step(struct source_replay *s)
         close_object(s);
         return;
     }
-    if (s->buf.len > s->max_line)
-        start_skipping(s);
     if (s->list.v[s->cur].bucket)
         (void)fetch(s);
     else

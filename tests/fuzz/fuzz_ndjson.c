@@ -1,5 +1,6 @@
-/* Fuzz target: NDJSON line splitting, the real runtime/source_ndjson.c reading the input from a
- * file on a libev loop, against a stand-in runtime: the bp_rt_* functions runtime/source.h lets
+/* Fuzz target: NDJSON line splitting, the real runtime/source_ndjson.c (with its splitter,
+ * runtime/ndjson_lines.c) reading the input from a file on a libev loop, against a stand-in
+ * runtime: the bp_rt_* functions runtime/source.h lets
  * a source call are defined here, so rt.c is not linked. Checks what the splitter promises: every line delivered
  * holds no newline and is at most max_line_bytes long, blank lines are skipped, and every byte
  * of every non-blank line is delivered or (too long) dead-lettered. */
