@@ -307,28 +307,9 @@ size_class(const struct bp_archive_obj *o)
     return c < SIZE_CLASSES - 1 ? c : SIZE_CLASSES - 1;
 }
 
-/* Finishes, in open order (the oldest messages first), the objects of size class >= from and
- * < to, while the open ones hold more than low. */
-static int
-finish_classes(struct bp_archive *a, size_t from, size_t to, size_t low)
-{
-    int rc = 0;
-    for (struct bp_archive_obj *o = a->oldest, *next; o && a->open_bytes > low; o = next) {
-        next = o->newer;
-        size_t c = size_class(o);
-        if (c < from || c >= to)
-            continue;
-        a->by_budget++;
-        if (finish(a, o) != 0)
-            rc = -1;
-    }
-    return rc;
-}
-
 /* The budget is full: finish the largest objects (in open order within a size class: the
- * oldest messages first) until the open ones are back to BUDGET_LOW of it. A histogram of
- * sizes gives the smallest class that must go, with no sort: the classes above it go whole,
- * then that class in open order until enough is freed. */
+ * oldest messages first) until the open ones are back to BUDGET_LOW of it. Two passes over the
+ * open objects, no sort: a histogram of sizes gives the smallest class that must go. */
 static int
 over_budget(struct bp_archive *a)
 {
@@ -339,9 +320,15 @@ over_budget(struct bp_archive *a)
     size_t cut = SIZE_CLASSES - 1, sum = 0;
     while (cut > 0 && (sum += hist[cut]) < need)
         cut--;
-    int rc = finish_classes(a, cut + 1, SIZE_CLASSES, low);
-    if (finish_classes(a, cut, cut + 1, low) != 0)
-        rc = -1;
+    int rc = 0;
+    for (struct bp_archive_obj *o = a->oldest, *next; o && a->open_bytes > low; o = next) {
+        next = o->newer;
+        if (size_class(o) < cut)
+            continue;
+        a->by_budget++;
+        if (finish(a, o) != 0)
+            rc = -1;
+    }
     return rc;
 }
 
