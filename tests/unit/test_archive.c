@@ -295,10 +295,11 @@ files_taken_keep_bytes_pending(void **state)
     free(f);
 }
 
-/* Objects of megabytes (the current hours') and of hundreds of KB (busy late folders): a full
- * budget finishes the largest, not the oldest of those past 256 KB. */
+/* A time-ordered stream: the previous hour's object (complete) goes before the current hour's
+ * (still growing), even when the current one is larger: both are past 256 KB, in one class, and
+ * the oldest goes first. Largest first among them made an extra object per hour. */
 static void
-budget_finishes_largest_of_large(void **state)
+budget_finishes_previous_hour_first(void **state)
 {
     (void)state;
     struct fake *f = fake_new(1);
@@ -307,14 +308,9 @@ budget_finishes_largest_of_large(void **state)
     bp_ack_init(&ack, NULL, NULL);
     struct bp_archive_params p = { "", 1 << 30, 3600.0, 4 << 20, 64 };
     bp_archive_init(&a, &f->base, &ack, &p);
-    add(&a, NULL, "late", 2024010100, 60000, 6, 0.0);  /* object 0: 360 KB, opened first */
-    add(&a, NULL, "late", 2024010200, 60000, 6, 0.0);  /* object 1: 360 KB */
-    add(&a, NULL, "cur", 2025030112, 60000, 50, 1.0);  /* object 2: 3 MB */
-    assert_int_equal(f->finished, 0);
-    add(&a, NULL, "cur", 2025030112, 60000, 10, 2.0);  /* past 4 MB: the 3.6 MB one goes */
-    assert_int_equal(f->finished, 1);
-    assert_int_equal(f->done[2], 1);
-    assert_int_equal(f->done[0], 0);
+    add(&a, NULL, "t", 2025030111, 60000, 30, 0.0);    /* object 0: the previous hour, 1.8 MB */
+    add(&a, NULL, "t", 2025030112, 60000, 40, 1.0);    /* object 1: the current hour, 2.4 MB */
+    assert_int_equal(f->done[0], 1);                    /* past 4 MB: the older goes */
     assert_int_equal(f->done[1], 0);
     assert_int_equal(bp_archive_finish_all(&a), 0);
     bp_archive_free(&a);
@@ -385,7 +381,7 @@ main(void)
         cmocka_unit_test(names_and_rolls),
         cmocka_unit_test(hash_one_object_per_folder),
         cmocka_unit_test(budget_finishes_largest_then_oldest),
-        cmocka_unit_test(budget_finishes_largest_of_large),
+        cmocka_unit_test(budget_finishes_previous_hour_first),
         cmocka_unit_test(files_taken_keep_bytes_pending),
         cmocka_unit_test(files_are_bounded),
         cmocka_unit_test(release_takes_most_messages_first),
