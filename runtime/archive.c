@@ -10,7 +10,8 @@
  * A store that writes as objects grow (files) would need a descriptor per open object: here an
  * object's lines stay pending in memory until they pass PENDING_CHUNK, and only then get a file,
  * so only large objects hold one (at most max_files of them); small late folders cost no
- * descriptor until they are finished. */
+ * descriptor until they are finished, and with every file taken the bytes stay pending, bounded
+ * by the budget. */
 #include "archive.h"
 #include "log.h"
 #include "timefmt.h"
@@ -285,7 +286,11 @@ by_messages(const void *x, const void *y)
     return (p->opened_at > q->opened_at) - (p->opened_at < q->opened_at);
 }
 
-/* Size classes of the budget's choice: 256-byte steps, all objects past 256 KB in the last. */
+/* Size classes of the budget's choice: 256-byte steps, all objects past 256 KB in the last.
+ * One class for every large object keeps open order among them: in a time-ordered stream the
+ * previous hour's object, complete, goes before the current hour's, still growing (finer classes
+ * up to 64 MB, largest first, made 79 objects for 34 folders of the ordered corpus instead of
+ * 59). */
 #define SIZE_CLASSES 1024
 #define SIZE_STEP 256
 
@@ -357,12 +362,17 @@ bp_archive_release(struct bp_archive *a, double now, size_t messages, size_t kee
     return rc;
 }
 
-/* A file for o's bytes (stores that write as objects grow): past max_files, the largest object
- * holding one is finished to free it. */
+/* A file for o's bytes (stores that write as objects grow). Past max_files, with a budget the
+ * bytes stay pending: the budget bounds them as it bounds an upload's, and finishing a file's
+ * object instead made an extra object of a current hour each time a late folder passed
+ * PENDING_CHUNK (live corpus, 1M events: 783 objects for 508 folders). Without a budget the
+ * largest object holding a file is finished to free it. */
 static int
 spill(struct bp_archive *a, struct bp_archive_obj *o)
 {
     if (!o->obj) {
+        if (a->nfiles >= a->max_files && a->budget)
+            return 0;
         while (a->nfiles >= a->max_files) {
             struct bp_archive_obj *big = NULL;
             for (struct bp_archive_obj *p = a->oldest; p; p = p->newer)

@@ -1,148 +1,455 @@
 /* pull_reply.c - a pull reply is the largest JSON the core reads (1,000 messages, ~700 KB), once
- * per pull. Measured on such a reply (tests/bench, this machine): jansson parses ~87 MB/s
- * (~120k messages/s, i.e. ~8 CPU-s per million events, a third of the whole cloud path), lua-cjson
- * ~510 MB/s (~700k messages/s). So the reply is decoded by lua-cjson in the pipeline's Lua state
- * (one C call, no Lua code) and walked with the Lua C API; the table is anchored in the registry
- * while C points into its strings. jansson stays for the small, rare replies (insertAll errors,
- * tokens), where its speed does not show. */
+ * per pull. History of its decoder, measured on the cloud path: jansson parsed ~87 MB/s (~8
+ * CPU-s per million events, a third of the whole path); lua-cjson into Lua tables, walked with
+ * the C API, was 23% of bepipe-lua's CPU end to end (tests/bench/e2e, perf: the tables and
+ * strings of every message, then their garbage). This is a scanner for the one shape a pull
+ * reply has, in the manner of schema_check.c: one pass over the text, validating the JSON syntax
+ * of everything it passes (an invalid reply is refused whole, as a parser would), pointing into
+ * the body for strings without escapes and copying only those that have them (and publishTime,
+ * which callers take NUL-terminated) into one arena no larger than the body. */
 #include "pull_reply.h"
 
-#include <lauxlib.h>
 #include <limits.h>
 #include <openssl/evp.h>
-#include <lua.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char *
-field_str(lua_State *L, int idx, const char *name, size_t *len)
-{
-    lua_getfield(L, idx, name);
-    const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, len) : NULL;
-    lua_pop(L, 1);   /* the string stays alive: the table holding it is anchored */
-    return s;
-}
+/* Nesting deeper than this refuses the reply (lua-cjson's limit in host.lua was the same). */
+#define MAX_DEPTH 64
 
-/* Keeps the attributes of the message table at msg as JSON text (for the dead letter and
- * bepipe.message()), anchored in the message table so it lives as long as the reply. */
+struct scan {
+    const char *p, *end;
+    char *arena;            /* unescaped copies; never more bytes than the body */
+    size_t used;
+};
+
 static void
-attrs_json(lua_State *L, int msg, int encode, struct bp_pull_msg *m)
+ws(struct scan *s)
 {
-    lua_getfield(L, msg, "attributes");
-    if (!lua_istable(L, -1))
-        return;
-    lua_pushnil(L);
-    if (!lua_next(L, -2))
-        return;   /* empty: no attributes */
-    lua_pop(L, 2);
-    lua_pushvalue(L, encode);
-    lua_pushvalue(L, -2);
-    if (lua_pcall(L, 1, 1, 0) == 0 && lua_isstring(L, -1)) {
-        lua_pushvalue(L, -1);
-        lua_setfield(L, msg, "_attrs_json");
-        m->attrs = lua_tolstring(L, -1, &m->attrs_len);
-    }
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+        s->p++;
 }
 
-/* Reads receivedMessages[i] (on top of the stack) into m. Returns 0, or -1 when the item has
- * nothing to ack. The caller resets the stack. */
+/* The next non-blank byte is c: consumes it. */
 static int
-decode_item(lua_State *L, int encode, struct bp_pull_msg *m)
+eat(struct scan *s, char c)
 {
-    int item = lua_gettop(L);
-    if (!lua_istable(L, item))
-        return -1;
-    memset(m, 0, sizeof(*m));
-    m->ack_id = field_str(L, item, "ackId", &m->ack_id_len);
-    lua_getfield(L, item, "deliveryAttempt");
-    if (lua_type(L, -1) == LUA_TNUMBER) {
-        lua_Number d = lua_tonumber(L, -1);
-        m->delivery_attempt = d >= 0 && d < 1e6 ? (int)d : 0;
+    ws(s);
+    if (s->p >= s->end || *s->p != c)
+        return 0;
+    s->p++;
+    return 1;
+}
+
+static int
+hex4(const char *p, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9')
+            v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            v |= (unsigned)(c - 'A' + 10);
+        else
+            return -1;
     }
-    lua_pop(L, 1);
-    lua_getfield(L, item, "message");
-    int msg = lua_gettop(L);
-    if (!m->ack_id || m->ack_id_len == 0 || !lua_istable(L, msg))
-        return -1;
-    m->data_b64 = field_str(L, msg, "data", &m->data_b64_len);
-    m->message_id = field_str(L, msg, "messageId", &m->message_id_len);
-    size_t pl;
-    m->publish_time = field_str(L, msg, "publishTime", &pl);
-    attrs_json(L, msg, encode, m);
+    *out = v;
     return 0;
 }
 
-/* Runs cjson.decode on the body: on success the reply table is on top of the stack. */
+/* One escape at p (just after the backslash) into out (NULL: only validated). Returns the
+ * bytes of text it took, or -1; *n gets the bytes it wrote (at most the bytes it took + 1). */
 static int
-decode_json(lua_State *L, const char *body, size_t len, char *err, size_t errlen)
+unescape(const char *p, const char *end, char *out, size_t *n)
 {
-    lua_getfield(L, LUA_REGISTRYINDEX, "bepipe.json");   /* our cjson instance, see host.lua */
-    if (!lua_istable(L, -1)) {
-        snprintf(err, errlen, "pull reply: the Lua state has no bepipe.json");
+    static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+    const char *k = p < end && *p ? strchr(from, *p) : NULL;
+    if (k) {
+        if (out)
+            *out = to[k - from];
+        *n = 1;
+        return 1;
+    }
+    unsigned cp;
+    if (p >= end || *p != 'u' || end - p < 5 || hex4(p + 1, &cp) != 0)
+        return -1;
+    int took = 5;
+    if (cp >= 0xD800 && cp <= 0xDBFF) {
+        unsigned lo;
+        if (end - p < 11 || p[5] != '\\' || p[6] != 'u' || hex4(p + 7, &lo) != 0 ||
+            lo < 0xDC00 || lo > 0xDFFF)
+            return -1;
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+        took = 11;
+    } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
         return -1;
     }
-    lua_getfield(L, -1, "decode");
-    lua_pushlstring(L, body, len);
-    if (lua_pcall(L, 1, 1, 0) != 0) {
-        snprintf(err, errlen, "pull reply is not JSON: %s", lua_tostring(L, -1));
-        return -1;
+    unsigned char u[4];
+    size_t m;
+    if (cp < 0x80) {
+        u[0] = (unsigned char)cp, m = 1;
+    } else if (cp < 0x800) {
+        u[0] = (unsigned char)(0xC0 | cp >> 6), u[1] = (unsigned char)(0x80 | (cp & 0x3F)), m = 2;
+    } else if (cp < 0x10000) {
+        u[0] = (unsigned char)(0xE0 | cp >> 12), u[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
+        u[2] = (unsigned char)(0x80 | (cp & 0x3F)), m = 3;
+    } else {
+        u[0] = (unsigned char)(0xF0 | cp >> 18), u[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3F));
+        u[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3F)), u[3] = (unsigned char)(0x80 | (cp & 0x3F));
+        m = 4;
     }
-    if (!lua_istable(L, -1)) {
-        snprintf(err, errlen, "pull reply is not a JSON object");
+    if (out)
+        memcpy(out, u, m);
+    *n = m;
+    return took;
+}
+
+/* The string at s->p (a '"'): validated and consumed. With out, its value: a pointer into the
+ * body when it has no escape and nul is 0, else an unescaped copy in the arena (NUL-terminated).
+ * Every escape writes no more bytes than it takes, so a copy never outgrows its text's span.
+ * Returns 0, or -1 when it is not a JSON string. */
+static int
+string(struct scan *s, const char **out, size_t *len, int nul)
+{
+    if (s->p >= s->end || *s->p != '"')
         return -1;
+    const char *start = ++s->p, *p = start;
+    int esc = 0;
+    for (;;) {
+        while (p < s->end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
+            p++;
+        if (p >= s->end || (unsigned char)*p < 0x20)
+            return -1;
+        if (*p == '"')
+            break;
+        size_t n;
+        int took = unescape(p + 1, s->end, NULL, &n);
+        if (took < 0)
+            return -1;
+        esc = 1;
+        p += 1 + took;
     }
+    s->p = p + 1;
+    if (!out)
+        return 0;
+    if (!esc && !nul) {
+        *out = start;
+        *len = (size_t)(p - start);
+        return 0;
+    }
+    char *dst = s->arena + s->used, *w = dst;
+    for (const char *q = start; q < p;) {
+        if (*q != '\\') {
+            *w++ = *q++;
+            continue;
+        }
+        size_t n;
+        q += 1 + unescape(q + 1, p, w, &n);
+        w += n;
+    }
+    *w = '\0';
+    *out = dst;
+    *len = (size_t)(w - dst);
+    s->used += (size_t)(w - dst) + 1;
     return 0;
+}
+
+static int
+number(struct scan *s)
+{
+    const char *p = s->p;
+    if (p < s->end && *p == '-')
+        p++;
+    if (p >= s->end || *p < '0' || *p > '9')
+        return -1;
+    if (*p == '0')
+        p++;
+    else
+        while (p < s->end && *p >= '0' && *p <= '9')
+            p++;
+    if (p < s->end && *p == '.') {
+        if (++p >= s->end || *p < '0' || *p > '9')
+            return -1;
+        while (p < s->end && *p >= '0' && *p <= '9')
+            p++;
+    }
+    if (p < s->end && (*p == 'e' || *p == 'E')) {
+        if (++p < s->end && (*p == '+' || *p == '-'))
+            p++;
+        if (p >= s->end || *p < '0' || *p > '9')
+            return -1;
+        while (p < s->end && *p >= '0' && *p <= '9')
+            p++;
+    }
+    s->p = p;
+    return 0;
+}
+
+static int
+word(struct scan *s, const char *w, size_t n)
+{
+    if ((size_t)(s->end - s->p) < n || memcmp(s->p, w, n) != 0)
+        return -1;
+    s->p += n;
+    return 0;
+}
+
+static int skip_value(struct scan *s, int depth);
+
+/* The members or elements of the object or array at s->p ('{' or '['), skipped. */
+static int
+skip_container(struct scan *s, int depth)
+{
+    char close = *s->p == '{' ? '}' : ']';
+    int obj = close == '}';
+    s->p++;
+    if (eat(s, close))
+        return 0;
+    for (;;) {
+        if (obj) {
+            ws(s);
+            if (string(s, NULL, NULL, 0) != 0 || !eat(s, ':'))
+                return -1;
+        }
+        if (skip_value(s, depth + 1) != 0)
+            return -1;
+        if (eat(s, close))
+            return 0;
+        if (!eat(s, ','))
+            return -1;
+    }
+}
+
+/* Any JSON value, validated and skipped. */
+static int
+skip_value(struct scan *s, int depth)
+{
+    ws(s);
+    if (s->p >= s->end || depth > MAX_DEPTH)
+        return -1;
+    switch (*s->p) {
+    case '"': return string(s, NULL, NULL, 0);
+    case '{': case '[': return skip_container(s, depth);
+    case 't': return word(s, "true", 4);
+    case 'f': return word(s, "false", 5);
+    case 'n': return word(s, "null", 4);
+    default: return number(s);
+    }
+}
+
+/* A string member's value into out/len when it is a string; any other value is skipped and
+ * leaves them as they are (a missing field, as for a parser into tables). */
+static int
+str_member(struct scan *s, const char **out, size_t *len, int nul, int depth)
+{
+    ws(s);
+    if (s->p < s->end && *s->p == '"')
+        return string(s, out, len, nul);
+    *out = NULL;
+    return skip_value(s, depth);
+}
+
+/* Walks the object at s->p calling member(s, key, keylen, ctx, depth) for each member; the
+ * callback consumes the value. A value that is not an object is skipped and returns 1. */
+static int
+walk_object(struct scan *s, int depth, void *ctx,
+            int (*member)(struct scan *, const char *, size_t, void *, int))
+{
+    ws(s);
+    if (s->p >= s->end || *s->p != '{')
+        return skip_value(s, depth) == 0 ? 1 : -1;
+    if (depth > MAX_DEPTH)
+        return -1;
+    s->p++;
+    if (eat(s, '}'))
+        return 0;
+    for (;;) {
+        const char *k;
+        size_t kl;
+        ws(s);
+        if (string(s, &k, &kl, 0) != 0 || !eat(s, ':') || member(s, k, kl, ctx, depth + 1) != 0)
+            return -1;
+        if (eat(s, '}'))
+            return 0;
+        if (!eat(s, ','))
+            return -1;
+    }
+}
+
+#define KEY(k, kl, lit) ((kl) == sizeof(lit) - 1 && memcmp((k), (lit), (kl)) == 0)
+
+struct item {
+    struct bp_pull_msg *m;
+    int msg_seen;           /* "message" was an object */
+};
+
+static int
+message_member(struct scan *s, const char *k, size_t kl, void *ctx, int depth)
+{
+    struct bp_pull_msg *m = ((struct item *)ctx)->m;
+    if (KEY(k, kl, "data"))
+        return str_member(s, &m->data_b64, &m->data_b64_len, 0, depth);
+    if (KEY(k, kl, "messageId"))
+        return str_member(s, &m->message_id, &m->message_id_len, 0, depth);
+    if (KEY(k, kl, "publishTime")) {
+        size_t pl;
+        return str_member(s, &m->publish_time, &pl, 1, depth);
+    }
+    if (KEY(k, kl, "attributes")) {
+        /* kept as the JSON text it came as (valid JSON: the scan checks it), or NULL when it is
+         * no object or an empty one */
+        ws(s);
+        const char *start = s->p;
+        int is_obj = s->p < s->end && *s->p == '{';
+        if (skip_value(s, depth) != 0)
+            return -1;
+        m->attrs = NULL;
+        m->attrs_len = 0;
+        if (is_obj) {
+            struct scan in = { start + 1, s->p, NULL, 0 };
+            if (!eat(&in, '}')) {
+                m->attrs = start;
+                m->attrs_len = (size_t)(s->p - start);
+            }
+        }
+        return 0;
+    }
+    return skip_value(s, depth);
+}
+
+static int
+item_member(struct scan *s, const char *k, size_t kl, void *ctx, int depth)
+{
+    struct item *it = ctx;
+    if (KEY(k, kl, "ackId"))
+        return str_member(s, &it->m->ack_id, &it->m->ack_id_len, 0, depth);
+    if (KEY(k, kl, "deliveryAttempt")) {
+        ws(s);
+        const char *start = s->p;
+        if (skip_value(s, depth) != 0)
+            return -1;
+        char num[32];
+        size_t n = (size_t)(s->p - start);
+        it->m->delivery_attempt = 0;
+        if (n && n < sizeof(num) && (*start == '-' || (*start >= '0' && *start <= '9'))) {
+            memcpy(num, start, n);
+            num[n] = '\0';
+            double d = strtod(num, NULL);
+            it->m->delivery_attempt = d >= 0 && d < 1e6 ? (int)d : 0;
+        }
+        return 0;
+    }
+    if (KEY(k, kl, "message")) {
+        /* a repeated "message" replaces the first, as in a parser into tables */
+        const char *ack = it->m->ack_id;
+        size_t ackl = it->m->ack_id_len;
+        int da = it->m->delivery_attempt;
+        memset(it->m, 0, sizeof(*it->m));
+        it->m->ack_id = ack, it->m->ack_id_len = ackl, it->m->delivery_attempt = da;
+        int rc = walk_object(s, depth, it, message_member);
+        it->msg_seen = rc == 0;
+        return rc < 0 ? -1 : 0;
+    }
+    return skip_value(s, depth);
+}
+
+struct reply_ctx {
+    struct bp_pull_reply *r;
+    size_t cap;
+};
+
+/* receivedMessages: each item that has an ackId and a message object becomes a message. */
+static int
+messages(struct scan *s, struct reply_ctx *rc, int depth)
+{
+    struct bp_pull_reply *r = rc->r;
+    ws(s);
+    if (s->p >= s->end || *s->p != '[')
+        return skip_value(s, depth);
+    r->n = 0;   /* a repeated list replaces the first */
+    s->p++;
+    if (eat(s, ']'))
+        return 0;
+    for (;;) {
+        if (r->n == rc->cap) {
+            size_t cap = rc->cap ? rc->cap * 2 : 256;
+            struct bp_pull_msg *m = realloc(r->msgs, cap * sizeof(*m));
+            if (!m)
+                return -2;
+            r->msgs = m;
+            rc->cap = cap;
+        }
+        struct item it = { &r->msgs[r->n], 0 };
+        memset(it.m, 0, sizeof(*it.m));
+        int w = walk_object(s, depth, &it, item_member);
+        if (w < 0)
+            return -1;
+        if (w == 0 && it.msg_seen && it.m->ack_id && it.m->ack_id_len)
+            r->n++;
+        if (eat(s, ']'))
+            return 0;
+        if (!eat(s, ','))
+            return -1;
+    }
+}
+
+static int
+root_member(struct scan *s, const char *k, size_t kl, void *ctx, int depth)
+{
+    if (KEY(k, kl, "receivedMessages"))
+        return messages(s, ctx, depth);
+    return skip_value(s, depth);
 }
 
 int
-bp_pull_reply_decode(struct bp_pull_reply *r, lua_State *L, const char *body, size_t len,
+bp_pull_reply_decode(struct bp_pull_reply *r, struct lua_State *L, const char *body, size_t len,
                      char *err, size_t errlen)
 {
+    (void)L;
     memset(r, 0, sizeof(*r));
-    r->L = L;
-    r->ref = LUA_NOREF;
-    int top = lua_gettop(L);
-    if (decode_json(L, body, len, err, errlen) != 0) {
-        lua_settop(L, top);
+    struct scan s = { body, body + len, malloc(len + 1), 0 };
+    struct reply_ctx rc = { r, 0 };
+    if (!s.arena) {
+        snprintf(err, errlen, "out of memory for a pull reply of %zu bytes", len);
         return -1;
     }
-    int root = lua_gettop(L);
-    lua_getfield(L, root, "receivedMessages");
-    int list = lua_gettop(L);
-    size_t n = lua_istable(L, list) ? lua_objlen(L, list) : 0;
-    r->msgs = calloc(n ? n : 1, sizeof(*r->msgs));
-    if (!r->msgs) {
-        snprintf(err, errlen, "out of memory for %zu messages", n);
-        lua_settop(L, top);
-        return -1;
+    r->arena = s.arena;
+    ws(&s);
+    if (s.p >= s.end || *s.p != '{') {
+        snprintf(err, errlen, s.p < s.end && (*s.p == '[' || *s.p == '"' || *s.p == 't' ||
+                 *s.p == 'f' || *s.p == 'n' || *s.p == '-' || (*s.p >= '0' && *s.p <= '9'))
+                 ? "pull reply is not a JSON object" : "pull reply is not JSON");
+        goto fail;
     }
-    lua_getfield(L, root - 1, "encode");   /* bepipe.json.encode, for attributes */
-    int encode = lua_gettop(L);
-    for (size_t i = 0; i < n; i++) {
-        lua_rawgeti(L, list, (int)i + 1);
-        if (decode_item(L, encode, &r->msgs[r->n]) == 0)
-            r->n++;
-        lua_settop(L, encode);
+    int w = walk_object(&s, 0, &rc, root_member);
+    ws(&s);
+    if (w != 0 || s.p != s.end) {
+        snprintf(err, errlen, "pull reply is not JSON (at byte %zu of %zu)",
+                 (size_t)(s.p - body), len);
+        goto fail;
     }
-    lua_settop(L, root);
-    r->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_settop(L, top);
     return 0;
+fail:
+    bp_pull_reply_free(r);
+    return -1;
 }
 
 /* Lets the decoded reply go (its strings are invalid afterwards). */
 void
 bp_pull_reply_free(struct bp_pull_reply *r)
 {
-    if (!r || !r->L)
+    if (!r)
         return;
-    if (r->ref != LUA_NOREF)
-        luaL_unref(r->L, LUA_REGISTRYINDEX, r->ref);
     free(r->msgs);
+    free(r->arena);
     r->msgs = NULL;
+    r->arena = NULL;
     r->n = 0;
-    r->ref = LUA_NOREF;
 }
 
 /* Decodes base64 text in[0..len) into out, which has room for len / 4 * 3 bytes. Returns the

@@ -1,4 +1,4 @@
-/* pull_reply.h - reads a Pub/Sub pull reply with lua-cjson in the pipeline's Lua state. */
+/* pull_reply.h - reads a Pub/Sub pull reply (a scanner for its one shape, pull_reply.c). */
 #ifndef BP_PULL_REPLY_H
 #define BP_PULL_REPLY_H
 
@@ -18,23 +18,22 @@ struct bp_pull_msg {
     const char *message_id;
     size_t message_id_len;
     const char *publish_time;   /* RFC 3339, NUL-terminated */
-    const char *attrs;          /* attributes re-encoded as JSON text, or NULL when none */
+    const char *attrs;          /* attributes as the JSON text they came as, or NULL when none */
     size_t attrs_len;
     int delivery_attempt;       /* deliveryAttempt (subscriptions with a dead-letter policy), else 0 */
 };
 
 struct bp_pull_reply {
-    struct lua_State *L;
-    int ref;                    /* registry ref that keeps the decoded table alive */
+    char *arena;                /* strings that had escapes, unescaped; publishTime copies */
     struct bp_pull_msg *msgs;
     size_t n;
 };
 
-/* Decodes a pull reply with the bepipe.json lua-cjson instance of L (registered by
- * scripts/bepipe/host.lua) into r: r->msgs[0..n) with strings valid until bp_pull_reply_free,
- * which must run before L runs anything else. Items without an ackId or a message object are
+/* Decodes a pull reply into r: r->msgs[0..n) with strings pointing into body or r's arena, valid
+ * while body is and until bp_pull_reply_free. Items without an ackId or a message object are
  * skipped (nothing to ack: the server redelivers them). Returns 0, or -1 with err set (not JSON,
- * or not a pull reply). Leaves L's stack as it found it. */
+ * or not a JSON object). L is not used (the decoder once was lua-cjson in it). Never calls
+ * back; safe in any callback. */
 int bp_pull_reply_decode(struct bp_pull_reply *r, struct lua_State *L, const char *body,
                          size_t len, char *err, size_t errlen) BP_WUR;
 void bp_pull_reply_free(struct bp_pull_reply *r);

@@ -56,6 +56,7 @@ struct bp_store {
 struct bp_store *bp_store_local_new(const char *dir, const char *bucket, char *err,
                                     size_t errlen);
 void bp_store_local_set_sync(struct bp_store *s, int sync);
+void bp_store_local_set_tmpfile(struct bp_store *s, int on);
 
 struct bp_api;
 struct bp_endpoints;

@@ -1,10 +1,15 @@
 /* store_local.c - the local kind of store: exactly what the cloud store would send, as files.
  *   DIR/bigquery/<table>.ndjson          one insertAll rows[] entry per line, appended per batch
- *   DIR/gcs/<bucket>/<object name>       archive objects, written to a hidden temp file and
+ *   DIR/gcs/<bucket>/<object name>       archive objects, written to an unnamed file (O_TMPFILE;
+ *                                        a hidden temp file where the file system lacks it) and
  *                                        linked into place, so a crash never leaves a half object
  *                                        under a final name, and an existing name is never
  *                                        overwritten (link fails with EEXIST, as GCS answers 412
- *                                        to ifGenerationMatch=0): a _1, _2... suffix is added. */
+ *                                        to ifGenerationMatch=0): a _1, _2... suffix is added.
+ * A backfill makes an object per folder per couple of events, so the syscalls per object count:
+ * mkdir of the folder, open, write, close, linkat (the temp file's way adds getpid, link and
+ * unlink, and a directory entry created and removed). The archive hands objects over in chunks
+ * of 64 KB or whole (archive.c), so writes go to the descriptor without a stdio buffer. */
 #include "log.h"
 #include "store.h"
 
@@ -29,12 +34,13 @@ struct store_local {
     size_t ntables;
     unsigned long tmp_seq;
     int sync;                  /* fsync objects before linking them (bp_store_local_set_sync) */
+    int tmpfile;               /* the file system takes O_TMPFILE + linkat (probed at creation) */
 };
 
 struct bp_object {
     struct store_local *s;
-    FILE *f;
-    char *tmp_path;
+    int fd;
+    char *tmp_path;            /* NULL for an unnamed (O_TMPFILE) file */
     char *final_path;
 };
 
@@ -124,35 +130,51 @@ local_rows_put(struct bp_store *bs, const char *table, const char *entries, size
     return 0;
 }
 
+/* An unnamed file in the folder of final (O_TMPFILE), or -1 with errno. */
+static int
+open_unnamed(const char *final)
+{
+    char dir[4096];
+    const char *slash = strrchr(final, '/');
+    if ((size_t)(slash - final) >= sizeof(dir)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(dir, final, (size_t)(slash - final));
+    dir[slash - final] = '\0';
+    return open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+}
+
 static struct bp_object *
 local_object_open(struct bp_store *bs, const char *name, char *err, size_t errlen)
 {
     struct store_local *s = (struct store_local *)bs;
     char final[4096], tmp[4200];
     snprintf(final, sizeof(final), "%s/%s", s->gcs_root, name);
-    const char *base = strrchr(final, '/') + 1;
-    snprintf(tmp, sizeof(tmp), "%.*s.%s.tmp.%ld.%lu", (int)(base - final), final, base,
-             (long)getpid(), ++s->tmp_seq);
-    /* the folder usually exists: create it only when the file cannot be (an object per late
-     * folder made this nine mkdir calls per object) */
-    FILE *f = fopen(tmp, "wbx");
-    if (!f && errno == ENOENT) {
-        if (mkdirs_for(final) != 0) {
-            snprintf(err, errlen, "cannot create the folder of %s: %s", final, strerror(errno));
-            return NULL;
-        }
-        f = fopen(tmp, "wbx");
+    /* one mkdir, the deepest level (EEXIST when the folder exists): a backfill's object is
+     * mostly the first of its hour, and trying the file first cost a failed open for each */
+    if (mkdirs_for(final) != 0) {
+        snprintf(err, errlen, "cannot create the folder of %s: %s", final, strerror(errno));
+        return NULL;
     }
-    if (!f) {
+    int fd;
+    if (s->tmpfile) {
+        fd = open_unnamed(final);
+        snprintf(tmp, sizeof(tmp), "%s (unnamed)", final);
+    } else {
+        const char *base = strrchr(final, '/') + 1;
+        snprintf(tmp, sizeof(tmp), "%.*s.%s.tmp.%ld.%lu", (int)(base - final), final, base,
+                 (long)getpid(), ++s->tmp_seq);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    }
+    if (fd < 0) {
         snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
         return NULL;
     }
-    /* archive lines are small; a large stdio buffer turns them into few big writes */
-    setvbuf(f, NULL, _IOFBF, 256 * 1024);
     struct bp_object *o = bp_xcalloc(1, sizeof(*o));
     o->s = s;
-    o->f = f;
-    o->tmp_path = bp_xstrdup(tmp);
+    o->fd = fd;
+    o->tmp_path = s->tmpfile ? NULL : bp_xstrdup(tmp);
     o->final_path = bp_xstrdup(final);
     return o;
 }
@@ -160,7 +182,7 @@ local_object_open(struct bp_store *bs, const char *name, char *err, size_t errle
 static int
 local_object_write(struct bp_object *o, const void *p, size_t n)
 {
-    return fwrite(p, 1, n, o->f) == n ? 0 : -1;
+    return write_all(o->fd, p, n);
 }
 
 static void
@@ -171,10 +193,23 @@ object_free(struct bp_object *o)
     free(o);
 }
 
-/* Links the temp file under the final name, adding _N before ".json" while the name exists. */
+/* Gives the file of o the name `to`: a link of its temp name, or of its descriptor through
+ * /proc/self/fd (linkat's AT_EMPTY_PATH would need CAP_DAC_READ_SEARCH). */
 static int
-link_unique(const char *tmp, const char *final, char *used, size_t usedlen)
+link_as(const struct bp_object *o, const char *to)
 {
+    if (o->tmp_path)
+        return link(o->tmp_path, to);
+    char proc[64];
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", o->fd);
+    return linkat(AT_FDCWD, proc, AT_FDCWD, to, AT_SYMLINK_FOLLOW);
+}
+
+/* Links o's file under its final name, adding _N before ".json" while the name exists. */
+static int
+link_unique(const struct bp_object *o, char *used, size_t usedlen)
+{
+    const char *final = o->final_path;
     size_t flen = strlen(final);
     const char *dot = flen > 5 && strcmp(final + flen - 5, ".json") == 0 ? final + flen - 5 : NULL;
     for (int n = 0; n < 10000; n++) {
@@ -184,7 +219,7 @@ link_unique(const char *tmp, const char *final, char *used, size_t usedlen)
             snprintf(used, usedlen, "%.*s_%d.json", (int)(dot - final), final, n);
         else
             snprintf(used, usedlen, "%s_%d", final, n);
-        if (link(tmp, used) == 0)
+        if (link_as(o, used) == 0)
             return 0;
         if (errno != EEXIST)
             return -1;
@@ -198,17 +233,19 @@ local_object_finish(struct bp_object *o, bp_store_done_fn done, void *arg)
 {
     char used[4200], msg[4400];
     int rc = 0;
-    if (fflush(o->f) != 0 || (o->s->sync && fsync(fileno(o->f)) != 0))
+    if (o->s->sync && fsync(o->fd) != 0)
         rc = -1;
-    if (fclose(o->f) != 0)
-        rc = -1;
-    if (rc == 0 && link_unique(o->tmp_path, o->final_path, used, sizeof(used)) != 0)
+    /* the link comes after the last write: a crash before it leaves no final name */
+    if (rc == 0 && link_unique(o, used, sizeof(used)) != 0)
         rc = -1;
     if (rc != 0)
         snprintf(msg, sizeof(msg), "%s: %s", o->final_path, strerror(errno));
     else
         bp_log(BP_LOG_DEBUG, "archive", "finished %s", used);
-    unlink(o->tmp_path);
+    /* errors of a file's writes were reported by write(); close only releases it */
+    close(o->fd);
+    if (o->tmp_path)
+        unlink(o->tmp_path);
     object_free(o);
     done(arg, rc, rc ? msg : NULL, NULL, 0);
     return rc;
@@ -217,8 +254,9 @@ local_object_finish(struct bp_object *o, bp_store_done_fn done, void *arg)
 static void
 local_object_abort(struct bp_object *o)
 {
-    fclose(o->f);
-    unlink(o->tmp_path);
+    close(o->fd);
+    if (o->tmp_path)
+        unlink(o->tmp_path);
     object_free(o);
 }
 
@@ -266,6 +304,26 @@ bp_store_local_set_sync(struct bp_store *bs, int sync)
     ((struct store_local *)bs)->sync = sync;
 }
 
+/* Whether an unnamed file in root can be linked into place: O_TMPFILE needs the file system's
+ * support (ext4, xfs, btrfs, tmpfs) and the link needs /proc. */
+static int
+tmpfile_works(const char *root)
+{
+    char probe[4200], name[4300];
+    snprintf(probe, sizeof(probe), "%s/x", root);
+    int fd = open_unnamed(probe);
+    if (fd < 0)
+        return 0;
+    snprintf(name, sizeof(name), "%s/.probe.%ld", root, (long)getpid());
+    char proc[64];
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+    int ok = linkat(AT_FDCWD, proc, AT_FDCWD, name, AT_SYMLINK_FOLLOW) == 0;
+    if (ok)
+        unlink(name);
+    close(fd);
+    return ok;
+}
+
 /* Creates the local store under dir (created if missing). Returns it, or NULL with err set. */
 struct bp_store *
 bp_store_local_new(const char *dir, const char *bucket, char *err, size_t errlen)
@@ -282,5 +340,15 @@ bp_store_local_new(const char *dir, const char *bucket, char *err, size_t errlen
     s->dir = bp_xstrdup(dir);
     snprintf(probe, sizeof(probe), "%s/gcs/%s", dir, bucket);
     s->gcs_root = bp_xstrdup(probe);
+    s->tmpfile = tmpfile_works(s->gcs_root);
     return &s->base;
+}
+
+/* Whether objects are written as unnamed files (on where the file system allows it, the
+ * default) or as hidden temp files; tests turn it off to cover both. */
+void
+bp_store_local_set_tmpfile(struct bp_store *bs, int on)
+{
+    struct store_local *s = (struct store_local *)bs;
+    s->tmpfile = on && tmpfile_works(s->gcs_root);
 }

@@ -42,6 +42,12 @@ end
 if os.getenv("BEPIPE_JIT_V") then
     require("jit.v").start(os.getenv("BEPIPE_JIT_V"))
 end
+-- BEPIPE_JIT_P="MODE,FILE" runs LuaJIT's sampling profiler (jit.p; MODE as for -jp, e.g. "vl"
+-- for VM states and lines): where the per-event path spends its time, interpreted or compiled.
+if os.getenv("BEPIPE_JIT_P") then
+    local mode, file = os.getenv("BEPIPE_JIT_P"):match("^([^,]*),?(.*)$")
+    require("jit.p").start(mode, file ~= "" and file or nil)
+end
 
 local STAGE_PARSE, STAGE_ROUTE = C.BP_STAGE_PARSE, C.BP_STAGE_ROUTE
 local STAGE_VALIDATE, STAGE_MAP = C.BP_STAGE_VALIDATE, C.BP_STAGE_MAP
@@ -215,6 +221,27 @@ local function emit(b, s)
     return off
 end
 
+-- A row's text with `,"ingestion_time":"<now>"}` (now_member) in place of its closing brace: one
+-- copy into the batch buffer and no second string. An empty row ({}) or one that is not an
+-- object gets the column the plain way (and then fails the schema check if it is no row).
+local function emit_row(b, js, now_member, row, now)
+    local n = #js
+    if n <= 2 or byte(js, n) ~= 125 then
+        row.ingestion_time = now
+        js = encode(row)
+        return emit(b, js), #js
+    end
+    local m = #now_member
+    local off = b.out_len
+    if off + n - 1 + m > b.out_cap and C.bp_ffi_batch_reserve(b, n - 1 + m) ~= 0 then
+        error("the rows of this batch passed the output limit", 0)
+    end
+    ffi_copy(b.out + off, js, n - 1)
+    ffi_copy(b.out + off + n - 1, now_member, m)
+    b.out_len = off + n - 1 + m
+    return off, n - 1 + m
+end
+
 -- Where the batch loop is, for the error path of process() and for M.message().
 local cur, cur_stage, cur_type = 0, 0, nil
 local cur_batch = nil
@@ -259,7 +286,7 @@ local function is_object_text(s)
     return c == 123
 end
 
-local function run(b, i, n, now)
+local function run(b, i, n, now, now_member)
     local msgs, res = b.msgs, b.results
     while i < n do
         cur = i
@@ -304,6 +331,15 @@ local function run(b, i, n, now)
                     elseif tf and type(row[tf]) ~= "string" then
                         dead(b, r, STAGE_MAP, "map error: the row has no `" .. tf .. "` (the " ..
                              "route's time_field) as a time string (" .. route.file .. ")", et)
+                    elseif row.ingestion_time == nil then
+                        -- the column is added to the encoded text (see emit_row), not to the
+                        -- row: a new key in the map's table constructor would resize its hash
+                        local js = encode(row)
+                        if tf then
+                            r.hour = hour_key(row[tf])
+                        end
+                        r.stage = 0
+                        r.off, r.len = emit_row(b, js, now_member, row, now)
                     else
                         row.ingestion_time = now
                         if tf then
@@ -388,9 +424,11 @@ function M.process(lud)
     cur_batch = b
     local n = b.n
     local now = ffi_string(b.now_str)
+    -- the time is RFC 3339 text: no character JSON would escape
+    local now_member = ',"ingestion_time":"' .. now .. '"}'
     local i = 0
     while true do
-        local ok, err = xpcall(run, locate, b, i, n, now)
+        local ok, err = xpcall(run, locate, b, i, n, now, now_member)
         if ok then
             break
         end

@@ -1,7 +1,7 @@
-/* Fuzz target: the Pub/Sub pull reply decoder (runtime/pull_reply.c) in the pipeline's Lua state,
- * through the bepipe.json cjson instance, and the base64 decoding of each message's data. Every
- * string it returns must lie inside memory Lua owns and be readable for its whole length, and
- * the decoded data must fit the len / 4 * 3 bytes the source reserves (ASan checks both). */
+/* Fuzz target: the Pub/Sub pull reply scanner (runtime/pull_reply.c) and the base64 decoding of
+ * each message's data. Every string it returns must lie inside the body or the reply's arena and
+ * be readable for its whole length, and the decoded data must fit the len / 4 * 3 bytes the
+ * source reserves (ASan checks both). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -265,6 +265,58 @@ files_are_bounded(void **state)
     free(f);
 }
 
+/* With a budget, an object past 64 KB finds every file taken: its bytes stay pending (the budget
+ * bounds them) and no object is finished for its sake; it gets a file once one is free. */
+static void
+files_taken_keep_bytes_pending(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(0);
+    struct bp_archive a;
+    struct bp_ack ack;
+    bp_ack_init(&ack, NULL, NULL);
+    struct bp_archive_params p = { "", 1 << 30, 3600.0, 4 << 20, 2 };
+    bp_archive_init(&a, &f->base, &ack, &p);
+    add(&a, NULL, "cur1", 2025030112, 60000, 2, 1.0);  /* 120 KB each: a file each */
+    add(&a, NULL, "cur2", 2025030112, 60000, 2, 1.0);
+    assert_int_equal(f->open_now, 2);
+    add(&a, NULL, "late", 2024010100, 60000, 4, 2.0);  /* no file left: pending, none finished */
+    assert_int_equal(f->finished, 0);
+    assert_int_equal(f->open_now, 2);
+    assert_int_equal(a.nopen, 3);
+    assert_int_equal(bp_archive_finish_all(&a), 0);
+    assert_int_equal(f->finished, 3);
+    assert_true(f->open_max <= 3);                      /* finishing opens, writes, closes */
+    size_t total = 0;
+    for (int i = 0; i < f->opened; i++)
+        total += f->bytes[i];
+    assert_int_equal(total, 8 * 60001);
+    bp_archive_free(&a);
+    free(f);
+}
+
+/* A time-ordered stream: the previous hour's object (complete) goes before the current hour's
+ * (still growing), even when the current one is larger: both are past 256 KB, in one class, and
+ * the oldest goes first. Largest first among them made an extra object per hour. */
+static void
+budget_finishes_previous_hour_first(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(1);
+    struct bp_archive a;
+    struct bp_ack ack;
+    bp_ack_init(&ack, NULL, NULL);
+    struct bp_archive_params p = { "", 1 << 30, 3600.0, 4 << 20, 64 };
+    bp_archive_init(&a, &f->base, &ack, &p);
+    add(&a, NULL, "t", 2025030111, 60000, 30, 0.0);    /* object 0: the previous hour, 1.8 MB */
+    add(&a, NULL, "t", 2025030112, 60000, 40, 1.0);    /* object 1: the current hour, 2.4 MB */
+    assert_int_equal(f->done[0], 1);                    /* past 4 MB: the older goes */
+    assert_int_equal(f->done[1], 0);
+    assert_int_equal(bp_archive_finish_all(&a), 0);
+    bp_archive_free(&a);
+    free(f);
+}
+
 /* Flow control asks for messages: the objects holding the most go first, young ones stay, a
  * late folder's few stay; acks follow the objects. */
 static void
@@ -329,6 +381,8 @@ main(void)
         cmocka_unit_test(names_and_rolls),
         cmocka_unit_test(hash_one_object_per_folder),
         cmocka_unit_test(budget_finishes_largest_then_oldest),
+        cmocka_unit_test(budget_finishes_previous_hour_first),
+        cmocka_unit_test(files_taken_keep_bytes_pending),
         cmocka_unit_test(files_are_bounded),
         cmocka_unit_test(release_takes_most_messages_first),
     };

@@ -224,15 +224,16 @@ ok_done(void *arg, int status, const char *msg, const struct bp_row_error *errs,
     *(int *)arg = status;
 }
 
+/* Both ways of writing an object: unnamed files (O_TMPFILE) and hidden temp files. */
 static void
-local_store_is_atomic_and_never_overwrites(void **state)
+local_store_atomic(int tmpfile)
 {
-    (void)state;
     char dir[] = "/tmp/bepipe-unit-XXXXXX";
     assert_non_null(mkdtemp(dir));
     char err[256];
     struct bp_store *s = bp_store_local_new(dir, "bkt", err, sizeof(err));
     assert_non_null(s);
+    bp_store_local_set_tmpfile(s, tmpfile);
     struct bp_object *o1 = s->ops->object_open(s, "p/t/x.json", err, sizeof(err));
     struct bp_object *o2 = s->ops->object_open(s, "p/t/x.json", err, sizeof(err));
     assert_non_null(o1);
@@ -261,6 +262,13 @@ local_store_is_atomic_and_never_overwrites(void **state)
     s->ops->object_abort(o3);
     snprintf(path, sizeof(path), "%s/gcs/bkt/p/t", dir);
     assert_int_equal(count_files(path), 2);
+    /* and no temp file is left behind */
+    DIR *dd = opendir(path);
+    int entries = 0;
+    for (struct dirent *e; dd && (e = readdir(dd));)
+        entries += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(dd);
+    assert_int_equal(entries, 2);
     /* rows are appended per batch */
     st = 1;
     assert_int_equal(s->ops->rows_put(s, "tbl", "{\"a\":1}\n{\"a\":2}\n", 16, 2, ok_done, &st), 0);
@@ -273,6 +281,14 @@ local_store_is_atomic_and_never_overwrites(void **state)
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);
+}
+
+static void
+local_store_is_atomic_and_never_overwrites(void **state)
+{
+    (void)state;
+    local_store_atomic(1);
+    local_store_atomic(0);
 }
 
 int

@@ -1,0 +1,113 @@
+/* Unit tests of the pull reply scanner (pull_reply.c): fields found in place, escapes decoded,
+ * items without an ackId or message skipped, unknown members of any shape skipped, and every
+ * malformed reply refused whole (as the lua-cjson decoder it replaced refused it). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pull_reply.h"
+
+static int
+decode(struct bp_pull_reply *r, const char *body)
+{
+    char err[256];
+    return bp_pull_reply_decode(r, NULL, body, strlen(body), err, sizeof(err));
+}
+
+static void
+assert_span(const char *p, size_t n, const char *want)
+{
+    assert_non_null(p);
+    assert_int_equal(n, strlen(want));
+    assert_memory_equal(p, want, n);
+}
+
+static void
+fields_and_escapes(void **state)
+{
+    (void)state;
+    struct bp_pull_reply r;
+    const char *body =
+        " {\"extra\": [1, -2.5e3, {\"a\": [true, false, null]}, \"s\\\"\"],\n"
+        "  \"receivedMessages\": [\n"
+        "   {\"ackId\": \"A1\", \"deliveryAttempt\": 3, \"message\": {\"data\": \"eyJ9\",\n"
+        "    \"messageId\": \"m\\u00e91\", \"publishTime\": \"2025-03-01T12:00:00.5Z\",\n"
+        "    \"attributes\": {\"k\": \"v\", \"x\": \"\\ud83d\\ude00\"}, \"orderingKey\": \"\"}},\n"
+        "   {\"message\": {\"data\": \"eA==\"}},\n"
+        "   {\"ackId\": \"A3\", \"message\": \"not an object\"},\n"
+        "   \"not an item\",\n"
+        "   {\"ackId\": \"A\\/5\", \"message\": {\"attributes\": {}, \"data\": 7}}\n"
+        "  ]} ";
+    assert_int_equal(decode(&r, body), 0);
+    assert_int_equal(r.n, 2);
+    assert_span(r.msgs[0].ack_id, r.msgs[0].ack_id_len, "A1");
+    assert_int_equal(r.msgs[0].delivery_attempt, 3);
+    assert_span(r.msgs[0].data_b64, r.msgs[0].data_b64_len, "eyJ9");
+    assert_span(r.msgs[0].message_id, r.msgs[0].message_id_len, "m\xc3\xa9" "1");
+    assert_string_equal(r.msgs[0].publish_time, "2025-03-01T12:00:00.5Z");
+    assert_span(r.msgs[0].attrs, r.msgs[0].attrs_len,
+                "{\"k\": \"v\", \"x\": \"\\ud83d\\ude00\"}");
+    assert_span(r.msgs[1].ack_id, r.msgs[1].ack_id_len, "A/5");
+    assert_null(r.msgs[1].data_b64);        /* not a string: missing */
+    assert_null(r.msgs[1].attrs);           /* empty: none */
+    assert_null(r.msgs[1].publish_time);
+    bp_pull_reply_free(&r);
+
+    assert_int_equal(decode(&r, "{}"), 0);
+    assert_int_equal(r.n, 0);
+    bp_pull_reply_free(&r);
+    assert_int_equal(decode(&r, "{\"receivedMessages\": []}"), 0);
+    assert_int_equal(r.n, 0);
+    bp_pull_reply_free(&r);
+}
+
+static void
+malformed_replies_are_refused(void **state)
+{
+    (void)state;
+    static const char *bad[] = {
+        "", " ", "[]", "\"x\"", "null", "{", "{\"a\"}", "{\"a\":}", "{\"a\":1,}", "{\"a\":1} x",
+        "{\"a\":01}", "{\"a\":-}", "{\"a\":1.}", "{\"a\":1e}", "{\"a\":tru}", "{\"a\":\"x}",
+        "{\"a\":\"\\x\"}", "{\"a\":\"\\u12\"}", "{\"a\":\"\\ud800\"}", "{\"a\":\"\\udc00\"}",
+        "{\"a\":\"\x01\"}", "{\"a\":[1,2}", "{\"a\":[1 2]}", "{\"a\" 1}", "{1:2}",
+        "{\"receivedMessages\":[{\"ackId\":\"A\",\"message\":{\"data\":\"x\"}]}",
+        "{\"receivedMessages\":[{\"ackId\":\"A\",\"message\":{\"data\":\"x\"}},]}",
+        "{\"receivedMessages\":[{\"ackId\":\"A\",\"message\":{\"attributes\":{\"k\":}}}]}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct bp_pull_reply r;
+        if (decode(&r, bad[i]) == 0)
+            fail_msg("accepted: %s", bad[i]);
+        assert_null(r.msgs);
+    }
+    /* nesting past 64 is refused, within it accepted */
+    char deep[400];
+    struct bp_pull_reply r;
+    for (int d = 60; d <= 70; d += 10) {
+        size_t n = 0;
+        n += (size_t)sprintf(deep + n, "{\"a\":");
+        for (int i = 0; i < d; i++)
+            deep[n++] = '[';
+        for (int i = 0; i < d; i++)
+            deep[n++] = ']';
+        deep[n++] = '}';
+        deep[n] = '\0';
+        assert_int_equal(decode(&r, deep), d <= 60 ? 0 : -1);
+        bp_pull_reply_free(&r);
+    }
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(fields_and_escapes),
+        cmocka_unit_test(malformed_replies_are_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
