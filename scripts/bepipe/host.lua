@@ -331,20 +331,7 @@ local function run(b, i, n, now, now_member)
                     elseif tf and type(row[tf]) ~= "string" then
                         dead(b, r, STAGE_MAP, "map error: the row has no `" .. tf .. "` (the " ..
                              "route's time_field) as a time string (" .. route.file .. ")", et)
-                    elseif row.ingestion_time == nil then
-                        -- the column is added to the encoded text (see emit_row), not to the
-                        -- row: a new key in the map's table constructor would resize its hash
-                        local js = encode(row)
-                        if tf then
-                            r.hour = hour_key(row[tf])
-                        end
-                        r.stage = 0
-                        r.off, r.len = emit_row(b, js, now_member, row, now)
                     else
-                        row.ingestion_time = now
-                        if tf then
-                            r.hour = hour_key(row[tf])
-                        end
                         local meta = route.metadata
                         if meta then
                             -- the message's metadata wins over a map's key of the same name:
@@ -353,10 +340,21 @@ local function run(b, i, n, now, now_member)
                                 row[meta[k]] = nil
                             end
                         end
-                        local js = encode(row)
+                        if tf then
+                            r.hour = hour_key(row[tf])
+                        end
                         r.stage = 0
-                        r.off = emit(b, js)
-                        r.len = #js
+                        if row.ingestion_time == nil then
+                            -- the column is added to the encoded text (see emit_row), not to
+                            -- the row: a new key in the map's table constructor would resize
+                            -- its hash
+                            r.off, r.len = emit_row(b, encode(row), now_member, row, now)
+                        else
+                            row.ingestion_time = now
+                            local js = encode(row)
+                            r.off = emit(b, js)
+                            r.len = #js
+                        end
                     end
                 end
             end
