@@ -293,7 +293,8 @@ local function run(b, i, n, now, now_member)
         cur_type = nil
         cur_stage = STAGE_PARSE
         local m, r = msgs[i], res[i]
-        r.route, r.hour, r.etype_off, r.etype_len = -1, 0, 0, 0
+        -- stage -1 until the event has its outcome (M.process tells a finished event by it)
+        r.route, r.stage, r.hour, r.etype_off, r.etype_len = -1, -1, 0, 0, 0
         local s = ffi_string(m.data, m.len)
         if not is_object_text(s) then
             -- decode first so the reason says what is wrong with non-JSON text
@@ -416,6 +417,24 @@ local function locate(err)
     return err
 end
 
+-- Runs events i..n-1 of the batch: an event that throws (bad JSON, a script error, the time
+-- budget's hook inside it) is dead-lettered and the batch goes on after it.
+local function drive(b, i, n, now, now_member)
+    while true do
+        local ok, err = xpcall(run, locate, b, i, n, now, now_member)
+        if ok then
+            return
+        end
+        -- after an allocation failure the GC may take long enough for the budget's hook to
+        -- land in fail_current: once more then (the hook is one-shot, re-armed only a whole
+        -- budget later)
+        if not pcall(fail_current, b, err) then
+            fail_current(b, err)
+        end
+        i = cur + 1
+    end
+end
+
 -- The batch entry the C host calls once per batch with a bp_batch_t pointer.
 function M.process(lud)
     local b = cast(batch_ptr, lud)
@@ -426,15 +445,15 @@ function M.process(lud)
     local now_member = ',"ingestion_time":"' .. now .. '"}'
     local i = 0
     while true do
-        local ok, err = xpcall(run, locate, b, i, n, now, now_member)
+        local ok, err = pcall(drive, b, i, n, now, now_member)
         if ok then
             break
         end
-        -- The event at `cur` threw (bad JSON, a script error): dead-letter it, go on after it.
-        -- The time budget's hook fires at whatever instruction runs next, and after an
-        -- allocation failure the GC may take long enough for it to land in here: once more then
-        -- (the hook is one-shot, re-armed only a whole budget later).
-        if not pcall(fail_current, b, err) then
+        -- The budget's hook raises at the next interpreted instruction, and after an error
+        -- thrown from compiled code or a long GC (the memory cap) that can be drive's own code
+        -- between two events: the event at `cur` is dead-lettered if it had no outcome yet,
+        -- and the batch goes on after it (before, the whole batch was dead-lettered).
+        if b.results[cur].stage < 0 and not pcall(fail_current, b, err) then
             fail_current(b, err)
         end
         i = cur + 1
