@@ -28,6 +28,25 @@ local STATUS = {
 local STATUS_TEXT = "one of pending, processing, shipped, delivered, cancelled"
 local STR = "a non-empty string"
 
+-- Debian's lua-cjson writes numbers with 14 significant digits (encode_number_precision refuses
+-- more), so an integer from 1e14 on (quantity may go to 2^53) or an amount with 15-17 digits
+-- would reach BigQuery changed: 123456789012345 as 1.2345678901234e+14. Such a value goes as a
+-- decimal string, which BigQuery's streaming API (and the schema check) reads exactly for INT64
+-- and FLOAT64; every other value stays a JSON number.
+local format, tonumber = string.format, tonumber
+local function exact(v)
+    if v % 1 == 0 then
+        if v < 1e14 and v > -1e14 then
+            return v
+        end
+        return format("%d", v)
+    end
+    if tonumber(format("%.14g", v)) == v then
+        return v
+    end
+    return format("%.17g", v)
+end
+
 -- Float sums of cents are inexact: allow a hair more than 0.01, scaled for large amounts.
 local TOLERANCE = 0.01 + 1e-9
 
@@ -124,8 +143,8 @@ function M.map(ev)
         items[i] = {
             product_id = it.product_id,
             product_name = it.product_name,
-            quantity = it.quantity + 0,         -- + 0 turns -0 into 0; 3.0 is already 3
-            price = it.price + 0,
+            quantity = exact(it.quantity + 0),  -- + 0 turns -0 into 0; 3.0 is already 3
+            price = exact(it.price + 0),
         }
     end
     local a = ev.shipping_address
@@ -137,7 +156,7 @@ function M.map(ev)
         status = ev.status,
         items = items,
         shipping_address = { street = a.street, city = a.city, country = a.country },
-        total_amount = ev.total_amount + 0,
+        total_amount = exact(ev.total_amount + 0),
     }
 end
 
