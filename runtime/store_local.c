@@ -31,10 +31,12 @@ struct table_file {
     int fd;
 };
 
-/* Folders known to exist, as 64-bit hashes of their root-relative paths: a hit skips the mkdir,
- * a wrong one (a hash collision, a folder removed since) costs an ENOENT and the mkdir after all.
- * Cleared when full, so it stays within KNOWN_DIRS * 8 bytes. */
-#define KNOWN_DIRS (1 << 17)
+/* Folders known to exist, as 64-bit hashes of their root-relative paths, direct-mapped (a new
+ * folder takes its slot's place, so the table stays KNOWN_DIRS * 8 bytes and in cache): a hit
+ * skips the mkdir; a wrong one (a folder removed since; hash collisions of 64 bits aside) costs
+ * an ENOENT and the mkdir after all. A live stream's few hundred folders all fit; a backfill's
+ * tens of thousands mostly do not, and there a slot is one cache line, not a mkdir. */
+#define KNOWN_DIRS 4096
 
 struct store_local {
     struct bp_store base;
@@ -47,8 +49,7 @@ struct store_local {
     int sync;                  /* fsync objects before linking them (bp_store_local_set_sync) */
     int tmpfile;               /* the file system takes O_TMPFILE + linkat (probed at creation) */
     int flink;                 /* linkat(fd, "", AT_EMPTY_PATH) links an unnamed file */
-    uint64_t *known;           /* KNOWN_DIRS slots, 0 = empty (open addressing) */
-    size_t nknown;
+    uint64_t *known;           /* KNOWN_DIRS slots, 0 = empty */
 };
 
 struct bp_object {
@@ -71,21 +72,12 @@ path_hash(const char *p, size_t n)
 static int
 known_dir(struct store_local *s, const char *p, size_t n, int add)
 {
-    uint64_t h = path_hash(p, n);
-    size_t i = (size_t)h & (KNOWN_DIRS - 1);
-    while (s->known[i] && s->known[i] != h)
-        i = (i + 1) & (KNOWN_DIRS - 1);
-    if (s->known[i] || !add)
-        return s->known[i] != 0;
-    /* half full: forget them all rather than let probes grow long */
-    if (s->nknown >= KNOWN_DIRS / 2) {
-        memset(s->known, 0, KNOWN_DIRS * sizeof(*s->known));
-        s->nknown = 0;
-        i = (size_t)h & (KNOWN_DIRS - 1);
-    }
-    s->known[i] = h;
-    s->nknown++;
-    return 1;
+    uint64_t h = path_hash(p, n), *slot = &s->known[h & (KNOWN_DIRS - 1)];
+    if (*slot == h)
+        return 1;
+    if (add)
+        *slot = h;
+    return add;
 }
 
 /* mkdir -p of the root-relative folder tmp (modified in place, restored): the deepest folder
