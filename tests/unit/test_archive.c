@@ -420,6 +420,7 @@ running_totals_follow_every_change(void **state)
         assert_int_equal(acks, lines);
         assert_int_equal(a.lines_done, (unsigned long)lines);
         bp_archive_free(&a);
+        bp_ack_free(&ack);
         free(f);
     }
 }
