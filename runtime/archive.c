@@ -40,6 +40,7 @@ bp_archive_init(struct bp_archive *a, struct bp_store *store, struct bp_ack *ack
     a->write_through = store->ops->objects_in_memory;
     a->nbuckets = 64;
     a->buckets = bp_xcalloc(a->nbuckets, sizeof(*a->buckets));
+    a->class_bytes = bp_xcalloc(BP_ARCHIVE_SIZE_CLASSES, sizeof(*a->class_bytes));
 }
 
 /* Who hears that the store refused an object for good (a missing bucket, no permission). */
@@ -54,7 +55,8 @@ static void
 obj_free(struct bp_archive_obj *o)
 {
     free(o->pending);
-    free(o->slots);
+    if (o->slots != o->few_slots)
+        free(o->slots);
     free(o);
 }
 
@@ -77,6 +79,7 @@ bp_archive_free(struct bp_archive *a)
         free(a->types[i]);
     free(a->types);
     free(a->buckets);
+    free(a->class_bytes);
     free(a->scratch);
     free(a->prefix);
     memset(a, 0, sizeof(*a));
@@ -189,41 +192,48 @@ write_pending(struct bp_archive *a, struct bp_archive_obj *o)
     return 0;
 }
 
-struct finish_ctx {
-    struct bp_archive *a;
-    unsigned long lines;
-    size_t bytes;
-    uint32_t *slots;
-    size_t nslots;
-};
-
+/* The store's answer for a finished object o (out of the table; it waits for the answer as its
+ * own context, so finishing allocates nothing). */
 static void
 finish_done(void *arg, int status, const char *errmsg, const struct bp_row_error *errs,
             size_t nerrs)
 {
-    struct finish_ctx *fc = arg;
+    struct bp_archive_obj *o = arg;
+    struct bp_archive *a = o->owner;
     (void)errs;
     (void)nerrs;
-    fc->a->in_flight--;
-    fc->a->held_finishing -= fc->nslots;
-    fc->a->bytes_finishing -= fc->bytes;
+    a->in_flight--;
+    a->held_finishing -= o->nslots;
+    a->bytes_finishing -= o->bytes;
     if (status == 0) {
-        fc->a->objects_done++;
-        fc->a->lines_done += fc->lines;
-        fc->a->bytes_done += fc->bytes;
+        a->objects_done++;
+        a->lines_done += o->lines;
+        a->bytes_done += o->bytes;
     } else {
-        fc->a->failures++;
+        a->failures++;
         bp_log(BP_LOG_ERROR, "archive", "object of %lu lines not stored, their messages will be "
-               "redelivered: %s", fc->lines, errmsg ? errmsg : "error");
+               "redelivered: %s", o->lines, errmsg ? errmsg : "error");
     }
     /* the bucket refuses for good: redelivering would only archive the same lines again and
      * again into uploads that fail, so the owner stops the pipeline */
-    if (status == BP_STORE_PERMANENT && fc->a->fatal)
-        fc->a->fatal(fc->a->fatal_owner, errmsg ? errmsg : "refused");
-    for (size_t k = 0; k < fc->nslots; k++)
-        bp_ack_done(fc->a->ack, fc->slots[k], status == 0);
-    free(fc->slots);
-    free(fc);
+    if (status == BP_STORE_PERMANENT && a->fatal)
+        a->fatal(a->fatal_owner, errmsg ? errmsg : "refused");
+    for (size_t k = 0; k < o->nslots; k++)
+        bp_ack_done(a->ack, o->slots[k], status == 0);
+    obj_free(o);
+}
+
+static size_t size_class(const struct bp_archive_obj *o);
+
+/* o's charged bytes join (sign 1) or leave (-1) its size class's total. */
+static void
+class_account(struct bp_archive *a, const struct bp_archive_obj *o, int sign)
+{
+    size_t *c = &a->class_bytes[size_class(o)];
+    if (sign > 0)
+        *c += o->bytes + BP_ARCHIVE_OBJ_COST;
+    else
+        *c -= o->bytes + BP_ARCHIVE_OBJ_COST;
 }
 
 /* Takes o out of the table and hands it to the store; its messages' verdicts follow the
@@ -232,32 +242,27 @@ static int
 finish(struct bp_archive *a, struct bp_archive_obj *o)
 {
     table_remove(a, o);
+    class_account(a, o, -1);
     a->nopen--;
     a->open_bytes -= o->bytes + BP_ARCHIVE_OBJ_COST;
     a->held -= o->nslots;
     if (o->obj)
         a->nfiles--;
-    struct finish_ctx *fc = bp_xcalloc(1, sizeof(*fc));
-    fc->a = a;
-    fc->lines = o->lines;
-    fc->bytes = o->bytes;
-    fc->slots = o->slots;
-    fc->nslots = o->nslots;
-    o->slots = NULL;
+    o->owner = a;
     a->in_flight++;
-    a->held_finishing += fc->nslots;
-    a->bytes_finishing += fc->bytes;
-    int rc;
+    a->held_finishing += o->nslots;
+    a->bytes_finishing += o->bytes;
     if ((!o->obj && store_open(a, o) != 0) || write_pending(a, o) != 0) {
         if (o->obj)
             a->store->ops->object_abort(o->obj);
-        finish_done(fc, -1, "the object could not be written", NULL, 0);
-        rc = -1;
-    } else {
-        rc = a->store->ops->object_finish(o->obj, finish_done, fc);
+        finish_done(o, -1, "the object could not be written", NULL, 0);
+        return -1;
     }
-    obj_free(o);
-    return rc;
+    /* the bytes are the store's now: only the answer is awaited */
+    free(o->pending);
+    o->pending = NULL;
+    o->pending_cap = 0;
+    return a->store->ops->object_finish(o->obj, finish_done, o);
 }
 
 /* ---- choosing what to finish ---- */
@@ -291,7 +296,7 @@ by_messages(const void *x, const void *y)
  * previous hour's object, complete, goes before the current hour's, still growing (finer classes
  * up to 64 MB, largest first, made 79 objects for 34 folders of the ordered corpus instead of
  * 59). */
-#define SIZE_CLASSES 1024
+#define SIZE_CLASSES BP_ARCHIVE_SIZE_CLASSES
 #define SIZE_STEP 256
 
 static size_t
@@ -302,15 +307,14 @@ size_class(const struct bp_archive_obj *o)
 }
 
 /* The budget is full: finish the largest objects (in open order within a size class: the
- * oldest messages first) until the open ones are back to BUDGET_LOW of it. Two passes over the
- * open objects, no sort: a histogram of sizes gives the smallest class that must go. */
+ * oldest messages first) until the open ones are back to BUDGET_LOW of it. One pass over the
+ * open objects, stopping when enough went, no sort: the running totals per size class
+ * (class_bytes) give the smallest class that must go. */
 static int
 over_budget(struct bp_archive *a)
 {
     size_t low = (size_t)((double)a->budget * BUDGET_LOW), need = a->open_bytes - low;
-    size_t hist[SIZE_CLASSES] = { 0 };
-    for (struct bp_archive_obj *o = a->oldest; o; o = o->newer)
-        hist[size_class(o)] += o->bytes + BP_ARCHIVE_OBJ_COST;
+    const size_t *hist = a->class_bytes;
     size_t cut = SIZE_CLASSES - 1, sum = 0;
     while (cut > 0 && (sum += hist[cut]) < need)
         cut--;
@@ -422,6 +426,7 @@ find_or_open(struct bp_archive *a, const char *type, int32_t hour, double now)
     a->nopen++;
     a->nfiles += o->obj != NULL;
     a->open_bytes += BP_ARCHIVE_OBJ_COST;
+    class_account(a, o, 1);
     return a->last = o;
 }
 
@@ -462,13 +467,23 @@ bp_archive_add(struct bp_archive *a, const char *type, int32_t hour, const char 
         a->failures++;
         return -1;
     }
+    class_account(a, o, -1);
     o->bytes += len + 1;
+    class_account(a, o, 1);
     a->open_bytes += len + 1;
     o->lines++;
     if (slot != BP_ACK_NONE) {
         if (o->nslots == o->slots_cap) {
-            o->slots_cap = o->slots_cap ? o->slots_cap * 2 : 8;
-            o->slots = bp_xrealloc(o->slots, o->slots_cap * sizeof(*o->slots));
+            if (!o->slots_cap) {
+                o->slots = o->few_slots;
+                o->slots_cap = BP_ARRAY_LEN(o->few_slots);
+            } else {
+                uint32_t *old = o->slots == o->few_slots ? NULL : o->slots;
+                o->slots = bp_xrealloc(old, o->slots_cap * 2 * sizeof(*o->slots));
+                if (!old)
+                    memcpy(o->slots, o->few_slots, sizeof(o->few_slots));
+                o->slots_cap *= 2;
+            }
         }
         o->slots[o->nslots++] = slot;
         a->held++;
@@ -515,4 +530,25 @@ size_t
 bp_archive_open_bytes(const struct bp_archive *a)
 {
     return a->open_bytes;
+}
+
+/* Recounts the open objects against the running totals (tests). */
+int
+bp_archive_check(const struct bp_archive *a)
+{
+    size_t bytes = 0, held = 0, n = 0, files = 0;
+    size_t *classes = bp_xcalloc(SIZE_CLASSES, sizeof(*classes));
+    for (const struct bp_archive_obj *o = a->oldest; o; o = o->newer) {
+        bytes += o->bytes + BP_ARCHIVE_OBJ_COST;
+        held += o->nslots;
+        files += o->obj != NULL;
+        classes[size_class(o)] += o->bytes + BP_ARCHIVE_OBJ_COST;
+        n++;
+    }
+    int rc = bytes == a->open_bytes && held == a->held && n == a->nopen && files == a->nfiles &&
+                     memcmp(classes, a->class_bytes, SIZE_CLASSES * sizeof(*classes)) == 0
+                 ? 0
+                 : -1;
+    free(classes);
+    return rc;
 }

@@ -22,8 +22,11 @@ struct bp_archive_obj {
     unsigned long lines;
     double opened_at;       /* loop time */
     double opened_wall;     /* wall time, for the name's stamp */
-    uint32_t *slots;        /* ack slot per line (BP_ACK_NONE ones are not kept) */
+    uint32_t *slots;        /* ack slot per line (BP_ACK_NONE ones are not kept): few_slots
+                             * until they outgrow it */
     size_t nslots, slots_cap;
+    struct bp_archive *owner;               /* while finishing: whose counters the answer updates */
+    uint32_t few_slots[4];  /* most objects of a backfill hold a line or two: no allocation */
 };
 
 struct bp_archive_params {
@@ -69,7 +72,13 @@ struct bp_archive {
     unsigned long by_budget;        /* objects finished because the budget was full */
     unsigned long by_pressure;      /* ... because flow control needed their acks */
     int discard;            /* replay without --archive: lines are dropped, not archived */
+    size_t *class_bytes;    /* BP_ARCHIVE_SIZE_CLASSES: charged bytes of open objects per size
+                             * class, kept as they grow, so a full budget needs no pass to
+                             * find what must go */
 };
+
+/* Size classes of the budget's choice (archive.c): 256-byte steps, the last for all past 256 KB. */
+#define BP_ARCHIVE_SIZE_CLASSES 1024
 
 /* Per open object, on top of its bytes, in the budget: its bookkeeping. */
 #define BP_ARCHIVE_OBJ_COST 256
@@ -87,6 +96,9 @@ int bp_archive_roll_older(struct bp_archive *a, double now, double min_age) BP_W
 int bp_archive_release(struct bp_archive *a, double now, size_t messages, size_t keep,
                        double min_age) BP_WUR;
 size_t bp_archive_open_bytes(const struct bp_archive *a);
+/* Recounts the open objects (bytes, slots, size classes) against the running totals: 0 when
+ * they agree, -1 when not. O(open objects): for tests. */
+int bp_archive_check(const struct bp_archive *a);
 void bp_archive_object_name(char *out, size_t outlen, const char *prefix, const char *type,
                             int32_t hour, double wall);
 

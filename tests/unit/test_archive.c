@@ -374,6 +374,57 @@ release_takes_most_messages_first(void **state)
     free(f);
 }
 
+/* The running totals the budget decides by (bytes, ack slots, files and bytes per size class)
+ * agree with a recount after every kind of change: lines into new and open objects (a few
+ * slots, then more than fit inline), objects finished by size, budget, files taken, flow control
+ * and age; every line's message is acked once. */
+static void
+running_totals_follow_every_change(void **state)
+{
+    (void)state;
+    for (int in_memory = 0; in_memory < 2; in_memory++) {
+        struct fake *f = fake_new(in_memory);
+        struct bp_archive a;
+        struct bp_ack ack;
+        acks = 0;
+        bp_ack_init(&ack, on_ack, NULL);
+        struct bp_archive_params p = { "", 200000, 50.0, 300000, 4 };
+        bp_archive_init(&a, &f->base, &ack, &p);
+        unsigned seed = 7;
+        int lines = 0;
+        for (int i = 0; i < 3000; i++) {
+            seed = seed * 1103515245u + 12345u;
+            const char *type = (seed >> 8) % 3 ? "t" : "u";
+            int32_t hour = 2024010100 + (int32_t)((seed >> 12) % 40) * 100;
+            size_t len = (seed >> 4) % 7 == 0 ? 20000 + (seed >> 16) % 40000 : 50 + (seed >> 16) % 900;
+            int n = 1 + (int)((seed >> 20) % 3);
+            add(&a, &ack, type, hour, len, n, (double)i / 10.0);
+            lines += n;
+            assert_int_equal(bp_archive_check(&a), 0);
+            if (i % 97 == 0) {
+                assert_int_equal(bp_archive_release(&a, (double)i / 10.0, 50, 10, 1.0), 0);
+                assert_int_equal(bp_archive_check(&a), 0);
+            }
+            if (i % 31 == 0) {
+                assert_int_equal(bp_archive_tick(&a, (double)i / 10.0), 0);
+                assert_int_equal(bp_archive_check(&a), 0);
+            }
+        }
+        assert_true(a.by_budget > 0);
+        assert_true(a.by_pressure > 0);
+        assert_int_equal(bp_archive_finish_all(&a), 0);
+        assert_int_equal(bp_archive_check(&a), 0);
+        assert_int_equal(a.open_bytes, 0);
+        for (size_t c = 0; c < BP_ARCHIVE_SIZE_CLASSES; c++)
+            assert_int_equal(a.class_bytes[c], 0);
+        assert_int_equal(acks, lines);
+        assert_int_equal(a.lines_done, (unsigned long)lines);
+        bp_archive_free(&a);
+        bp_ack_free(&ack);
+        free(f);
+    }
+}
+
 int
 main(void)
 {
@@ -385,6 +436,7 @@ main(void)
         cmocka_unit_test(files_taken_keep_bytes_pending),
         cmocka_unit_test(files_are_bounded),
         cmocka_unit_test(release_takes_most_messages_first),
+        cmocka_unit_test(running_totals_follow_every_change),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
