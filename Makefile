@@ -11,7 +11,8 @@ LUAJIT ?= luajit
 
 # Debian packages the build needs, and those only the tests need.
 DEB_BUILD = build-essential pkg-config luajit libluajit-5.1-dev lua-cjson lua-cjson-dev \
-            libev-dev libcurl4-openssl-dev libssl-dev libjansson-dev libmicrohttpd-dev
+            libev-dev libcurl4-openssl-dev libssl-dev libjansson-dev libmicrohttpd-dev \
+            libsimdjson-dev
 DEB_TEST = libcmocka-dev clang libclang-rt-14-dev python3 openssl \
            luarocks python3-yaml groff-base man-db
 
@@ -22,10 +23,18 @@ BP_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -fvisibility=hidden -O2 -g \
 ifeq ($(CI),true)
 BP_CFLAGS += -Werror
 endif
-BP_LDLIBS = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) $(EV_LIBS) $(CJSON_LIBS) -lm
+# C++ only for runtime/json_lua.cpp, the bridge to simdjson (a C++ library)
+BP_CXXFLAGS = -std=c++17 -D_GNU_SOURCE -Wall -Wextra -Wshadow -fvisibility=hidden -O2 -g \
+              $(shell $(PKG_CONFIG) --cflags luajit 2>/dev/null) -MMD -MP
+ifeq ($(CI),true)
+BP_CXXFLAGS += -Werror
+endif
+BP_LDLIBS = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) $(EV_LIBS) $(CJSON_LIBS) -lsimdjson \
+            -lstdc++ -lm
 
 LIB_SRCS = $(filter-out runtime/main.c,$(wildcard runtime/*.c))
-LIB_OBJS = $(LIB_SRCS:runtime/%.c=$(BUILD)/%.o)
+LIB_CXX_SRCS = $(wildcard runtime/*.cpp)
+LIB_OBJS = $(LIB_SRCS:runtime/%.c=$(BUILD)/%.o) $(LIB_CXX_SRCS:runtime/%.cpp=$(BUILD)/%.o)
 UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/unit/%)
 
@@ -73,6 +82,10 @@ $(BUILD)/%.o: runtime/%.c | $(BUILD)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(BP_CFLAGS) $(CFLAGS) -c -o $@ $<
 
+$(BUILD)/%.o: runtime/%.cpp | $(BUILD)
+	@echo "  CXX     $<"
+	$(Q)$(CXX) $(BP_CXXFLAGS) $(CXXFLAGS) -c -o $@ $<
+
 $(BUILD) $(BUILD)/unit:
 	$(Q)mkdir -p $@
 
@@ -86,9 +99,11 @@ unit: $(UNIT_BINS)
 
 # The same runtime and unit tests built with AddressSanitizer + UndefinedBehaviorSanitizer.
 SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+# (C++: the vptr check needs the C++ UBSan runtime, which a C link does not bring)
 sanitize: deps-test
-	$(Q)$(MAKE) --no-print-directory BUILD=build/asan CC=clang \
-	    CFLAGS="$(SAN_FLAGS) -O1" LDFLAGS="$(SAN_FLAGS)" build/asan/bepipe-lua build/asan/unit-all
+	$(Q)$(MAKE) --no-print-directory BUILD=build/asan CC=clang CXX=clang++ \
+	    CFLAGS="$(SAN_FLAGS) -O1" CXXFLAGS="$(SAN_FLAGS) -fno-sanitize=vptr -O1" \
+	    LDFLAGS="$(SAN_FLAGS)" build/asan/bepipe-lua build/asan/unit-all
 
 build/asan/bepipe-lua: $(BUILD)/libbepipe.a $(BUILD)/main.o
 	@echo "  LD      $@"
@@ -108,8 +123,9 @@ FUZZ_BINS = $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 # link the archive member by member rather than whole
 FUZZ_PARTIAL = build/fuzz/fuzz_ndjson build/fuzz/fuzz_insert_reply
 fuzz-build: deps-test
-	$(Q)$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang \
-	    CFLAGS="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -O1" build/fuzz/libbepipe.a
+	$(Q)$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang CXX=clang++ \
+	    CFLAGS="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -O1" \
+	    CXXFLAGS="$(FUZZ_FLAGS) -fno-sanitize=vptr -fsanitize=fuzzer-no-link -O1" build/fuzz/libbepipe.a
 	$(Q)$(MAKE) --no-print-directory $(FUZZ_BINS)
 
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_host.h build/fuzz/libbepipe.a

@@ -62,6 +62,10 @@ json.encode_sparse_array(false, 2, 10)
 local decode, encode = json.decode, json.encode
 -- the C core decodes Pub/Sub pull replies with this same instance (runtime/pull_reply.c)
 debug.getregistry()["bepipe.json"] = json
+-- decode_msg(batch, i): the batch's event i decoded by simdjson into tables of their final size
+-- (runtime/json_lua.cpp), or nothing where lua-cjson must decide (invalid or unusual text): its
+-- values are always those `decode` gives. Absent outside the daemon (tests/lua's simulation).
+local decode_msg = debug.getregistry()["bepipe.decode_msg"]
 
 -- Filled by load().
 local routes = {}          -- event type -> { index = 0-based, mod = script module, time_field }
@@ -286,7 +290,7 @@ local function is_object_text(s)
     return c == 123
 end
 
-local function run(b, i, n, now, now_member)
+local function run(b, lud, i, n, now, now_member)
     local msgs, res = b.msgs, b.results
     while i < n do
         cur = i
@@ -295,13 +299,18 @@ local function run(b, i, n, now, now_member)
         local m, r = msgs[i], res[i]
         -- stage -1 until the event has its outcome (M.process tells a finished event by it)
         r.route, r.stage, r.hour, r.etype_off, r.etype_len = -1, -1, 0, 0, 0
-        local s = ffi_string(m.data, m.len)
-        if not is_object_text(s) then
-            -- decode first so the reason says what is wrong with non-JSON text
-            decode(s)
-            dead(b, r, STAGE_PARSE, "not a JSON object")
-        else
-            local ev = decode(s)
+        local ev = decode_msg and decode_msg(lud, i)
+        if not ev then
+            local s = ffi_string(m.data, m.len)
+            if is_object_text(s) then
+                ev = decode(s)
+            else
+                -- decode first so the reason says what is wrong with non-JSON text
+                decode(s)
+                dead(b, r, STAGE_PARSE, "not a JSON object")
+            end
+        end
+        if ev then
             cur_stage = STAGE_ROUTE
             local et = ev[route_field]
             cur_type = et
@@ -419,9 +428,9 @@ end
 
 -- Runs events i..n-1 of the batch: an event that throws (bad JSON, a script error, the time
 -- budget's hook inside it) is dead-lettered and the batch goes on after it.
-local function drive(b, i, n, now, now_member)
+local function drive(b, lud, i, n, now, now_member)
     while true do
-        local ok, err = xpcall(run, locate, b, i, n, now, now_member)
+        local ok, err = xpcall(run, locate, b, lud, i, n, now, now_member)
         if ok then
             return
         end
@@ -445,7 +454,7 @@ function M.process(lud)
     local now_member = ',"ingestion_time":"' .. now .. '"}'
     local i = 0
     while true do
-        local ok, err = pcall(drive, b, i, n, now, now_member)
+        local ok, err = pcall(drive, b, lud, i, n, now, now_member)
         if ok then
             break
         end
