@@ -4,6 +4,7 @@
  * the running one and swap it in, or throw it away with the error, and never run half a pipeline. */
 #include "lua_host.h"
 #include "json_lua.h"
+#include "json_row.h"
 #include "log.h"
 #include "row_meta.h"
 
@@ -128,7 +129,7 @@ static const char search_code[] =
     "  return f\n"
     "end)\n";
 
-/* Sets the module look-up (above), preloads lua-cjson and registers the fast decoder. Returns
+/* Sets the module look-up (above), preloads lua-cjson and registers the fast decoder and encoder. Returns
  * 0, or -1 with err set. */
 static int
 set_path(lua_State *L, const char *pipeline_path, const char *lib_dir, char *err, size_t errlen)
@@ -159,6 +160,9 @@ set_path(lua_State *L, const char *pipeline_path, const char *lib_dir, char *err
     /* the batch loop's fast decoder (json_lua.cpp), taken by scripts/bepipe/host.lua */
     lua_pushcfunction(L, bp_json_lua_decode_msg);
     lua_setfield(L, LUA_REGISTRYINDEX, "bepipe.decode_msg");
+    /* and encoder (json_row.c) */
+    lua_pushcfunction(L, bp_json_row_encode);
+    lua_setfield(L, LUA_REGISTRYINDEX, "bepipe.encode_row");
     return 0;
 }
 

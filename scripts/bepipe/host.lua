@@ -66,6 +66,10 @@ debug.getregistry()["bepipe.json"] = json
 -- (runtime/json_lua.cpp), or nothing where lua-cjson must decide (invalid or unusual text): its
 -- values are always those `decode` gives. Absent outside the daemon (tests/lua's simulation).
 local decode_msg = debug.getregistry()["bepipe.decode_msg"]
+-- encode_row(batch, row, now_member): the row's text as `encode` writes it, with the
+-- ingestion_time member, appended to the batch buffer (runtime/json_row.c); returns offset and
+-- length, or nothing where lua-cjson must write it.
+local encode_row = debug.getregistry()["bepipe.encode_row"]
 
 -- Filled by load().
 local routes = {}          -- event type -> { index = 0-based, mod = script module, time_field }
@@ -358,7 +362,15 @@ local function run(b, lud, i, n, now, now_member)
                             -- the column is added to the encoded text (see emit_row), not to
                             -- the row: a new key in the map's table constructor would resize
                             -- its hash
-                            r.off, r.len = emit_row(b, encode(row), now_member, row, now)
+                            local off, len = nil, nil
+                            if encode_row then
+                                off, len = encode_row(lud, row, now_member)
+                            end
+                            if off then
+                                r.off, r.len = off, len
+                            else
+                                r.off, r.len = emit_row(b, encode(row), now_member, row, now)
+                            end
                         else
                             row.ingestion_time = now
                             local js = encode(row)
