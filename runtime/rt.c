@@ -1,6 +1,8 @@
 /* rt.c - the runtime: builds the pipeline from the Lua host and the configuration, runs batches,
- * reloads, drains. Everything here runs on the one loop thread. */
+ * drains (reloads and the schemas in force: rt_reload.c). Everything here runs on the one loop
+ * thread. */
 #include "rt.h"
+#include "rt_reload.h"
 #include "dead_format.h"
 #include "dispatch.h"
 #include "httpd.h"
@@ -34,73 +36,6 @@ bp_rt_effective_config(const struct bp_lua_host *h, const struct bp_kv *ov, size
             return -1;
         }
     return 0;
-}
-
-/* Points every route of the current host at its table's batch (tables appear on first use). */
-static void
-bind_routes(struct bp_rt *rt)
-{
-    size_t n;
-    const struct bp_route *routes = bp_lua_host_routes(rt->host, &n);
-    free(rt->route_batch);
-    rt->route_batch = bp_xcalloc(n ? n : 1, sizeof(*rt->route_batch));
-    for (size_t i = 0; i < n; i++)
-        rt->route_batch[i] = bp_batches_index(&rt->tables, routes[i].table);
-    rt->nroutes = n;
-    /* a route whose table has no DDL has no schema: its rows go unchecked, as are all rows
-     * with schema.check = 0 */
-    free(rt->route_schema);
-    rt->route_schema = bp_xcalloc(n ? n : 1, sizeof(*rt->route_schema));
-    for (size_t i = 0; i < n && rt->cfg.schema_check; i++) {
-        /* the live table wins: BigQuery checks rows against it, not against the DDL */
-        rt->route_schema[i] = bp_schema_set_find(&rt->live_schemas, routes[i].table);
-        if (!rt->route_schema[i])
-            rt->route_schema[i] = bp_schema_set_find(&rt->schemas, routes[i].table);
-    }
-}
-
-/* The live schemas from a table sync (taken) replace those in force. */
-static void
-adopt_live(struct bp_rt *rt, struct bp_schema_set *live)
-{
-    bp_schema_set_clear(&rt->live_schemas);
-    rt->live_schemas = *live;
-    memset(live, 0, sizeof(*live));
-    bind_routes(rt);
-}
-
-/* Reads the schema of every table in the pipeline's DDL folder (through host's bepipe.ddl) into
- * rt->schemas, so rows are checked before they leave (dispatch.c). At start (keep_old 0) no DDL
- * folder, or one that does not parse, means no checks (--check reports the DDL's problems): a
- * warning, not a failure to start. On reload the DDL is read again, so a column added with the
- * scripts that fill it is known before their rows flow; a DDL that no longer parses keeps the
- * schemas in force (keep_old 1). */
-static void
-load_schemas(struct bp_rt *rt, struct bp_lua_host *host, int keep_old)
-{
-    char dir[4096], err[1024];
-    char **bodies = NULL;
-    size_t n = 0;
-    struct bp_schema_set set = {0};
-    bp_rt_ddl_dir(rt, dir, sizeof(dir));
-    DIR *d = opendir(dir);
-    if (d)
-        closedir(d);
-    if (d && (bp_lua_host_table_resources(host, dir, "_", "_", &bodies, &n, err,
-                                          sizeof(err)) != 0 ||
-              bp_schema_set_add_resources(&set, bodies, n, err, sizeof(err)) != 0)) {
-        bp_log(BP_LOG_WARN, "schema", "%s: DDL in %s: %s", keep_old ? "the schemas in force stay"
-               : "rows are not checked against the DDL", dir, err);
-        bp_schema_set_clear(&set);
-        if (keep_old)
-            goto done;
-    }
-    bp_schema_set_clear(&rt->schemas);
-    rt->schemas = set;
-done:
-    for (size_t i = 0; i < n; i++)
-        free(bodies[i]);
-    free(bodies);
 }
 
 /* The columns the pipeline writes beyond what its maps return must be in the DDL's schemas:
@@ -142,7 +77,7 @@ bp_rt_new(const char *pipeline_path, const char *lib_dir, const struct bp_kv *ov
     if (bp_rt_effective_config(rt->host, overrides, noverrides, &rt->cfg, err, errlen) != 0)
         goto fail;
     bp_lua_host_set_memory_limit(rt->host, (size_t)rt->cfg.lua_memory_mb << 20);
-    load_schemas(rt, rt->host, 0);
+    bp_rt_load_schemas(rt, rt->host, 0);
     return rt;
 fail:
     bp_rt_free(rt);
@@ -246,153 +181,6 @@ bp_rt_process(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots, siz
     bp_hist_observe(&rt->stats.batch_seconds, secs);
     bp_guard_check_memory(rt);   /* past its memory cap: the state is rebuilt from the loop */
     return rc;
-}
-
-/* Swaps h in for the running host: from here on batches run h's scripts against its DDL's
- * schemas (the live ones still win). */
-static void
-swap_host(struct bp_rt *rt, struct bp_lua_host *h)
-{
-    bp_lua_host_set_memory_limit(h, (size_t)rt->cfg.lua_memory_mb << 20);
-    bp_lua_host_free(rt->host);
-    rt->host = h;
-    rt->generation++;
-    load_schemas(rt, rt->host, 1);
-    bind_routes(rt);
-    char err[1024];
-    if (bp_rt_check_columns(rt, err, sizeof(err)) != 0)
-        bp_log(BP_LOG_ERROR, "reload", "%s: those rows become dead letters of stage schema",
-               err);
-    rt->stats.reloads++;
-    bp_log(BP_LOG_INFO, "reload", "generation %d loaded from %s", rt->generation,
-           rt->pipeline_path);
-}
-
-static void live_refreshed(void *arg, int status, struct bp_schema_set *live);
-
-/* After a swap on the cloud path: the live schemas of the new routes' tables (a sync in
- * flight is answered first, then this runs again). */
-static void
-refresh_live(struct bp_rt *rt)
-{
-    char err[1024];
-    if (rt->tables_sync) {
-        rt->tables_resync = 1;
-        return;
-    }
-    if (bp_rt_tables_sync(rt, rt->host, live_refreshed, err, sizeof(err)) < 0)
-        bp_log(BP_LOG_WARN, "schema", "no live schemas after the reload: %s", err);
-}
-
-static void
-live_refreshed(void *arg, int status, struct bp_schema_set *live)
-{
-    struct bp_rt *rt = arg;
-    rt->tables_sync = NULL;
-    if (status == 0)
-        adopt_live(rt, live);
-    if (rt->tables_resync && !rt->draining) {
-        rt->tables_resync = 0;
-        refresh_live(rt);
-    }
-}
-
-/* The reload's tables were patched (or not): only then do the new scripts run. */
-static void
-reload_patched(void *arg, int status, struct bp_schema_set *live)
-{
-    struct bp_rt *rt = arg;
-    struct bp_lua_host *h = rt->pending_host;
-    /* the memory cap's rebuild (bp_rt_rebuild) may have swapped a host in meanwhile: h's
-     * generation would then be taken */
-    int stale = bp_lua_host_generation(h) != rt->generation + 1;
-    rt->tables_sync = NULL;
-    rt->pending_host = NULL;
-    if (status != 0 || rt->draining || stale) {
-        rt->stats.reload_failures++;
-        bp_log(BP_LOG_ERROR, "reload", "failed, generation %d keeps running: %s", rt->generation,
-               rt->draining ? "draining" : stale ? "the scripts were rebuilt meanwhile; reload "
-               "again" : "its tables could not be brought to the new DDL (see above)");
-        bp_lua_host_free(h);
-        return;
-    }
-    swap_host(rt, h);
-    adopt_live(rt, live);
-}
-
-/* Builds a complete new host beside the running one and swaps it in; on any failure the old
- * scripts keep running and the error (with file and line) is logged. With --update-tables or
- * --create-tables on the cloud path the swap waits until the new DDL is patched into the
- * tables (1); otherwise it is at once (0) and the live schemas are fetched again after it.
- * tables 0: no table call at all. Runs between batches: a signal watcher never fires inside
- * one. Returns -1 (the reason in err) when kept. */
-static int
-reload(struct bp_rt *rt, int tables, char *err, size_t errlen)
-{
-    struct bp_config cfg;
-    int patch = tables && (rt->cfg.update_tables || rt->cfg.create_tables);
-    if (patch && rt->pending_host) {
-        snprintf(err, errlen, "a reload is waiting for its tables' patch; try again after it");
-        goto fail;
-    }
-    struct bp_lua_host *h = bp_lua_host_new(rt->pipeline_path, rt->lib_dir, rt->generation + 1,
-                                            err, errlen);
-    if (!h || bp_rt_effective_config(h, rt->overrides, rt->noverrides, &cfg, err,
-                                     errlen) != 0) {
-        bp_lua_host_free(h);
-        goto fail;
-    }
-    bp_config_diff_log(&rt->cfg, &cfg);
-    bp_config_free(&cfg);
-    if (patch && rt->loop && !rt->tables_sync) {
-        int rc = bp_rt_tables_sync(rt, h, reload_patched, err, errlen);
-        if (rc == 0) {
-            rt->pending_host = h;
-            bp_log(BP_LOG_INFO, "reload", "generation %d waits for its tables' patch",
-                   rt->generation + 1);
-            return 1;
-        }
-        if (rc < 0) {
-            bp_lua_host_free(h);
-            goto fail;
-        }
-    } else if (patch && rt->tables_sync) {
-        bp_lua_host_free(h);
-        snprintf(err, errlen, "the tables are being synced; try again after it");
-        goto fail;
-    }
-    swap_host(rt, h);
-    if (tables && rt->loop)
-        refresh_live(rt);
-    return 0;
-fail:
-    rt->stats.reload_failures++;
-    bp_log(BP_LOG_ERROR, "reload", "failed, generation %d keeps running: %s", rt->generation,
-           err);
-    return -1;
-}
-
-/* See rt.h. */
-int
-bp_rt_reload_err(struct bp_rt *rt, char *err, size_t errlen)
-{
-    return reload(rt, 1, err, errlen);
-}
-
-/* See rt.h. */
-int
-bp_rt_rebuild(struct bp_rt *rt)
-{
-    char err[4096];
-    return reload(rt, 0, err, sizeof(err));
-}
-
-/* SIGHUP's reload: the reason of a failure goes to the log only. */
-int
-bp_rt_reload(struct bp_rt *rt)
-{
-    char err[4096];
-    return bp_rt_reload_err(rt, err, sizeof(err));
 }
 
 static void
@@ -573,10 +361,10 @@ tables_synced(void *arg, int status, struct bp_schema_set *live)
     }
     bp_log(BP_LOG_INFO, "schema", "rows are checked against the live schemas of %zu tables",
            live->n);
-    adopt_live(rt, live);
+    bp_rt_adopt_live(rt, live);
     if (rt->tables_resync && !rt->draining) {
         rt->tables_resync = 0;     /* a reload came meanwhile: its routes' tables */
-        refresh_live(rt);
+        bp_rt_refresh_live(rt);
     }
     if (!rt->draining && start_source(rt, err, sizeof(err)) != 0) {
         bp_log(BP_LOG_ERROR, "main", "%s", err);
@@ -730,7 +518,7 @@ open_sinks(struct bp_rt *rt, const char *bucket, const char *prefix, char *err, 
     bp_batches_on_fatal(&rt->tables, dead_letter_unusable);
     rt->dead_batch = bp_batches_index(&rt->tables, c->dead_letter_table);
     rt->tables.v[rt->dead_batch]->is_dead_letter = 1;
-    bind_routes(rt);
+    bp_rt_bind_routes(rt);
     struct bp_archive_params ap = {
         .prefix = prefix, .roll_bytes = (size_t)c->roll_bytes,
         .roll_seconds = (double)c->roll_seconds, .budget_bytes = (size_t)c->archive_open_bytes,

@@ -2,7 +2,7 @@
  * Lua host (their live schemas win for the row check) and, with --update-tables or
  * --create-tables, every table of the DDL the host reads (patched to it). At start before the
  * source starts; on reload before (update) or after (otherwise) the new scripts are swapped in
- * (rt.c). Cloud path only: --local-out has no live tables. */
+ * (rt_reload.c). Cloud path only: --local-out has no live tables. */
 #include "log.h"
 #include "rt.h"
 #include "tables_update.h"
@@ -32,7 +32,7 @@ bp_rt_tables_sync(struct bp_rt *rt, struct bp_lua_host *h, bp_tables_sync_fn don
                                                      &bodies, &n, err, errlen) != 0) {
         if (update)
             return -1;
-        /* load_schemas already warned: the live schemas still come, without a comparison */
+        /* bp_rt_load_schemas already warned: the live schemas still come, without a comparison */
         bodies = NULL;
         n = 0;
     }

@@ -2,9 +2,10 @@
  * the other, each line a message with an ack slot, so an object counts as finished (and goes to
  * --resume FILE) only once every one of its lines is stored or dead-lettered.
  *
- * Memory stays at one read (a Range request of CHUNK bytes for gs://, one read() locally) plus
- * the longest accepted line, whatever the objects' sizes: lines longer than
- * source.max_line_bytes are dead-lettered (stage parse) with their first bytes, as --input does.
+ * Memory stays at one read (a Range request of BP_REPLAY_CHUNK bytes for gs://, one read()
+ * locally: replay_read.c) plus the longest accepted line, whatever the objects' sizes: lines
+ * longer than source.max_line_bytes are dead-lettered (stage parse) with their first bytes, as
+ * --input does.
  * All the work runs from an ev_idle watcher, one batch or one read per loop iteration, so signals,
  * timers and HTTP replies run in between; it pauses (a timer looks again) while the sinks are
  * behind, while max_outstanding_messages lines wait for their stores, or while --max-rate's token
@@ -14,6 +15,7 @@
 #include "log.h"
 #include "ndjson_lines.h"
 #include "replay.h"
+#include "replay_read.h"
 #include "timefmt.h"
 
 #include <errno.h>
@@ -25,7 +27,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CHUNK (4 * 1024 * 1024)
 #define ID_SLOT 128
 #define WAIT_SECONDS 0.02      /* sinks behind: look again this soon */
 #define BAR_SECONDS 0.25       /* a terminal's bar is redrawn at most this often */
@@ -46,11 +47,7 @@ struct source_replay {
     /* the object being read */
     size_t cur;
     int open;
-    int fd;
-    uint64_t off;               /* bytes of it fetched or read */
-    int fetching, eof;
-    bp_buf_t buf;
-    char *chunk;                /* local reads */
+    struct bp_replay_read rd;   /* its bytes (replay_read.c) */
     size_t max_line;
     bp_ndjson_lines_t split;    /* the object's lines, with an over-long line's state */
     /* one batch of lent messages */
@@ -69,7 +66,6 @@ struct source_replay {
     int resume_fd;
     int tty, bar_drawn;
     unsigned long lines, blank;
-    uint64_t bytes_read;
     size_t objects_done, objects_failed;
     double read_started;
 };
@@ -121,6 +117,7 @@ fail(struct source_replay *s, const char *fmt, ...)
     stop_watchers(s);
     end_bar(s);
     s->stopped = 1;
+    bp_replay_read_stop(&s->rd);
     s->phase = ENDED;
     bp_log(BP_LOG_ERROR, "replay", "%s", why);
     bp_rt_source_failed(s->rt, "replay failed");
@@ -133,7 +130,7 @@ draw(struct source_replay *s, int bar)
 {
     struct bp_replay_progress p = {
         .objects_read = s->cur, .objects = s->list.n, .objects_done = s->objects_done,
-        .lines = s->lines, .bytes_read = s->bytes_read, .bytes_total = s->list.bytes,
+        .lines = s->lines, .bytes_read = s->rd.bytes_read, .bytes_total = s->list.bytes,
         .seconds = s->read_started > 0 ? bp_time_mono() - s->read_started : 0,
     };
     bp_replay_progress_print(&p, bar);
@@ -265,15 +262,15 @@ deliver(struct source_replay *s, size_t allowed)
 {
     struct bp_replay_obj *ob = &s->list.v[s->cur];
     /* nothing read yet: its data pointer may still be NULL */
-    const char *base = s->buf.data ? s->buf.data : "";
+    const char *base = s->rd.buf.data ? s->rd.buf.data : "";
     size_t n = 0, off = 0, used = 0;
     long consumed = 0;
     int rc = 0;
     struct bp_ndjson_line l;
     enum bp_ndjson_kind k = BP_NDJSON_LINE;
     while (n < allowed && rc == 0 &&
-           (k = bp_ndjson_lines_next(&s->split, base + off, s->buf.len - off, s->eof, &used,
-                                     &l)) != BP_NDJSON_MORE) {
+           (k = bp_ndjson_lines_next(&s->split, base + off, s->rd.buf.len - off, s->rd.eof,
+                                     &used, &l)) != BP_NDJSON_MORE) {
         off += used;
         consumed++;
         if (k == BP_NDJSON_BLANK) {
@@ -295,98 +292,34 @@ deliver(struct source_replay *s, size_t allowed)
         off += used;   /* the start of an over-long line */
     if (rc == 0 && n)
         rc = bp_rt_process(s->rt, s->msgs, s->slots, n);
-    bp_buf_consume(&s->buf, off);
+    bp_buf_consume(&s->rd.buf, off);
     return rc == 0 ? consumed : -1;
-}
-
-/* Bytes of the object arrive: appended to the buffer (the splitter drops an over-long line's
- * bytes as they come, so it holds at most max_line bytes of an unfinished line). */
-static int
-take(struct source_replay *s, const char *data, size_t n)
-{
-    s->bytes_read += n;
-    if (bp_buf_append(&s->buf, data, n) != 0) {
-        errno = ENOMEM;
-        return -1;
-    }
-    return 0;
 }
 
 /* ---- reading objects ---- */
 
+/* A Range request of the current object ended (replay_read.c): its lines next, or the end. */
 static void
-on_range(void *arg, int status, const char *data, size_t len, const char *err)
+on_read(void *arg, int status, const char *why)
 {
     struct source_replay *s = arg;
-    struct bp_replay_obj *ob = &s->list.v[s->cur];
-    s->fetching = 0;
-    if (s->stopped)
-        return;
     if (status != 0) {
-        fail(s, "reading %s: %s", ob->label, err);
-        return;
-    }
-    s->off += len;
-    if (len == 0 || s->off >= ob->size)
-        s->eof = 1;
-    if (take(s, data, len) != 0) {
-        fail(s, "%s: a sink failed", ob->label);
+        fail(s, "%s", why);
         return;
     }
     go(s);
 }
 
 static int
-fetch(struct source_replay *s)
+open_object(struct source_replay *s)
 {
-    struct bp_replay_obj *ob = &s->list.v[s->cur];
-    char err[512];
-    uint64_t left = ob->size - s->off;
-    size_t len = left < CHUNK ? (size_t)left : CHUNK;
-    if (bp_gcs_get_start(s->api, s->gcs_base, ob->bucket, ob->name, ob->generation, s->off, len,
-                         on_range, s, err, sizeof(err)) != 0) {
+    char err[1200];
+    bp_ndjson_lines_init(&s->split, s->max_line);
+    if (bp_replay_read_open(&s->rd, &s->list.v[s->cur], err, sizeof(err)) != 0) {
         fail(s, "%s", err);
         return -1;
     }
-    s->fetching = 1;
-    ev_idle_stop(bp_rt_loop(s->rt), &s->idle);
-    return 0;
-}
-
-static int
-read_local(struct source_replay *s)
-{
-    struct bp_replay_obj *ob = &s->list.v[s->cur];
-    ssize_t r = read(s->fd, s->chunk, CHUNK);
-    if (r < 0 && errno == EINTR)
-        return 0;
-    if (r < 0) {
-        fail(s, "reading %s: %s", ob->label, strerror(errno));
-        return -1;
-    }
-    if (r == 0)
-        s->eof = 1;
-    if (take(s, s->chunk, (size_t)r) != 0) {
-        fail(s, "%s: a sink failed", ob->label);
-        return -1;
-    }
-    return 0;
-}
-
-static int
-open_object(struct source_replay *s)
-{
-    struct bp_replay_obj *ob = &s->list.v[s->cur];
-    s->off = 0;
-    s->eof = ob->bucket && ob->size == 0;
-    bp_ndjson_lines_init(&s->split, s->max_line);
-    bp_buf_reset(&s->buf);
-    if (!ob->bucket && (s->fd = open(ob->name, O_RDONLY | O_CLOEXEC)) < 0) {
-        fail(s, "cannot read %s: %s", ob->label, strerror(errno));
-        return -1;
-    }
     s->open = 1;
-    bp_log(BP_LOG_DEBUG, "replay", "reading %s (%" PRIu64 " bytes)", ob->label, ob->size);
     return 0;
 }
 
@@ -394,9 +327,7 @@ static void
 close_object(struct source_replay *s)
 {
     struct bp_replay_obj *ob = &s->list.v[s->cur];
-    if (s->fd >= 0)
-        close(s->fd);
-    s->fd = -1;
+    bp_replay_read_close(&s->rd);
     s->open = 0;
     ob->read_done = 1;
     s->cur++;
@@ -465,14 +396,16 @@ read_step(struct source_replay *s)
         s->tokens -= (double)got;
     if (got > 0)
         return;
-    if (s->eof) {
+    if (s->rd.eof) {
         close_object(s);
         return;
     }
-    if (s->list.v[s->cur].bucket)
-        (void)fetch(s);
-    else
-        (void)read_local(s);
+    char err[1200];
+    int rc = bp_replay_read_next(&s->rd, err, sizeof(err));
+    if (rc < 0)
+        fail(s, "%s", err);
+    else if (rc == 1)
+        ev_idle_stop(bp_rt_loop(s->rt), &s->idle);   /* on_read starts it again */
 }
 
 /* ---- listing ---- */
@@ -618,7 +551,7 @@ static size_t
 rp_in_flight(struct bp_source *bs)
 {
     struct source_replay *s = (struct source_replay *)bs;
-    return (size_t)(s->fetching + s->listing);
+    return (size_t)(s->rd.fetching + s->listing);
 }
 
 static void
@@ -639,6 +572,7 @@ rp_stop(struct bp_source *bs)
                s->list.n, s->o.resume ? "; --resume continues from there" : "");
     }
     s->stopped = 1;
+    bp_replay_read_stop(&s->rd);
     stop_watchers(s);
 }
 
@@ -657,16 +591,13 @@ rp_destroy(struct bp_source *bs)
     if (!s)
         return;
     stop_watchers(s);
-    if (s->fd >= 0)
-        close(s->fd);
+    bp_replay_read_free(&s->rd);
     if (s->resume_fd >= 0)
         close(s->resume_fd);
     bp_replay_list_free(&s->list);
-    bp_buf_free(&s->buf);
     free(s->list_source);
     free(s->list_bucket);
     free(s->gcs_base);
-    free(s->chunk);
     free(s->msgs);
     free(s->slots);
     free(s->ids);
@@ -700,7 +631,7 @@ bp_source_replay_counts(struct bp_source *bs, struct bp_replay_counts *out)
     out->out_of_range = s->list.out_of_range;
     out->dead_folder = s->list.dead_folder;
     out->bytes_total = s->list.bytes;
-    out->bytes_read = s->bytes_read;
+    out->bytes_read = s->rd.bytes_read;
 }
 
 /* See replay.h. */
@@ -715,8 +646,9 @@ bp_source_replay_new(struct bp_rt *rt, const struct bp_replay_opts *o, struct bp
     s->o = *o;
     s->api = api;
     s->gcs_base = base ? bp_xstrdup(base) : NULL;
-    s->fd = s->resume_fd = -1;
+    s->resume_fd = -1;
     s->max_line = (size_t)c->max_line_bytes;
+    bp_replay_read_init(&s->rd, api, s->gcs_base, s->max_line, on_read, s);
     s->batch_max = (size_t)c->batch_messages;
     s->burst = o->max_rate / 10 > 1 ? o->max_rate / 10 : 1;
     if (s->burst > (double)s->batch_max)
@@ -724,9 +656,6 @@ bp_source_replay_new(struct bp_rt *rt, const struct bp_replay_opts *o, struct bp
     s->burst = (double)(size_t)s->burst;
     s->tokens = s->burst;
     s->tty = isatty(STDERR_FILENO);
-    /* the longest accepted line, plus one read arriving after it */
-    bp_buf_init(&s->buf, s->max_line + CHUNK + 1024);
-    s->chunk = bp_xmalloc(CHUNK);
     s->msgs = bp_xcalloc(s->batch_max, sizeof(*s->msgs));
     s->slots = bp_xcalloc(s->batch_max, sizeof(*s->slots));
     s->ids = bp_xcalloc(s->batch_max, ID_SLOT);
