@@ -118,11 +118,19 @@ rows_are_written_as_lua_cjson_writes_them(void **st)
     assert_int_equal(row(L, &b, "{url='https://x/y?a=\"b\"\\\\', t='\\t\\n\\r\\b\\f\\0\\127é'}"),
                      WRITTEN);
     /* every byte alone, as lua-cjson escapes it */
-    char expr[64];
+    char expr[128];
     for (int c = 0; c < 256; c++) {
         snprintf(expr, sizeof(expr), "{s=string.char(%d)}", c);
         assert_int_equal(row(L, &b, expr), WRITTEN);
     }
+    /* an escape at every place of a long string (the writer tests 8 bytes a turn) */
+    static const int special[] = {0, 10, 31, '"', '/', '\\', 127, 128, 255, ' ', 'a'};
+    for (size_t k = 0; k < sizeof(special) / sizeof(special[0]); k++)
+        for (int at = 1; at <= 26; at++) {
+            snprintf(expr, sizeof(expr), "{s=('x'):rep(%d) .. string.char(%d) .. ('y'):rep(%d)}",
+                     at - 1, special[k], 26 - at);
+            assert_int_equal(row(L, &b, expr), WRITTEN);
+        }
     free(b.out);
     lua_close(L);
 }
