@@ -31,6 +31,8 @@ struct bp_rowbatch {
     int is_dead_letter;    /* refused rows of this table cannot be dead-lettered again */
     unsigned long rows_stored;
     unsigned long rows_rejected;
+    size_t last_len;       /* bytes and rows of the last batch sent: the next one's sizes */
+    size_t last_rows;
 };
 
 struct bp_batches {
