@@ -274,23 +274,22 @@ parse_rfc3339(const char *t)
     if (!t || strlen(t) < 20 || t[4] != '-' || t[7] != '-' || t[10] != 'T' || t[13] != ':' ||
         t[16] != ':')
         return 0;
-    struct tm tm;
-    memset(&tm, 0, sizeof(tm));
-    tm.tm_year = digits(t, 4) - 1900;
-    tm.tm_mon = digits(t + 5, 2) - 1;
-    tm.tm_mday = digits(t + 8, 2);
-    tm.tm_hour = digits(t + 11, 2);
-    tm.tm_min = digits(t + 14, 2);
-    tm.tm_sec = digits(t + 17, 2);
-    if (tm.tm_year < 0 || tm.tm_mon < 0 || tm.tm_mday < 0 || tm.tm_hour < 0 || tm.tm_min < 0 ||
-        tm.tm_sec < 0)
+    int y = digits(t, 4), mo = digits(t + 5, 2), d = digits(t + 8, 2), h = digits(t + 11, 2),
+        mi = digits(t + 14, 2), sec = digits(t + 17, 2);
+    if (y < 1900 || mo < 1 || mo > 12 || d < 0 || h < 0 || mi < 0 || sec < 0)
         return 0;
     double frac = 0, scale = 0.1;
     for (const char *p = t + 19 + (t[19] == '.'); t[19] == '.' && *p >= '0' && *p <= '9'; p++) {
         frac += (*p - '0') * scale;
         scale /= 10;
     }
-    return (double)timegm(&tm) + frac;
+    /* days since 1970-01-01 of the civil date (H. Hinnant's days_from_civil), not timegm: it
+     * takes glibc's time-zone lock and conversion per message (0.6% of the CPU end to end).
+     * Out-of-range days, hours, ... carry over as timegm normalizes them. */
+    long yy = mo <= 2 ? y - 1 : y, era = yy / 400, yoe = yy - era * 400;
+    long doy = (153 * (mo > 2 ? mo - 3 : mo + 9) + 2) / 5 + d - 1;
+    long days = era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+    return (double)(days * 86400 + h * 3600L + mi * 60L + sec) + frac;
 }
 
 static int

@@ -102,12 +102,54 @@ malformed_replies_are_refused(void **state)
     }
 }
 
+/* The scanner reads plain string text eight bytes at a time: a quote, backslash or control byte
+ * at any offset of a long string (and bytes from 0x80 up, which are plain) is found where it is,
+ * whatever its place in the word, and the last bytes before the end are still checked. */
+static void
+long_strings_at_every_offset(void **state)
+{
+    (void)state;
+    char body[200], data[64];
+    struct bp_pull_reply r;
+    for (int at = 0; at < 40; at++) {
+        /* an escaped quote at offset at: decoded, not the end of the string */
+        memset(data, 'A', sizeof(data));
+        data[40] = '\0';
+        snprintf(body, sizeof(body),
+                 "{\"receivedMessages\":[{\"ackId\":\"%.*s\\\"%s\",\"message\":{\"data\":\"%s\"}}]}",
+                 at, data, data + at, data);
+        assert_int_equal(decode(&r, body), 0);
+        assert_int_equal(r.n, 1);
+        assert_int_equal(r.msgs[0].ack_id_len, 41);
+        assert_int_equal(r.msgs[0].ack_id[at], '"');
+        assert_int_equal(r.msgs[0].data_b64_len, 40);
+        bp_pull_reply_free(&r);
+        /* a control byte at offset at: refused */
+        data[at] = '\x1f';
+        snprintf(body, sizeof(body), "{\"a\":\"%s\"}", data);
+        assert_int_equal(decode(&r, body), -1);
+        /* bytes from 0x80 (UTF-8) are plain, and 0x20 is the first plain byte */
+        data[at] = (char)(at % 2 ? 0xff : 0x80);
+        data[(at + 3) % 40] = ' ';
+        snprintf(body, sizeof(body), "{\"receivedMessages\":[{\"ackId\":\"%s\",\"message\":{}}]}",
+                 data);
+        assert_int_equal(decode(&r, body), 0);
+        assert_int_equal(r.n, 1);
+        assert_span(r.msgs[0].ack_id, r.msgs[0].ack_id_len, data);
+        bp_pull_reply_free(&r);
+        /* an unterminated string that ends at any offset: refused */
+        snprintf(body, sizeof(body), "{\"a\":\"%.*s", at, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+        assert_int_equal(decode(&r, body), -1);
+    }
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(fields_and_escapes),
         cmocka_unit_test(malformed_replies_are_refused),
+        cmocka_unit_test(long_strings_at_every_offset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
