@@ -6,7 +6,8 @@
  * reply has, in the manner of schema_check.c: one pass over the text, validating the JSON syntax
  * of everything it passes (an invalid reply is refused whole, as a parser would), pointing into
  * the body for strings without escapes and copying only those that have them (and publishTime,
- * which callers take NUL-terminated) into one arena no larger than the body. */
+ * which callers take NUL-terminated) into an arena of small chunks (it was one block the size of
+ * the body, for the ~35 bytes per message a reply without escapes needs). */
 #include "pull_reply.h"
 
 #include <limits.h>
@@ -19,11 +20,40 @@
 /* Nesting deeper than this refuses the reply (lua-cjson's limit in host.lua was the same). */
 #define MAX_DEPTH 64
 
+/* One block of the arena: copies never move, so the pointers handed out stay valid. */
+struct bp_pull_chunk {
+    struct bp_pull_chunk *next;
+    size_t cap, used;
+    char data[];
+};
+
+#define CHUNK_MIN 16384
+
 struct scan {
     const char *p, *end;
-    char *arena;            /* unescaped copies; never more bytes than the body */
-    size_t used;
+    struct bp_pull_chunk **arena;   /* the reply's chunks, newest first; NULL: validate only */
+    int oom;
 };
+
+/* Room for need bytes in the newest chunk (a new one when it is full), or NULL. */
+static char *
+arena_room(struct scan *s, size_t need)
+{
+    struct bp_pull_chunk *c = *s->arena;
+    if (!c || c->cap - c->used < need) {
+        size_t cap = need > CHUNK_MIN ? need : CHUNK_MIN;
+        c = malloc(sizeof(*c) + cap);
+        if (!c) {
+            s->oom = 1;
+            return NULL;
+        }
+        c->next = *s->arena;
+        c->cap = cap;
+        c->used = 0;
+        *s->arena = c;
+    }
+    return c->data + c->used;
+}
 
 static void
 ws(struct scan *s)
@@ -165,7 +195,9 @@ string(struct scan *s, const char **out, size_t *len, int nul)
         *len = (size_t)(p - start);
         return 0;
     }
-    char *dst = s->arena + s->used, *w = dst;
+    char *dst = arena_room(s, (size_t)(p - start) + 1), *w = dst;
+    if (!dst)
+        return -1;
     for (const char *q = start; q < p;) {
         if (*q != '\\') {
             *w++ = *q++;
@@ -178,7 +210,7 @@ string(struct scan *s, const char **out, size_t *len, int nul)
     *w = '\0';
     *out = dst;
     *len = (size_t)(w - dst);
-    s->used += (size_t)(w - dst) + 1;
+    (*s->arena)->used += (size_t)(w - dst) + 1;
     return 0;
 }
 
@@ -334,7 +366,7 @@ message_member(struct scan *s, const char *k, size_t kl, void *ctx, int depth)
         m->attrs = NULL;
         m->attrs_len = 0;
         if (is_obj) {
-            struct scan in = { start + 1, s->p, NULL, 0 };
+            struct scan in = { start + 1, s->p, NULL, 0 };   /* only ws and eat */
             if (!eat(&in, '}')) {
                 m->attrs = start;
                 m->attrs_len = (size_t)(s->p - start);
@@ -402,8 +434,10 @@ messages(struct scan *s, struct reply_ctx *rc, int depth)
         if (r->n == rc->cap) {
             size_t cap = rc->cap ? rc->cap * 2 : 256;
             struct bp_pull_msg *m = realloc(r->msgs, cap * sizeof(*m));
-            if (!m)
-                return -2;
+            if (!m) {
+                s->oom = 1;
+                return -1;
+            }
             r->msgs = m;
             rc->cap = cap;
         }
@@ -435,13 +469,8 @@ bp_pull_reply_decode(struct bp_pull_reply *r, struct lua_State *L, const char *b
 {
     (void)L;
     memset(r, 0, sizeof(*r));
-    struct scan s = { body, body + len, malloc(len + 1), 0 };
+    struct scan s = { body, body + len, &r->arena, 0 };
     struct reply_ctx rc = { r, 0 };
-    if (!s.arena) {
-        snprintf(err, errlen, "out of memory for a pull reply of %zu bytes", len);
-        return -1;
-    }
-    r->arena = s.arena;
     ws(&s);
     if (s.p >= s.end || *s.p != '{') {
         snprintf(err, errlen, s.p < s.end && (*s.p == '[' || *s.p == '"' || *s.p == 't' ||
@@ -451,6 +480,10 @@ bp_pull_reply_decode(struct bp_pull_reply *r, struct lua_State *L, const char *b
     }
     int w = walk_object(&s, 0, &rc, root_member);
     ws(&s);
+    if (s.oom) {
+        snprintf(err, errlen, "out of memory for a pull reply of %zu bytes", len);
+        goto fail;
+    }
     if (w != 0 || s.p != s.end) {
         snprintf(err, errlen, "pull reply is not JSON (at byte %zu of %zu)",
                  (size_t)(s.p - body), len);
@@ -469,7 +502,11 @@ bp_pull_reply_free(struct bp_pull_reply *r)
     if (!r)
         return;
     free(r->msgs);
-    free(r->arena);
+    while (r->arena) {
+        struct bp_pull_chunk *c = r->arena;
+        r->arena = c->next;
+        free(c);
+    }
     r->msgs = NULL;
     r->arena = NULL;
     r->n = 0;

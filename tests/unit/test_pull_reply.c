@@ -143,6 +143,43 @@ long_strings_at_every_offset(void **state)
     }
 }
 
+/* Copies (escaped strings, publishTime) go to an arena of chunks: many of them, and one larger
+ * than a chunk, all stay valid until the reply is freed. */
+static void
+copies_across_chunks(void **state)
+{
+    (void)state;
+    size_t cap = 4u << 20, n = 0;
+    char *body = malloc(cap), *big = malloc(40001);
+    assert_non_null(body);
+    assert_non_null(big);
+    memset(big, 'b', 40000);
+    big[40000] = '\0';
+    n += (size_t)sprintf(body + n, "{\"receivedMessages\":[");
+    for (int i = 0; i < 3000; i++)
+        n += (size_t)sprintf(body + n, "%s{\"ackId\":\"a\\n%d\",\"message\":{\"publishTime\":"
+                             "\"2026-12-02T00:00:%02dZ\",\"messageId\":\"%s\\t\"}}", i ? "," : "", i,
+                             i % 60, i == 1500 ? big : "m");
+    n += (size_t)sprintf(body + n, "]}");
+    struct bp_pull_reply r;
+    char err[256];
+    assert_int_equal(bp_pull_reply_decode(&r, NULL, body, n, err, sizeof(err)), 0);
+    assert_int_equal(r.n, 3000);
+    for (int i = 0; i < 3000; i++) {
+        char want[32], pt[32];
+        snprintf(want, sizeof(want), "a\n%d", i);
+        snprintf(pt, sizeof(pt), "2026-12-02T00:00:%02dZ", i % 60);
+        assert_span(r.msgs[i].ack_id, r.msgs[i].ack_id_len, want);
+        assert_string_equal(r.msgs[i].publish_time, pt);
+        assert_int_equal(r.msgs[i].message_id_len, i == 1500 ? 40001 : 2);
+    }
+    assert_memory_equal(r.msgs[1500].message_id, big, 40000);
+    bp_pull_reply_free(&r);
+    assert_null(r.arena);
+    free(body);
+    free(big);
+}
+
 int
 main(void)
 {
@@ -150,6 +187,7 @@ main(void)
         cmocka_unit_test(fields_and_escapes),
         cmocka_unit_test(malformed_replies_are_refused),
         cmocka_unit_test(long_strings_at_every_offset),
+        cmocka_unit_test(copies_across_chunks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
