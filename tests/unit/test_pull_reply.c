@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,6 +181,38 @@ copies_across_chunks(void **state)
     free(big);
 }
 
+/* Base64 data: every length round-trips against OpenSSL's encoder (all byte values); text that
+ * is not padded base64 of Pub/Sub's alphabet is refused. */
+static void
+data_decodes_and_refuses(void **state)
+{
+    (void)state;
+    unsigned char raw[300];
+    char text[404], out[303];
+    for (size_t i = 0; i < sizeof(raw); i++)
+        raw[i] = (unsigned char)(i * 151 + 7);
+    for (int n = 0; n <= 300; n++) {
+        int tl = EVP_EncodeBlock((unsigned char *)text, raw, n);
+        assert_int_equal(bp_pull_data_decode(out, text, (size_t)tl), n);
+        assert_memory_equal(out, raw, (size_t)n);
+    }
+    static const char *bad[] = {
+        "A", "AB", "ABC", "ABCDE", "A===", "====", "AB=C", "A=BC", "AB\nC", " ABC", "ABC ",
+        "AB-_", "ABC\x80", "QUJD====", "QQ=A", "Q\0==",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        size_t l = strlen(bad[i]);
+        if (i == sizeof(bad) / sizeof(bad[0]) - 1)
+            l = 4;
+        if (bp_pull_data_decode(out, bad[i], l) != -1)
+            fail_msg("accepted: %s", bad[i]);
+    }
+    assert_int_equal(bp_pull_data_decode(out, "QUI=", 4), 2);
+    assert_memory_equal(out, "AB", 2);
+    assert_int_equal(bp_pull_data_decode(out, "QQ==", 4), 1);
+    assert_int_equal(out[0], 'A');
+}
+
 int
 main(void)
 {
@@ -188,6 +221,7 @@ main(void)
         cmocka_unit_test(malformed_replies_are_refused),
         cmocka_unit_test(long_strings_at_every_offset),
         cmocka_unit_test(copies_across_chunks),
+        cmocka_unit_test(data_decodes_and_refuses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
