@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 struct lua_State;
+struct bp_pull_chunk;
 
 /* One received message. The strings point into the decoded reply and stay valid until
  * bp_pull_reply_free; none is NUL-terminated except where noted. */
@@ -24,7 +25,7 @@ struct bp_pull_msg {
 };
 
 struct bp_pull_reply {
-    char *arena;                /* strings that had escapes, unescaped; publishTime copies */
+    struct bp_pull_chunk *arena; /* strings that had escapes, unescaped; publishTime copies */
     struct bp_pull_msg *msgs;
     size_t n;
 };
