@@ -40,7 +40,8 @@ bp_archive_init(struct bp_archive *a, struct bp_store *store, struct bp_ack *ack
     a->write_through = store->ops->objects_in_memory;
     a->nbuckets = 64;
     a->buckets = bp_xcalloc(a->nbuckets, sizeof(*a->buckets));
-    a->class_bytes = bp_xcalloc(BP_ARCHIVE_SIZE_CLASSES, sizeof(*a->class_bytes));
+    a->class_head = bp_xcalloc(BP_ARCHIVE_SIZE_CLASSES, sizeof(*a->class_head));
+    a->class_tail = bp_xcalloc(BP_ARCHIVE_SIZE_CLASSES, sizeof(*a->class_tail));
 }
 
 /* Who hears that the store refused an object for good (a missing bucket, no permission). */
@@ -79,7 +80,8 @@ bp_archive_free(struct bp_archive *a)
         free(a->types[i]);
     free(a->types);
     free(a->buckets);
-    free(a->class_bytes);
+    free(a->class_head);
+    free(a->class_tail);
     free(a->scratch);
     free(a->prefix);
     memset(a, 0, sizeof(*a));
@@ -107,39 +109,78 @@ key_hash(const char *type, int32_t hour)
     for (const unsigned char *p = (const unsigned char *)type; *p; p++)
         h = (h ^ *p) * 16777619u;
     h ^= (uint32_t)hour * 2654435761u;
-    return h ^ (h >> 15);
+    h ^= h >> 16;                           /* murmur3's finalizer: linear probing needs the low
+                                             * bits to depend on every bit of the key */
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    return h ^ (h >> 16);
 }
 
+/* A backfill's line mostly opens a new folder: the probe ends at an empty slot without reading
+ * any object (hash and hour are in the slot; the type only on a match). */
 static struct bp_archive_obj *
 lookup(const struct bp_archive *a, const char *type, int32_t hour, uint32_t h)
 {
-    for (struct bp_archive_obj *o = a->buckets[h & (a->nbuckets - 1)]; o; o = o->chain)
-        if (o->hash == h && o->hour == hour && strcmp(o->type, type) == 0)
-            return o;
-    return NULL;
+    size_t mask = a->nbuckets - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        const struct bp_archive_slot *s = &a->buckets[i];
+        if (!s->obj)
+            return NULL;
+        if (s->hash == h && s->hour == hour && strcmp(s->obj->type, type) == 0)
+            return s->obj;
+    }
 }
 
+static void
+slot_put(struct bp_archive_slot *t, size_t n, uint32_t h, int32_t hour, struct bp_archive_obj *o)
+{
+    size_t i = h & (n - 1);
+    while (t[i].obj)
+        i = (i + 1) & (n - 1);
+    t[i].hash = h;
+    t[i].hour = hour;
+    t[i].obj = o;
+}
+
+/* Doubles the table; slots carry their hashes, so no object is read. */
 static void
 table_grow(struct bp_archive *a)
 {
     size_t n = a->nbuckets * 2;
-    struct bp_archive_obj **b = bp_xcalloc(n, sizeof(*b));
-    for (struct bp_archive_obj *o = a->oldest; o; o = o->newer) {
-        o->chain = b[o->hash & (n - 1)];
-        b[o->hash & (n - 1)] = o;
-    }
+    struct bp_archive_slot *t = bp_xcalloc(n, sizeof(*t));
+    for (size_t i = 0; i < a->nbuckets; i++)
+        if (a->buckets[i].obj)
+            slot_put(t, n, a->buckets[i].hash, a->buckets[i].hour, a->buckets[i].obj);
     free(a->buckets);
-    a->buckets = b;
+    a->buckets = t;
     a->nbuckets = n;
+}
+
+/* Empties o's slot and moves back the entries after it that probed past it (linear probing's
+ * deletion: no tombstones, so probes stay short however many objects came and went). */
+static void
+slot_remove(struct bp_archive *a, const struct bp_archive_obj *o)
+{
+    struct bp_archive_slot *t = a->buckets;
+    size_t mask = a->nbuckets - 1, i = o->hash & mask;
+    while (t[i].obj != o)
+        i = (i + 1) & mask;
+    for (size_t j = (i + 1) & mask; t[j].obj; j = (j + 1) & mask) {
+        size_t home = t[j].hash & mask;
+        /* the entry at j stays when its home lies cyclically in (i, j] */
+        if (i <= j ? (i < home && home <= j) : (i < home || home <= j))
+            continue;
+        t[i] = t[j];
+        i = j;
+    }
+    t[i].obj = NULL;
 }
 
 static void
 table_remove(struct bp_archive *a, struct bp_archive_obj *o)
 {
-    struct bp_archive_obj **pp = &a->buckets[o->hash & (a->nbuckets - 1)];
-    while (*pp != o)
-        pp = &(*pp)->chain;
-    *pp = o->chain;
+    slot_remove(a, o);
     if (o->older)
         o->older->newer = o->newer;
     else
@@ -223,17 +264,47 @@ finish_done(void *arg, int status, const char *errmsg, const struct bp_row_error
     obj_free(o);
 }
 
-static size_t size_class(const struct bp_archive_obj *o);
+/* Size classes of the budget's choice: 256-byte steps, all objects past 256 KB in the last.
+ * One class for every large object keeps the order they passed 256 KB among them: in a
+ * time-ordered stream the previous hour's object, complete, goes before the current hour's,
+ * still growing (finer classes up to 64 MB, largest first, made 79 objects for 34 folders of the
+ * ordered corpus instead of 59). */
+#define SIZE_CLASSES BP_ARCHIVE_SIZE_CLASSES
+#define SIZE_STEP 256
 
-/* o's charged bytes join (sign 1) or leave (-1) its size class's total. */
-static void
-class_account(struct bp_archive *a, const struct bp_archive_obj *o, int sign)
+static size_t
+size_class(size_t bytes)
 {
-    size_t *c = &a->class_bytes[size_class(o)];
-    if (sign > 0)
-        *c += o->bytes + BP_ARCHIVE_OBJ_COST;
+    size_t c = bytes / SIZE_STEP;
+    return c < SIZE_CLASSES - 1 ? c : SIZE_CLASSES - 1;
+}
+
+/* o joins the tail of the list of its size class (by its bytes): within a class, the object
+ * that reached it first is finished first (it stopped growing the longest ago). */
+static void
+class_enter(struct bp_archive *a, struct bp_archive_obj *o)
+{
+    size_t c = o->cls = size_class(o->bytes);
+    o->cls_next = NULL;
+    o->cls_prev = a->class_tail[c];
+    if (o->cls_prev)
+        o->cls_prev->cls_next = o;
     else
-        *c -= o->bytes + BP_ARCHIVE_OBJ_COST;
+        a->class_head[c] = o;
+    a->class_tail[c] = o;
+}
+
+static void
+class_leave(struct bp_archive *a, struct bp_archive_obj *o)
+{
+    if (o->cls_prev)
+        o->cls_prev->cls_next = o->cls_next;
+    else
+        a->class_head[o->cls] = o->cls_next;
+    if (o->cls_next)
+        o->cls_next->cls_prev = o->cls_prev;
+    else
+        a->class_tail[o->cls] = o->cls_prev;
 }
 
 /* Takes o out of the table and hands it to the store; its messages' verdicts follow the
@@ -242,7 +313,7 @@ static int
 finish(struct bp_archive *a, struct bp_archive_obj *o)
 {
     table_remove(a, o);
-    class_account(a, o, -1);
+    class_leave(a, o);
     a->nopen--;
     a->open_bytes -= o->bytes + BP_ARCHIVE_OBJ_COST;
     a->held -= o->nslots;
@@ -291,42 +362,21 @@ by_messages(const void *x, const void *y)
     return (p->opened_at > q->opened_at) - (p->opened_at < q->opened_at);
 }
 
-/* Size classes of the budget's choice: 256-byte steps, all objects past 256 KB in the last.
- * One class for every large object keeps open order among them: in a time-ordered stream the
- * previous hour's object, complete, goes before the current hour's, still growing (finer classes
- * up to 64 MB, largest first, made 79 objects for 34 folders of the ordered corpus instead of
- * 59). */
-#define SIZE_CLASSES BP_ARCHIVE_SIZE_CLASSES
-#define SIZE_STEP 256
-
-static size_t
-size_class(const struct bp_archive_obj *o)
-{
-    size_t c = o->bytes / SIZE_STEP;
-    return c < SIZE_CLASSES - 1 ? c : SIZE_CLASSES - 1;
-}
-
-/* The budget is full: finish the largest objects (in open order within a size class: the
- * oldest messages first) until the open ones are back to BUDGET_LOW of it. One pass over the
- * open objects, stopping when enough went, no sort: the running totals per size class
- * (class_bytes) give the smallest class that must go. */
+/* The budget is full: finish the largest objects (within a size class, the one that reached it
+ * first) until the open ones are back to BUDGET_LOW of it. The class lists give them without
+ * looking at the smaller objects: a backfill holds tens of thousands of them, and a pass over
+ * those on every full budget was most of the archive's own time. */
 static int
 over_budget(struct bp_archive *a)
 {
-    size_t low = (size_t)((double)a->budget * BUDGET_LOW), need = a->open_bytes - low;
-    const size_t *hist = a->class_bytes;
-    size_t cut = SIZE_CLASSES - 1, sum = 0;
-    while (cut > 0 && (sum += hist[cut]) < need)
-        cut--;
+    size_t low = (size_t)((double)a->budget * BUDGET_LOW);
     int rc = 0;
-    for (struct bp_archive_obj *o = a->oldest, *next; o && a->open_bytes > low; o = next) {
-        next = o->newer;
-        if (size_class(o) < cut)
-            continue;
-        a->by_budget++;
-        if (finish(a, o) != 0)
-            rc = -1;
-    }
+    for (size_t c = SIZE_CLASSES; c-- > 0 && a->open_bytes > low;)
+        while (a->class_head[c] && a->open_bytes > low) {
+            a->by_budget++;
+            if (finish(a, a->class_head[c]) != 0)
+                rc = -1;
+        }
     return rc;
 }
 
@@ -413,10 +463,9 @@ find_or_open(struct bp_archive *a, const char *type, int32_t hour, double now)
         obj_free(o);
         return NULL;
     }
-    if (a->nopen >= a->nbuckets)
+    if (2 * (a->nopen + 1) > a->nbuckets)
         table_grow(a);
-    o->chain = a->buckets[h & (a->nbuckets - 1)];
-    a->buckets[h & (a->nbuckets - 1)] = o;
+    slot_put(a->buckets, a->nbuckets, h, hour, o);
     o->older = a->newest;
     if (a->newest)
         a->newest->newer = o;
@@ -426,7 +475,7 @@ find_or_open(struct bp_archive *a, const char *type, int32_t hour, double now)
     a->nopen++;
     a->nfiles += o->obj != NULL;
     a->open_bytes += BP_ARCHIVE_OBJ_COST;
-    class_account(a, o, 1);
+    class_enter(a, o);
     return a->last = o;
 }
 
@@ -467,9 +516,11 @@ bp_archive_add(struct bp_archive *a, const char *type, int32_t hour, const char 
         a->failures++;
         return -1;
     }
-    class_account(a, o, -1);
     o->bytes += len + 1;
-    class_account(a, o, 1);
+    if (size_class(o->bytes) != o->cls) {
+        class_leave(a, o);
+        class_enter(a, o);
+    }
     a->open_bytes += len + 1;
     o->lines++;
     if (slot != BP_ACK_NONE) {
@@ -532,23 +583,31 @@ bp_archive_open_bytes(const struct bp_archive *a)
     return a->open_bytes;
 }
 
-/* Recounts the open objects against the running totals (tests). */
+/* Recounts the open objects against the running totals (tests): every object in its table
+ * slot and in the list of its size class, each list linked both ways. */
 int
 bp_archive_check(const struct bp_archive *a)
 {
-    size_t bytes = 0, held = 0, n = 0, files = 0;
-    size_t *classes = bp_xcalloc(SIZE_CLASSES, sizeof(*classes));
+    size_t bytes = 0, held = 0, n = 0, files = 0, listed = 0, slots = 0;
+    int ok = 1;
     for (const struct bp_archive_obj *o = a->oldest; o; o = o->newer) {
         bytes += o->bytes + BP_ARCHIVE_OBJ_COST;
         held += o->nslots;
         files += o->obj != NULL;
-        classes[size_class(o)] += o->bytes + BP_ARCHIVE_OBJ_COST;
+        ok &= o->cls == size_class(o->bytes) && lookup(a, o->type, o->hour, o->hash) == o;
         n++;
     }
-    int rc = bytes == a->open_bytes && held == a->held && n == a->nopen && files == a->nfiles &&
-                     memcmp(classes, a->class_bytes, SIZE_CLASSES * sizeof(*classes)) == 0
-                 ? 0
-                 : -1;
-    free(classes);
-    return rc;
+    for (size_t c = 0; c < SIZE_CLASSES; c++) {
+        const struct bp_archive_obj *prev = NULL;
+        for (const struct bp_archive_obj *o = a->class_head[c]; o; prev = o, o = o->cls_next) {
+            ok &= o->cls == c && o->cls_prev == prev;
+            listed++;
+        }
+        ok &= a->class_tail[c] == prev;
+    }
+    for (size_t i = 0; i < a->nbuckets; i++)
+        slots += a->buckets[i].obj != NULL;
+    ok &= bytes == a->open_bytes && held == a->held && n == a->nopen && files == a->nfiles &&
+          listed == n && slots == n && 2 * n <= a->nbuckets;
+    return ok ? 0 : -1;
 }
