@@ -85,6 +85,8 @@ struct bp_archive {
     struct bp_archive_obj **class_head, **class_tail;  /* BP_ARCHIVE_SIZE_CLASSES lists of the
                              * open objects by size class, kept as they grow, so a full budget
                              * takes the largest without a pass over the rest */
+    double stamp_sec;       /* the second whose name stamp is in stamp (-1: none yet) */
+    char stamp[16];
 };
 
 /* Size classes of the budget's choice (archive.c): 256-byte steps, the last for all past 256 KB. */

@@ -124,6 +124,17 @@ names_and_rolls(void **state)
     assert_string_equal(name, "output/order/2025/03/01/12/order_20250301123456.json");
     bp_archive_object_name(name, sizeof(name), "", "inventory", 2099123123, 1740832496.0);
     assert_string_equal(name, "inventory/2099/12/31/23/inventory_20250301123456.json");
+    /* the names written by hand are snprintf's: short years padded, no room, odd hours */
+    static const int32_t hours[] = { 9123123, 2024010100, 2147123123, 0, -2024010100 };
+    for (size_t i = 0; i < sizeof(hours) / sizeof(hours[0]); i++)
+        for (size_t room = 10; room <= 80; room += 35) {
+            char want[256];
+            int32_t h = hours[i];
+            snprintf(want, room, "out/p/order/%04d/%02d/%02d/%02d/order_19700101000000.json",
+                     h / 1000000, h / 10000 % 100, h / 100 % 100, h % 100);
+            bp_archive_object_name(name, room, "out/p", "order", h, 0.5);
+            assert_string_equal(name, want);
+        }
 
     for (int in_memory = 0; in_memory <= 1; in_memory++) {
         struct fake *f = fake_new(in_memory);
