@@ -332,19 +332,30 @@ size_class(size_t bytes)
     return c < SIZE_CLASSES - 1 ? c : SIZE_CLASSES - 1;
 }
 
-/* o joins the tail of the list of its size class (by its bytes): within a class, the object
- * that reached it first is finished first (it stopped growing the longest ago). */
+/* o joins the list of its size class (by its bytes). Below 256 KB at its tail: within such a
+ * class the object that reached it first is finished first (it stopped growing the longest
+ * ago), and an object passes through hundreds of classes, so each move is O(1). The last class
+ * stays in open order (the oldest messages first): an object enters it once, and it holds at
+ * most budget / 256 KB objects, so the walk from its tail is short; finishing there by arrival
+ * instead kept late folders' pending bytes longer (live corpus: peak RSS 56 MB instead of 43). */
 static void
 class_enter(struct bp_archive *a, struct bp_archive_obj *o)
 {
     size_t c = o->cls = size_class(o->bytes);
-    o->cls_next = NULL;
-    o->cls_prev = a->class_tail[c];
-    if (o->cls_prev)
-        o->cls_prev->cls_next = o;
+    struct bp_archive_obj *prev = a->class_tail[c];
+    if (c == SIZE_CLASSES - 1)
+        while (prev && prev->seq > o->seq)
+            prev = prev->cls_prev;
+    o->cls_prev = prev;
+    o->cls_next = prev ? prev->cls_next : a->class_head[c];
+    if (prev)
+        prev->cls_next = o;
     else
         a->class_head[c] = o;
-    a->class_tail[c] = o;
+    if (o->cls_next)
+        o->cls_next->cls_prev = o;
+    else
+        a->class_tail[c] = o;
 }
 
 static void
@@ -415,8 +426,8 @@ by_messages(const void *x, const void *y)
     return (p->opened_at > q->opened_at) - (p->opened_at < q->opened_at);
 }
 
-/* The budget is full: finish the largest objects (within a size class, the one that reached it
- * first) until the open ones are back to BUDGET_LOW of it. The class lists give them without
+/* The budget is full: finish the largest objects (within a size class in the order class_enter
+ * keeps) until the open ones are back to BUDGET_LOW of it. The class lists give them without
  * looking at the smaller objects: a backfill holds tens of thousands of them, and a pass over
  * those on every full budget was most of the archive's own time. */
 static int
@@ -511,6 +522,7 @@ find_or_open(struct bp_archive *a, const char *type, int32_t hour, double now)
     o->hour = hour;
     o->hash = h;
     o->opened_at = now;
+    o->seq = ++a->opened_seq;
     o->opened_wall = bp_time_now();
     if (a->write_through && store_open(a, o) != 0) {
         obj_free(o);
@@ -653,7 +665,8 @@ bp_archive_check(const struct bp_archive *a)
     for (size_t c = 0; c < SIZE_CLASSES; c++) {
         const struct bp_archive_obj *prev = NULL;
         for (const struct bp_archive_obj *o = a->class_head[c]; o; prev = o, o = o->cls_next) {
-            ok &= o->cls == c && o->cls_prev == prev;
+            ok &= o->cls == c && o->cls_prev == prev &&
+                  (c < SIZE_CLASSES - 1 || !prev || prev->seq < o->seq);
             listed++;
         }
         ok &= a->class_tail[c] == prev;

@@ -17,6 +17,7 @@ struct bp_archive_obj {
     struct bp_archive_obj *cls_prev, *cls_next;     /* its size class's list, in the order
                                                      * objects entered the class */
     size_t cls;             /* its size class (bytes / 256, capped) */
+    unsigned long long seq; /* open order */
     struct bp_object *obj;  /* the store's object; NULL while every byte is still pending */
     char *pending;          /* lines not yet written to the store (stores that write as they go) */
     size_t npending, pending_cap;
@@ -85,6 +86,7 @@ struct bp_archive {
     struct bp_archive_obj **class_head, **class_tail;  /* BP_ARCHIVE_SIZE_CLASSES lists of the
                              * open objects by size class, kept as they grow, so a full budget
                              * takes the largest without a pass over the rest */
+    unsigned long long opened_seq;  /* objects opened so far */
     double stamp_sec;       /* the second whose name stamp is in stamp (-1: none yet) */
     char stamp[16];
 };

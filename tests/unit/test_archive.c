@@ -269,6 +269,32 @@ budget_takes_class_by_arrival(void **state)
     free(f);
 }
 
+/* Past 256 KB (the last class) the oldest object goes first, not the first to get there: a late
+ * folder that grew slowly goes before a current hour that got there first (by arrival, the local
+ * live corpus kept 13 MB more pending). */
+static void
+budget_last_class_in_open_order(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(1);
+    struct bp_archive a;
+    struct bp_ack ack;
+    bp_ack_init(&ack, NULL, NULL);
+    struct bp_archive_params p = { "", 1 << 30, 3600.0, 1000000, 64 };
+    bp_archive_init(&a, &f->base, &ack, &p);
+    add(&a, NULL, "late", 2024010100, 999, 1, 0.0);     /* object 0: opened first */
+    add(&a, NULL, "cur", 2025030112, 59999, 5, 1.0);    /* object 1: past 256 KB first */
+    add(&a, NULL, "late", 2024010100, 59999, 5, 2.0);   /* object 0 gets there after it */
+    assert_int_equal(f->finished, 0);
+    add(&a, NULL, "cur", 2025030113, 59999, 7, 3.0);    /* object 2: the budget fills */
+    assert_int_equal(f->finished, 1);
+    assert_int_equal(f->done[0], 1);
+    assert_int_equal(bp_archive_check(&a), 0);
+    assert_int_equal(bp_archive_finish_all(&a), 0);
+    bp_archive_free(&a);
+    free(f);
+}
+
 /* Thousands of folders opened and finished in every order (budget, age, size) keep the table
  * whole: each line still finds its folder's open object, never a second one. */
 static void
@@ -509,6 +535,7 @@ main(void)
         cmocka_unit_test(budget_finishes_largest_then_oldest),
         cmocka_unit_test(budget_finishes_previous_hour_first),
         cmocka_unit_test(budget_takes_class_by_arrival),
+        cmocka_unit_test(budget_last_class_in_open_order),
         cmocka_unit_test(table_survives_churn),
         cmocka_unit_test(files_taken_keep_bytes_pending),
         cmocka_unit_test(files_are_bounded),
