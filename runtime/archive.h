@@ -13,8 +13,11 @@ struct bp_archive_obj {
     const char *type;       /* interned by the archive */
     int32_t hour;
     uint32_t hash;
-    struct bp_archive_obj *chain;           /* next in its hash bucket */
     struct bp_archive_obj *older, *newer;   /* open order: the oldest is finished first by age */
+    struct bp_archive_obj *cls_prev, *cls_next;     /* its size class's list, in the order
+                                                     * objects entered the class */
+    size_t cls;             /* its size class (bytes / 256, capped) */
+    unsigned long long seq; /* open order */
     struct bp_object *obj;  /* the store's object; NULL while every byte is still pending */
     char *pending;          /* lines not yet written to the store (stores that write as they go) */
     size_t npending, pending_cap;
@@ -27,6 +30,14 @@ struct bp_archive_obj {
     size_t nslots, slots_cap;
     struct bp_archive *owner;               /* while finishing: whose counters the answer updates */
     uint32_t few_slots[4];  /* most objects of a backfill hold a line or two: no allocation */
+};
+
+/* One entry of the table of open objects: the key's hash and hour beside the object, so a probe
+ * that misses (a backfill's new folder, most of its lines) reads no object. */
+struct bp_archive_slot {
+    uint32_t hash;
+    int32_t hour;
+    struct bp_archive_obj *obj;     /* NULL: empty */
 };
 
 struct bp_archive_params {
@@ -49,8 +60,8 @@ struct bp_archive {
     size_t budget;
     size_t max_files;
     int write_through;      /* the store keeps objects in memory: nothing pending here */
-    struct bp_archive_obj **buckets;
-    size_t nbuckets;        /* a power of two */
+    struct bp_archive_slot *buckets;        /* open addressing, linear probing */
+    size_t nbuckets;        /* a power of two, at least twice nopen */
     struct bp_archive_obj *oldest, *newest;
     struct bp_archive_obj *last;            /* the object the last line went to */
     size_t nopen;
@@ -72,9 +83,12 @@ struct bp_archive {
     unsigned long by_budget;        /* objects finished because the budget was full */
     unsigned long by_pressure;      /* ... because flow control needed their acks */
     int discard;            /* replay without --archive: lines are dropped, not archived */
-    size_t *class_bytes;    /* BP_ARCHIVE_SIZE_CLASSES: charged bytes of open objects per size
-                             * class, kept as they grow, so a full budget needs no pass to
-                             * find what must go */
+    struct bp_archive_obj **class_head, **class_tail;  /* BP_ARCHIVE_SIZE_CLASSES lists of the
+                             * open objects by size class, kept as they grow, so a full budget
+                             * takes the largest without a pass over the rest */
+    unsigned long long opened_seq;  /* objects opened so far */
+    double stamp_sec;       /* the second whose name stamp is in stamp (-1: none yet) */
+    char stamp[16];
 };
 
 /* Size classes of the budget's choice (archive.c): 256-byte steps, the last for all past 256 KB. */
@@ -96,8 +110,8 @@ int bp_archive_roll_older(struct bp_archive *a, double now, double min_age) BP_W
 int bp_archive_release(struct bp_archive *a, double now, size_t messages, size_t keep,
                        double min_age) BP_WUR;
 size_t bp_archive_open_bytes(const struct bp_archive *a);
-/* Recounts the open objects (bytes, slots, size classes) against the running totals: 0 when
- * they agree, -1 when not. O(open objects): for tests. */
+/* Recounts the open objects (bytes, slots, size class lists, the table) against the running
+ * totals: 0 when they agree, -1 when not. O(open objects): for tests. */
 int bp_archive_check(const struct bp_archive *a);
 void bp_archive_object_name(char *out, size_t outlen, const char *prefix, const char *type,
                             int32_t hour, double wall);

@@ -290,9 +290,11 @@ link_unique(const struct bp_object *o, char *used, size_t usedlen)
     size_t flen = strlen(final);
     const char *dot = flen > 5 && strcmp(final + flen - 5, ".json") == 0 ? final + flen - 5 : NULL;
     for (int n = 0; n < 10000; n++) {
-        if (n == 0)
-            snprintf(used, usedlen, "%s", final);
-        else if (dot)
+        if (n == 0) {
+            size_t k = flen < usedlen ? flen : usedlen - 1;
+            memcpy(used, final, k);
+            used[k] = '\0';
+        } else if (dot)
             snprintf(used, usedlen, "%.*s_%d.json", (int)(dot - final), final, n);
         else
             snprintf(used, usedlen, "%s_%d", final, n);

@@ -124,6 +124,17 @@ names_and_rolls(void **state)
     assert_string_equal(name, "output/order/2025/03/01/12/order_20250301123456.json");
     bp_archive_object_name(name, sizeof(name), "", "inventory", 2099123123, 1740832496.0);
     assert_string_equal(name, "inventory/2099/12/31/23/inventory_20250301123456.json");
+    /* the names written by hand are snprintf's: short years padded, no room, odd hours */
+    static const int32_t hours[] = { 9123123, 2024010100, 2147123123, 0, -2024010100 };
+    for (size_t i = 0; i < sizeof(hours) / sizeof(hours[0]); i++)
+        for (size_t room = 10; room <= 80; room += 35) {
+            char want[256];
+            int32_t h = hours[i];
+            snprintf(want, room, "out/p/order/%04d/%02d/%02d/%02d/order_19700101000000.json",
+                     h / 1000000, h / 10000 % 100, h / 100 % 100, h % 100);
+            bp_archive_object_name(name, room, "out/p", "order", h, 0.5);
+            assert_string_equal(name, want);
+        }
 
     for (int in_memory = 0; in_memory <= 1; in_memory++) {
         struct fake *f = fake_new(in_memory);
@@ -229,6 +240,96 @@ budget_finishes_largest_then_oldest(void **state)
     assert_int_equal(f->finished, 1);
     assert_int_equal(f->done[0], 1);
     assert_int_equal(bp_archive_finish_all(&a), 0);
+    bp_archive_free(&a);
+    free(f);
+}
+
+/* Among objects of one size class the budget finishes the one that reached the class first (it
+ * stopped growing the longest ago), not the one opened first; smaller classes stay. */
+static void
+budget_takes_class_by_arrival(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(1);
+    struct bp_archive a;
+    struct bp_ack ack;
+    bp_ack_init(&ack, NULL, NULL);
+    struct bp_archive_params p = { "", 1 << 30, 3600.0, 2000, 64 };
+    bp_archive_init(&a, &f->base, &ack, &p);
+    add(&a, NULL, "t", 2024010100, 99, 1, 0.0);        /* object 0: 100 bytes, opened first */
+    add(&a, NULL, "t", 2024010200, 299, 2, 1.0);       /* object 1: 600 bytes (class 2) */
+    add(&a, NULL, "t", 2024010100, 499, 1, 2.0);       /* object 0: 600, in class 2 after it */
+    assert_int_equal(f->finished, 0);
+    add(&a, NULL, "t", 2024010300, 199, 1, 3.0);       /* 1,400 + 3 x 256 > 2,000 */
+    assert_int_equal(f->finished, 1);
+    assert_int_equal(f->done[1], 1);
+    assert_int_equal(bp_archive_check(&a), 0);
+    assert_int_equal(bp_archive_finish_all(&a), 0);
+    bp_archive_free(&a);
+    free(f);
+}
+
+/* Past 256 KB (the last class) the oldest object goes first, not the first to get there: a late
+ * folder that grew slowly goes before a current hour that got there first (by arrival, the local
+ * live corpus kept 13 MB more pending). */
+static void
+budget_last_class_in_open_order(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(1);
+    struct bp_archive a;
+    struct bp_ack ack;
+    bp_ack_init(&ack, NULL, NULL);
+    struct bp_archive_params p = { "", 1 << 30, 3600.0, 1000000, 64 };
+    bp_archive_init(&a, &f->base, &ack, &p);
+    add(&a, NULL, "late", 2024010100, 999, 1, 0.0);     /* object 0: opened first */
+    add(&a, NULL, "cur", 2025030112, 59999, 5, 1.0);    /* object 1: past 256 KB first */
+    add(&a, NULL, "late", 2024010100, 59999, 5, 2.0);   /* object 0 gets there after it */
+    assert_int_equal(f->finished, 0);
+    add(&a, NULL, "cur", 2025030113, 59999, 7, 3.0);    /* object 2: the budget fills */
+    assert_int_equal(f->finished, 1);
+    assert_int_equal(f->done[0], 1);
+    assert_int_equal(bp_archive_check(&a), 0);
+    assert_int_equal(bp_archive_finish_all(&a), 0);
+    bp_archive_free(&a);
+    free(f);
+}
+
+/* Thousands of folders opened and finished in every order (budget, age, size) keep the table
+ * whole: each line still finds its folder's open object, never a second one. */
+static void
+table_survives_churn(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(1);
+    struct bp_archive a;
+    struct bp_ack ack;
+    bp_ack_init(&ack, NULL, NULL);
+    struct bp_archive_params p = { "", 3000, 30.0, 400000, 64 };
+    bp_archive_init(&a, &f->base, &ack, &p);
+    unsigned seed = 11;
+    size_t lines = 0, bytes = 0;
+    for (int i = 0; i < 12000; i++) {
+        seed = seed * 1103515245u + 12345u;
+        int32_t hour = 2024010100 + (int32_t)((seed >> 8) % 2000) * 100 + (int32_t)(seed >> 20) % 24;
+        size_t len = 50 + (seed >> 12) % 700;
+        add(&a, NULL, (seed >> 4) % 2 ? "t" : "u", hour, len, 1, (double)i / 100.0);
+        lines++;
+        bytes += len + 1;
+        if (i % 100 == 0)
+            assert_int_equal(bp_archive_tick(&a, (double)i / 100.0), 0);
+        if (i % 1000 == 999)
+            assert_int_equal(bp_archive_check(&a), 0);
+    }
+    assert_true(a.by_budget > 0);
+    assert_int_equal(bp_archive_check(&a), 0);
+    /* one open object per folder: finishing them all adds no line twice or none */
+    assert_int_equal(bp_archive_finish_all(&a), 0);
+    assert_int_equal(a.lines_done, lines);
+    size_t total = 0;
+    for (int i = 0; i < f->opened; i++)
+        total += f->bytes[i];
+    assert_int_equal(total, bytes);
     bp_archive_free(&a);
     free(f);
 }
@@ -374,8 +475,8 @@ release_takes_most_messages_first(void **state)
     free(f);
 }
 
-/* The running totals the budget decides by (bytes, ack slots, files and bytes per size class)
- * agree with a recount after every kind of change: lines into new and open objects (a few
+/* The running totals the budget decides by (bytes, ack slots, files, the lists by size class,
+ * the table) agree with a recount after every kind of change: lines into new and open objects (a few
  * slots, then more than fit inline), objects finished by size, budget, files taken, flow control
  * and age; every line's message is acked once. */
 static void
@@ -416,7 +517,7 @@ running_totals_follow_every_change(void **state)
         assert_int_equal(bp_archive_check(&a), 0);
         assert_int_equal(a.open_bytes, 0);
         for (size_t c = 0; c < BP_ARCHIVE_SIZE_CLASSES; c++)
-            assert_int_equal(a.class_bytes[c], 0);
+            assert_null(a.class_head[c]);
         assert_int_equal(acks, lines);
         assert_int_equal(a.lines_done, (unsigned long)lines);
         bp_archive_free(&a);
@@ -433,6 +534,9 @@ main(void)
         cmocka_unit_test(hash_one_object_per_folder),
         cmocka_unit_test(budget_finishes_largest_then_oldest),
         cmocka_unit_test(budget_finishes_previous_hour_first),
+        cmocka_unit_test(budget_takes_class_by_arrival),
+        cmocka_unit_test(budget_last_class_in_open_order),
+        cmocka_unit_test(table_survives_churn),
         cmocka_unit_test(files_taken_keep_bytes_pending),
         cmocka_unit_test(files_are_bounded),
         cmocka_unit_test(release_takes_most_messages_first),
