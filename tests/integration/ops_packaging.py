@@ -189,6 +189,35 @@ def man_page_covers_every_flag_key_signal_and_variable():
 
 
 @case
+def man_page_defaults_match_help():
+    """Each option key's [default] in the man page is the one --help prints (the option table's)."""
+    rc, out = sh([local.BIN, "--help"])
+    check_eq(rc, 0, "--help exit code")
+    helpd, in_keys = {}, False
+    for line in out.splitlines():
+        if line.startswith("options (pipeline.lua keys"):
+            in_keys = True
+        elif in_keys and re.match(r"  \S", line):
+            m = re.search(r"\[([^\]]*)\]\s*$", line)
+            if m:
+                helpd[line.split()[0]] = m.group(1)
+    check(len(helpd) > 20, f"could not read the defaults of --help: {helpd}")
+    text = man_text()
+    wrong, compared = [], 0
+    for key, default in sorted(helpd.items()):
+        m = re.search(r"^\.TP\n\.B " + re.escape(key) + r"\n(.*?)(?=^\.(?:TP|SH|SS|PP)\b)", text,
+                      re.M | re.S)
+        if not m:
+            continue   # man_page_covers_every_flag_key_signal_and_variable names missing keys
+        compared += 1
+        found = re.findall(r"\[([^\]]*)\]", m.group(1))
+        if not found or found[-1] != default:
+            wrong.append(f"{key}: --help [{default}], man page {found[-1:] or 'none'}")
+    check(compared * 10 >= len(helpd) * 9, f"only {compared} of {len(helpd)} keys found in the man page")
+    check(not wrong, "man page defaults differ from --help: " + "; ".join(wrong))
+
+
+@case
 def man_page_renders_without_warnings():
     rc, out = sh(["groff", "-man", "-ww", "-z", MAN])
     check(rc == 0 and out == "", "groff -ww warns: " + out)
