@@ -8,32 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <lauxlib.h>
-#include <lua.h>
-#include <lualib.h>
-
+#include "../unit/cjson_state.h"
 #include "bp_ffi.h"
 #include "json_lua.h"
 #include "json_row.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-extern int luaopen_cjson(lua_State *L);
 
 static const char prelude[] =
-    "local cjson = require 'cjson'\n"
-    "local json = cjson.new()\n"
-    "json.decode_invalid_numbers(false)\n"
-    "json.decode_max_depth(64)\n"
-    "json.encode_invalid_numbers(false)\n"
-    "json.encode_sparse_array(false, 2, 10)\n"
-    "local function same(a, b)\n"
-    "  if type(a) ~= type(b) then return false end\n"
-    "  if type(a) == 'number' then return a == b and 1 / a == 1 / b end\n"
-    "  if type(a) ~= 'table' then return a == b end\n"
-    "  for k, v in pairs(a) do if not same(v, b[k]) then return false end end\n"
-    "  for k in pairs(b) do if a[k] == nil then return false end end\n"
-    "  return true\n"
-    "end\n"
     "return function(v, s, written)\n"
     "  local ok, w = pcall(json.decode, s)\n"
     "  if not (ok and same(v, w)) then return false end\n"
@@ -47,14 +29,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static lua_State *L;
     if (!L) {
-        L = luaL_newstate();
-        luaL_openlibs(L);
-        lua_getglobal(L, "package");
-        lua_getfield(L, -1, "preload");
-        lua_pushcfunction(L, luaopen_cjson);
-        lua_setfield(L, -2, "cjson");
-        lua_pop(L, 2);
-        if (luaL_dostring(L, prelude) != 0) {
+        L = cjson_state(NULL);
+        if (luaL_loadstring(L, prelude) != 0 || lua_pcall(L, 0, 1, 0) != 0) {
             fprintf(stderr, "fuzz_json_lua: %s\n", lua_tostring(L, -1));
             abort();
         }

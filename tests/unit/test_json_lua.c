@@ -11,46 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <lauxlib.h>
-#include <lua.h>
-#include <lualib.h>
-
 #include "bp_ffi.h"
+#include "cjson_state.h"
 #include "json_lua.h"
-
-extern int luaopen_cjson(lua_State *L);
-
-/* same(a, b): deep equality with the sign of zero; decode(s): host.lua's lua-cjson instance */
-static const char prelude[] =
-    "local cjson = require 'cjson'\n"
-    "local json = cjson.new()\n"
-    "json.decode_invalid_numbers(false)\n"
-    "json.decode_max_depth(64)\n"
-    "json.encode_invalid_numbers(false)\n"
-    "local function same(a, b)\n"
-    "  if type(a) ~= type(b) then return false end\n"
-    "  if type(a) == 'number' then return a == b and 1 / a == 1 / b end\n"
-    "  if type(a) ~= 'table' then return a == b end\n"
-    "  for k, v in pairs(a) do if not same(v, b[k]) then return false end end\n"
-    "  for k in pairs(b) do if a[k] == nil then return false end end\n"
-    "  return true\n"
-    "end\n"
-    "same_g, decode_g = same, json.decode\n";
 
 static lua_State *
 state(void)
 {
-    lua_State *L = luaL_newstate();
-    assert_non_null(L);
-    luaL_openlibs(L);
-    lua_getglobal(L, "package");
-    lua_getfield(L, -1, "preload");
-    lua_pushcfunction(L, luaopen_cjson);
-    lua_setfield(L, -2, "cjson");
-    lua_pop(L, 2);
-    if (luaL_dostring(L, prelude) != 0)
-        fail_msg("prelude: %s", lua_tostring(L, -1));
-    return L;
+    return cjson_state(NULL);
 }
 
 enum verdict { FAST, DECLINED };
@@ -67,11 +35,13 @@ compare(lua_State *L, const char *text, size_t n)
         return DECLINED;
     }
     assert_int_equal(lua_gettop(L), top + 1);
-    lua_getglobal(L, "decode_g");
+    lua_getglobal(L, "json");
+    lua_getfield(L, -1, "decode");
+    lua_remove(L, -2);
     lua_pushlstring(L, text, n);
     if (lua_pcall(L, 1, 1, 0) != 0)
         fail_msg("fast path decoded what lua-cjson refuses (%s): %.200s", lua_tostring(L, -1), text);
-    lua_getglobal(L, "same_g");
+    lua_getglobal(L, "same");
     lua_insert(L, -3);
     assert_int_equal(lua_pcall(L, 2, 1, 0), 0);
     if (!lua_toboolean(L, -1))

@@ -12,23 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <lauxlib.h>
-#include <lua.h>
-#include <lualib.h>
-
 #include "bp_ffi.h"
+#include "cjson_state.h"
 #include "json_row.h"
-
-extern int luaopen_cjson(lua_State *L);
 
 static const char MEMBER[] = ",\"ingestion_time\":\"2026-12-02T04:00:00.000000Z\"}";
 
 /* expected(row): lua-cjson's text with MEMBER in place of the last brace, or nil, err */
 static const char prelude[] =
-    "local cjson = require 'cjson'\n"
-    "local json = cjson.new()\n"
-    "json.encode_invalid_numbers(false)\n"
-    "json.encode_sparse_array(false, 2, 10)\n"
     "function expected_g(row, member)\n"
     "  local ok, s = pcall(json.encode, row)\n"
     "  if not ok then return nil, s end\n"
@@ -38,21 +29,11 @@ static const char prelude[] =
 static lua_State *
 state(void)
 {
-    lua_State *L = luaL_newstate();
-    assert_non_null(L);
-    luaL_openlibs(L);
-    lua_getglobal(L, "package");
-    lua_getfield(L, -1, "preload");
-    lua_pushcfunction(L, luaopen_cjson);
-    lua_setfield(L, -2, "cjson");
-    lua_pop(L, 2);
+    lua_State *L = cjson_state(prelude);
     lua_pushcfunction(L, bp_json_row_encode);
     lua_setglobal(L, "encode_row");
-    if (luaL_dostring(L, prelude) != 0)
-        fail_msg("prelude: %s", lua_tostring(L, -1));
     return L;
 }
-
 
 enum verdict { WRITTEN, DECLINED };
 

@@ -1,0 +1,53 @@
+/* cjson_state.h - a Lua state for the tests that compare the fast JSON paths (json_lua.cpp,
+ * json_row.c) with lua-cjson: lua-cjson preloaded and, as globals, `json` (an instance configured
+ * as scripts/bepipe/host.lua configures its own) and `same(a, b)` (deep equality, with the sign
+ * of zero). Used by tests/unit/test_json_*.c and tests/fuzz/fuzz_json_lua.c. */
+#ifndef BP_TEST_CJSON_STATE_H
+#define BP_TEST_CJSON_STATE_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+extern int luaopen_cjson(lua_State *L);
+
+static const char cjson_state_prelude[] =
+    "local cjson = require 'cjson'\n"
+    "json = cjson.new()\n"
+    "json.decode_invalid_numbers(false)\n"
+    "json.decode_max_depth(64)\n"
+    "json.encode_invalid_numbers(false)\n"
+    "json.encode_sparse_array(false, 2, 10)\n"
+    "function same(a, b)\n"
+    "  if type(a) ~= type(b) then return false end\n"
+    "  if type(a) == 'number' then return a == b and 1 / a == 1 / b end\n"
+    "  if type(a) ~= 'table' then return a == b end\n"
+    "  for k, v in pairs(a) do if not same(v, b[k]) then return false end end\n"
+    "  for k in pairs(b) do if a[k] == nil then return false end end\n"
+    "  return true\n"
+    "end\n";
+
+/* The state, after running `extra` (more Lua, or NULL); aborts with the error on failure. */
+static lua_State *
+cjson_state(const char *extra)
+{
+    lua_State *L = luaL_newstate();
+    if (!L)
+        abort();
+    luaL_openlibs(L);
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "preload");
+    lua_pushcfunction(L, luaopen_cjson);
+    lua_setfield(L, -2, "cjson");
+    lua_pop(L, 2);
+    if (luaL_dostring(L, cjson_state_prelude) != 0 || (extra && luaL_dostring(L, extra) != 0)) {
+        fprintf(stderr, "cjson_state: %s\n", lua_tostring(L, -1));
+        abort();
+    }
+    return L;
+}
+
+#endif
