@@ -25,6 +25,7 @@
 #include <lauxlib.h>
 
 #include "bp_ffi.h"
+#include "json_bytes.h"
 
 #define JSON_ROW_DEPTH 100
 #define DECLINE (-1)
@@ -56,18 +57,12 @@ put(bp_batch_t *b, const char *s, size_t n)
     return 0;
 }
 
-/* Nonzero when one of the 8 bytes of w needs an escape: below 0x20, '"', '/', '\\' or DEL.
- * (x - 0x01..) & ~x has a byte's high bit set where x has a zero byte (and, after a borrow,
- * above one, which does not matter for "any"); bytes from 0x80 up never match. Strings are most
- * of a row's bytes: this tests 8 a turn where a table look-up tests one. */
+/* Nonzero when one of the 8 bytes of w needs an escape: below 0x20, '"', '/', '\\' or DEL. */
 static inline uint64_t
 escape8(uint64_t w)
 {
-    const uint64_t ones = UINT64_C(0x0101010101010101), high = UINT64_C(0x8080808080808080);
-    uint64_t q = w ^ (ones * '"'), sl = w ^ (ones * '/'), bs = w ^ (ones * '\\');
-    uint64_t del = w ^ (ones * 127);
-    return (((q - ones) & ~q) | ((sl - ones) & ~sl) | ((bs - ones) & ~bs) |
-            ((del - ones) & ~del) | ((w - ones * 0x20) & ~w)) & high;
+    return bp_bytes_below(w, 0x20) | bp_bytes_eq(w, '"') | bp_bytes_eq(w, '/') |
+           bp_bytes_eq(w, '\\') | bp_bytes_eq(w, 127);
 }
 
 static int

@@ -9,6 +9,7 @@
  * which callers take NUL-terminated) into an arena of small chunks (it was one block the size of
  * the body, for the ~35 bytes per message a reply without escapes needs). */
 #include "pull_reply.h"
+#include "json_bytes.h"
 
 #include <limits.h>
 #include <stdint.h>
@@ -144,29 +145,6 @@ unescape(const char *p, const char *end, char *out, size_t *n)
  * body when it has no escape and nul is 0, else an unescaped copy in the arena (NUL-terminated).
  * Every escape writes no more bytes than it takes, so a copy never outgrows its text's span.
  * Returns 0, or -1 when it is not a JSON string. */
-/* The first byte at or after p that ends a plain run of string text: '"', '\\' or a control
- * byte (or end). Eight bytes at a time (the usual bit tricks for "has a zero byte" and "has a
- * byte below n"): a message's base64 data is most of a reply's bytes, and scanning it a byte
- * at a time with three compares each was the decoder's whole cost (2.6% of bepipe-lua's CPU
- * end to end in perf). Each test is exact about whether some byte of the word matches, so a
- * word that has one goes to the byte loop, which finds which. */
-static const char *
-plain_run(const char *p, const char *end)
-{
-    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
-    while (end - p >= 8) {
-        uint64_t v;
-        memcpy(&v, p, 8);
-        uint64_t q = v ^ (ones * '"'), b = v ^ (ones * '\\');
-        if (((q - ones) & ~q & highs) | ((b - ones) & ~b & highs) | ((v - ones * 0x20) & ~v & highs))
-            break;
-        p += 8;
-    }
-    while (p < end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
-        p++;
-    return p;
-}
-
 static int
 string(struct scan *s, const char **out, size_t *len, int nul)
 {
@@ -175,7 +153,7 @@ string(struct scan *s, const char **out, size_t *len, int nul)
     const char *start = ++s->p, *p = start;
     int esc = 0;
     for (;;) {
-        p = plain_run(p, s->end);
+        p = bp_json_plain_run(p, s->end);
         if (p >= s->end || (unsigned char)*p < 0x20)
             return -1;
         if (*p == '"')

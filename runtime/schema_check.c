@@ -10,10 +10,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
+#include "json_bytes.h"
 #include "schema.h"
 #include "schema_scalar.h"
 
@@ -100,27 +100,6 @@ skip_ws(struct ck *c)
 
 /* ---- tokens ------------------------------------------------------------------------------ */
 
-/* Bytes that may stand in a JSON string as they are: not a quote, a backslash or a control. */
-#define P16 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
-static const unsigned char PLAIN[256] = {
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, P16,                          /* 0x20: '"' */
-    P16, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,                          /* 0x5c: '\\' */
-    P16, P16, P16, P16, P16, P16, P16, P16, P16, P16,
-};
-#undef P16
-
-/* True when none of the 8 bytes of w is '"', '\\' or below 0x20 (PLAIN's test, 8 a turn):
- * (x - 0x01..) & ~x has a byte's high bit set where x has a zero byte (and, after a borrow,
- * above one, which does not matter for "any"); bytes from 0x80 up never match. */
-static inline int
-plain8(uint64_t w)
-{
-    const uint64_t ones = UINT64_C(0x0101010101010101), high = UINT64_C(0x8080808080808080);
-    uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
-    return ((((q - ones) & ~q) | ((bs - ones) & ~bs) | ((w - ones * 0x20) & ~w)) & high) == 0;
-}
-
 /* c->p at the opening quote; on success c->p is past the closing one and s, n the raw content. */
 static int
 scan_string(struct ck *c, const char **s, size_t *n, int *esc)
@@ -128,12 +107,7 @@ scan_string(struct ck *c, const char **s, size_t *n, int *esc)
     const char *p = ++c->p;
     *esc = 0;
     for (;;) {
-        /* strings are most of a row's bytes: eight a turn, then a table look-up per byte */
-        uint64_t w;
-        while (c->end - p >= 8 && (memcpy(&w, p, 8), plain8(w)))
-            p += 8;
-        while (p < c->end && PLAIN[(unsigned char)*p])
-            p++;
+        p = bp_json_plain_run(p, c->end);
         if (p >= c->end || (unsigned char)*p < 0x20)
             return -1;
         if (*p == '"')
