@@ -226,11 +226,10 @@ bp_batches_add(struct bp_batches *b, size_t idx, const char *entry, size_t len, 
     if (rb->nrows == 0) {
         rb->first_at = now;
         /* a new batch's buffer starts at the last one's size, not at 256 bytes doubled ten
-         * times (each realloc a copy: ~1% of the local path). Only a hint: if it fails, the
-         * append below reserves what it needs, or fails itself. */
-        if (rb->buf.cap == 0 && rb->last_len &&
-            bp_buf_reserve(&rb->buf, rb->last_len + rb->last_len / 8) != 0)
-            bp_buf_reset(&rb->buf);
+         * times (each realloc a copy: ~1% of the local path) */
+        size_t hint = rb->last_len + rb->last_len / 8;
+        if (bp_buf_reserve(&rb->buf, hint < rb->buf.max ? hint : rb->buf.max) != 0)
+            return -1;
     }
     if (bp_buf_append(&rb->buf, entry, len) != 0 || bp_buf_append(&rb->buf, "\n", 1) != 0)
         return -1;

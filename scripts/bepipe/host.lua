@@ -362,15 +362,14 @@ local function run(b, lud, i, n, now, now_member)
                             -- the column is added to the encoded text (see emit_row), not to
                             -- the row: a new key in the map's table constructor would resize
                             -- its hash
-                            local off, len = nil, nil
+                            local off, len
                             if encode_row then
                                 off, len = encode_row(lud, row, now_member)
                             end
-                            if off then
-                                r.off, r.len = off, len
-                            else
-                                r.off, r.len = emit_row(b, encode(row), now_member, row, now)
+                            if not off then
+                                off, len = emit_row(b, encode(row), now_member, row, now)
                             end
+                            r.off, r.len = off, len
                         else
                             row.ingestion_time = now
                             local js = encode(row)
