@@ -137,6 +137,14 @@ static const struct bp_opt options[] = {
       "1 (or --update-tables): before pulling and on reload, add the DDL's new NULLABLE columns "
       "and RECORD fields to the existing tables (tables.patch); a change BigQuery refuses stops "
       "the start (or the reload). --create-tables does it too" },
+    /* redeliveries */
+    { "archive.dedup_ids", NULL, INT(archive_dedup_ids), "100000", 0, 10000000,
+      "message ids of lines in stored archive objects remembered (the last N, 16 bytes each): "
+      "a redelivered message among them is not archived again (0 = off)" },
+    { "dead_letter.max_attempts", NULL, INT(dead_letter_max_attempts), "5", 1, 1000,
+      "deliveries of a message whose dead-letter row the table refuses (Pub/Sub's "
+      "deliveryAttempt, else the suspects file's count); at this one it is set aside under "
+      "quarantine/ in the archive, logged and acked instead of looping" },
 };
 
 const struct bp_opt *

@@ -62,6 +62,9 @@ struct bp_config {
     char *dead_letter_format;  /* "rejected_events" or "dataflow" (the template's error records) */
     /* schema evolution (issue 11 item 2) */
     long update_tables;        /* patch existing tables to their DDL before pulling and on reload */
+    /* redeliveries */
+    long archive_dedup_ids;    /* ids of stored archive lines remembered (0 = off) */
+    long dead_letter_max_attempts;  /* deliveries of a message whose dead letter is refused */
 };
 
 enum bp_opt_type { BP_OPT_STR, BP_OPT_INT };

@@ -115,8 +115,8 @@ bp_rt_dead_letter(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, int stage,
                   const char *reason, const char *etype, size_t etype_len)
 {
     if (dead_row(rt, m, slot, stage, reason, etype, etype_len) != 0 ||
-        bp_archive_add(&rt->archive, rt->cfg.dead_letter_prefix, publish_hour(m), m->data, m->len,
-                       slot, ev_now(rt->loop)) != 0)
+        bp_archive_add(&rt->archive, rt->cfg.dead_letter_prefix, publish_hour(m), m->id,
+                       m->id_len, m->data, m->len, slot, ev_now(rt->loop)) != 0)
         return -1;
     return 0;
 }
@@ -191,7 +191,8 @@ dispatch_row(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, const bp_result
      * is over) */
     int32_t hour = r->hour > 0 && rt->cfg.archive_time[0] != 'p' ? r->hour : publish_hour(m);
     if (bp_batches_add(&rt->tables, rt->route_batch[r->route], b->data, b->len, slot, now) != 0 ||
-        bp_archive_add(&rt->archive, type, hour, m->data, m->len, slot, now) != 0)
+        bp_archive_add(&rt->archive, type, hour, m->id, m->id_len, m->data, m->len, slot,
+                       now) != 0)
         return -1;
     rt->stats.rows++;
     return 0;

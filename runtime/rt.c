@@ -523,6 +523,7 @@ open_sinks(struct bp_rt *rt, const char *bucket, const char *prefix, char *err, 
         .prefix = prefix, .roll_bytes = (size_t)c->roll_bytes,
         .roll_seconds = (double)c->roll_seconds, .budget_bytes = (size_t)c->archive_open_bytes,
         .max_files = (size_t)c->max_open_objects,
+        .dedup_ids = (size_t)c->archive_dedup_ids,
     };
     bp_archive_init(&rt->archive, rt->store, &rt->ack, &ap);
     bp_archive_on_fatal(&rt->archive, archive_unusable, rt);
