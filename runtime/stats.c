@@ -121,9 +121,9 @@ bp_rt_log_summary(struct bp_rt *rt)
     memcpy(sorted, rt->stats.batch_secs, ns * sizeof(double));
     qsort(sorted, ns, sizeof(double), cmp_double);
     bp_log(BP_LOG_INFO, "summary", "read=%lu skipped=%lu%s objects=%lu archived=%lu "
-           "seconds=%.2f rate=%.0f/s batches=%lu batch_ms_p50=%.3f batch_ms_p99=%.3f "
+           "archive_redelivered=%lu seconds=%.2f rate=%.0f/s batches=%lu batch_ms_p50=%.3f batch_ms_p99=%.3f "
            "batch_ms_max=%.3f peak_rss_kb=%ld", rt->stats.read, ss.skipped,
-           line, rt->archive.objects_done, rt->archive.lines_done, secs,
+           line, rt->archive.objects_done, rt->archive.lines_done, rt->archive.dedup_skipped, secs,
            secs > 0 ? rt->stats.read / secs : 0.0, rt->stats.batches,
            batch_ms_percentile(sorted, ns, 50), batch_ms_percentile(sorted, ns, 99),
            batch_ms_percentile(sorted, ns, 100), peak_rss_kb());

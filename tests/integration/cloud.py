@@ -642,5 +642,28 @@ def o_file_replay_into_cloud_memory_bounded():
         check(m and int(m.group(1)) < limit * 1024, "memory bounded: " + (m.group(0) if m else "?"))
 
 
+@case
+def p_bigquery_outage_redeliveries_archive_each_event_once():
+    # insertAll down for a while: batches fail, messages are nacked (after their archive object
+    # is stored) and redelivered, again and again; a redelivered message whose line is already
+    # in a stored object must not be archived again, or each cycle adds a copy of every event
+    with Scenario() as s:
+        path, expect, raw = corpus(s.tmp, 3000, seed=34)
+        s.emu.publish(path)
+        s.emu.fault({"op": "bigquery.tabledata.insertAll", "status": 503, "count": -1})
+        b = Bepipe(s.emu, ["--set", "retry.attempts=2", "--set", "retry.max_ms=100",
+                           "--set", "archive.roll_seconds=1"])
+        time.sleep(12)       # a few cycles of pull, failed insert, nack, redelivery
+        check("redelivered" in b.stderr(), "failed batches logged: " + b.stderr()[-1500:])
+        s.emu.clear_faults()
+        wait_drained(s.emu, 3000, [b])
+        check_eq(b.stop(), 0, "exit code")
+        verify(s.emu, expect, raw)
+        m = re.search(r"summary: read=(\d+) .*archive_redelivered=(\d+)", b.stderr())
+        check(m, "summary line: " + b.stderr()[-1500:])
+        check(int(m.group(1)) >= 2 * 3000, f"messages were redelivered: read={m.group(1)}")
+        check(int(m.group(2)) >= 3000, "redelivered lines not archived again: " + m.group(0))
+
+
 if __name__ == "__main__":
     local.run_cases(CASES, os.path.join(ROOT, "bepipe-lua"))
