@@ -17,6 +17,7 @@ struct flight {
     struct bp_rowbatch *rb;
     bp_buf_t buf;
     uint32_t *slots;
+    int32_t *attempts;      /* the dead-letter table's rows: delivery attempts */
     size_t nrows;
 };
 
@@ -40,6 +41,15 @@ bp_batches_on_fatal(struct bp_batches *b, bp_fatal_fn fn)
     b->fatal = fn;
 }
 
+/* Who decides what becomes of a message whose dead-letter row the dead-letter table refused
+ * (set aside, or nacked for another attempt); without it the message is nacked. The owner is
+ * on_rejected's. */
+void
+bp_batches_on_dead_refused(struct bp_batches *b, bp_dead_refused_fn fn)
+{
+    b->dead_refused = fn;
+}
+
 void
 bp_batches_on_rejected(struct bp_batches *b, bp_rejected_fn fn, void *owner)
 {
@@ -58,6 +68,7 @@ bp_batches_free(struct bp_batches *b)
         free(b->v[i]->table);
         bp_buf_free(&b->v[i]->buf);
         free(b->v[i]->slots);
+        free(b->v[i]->attempts);
         free(b->v[i]);
     }
     free(b->v);
@@ -151,9 +162,17 @@ flight_done(void *arg, int status, const char *errmsg, const struct bp_row_error
         refused[i] = 1;
         rb->rows_rejected++;
         const char *line = nth_line(f->buf.data, f->buf.data + f->buf.len, i, &len);
-        int ok = !rb->is_dead_letter && b->rejected &&
+        int ok;
+        if (rb->is_dead_letter)
+            /* a dead letter cannot be dead-lettered: the owner counts the attempts and sets the
+             * message aside at the last, so it does not loop forever */
+            ok = b->dead_refused &&
+                 b->dead_refused(b->owner, rb->table, line, len, errs[e].reason, f->slots[i],
+                                 f->attempts ? f->attempts[i] : 0) == 0;
+        else
+            ok = b->rejected &&
                  b->rejected(b->owner, rb->table, line, len, errs[e].reason, f->slots[i]) == 0;
-        if (!ok)
+        if (!ok && !(rb->is_dead_letter && b->dead_refused))
             bp_log(BP_LOG_ERROR, "batch", "table %s refused a row that cannot be dead-lettered; "
                    "its message will be redelivered: %s", rb->table, errs[e].reason);
         bp_ack_done(b->ack, f->slots[i], ok);
@@ -167,6 +186,7 @@ flight_done(void *arg, int status, const char *errmsg, const struct bp_row_error
 out:
     bp_buf_free(&f->buf);
     free(f->slots);
+    free(f->attempts);
     free(f);
 }
 
@@ -180,11 +200,13 @@ flush_one(struct bp_batches *b, struct bp_rowbatch *rb)
     f->rb = rb;
     f->buf = rb->buf;
     f->slots = rb->slots;
+    f->attempts = rb->attempts;
     f->nrows = rb->nrows;
     rb->last_len = f->buf.len;
     rb->last_rows = f->nrows;
     bp_buf_init(&rb->buf, BP_BATCH_HARD_MAX);
     rb->slots = NULL;
+    rb->attempts = NULL;
     rb->slots_cap = 0;
     rb->nrows = 0;
     b->in_flight++;
@@ -218,6 +240,15 @@ int
 bp_batches_add(struct bp_batches *b, size_t idx, const char *entry, size_t len, uint32_t slot,
                double now)
 {
+    return bp_batches_add_attempt(b, idx, entry, len, slot, 0, now);
+}
+
+/* bp_batches_add with the message's delivery attempt (Pub/Sub's deliveryAttempt, 0 when
+ * unknown), which the dead-letter table's rows keep for bp_dead_refused_fn. */
+int
+bp_batches_add_attempt(struct bp_batches *b, size_t idx, const char *entry, size_t len,
+                       uint32_t slot, int attempt, double now)
+{
     struct bp_rowbatch *rb = b->v[idx];
     if (len > BP_ROW_MAX)
         return refuse_oversized(b, rb, entry, len, slot);
@@ -237,7 +268,11 @@ bp_batches_add(struct bp_batches *b, size_t idx, const char *entry, size_t len, 
         rb->slots_cap = rb->slots_cap ? rb->slots_cap * 2
                                       : (rb->last_rows > 64 ? rb->last_rows + 8 : 64);
         rb->slots = bp_xrealloc(rb->slots, rb->slots_cap * sizeof(*rb->slots));
+        if (rb->is_dead_letter)
+            rb->attempts = bp_xrealloc(rb->attempts, rb->slots_cap * sizeof(*rb->attempts));
     }
+    if (rb->is_dead_letter)
+        rb->attempts[rb->nrows] = attempt;
     rb->slots[rb->nrows++] = slot;
     bp_ack_add(b->ack, slot, 1);
     if (rb->nrows >= b->max_rows || rb->buf.len >= b->max_bytes)

@@ -17,6 +17,13 @@
 typedef int (*bp_rejected_fn)(void *owner, const char *table, const char *entry, size_t len,
                               const char *reason, uint32_t slot);
 
+/* The dead-letter table refused the dead-letter row of the message in slot (insertErrors), on
+ * its delivery `attempt` (Pub/Sub's deliveryAttempt, 0 when unknown). Returns 0 when the owner
+ * set the message aside (it charged the slot with whatever that takes: the message is then
+ * acked once that is stored), or -1 to have it nacked and redelivered. */
+typedef int (*bp_dead_refused_fn)(void *owner, const char *table, const char *entry, size_t len,
+                                  const char *reason, uint32_t slot, int attempt);
+
 /* The dead-letter table failed permanently: nothing can be dead-lettered any more, so the owner
  * stops the pipeline (the rows' messages are nacked). */
 typedef void (*bp_fatal_fn)(void *owner, const char *table, const char *why);
@@ -25,6 +32,7 @@ struct bp_rowbatch {
     char *table;
     bp_buf_t buf;          /* entries, one per line */
     uint32_t *slots;       /* ack slot per row */
+    int32_t *attempts;     /* the dead-letter table's: delivery attempt per row */
     size_t nrows;
     size_t slots_cap;
     double first_at;       /* loop time of the oldest row in buf */
@@ -39,6 +47,7 @@ struct bp_batches {
     struct bp_store *store;
     struct bp_ack *ack;
     bp_rejected_fn rejected;
+    bp_dead_refused_fn dead_refused;
     bp_fatal_fn fatal;
     void *owner;
     struct bp_rowbatch **v;
@@ -55,10 +64,13 @@ void bp_batches_init(struct bp_batches *b, struct bp_store *store, struct bp_ack
                      size_t max_rows, size_t max_bytes, double max_age);
 void bp_batches_on_rejected(struct bp_batches *b, bp_rejected_fn fn, void *owner);
 void bp_batches_on_fatal(struct bp_batches *b, bp_fatal_fn fn);
+void bp_batches_on_dead_refused(struct bp_batches *b, bp_dead_refused_fn fn);
 void bp_batches_free(struct bp_batches *b);
 size_t bp_batches_index(struct bp_batches *b, const char *table);
 int bp_batches_add(struct bp_batches *b, size_t idx, const char *entry, size_t len,
                    uint32_t slot, double now) BP_WUR;
+int bp_batches_add_attempt(struct bp_batches *b, size_t idx, const char *entry, size_t len,
+                           uint32_t slot, int attempt, double now) BP_WUR;
 int bp_batches_tick(struct bp_batches *b, double now) BP_WUR;
 int bp_batches_flush_all(struct bp_batches *b) BP_WUR;
 size_t bp_batches_buffered(const struct bp_batches *b);

@@ -101,8 +101,8 @@ dead_row(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, int stage, const ch
               "reason=%.300s", bp_stage_names[stage], (int)(m->id_len > 200 ? 200 : m->id_len),
               m->id, reason);
     if (build_dead_entry(rt, m, stage, reason, strlen(reason), etype, etype_len, now_str) != 0 ||
-        bp_batches_add(&rt->tables, rt->dead_batch, rt->entry.data, rt->entry.len, slot,
-                       ev_now(rt->loop)) != 0)
+        bp_batches_add_attempt(&rt->tables, rt->dead_batch, rt->entry.data, rt->entry.len, slot,
+                               m->delivery_attempt, ev_now(rt->loop)) != 0)
         return -1;
     rt->stats.dead[stage]++;
     return 0;

@@ -138,6 +138,14 @@ bp_guard_screen(struct bp_rt *rt, const bp_msg_t **msgs, const uint32_t **slots,
     return kept;
 }
 
+/* The suspects file, or NULL (no guard, or no state_dir): set_aside.c counts refused dead
+ * letters there too. */
+struct bp_quarantine *
+bp_guard_quarantine(struct bp_rt *rt)
+{
+    return rt->guard ? rt->guard->q : NULL;
+}
+
 /* Before the batch call: starts the time budget of b. */
 void
 bp_guard_arm(struct bp_rt *rt, bp_batch_t *b)

@@ -264,6 +264,17 @@ render_sinks(struct bp_rt *rt, bp_buf_t *b)
               (double)rt->archive.bytes_done);
     rc |= one(b, "bepipe_archive_failures_total", "counter",
               "Archive objects not stored (their messages are nacked).", rt->archive.failures);
+    rc |= one(b, "bepipe_archive_lines_compacted_total", "counter",
+              "Multi-line JSON payloads archived as one line.", rt->archive.lines_compacted);
+    rc |= one(b, "bepipe_archive_lines_raw_total", "counter",
+              "Payloads archived base64-encoded ({\"bepipe_raw_b64\":...}).",
+              rt->archive.lines_raw);
+    rc |= one(b, "bepipe_archive_redelivered_total", "counter",
+              "Redelivered messages not archived again (their line is stored).",
+              rt->archive.dedup_skipped);
+    rc |= one(b, "bepipe_quarantined_total", "counter",
+              "Messages whose dead letter was refused until dead_letter.max_attempts, set aside "
+              "under quarantine/ in the archive and acked.", rt->stats.quarantined);
     return rc ? -1 : 0;
 }
 

@@ -516,6 +516,7 @@ open_sinks(struct bp_rt *rt, const char *bucket, const char *prefix, char *err, 
                     (size_t)c->batch_bytes, c->batch_ms / 1000.0);
     bp_batches_on_rejected(&rt->tables, bp_rt_rejected_row, rt);
     bp_batches_on_fatal(&rt->tables, dead_letter_unusable);
+    bp_batches_on_dead_refused(&rt->tables, bp_rt_dead_refused);
     rt->dead_batch = bp_batches_index(&rt->tables, c->dead_letter_table);
     rt->tables.v[rt->dead_batch]->is_dead_letter = 1;
     bp_rt_bind_routes(rt);
