@@ -165,6 +165,16 @@ strip_indices(const char *in, char *out, size_t cap)
     out[o] = 0;
 }
 
+/* Where the checker is right and the emulator is not: the emulator reads a JSON number as a
+ * double and takes 2^63 and 2^63 + 1 (both 2^63 as doubles) for INT64; the checker reads a bare
+ * integer's digits, and the int64 range ends at 2^63 - 1 (BigQuery refuses past it). */
+static int
+int64_stricter(const char *row)
+{
+    return strcmp(row, "{\"req\":\"r\",\"i\":9223372036854775808}") == 0 ||
+           strcmp(row, "{\"req\":\"r\",\"i\":9223372036854775809}") == 0;
+}
+
 static void
 agrees_with_the_emulator(void **state)
 {
@@ -185,6 +195,10 @@ agrees_with_the_emulator(void **state)
         int ok = bp_schema_check(s, row, strlen(row), why, sizeof(why)) == 0;
         int want = json_is_true(json_object_get(r, "ok"));
         const char *loc = json_string_value(json_object_get(r, "loc"));
+        if (int64_stricter(row)) {
+            want = 0;
+            loc = "i";
+        }
         char *colon = strstr(why, ": ");
         if (colon)
             *colon = 0;
