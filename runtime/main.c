@@ -571,6 +571,7 @@ main(int argc, char **argv)
 {
     struct cli c;
     memset(&c, 0, sizeof(c));
+    signal(SIGPIPE, SIG_IGN); /* a reader gone from stderr: log.c drops and counts, we go on */
     bp_alloc_json_init();
     if (parse_args(argc, argv, &c) != 0)
         return EXIT_USAGE;

@@ -192,6 +192,9 @@ render_process(struct bp_rt *rt, bp_buf_t *b)
     rc |= bp_metrics_sample(b, "bepipe_reloads_total", &failed, 1, rt->stats.reload_failures);
     rc |= one(b, "bepipe_lua_memory_bytes", "gauge", "Memory of the Lua state.",
               rt->host ? (double)bp_lua_host_memory(rt->host) : 0);
+    rc |= one(b, "bepipe_log_lines_dropped_total", "counter",
+              "Log lines stderr refused (a closed pipe, a full disk): dropped, not fatal.",
+              (double)bp_log_dropped());
     return rc ? -1 : 0;
 }
 

@@ -595,6 +595,66 @@ def sigterm_drains_everything_read():
         verify_corpus(out, expect, [l for l in data.split(b"\n") if l.strip()])
 
 
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def metric(port, name):
+    import urllib.request
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    m = re.search(r"^%s(?:\{[^}]*\})? (\S+)$" % re.escape(name), text, re.M)
+    return float(m.group(1)) if m else None
+
+
+@case
+def stderr_reader_gone_run_still_drains():
+    # `bepipe-lua … 2>&1 | head -c 300`: the reader of stderr goes away. Log lines are dropped
+    # and counted; the run goes on, drains on SIGTERM and exits 0 with every event stored.
+    with Tmp() as d:
+        out = os.path.join(d, "out")
+        ev = os.path.join(d, "ev.ndjson")
+        expect = gen(ev, 2000, seed=5, invalid=5)
+        with open(ev, "rb") as f:
+            data = f.read()
+        rfd, wfd = os.pipe()
+        os.close(rfd)  # nobody will ever read stderr
+        port = free_port()
+        p = subprocess.Popen([BIN, PIPELINE, "--input", "-", "--local-out", out, "--http",
+                              f"127.0.0.1:{port}", "--log-level", "debug",
+                              "--set", "archive.roll_seconds=3600"],
+                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=wfd)
+        os.close(wfd)
+        try:
+            try:
+                p.stdin.write(data)
+                p.stdin.flush()
+            except BrokenPipeError:
+                raise Failure(f"died with stderr gone: exit {p.wait()}")
+            end = time.time() + 30
+            dropped = None
+            while time.time() < end and p.poll() is None:
+                try:
+                    dropped = metric(port, "bepipe_log_lines_dropped_total")
+                    if dropped and summary(out)["order_events"] == expect["rows"]["order_events"]:
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.1)
+            check(p.poll() is None, f"still running with stderr gone (exit {p.poll()})")
+            check(dropped and dropped > 0, f"dropped log lines counted: {dropped}")
+            p.send_signal(signal.SIGTERM)
+            rc = p.wait(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        check_eq(rc, 0, "exit code after SIGTERM with stderr gone")
+        verify_corpus(out, expect, [l for l in data.split(b"\n") if l.strip()])
+
+
 @case
 def archive_objects_never_overwritten():
     with Tmp() as d:
