@@ -82,7 +82,8 @@ bp_api_backoff(struct bp_api *api, int attempt)
 }
 
 /* Whether a failed attempt is worth repeating: no response at all (timeout, reset, refused),
- * 408, 429, any 5xx, and BigQuery's 403 for rate limits (not quotaExceeded, which lasts). */
+ * 408, 429, any 5xx, and BigQuery's 403 for rate limits (not quotaExceeded, which lasts
+ * minutes: bp_api_refused_transient, and the caller pauses). */
 int
 bp_api_retryable(const struct bp_http_result *res)
 {
@@ -97,6 +98,16 @@ bp_api_retryable(const struct bp_http_result *res)
             return 1;
     }
     return 0;
+}
+
+/* A refusal that often passes by itself (api.h): 403 other than the rate limits the retry
+ * policy covers (quotaExceeded lasts minutes; a grant takes minutes to propagate) and 404 (a
+ * table being recreated). Too long for the call's own retries: the caller pauses. */
+int
+bp_api_refused_transient(const struct bp_http_result *res)
+{
+    return (res->status == 403 || res->status == 404) && !res->body_truncated &&
+           !bp_api_retryable(res);
 }
 
 /* Not a usable answer (api.h): the test callers share for "count this as a failure". */

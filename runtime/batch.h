@@ -5,6 +5,7 @@
 #define BP_BATCH_H
 
 #include "ack.h"
+#include "api.h"
 #include "buf.h"
 #include "store.h"
 
@@ -28,6 +29,8 @@ typedef int (*bp_dead_refused_fn)(void *owner, const char *table, const char *en
  * stops the pipeline (the rows' messages are nacked). */
 typedef void (*bp_fatal_fn)(void *owner, const char *table, const char *why);
 
+struct flight;
+
 struct bp_rowbatch {
     char *table;
     bp_buf_t buf;          /* entries, one per line */
@@ -41,6 +44,17 @@ struct bp_rowbatch {
     unsigned long rows_rejected;
     size_t last_len;       /* bytes and rows of the last batch sent: the next one's sizes */
     size_t last_rows;
+    /* paused: the table refused a request in a way that often passes (BP_STORE_REFUSED).
+     * Its requests wait in held (their rows' messages stay outstanding, so flow control stops
+     * the pulls once they fill it) and one is sent again after a growing backoff; the first
+     * success sends the rest. */
+    struct flight *held, *held_tail;
+    size_t held_rows;
+    int probing;           /* one held request is out, testing the table */
+    double refused_since;  /* monotonic time of the first refusal in a row, 0 = none */
+    double retry_at;       /* monotonic time of the next probe */
+    struct bp_backoff backoff;
+    char *paused_why;      /* the table's last answer while paused, NULL when not paused */
 };
 
 struct bp_batches {
@@ -58,6 +72,8 @@ struct bp_batches {
     size_t in_flight;      /* requests sent, not answered */
     unsigned long failures;
     unsigned long permanent;   /* requests a table refused for good (rows dead-lettered) */
+    unsigned long refused;     /* requests a table refused for now (held and sent again) */
+    double refused_grace;      /* seconds a refusal may last before it counts as for good */
 };
 
 void bp_batches_init(struct bp_batches *b, struct bp_store *store, struct bp_ack *ack,
@@ -74,5 +90,15 @@ int bp_batches_add_attempt(struct bp_batches *b, size_t idx, const char *entry, 
 int bp_batches_tick(struct bp_batches *b, double now) BP_WUR;
 int bp_batches_flush_all(struct bp_batches *b) BP_WUR;
 size_t bp_batches_buffered(const struct bp_batches *b);
+
+/* How long (seconds) a table may refuse requests with BP_STORE_REFUSED before its held rows
+ * are dead-lettered (the dead-letter table: the owner's fatal callback). Default 600. */
+void bp_batches_set_refused_grace(struct bp_batches *b, double seconds);
+
+/* The first paused table and its last answer, or NULL when no table is paused (/readyz). */
+const struct bp_rowbatch *bp_batches_paused(const struct bp_batches *b);
+
+/* Rows held by paused tables. */
+size_t bp_batches_held_rows(const struct bp_batches *b);
 
 #endif

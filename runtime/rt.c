@@ -514,6 +514,7 @@ open_sinks(struct bp_rt *rt, const char *bucket, const char *prefix, char *err, 
     bp_ack_init(&rt->ack, on_acked, rt);
     bp_batches_init(&rt->tables, rt->store, &rt->ack, (size_t)c->batch_rows,
                     (size_t)c->batch_bytes, c->batch_ms / 1000.0);
+    bp_batches_set_refused_grace(&rt->tables, (double)c->refused_grace_seconds);
     bp_batches_on_rejected(&rt->tables, bp_rt_rejected_row, rt);
     bp_batches_on_fatal(&rt->tables, dead_letter_unusable);
     bp_batches_on_dead_refused(&rt->tables, bp_rt_dead_refused);
@@ -690,6 +691,13 @@ bp_rt_ready(const struct bp_rt *rt, char *why, size_t whylen)
 {
     const char *r = rt->draining ? "draining" : rt->not_ready ? rt->not_ready
                   : rt->failing ? rt->failing : !rt->source_started ? "source not started" : NULL;
+    /* a paused table (a 403 or 404 that may pass): its rows wait, the probe says why */
+    const struct bp_rowbatch *p = r ? NULL : bp_batches_paused(&rt->tables);
+    if (p) {
+        snprintf(why, whylen, "table %s paused, %zu rows held: %s", p->table, p->held_rows,
+                 p->paused_why);
+        return 0;
+    }
     snprintf(why, whylen, "%s", r ? r : "ready");
     return r == NULL;
 }

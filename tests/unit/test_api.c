@@ -450,6 +450,22 @@ test_permanent_and_retryable_classes(void **state)
     r.body_len = strlen(r.body);
     assert_int_equal(bp_api_retryable(&r), 1);
     assert_int_equal(bp_api_permanent(&r), 0);
+    assert_int_equal(bp_api_refused_transient(&r), 0);   /* the call's own retries cover it */
+    /* quota, a grant still propagating, a table being recreated: the writer pauses */
+    r.body = "{\"error\":{\"code\":403,\"errors\":[{\"reason\":\"quotaExceeded\"}]}}";
+    r.body_len = strlen(r.body);
+    assert_int_equal(bp_api_retryable(&r), 0);
+    assert_int_equal(bp_api_refused_transient(&r), 1);
+    r.body = "{\"error\":{\"code\":403,\"errors\":[{\"reason\":\"accessDenied\"}]}}";
+    r.body_len = strlen(r.body);
+    assert_int_equal(bp_api_refused_transient(&r), 1);
+    r.status = 404;
+    assert_int_equal(bp_api_refused_transient(&r), 1);
+    long not_transient[] = { 0, 200, 400, 401, 409, 412, 413, 429, 500, 503 };
+    for (size_t i = 0; i < sizeof(not_transient) / sizeof(*not_transient); i++) {
+        r.status = not_transient[i];
+        assert_int_equal(bp_api_refused_transient(&r), 0);
+    }
     r.status = 200;
     r.body_truncated = 1;
     assert_int_equal(bp_api_failed(&r), 1);
