@@ -1,9 +1,15 @@
 /* config.c - the option table and its parser. One row per setting: pipeline.lua keys, command-line
  * flags, --set and --help all come from it, so a new option cannot be half-wired. */
 #include "config.h"
+#include "endpoints.h"
 #include "log.h"
+#include "quarantine.h"
+
+#include <openssl/evp.h>
+#include <openssl/sha.h>
 
 #include <errno.h>
+#include <math.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +17,7 @@
 
 #define STR(field) BP_OPT_STR, offsetof(struct bp_config, field)
 #define INT(field) BP_OPT_INT, offsetof(struct bp_config, field)
+#define BOOL(field) BP_OPT_BOOL, offsetof(struct bp_config, field)
 #define MB (1024L * 1024L)
 
 static const struct bp_opt options[] = {
@@ -45,7 +52,7 @@ static const struct bp_opt options[] = {
       "insertAll request: flush at this many bytes (the API refuses 10 MB)" },
     { "bigquery.batch_ms", NULL, INT(batch_ms), "1000", 1, 3600000,
       "insertAll request: flush rows older than this" },
-    { "bigquery.create_tables", NULL, INT(create_tables), "0", 0, 1,
+    { "bigquery.create_tables", NULL, BOOL(create_tables), "0", 0, 1,
       "1 (or --create-tables): create the dataset and missing tables from the DDL first" },
     { "bigquery.ddl_dir", NULL, STR(ddl_dir), NULL, 0, 0,
       "folder of the CREATE TABLE files (default: ddl/ in the pipeline's folder, or in its "
@@ -63,8 +70,9 @@ static const struct bp_opt options[] = {
     { "archive.max_open", NULL, INT(max_open_objects), "64", 1, 4096,
       "local store: archive objects with a file open at once (one under 64 KB has none); the "
       "largest is finished beyond" },
-    { "dead_letter.table", NULL, STR(dead_letter_table), "rejected_events", 0, 0,
-      "BigQuery table of dead letters" },
+    { "dead_letter.table", NULL, STR(dead_letter_table), NULL, 0, 0,
+      "BigQuery table of dead letters (default: rejected_events, or events_error_records with "
+      "dead_letter.format = dataflow)" },
     { "dead_letter.archive_prefix", NULL, STR(dead_letter_prefix), "errors", 0, 0,
       "archive folder of dead letters' raw lines, under the archive prefix" },
     { "route_field", NULL, STR(route_field), "event_type", 0, 0,
@@ -98,7 +106,7 @@ static const struct bp_opt options[] = {
     { "preflight_seconds", NULL, INT(preflight_seconds), "30", 0, 3600,
       "before pulling, check credentials, subscription, dataset, tables and bucket; exit "
       "non-zero if they fail within this long (0 = no preflight)" },
-    { "local_out_append", NULL, INT(local_out_append), "0", 0, 1,
+    { "local_out_append", NULL, BOOL(local_out_append), "0", 0, 1,
       "let --local-out add to a folder that is not empty (refused otherwise)" },
     /* the HTTP listener */
     { "http.listen", "--http", STR(http_listen), NULL, 0, 0,
@@ -116,12 +124,13 @@ static const struct bp_opt options[] = {
       "long and the process exits (code 3) for a restart; 0 = 4 x lua.budget_ms" },
     { "lua.memory_mb", NULL, INT(lua_memory_mb), "256", 16, 65536,
       "memory cap of the Lua state: the event that passes it is dead-lettered, the state rebuilt" },
-    { "sandbox", NULL, INT(sandbox), "1", 0, 1,
+    { "sandbox", NULL, BOOL(sandbox), "1", 0, 1,
       "pipeline.lua `sandbox = false` lets event scripts use os.exit, os.execute, io.popen, "
       "io.open for writing, bytecode and ffi (pipeline.lua only: read as the scripts load)" },
     { "state_dir", NULL, STR(state_dir), NULL, 0, 0,
-      "folder of the suspects file (default $STATE_DIRECTORY, $XDG_STATE_HOME/bepipe-lua, "
-      "~/.local/state/bepipe-lua)" },
+      "folder of the suspects file (default: a folder of this pipeline's own, named after "
+      "its file and a hash of its absolute path, under $STATE_DIRECTORY, "
+      "$XDG_STATE_HOME/bepipe-lua or ~/.local/state/bepipe-lua)" },
     /* archive (issue 10) */
     { "archive.time", NULL, STR(archive_time), "event", 0, 0,
       "folder hour of an archived event: event (its route's time_field, else the publish "
@@ -131,7 +140,7 @@ static const struct bp_opt options[] = {
       4096 * MB, "archive objects stay open (one per type and hour, late hours too) while "
       "their bytes fit this; beyond, the largest are finished (cloud: they are in memory)" },
     /* schema (issue 11) */
-    { "schema.check", NULL, INT(schema_check), "1", 0, 1,
+    { "schema.check", NULL, BOOL(schema_check), "1", 0, 1,
       "check every row against its table's schema before it is batched (0 = send rows "
       "unchecked and let BigQuery refuse them: the escape hatch if the checker and BigQuery "
       "ever disagree)" },
@@ -140,7 +149,7 @@ static const struct bp_opt options[] = {
       "columns of dead-letter rows: rejected_events (ddl/rejected_events.sql) or dataflow (the "
       "Pub/Sub-to-BigQuery Dataflow template's error records: ddl/error_records.sql)" },
     /* schema evolution (issue 11 item 2) */
-    { "bigquery.update_tables", NULL, INT(update_tables), "0", 0, 1,
+    { "bigquery.update_tables", NULL, BOOL(update_tables), "0", 0, 1,
       "1 (or --update-tables): before pulling and on reload, add the DDL's new NULLABLE columns "
       "and RECORD fields to the existing tables (tables.patch); a change BigQuery refuses stops "
       "the start (or the reload). --create-tables does it too" },
@@ -174,43 +183,199 @@ int_slot(struct bp_config *c, const struct bp_opt *o)
 }
 
 static int
-set_opt(struct bp_config *c, const struct bp_opt *o, const char *value, char *err, size_t errlen)
+is_archive_path(const char *v)
+{
+    char *bucket, *prefix;
+    if (bp_config_archive_split(v, &bucket, &prefix) != 0)
+        return 0;
+    free(bucket);
+    free(prefix);
+    return 1;
+}
+
+static int
+is_archive_time(const char *v)
+{
+    return strcmp(v, "event") == 0 || strcmp(v, "publish") == 0;
+}
+
+static int
+is_dead_letter_format(const char *v)
+{
+    return strcmp(v, "rejected_events") == 0 || strcmp(v, "dataflow") == 0;
+}
+
+static int
+is_auth_mode(const char *v)
+{
+    return strcmp(v, "auto") == 0 || strcmp(v, "adc") == 0 || strcmp(v, "none") == 0;
+}
+
+/* projects/P/subscriptions/S with P and S non-empty and free of '/': the name the pull URL is
+ * made of (anything else is a 404 at the first pull, or a URL of another resource). */
+static int
+is_subscription(const char *v)
+{
+    const char *p = v + 9, *s;
+    if (strncmp(v, "projects/", 9) != 0 || !(s = strstr(p, "/subscriptions/")) || s == p)
+        return 0;
+    if (memchr(p, '/', (size_t)(s - p)))
+        return 0;
+    s += strlen("/subscriptions/");
+    return *s && !strchr(s, '/') && !strpbrk(s, " \t\r\n");
+}
+
+static int
+non_empty(const char *v)
+{
+    return *v != '\0';
+}
+
+/* The string options whose text the runtime refuses unless it has a form: what they expect
+ * (for the message) and the test. The others take any text. */
+static const struct str_rule {
+    size_t offset;
+    const char *expect;
+    int (*ok)(const char *v);
+} str_rules[] = {
+    { offsetof(struct bp_config, archive_path), "gs://BUCKET[/PREFIX]", is_archive_path },
+    { offsetof(struct bp_config, archive_time), "event or publish", is_archive_time },
+    { offsetof(struct bp_config, dead_letter_format), "rejected_events or dataflow",
+      is_dead_letter_format },
+    { offsetof(struct bp_config, auth_mode), "auto, adc or none", is_auth_mode },
+    { offsetof(struct bp_config, subscription), "projects/PROJECT/subscriptions/NAME",
+      is_subscription },
+    { offsetof(struct bp_config, pubsub_endpoint), BP_ENDPOINT_EXPECT, bp_endpoint_valid },
+    { offsetof(struct bp_config, bigquery_endpoint), BP_ENDPOINT_EXPECT, bp_endpoint_valid },
+    { offsetof(struct bp_config, storage_endpoint), BP_ENDPOINT_EXPECT, bp_endpoint_valid },
+    { offsetof(struct bp_config, auth_token_url), BP_ENDPOINT_EXPECT, bp_endpoint_valid },
+    { offsetof(struct bp_config, project), "a project name", non_empty },
+    { offsetof(struct bp_config, bq_project), "a project name", non_empty },
+    { offsetof(struct bp_config, bq_dataset), "a dataset name", non_empty },
+    { offsetof(struct bp_config, route_field), "the name of an event field", non_empty },
+    { offsetof(struct bp_config, dead_letter_prefix), "a folder name", non_empty },
+};
+
+static const struct str_rule *
+str_rule(const struct bp_opt *o)
+{
+    for (size_t i = 0; i < BP_ARRAY_LEN(str_rules); i++)
+        if (str_rules[i].offset == o->offset)
+            return &str_rules[i];
+    return NULL;
+}
+
+/* What option o takes, for messages: "an integer in 1..1000", "true or false", the rule's. */
+static const char *
+expected(const struct bp_opt *o, char *buf, size_t len)
+{
+    const struct str_rule *r;
+    if (o->type == BP_OPT_INT)
+        snprintf(buf, len, "an integer in %ld..%ld", o->min, o->max);
+    else if (o->type == BP_OPT_BOOL)
+        snprintf(buf, len, "true or false");
+    else
+        snprintf(buf, len, "%s", (r = str_rule(o)) ? r->expect : "a string");
+    return buf;
+}
+
+/* v as the user wrote it: "text" quoted, 42, true, "a table". */
+static const char *
+describe(const struct bp_val *v, char *buf, size_t len)
+{
+    switch (v->kind) {
+    case BP_VAL_TEXT:
+    case BP_VAL_STRING:
+        snprintf(buf, len, "\"%.200s%s\"", v->text, strlen(v->text) > 200 ? "..." : "");
+        break;
+    case BP_VAL_NUMBER:
+        if (v->num == (double)(long long)v->num && fabs(v->num) < 1e15)
+            snprintf(buf, len, "%lld", (long long)v->num);
+        else
+            snprintf(buf, len, "%.17g", v->num);
+        break;
+    case BP_VAL_BOOLEAN:
+        snprintf(buf, len, "%s", v->boolean ? "true" : "false");
+        break;
+    default:
+        snprintf(buf, len, "a %s", v->text ? v->text : "value of another type");
+    }
+    return buf;
+}
+
+static int
+refuse(const struct bp_opt *o, const struct bp_val *v, char *err, size_t errlen)
+{
+    char want[128], got[256];
+    snprintf(err, errlen, "%s: expected %s, got %s", o->key, expected(o, want, sizeof(want)),
+             describe(v, got, sizeof(got)));
+    return -1;
+}
+
+/* Text to an integer: "500", and "500.0" since Lua once handed numbers over as text. */
+static int
+text_integer(const char *t, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(t, &end, 10);
+    if (end != t && *end == '.' && strspn(end + 1, "0") == strlen(end + 1))
+        end += strlen(end);
+    if (end == t || *end || errno)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* The integer an INT or BOOL option gets from v, or -1 when v is not one of its type. */
+static int
+integer_of(const struct bp_opt *o, const struct bp_val *v, long *out)
+{
+    if (v->kind == BP_VAL_NUMBER) {
+        /* within long's range before the cast; fractions and NaN fail the comparison */
+        if (!(v->num >= -9.2e18 && v->num <= 9.2e18) || v->num != (double)(long)v->num)
+            return -1;
+        *out = (long)v->num;
+        return 0;
+    }
+    if (o->type == BP_OPT_BOOL && v->kind == BP_VAL_BOOLEAN) {
+        *out = v->boolean;
+        return 0;
+    }
+    if (v->kind != BP_VAL_TEXT)
+        return -1;      /* pipeline.lua's "500" or true where a number belongs */
+    if (o->type == BP_OPT_BOOL && (strcmp(v->text, "true") == 0 || strcmp(v->text, "false") == 0)) {
+        *out = v->text[0] == 't';
+        return 0;
+    }
+    return text_integer(v->text, out);
+}
+
+static int
+set_opt(struct bp_config *c, const struct bp_opt *o, const struct bp_val *v, char *err,
+        size_t errlen)
 {
     if (o->type == BP_OPT_STR) {
         char **slot = str_slot(c, o);
-        if (o->offset == offsetof(struct bp_config, archive_time) &&
-            (!value || (strcmp(value, "event") != 0 && strcmp(value, "publish") != 0))) {
-            snprintf(err, errlen, "option %s: '%s' is not event or publish", o->key,
-                     value ? value : "");
-            return -1;
+        const struct str_rule *r = str_rule(o);
+        if (v->kind != BP_VAL_TEXT && v->kind != BP_VAL_STRING)
+            return refuse(o, v, err, errlen);
+        /* an option that is off by default is turned off again by "" (--set local_out=) */
+        if (!o->def && !*v->text) {
+            free(*slot);
+            *slot = NULL;
+            return 0;
         }
-        if (o->offset == offsetof(struct bp_config, dead_letter_format) &&
-            (!value || (strcmp(value, "rejected_events") != 0 &&
-                        strcmp(value, "dataflow") != 0))) {
-            snprintf(err, errlen, "option %s: '%s' is not rejected_events or dataflow", o->key,
-                     value ? value : "");
-            return -1;
-        }
+        if (r && !r->ok(v->text))
+            return refuse(o, v, err, errlen);
         free(*slot);
-        *slot = value ? bp_xstrdup(value) : NULL;
+        *slot = bp_xstrdup(v->text);
         return 0;
     }
-    char *end;
-    errno = 0;
-    long v = strtol(value ? value : "", &end, 10);
-    /* Lua hands numbers over as text; "500.0" is still an integer. */
-    if (end != value && *end == '.' && strspn(end + 1, "0") == strlen(end + 1))
-        end += strlen(end);
-    if (!value || end == value || *end || errno) {
-        snprintf(err, errlen, "option %s: '%s' is not an integer", o->key, value ? value : "");
-        return -1;
-    }
-    if (v < o->min || v > o->max) {
-        snprintf(err, errlen, "option %s: %ld is out of range %ld..%ld", o->key, v, o->min,
-                 o->max);
-        return -1;
-    }
-    *int_slot(c, o) = v;
+    long n;
+    if (integer_of(o, v, &n) != 0 || n < o->min || n > o->max)
+        return refuse(o, v, err, errlen);
+    *int_slot(c, o) = n;
     return 0;
 }
 
@@ -218,11 +383,13 @@ set_opt(struct bp_config *c, const struct bp_opt *o, const char *value, char *er
 void
 bp_config_init(struct bp_config *c)
 {
-    char err[128];
+    char err[256];
     memset(c, 0, sizeof(*c));
-    for (size_t i = 0; i < BP_ARRAY_LEN(options); i++)
-        if (set_opt(c, &options[i], options[i].def, err, sizeof(err)) != 0 && options[i].def)
+    for (size_t i = 0; i < BP_ARRAY_LEN(options); i++) {
+        struct bp_val v = { BP_VAL_TEXT, options[i].def, 0, 0 };
+        if (options[i].def && set_opt(c, &options[i], &v, err, sizeof(err)) != 0)
             bp_log(BP_LOG_ERROR, "config", "bad default: %s", err);
+    }
 }
 
 void
@@ -250,15 +417,61 @@ bp_config_copy(struct bp_config *dst, const struct bp_config *src)
         }
 }
 
-/* Sets option `key` (its dotted name) from text. Returns 0, or -1 with a message in err. */
+/* Whether key names a section of options ("source" of "source.input"). */
+static int
+is_section(const char *key)
+{
+    size_t n = strlen(key);
+    for (size_t i = 0; i < BP_ARRAY_LEN(options); i++)
+        if (strncmp(options[i].key, key, n) == 0 && options[i].key[n] == '.')
+            return 1;
+    return 0;
+}
+
+/* A key no option has. pipeline.lua's tables are flattened into dotted keys, so a table where
+ * a value belongs arrives as "route_field.table": named as what it is. */
+static int
+unknown_key(const char *key, const struct bp_val *v, char *err, size_t errlen)
+{
+    char got[256];
+    if (v->kind != BP_VAL_TEXT && is_section(key)) {
+        if (v->kind == BP_VAL_OTHER && v->text && strcmp(v->text, "table") == 0)
+            return 0;       /* an empty section: nothing set */
+        snprintf(err, errlen, "%s: expected a table of %s.* options, got %s", key, key,
+                 describe(v, got, sizeof(got)));
+        return -1;
+    }
+    for (size_t i = 0; v->kind != BP_VAL_TEXT && i < BP_ARRAY_LEN(options); i++) {
+        size_t n = strlen(options[i].key);
+        if (strncmp(key, options[i].key, n) == 0 && key[n] == '.') {
+            struct bp_val table = { BP_VAL_OTHER, "table", 0, 0 };
+            return refuse(&options[i], &table, err, errlen);
+        }
+    }
+    snprintf(err, errlen, "unknown option '%s' (bepipe-lua --help lists them)", key);
+    return -1;
+}
+
+/* Sets option `key` (its dotted name) from v, type-checked: a number where an integer belongs,
+ * a string where text does, true/false (or 1/0) for a switch; command-line text is parsed as
+ * the option's type. Returns 0, or -1 with "KEY: expected WHAT, got VALUE" in err. */
 int
-bp_config_set(struct bp_config *c, const char *key, const char *value, char *err, size_t errlen)
+bp_config_set_value(struct bp_config *c, const char *key, const struct bp_val *v, char *err,
+                    size_t errlen)
 {
     for (size_t i = 0; i < BP_ARRAY_LEN(options); i++)
         if (strcmp(options[i].key, key) == 0)
-            return set_opt(c, &options[i], value, err, errlen);
-    snprintf(err, errlen, "unknown option '%s' (bepipe-lua --help lists them)", key);
-    return -1;
+            return set_opt(c, &options[i], v, err, errlen);
+    return unknown_key(key, v, err, errlen);
+}
+
+/* Sets option `key` from command-line text (--set, the seed's flags). Returns 0, or -1 with a
+ * message in err. */
+int
+bp_config_set(struct bp_config *c, const char *key, const char *value, char *err, size_t errlen)
+{
+    struct bp_val v = { BP_VAL_TEXT, value ? value : "", 0, 0 };
+    return bp_config_set_value(c, key, &v, err, errlen);
 }
 
 /* The option behind a command-line flag such as "--bq_dataset", or NULL. */
@@ -308,4 +521,53 @@ bp_config_diff_log(const struct bp_config *a, const struct bp_config *b)
             bp_log(BP_LOG_WARN, "reload", "option %s changed in pipeline.lua; it applies at the "
                    "next restart", o->key);
     }
+}
+
+/* The folder of this pipeline's own state under base: "<base>/<file name without .lua>-<12 hex
+ * digits of the SHA-256 of its absolute path>". Two pipelines on one machine never share a
+ * suspects file (a message one pipeline's scripts choke on may be fine for another's), while
+ * the workers and restarts of one pipeline do. Returns 0, or -1 with err set. */
+static int
+pipeline_state_dir(const char *base, const char *pipeline_path, char **out, char *err,
+                   size_t errlen)
+{
+    char abs[PATH_MAX + 1], hex[2 * SHA256_DIGEST_LENGTH + 1];
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    unsigned int mdlen = 0;
+    if (!realpath(pipeline_path, abs)) {
+        snprintf(err, errlen, "%s: %s", pipeline_path, strerror(errno));
+        return -1;
+    }
+    if (EVP_Digest(abs, strlen(abs), md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen < 6) {
+        snprintf(err, errlen, "state_dir: SHA-256 of %s failed", abs);
+        return -1;
+    }
+    for (unsigned i = 0; i < 6; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    const char *name = strrchr(abs, '/') + 1;   /* realpath's result is absolute */
+    size_t stem = strlen(name);
+    if (stem > 4 && strcmp(name + stem - 4, ".lua") == 0)
+        stem -= 4;
+    size_t len = strlen(base) + stem + 16;
+    *out = bp_xmalloc(len);
+    snprintf(*out, len, "%s/%.*s-%s", base, (int)stem, name, hex);
+    return 0;
+}
+
+/* Fills the defaults that depend on other options or on the pipeline's file, once the three
+ * layers are merged: dead_letter.table from dead_letter.format, state_dir per pipeline (an
+ * explicit state_dir is kept as given). Returns 0, or -1 with err set. */
+int
+bp_config_finish(struct bp_config *c, const char *pipeline_path, char *err, size_t errlen)
+{
+    if (!c->dead_letter_table)
+        c->dead_letter_table = bp_xstrdup(strcmp(c->dead_letter_format, "dataflow") == 0
+                                          ? "events_error_records" : "rejected_events");
+    if (!c->state_dir) {
+        char base[4096];
+        bp_quarantine_default_dir(base, sizeof(base));
+        if (pipeline_state_dir(base, pipeline_path, &c->state_dir, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
 }

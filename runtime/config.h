@@ -13,7 +13,7 @@ struct bp_config {
     char *bq_project;
     char *bq_dataset;
     char *archive_path;        /* gs://bucket/prefix */
-    char *dead_letter_table;
+    char *dead_letter_table;   /* after bp_config_finish: never NULL (the format's table) */
     char *dead_letter_prefix;  /* archive folder for dead letters, under the archive prefix */
     char *route_field;
     long max_line_bytes;
@@ -54,7 +54,7 @@ struct bp_config {
     long lua_batch_budget_ms;  /* time one batch may hold the loop (watchdog.c) */
     long lua_memory_mb;
     long sandbox;
-    char *state_dir;           /* the suspects file; NULL = bp_quarantine_default_dir */
+    char *state_dir;           /* the suspects file; after bp_config_finish: never NULL */
     /* archive (issue 10) */
     char *archive_time;        /* "event" or "publish": the hour that names an object's folder */
     long archive_open_bytes;   /* budget of open archive objects (memory, or bytes written) */
@@ -69,7 +69,18 @@ struct bp_config {
     long dead_letter_max_attempts;  /* deliveries of a message whose dead letter is refused */
 };
 
-enum bp_opt_type { BP_OPT_STR, BP_OPT_INT };
+enum bp_opt_type { BP_OPT_STR, BP_OPT_INT, BP_OPT_BOOL };
+
+/* A value for an option: command-line text (parsed as the option's type), or a pipeline.lua
+ * value with its Lua type (checked against the option's type: no text where a number belongs,
+ * no boolean where an integer does). */
+enum bp_val_kind { BP_VAL_TEXT, BP_VAL_STRING, BP_VAL_NUMBER, BP_VAL_BOOLEAN, BP_VAL_OTHER };
+struct bp_val {
+    enum bp_val_kind kind;
+    const char *text;       /* TEXT, STRING; OTHER: the Lua type's name ("table", "function") */
+    double num;             /* NUMBER */
+    int boolean;            /* BOOLEAN */
+};
 
 struct bp_opt {
     const char *key;       /* dotted name in pipeline.lua (and for --set KEY=VALUE) */
@@ -87,6 +98,10 @@ void bp_config_free(struct bp_config *c);
 void bp_config_copy(struct bp_config *dst, const struct bp_config *src);
 int bp_config_set(struct bp_config *c, const char *key, const char *value,
                   char *err, size_t errlen) BP_WUR;
+int bp_config_set_value(struct bp_config *c, const char *key, const struct bp_val *v, char *err,
+                        size_t errlen) BP_WUR;
+int bp_config_finish(struct bp_config *c, const char *pipeline_path, char *err,
+                     size_t errlen) BP_WUR;
 const struct bp_opt *bp_config_find_flag(const char *flag);
 int bp_config_archive_split(const char *path, char **bucket, char **prefix) BP_WUR;
 void bp_config_diff_log(const struct bp_config *a, const struct bp_config *b);

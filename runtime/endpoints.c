@@ -39,6 +39,54 @@ join(const char *base, size_t base_len, const char *suffix)
     return bp_xstrdup(buf);
 }
 
+/* Whether v is an endpoint with_scheme can make a base URL of: an optional http:// or https://,
+ * a host (a name, an IPv4 address or a bracketed IPv6 one), an optional port 1..65535, an
+ * optional path; no other scheme ("ftp://x" would become "http://ftp://x"), no blanks. Returns
+ * 1 or 0. */
+int
+bp_endpoint_valid(const char *v)
+{
+    const char *h = v;
+    if (strncmp(v, "http://", 7) == 0)
+        h = v + 7;
+    else if (strncmp(v, "https://", 8) == 0)
+        h = v + 8;
+    if (strpbrk(v, " \t\r\n\"<>\\^`{|}"))
+        return 0;
+    size_t hostlen = strcspn(h, "/?#");
+    const char *end = h + hostlen, *port = NULL;
+    if (*h == '[') {
+        const char *close = memchr(h, ']', hostlen);
+        if (!close || close == h + 1)
+            return 0;
+        port = close + 1 < end ? close + 1 : NULL;
+        if (port && *port != ':')
+            return 0;
+    } else {
+        port = memchr(h, ':', hostlen);
+        if (port == h || (!port && hostlen == 0))
+            return 0;
+        for (const char *c = h; c < (port ? port : end); c++)
+            if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                  (*c >= '0' && *c <= '9') || *c == '-' || *c == '.' || *c == '_'))
+                return 0;
+    }
+    if (port) {
+        long n = 0;
+        const char *c = port + 1;
+        if (c == end)
+            return 0;
+        for (; c < end; c++) {
+            if (*c < '0' || *c > '9' || (n = n * 10 + (*c - '0')) > 65535)
+                return 0;
+        }
+        if (n == 0)
+            return 0;
+    }
+    return 1;
+}
+
+/* The endpoint to use: the explicit value (pipeline.lua / --set), else the environment's. */
 static const char *
 pick(const char *explicit_value, const char *env_name)
 {
@@ -48,16 +96,34 @@ pick(const char *explicit_value, const char *env_name)
     return v && *v ? v : NULL;
 }
 
+static int
+refuse(const char *from, const char *v, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "%s: expected %s, got \"%.200s\"", from, BP_ENDPOINT_EXPECT, v);
+    return -1;
+}
+
 /* Fills e from explicit values (pipeline.lua / --set; may be NULL), else the emulator
- * variables, else Google's hosts. Returns 0 (it cannot fail today; kept for URL checks). */
+ * variables, else Google's hosts. Returns 0, or -1 with err naming the setting (or variable)
+ * whose value is not an endpoint (e is then empty). */
 int
 bp_endpoints_init(struct bp_endpoints *e, const char *pubsub, const char *bigquery,
                   const char *storage, char *err, size_t errlen)
 {
-    (void)err;
-    (void)errlen;
     memset(e, 0, sizeof(*e));
     const char *ps = pick(pubsub, "PUBSUB_EMULATOR_HOST");
+    const char *bq = pick(bigquery, "BIGQUERY_EMULATOR_HOST");
+    const char *st = pick(storage, "STORAGE_EMULATOR_HOST");
+    /* named as the user set it: the option, or the variable it fell back to */
+    if (ps && !bp_endpoint_valid(ps))
+        return refuse(ps == pubsub ? "endpoints.pubsub" : "PUBSUB_EMULATOR_HOST", ps, err,
+                      errlen);
+    if (bq && !bp_endpoint_valid(bq))
+        return refuse(bq == bigquery ? "endpoints.bigquery" : "BIGQUERY_EMULATOR_HOST", bq, err,
+                      errlen);
+    if (st && !bp_endpoint_valid(st))
+        return refuse(st == storage ? "endpoints.storage" : "STORAGE_EMULATOR_HOST", st, err,
+                      errlen);
     if (ps) {
         char *b = with_scheme(ps);
         /* the Pub/Sub convention is host:port only; our paths start with /v1 */
@@ -68,7 +134,6 @@ bp_endpoints_init(struct bp_endpoints *e, const char *pubsub, const char *bigque
     } else {
         e->pubsub = bp_xstrdup("https://pubsub.googleapis.com/v1");
     }
-    const char *bq = pick(bigquery, "BIGQUERY_EMULATOR_HOST");
     if (bq) {
         char *b = with_scheme(bq);
         e->bigquery = *url_path(b) ? b : join(b, strlen(b), "/bigquery/v2");
@@ -78,7 +143,6 @@ bp_endpoints_init(struct bp_endpoints *e, const char *pubsub, const char *bigque
     } else {
         e->bigquery = bp_xstrdup("https://bigquery.googleapis.com/bigquery/v2");
     }
-    const char *st = pick(storage, "STORAGE_EMULATOR_HOST");
     if (st) {
         char *b = with_scheme(st);
         size_t origin_len = strlen(b) - strlen(url_path(b));

@@ -14,6 +14,10 @@ struct bp_endpoints {
     int pubsub_emulated, bigquery_emulated, storage_emulated;
 };
 
+/* What an endpoint setting takes, for messages. */
+#define BP_ENDPOINT_EXPECT "an http:// or https:// URL, or HOST:PORT"
+
+int bp_endpoint_valid(const char *v);
 int bp_endpoints_init(struct bp_endpoints *e, const char *pubsub, const char *bigquery,
                       const char *storage, char *err, size_t errlen) BP_WUR;
 void bp_endpoints_free(struct bp_endpoints *e);

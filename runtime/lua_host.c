@@ -172,7 +172,8 @@ set_path(lua_State *L, const char *pipeline_path, const char *lib_dir, char *err
     return 0;
 }
 
-/* Reads desc.options (flat key -> value) into h->cfg. */
+/* Reads desc.options (flat key -> value) into h->cfg, each value with its Lua type so that
+ * bp_config_set_value can refuse a boolean where a number belongs, or a number where text does. */
 static int
 read_options(struct bp_lua_host *h, char *err, size_t errlen)
 {
@@ -184,13 +185,21 @@ read_options(struct bp_lua_host *h, char *err, size_t errlen)
     }
     lua_pushnil(L);
     while (lua_next(L, -2)) {
-        const char *key = lua_tostring(L, -2);
-        /* booleans as 1/0: the integer switches (sandbox, bigquery.create_tables) take them */
-        const char *val = lua_isboolean(L, -1) ? (lua_toboolean(L, -1) ? "1" : "0")
-                                                : lua_tostring(L, -1);
-        if (!key || !val || bp_config_set(&h->cfg, key, val, err, errlen) != 0) {
-            if (key && !val)
-                snprintf(err, errlen, "option %s: must be a string or a number", key);
+        const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        struct bp_val v = { BP_VAL_OTHER, lua_typename(L, lua_type(L, -1)), 0, 0 };
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            v.kind = BP_VAL_STRING;
+            v.text = lua_tostring(L, -1);
+        } else if (lua_type(L, -1) == LUA_TNUMBER) {
+            v.kind = BP_VAL_NUMBER;
+            v.num = lua_tonumber(L, -1);
+        } else if (lua_type(L, -1) == LUA_TBOOLEAN) {
+            v.kind = BP_VAL_BOOLEAN;
+            v.boolean = lua_toboolean(L, -1);
+        }
+        if (!key || bp_config_set_value(&h->cfg, key, &v, err, errlen) != 0) {
+            if (!key)
+                snprintf(err, errlen, "pipeline.lua: option keys must be strings");
             lua_pop(L, 3);
             return -1;
         }

@@ -46,7 +46,9 @@ usage(FILE *f)
     const struct bp_opt *opts = bp_config_options(&n);
     fprintf(f,
 "usage: bepipe-lua [options] PIPELINE.lua      run the pipeline until SIGTERM/SIGINT (or end of --input)\n"
-"       bepipe-lua --check PIPELINE.lua        load and compile everything, then exit (like nginx -t)\n"
+"       bepipe-lua --check PIPELINE.lua        load and compile everything and build the\n"
+"                                              configuration as a run does (what the run\n"
+"                                              refuses, this refuses), then exit (like nginx -t)\n"
 "       bepipe-lua --check --online PIPELINE.lua   also the preflight: credentials give a token,\n"
 "                                              the subscription, dataset, tables and bucket exist\n"
 "       bepipe-lua test PIPELINE.lua EVENTS    run sample events (NDJSON, - = stdin) through\n"
@@ -446,6 +448,7 @@ run_one(struct cli *c, const char *lib_dir)
         return EXIT_FAIL;
     }
     rt->worker_index = (int)c->worker_index;
+    rt->workers = (int)c->workers;
     int code = EXIT_OK;
     if (strcmp(c->cmd, "check") == 0 && c->online) {
         /* the preflight alone: credentials, subscription, dataset, tables, bucket */
@@ -463,8 +466,9 @@ run_one(struct cli *c, const char *lib_dir)
         char dir[4096];
         bp_lua_host_routes(rt->host, &n);
         bp_rt_ddl_dir(rt, dir, sizeof(dir));
+        /* the configuration as a run builds it, and what the run refuses (bp_rt_start) */
         if (bp_lua_host_check_ddl(rt->host, dir, err, sizeof(err)) != 0 ||
-            bp_rt_check_columns(rt, err, sizeof(err)) != 0) {
+            bp_rt_check_config(rt, err, sizeof(err)) != 0) {
             fprintf(stderr, "bepipe-lua: %s: %s\n", c->pipeline, err);
             code = EXIT_FAIL;
         } else if (c->fixtures &&

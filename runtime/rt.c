@@ -15,27 +15,35 @@
 #include "timefmt.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #ifndef BP_RT_VERSION
 #define BP_RT_VERSION "0.1.0"
 #endif
 
-/* Defaults + pipeline.lua (already in the host's config) + command-line overrides -> out.
- * Returns 0, or -1 with err set. */
+/* Defaults + pipeline.lua (already in h's config) + rt's command-line overrides -> out, then
+ * the defaults that depend on the rest (bp_config_finish). The one way a configuration is made:
+ * start, --check and reload. Returns 0, or -1 with err set. */
 int
-bp_rt_effective_config(const struct bp_lua_host *h, const struct bp_kv *ov, size_t nov,
+bp_rt_effective_config(const struct bp_rt *rt, const struct bp_lua_host *h,
                        struct bp_config *out, char *err, size_t errlen)
 {
     bp_config_copy(out, bp_lua_host_config(h));
-    for (size_t i = 0; i < nov; i++)
-        if (bp_config_set(out, ov[i].key, ov[i].value, err, errlen) != 0) {
-            bp_config_free(out);
-            return -1;
-        }
+    for (size_t i = 0; i < rt->noverrides; i++)
+        if (bp_config_set(out, rt->overrides[i].key, rt->overrides[i].value, err, errlen) != 0)
+            goto fail;
+    if (bp_config_finish(out, rt->pipeline_path, err, errlen) != 0)
+        goto fail;
     return 0;
+fail:
+    bp_config_free(out);
+    return -1;
 }
 
 /* The columns the pipeline writes beyond what its maps return must be in the DDL's schemas:
@@ -74,7 +82,7 @@ bp_rt_new(const char *pipeline_path, const char *lib_dir, const struct bp_kv *ov
     rt->host = bp_lua_host_new(pipeline_path, lib_dir, rt->generation, err, errlen);
     if (!rt->host)
         goto fail;
-    if (bp_rt_effective_config(rt->host, overrides, noverrides, &rt->cfg, err, errlen) != 0)
+    if (bp_rt_effective_config(rt, rt->host, &rt->cfg, err, errlen) != 0)
         goto fail;
     bp_lua_host_set_memory_limit(rt->host, (size_t)rt->cfg.lua_memory_mb << 20);
     bp_rt_load_schemas(rt, rt->host, 0);
@@ -270,37 +278,58 @@ bp_rt_process_dead(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, int stage
     return rc;
 }
 
+/* The cloud side's settings as a run uses them: the endpoints into ep, and when a call will
+ * carry a token (auth.mode adc, or auto with an endpoint that is not an emulator) the
+ * credentials into *auth (key files are read and parsed; nothing is sent), else NULL. Shared by
+ * the start and --check. Returns 0, or -1 with err set (ep and *auth are then empty). */
+static int
+cloud_settings(const struct bp_config *c, struct bp_endpoints *ep, struct bp_auth **auth,
+               char *err, size_t errlen)
+{
+    *auth = NULL;
+    if (bp_endpoints_init(ep, c->pubsub_endpoint, c->bigquery_endpoint, c->storage_endpoint,
+                          err, errlen) != 0)
+        return -1;
+    int force = strcmp(c->auth_mode, "adc") == 0;
+    int need_token = force || (strcmp(c->auth_mode, "auto") == 0 &&
+                               (!ep->pubsub_emulated || !ep->bigquery_emulated ||
+                                !ep->storage_emulated));
+    if (!need_token)
+        return 0;
+    const char *env = getenv("GOOGLE_APPLICATION_CREDENTIALS"), *from = NULL;
+    char why[2048];
+    *auth = bp_auth_new(c->auth_key_file, 0, NULL, why, sizeof(why));
+    if (!*auth)
+        from = c->auth_key_file && *c->auth_key_file ? "auth.key_file"
+             : env && *env ? "GOOGLE_APPLICATION_CREDENTIALS" : "credentials";
+    else if (c->auth_token_url &&
+             bp_auth_set_token_url(*auth, c->auth_token_url, why, sizeof(why)) != 0)
+        from = "auth.token_url";
+    if (!from)
+        return 0;
+    snprintf(err, errlen, "%s: %s", from, why);
+    bp_auth_free(*auth);
+    *auth = NULL;
+    bp_endpoints_free(ep);
+    return -1;
+}
+
 /* HTTP, credentials and the API layers, for the Pub/Sub source or the cloud store. Emulator
  * endpoints get calls without a token unless auth.mode is adc. */
 static int
 start_cloud(struct bp_rt *rt, char *err, size_t errlen)
 {
     struct bp_config *c = &rt->cfg;
-    if (bp_endpoints_init(&rt->ep, c->pubsub_endpoint, c->bigquery_endpoint, c->storage_endpoint,
-                          err, errlen) != 0)
+    if (cloud_settings(c, &rt->ep, &rt->auth, err, errlen) != 0)
         return -1;
+    if (rt->auth)
+        bp_log(BP_LOG_INFO, "auth", "credentials: %s (%s)",
+               bp_auth_kind_name(bp_auth_kind(rt->auth)), bp_auth_source(rt->auth));
     struct bp_http_opts ho = { c->ca_file, 10000, "bepipe-lua/" BP_RT_VERSION };
     rt->http = bp_http_new(rt->loop, &ho, err, errlen);
     if (!rt->http)
         return -1;
     int force = strcmp(c->auth_mode, "adc") == 0;
-    if (strcmp(c->auth_mode, "none") != 0 && strcmp(c->auth_mode, "auto") != 0 && !force) {
-        snprintf(err, errlen, "auth.mode must be auto, adc or none, not '%s'", c->auth_mode);
-        return -1;
-    }
-    int need_token = force || (strcmp(c->auth_mode, "auto") == 0 &&
-                               (!rt->ep.pubsub_emulated || !rt->ep.bigquery_emulated ||
-                                !rt->ep.storage_emulated));
-    if (need_token) {
-        rt->auth = bp_auth_new(c->auth_key_file, 0, NULL, err, errlen);
-        if (!rt->auth)
-            return -1;
-        if (c->auth_token_url && bp_auth_set_token_url(rt->auth, c->auth_token_url, err,
-                                                       errlen) != 0)
-            return -1;
-        bp_log(BP_LOG_INFO, "auth", "credentials: %s (%s)",
-               bp_auth_kind_name(bp_auth_kind(rt->auth)), bp_auth_source(rt->auth));
-    }
     struct bp_api_retry retry = { (int)c->retry_attempts, 0.2, c->retry_max_ms / 1000.0, 600.0 };
     rt->api_auth = bp_api_new(rt->loop, rt->http, rt->auth, &retry);
     /* with auth.mode=adc even emulator calls carry the token (tests of token expiry) */
@@ -490,11 +519,6 @@ static int
 open_sinks(struct bp_rt *rt, const char *bucket, const char *prefix, char *err, size_t errlen)
 {
     struct bp_config *c = &rt->cfg;
-    if (c->local_out && !c->local_out_append && dir_not_empty(c->local_out)) {
-        snprintf(err, errlen, "--local-out %s is not empty: choose a new folder, or add --append "
-                 "to add this run's rows and objects to it", c->local_out);
-        return -1;
-    }
     if (c->local_out)
         rt->store = bp_store_local_new(c->local_out, bucket, err, errlen);
     else
@@ -615,16 +639,119 @@ http_address(const struct bp_rt *rt, const char *listen, char *out, size_t outle
     return out;
 }
 
+/* A file source opens as bp_source_ndjson_new opens it ("-" is stdin: nothing to check). */
+static int
+check_input(const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    int fd;
+    if (strcmp(path, "-") == 0)
+        return 0;
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) != 0) {
+        snprintf(err, errlen, "source.input: cannot read %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    if (S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "source.input: cannot read %s: is a directory", path);
+        return -1;
+    }
+    return 0;
+}
+
+/* --local-out's folder can be made where bp_store_local_new will make it: the path, or its
+ * nearest existing parent, is a folder we may write (nothing is created here). */
+static int
+check_local_out(const char *dir, char *err, size_t errlen)
+{
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s", dir);
+    for (;;) {
+        if (stat(path, &st) == 0) {
+            if (!S_ISDIR(st.st_mode))
+                errno = ENOTDIR;
+            else if (access(path, W_OK | X_OK) == 0)
+                return 0;
+            break;
+        }
+        char *slash = strrchr(path, '/');
+        if (errno != ENOENT || !slash) {
+            if (!slash && errno == ENOENT)
+                snprintf(path, sizeof(path), ".");     /* a relative name: the working folder */
+            else
+                break;
+        } else if (slash == path) {
+            path[1] = '\0';
+        } else {
+            *slash = '\0';
+        }
+    }
+    int e = errno;
+    if (strcmp(path, dir) == 0)
+        snprintf(err, errlen, "local_out: cannot create %s: %s", dir, strerror(e));
+    else
+        snprintf(err, errlen, "local_out: cannot create %s: %s: %s", dir, path, strerror(e));
+    return -1;
+}
+
+/* See rt.h. Builds what bp_rt_start builds from the configuration up to the first socket, with
+ * the same functions, and throws it away. */
+int
+bp_rt_check_config(struct bp_rt *rt, char *err, size_t errlen)
+{
+    struct bp_config *c = &rt->cfg;
+    struct bp_endpoints ep;
+    struct bp_auth *auth;
+    struct sockaddr_storage ss;
+    int v6;
+    if (bp_rt_check_columns(rt, err, errlen) != 0)
+        return -1;
+    char *bucket, *prefix;
+    if (bp_config_archive_split(c->archive_path, &bucket, &prefix) != 0) {
+        snprintf(err, errlen, "archive.path: expected gs://BUCKET[/PREFIX], got \"%s\"",
+                 c->archive_path ? c->archive_path : "");
+        return -1;
+    }
+    free(bucket);
+    free(prefix);
+    if (rt->workers > 1 && c->input && !rt->replay) {
+        snprintf(err, errlen, "--workers needs the Pub/Sub source, not source.input (%s)",
+                 c->input);
+        return -1;
+    }
+    if (!c->local_out || !local_source(rt)) {
+        if (cloud_settings(c, &ep, &auth, err, errlen) != 0)
+            return -1;
+        bp_auth_free(auth);
+        bp_endpoints_free(&ep);
+    }
+    if (c->local_out && !c->local_out_append && dir_not_empty(c->local_out)) {
+        snprintf(err, errlen, "--local-out %s is not empty: choose a new folder, or add --append "
+                 "to add this run's rows and objects to it", c->local_out);
+        return -1;
+    }
+    if (c->local_out && check_local_out(c->local_out, err, errlen) != 0)
+        return -1;
+    if (c->input && !rt->replay && check_input(c->input, err, errlen) != 0)
+        return -1;
+    if (c->http_listen && bp_httpd_parse_addr(c->http_listen, &ss, &v6, err, errlen) != 0)
+        return -1;
+    return 0;
+}
+
 /* Opens the sinks and the source and arms the watchers. Returns 0, or -1 with err set. */
 int
 bp_rt_start(struct bp_rt *rt, char *err, size_t errlen)
 {
     struct bp_config *c = &rt->cfg;
     char *bucket = NULL, *prefix = NULL, addr[512];
-    if (bp_rt_check_columns(rt, err, errlen) != 0)
+    if (bp_rt_check_config(rt, err, errlen) != 0)
         return -1;
     if (bp_config_archive_split(c->archive_path, &bucket, &prefix) != 0) {
-        snprintf(err, errlen, "archive.path '%s' is not gs://BUCKET[/PREFIX]",
+        snprintf(err, errlen, "archive.path: expected gs://BUCKET[/PREFIX], got \"%s\"",
                  c->archive_path ? c->archive_path : "");
         return -1;
     }

@@ -114,6 +114,7 @@ struct bp_rt {
     char *failing;              /* bp_rt_set_unready_reason: a destination failing for good */
     struct bp_guard *guard;
     int worker_index;           /* --workers: 0..N-1; the HTTP listener's port moves by it */     /* script time budget, suspects, memory cap (guard.c) */
+    int workers;                /* --workers N (0 or 1: one process) */
 
     /* schema evolution (issue 11 items 1-3): the live tables' schemas win over the DDL's */
     struct bp_schema_set live_schemas;      /* from tables.get (or the patch), cloud path */
@@ -128,8 +129,14 @@ struct bp_rt *bp_rt_new(const char *pipeline_path, const char *lib_dir,
                         const struct bp_kv *overrides, size_t noverrides, char *err,
                         size_t errlen);
 void bp_rt_free(struct bp_rt *rt);
-int bp_rt_effective_config(const struct bp_lua_host *h, const struct bp_kv *ov, size_t nov,
+int bp_rt_effective_config(const struct bp_rt *rt, const struct bp_lua_host *h,
                            struct bp_config *out, char *err, size_t errlen) BP_WUR;
+/* Everything the run refuses about its configuration, without starting anything (rt.c):
+ * the DDL's columns, archive.path, the endpoints and credentials the cloud side would use
+ * (files read, nothing sent), --local-out's folder, the input file, http.listen, and --workers
+ * (rt->workers > 1) with a file source. bp_rt_start runs it first; --check runs it alone.
+ * Returns 0, or -1 with err naming the setting. */
+int bp_rt_check_config(struct bp_rt *rt, char *err, size_t errlen) BP_WUR;
 int bp_rt_start(struct bp_rt *rt, char *err, size_t errlen) BP_WUR;
 int bp_rt_run(struct bp_rt *rt);
 int bp_rt_reload(struct bp_rt *rt);

@@ -169,8 +169,7 @@ reload(struct bp_rt *rt, int tables, char *err, size_t errlen)
     }
     struct bp_lua_host *h = bp_lua_host_new(rt->pipeline_path, rt->lib_dir, rt->generation + 1,
                                             err, errlen);
-    if (!h || bp_rt_effective_config(h, rt->overrides, rt->noverrides, &cfg, err,
-                                     errlen) != 0) {
+    if (!h || bp_rt_effective_config(rt, h, &cfg, err, errlen) != 0) {
         bp_lua_host_free(h);
         goto fail;
     }

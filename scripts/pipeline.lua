@@ -34,9 +34,10 @@ return {
     },
 
     -- events that fail parse, route, validate, map or insert: a row in this table with the
-    -- stage and reason, and the raw line under <archive path>/errors/
+    -- stage and reason, and the raw line under <archive path>/errors/. The table defaults to
+    -- the format's: rejected_events, or events_error_records with format = "dataflow"
     dead_letter = {
-        table = "rejected_events",
+        -- table = "rejected_events",
         archive_prefix = "errors",
     },
 

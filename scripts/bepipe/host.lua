@@ -89,13 +89,15 @@ local route_field = "event_type"
 local routes_loaded = false
 
 -- Flattens nested option tables into dotted keys ("bigquery.batch_rows") for the C option table.
+-- An empty table stays a value, so that C can say where it was not expected (`route_field = {}`).
 local function flatten(t, prefix, out)
     for k, v in pairs(t) do
         if type(k) ~= "string" then
-            error("pipeline.lua: option keys must be strings, got " .. tostring(k), 0)
+            error("pipeline.lua: option keys must be strings, got " .. tostring(k)
+                  .. (prefix and (" in " .. prefix) or ""), 0)
         end
         local key = prefix and (prefix .. "." .. k) or k
-        if type(v) == "table" then
+        if type(v) == "table" and next(v) ~= nil then
             flatten(v, key, out)
         else
             out[key] = v

@@ -224,7 +224,8 @@ def check_refuses_a_metadata_route_whose_ddl_lacks_a_column():
 
 @case
 def check_refuses_a_dead_letter_table_of_the_other_format():
-    r = cli("--check", "--set", "dead_letter.format=dataflow", local.PIPELINE)
+    r = cli("--check", "--set", "dead_letter.format=dataflow", "--set",
+            "dead_letter.table=rejected_events", local.PIPELINE)
     check(r.returncode != 0 and "rejected_events has no column timestamp" in r.stderr,
           "dataflow format into rejected_events: " + r.stderr)
     r = cli("--check", "--set", "dead_letter.table=events_error_records", local.PIPELINE)
@@ -234,7 +235,9 @@ def check_refuses_a_dead_letter_table_of_the_other_format():
             "dead_letter.table=events_error_records", local.PIPELINE)
     check_eq(r.returncode, 0, "format and table agree: " + r.stderr)
     r = cli("--check", "--set", "dead_letter.format=beam", local.PIPELINE)
-    check(r.returncode != 0 and "not rejected_events or dataflow" in r.stderr, r.stderr)
+    check(r.returncode != 0 and
+          "dead_letter.format: expected rejected_events or dataflow, got \"beam\"" in r.stderr,
+          r.stderr)
 
 
 @case

@@ -151,7 +151,8 @@ def cli_errors_are_one_clear_line():
         check("cannot read" in err and "nope.ndjson" in err, "unreadable input message: " + err)
         rc, _, err = run([PIPELINE, "--set", "bigquery.batch_rows=abc"])
         check_eq(rc, 1, "bad option value exit code")
-        check("not an integer" in err, "bad option message: " + err)
+        check("bigquery.batch_rows: expected an integer in 1..50000, got \"abc\"" in err,
+              "bad option message: " + err)
         rc, _, err = run([PIPELINE, "--set", "nosuch.option=1"])
         check_eq(rc, 1, "unknown --set key exit code")
         check("unknown option 'nosuch.option'" in err, "unknown key message: " + err)
