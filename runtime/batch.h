@@ -27,7 +27,7 @@ struct bp_rowbatch {
     uint32_t *slots;       /* ack slot per row */
     size_t nrows;
     size_t slots_cap;
-    double first_at;       /* loop time of the oldest row in buf */
+    double first_at;       /* monotonic time of the oldest row in buf */
     int is_dead_letter;    /* refused rows of this table cannot be dead-lettered again */
     unsigned long rows_stored;
     unsigned long rows_rejected;
