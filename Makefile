@@ -109,7 +109,12 @@ $(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libbepipe.a | $(BUILD)/unit deps-test
 	$(Q)$(CC) $(BP_CFLAGS) $(CFLAGS) -Iruntime -DSRC_ROOT='"$(CURDIR)"' -o $@ $< -Wl,-E -Wl,--whole-archive \
 	    $(BUILD)/libbepipe.a -Wl,--no-whole-archive $(BP_LDLIBS) -lcmocka $(LDFLAGS)
 
-unit: $(UNIT_BINS)
+# An LD_PRELOAD shim that steps the wall clock mid-run, for the clock-step tests.
+$(BUILD)/clockshift.so: tests/tools/clockshift.c | $(BUILD)
+	@echo "  CC      $<"
+	$(Q)$(CC) -O2 -Wall -Wextra -fPIC -shared $(CFLAGS) -o $@ $< -ldl
+
+unit: $(UNIT_BINS) $(BUILD)/clockshift.so
 
 # The same runtime and unit tests built with AddressSanitizer + UndefinedBehaviorSanitizer.
 SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all

@@ -24,7 +24,7 @@ struct bp_archive_obj {
     size_t npending, pending_cap;
     size_t bytes;           /* every byte of the object: written + pending */
     unsigned long lines;
-    double opened_at;       /* loop time */
+    double opened_at;       /* monotonic time (never the wall clock: ages) */
     double opened_wall;     /* wall time, for the name's stamp */
     uint32_t *slots;        /* ack slot per line (BP_ACK_NONE ones are not kept): few_slots
                              * until they outgrow it */

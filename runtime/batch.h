@@ -38,7 +38,7 @@ struct bp_rowbatch {
     int32_t *attempts;     /* the dead-letter table's: delivery attempt per row */
     size_t nrows;
     size_t slots_cap;
-    double first_at;       /* loop time of the oldest row in buf */
+    double first_at;       /* monotonic time of the oldest row in buf */
     int is_dead_letter;    /* refused rows of this table cannot be dead-lettered again */
     unsigned long rows_stored;
     unsigned long rows_rejected;

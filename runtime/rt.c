@@ -211,7 +211,9 @@ on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     struct bp_pressure pr;
     (void)w;
     (void)revents;
-    double now = ev_now(loop);
+    /* ages on the monotonic clock: ev_now follows the wall clock, which NTP or a VM migration
+     * may step by minutes either way */
+    double now = bp_time_mono();
     bp_rt_pressure(rt, &pr);
     if (bp_batches_tick(&rt->tables, now) != 0 ||
         bp_archive_roll_older(&rt->archive, now, pr.roll_age) != 0 ||

@@ -374,7 +374,7 @@ allowance(struct source_replay *s)
     /* token bucket: max_rate a second, `burst` at most (a tenth of a second's worth, up to a
      * batch); it sleeps (a timer, never a busy wait) until a whole burst is there, so batches
      * stay large (a Lua call per few events would cost the CPU the limit is meant to spare) */
-    double now = ev_now(bp_rt_loop(s->rt));
+    double now = bp_time_mono();   /* a rate: never the wall clock */
     s->tokens += (now - s->refilled_at) * s->o.max_rate;
     if (s->tokens > s->burst)
         s->tokens = s->burst;
@@ -469,7 +469,7 @@ listed(struct source_replay *s)
     }
     s->phase = READING;
     s->read_started = bp_time_mono();
-    s->refilled_at = ev_now(bp_rt_loop(s->rt));
+    s->refilled_at = bp_time_mono();
     double every = s->tty ? BAR_SECONDS : s->o.progress_seconds;
     if (every > 0) {
         ev_timer_init(&s->progress, on_progress, every, every);

@@ -40,7 +40,7 @@ on_stats(struct ev_loop *loop, ev_timer *w, int revents)
     memset(&ss, 0, sizeof(ss));
     if (rt->source && rt->source->ops->stats)
         rt->source->ops->stats(rt->source, &ss);
-    double now = ev_now(loop);
+    double now = bp_time_mono();
     double dt = now - rt->stats_last_at;
     double rate = dt > 0 ? (double)(rt->stats.read - rt->stats_last_read) / dt : 0;
     bp_log(BP_LOG_INFO, "stats", "read=%lu rows=%lu dead=%lu rate=%.0f/s objects=%lu "
@@ -57,7 +57,7 @@ void
 bp_rt_stats_start(struct bp_rt *rt)
 {
     rt->started_at = bp_time_mono();
-    rt->stats_last_at = ev_now(rt->loop);
+    rt->stats_last_at = bp_time_mono();
     if (rt->cfg.stats_seconds <= 0)
         return;
     ev_timer_init(&rt->stats_timer, on_stats, (double)rt->cfg.stats_seconds,
