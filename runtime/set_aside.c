@@ -91,7 +91,7 @@ bp_rt_dead_refused(void *owner, const char *table, const char *entry, size_t len
     int32_t hour = bp_time_hour_key(bp_time_now());
     int rc = record(&b, id, id_len, table, entry, len, reason, attempts) != 0 ||
              bp_archive_add(&rt->archive, BP_QUARANTINE_FOLDER, hour, NULL, 0, b.data, b.len,
-                            slot, ev_now(rt->loop)) != 0 ? -1 : 0;
+                            slot, bp_time_mono()) != 0 ? -1 : 0;
     bp_buf_free(&b);
     if (rc != 0) {
         bp_log(BP_LOG_ERROR, "quarantine", "message %.*s: its dead letter cannot be set aside "
