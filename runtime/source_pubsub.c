@@ -5,7 +5,7 @@
  *
  * A message lives here from its pull to its verdict, indexed by its ack slot; its bytes do not:
  * they are decoded into a per-pull buffer, run through Lua and the sinks, and freed at once.
- * Pull replies are read with lua-cjson (pull_reply.c says why), base64 is decoded by OpenSSL. */
+ * Pull replies are read by pull_reply.c's scanner, which also decodes the base64 data. */
 #include "api.h"
 #include "json_out.h"
 #include "log.h"
@@ -412,7 +412,7 @@ handle_pull(struct source_pubsub *s, const char *body, size_t len)
 {
     struct bp_pull_reply reply;
     char err[512];
-    if (bp_pull_reply_decode(&reply, bp_rt_json_state(s->rt), body, len, err,
+    if (bp_pull_reply_decode(&reply, body, len, err,
                              sizeof(err)) != 0) {
         bp_log(BP_LOG_ERROR, "pubsub", "%s; the messages will be redelivered", err);
         return -1;
