@@ -15,7 +15,8 @@ DEB_BUILD = build-essential pkg-config luajit libluajit-5.1-dev lua-cjson lua-cj
             libev-dev libcurl4-openssl-dev libssl-dev libjansson-dev libmicrohttpd-dev \
             libsimdjson-dev
 DEB_DEMO = python3
-DEB_TEST = libcmocka-dev clang libclang-rt-14-dev python3 openssl \
+# (llvm: /usr/bin/llvm-symbolizer, which the sanitizers run for stacks with file:line)
+DEB_TEST = libcmocka-dev clang libclang-rt-14-dev llvm python3 openssl \
            luarocks python3-yaml groff-base man-db debootstrap
 
 WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
