@@ -6,9 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <lua.h>
 
-#include "fuzz_host.h"
 #include "pull_reply.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
