@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #include "pull_reply.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
