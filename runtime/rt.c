@@ -80,6 +80,8 @@ bp_rt_new(const char *pipeline_path, const char *lib_dir, const struct bp_kv *ov
     if (bp_rt_effective_config(rt, rt->host, &rt->cfg, err, errlen) != 0)
         goto fail;
     bp_lua_host_set_memory_limit(rt->host, (size_t)rt->cfg.lua_memory_mb << 20);
+    if (bp_lua_host_set_route_field(rt->host, rt->cfg.route_field, err, errlen) != 0)
+        goto fail;
     bp_rt_load_schemas(rt, rt->host, 0);
     return rt;
 fail:
