@@ -9,12 +9,14 @@ VERSION = 0.1.0
 BUILD ?= build
 LUAJIT ?= luajit
 
-# Debian packages the build needs, and those only the tests need.
+# Debian packages the build needs, those `make demo` adds (its emulator runs on Node, found on
+# the PATH or Debian's nodejs), and those only the tests add (npm: see deps-test).
 DEB_BUILD = build-essential pkg-config luajit libluajit-5.1-dev lua-cjson lua-cjson-dev \
             libev-dev libcurl4-openssl-dev libssl-dev libjansson-dev libmicrohttpd-dev \
             libsimdjson-dev
+DEB_DEMO = python3
 DEB_TEST = libcmocka-dev clang libclang-rt-14-dev python3 openssl \
-           luarocks python3-yaml groff-base man-db
+           luarocks python3-yaml groff-base man-db debootstrap
 
 WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 BP_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -fvisibility=hidden -O2 -g \
@@ -44,31 +46,43 @@ else
 Q = @
 endif
 
-.PHONY: all deps deps-test test bench demo install clean sanitize unit emulator valgrind fuzz \
+.PHONY: all deps deps-demo deps-test test bench demo install clean sanitize unit emulator valgrind fuzz \
         fuzz-build alloc-fail alloc-fail-build
 all: deps bepipe-lua
 
-# Installs the Debian packages that are missing (apt-get, through sudo when not root).
+# Installs the Debian packages of $(1) that are missing (apt-get, through sudo when not root);
+# fails when it cannot. One shell command, so a recipe line may start with `@$(call ...)` or use
+# it inside a shell group. One dpkg-query for the whole list: it runs in every make.
 define install_missing
-	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
-	    grep -q 'ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	    echo "installing Debian packages:" $$missing; \
-	    SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	    $$SUDO apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
-	        $$missing >/dev/null || exit 1; \
-	fi
+have=" $$(dpkg-query -W -f='$${db:Status-Status} $${Package}\n' $(1) 2>/dev/null | \
+    sed -n 's/^installed //p' | tr '\n' ' ')"; \
+missing=$$(for p in $(1); do case "$$have" in (*" $$p "*) ;; (*) echo $$p ;; esac; done); \
+if [ -n "$$missing" ]; then \
+    echo "installing Debian packages:" $$missing; \
+    SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+    $$SUDO apt-get update -qq && \
+    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+        $$missing >/dev/null || exit 1; \
+fi
 endef
 
+# The build's packages come first: every object waits for them (order-only, below), so `make -jN`
+# on a machine without them never compiles before they are there. The demo's and the tests'
+# packages follow, one apt-get at a time (apt holds a lock), while the objects compile.
 deps:
-	$(call install_missing,$(DEB_BUILD))
+	@$(call install_missing,$(DEB_BUILD))
 
-# Node 20 + npm run the emulator's conformance tests; Debian's own are used only when the machine
-# has none (a Node installed another way makes Debian's npm package uninstallable).
-deps-test: deps
-	$(call install_missing,$(DEB_TEST))
-	@command -v npm >/dev/null 2>&1 || { $(call install_missing,nodejs npm) ; }
+# Node runs the emulator (`make demo`, the cloud tests): Debian's nodejs only when the machine
+# has no node (a Node installed another way makes Debian's packages conflict with it).
+deps-demo: deps
+	@$(call install_missing,$(DEB_DEMO))
+	@command -v node >/dev/null 2>&1 || { $(call install_missing,nodejs); }
+
+# npm installs the emulator's conformance clients from their lockfile (npm ci); Debian's npm
+# (with its nodejs 18) only when the machine has none, as above.
+deps-test: deps-demo
+	@$(call install_missing,$(DEB_TEST))
+	@command -v npm >/dev/null 2>&1 || { $(call install_missing,npm); }
 
 bepipe-lua: $(BUILD)/libbepipe.a $(BUILD)/main.o
 	@echo "  LD      $@"
@@ -78,11 +92,11 @@ bepipe-lua: $(BUILD)/libbepipe.a $(BUILD)/main.o
 $(BUILD)/libbepipe.a: $(LIB_OBJS)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/%.o: runtime/%.c | $(BUILD)
+$(BUILD)/%.o: runtime/%.c | $(BUILD) deps
 	@echo "  CC      $<"
 	$(Q)$(CC) $(BP_CFLAGS) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/%.o: runtime/%.cpp | $(BUILD)
+$(BUILD)/%.o: runtime/%.cpp | $(BUILD) deps
 	@echo "  CXX     $<"
 	$(Q)$(CXX) $(BP_CXXFLAGS) $(CXXFLAGS) -c -o $@ $<
 
@@ -90,12 +104,17 @@ $(BUILD) $(BUILD)/unit:
 	$(Q)mkdir -p $@
 
 # C unit tests: each links libbepipe.a and cmocka.
-$(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libbepipe.a | $(BUILD)/unit
+$(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libbepipe.a | $(BUILD)/unit deps-test
 	@echo "  CC      $<"
 	$(Q)$(CC) $(BP_CFLAGS) $(CFLAGS) -Iruntime -DSRC_ROOT='"$(CURDIR)"' -o $@ $< -Wl,-E -Wl,--whole-archive \
 	    $(BUILD)/libbepipe.a -Wl,--no-whole-archive $(BP_LDLIBS) -lcmocka $(LDFLAGS)
 
-unit: $(UNIT_BINS)
+# An LD_PRELOAD shim that steps the wall clock mid-run, for the clock-step tests.
+$(BUILD)/clockshift.so: tests/tools/clockshift.c | $(BUILD)
+	@echo "  CC      $<"
+	$(Q)$(CC) -O2 -Wall -Wextra -fPIC -shared $(CFLAGS) -o $@ $< -ldl
+
+unit: $(UNIT_BINS) $(BUILD)/clockshift.so
 
 # The same runtime and unit tests built with AddressSanitizer + UndefinedBehaviorSanitizer.
 SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -167,7 +186,7 @@ alloc-fail: alloc-fail-build
 # Only definite leaks count: a child that _exits on purpose (the watchdog's hard limit) leaves
 # its thread's stack "possibly lost".
 valgrind: deps-test all unit
-	$(Q)command -v valgrind >/dev/null || $(call install_missing,valgrind)
+	@command -v valgrind >/dev/null || { $(call install_missing,valgrind); }
 	$(Q)for t in $(UNIT_BINS); do echo "  VALGRIND $$t"; \
 	    valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=1 $$t \
 	        >/dev/null || exit 1; done
@@ -186,14 +205,14 @@ bench: deps-test all
 	$(Q)tests/bench/run
 	$(Q)tests/bench/e2e
 
-demo: deps-test all
+demo: deps-demo all
 	$(Q)tests/tools/demo
 
 # The local emulator of Google's APIs on its own, for trying things by hand (see
 # tests/emulator/README.md): the seed's topic, subscription, dataset + tables and bucket.
 EMULATOR_PORT ?= 8085
 EMULATOR_DATA ?= build/emulator-data
-emulator: deps-test
+emulator: deps-demo
 	tests/emulator/emulator --port $(EMULATOR_PORT) --data $(EMULATOR_DATA) --project re-case \
 	    --ddl ddl --dataset backend_events_data --topic backend-events-topic \
 	    --subscription backend-events-topic-sub:backend-events-topic --bucket backend_events_data

@@ -82,7 +82,8 @@ bp_api_backoff(struct bp_api *api, int attempt)
 }
 
 /* Whether a failed attempt is worth repeating: no response at all (timeout, reset, refused),
- * 408, 429, any 5xx, and BigQuery's 403 for rate limits (not quotaExceeded, which lasts). */
+ * 408, 429, any 5xx, and BigQuery's 403 for rate limits (not quotaExceeded, which lasts
+ * minutes: bp_api_refused_transient, and the caller pauses). */
 int
 bp_api_retryable(const struct bp_http_result *res)
 {
@@ -97,6 +98,16 @@ bp_api_retryable(const struct bp_http_result *res)
             return 1;
     }
     return 0;
+}
+
+/* A refusal that often passes by itself (api.h): 403 other than the rate limits the retry
+ * policy covers (quotaExceeded lasts minutes; a grant takes minutes to propagate) and 404 (a
+ * table being recreated). Too long for the call's own retries: the caller pauses. */
+int
+bp_api_refused_transient(const struct bp_http_result *res)
+{
+    return (res->status == 403 || res->status == 404) && !res->body_truncated &&
+           !bp_api_retryable(res);
 }
 
 /* Not a usable answer (api.h): the test callers share for "count this as a failure". */
@@ -343,7 +354,7 @@ send_attempt(struct call *c)
     struct bp_http_req *req = bp_http_req_new(api->http, c->method, c->url);
     int rc = 0;
     if (api->auth && bp_auth_kind(api->auth) != BP_AUTH_NONE) {
-        const char *tok = bp_auth_token(api->auth, bp_time_now());
+        const char *tok = bp_auth_token(api->auth, bp_time_mono());
         if (!tok) {
             bp_http_req_cancel(req);
             wait_for_token(c);
@@ -405,7 +416,7 @@ refresh_done(struct bp_http_req *req, void *arg)
     char err[512];
     api->refreshing = 0;
     count_http(api, BP_API_OAUTH2, res->status);
-    if (bp_auth_refresh_done(api->auth, bp_time_now(), res->status, res->body, res->body_len,
+    if (bp_auth_refresh_done(api->auth, bp_time_mono(), res->status, res->body, res->body_len,
                              res->metadata_flavor, err, sizeof(err)) != 0) {
         api->stats.token_failures++;
         snprintf(api->token_error, sizeof(api->token_error), "%.200s%s%.300s",
@@ -438,12 +449,12 @@ ensure_refresh(struct bp_api *api)
 {
     if (!api->auth || bp_auth_kind(api->auth) == BP_AUTH_NONE || api->refreshing)
         return 0;
-    double now = bp_time_now();
+    double now = bp_time_mono();   /* expiry and backoff: durations, never the wall clock */
     if (!bp_auth_needs_refresh(api->auth, now))
         return 0;
     struct bp_auth_request ar;
     char err[512];
-    if (bp_auth_refresh_request(api->auth, now, &ar, err, sizeof(err)) != 0) {
+    if (bp_auth_refresh_request(api->auth, now, bp_time_now(), &ar, err, sizeof(err)) != 0) {
         bp_log(BP_LOG_ERROR, "auth", "cannot build the token request: %s", err);
         return -1;
     }

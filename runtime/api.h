@@ -51,6 +51,12 @@ double bp_api_backoff(struct bp_api *api, int attempt);
  * refused, not started), 408, 429, any 5xx, and BigQuery's 403 for rate limits. */
 int bp_api_retryable(const struct bp_http_result *res);
 
+/* Whether a final answer is a refusal that may pass by itself within minutes: 403 other than
+ * the rate limits retried above (quotaExceeded, a permission still propagating) and 404 (a
+ * table or bucket being recreated). bp_api_permanent is true for them too (a preflight fails
+ * fast on them); a writer pauses instead and gives up only once they last (the stores). */
+int bp_api_refused_transient(const struct bp_http_result *res);
+
 /* Whether the call's outcome is not a usable answer: not 2xx (3xx included), or a body past
  * the cap. The caller's own checks (an unparsable body) come on top. */
 int bp_api_failed(const struct bp_http_result *res);

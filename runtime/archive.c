@@ -13,6 +13,7 @@
  * descriptor until they are finished, and with every file taken the bytes stay pending, bounded
  * by the budget. */
 #include "archive.h"
+#include "archive_line.h"
 #include "log.h"
 #include "timefmt.h"
 
@@ -39,6 +40,17 @@ bp_archive_init(struct bp_archive *a, struct bp_store *store, struct bp_ack *ack
     a->budget = p->budget_bytes;
     a->max_files = p->max_files ? p->max_files : 1;
     a->write_through = store->ops->objects_in_memory;
+    /* a line re-encoded (archive_line.h): base64 of the largest message a line accepts */
+    bp_buf_init(&a->line, 512 * 1024 * 1024);
+    if (p->dedup_ids) {
+        struct bp_archive_seen *s = &a->seen;
+        s->cap = p->dedup_ids;
+        s->nindex = 64;
+        while (s->nindex < 2 * s->cap)
+            s->nindex *= 2;
+        s->ring = bp_xcalloc(s->cap, sizeof(*s->ring));
+        s->index = bp_xcalloc(s->nindex, sizeof(*s->index));
+    }
     a->stamp_sec = -1;
     a->nbuckets = 64;
     a->buckets = bp_xcalloc(a->nbuckets, sizeof(*a->buckets));
@@ -60,6 +72,7 @@ obj_free(struct bp_archive_obj *o)
     free(o->pending);
     if (o->slots != o->few_slots)
         free(o->slots);
+    free(o->ids);
     free(o);
 }
 
@@ -86,6 +99,9 @@ bp_archive_free(struct bp_archive *a)
     free(a->class_tail);
     free(a->scratch);
     free(a->prefix);
+    bp_buf_free(&a->line);
+    free(a->seen.ring);
+    free(a->seen.index);
     memset(a, 0, sizeof(*a));
 }
 
@@ -286,6 +302,97 @@ write_pending(struct bp_archive *a, struct bp_archive_obj *o)
     return 0;
 }
 
+/* ---- message ids of lines in stored objects (archive.dedup_ids) ---- */
+
+/* 64-bit FNV-1a of the id, finished by murmur3's mixer: the set keeps hashes, not ids, so its
+ * memory is fixed; two ids of one hash among 10^5 is a chance of 10^-9 per redelivery cycle. */
+static uint64_t
+id_hash(const char *id, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)id[i]) * 1099511628211ULL;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    return h ^ (h >> 33);
+}
+
+/* The index slot holding ring position pos, or of h when pos is SIZE_MAX (0 when absent). */
+static size_t
+seen_find(const struct bp_archive_seen *s, uint64_t h, size_t pos, int *found)
+{
+    size_t mask = s->nindex - 1;
+    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
+        uint32_t e = s->index[i];
+        if (!e) {
+            *found = 0;
+            return i;
+        }
+        if (pos == SIZE_MAX ? s->ring[e - 1] == h : (size_t)(e - 1) == pos) {
+            *found = 1;
+            return i;
+        }
+    }
+}
+
+/* Empties index slot i, moving back the entries after it that probed past it. */
+static void
+seen_remove_at(struct bp_archive_seen *s, size_t i)
+{
+    size_t mask = s->nindex - 1;
+    for (size_t j = (i + 1) & mask; s->index[j]; j = (j + 1) & mask) {
+        size_t home = (size_t)s->ring[s->index[j] - 1] & mask;
+        if (i <= j ? (i < home && home <= j) : (i < home || home <= j))
+            continue;
+        s->index[i] = s->index[j];
+        i = j;
+    }
+    s->index[i] = 0;
+}
+
+/* Remembers h; past cap the oldest hash is forgotten. */
+static void
+seen_add(struct bp_archive_seen *s, uint64_t h)
+{
+    int found;
+    size_t i = seen_find(s, h, SIZE_MAX, &found);
+    if (found)
+        return;
+    if (s->n == s->cap) {
+        size_t old = seen_find(s, s->ring[s->head], s->head, &found);
+        if (found)
+            seen_remove_at(s, old);
+        s->n--;
+        i = seen_find(s, h, SIZE_MAX, &found);
+    }
+    s->ring[s->head] = h;
+    s->index[i] = (uint32_t)s->head + 1;
+    s->head = (s->head + 1) % s->cap;
+    s->n++;
+}
+
+/* Whether a line of the message id is in an object already stored (within the last
+ * archive.dedup_ids such lines). O(1). */
+int
+bp_archive_seen(const struct bp_archive *a, const char *id, size_t id_len)
+{
+    int found = 0;
+    if (a->seen.cap && id_len)
+        (void)seen_find(&a->seen, id_hash(id, id_len), SIZE_MAX, &found);
+    return found;
+}
+
+/* The stored object o's message ids join the set. */
+static void
+remember_stored(struct bp_archive *a, const struct bp_archive_obj *o)
+{
+    if (a->seen.cap)
+        for (size_t k = 0; k < o->nids; k++)
+            seen_add(&a->seen, o->ids[k]);
+}
+
 /* The store's answer for a finished object o (out of the table; it waits for the answer as its
  * own context, so finishing allocates nothing). */
 static void
@@ -303,6 +410,7 @@ finish_done(void *arg, int status, const char *errmsg, const struct bp_row_error
         a->objects_done++;
         a->lines_done += o->lines;
         a->bytes_done += o->bytes;
+        remember_stored(a, o);
     } else {
         a->failures++;
         bp_log(BP_LOG_ERROR, "archive", "object of %lu lines not stored, their messages will be "
@@ -565,21 +673,61 @@ append_line(struct bp_archive *a, struct bp_archive_obj *o, const char *line, si
     return o->npending >= PENDING_CHUNK ? spill(a, o) : 0;
 }
 
-/* Appends one raw line (without '\n') of the message in `slot` to the object of (type, hour);
- * the slot gets one pending write, completed when the object is stored (maybe inside this call,
- * for a local store, when the line fills the object or the budget). Returns 0 or -1. */
+/* Appends the archive line of one message's payload (archive_line.h: the payload itself, or
+ * compacted, or base64 in a marker line, so that the object keeps one record per line) to the
+ * object of (type, hour); the slot gets one pending write, completed when the object is stored
+ * (maybe inside this call, for a local store, when the line fills the object or the budget).
+ * A message of an acked source (slot set) whose id (id_len > 0) is among the ids of lines
+ * already stored (archive.dedup_ids) is a redelivery: nothing is written and the slot gets no
+ * write. id_len 0 or no slot: always written.
+ * Returns 0 or -1. */
 int
-bp_archive_add(struct bp_archive *a, const char *type, int32_t hour, const char *line,
-               size_t len, uint32_t slot, double now)
+bp_archive_add(struct bp_archive *a, const char *type, int32_t hour, const char *id,
+               size_t id_len, const char *payload, size_t plen, uint32_t slot, double now)
 {
     if (a->discard)
         return 0;   /* a replay: the line is already in the archive it came from */
+    uint64_t idh = 0;
+    /* only acked sources redeliver: a file's lines cost no hashing */
+    int dedup = a->seen.cap && id_len && slot != BP_ACK_NONE;
+    if (dedup) {
+        int found;
+        idh = id_hash(id, id_len);
+        (void)seen_find(&a->seen, idh, SIZE_MAX, &found);
+        if (found) {
+            a->dedup_skipped++;
+            return 0;
+        }
+    }
+    const char *line = payload;
+    size_t len = plen;
+    int kind = bp_archive_line_encode(payload, plen, &a->line);
+    if (kind < 0) {
+        bp_log(BP_LOG_ERROR, "archive", "a payload of %zu bytes cannot be encoded as a line", plen);
+        a->failures++;
+        return -1;
+    }
+    if (kind != BP_LINE_AS_IS) {
+        line = a->line.data;
+        len = a->line.len;
+        if (kind == BP_LINE_COMPACT)
+            a->lines_compacted++;
+        else
+            a->lines_raw++;
+    }
     struct bp_archive_obj *o = find_or_open(a, type, hour, now);
     if (!o)
         return -1;
     if (append_line(a, o, line, len) != 0) {
         a->failures++;
         return -1;
+    }
+    if (dedup) {
+        if (o->nids == o->ids_cap) {
+            o->ids_cap = o->ids_cap ? o->ids_cap * 2 : 4;
+            o->ids = bp_xrealloc(o->ids, o->ids_cap * sizeof(*o->ids));
+        }
+        o->ids[o->nids++] = idh;
     }
     o->bytes += len + 1;
     if (size_class(o->bytes) != o->cls) {

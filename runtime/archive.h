@@ -7,6 +7,7 @@
 #define BP_ARCHIVE_H
 
 #include "ack.h"
+#include "buf.h"
 #include "store.h"
 
 struct bp_archive_obj {
@@ -23,11 +24,14 @@ struct bp_archive_obj {
     size_t npending, pending_cap;
     size_t bytes;           /* every byte of the object: written + pending */
     unsigned long lines;
-    double opened_at;       /* loop time */
+    double opened_at;       /* monotonic time (never the wall clock: ages) */
     double opened_wall;     /* wall time, for the name's stamp */
     uint32_t *slots;        /* ack slot per line (BP_ACK_NONE ones are not kept): few_slots
                              * until they outgrow it */
     size_t nslots, slots_cap;
+    uint64_t *ids;          /* hash of each line's message id (dedup on; lines without an id
+                             * are not kept), remembered once the object is stored */
+    size_t nids, ids_cap;
     struct bp_archive *owner;               /* while finishing: whose counters the answer updates */
     uint32_t few_slots[4];  /* most objects of a backfill hold a line or two: no allocation */
 };
@@ -48,6 +52,17 @@ struct bp_archive_params {
                              * largest are finished; 0 = no budget */
     size_t max_files;       /* stores that write as objects grow: objects with a file open at
                              * once (smaller objects are kept as pending bytes, no file) */
+    size_t dedup_ids;       /* message ids of lines in stored objects remembered, so that a
+                             * redelivered message is not archived again; 0 = off */
+};
+
+/* The message ids of lines in stored objects, the last `cap` of them (FIFO): a ring of their
+ * 64-bit hashes and an open-addressing index into it (linear probing, backward-shift deletion),
+ * fixed in size whatever the traffic. */
+struct bp_archive_seen {
+    uint64_t *ring;         /* hashes in the order they were stored */
+    uint32_t *index;        /* ring position + 1; 0 = empty; nindex a power of two >= 2 cap */
+    size_t cap, n, head, nindex;
 };
 
 struct bp_archive {
@@ -89,6 +104,11 @@ struct bp_archive {
     unsigned long long opened_seq;  /* objects opened so far */
     double stamp_sec;       /* the second whose name stamp is in stamp (-1: none yet) */
     char stamp[16];
+    bp_buf_t line;          /* a payload's line when it is not its own (archive_line.h) */
+    unsigned long lines_compacted;  /* multi-line JSON made one line */
+    unsigned long lines_raw;        /* payloads carried base64-encoded in a marker line */
+    struct bp_archive_seen seen;    /* ids of lines already stored */
+    unsigned long dedup_skipped;    /* redelivered lines not archived again */
 };
 
 /* Size classes of the budget's choice (archive.c): 256-byte steps, the last for all past 256 KB. */
@@ -102,8 +122,10 @@ void bp_archive_init(struct bp_archive *a, struct bp_store *store, struct bp_ack
 void bp_archive_on_fatal(struct bp_archive *a, void (*fn)(void *owner, const char *why),
                         void *owner);
 void bp_archive_free(struct bp_archive *a);
-int bp_archive_add(struct bp_archive *a, const char *type, int32_t hour, const char *line,
-                   size_t len, uint32_t slot, double now) BP_WUR;
+int bp_archive_add(struct bp_archive *a, const char *type, int32_t hour, const char *id,
+                   size_t id_len, const char *payload, size_t len, uint32_t slot,
+                   double now) BP_WUR;
+int bp_archive_seen(const struct bp_archive *a, const char *id, size_t id_len);
 int bp_archive_tick(struct bp_archive *a, double now) BP_WUR;
 int bp_archive_finish_all(struct bp_archive *a) BP_WUR;
 int bp_archive_roll_older(struct bp_archive *a, double now, double min_age) BP_WUR;

@@ -51,7 +51,7 @@ struct bp_auth {
     char *metadata_base;   /* http://host[:port] */
     /* the token and the refresh state */
     char *token;           /* secret */
-    double expiry;         /* wall-clock second the token stops being valid */
+    double expiry;         /* monotonic second the token stops being valid */
     double lifetime;       /* expires_in of the token, for the refresh margin */
     int in_flight;
     double flight_start;
@@ -463,7 +463,9 @@ bp_auth_token(const struct bp_auth *a, double now)
     return a->token;
 }
 
-/* The wall-clock second at which the next refresh should start (a time <= now means now; INFINITY
+/* The second at which the next refresh should start, on the caller's monotonic clock like every
+ * `now` here (a wall clock stepped back would keep an expired token; forward, drop a good one)
+ * (a time <= now means now; INFINITY
  * for none credentials), so the caller can arm a timer instead of polling. It is the expiry minus
  * 300 s, or half the lifetime when that is less (a 60 s token refreshes at 30 s); after a failed
  * refresh, the end of its backoff; while a refresh is in flight, not before it is taken as lost. */
@@ -509,11 +511,11 @@ request_init(struct bp_auth_request *req, const char *method, char *url)
 }
 
 static int
-service_account_request(struct bp_auth *a, double now, struct bp_auth_request *req, char *err,
+service_account_request(struct bp_auth *a, double wall, struct bp_auth_request *req, char *err,
                         size_t errlen)
 {
     char *jwt = NULL;
-    if (bp_auth_jwt_assertion(a->key, a->key_id, a->client_email, a->scopes, a->token_url, now,
+    if (bp_auth_jwt_assertion(a->key, a->key_id, a->client_email, a->scopes, a->token_url, wall,
                               JWT_LIFETIME, &jwt) != 0) {
         bp_auth_set_err(err, errlen, "credentials file %s: signing the JWT with private_key failed",
                 a->source);
@@ -545,11 +547,13 @@ metadata_request(struct bp_auth *a, struct bp_auth_request *req)
 }
 
 /* Builds the HTTP request of a refresh into *req (owned by the caller: bp_auth_request_free, also
- * after a failure) and marks a refresh in flight until bp_auth_refresh_done. Fails when the
+ * after a failure) and marks a refresh in flight until bp_auth_refresh_done. now is the
+ * monotonic clock of every other call; wall the epoch seconds a JWT's iat/exp claims carry.
+ * Fails when the
  * credentials are none, a refresh is already in flight, or signing fails. Returns 0 or -1. */
 int
-bp_auth_refresh_request(struct bp_auth *a, double now, struct bp_auth_request *req, char *err,
-                        size_t errlen)
+bp_auth_refresh_request(struct bp_auth *a, double now, double wall, struct bp_auth_request *req,
+                        char *err, size_t errlen)
 {
     memset(req, 0, sizeof(*req));
     if (a->kind == BP_AUTH_NONE) {
@@ -562,7 +566,7 @@ bp_auth_refresh_request(struct bp_auth *a, double now, struct bp_auth_request *r
     }
     switch (a->kind) {
     case BP_AUTH_SERVICE_ACCOUNT:
-        if (service_account_request(a, now, req, err, errlen) != 0)
+        if (service_account_request(a, wall, req, err, errlen) != 0)
             return -1;
         break;
     case BP_AUTH_AUTHORIZED_USER:

@@ -50,8 +50,8 @@ int bp_auth_set_token_url(struct bp_auth *a, const char *url, char *err, size_t 
 const char *bp_auth_token(const struct bp_auth *a, double now);
 double bp_auth_refresh_at(const struct bp_auth *a);
 int bp_auth_needs_refresh(const struct bp_auth *a, double now);
-int bp_auth_refresh_request(struct bp_auth *a, double now, struct bp_auth_request *req,
-                            char *err, size_t errlen) BP_WUR;
+int bp_auth_refresh_request(struct bp_auth *a, double now, double wall,
+                            struct bp_auth_request *req, char *err, size_t errlen) BP_WUR;
 void bp_auth_request_free(struct bp_auth_request *req);
 int bp_auth_refresh_done(struct bp_auth *a, double now, long status, const char *body, size_t len,
                          int metadata_flavor_ok, char *err, size_t errlen) BP_WUR;

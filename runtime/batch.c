@@ -4,6 +4,7 @@
  * fresh buffer: many requests of one table may be in flight at once. */
 #include "batch.h"
 #include "log.h"
+#include "timefmt.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,8 +18,16 @@ struct flight {
     struct bp_rowbatch *rb;
     bp_buf_t buf;
     uint32_t *slots;
+    int32_t *attempts;      /* the dead-letter table's rows: delivery attempts */
     size_t nrows;
+    struct flight *next;   /* in its table's held list */
 };
+
+/* A paused table is tried again after uniform(d/2, d), d doubling from PROBE_MIN to PROBE_MAX
+ * seconds: quota windows and permission propagation take minutes, and a request a minute per
+ * table costs nothing against any quota. */
+#define PROBE_MIN 1.0
+#define PROBE_MAX 60.0
 
 void
 bp_batches_init(struct bp_batches *b, struct bp_store *store, struct bp_ack *ack,
@@ -30,6 +39,13 @@ bp_batches_init(struct bp_batches *b, struct bp_store *store, struct bp_ack *ack
     b->max_rows = max_rows;
     b->max_bytes = max_bytes;
     b->max_age = max_age;
+    b->refused_grace = 600;
+}
+
+void
+bp_batches_set_refused_grace(struct bp_batches *b, double seconds)
+{
+    b->refused_grace = seconds;
 }
 
 /* Rows refused by the store go to fn (dead letter); without it they fail their message. */
@@ -38,6 +54,15 @@ void
 bp_batches_on_fatal(struct bp_batches *b, bp_fatal_fn fn)
 {
     b->fatal = fn;
+}
+
+/* Who decides what becomes of a message whose dead-letter row the dead-letter table refused
+ * (set aside, or nacked for another attempt); without it the message is nacked. The owner is
+ * on_rejected's. */
+void
+bp_batches_on_dead_refused(struct bp_batches *b, bp_dead_refused_fn fn)
+{
+    b->dead_refused = fn;
 }
 
 void
@@ -55,9 +80,17 @@ bp_batches_free(struct bp_batches *b)
     if (!b)
         return;
     for (size_t i = 0; i < b->n; i++) {
+        for (struct flight *f = b->v[i]->held, *next; f; f = next) {
+            next = f->next;
+            bp_buf_free(&f->buf);
+            free(f->slots);
+            free(f);
+        }
+        free(b->v[i]->paused_why);
         free(b->v[i]->table);
         bp_buf_free(&b->v[i]->buf);
         free(b->v[i]->slots);
+        free(b->v[i]->attempts);
         free(b->v[i]);
     }
     free(b->v);
@@ -76,6 +109,7 @@ bp_batches_index(struct bp_batches *b, const char *table)
     struct bp_rowbatch *rb = bp_xcalloc(1, sizeof(*rb));
     rb->table = bp_xstrdup(table);
     bp_buf_init(&rb->buf, BP_BATCH_HARD_MAX);
+    bp_backoff_init(&rb->backoff, PROBE_MIN, PROBE_MAX);
     b->v[b->n] = rb;
     return b->n++;
 }
@@ -122,6 +156,103 @@ refused_for_good(struct bp_batches *b, struct flight *f, const char *errmsg)
 }
 
 static void
+flight_free(struct flight *f)
+{
+    bp_buf_free(&f->buf);
+    free(f->slots);
+    free(f);
+}
+
+static void
+hold(struct bp_rowbatch *rb, struct flight *f, int front)
+{
+    if (front) {
+        f->next = rb->held;
+        rb->held = f;
+        if (!rb->held_tail)
+            rb->held_tail = f;
+    } else {
+        f->next = NULL;
+        if (rb->held_tail)
+            rb->held_tail->next = f;
+        else
+            rb->held = f;
+        rb->held_tail = f;
+    }
+    rb->held_rows += f->nrows;
+}
+
+static struct flight *
+unhold(struct bp_rowbatch *rb)
+{
+    struct flight *f = rb->held;
+    if (f) {
+        rb->held = f->next;
+        if (!rb->held)
+            rb->held_tail = NULL;
+        rb->held_rows -= f->nrows;
+        f->next = NULL;
+    }
+    return f;
+}
+
+/* The table answered a refusal that often passes (quota, a grant propagating, a table being
+ * recreated): the request waits in the table's held list and the table is paused, unless the
+ * refusals have lasted refused_grace: then it and every held request get what a refusal for
+ * good gets (dead letters; for the dead-letter table, the owner stops). */
+static void
+refused_for_now(struct bp_batches *b, struct flight *f, const char *errmsg)
+{
+    struct bp_rowbatch *rb = f->rb;
+    double now = bp_time_mono();
+    int was_probe = rb->probing;
+    rb->probing = 0;
+    if (!rb->refused_since)
+        rb->refused_since = now;
+    if (now - rb->refused_since >= b->refused_grace) {
+        bp_log(BP_LOG_ERROR, "batch", "table %s has refused requests for %.0f s "
+               "(bigquery.refused_grace_seconds=%.0f): giving up on %zu held rows", rb->table,
+               now - rb->refused_since, b->refused_grace, rb->held_rows + f->nrows);
+        free(rb->paused_why);
+        rb->paused_why = NULL;
+        refused_for_good(b, f, errmsg);
+        flight_free(f);
+        for (struct flight *h; (h = unhold(rb)) != NULL; flight_free(h))
+            refused_for_good(b, h, errmsg);
+        return;
+    }
+    b->refused++;
+    if (!rb->paused_why)
+        bp_log(BP_LOG_WARN, "batch", "table %s refused %zu rows for now; the table is paused "
+               "and they are sent again (dead letters after bigquery.refused_grace_seconds=%.0f): "
+               "%s", rb->table, f->nrows, b->refused_grace, errmsg);
+    free(rb->paused_why);
+    rb->paused_why = bp_xstrdup(errmsg);
+    hold(rb, f, 1);
+    /* the probe's refusal sets the next probe; refusals of requests sent before the pause
+     * began do not push it further */
+    if (was_probe || !rb->retry_at || rb->retry_at <= now)
+        rb->retry_at = now + bp_backoff_fail(&rb->backoff);
+}
+
+/* The table stored a request: a pause ends, and its held requests go at the next tick. */
+static void
+accepted(struct bp_rowbatch *rb)
+{
+    rb->probing = 0;
+    if (!rb->refused_since)
+        return;
+    if (rb->paused_why)
+        bp_log(BP_LOG_INFO, "batch", "table %s accepts rows again after %.0f s; sending its %zu "
+               "held rows", rb->table, bp_time_mono() - rb->refused_since, rb->held_rows);
+    rb->refused_since = 0;
+    rb->retry_at = 0;
+    bp_backoff_reset(&rb->backoff);
+    free(rb->paused_why);
+    rb->paused_why = NULL;
+}
+
+static void
 flight_done(void *arg, int status, const char *errmsg, const struct bp_row_error *errs,
             size_t nerrs)
 {
@@ -129,10 +260,18 @@ flight_done(void *arg, int status, const char *errmsg, const struct bp_row_error
     struct bp_batches *b = f->b;
     struct bp_rowbatch *rb = f->rb;
     b->in_flight--;
+    if (status == BP_STORE_REFUSED) {
+        refused_for_now(b, f, errmsg ? errmsg : "refused");
+        return;     /* f is held (or freed) */
+    }
     if (status == BP_STORE_PERMANENT) {
         refused_for_good(b, f, errmsg ? errmsg : "refused");
         goto out;
     }
+    if (status == 0)
+        accepted(rb);
+    else
+        rb->probing = 0;
     if (status != 0) {
         b->failures++;
         bp_log(BP_LOG_ERROR, "batch", "table %s: %zu rows not stored, their messages will be "
@@ -151,9 +290,17 @@ flight_done(void *arg, int status, const char *errmsg, const struct bp_row_error
         refused[i] = 1;
         rb->rows_rejected++;
         const char *line = nth_line(f->buf.data, f->buf.data + f->buf.len, i, &len);
-        int ok = !rb->is_dead_letter && b->rejected &&
+        int ok;
+        if (rb->is_dead_letter)
+            /* a dead letter cannot be dead-lettered: the owner counts the attempts and sets the
+             * message aside at the last, so it does not loop forever */
+            ok = b->dead_refused &&
+                 b->dead_refused(b->owner, rb->table, line, len, errs[e].reason, f->slots[i],
+                                 f->attempts ? f->attempts[i] : 0) == 0;
+        else
+            ok = b->rejected &&
                  b->rejected(b->owner, rb->table, line, len, errs[e].reason, f->slots[i]) == 0;
-        if (!ok)
+        if (!ok && !(rb->is_dead_letter && b->dead_refused))
             bp_log(BP_LOG_ERROR, "batch", "table %s refused a row that cannot be dead-lettered; "
                    "its message will be redelivered: %s", rb->table, errs[e].reason);
         bp_ack_done(b->ack, f->slots[i], ok);
@@ -167,7 +314,16 @@ flight_done(void *arg, int status, const char *errmsg, const struct bp_row_error
 out:
     bp_buf_free(&f->buf);
     free(f->slots);
+    free(f->attempts);
     free(f);
+}
+
+static int
+send_flight(struct bp_batches *b, struct flight *f)
+{
+    b->in_flight++;
+    return b->store->ops->rows_put(b->store, f->rb->table, f->buf.data, f->buf.len, f->nrows,
+                                   flight_done, f);
 }
 
 static int
@@ -180,16 +336,38 @@ flush_one(struct bp_batches *b, struct bp_rowbatch *rb)
     f->rb = rb;
     f->buf = rb->buf;
     f->slots = rb->slots;
+    f->attempts = rb->attempts;
     f->nrows = rb->nrows;
     rb->last_len = f->buf.len;
     rb->last_rows = f->nrows;
     bp_buf_init(&rb->buf, BP_BATCH_HARD_MAX);
     rb->slots = NULL;
+    rb->attempts = NULL;
     rb->slots_cap = 0;
     rb->nrows = 0;
-    b->in_flight++;
-    return b->store->ops->rows_put(b->store, rb->table, f->buf.data, f->buf.len, f->nrows,
-                                   flight_done, f);
+    if (rb->held) {
+        /* paused: the request waits its turn instead of meeting the same refusal */
+        hold(rb, f, 0);
+        return 0;
+    }
+    return send_flight(b, f);
+}
+
+/* A paused table's next probe when it is due; after a success, every held request. */
+static int
+send_held(struct bp_batches *b, struct bp_rowbatch *rb, double mono)
+{
+    int rc = 0;
+    if (rb->refused_since) {
+        if (rb->probing || mono < rb->retry_at)
+            return 0;
+        rb->probing = 1;
+        return send_flight(b, unhold(rb));
+    }
+    for (struct flight *f; (f = unhold(rb)) != NULL;)
+        if (send_flight(b, f) != 0)
+            rc = -1;
+    return rc;
 }
 
 /* An entry past BP_ROW_MAX would fail its whole request, and again after every redelivery:
@@ -218,6 +396,15 @@ int
 bp_batches_add(struct bp_batches *b, size_t idx, const char *entry, size_t len, uint32_t slot,
                double now)
 {
+    return bp_batches_add_attempt(b, idx, entry, len, slot, 0, now);
+}
+
+/* bp_batches_add with the message's delivery attempt (Pub/Sub's deliveryAttempt, 0 when
+ * unknown), which the dead-letter table's rows keep for bp_dead_refused_fn. */
+int
+bp_batches_add_attempt(struct bp_batches *b, size_t idx, const char *entry, size_t len,
+                       uint32_t slot, int attempt, double now)
+{
     struct bp_rowbatch *rb = b->v[idx];
     if (len > BP_ROW_MAX)
         return refuse_oversized(b, rb, entry, len, slot);
@@ -237,7 +424,11 @@ bp_batches_add(struct bp_batches *b, size_t idx, const char *entry, size_t len, 
         rb->slots_cap = rb->slots_cap ? rb->slots_cap * 2
                                       : (rb->last_rows > 64 ? rb->last_rows + 8 : 64);
         rb->slots = bp_xrealloc(rb->slots, rb->slots_cap * sizeof(*rb->slots));
+        if (rb->is_dead_letter)
+            rb->attempts = bp_xrealloc(rb->attempts, rb->slots_cap * sizeof(*rb->attempts));
     }
+    if (rb->is_dead_letter)
+        rb->attempts[rb->nrows] = attempt;
     rb->slots[rb->nrows++] = slot;
     bp_ack_add(b->ack, slot, 1);
     if (rb->nrows >= b->max_rows || rb->buf.len >= b->max_bytes)
@@ -250,11 +441,53 @@ int
 bp_batches_tick(struct bp_batches *b, double now)
 {
     int rc = 0;
-    for (size_t i = 0; i < b->n; i++)
+    double mono = 0;
+    for (size_t i = 0; i < b->n; i++) {
         if (b->v[i]->nrows && now - b->v[i]->first_at >= b->max_age &&
             flush_one(b, b->v[i]) != 0)
             rc = -1;
+        if (b->v[i]->held) {
+            if (!mono)
+                mono = bp_time_mono();
+            if (send_held(b, b->v[i], mono) != 0)
+                rc = -1;
+        }
+    }
     return rc;
+}
+
+/* Draining: the rows of paused tables will not be stored before the process ends, so their
+ * messages are nacked (redelivered to the next process) instead of waiting for their lease. */
+static void
+nack_held(struct bp_batches *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        struct bp_rowbatch *rb = b->v[i];
+        if (rb->held)
+            bp_log(BP_LOG_WARN, "batch", "table %s is paused (%s): nacking its %zu held rows",
+                   rb->table, rb->paused_why ? rb->paused_why : "refused", rb->held_rows);
+        for (struct flight *f; (f = unhold(rb)) != NULL; flight_free(f))
+            for (size_t k = 0; k < f->nrows; k++)
+                bp_ack_done(b->ack, f->slots[k], 0);
+    }
+}
+
+const struct bp_rowbatch *
+bp_batches_paused(const struct bp_batches *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        if (b->v[i]->paused_why)
+            return b->v[i];
+    return NULL;
+}
+
+size_t
+bp_batches_held_rows(const struct bp_batches *b)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < b->n; i++)
+        n += b->v[i]->held_rows;
+    return n;
 }
 
 int
@@ -264,6 +497,7 @@ bp_batches_flush_all(struct bp_batches *b)
     for (size_t i = 0; i < b->n; i++)
         if (flush_one(b, b->v[i]) != 0)
             rc = -1;
+    nack_held(b);
     return rc;
 }
 

@@ -57,6 +57,10 @@ static const struct bp_opt options[] = {
     { "bigquery.ddl_dir", NULL, STR(ddl_dir), NULL, 0, 0,
       "folder of the CREATE TABLE files (default: ddl/ in the pipeline's folder, or in its "
       "parent when that is scripts/)" },
+    { "bigquery.refused_grace_seconds", NULL, INT(refused_grace_seconds), "600", 0, 86400,
+      "a table answering 403 (quota, permissions) or 404 is paused and its rows held and sent "
+      "again; refused past this long, its rows are dead-lettered (the dead-letter table: the "
+      "process stops)" },
     { "archive.path", "--gcs_output_path", STR(archive_path), "gs://backend_events_data/output",
       0, 0, "raw archive root: gs://BUCKET/PREFIX" },
     { "archive.roll_bytes", NULL, INT(roll_bytes), "67108864", 1024, 4096 * MB,
@@ -110,8 +114,11 @@ static const struct bp_opt options[] = {
       "127.0.0.1:9464; port 0 picks a free one; off by default)" },
     /* scripts: time and memory budgets, sandbox (issue 8 item 4) */
     { "lua.budget_ms", NULL, INT(lua_budget_ms), "1000", 0, 3600000,
-      "time budget of one batch of events in Lua: past it the running event is interrupted "
+      "time budget of one event in Lua: past it the event is interrupted "
       "and dead-lettered (0 = no budget)" },
+    { "lua.batch_budget_ms", NULL, INT(lua_batch_budget_ms), "1000", 0, 3600000,
+      "time one batch may hold the loop in Lua: past it no new event starts and the rest of the "
+      "batch runs after the loop has served timers and I/O (0 = no cap; needs lua.budget_ms)" },
     { "lua.hard_ms", NULL, INT(lua_hard_ms), "0", 0, 3600000,
       "an event that cannot be interrupted (compiled loop) is recorded as a suspect after this "
       "long and the process exits (code 3) for a restart; 0 = 4 x lua.budget_ms" },
@@ -146,6 +153,14 @@ static const struct bp_opt options[] = {
       "1 (or --update-tables): before pulling and on reload, add the DDL's new NULLABLE columns "
       "and RECORD fields to the existing tables (tables.patch); a change BigQuery refuses stops "
       "the start (or the reload). --create-tables does it too" },
+    /* redeliveries */
+    { "archive.dedup_ids", NULL, INT(archive_dedup_ids), "100000", 0, 10000000,
+      "message ids of lines in stored archive objects remembered (the last N, 16 bytes each): "
+      "a redelivered message among them is not archived again (0 = off)" },
+    { "dead_letter.max_attempts", NULL, INT(dead_letter_max_attempts), "5", 1, 1000,
+      "deliveries of a message whose dead-letter row the table refuses (Pub/Sub's "
+      "deliveryAttempt, else the suspects file's count); at this one it is set aside under "
+      "quarantine/ in the archive, logged and acked instead of looping" },
 };
 
 const struct bp_opt *

@@ -42,6 +42,7 @@ struct bp_config {
     char *ddl_dir;
     long retry_attempts;
     long retry_max_ms;
+    long refused_grace_seconds;    /* a 403/404 pauses a table this long before rows go */
     /* operability (issue 9) */
     long preflight_seconds;
     long local_out_append;
@@ -50,6 +51,7 @@ struct bp_config {
     /* scripts: time and memory budgets, sandbox (issue 8 item 4) */
     long lua_budget_ms;
     long lua_hard_ms;
+    long lua_batch_budget_ms;  /* time one batch may hold the loop (watchdog.c) */
     long lua_memory_mb;
     long sandbox;
     char *state_dir;           /* the suspects file; after bp_config_finish: never NULL */
@@ -62,6 +64,9 @@ struct bp_config {
     char *dead_letter_format;  /* "rejected_events" or "dataflow" (the template's error records) */
     /* schema evolution (issue 11 item 2) */
     long update_tables;        /* patch existing tables to their DDL before pulling and on reload */
+    /* redeliveries */
+    long archive_dedup_ids;    /* ids of stored archive lines remembered (0 = off) */
+    long dead_letter_max_attempts;  /* deliveries of a message whose dead letter is refused */
 };
 
 enum bp_opt_type { BP_OPT_STR, BP_OPT_INT, BP_OPT_BOOL };

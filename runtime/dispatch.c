@@ -101,8 +101,8 @@ dead_row(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, int stage, const ch
               "reason=%.300s", bp_stage_names[stage], (int)(m->id_len > 200 ? 200 : m->id_len),
               m->id, reason);
     if (build_dead_entry(rt, m, stage, reason, strlen(reason), etype, etype_len, now_str) != 0 ||
-        bp_batches_add(&rt->tables, rt->dead_batch, rt->entry.data, rt->entry.len, slot,
-                       ev_now(rt->loop)) != 0)
+        bp_batches_add_attempt(&rt->tables, rt->dead_batch, rt->entry.data, rt->entry.len, slot,
+                               m->delivery_attempt, bp_time_mono()) != 0)
         return -1;
     rt->stats.dead[stage]++;
     return 0;
@@ -115,8 +115,8 @@ bp_rt_dead_letter(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, int stage,
                   const char *reason, const char *etype, size_t etype_len)
 {
     if (dead_row(rt, m, slot, stage, reason, etype, etype_len) != 0 ||
-        bp_archive_add(&rt->archive, rt->cfg.dead_letter_prefix, publish_hour(m), m->data, m->len,
-                       slot, ev_now(rt->loop)) != 0)
+        bp_archive_add(&rt->archive, rt->cfg.dead_letter_prefix, publish_hour(m), m->id,
+                       m->id_len, m->data, m->len, slot, bp_time_mono()) != 0)
         return -1;
     return 0;
 }
@@ -191,7 +191,8 @@ dispatch_row(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, const bp_result
      * is over) */
     int32_t hour = r->hour > 0 && rt->cfg.archive_time[0] != 'p' ? r->hour : publish_hour(m);
     if (bp_batches_add(&rt->tables, rt->route_batch[r->route], b->data, b->len, slot, now) != 0 ||
-        bp_archive_add(&rt->archive, type, hour, m->data, m->len, slot, now) != 0)
+        bp_archive_add(&rt->archive, type, hour, m->id, m->id_len, m->data, m->len, slot,
+                       now) != 0)
         return -1;
     rt->stats.rows++;
     return 0;
@@ -207,7 +208,7 @@ bp_dispatch_batch(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots,
 {
     size_t nroutes;
     const struct bp_route *routes = bp_lua_host_routes(rt->host, &nroutes);
-    double now = ev_now(rt->loop);
+    double now = bp_time_mono();   /* durations: never the wall clock (ev_now) */
     for (size_t i = 0; i < n; i++) {
         const bp_result_t *r = &res[i];
         const bp_msg_t *m = &msgs[i];

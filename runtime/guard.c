@@ -5,6 +5,7 @@
 #include "log.h"
 #include "quarantine.h"
 #include "rt.h"
+#include "timefmt.h"
 #include "watchdog.h"
 
 #include <errno.h>
@@ -95,9 +96,11 @@ bp_guard_screen(struct bp_rt *rt, const bp_msg_t **msgs, const uint32_t **slots,
      * attempts = max(bp_quarantine_attempts, deliveryAttempt - 1), once bp_msg_t carries it. */
     if (!g)
         return n;
-    /* records other workers (or our own hook) appended: at most once a second, ev_now is free */
-    if (g->q && ev_now(rt->loop) >= g->next_refresh) {
-        g->next_refresh = ev_now(rt->loop) + 1.0;
+    /* records other workers (or our own hook) appended: at most once a second (monotonic: a
+     * wall clock stepped back would stop the refresh for as long) */
+    double now = bp_time_mono();
+    if (g->q && now >= g->next_refresh) {
+        g->next_refresh = now + 1.0;
         if (bp_quarantine_refresh(g->q) != 0)
             bp_log(BP_LOG_WARN, "lua", "%s: %s", bp_quarantine_path(g->q), strerror(errno));
     }
@@ -136,6 +139,14 @@ bp_guard_screen(struct bp_rt *rt, const bp_msg_t **msgs, const uint32_t **slots,
         *slots = *slots ? g->slots : NULL;
     }
     return kept;
+}
+
+/* The suspects file, or NULL (no guard, or no state_dir): set_aside.c counts refused dead
+ * letters there too. */
+struct bp_quarantine *
+bp_guard_quarantine(struct bp_rt *rt)
+{
+    return rt->guard ? rt->guard->q : NULL;
 }
 
 /* Before the batch call: starts the time budget of b. */

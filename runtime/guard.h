@@ -16,5 +16,6 @@ size_t bp_guard_screen(struct bp_rt *rt, const bp_msg_t **msgs, const uint32_t *
 void bp_guard_arm(struct bp_rt *rt, bp_batch_t *b);
 void bp_guard_disarm(struct bp_rt *rt);
 void bp_guard_check_memory(struct bp_rt *rt);
+struct bp_quarantine *bp_guard_quarantine(struct bp_rt *rt);
 
 #endif

@@ -6,23 +6,29 @@
  * knows each object's and array's size, so every table is created at its final size. On the live
  * corpus this decodes in ~0.6x lua-cjson's time (tests/bench/run measures the whole path).
  *
- * Same values as lua-cjson, or none: the fast path only answers where its result is exactly what
- * lua-cjson (configured as scripts/bepipe/host.lua configures it) would return, and declines
- * everything else, which the caller then decodes with lua-cjson: its result or its error message,
- * unchanged. Declined: text that simdjson refuses (invalid JSON, and also what lua-cjson takes but
+ * Same values as lua-cjson, or none, but for integers: the fast path only answers where its
+ * result is what lua-cjson (configured as scripts/bepipe/host.lua configures it) would return,
+ * and declines everything else, which the caller then decodes with lua-cjson: its result or its
+ * error message, unchanged. The exception: an integer past 2^53 in magnitude, which lua-cjson
+ * rounds to a double, is pushed exactly, as an int64_t cdata (uint64_t past 2^63 - 1) made by
+ * bepipe.int64 (scripts/bepipe/int64.lua); bp_json_lua_inexact finds such integers in text the
+ * fast path declined, so that the batch loop dead-letters the event instead of changing them.
+ * Declined: text that simdjson refuses (invalid JSON, and also what lua-cjson takes but
  * simdjson does not: invalid UTF-8, raw control characters in strings, `1.`, integers past
  * 64 bits, numbers past the double range), nesting deeper than lua-cjson's limit, documents over
- * BP_JSON_LUA_MAX bytes (the parser's memory grows to the largest document it has seen), a top
- * level that is not an object, and an integer zero written `-0` (simdjson's DOM gives 0, lua-cjson
- * -0.0). tests/unit/test_json_lua.c and tests/fuzz/fuzz_json_lua.c compare the two. */
+ * BP_JSON_LUA_BIG_MAX bytes, a top level that is not an object, and an integer zero written
+ * `-0` (simdjson's DOM gives 0, lua-cjson -0.0). tests/unit/test_json_lua.c and
+ * tests/fuzz/fuzz_json_lua.c compare the two. */
 #include <simdjson.h>
 
 #include <cstdlib>
+#include <memory>
 #include <cstring>
 
 extern "C" {
 #include "bp_ffi.h"
 #include "json_lua.h"
+#include <lauxlib.h>
 #include <lua.h>
 }
 
@@ -40,7 +46,27 @@ thread_local size_t pad_cap;
 struct walk {
     lua_State *L;
     bool zero_int;    /* an integer 0 was pushed: it may have been written -0 */
+    int int64;        /* stack index of bepipe.int64 (scripts/bepipe/int64.lua), 0 if none */
 };
+
+/* 2^53: every integer up to it in magnitude is a double; past it one is not, and goes as an
+ * int64_t / uint64_t cdata so that it reaches the row unchanged */
+const uint64_t EXACT = 9007199254740992ull;
+
+/* Pushes the integer (negative when neg) of magnitude u past 2^53 as a cdata made by
+ * bepipe.int64(hi, lo, unsigned); false when there is no such function. */
+bool push_big(walk &w, uint64_t u, bool neg, bool is_unsigned)
+{
+    if (!w.int64)
+        return false;
+    uint64_t bits = neg ? (uint64_t)0 - u : u;
+    lua_pushvalue(w.L, w.int64);
+    lua_pushnumber(w.L, (lua_Number)(uint32_t)(bits >> 32));
+    lua_pushnumber(w.L, (lua_Number)(uint32_t)bits);
+    lua_pushboolean(w.L, is_unsigned);
+    lua_call(w.L, 3, 1);
+    return true;
+}
 
 /* Pushes e and everything in it; false when past the depth (nothing pushed for e then, the
  * caller pops what it pushed). Lua memory errors unwind through here: nothing below holds a
@@ -50,7 +76,7 @@ bool push(walk &w, dom::element e, int depth)
     lua_State *L = w.L;
     switch (e.type()) {
     case dom::element_type::OBJECT: {
-        if (depth > BP_JSON_LUA_DEPTH || !lua_checkstack(L, 3))
+        if (depth > BP_JSON_LUA_DEPTH || !lua_checkstack(L, 6))
             return false;
         dom::object o = e.get_object().value_unsafe();
         lua_createtable(L, 0, (int)o.size());
@@ -65,7 +91,7 @@ bool push(walk &w, dom::element e, int depth)
         return true;
     }
     case dom::element_type::ARRAY: {
-        if (depth > BP_JSON_LUA_DEPTH || !lua_checkstack(L, 2))
+        if (depth > BP_JSON_LUA_DEPTH || !lua_checkstack(L, 6))
             return false;
         dom::array a = e.get_array().value_unsafe();
         lua_createtable(L, (int)a.size(), 0);
@@ -87,13 +113,14 @@ bool push(walk &w, dom::element e, int depth)
     case dom::element_type::INT64: {
         int64_t v = e.get_int64().value_unsafe();
         w.zero_int |= v == 0;
-        /* the nearest double, as strtod gives it for the same digits */
+        uint64_t mag = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+        if (mag > EXACT)
+            return push_big(w, mag, v < 0, false);
         lua_pushnumber(L, (lua_Number)v);
         return true;
     }
-    case dom::element_type::UINT64:
-        lua_pushnumber(L, (lua_Number)e.get_uint64().value_unsafe());
-        return true;
+    case dom::element_type::UINT64:    /* past INT64_MAX, below 2^64 */
+        return push_big(w, e.get_uint64().value_unsafe(), false, true);
     case dom::element_type::DOUBLE:
         lua_pushnumber(L, e.get_double().value_unsafe());
         return true;
@@ -145,6 +172,48 @@ bool padded_copy(const char *p, size_t n)
     return true;
 }
 
+/* The scanner of bp_json_lua_inexact: one open object or array of the text. */
+struct frame {
+    bool obj;
+    const char *key;    /* the member being read (obj), or NULL before its key */
+    size_t klen;
+    long index;         /* the element being read (array) */
+};
+
+/* True when the number token p[0..n) is an integer (no fraction, no exponent) past 2^53 in
+ * magnitude that an int64_t / uint64_t holds: lua-cjson would round it to a double. */
+bool inexact_integer(const char *p, size_t n)
+{
+    bool neg = n && p[0] == '-';
+    size_t i = neg ? 1 : 0;
+    uint64_t u = 0;
+    for (; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return false;
+        uint64_t d = (uint64_t)(p[i] - '0');
+        if (u > UINT64_MAX / 10 || (u == UINT64_MAX / 10 && d > UINT64_MAX % 10))
+            return false;    /* past 64 bits: a double either way */
+        u = u * 10 + d;
+    }
+    return u > EXACT && (!neg || u <= (uint64_t)1 << 63);
+}
+
+/* Writes the path of the innermost value (`a.b[2]`) to out. */
+void path_text(const frame *st, int depth, char *out, size_t size)
+{
+    size_t n = 0;
+    out[0] = 0;
+    for (int d = 0; d < depth && n + 1 < size; d++) {
+        int w = st[d].obj ? snprintf(out + n, size - n, "%s%.*s", n ? "." : "",
+                                     (int)(st[d].klen > 64 ? 64 : st[d].klen),
+                                     st[d].key ? st[d].key : "")
+                          : snprintf(out + n, size - n, "[%ld]", st[d].index);
+        if (w < 0)
+            return;
+        n += (size_t)w;
+    }
+}
+
 } // namespace
 
 /* See json_lua.h. */
@@ -154,24 +223,47 @@ bp_json_lua_push(lua_State *L, const char *p, size_t n)
     size_t i = 0;
     while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
         i++;
-    if (i == n || p[i] != '{' || n > BP_JSON_LUA_MAX)
+    if (i == n || p[i] != '{' || n > BP_JSON_LUA_BIG_MAX)
         return 0;
     if (!parser) {
         parser = new (std::nothrow) dom::parser(BP_JSON_LUA_MAX);
         if (!parser)
             return 0;
     }
-    if (!padded_copy(p, n))
+    /* a larger document gets a parser of its own, freed after it: the reused parser's memory
+     * follows the largest document it has seen */
+    std::unique_ptr<dom::parser> big;
+    std::unique_ptr<char, decltype(&free)> big_text(nullptr, free);
+    dom::parser *use = parser;
+    const char *text = pad_buf;
+    if (n > BP_JSON_LUA_MAX) {
+        big.reset(new (std::nothrow) dom::parser(n));
+        big_text.reset((char *)malloc(n + SIMDJSON_PADDING));
+        if (!big || !big_text)
+            return 0;
+        memcpy(big_text.get(), p, n);
+        memset(big_text.get() + n, 0, SIMDJSON_PADDING);
+        use = big.get();
+        text = big_text.get();
+    } else if (!padded_copy(p, n)) {
         return 0;
+    } else {
+        text = pad_buf;
+    }
     dom::element root;
-    if (parser->parse(pad_buf, n, false).get(root) != SUCCESS)
+    if (use->parse(text, n, false).get(root) != SUCCESS)
         return 0;
-    walk w = { L, false };
     int top = lua_gettop(L);
+    if (!lua_checkstack(L, 8))
+        return 0;
+    lua_getfield(L, LUA_REGISTRYINDEX, "bepipe.int64");
+    walk w = { L, false, lua_isfunction(L, -1) ? top + 1 : 0 };
     if (!push(w, root, 1) || (w.zero_int && has_minus_zero(p, n))) {
         lua_settop(L, top);
         return 0;
     }
+    lua_replace(L, top + 1);    /* the value where bepipe.int64 was */
+    lua_settop(L, top + 1);
     return 1;
 }
 
@@ -185,4 +277,64 @@ bp_json_lua_decode_msg(lua_State *L)
         return 0;
     const bp_msg_t *m = &b->msgs[i];
     return bp_json_lua_push(L, m->data, m->len);
+}
+
+/* See json_lua.h. */
+extern "C" int
+bp_json_lua_inexact(lua_State *L)
+{
+    size_t n;
+    const char *p = luaL_checklstring(L, 1, &n);
+    frame st[BP_JSON_LUA_DEPTH + 2];
+    int depth = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (c == '"') {
+            size_t s0 = ++i;
+            while (i < n && p[i] != '"')
+                i += p[i] == '\\' ? 2 : 1;
+            if (i >= n)
+                return 0;
+            size_t j = i + 1;
+            while (j < n && (p[j] == ' ' || p[j] == '\t' || p[j] == '\n' || p[j] == '\r'))
+                j++;
+            if (depth > 0 && st[depth - 1].obj && j < n && p[j] == ':') {
+                st[depth - 1].key = p + s0;
+                st[depth - 1].klen = i - s0;
+            }
+        } else if (c == '{' || c == '[') {
+            if (depth > BP_JSON_LUA_DEPTH)
+                return 0;    /* lua-cjson refuses it anyway */
+            st[depth++] = frame{ c == '{', NULL, 0, 0 };
+        } else if (c == '}' || c == ']') {
+            if (depth > 0)
+                depth--;
+        } else if (c == ',') {
+            if (depth > 0 && !st[depth - 1].obj)
+                st[depth - 1].index++;
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            size_t s0 = i;
+            while (i + 1 < n && (p[i + 1] == '-' || p[i + 1] == '+' || p[i + 1] == '.' ||
+                                 p[i + 1] == 'e' || p[i + 1] == 'E' ||
+                                 (p[i + 1] >= '0' && p[i + 1] <= '9')))
+                i++;
+            if (inexact_integer(p + s0, i + 1 - s0)) {
+                char path[300];
+                path_text(st, depth, path, sizeof(path));
+                lua_pushstring(L, path);
+                lua_pushlstring(L, p + s0, i + 1 - s0);
+                return 2;
+            }
+        }
+    }
+    return 0;
+}
+
+/* See json_lua.h. */
+extern "C" int
+bp_json_lua_decode(lua_State *L)
+{
+    size_t n;
+    const char *p = luaL_checklstring(L, 1, &n);
+    return bp_json_lua_push(L, p, n);
 }

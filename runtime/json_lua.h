@@ -9,9 +9,11 @@
 
 /* lua-cjson's decode_max_depth in scripts/bepipe/host.lua: deeper text is declined */
 #define BP_JSON_LUA_DEPTH 64
-/* larger documents are declined (and go to lua-cjson): the parser's memory follows the
- * largest document it has parsed */
+/* the reused parser's size; a larger document gets a parser of its own, freed after it (a
+ * parser's memory follows the largest document it has parsed) */
 #define BP_JSON_LUA_MAX (1u << 20)
+/* larger documents are declined (and go to lua-cjson); Pub/Sub's messages stop at 10 MB */
+#define BP_JSON_LUA_BIG_MAX (16u << 20)
 
 /* Decodes the JSON object text p[0..n) and pushes it as lua-cjson would: tables (objects and
  * arrays), strings, numbers, booleans, and cjson.null (a NULL light userdata). Returns 1 with the
@@ -24,5 +26,16 @@ int bp_json_lua_push(lua_State *L, const char *p, size_t n);
  * (0-based); returns the table, or nothing when declined or out of range. The batch loop in
  * scripts/bepipe/host.lua calls it, found in the registry as "bepipe.decode_msg". */
 int bp_json_lua_decode_msg(lua_State *L);
+
+/* lua_CFunction (text): bp_json_lua_push of the text: the table, or nothing when declined.
+ * Found in the registry as "bepipe.decode" (`bepipe-lua test`'s fixtures). */
+int bp_json_lua_decode(lua_State *L);
+
+/* lua_CFunction (text): for JSON text that lua-cjson decoded (the fast path declined it), the
+ * path (`items[2].quantity`) and the digits of its first integer past 2^53 in magnitude that an
+ * int64_t / uint64_t would hold, which lua-cjson rounds to a double; nothing when there is none.
+ * The batch loop dead-letters such an event rather than change the number. Found in the
+ * registry as "bepipe.inexact". */
+int bp_json_lua_inexact(lua_State *L);
 
 #endif

@@ -37,6 +37,7 @@ static FILE *log_stream;
 static int flush_registered;
 static int log_json;          /* --log-format json */
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static unsigned long lines_dropped; /* lines the stream refused (a closed pipe, a full disk) */
 
 void
 bp_log_set_level(int level)
@@ -169,6 +170,20 @@ json_fields(char *out, size_t outlen, const char *msg)
     return o;
 }
 
+/* One line to the stream. A line the stream refuses (EPIPE when the reader of a pipe is gone,
+ * SIGPIPE being ignored; ENOSPC) is dropped and counted: logging never stops the pipeline, and
+ * the stream's error flag is cleared so a reader that comes back gets the next lines. Called
+ * with log_mu held. */
+static void
+put_line(const char *line, size_t len)
+{
+    FILE *f = log_stream ? log_stream : stderr;
+    if (fwrite(line, 1, len, f) != len) {
+        lines_dropped++;
+        clearerr(f);
+    }
+}
+
 static void
 emit_json(const char *when, int level, const char *component, const char *msg,
           const char *suffix)
@@ -184,7 +199,7 @@ emit_json(const char *when, int level, const char *component, const char *msg,
     o += json_fields(line + o, sizeof(line) - o - 3, msg);
     line[o++] = '}';
     line[o++] = '\n';
-    fwrite(line, 1, o, log_stream ? log_stream : stderr);
+    put_line(line, o);
 }
 
 /* Writes one whole line (so concurrent writers, workers sharing stderr, never interleave):
@@ -215,7 +230,7 @@ emit(int level, const char *component, const char *msg, const char *suffix)
         return;
     size_t len = (size_t)n < sizeof(line) - 2 ? (size_t)n : sizeof(line) - 2;
     line[len++] = '\n';
-    fwrite(line, 1, len, log_stream ? log_stream : stderr);
+    put_line(line, len);
 }
 
 /* " (repeated 1,234 times in 10 s)" */
@@ -374,6 +389,16 @@ bp_log_write_rl(int level, const char *component, const char *key, const char *f
     va_start(ap, fmt);
     write_line(level, component, key, fmt, ap);
     va_end(ap);
+}
+
+/* Lines dropped because the stream refused them, since start (any thread). */
+unsigned long
+bp_log_dropped(void)
+{
+    pthread_mutex_lock(&log_mu);
+    unsigned long n = lines_dropped;
+    pthread_mutex_unlock(&log_mu);
+    return n;
 }
 
 void

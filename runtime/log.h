@@ -27,6 +27,10 @@ void bp_log_write(int level, const char *component, const char *fmt, ...) BP_PRI
 void bp_log_write_rl(int level, const char *component, const char *key, const char *fmt, ...)
     BP_PRINTF(4, 5);
 
+/* Lines dropped because stderr (or the test stream) refused them: a log write that fails is
+ * counted here, never fatal (the process ignores SIGPIPE). For /metrics. */
+unsigned long bp_log_dropped(void);
+
 /* Prints the counts of repeats not reported yet (registered with atexit; tests call it). */
 void bp_log_flush(void);
 

@@ -160,9 +160,15 @@ set_path(lua_State *L, const char *pipeline_path, const char *lib_dir, char *err
     /* the batch loop's fast decoder (json_lua.cpp), taken by scripts/bepipe/host.lua */
     lua_pushcfunction(L, bp_json_lua_decode_msg);
     lua_setfield(L, LUA_REGISTRYINDEX, "bepipe.decode_msg");
-    /* and encoder (json_row.c) */
+    lua_pushcfunction(L, bp_json_lua_inexact);
+    lua_setfield(L, LUA_REGISTRYINDEX, "bepipe.inexact");
+    lua_pushcfunction(L, bp_json_lua_decode);
+    lua_setfield(L, LUA_REGISTRYINDEX, "bepipe.decode");
+    /* and the row writer (json_row.c), the one of `bepipe-lua test`'s fixtures too */
     lua_pushcfunction(L, bp_json_row_encode);
     lua_setfield(L, LUA_REGISTRYINDEX, "bepipe.encode_row");
+    lua_pushcfunction(L, bp_json_encode);
+    lua_setfield(L, LUA_REGISTRYINDEX, "bepipe.encode");
     return 0;
 }
 

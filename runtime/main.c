@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -493,16 +496,38 @@ run_one(struct cli *c, const char *lib_dir)
     return code;
 }
 
+/* In a new worker: have the kernel send SIGTERM (the drain) when the parent dies, however it
+ * dies (SIGKILL, the OOM killer, a crash), so that a killed parent leaves no orphans pulling the
+ * subscription beside its replacement's workers. The kernel's death signal costs nothing and
+ * comes at once, where polling getppid() on a timer would add its period to every drain and a
+ * watcher to every worker's loop. The parent is single-threaded (the signal follows the thread
+ * that forked). A parent that died between fork() and prctl() sent nothing: getppid() no longer
+ * names it, and the worker, which has pulled nothing yet, leaves at once. */
+static void
+die_with_parent(pid_t parent)
+{
+#ifdef __linux__
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0)
+        fprintf(stderr, "bepipe-lua: prctl(PR_SET_PDEATHSIG): %s\n", strerror(errno));
+#endif
+    if (getppid() != parent) {
+        fprintf(stderr, "bepipe-lua: worker %ld: the parent is gone; exiting\n", (long)getpid());
+        _exit(EXIT_FAIL);
+    }
+}
+
 /* Forks worker i (its /metrics listener moves to PORT + i). Returns its pid, or -1. */
 static pid_t
 spawn_worker(struct cli *c, const char *lib_dir, long i, const sigset_t *old)
 {
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         fprintf(stderr, "bepipe-lua: fork: %s\n", strerror(errno));
         return -1;
     }
     if (pid == 0) {
+        die_with_parent(parent);
         sigprocmask(SIG_SETMASK, old, NULL);
         c->worker_index = i;
         exit(run_one(c, lib_dir));
@@ -512,7 +537,8 @@ spawn_worker(struct cli *c, const char *lib_dir, long i, const sigset_t *old)
 
 /* --workers N: N processes, each a whole pipeline pulling the same subscription (Pub/Sub shares
  * the messages out, so they need no coordination). The parent only forwards SIGTERM, SIGINT and
- * SIGHUP to them and returns the worst exit code. */
+ * SIGHUP to them and returns the worst exit code; a parent that dies any other way has its
+ * workers drain (die_with_parent). */
 static int
 run_workers(struct cli *c, const char *lib_dir)
 {
@@ -575,6 +601,7 @@ main(int argc, char **argv)
 {
     struct cli c;
     memset(&c, 0, sizeof(c));
+    signal(SIGPIPE, SIG_IGN); /* a reader gone from stderr: log.c drops and counts, we go on */
     bp_alloc_json_init();
     if (parse_args(argc, argv, &c) != 0)
         return EXIT_USAGE;

@@ -192,6 +192,9 @@ render_process(struct bp_rt *rt, bp_buf_t *b)
     rc |= bp_metrics_sample(b, "bepipe_reloads_total", &failed, 1, rt->stats.reload_failures);
     rc |= one(b, "bepipe_lua_memory_bytes", "gauge", "Memory of the Lua state.",
               rt->host ? (double)bp_lua_host_memory(rt->host) : 0);
+    rc |= one(b, "bepipe_log_lines_dropped_total", "counter",
+              "Log lines stderr refused (a closed pipe, a full disk): dropped, not fatal.",
+              (double)bp_log_dropped());
     return rc ? -1 : 0;
 }
 
@@ -264,6 +267,17 @@ render_sinks(struct bp_rt *rt, bp_buf_t *b)
               (double)rt->archive.bytes_done);
     rc |= one(b, "bepipe_archive_failures_total", "counter",
               "Archive objects not stored (their messages are nacked).", rt->archive.failures);
+    rc |= one(b, "bepipe_archive_lines_compacted_total", "counter",
+              "Multi-line JSON payloads archived as one line.", rt->archive.lines_compacted);
+    rc |= one(b, "bepipe_archive_lines_raw_total", "counter",
+              "Payloads archived base64-encoded ({\"bepipe_raw_b64\":...}).",
+              rt->archive.lines_raw);
+    rc |= one(b, "bepipe_archive_redelivered_total", "counter",
+              "Redelivered messages not archived again (their line is stored).",
+              rt->archive.dedup_skipped);
+    rc |= one(b, "bepipe_quarantined_total", "counter",
+              "Messages whose dead letter was refused until dead_letter.max_attempts, set aside "
+              "under quarantine/ in the archive and acked.", rt->stats.quarantined);
     return rc ? -1 : 0;
 }
 

@@ -10,7 +10,13 @@
  *
  * A record matches a message only when the id AND the payload's hash and length match: file ids
  * are "<basename>:<line>", and another file of the same name must not be dead-lettered for it.
- * Records older than a week (Pub/Sub's longest retention) are dropped when the file is opened. */
+ * Records older than a week (Pub/Sub's longest retention) are dropped when the file is opened.
+ *
+ * Records of kind D count something else: deliveries of a message whose dead-letter row the
+ * dead-letter table refused (batch.c), so that such a message is set aside after a bounded
+ * number of attempts instead of looping. They carry the id only (hash and length 0: the row
+ * refused holds a cut of the payload, not the payload), are kept apart from the others, and
+ * never make a message a script suspect. */
 #include "quarantine.h"
 #include "log.h"
 
@@ -32,6 +38,7 @@ struct suspect {
     uint64_t dhash;
     size_t dlen;
     int count;
+    int refused;          /* a record of kind D (bp_quarantine_refusals) */
 };
 
 struct bp_quarantine {
@@ -75,7 +82,7 @@ reindex(struct bp_quarantine *q)
  * computed only when the id is known (data != NULL: hash data[0..dlen) then; else dhash). */
 static struct suspect *
 find(const struct bp_quarantine *q, const char *id, size_t id_len, const char *data,
-     uint64_t dhash, size_t dlen)
+     uint64_t dhash, size_t dlen, int refused)
 {
     if (!q->index_cap)
         return NULL;
@@ -83,7 +90,8 @@ find(const struct bp_quarantine *q, const char *id, size_t id_len, const char *d
     size_t s = fnv64(id, id_len) & (q->index_cap - 1);
     for (; q->index[s]; s = (s + 1) & (q->index_cap - 1)) {
         struct suspect *e = &q->v[q->index[s] - 1];
-        if (e->id_len != id_len || e->dlen != dlen || memcmp(e->id, id, id_len) != 0)
+        if (e->refused != refused || e->id_len != id_len || e->dlen != dlen ||
+            memcmp(e->id, id, id_len) != 0)
             continue;
         if (!hashed) {
             dhash = fnv64(data, dlen);
@@ -97,9 +105,10 @@ find(const struct bp_quarantine *q, const char *id, size_t id_len, const char *d
 
 /* Counts one more delivery of (id, payload); the index is rebuilt when it gets half full. */
 static void
-remember(struct bp_quarantine *q, const char *id, size_t id_len, uint64_t dhash, size_t dlen)
+remember(struct bp_quarantine *q, const char *id, size_t id_len, uint64_t dhash, size_t dlen,
+         int refused)
 {
-    struct suspect *e = find(q, id, id_len, NULL, dhash, dlen);
+    struct suspect *e = find(q, id, id_len, NULL, dhash, dlen, refused);
     if (e) {
         e->count++;
         return;
@@ -110,7 +119,7 @@ remember(struct bp_quarantine *q, const char *id, size_t id_len, uint64_t dhash,
         q->cap = q->cap ? q->cap * 2 : 16;
         q->v = bp_xrealloc(q->v, q->cap * sizeof(*q->v));
     }
-    q->v[q->n++] = (struct suspect){ bp_xstrndup(id, id_len), id_len, dhash, dlen, 1 };
+    q->v[q->n++] = (struct suspect){ bp_xstrndup(id, id_len), id_len, dhash, dlen, 1, refused };
     if (q->n * 2 >= q->index_cap)
         reindex(q);
     else {
@@ -138,7 +147,7 @@ parse_line(struct bp_quarantine *q, char *line, time_t now)
     size_t len = strcspn(id, "\n");
     if (!len)
         return 0;
-    remember(q, id, len, (uint64_t)dhash, dlen);
+    remember(q, id, len, (uint64_t)dhash, dlen, kind == BP_SUSPECT_REFUSED);
     return 1;
 }
 
@@ -317,8 +326,30 @@ bp_quarantine_attempts(const struct bp_quarantine *q, const bp_msg_t *m)
 {
     if (!q || !q->n || !m->id_len)
         return 0;
-    struct suspect *e = find(q, m->id, m->id_len, m->data ? m->data : "", 0, m->len);
+    struct suspect *e = find(q, m->id, m->id_len, m->data ? m->data : "", 0, m->len, 0);
     return e ? e->count : 0;
+}
+
+/* One record appended and synced. */
+static int
+append(struct bp_quarantine *q, int kind, const char *id, size_t id_len, uint64_t dhash,
+       size_t dlen)
+{
+    char line[512];
+    size_t idn = id_len < 400 ? id_len : 400;
+    int n = snprintf(line, sizeof(line), "%ld %c %016llx %zu ", (long)time(NULL), kind,
+                     (unsigned long long)dhash, dlen);
+    for (size_t i = 0; i < idn; i++)   /* one record per line, whatever the id holds */
+        line[n++] = id[i] == '\n' || id[i] == '\r' ? '?' : id[i];
+    line[n++] = '\n';
+    int fd = open(q->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    int rc = write(fd, line, (size_t)n) == n ? 0 : -1;
+    if (fsync(fd) != 0)
+        rc = -1;
+    close(fd);
+    return rc;
 }
 
 /* Records m (kind BP_SUSPECT_*): one line appended and synced, so it survives the _exit that
@@ -329,20 +360,29 @@ bp_quarantine_attempts(const struct bp_quarantine *q, const bp_msg_t *m)
 int
 bp_quarantine_add(struct bp_quarantine *q, const bp_msg_t *m, int kind)
 {
-    char line[512];
-    uint64_t dhash = fnv64(m->data, m->len);
-    size_t idn = m->id_len < 400 ? m->id_len : 400;
-    int n = snprintf(line, sizeof(line), "%ld %c %016llx %zu ", (long)time(NULL), kind,
-                     (unsigned long long)dhash, m->len);
-    for (size_t i = 0; i < idn; i++)   /* one record per line, whatever the id holds */
-        line[n++] = m->id[i] == '\n' || m->id[i] == '\r' ? '?' : m->id[i];
-    line[n++] = '\n';
-    int fd = open(q->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return -1;
-    int rc = write(fd, line, (size_t)n) == n ? 0 : -1;
-    if (fsync(fd) != 0)
-        rc = -1;
-    close(fd);
-    return rc;
+    return append(q, kind, m->id, m->id_len, fnv64(m->data, m->len), m->len);
+}
+
+/* Deliveries of the message id whose dead-letter row was refused, as recorded so far (by this
+ * process or another worker sharing state_dir): the file is read up to date first. NULL-safe
+ * (0). Loop thread only. */
+int
+bp_quarantine_refusals(struct bp_quarantine *q, const char *id, size_t id_len)
+{
+    if (!q || !id_len)
+        return 0;
+    if (bp_quarantine_refresh(q) != 0)
+        bp_log(BP_LOG_WARN, "quarantine", "%s: %s", q->path, strerror(errno));
+    if (id_len > 400)
+        id_len = 400;       /* as recorded */
+    struct suspect *e = find(q, id, id_len, NULL, 0, 0, 1);
+    return e ? e->count : 0;
+}
+
+/* Records one more refused dead letter of the message id (kind D), appended and synced: the
+ * next delivery, here or in another worker, counts it. Returns 0, or -1 (errno). */
+int
+bp_quarantine_add_refusal(struct bp_quarantine *q, const char *id, size_t id_len)
+{
+    return append(q, BP_SUSPECT_REFUSED, id, id_len, 0, 0);
 }

@@ -2,6 +2,7 @@
  * local folders walked in name order, the folder hour taken from the name's .../YYYY/MM/DD/HH/
  * part, the selection by hour, dead-letter folder and --resume FILE, and the message ids. */
 #include "log.h"
+#include "quarantine.h"
 #include "replay.h"
 
 #include <ctype.h>
@@ -186,6 +187,14 @@ selected(struct bp_replay_list *l, const struct bp_replay_opts *o, const char *d
     if (hour >= 0 && dead_prefix && *dead_prefix && type_len == strlen(dead_prefix) &&
         memcmp(type, dead_prefix, type_len) == 0 && !has_part(source, dead_prefix)) {
         l->dead_folder++;   /* dead letters are replayed only when asked for by name */
+        return 0;
+    }
+    /* nor messages set aside (set_aside.c): their lines are records about a refused dead letter,
+     * not events */
+    if (hour >= 0 && type_len == strlen(BP_QUARANTINE_FOLDER) &&
+        memcmp(type, BP_QUARANTINE_FOLDER, type_len) == 0 &&
+        !has_part(source, BP_QUARANTINE_FOLDER)) {
+        l->dead_folder++;
         return 0;
     }
     if ((o->has_since || o->has_until) &&

@@ -208,7 +208,9 @@ on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     struct bp_pressure pr;
     (void)w;
     (void)revents;
-    double now = ev_now(loop);
+    /* ages on the monotonic clock: ev_now follows the wall clock, which NTP or a VM migration
+     * may step by minutes either way */
+    double now = bp_time_mono();
     bp_rt_pressure(rt, &pr);
     if (bp_batches_tick(&rt->tables, now) != 0 ||
         bp_archive_roll_older(&rt->archive, now, pr.roll_age) != 0 ||
@@ -483,8 +485,10 @@ open_sinks(struct bp_rt *rt, const char *bucket, const char *prefix, char *err, 
     bp_ack_init(&rt->ack, on_acked, rt);
     bp_batches_init(&rt->tables, rt->store, &rt->ack, (size_t)c->batch_rows,
                     (size_t)c->batch_bytes, c->batch_ms / 1000.0);
+    bp_batches_set_refused_grace(&rt->tables, (double)c->refused_grace_seconds);
     bp_batches_on_rejected(&rt->tables, bp_rt_rejected_row, rt);
     bp_batches_on_fatal(&rt->tables, dead_letter_unusable);
+    bp_batches_on_dead_refused(&rt->tables, bp_rt_dead_refused);
     rt->dead_batch = bp_batches_index(&rt->tables, c->dead_letter_table);
     rt->tables.v[rt->dead_batch]->is_dead_letter = 1;
     bp_rt_bind_routes(rt);
@@ -492,6 +496,7 @@ open_sinks(struct bp_rt *rt, const char *bucket, const char *prefix, char *err, 
         .prefix = prefix, .roll_bytes = (size_t)c->roll_bytes,
         .roll_seconds = (double)c->roll_seconds, .budget_bytes = (size_t)c->archive_open_bytes,
         .max_files = (size_t)c->max_open_objects,
+        .dedup_ids = (size_t)c->archive_dedup_ids,
     };
     bp_archive_init(&rt->archive, rt->store, &rt->ack, &ap);
     bp_archive_on_fatal(&rt->archive, archive_unusable, rt);
@@ -657,6 +662,13 @@ bp_rt_ready(const struct bp_rt *rt, char *why, size_t whylen)
 {
     const char *r = rt->draining ? "draining" : rt->not_ready ? rt->not_ready
                   : rt->failing ? rt->failing : !rt->source_started ? "source not started" : NULL;
+    /* a paused table (a 403 or 404 that may pass): its rows wait, the probe says why */
+    const struct bp_rowbatch *p = r ? NULL : bp_batches_paused(&rt->tables);
+    if (p) {
+        snprintf(why, whylen, "table %s paused, %zu rows held: %s", p->table, p->held_rows,
+                 p->paused_why);
+        return 0;
+    }
     snprintf(why, whylen, "%s", r ? r : "ready");
     return r == NULL;
 }

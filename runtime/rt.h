@@ -36,6 +36,7 @@ struct bp_stats {
     unsigned long rows;                    /* rows handed to table batches */
     unsigned long dead[BP_STAGE_SCHEMA + 1];
     unsigned long reloads, reload_failures;
+    unsigned long quarantined;             /* messages set aside (set_aside.c) */
     struct bp_hist ack_latency, batch_seconds;     /* /metrics (metrics.c) */
 };
 
@@ -157,6 +158,9 @@ int bp_rt_dead_letter(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, int st
 /* Called by stores' callbacks for rows BigQuery refused (batch.c). */
 int bp_rt_rejected_row(void *rt, const char *table, const char *entry, size_t len,
                        const char *reason, uint32_t slot);
+/* set_aside.c: a dead-letter row the dead-letter table refused (bp_dead_refused_fn). */
+int bp_rt_dead_refused(void *rt, const char *table, const char *entry, size_t len,
+                       const char *reason, uint32_t slot, int attempt);
 
 /* A reload swapped in at once, without any table call (the memory cap's rebuild: the state
  * must go now; the live schemas in force stay). */

@@ -308,6 +308,8 @@ bp_schema_number_ok(enum bp_schema_type t, const char *s, size_t n, int simple)
         return 0;
     if (simple && n <= 16 && t != BP_SCHEMA_TIMESTAMP)
         return 1;   /* the common case: a small integer, no strtod */
+    if (simple && t == BP_SCHEMA_INT64)
+        return valid_int_string(s, n);    /* digits: the int64 range exactly, no double */
     if (n < sizeof(buf)) {
         memcpy(buf, s, n);
         buf[n] = 0;
@@ -317,8 +319,10 @@ bp_schema_number_ok(enum bp_schema_type t, const char *s, size_t n, int simple)
         v = strtod(big, NULL);
         free(big);
     }
+    /* a fraction or an exponent: a double, whose integers are exact only up to 2^53 (past it
+     * the text may be a rounded value, which BigQuery would store as if exact) */
     if (t == BP_SCHEMA_INT64)
-        return isfinite(v) && v == floor(v) && fabs(v) <= 9223372036854775808.0;
+        return isfinite(v) && v == floor(v) && fabs(v) <= 9007199254740992.0;
     if (t == BP_SCHEMA_NUMERIC)
         return isfinite(v);
     return v >= (double)TS_MIN_SEC && v < (double)TS_MAX_SEC + 1;

@@ -1,10 +1,13 @@
 /* source_ndjson.c - events from an NDJSON file or stdin, streamed: memory stays at one read
  * chunk plus the longest accepted line, whatever the input size. A line longer than
  * source.max_line_bytes is skipped to its end and dead-lettered (stage parse) with its first
- * bytes, never fatal. Blank lines are skipped.
+ * bytes, never fatal. Blank lines are skipped. A line of the archive's marker
+ * ({"bepipe_raw_b64":"..."}, archive_line.h) is the payload it encodes, so an archive object given
+ * as --input replays its multi-line and binary payloads byte for byte.
  *
  * A regular file is always "readable" and epoll refuses it, so it is read from an ev_idle watcher,
  * one chunk per loop iteration (signals and timers run in between); pipes and terminals use ev_io. */
+#include "archive_line.h"
 #include "buf.h"
 #include "log.h"
 #include "ndjson_lines.h"
@@ -41,6 +44,7 @@ struct source_ndjson {
     char *ids;
     size_t batch_max;
     unsigned long skipped;    /* blank lines */
+    struct bp_raw_lines raw;  /* payloads decoded from marker lines, for one batch */
 };
 
 static void
@@ -57,6 +61,7 @@ flush_batch(struct source_ndjson *s, size_t *n)
 {
     int rc = bp_rt_process(s->rt, s->msgs, NULL, *n);
     *n = 0;
+    bp_raw_lines_reset(&s->raw);
     return rc;
 }
 
@@ -98,8 +103,11 @@ deliver(struct source_ndjson *s, int eof)
         } else {
             s->line_no++;
             bp_msg_t *m = &s->msgs[n];
-            m->data = l.p;
-            m->len = l.len;
+            if (bp_raw_lines_take(&s->raw, l.p, l.len, &m->data, &m->len) != 0) {
+                bp_log(BP_LOG_ERROR, "source", "%s:%lu: no memory to decode the line",
+                       s->name, s->line_no);
+                return -1;
+            }
             m->publish_time = now;
             m->attrs = NULL;
             m->attrs_len = 0;
@@ -241,6 +249,7 @@ nd_destroy(struct bp_source *bs)
     if (s->fd > 0)
         close(s->fd);
     bp_buf_free(&s->buf);
+    bp_raw_lines_free(&s->raw);
     free(s->msgs);
     free(s->ids);
     free(s);

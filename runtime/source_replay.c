@@ -5,12 +5,14 @@
  * Memory stays at one read (a Range request of BP_REPLAY_CHUNK bytes for gs://, one read()
  * locally: replay_read.c) plus the longest accepted line, whatever the objects' sizes: lines
  * longer than source.max_line_bytes are dead-lettered (stage parse) with their first bytes, as
- * --input does.
+ * --input does. A line of the archive's marker ({"bepipe_raw_b64":"..."}, archive_line.h) is
+ * the payload it encodes: multi-line and binary payloads come back byte for byte.
  * All the work runs from an ev_idle watcher, one batch or one read per loop iteration, so signals,
  * timers and HTTP replies run in between; it pauses (a timer looks again) while the sinks are
  * behind, while max_outstanding_messages lines wait for their stores, or while --max-rate's token
  * bucket is empty. Progress: a bar redrawn in place on a terminal, else a log line every
  * progress_seconds. */
+#include "archive_line.h"
 #include "gcs_read.h"
 #include "log.h"
 #include "ndjson_lines.h"
@@ -55,6 +57,7 @@ struct source_replay {
     uint32_t *slots;
     char *ids;
     size_t batch_max;
+    struct bp_raw_lines raw;    /* payloads decoded from marker lines, for one batch */
     uint32_t *slot_obj;         /* ack slot -> index of its object */
     size_t slot_cap;
     unsigned long outstanding;
@@ -224,8 +227,9 @@ new_slot(struct source_replay *s)
     return slot;
 }
 
-/* Message i of the batch for the current object's next line. */
-static void
+/* Message i of the batch for the current object's next line (a marker line gives the payload
+ * it encodes). Returns 0, or -1 when a decoded payload cannot be held (no slot taken). */
+static int
 fill_msg(struct source_replay *s, size_t i, const char *p, size_t len)
 {
     struct bp_replay_obj *ob = &s->list.v[s->cur];
@@ -233,13 +237,14 @@ fill_msg(struct source_replay *s, size_t i, const char *p, size_t len)
     char *id = s->ids + i * ID_SLOT;
     int n = snprintf(id, ID_SLOT, "%s:%lu", ob->idbase, ob->lines);
     memset(m, 0, sizeof(*m));
-    m->data = p;
-    m->len = len;
     m->id = id;
     m->id_len = n < ID_SLOT ? (size_t)n : ID_SLOT - 1;
     /* the archive keeps no publish time: the start of the folder hour stands in for it */
     m->publish_time = ob->hour > 0 ? ob->hour : bp_time_now();
+    if (bp_raw_lines_take(&s->raw, p, len, &m->data, &m->len) != 0)
+        return -1;
     s->slots[i] = new_slot(s);
+    return 0;
 }
 
 static int
@@ -248,7 +253,8 @@ dead_too_long(struct source_replay *s, const struct bp_ndjson_line *l)
     char reason[200];
     s->list.v[s->cur].lines++;
     s->lines++;
-    fill_msg(s, 0, l->p, l->len);
+    if (fill_msg(s, 0, l->p, l->len) != 0)
+        return -1;
     snprintf(reason, sizeof(reason), "line of %zu bytes exceeds source.max_line_bytes (%zu); "
              "raw_payload holds its first %zu bytes", l->full_len, s->max_line, l->len);
     return bp_rt_process_dead(s->rt, &s->msgs[0], s->slots[0], BP_STAGE_PARSE, reason);
@@ -280,18 +286,26 @@ deliver(struct source_replay *s, size_t allowed)
             if (n)
                 rc = bp_rt_process(s->rt, s->msgs, s->slots, n);
             n = 0;
+            bp_raw_lines_reset(&s->raw);
             if (rc == 0)
                 rc = dead_too_long(s, &l);
         } else {
             ob->lines++;
-            fill_msg(s, n++, l.p, l.len);
             s->lines++;
+            if (fill_msg(s, n, l.p, l.len) != 0) {
+                bp_log(BP_LOG_ERROR, "replay", "%s line %lu: no memory to decode it", ob->label,
+                       ob->lines);
+                rc = -1;
+                break;
+            }
+            n++;
         }
     }
     if (k == BP_NDJSON_MORE)
         off += used;   /* the start of an over-long line */
     if (rc == 0 && n)
         rc = bp_rt_process(s->rt, s->msgs, s->slots, n);
+    bp_raw_lines_reset(&s->raw);
     bp_buf_consume(&s->rd.buf, off);
     return rc == 0 ? consumed : -1;
 }
@@ -360,7 +374,7 @@ allowance(struct source_replay *s)
     /* token bucket: max_rate a second, `burst` at most (a tenth of a second's worth, up to a
      * batch); it sleeps (a timer, never a busy wait) until a whole burst is there, so batches
      * stay large (a Lua call per few events would cost the CPU the limit is meant to spare) */
-    double now = ev_now(bp_rt_loop(s->rt));
+    double now = bp_time_mono();   /* a rate: never the wall clock */
     s->tokens += (now - s->refilled_at) * s->o.max_rate;
     if (s->tokens > s->burst)
         s->tokens = s->burst;
@@ -455,7 +469,7 @@ listed(struct source_replay *s)
     }
     s->phase = READING;
     s->read_started = bp_time_mono();
-    s->refilled_at = ev_now(bp_rt_loop(s->rt));
+    s->refilled_at = bp_time_mono();
     double every = s->tty ? BAR_SECONDS : s->o.progress_seconds;
     if (every > 0) {
         ev_timer_init(&s->progress, on_progress, every, every);
@@ -598,6 +612,7 @@ rp_destroy(struct bp_source *bs)
     free(s->list_source);
     free(s->list_bucket);
     free(s->gcs_base);
+    bp_raw_lines_free(&s->raw);
     free(s->msgs);
     free(s->slots);
     free(s->ids);

@@ -40,7 +40,7 @@ on_stats(struct ev_loop *loop, ev_timer *w, int revents)
     memset(&ss, 0, sizeof(ss));
     if (rt->source && rt->source->ops->stats)
         rt->source->ops->stats(rt->source, &ss);
-    double now = ev_now(loop);
+    double now = bp_time_mono();
     double dt = now - rt->stats_last_at;
     double rate = dt > 0 ? (double)(rt->stats.read - rt->stats_last_read) / dt : 0;
     bp_log(BP_LOG_INFO, "stats", "read=%lu rows=%lu dead=%lu rate=%.0f/s objects=%lu "
@@ -57,7 +57,7 @@ void
 bp_rt_stats_start(struct bp_rt *rt)
 {
     rt->started_at = bp_time_mono();
-    rt->stats_last_at = ev_now(rt->loop);
+    rt->stats_last_at = bp_time_mono();
     if (rt->cfg.stats_seconds <= 0)
         return;
     ev_timer_init(&rt->stats_timer, on_stats, (double)rt->cfg.stats_seconds,
@@ -121,9 +121,9 @@ bp_rt_log_summary(struct bp_rt *rt)
     memcpy(sorted, rt->stats.batch_secs, ns * sizeof(double));
     qsort(sorted, ns, sizeof(double), cmp_double);
     bp_log(BP_LOG_INFO, "summary", "read=%lu skipped=%lu%s objects=%lu archived=%lu "
-           "seconds=%.2f rate=%.0f/s batches=%lu batch_ms_p50=%.3f batch_ms_p99=%.3f "
+           "archive_redelivered=%lu seconds=%.2f rate=%.0f/s batches=%lu batch_ms_p50=%.3f batch_ms_p99=%.3f "
            "batch_ms_max=%.3f peak_rss_kb=%ld", rt->stats.read, ss.skipped,
-           line, rt->archive.objects_done, rt->archive.lines_done, secs,
+           line, rt->archive.objects_done, rt->archive.lines_done, rt->archive.dedup_skipped, secs,
            secs > 0 ? rt->stats.read / secs : 0.0, rt->stats.batches,
            batch_ms_percentile(sorted, ns, 50), batch_ms_percentile(sorted, ns, 99),
            batch_ms_percentile(sorted, ns, 100), peak_rss_kb());

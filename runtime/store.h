@@ -19,9 +19,14 @@ struct bp_row_error {
 /* A status of rows_put / object_finish: nothing stored, and sending the same request again cannot
  * help (404 table or bucket, 403, a 400 that is not a per-row error): see bp_api_permanent. */
 #define BP_STORE_PERMANENT (-2)
+/* A status of rows_put / object_finish: nothing stored, refused in a way that often passes
+ * within minutes (403 quota or permissions, 404: bp_api_refused_transient). The caller holds
+ * the work and tries again later; it treats the refusal as BP_STORE_PERMANENT once it lasted
+ * bigquery.refused_grace_seconds. */
+#define BP_STORE_REFUSED (-3)
 
 /* status 0 = durable, except the rows listed in errs (rows_put only); otherwise a negative code
- * (BP_STORE_PERMANENT, or -1 for a failure worth redelivering) and a message, and nothing of the
+ * (BP_STORE_PERMANENT, BP_STORE_REFUSED, or -1 for a failure worth redelivering) and a message, and nothing of the
  * request is stored. May run inside the call that started the
  * work (local) or later from the loop (cloud). */
 typedef void (*bp_store_done_fn)(void *arg, int status, const char *errmsg,

@@ -138,8 +138,11 @@ rows_done(void *arg, const struct bp_http_result *res)
                  res->status ? "HTTP " : "", res->status,
                  (int)(res->body_len > 400 ? 400 : res->body_len), res->body,
                  res->error ? res->error : "");
-        /* a table that does not exist or that we may not write: redelivery cannot fix it */
-        rc->done(rc->arg, bp_api_permanent(res) ? BP_STORE_PERMANENT : -1, err, NULL, 0);
+        /* over quota, a grant not yet seen, a table being recreated: the batch holds the rows
+         * and tries again (batch.c); the rest of the 4xx cannot be fixed by sending again */
+        int st = bp_api_refused_transient(res) ? BP_STORE_REFUSED
+                 : bp_api_permanent(res) ? BP_STORE_PERMANENT : -1;
+        rc->done(rc->arg, st, err, NULL, 0);
     } else {
         struct bp_row_error *errs = NULL;
         char **reasons = NULL;

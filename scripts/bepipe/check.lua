@@ -12,9 +12,11 @@ Predicates (return true/false):
   check.nonempty_string(v)  v is a string of length >= 1. Whitespace is NOT special: " " is a
                             non-empty string (empty means length 0; trimming is the script's call).
   check.integer(v)          v is a finite number without fraction, |v| <= 2^53 (exactly
-                            representable; 3.0 counts as the integer 3, 3.5 does not).
+                            representable; 3.0 counts as the integer 3, 3.5 does not), or an
+                            integer past 2^53 as the decoder carries it (bepipe.int64).
   check.number(v)           v is a finite number (NaN, +inf and -inf are refused; lua-cjson decodes
-                            1e999 to inf and, with decode_invalid_numbers, "NaN" to nan).
+                            1e999 to inf and, with decode_invalid_numbers, "NaN" to nan), or an
+                            integer past 2^53 (bepipe.int64).
   check.uuid(s)             s is the 8-4-4-4-12 hex form, either case, exactly 36 bytes, no braces,
                             no "urn:uuid:" prefix. Version/variant nibbles are not checked.
   check.ip(s)               s is an IPv4 or IPv6 address in text form:
@@ -96,6 +98,8 @@ local MDAYS = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 }
 local B_0, B_9, B_DASH, B_COLON, B_DOT, B_PLUS = 48, 57, 45, 58, 46, 43
 local B_T, B_t, B_Z, B_z, B_SP = 84, 116, 90, 122, 32
 local MAX_SAFE_INT = 2 ^ 53
+local int64 = require "bepipe.int64"
+local is_int64 = int64.is
 
 ----------------------------------------------------------------------------------------------------
 -- Simple predicates
@@ -110,11 +114,17 @@ end
 
 function M.number(v)
     -- v - v is 0 for finite v, NaN for NaN and +-inf (NaN ~= 0).
-    return type(v) == "number" and v - v == 0
+    if type(v) == "number" then
+        return v - v == 0
+    end
+    return is_int64(v)
 end
 
 function M.integer(v)
-    return type(v) == "number" and floor(v) == v and v <= MAX_SAFE_INT and v >= -MAX_SAFE_INT
+    if type(v) == "number" then
+        return floor(v) == v and v <= MAX_SAFE_INT and v >= -MAX_SAFE_INT
+    end
+    return is_int64(v)
 end
 
 function M.is_array(v)
@@ -438,6 +448,9 @@ function M.describe(v)
     if t == "number" then
         if v ~= v then return "number NaN" end
         return "number " .. tostring(v)
+    end
+    if is_int64(v) then
+        return "number " .. int64.text(v)
     end
     if t == "table" then
         if v[1] ~= nil then return "array" end

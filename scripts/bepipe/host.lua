@@ -10,6 +10,8 @@ local cdef = require "bepipe.cdef"
 local cjson = require "cjson"
 local check = require "bepipe.check"
 local sandbox = require "bepipe.sandbox"
+-- integers past 2^53 as int64 cdata: the decoder makes them, the row writer writes them
+require("bepipe.int64").install()
 -- The library scripts may use, loaded while ffi and io.popen are still reachable (see load).
 require "bepipe"
 require "bepipe.ddl"
@@ -63,13 +65,23 @@ local decode, encode = json.decode, json.encode
 -- the C core decodes Pub/Sub pull replies with this same instance (runtime/pull_reply.c)
 debug.getregistry()["bepipe.json"] = json
 -- decode_msg(batch, i): the batch's event i decoded by simdjson into tables of their final size
--- (runtime/json_lua.cpp), or nothing where lua-cjson must decide (invalid or unusual text): its
--- values are always those `decode` gives. Absent outside the daemon (tests/lua's simulation).
+-- (runtime/json_lua.cpp), every number exact (an integer past 2^53 as an int64 cdata), or
+-- nothing where lua-cjson must decide (invalid or unusual text: invalid UTF-8, a number written
+-- -0 ...). Absent outside the daemon (tests/lua's simulation).
 local decode_msg = debug.getregistry()["bepipe.decode_msg"]
--- encode_row(batch, row, now_member): the row's text as `encode` writes it, with the
--- ingestion_time member, appended to the batch buffer (runtime/json_row.c); returns offset and
--- length, or nothing where lua-cjson must write it.
+-- inexact(text): for text lua-cjson decoded, the path and digits of an integer past 2^53 that
+-- lua-cjson rounded (such an event is dead-lettered, never changed), or nothing.
+local inexact = debug.getregistry()["bepipe.inexact"]
+-- encode_row(batch, row, now_member): the row's text, numbers exact, with the ingestion_time
+-- member, appended to the batch buffer (runtime/json_row.c); returns offset and length, or nil
+-- and a reason naming the field that cannot be written. Absent outside the daemon, where
+-- lua-cjson writes the rows (14 significant digits).
 local encode_row = debug.getregistry()["bepipe.encode_row"]
+-- The same decoder and writer for any text and value (`bepipe-lua test`'s fixtures, which load
+-- after the sandbox took `debug` away): decode_exact(text) -> table or nothing when declined,
+-- encode_exact(value) -> text or nil, reason.
+M.decode_exact = debug.getregistry()["bepipe.decode"]
+M.encode_exact = debug.getregistry()["bepipe.encode"]
 
 -- Filled by load().
 local routes = {}          -- event type -> { index = 0-based, mod = script module, time_field }
@@ -313,6 +325,17 @@ local function run(b, lud, i, n, now, now_member)
             local s = ffi_string(m.data, m.len)
             if is_object_text(s) then
                 ev = decode(s)
+                local where, digits = nil, nil
+                if inexact then
+                    where, digits = inexact(s)
+                end
+                if where then
+                    ev = nil
+                    dead(b, r, STAGE_PARSE, "invalid JSON: " .. (where == "" and "" or
+                         where .. ": ") .. "the integer " .. digits .. " is past 2^53 in text " ..
+                         "the exact decoder refused (invalid UTF-8, a raw control character, " ..
+                         "a number written -0 ...): it cannot be carried exactly")
+                end
             else
                 -- decode first so the reason says what is wrong with non-JSON text
                 decode(s)
@@ -363,20 +386,24 @@ local function run(b, lud, i, n, now, now_member)
                             r.hour = hour_key(row[tf])
                         end
                         r.stage = 0
-                        if row.ingestion_time == nil then
-                            -- the column is added to the encoded text (see emit_row), not to
-                            -- the row: a new key in the map's table constructor would resize
-                            -- its hash
-                            local off, len
-                            if encode_row then
-                                off, len = encode_row(lud, row, now_member)
-                            end
-                            if not off then
-                                off, len = emit_row(b, encode(row), now_member, row, now)
-                            end
-                            r.off, r.len = off, len
-                        else
+                        -- the column is added to the encoded text (see emit_row), not to the
+                        -- row: a new key in the map's table constructor would resize its hash
+                        local member = now_member
+                        if row.ingestion_time ~= nil then
                             row.ingestion_time = now
+                            member = "}"
+                        end
+                        if encode_row then
+                            local off, len = encode_row(lud, row, member)
+                            if off then
+                                r.off, r.len = off, len
+                            else
+                                dead(b, r, STAGE_MAP, "map error: " .. len .. " (route " ..
+                                     et .. ", " .. route.file .. ")", et)
+                            end
+                        elseif member == now_member then
+                            r.off, r.len = emit_row(b, encode(row), now_member, row, now)
+                        else
                             local js = encode(row)
                             r.off = emit(b, js)
                             r.len = #js

@@ -23,7 +23,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct bp_auth *a = bp_auth_new(path, 0, NULL, err, sizeof(err));
     if (a) {
         struct bp_auth_request req;
-        if (bp_auth_refresh_request(a, 1000.0, &req, err, sizeof(err)) == 0)
+        if (bp_auth_refresh_request(a, 1000.0, 1000.0, &req, err, sizeof(err)) == 0)
             bp_auth_request_free(&req);
         bp_auth_free(a);
     }

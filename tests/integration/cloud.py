@@ -8,6 +8,7 @@ Each case starts its own emulator (free port, temporary data folder) with the se
 subscription, dataset (tables from ddl/) and bucket, publishes generated events, runs the
 binary, and checks the emulator's state files: rows per table, dead letters per stage, every raw
 line in the archive, nothing left unacked. Ends with `N passed, N failed`."""
+import base64
 import collections
 import json
 import os
@@ -640,6 +641,114 @@ def o_file_replay_into_cloud_memory_bounded():
         m = re.search(r"peak_rss_kb=(\d+)", b.stderr())
         limit = 700 if "asan" in local.BIN else 120   # 150k events of ~400 B are 60 MB
         check(m and int(m.group(1)) < limit * 1024, "memory bounded: " + (m.group(0) if m else "?"))
+
+
+@case
+def p_bigquery_outage_redeliveries_archive_each_event_once():
+    # insertAll down for a while: batches fail, messages are nacked (after their archive object
+    # is stored) and redelivered, again and again; a redelivered message whose line is already
+    # in a stored object must not be archived again, or each cycle adds a copy of every event
+    with Scenario() as s:
+        path, expect, raw = corpus(s.tmp, 3000, seed=34)
+        s.emu.publish(path)
+        s.emu.fault({"op": "bigquery.tabledata.insertAll", "status": 503, "count": -1})
+        b = Bepipe(s.emu, ["--set", "retry.attempts=2", "--set", "retry.max_ms=100",
+                           "--set", "archive.roll_seconds=1"])
+        time.sleep(12)       # a few cycles of pull, failed insert, nack, redelivery
+        check("redelivered" in b.stderr(), "failed batches logged: " + b.stderr()[-1500:])
+        s.emu.clear_faults()
+        wait_drained(s.emu, 3000, [b])
+        check_eq(b.stop(), 0, "exit code")
+        verify(s.emu, expect, raw)
+        m = re.search(r"summary: read=(\d+) .*archive_redelivered=(\d+)", b.stderr())
+        check(m, "summary line: " + b.stderr()[-1500:])
+        check(int(m.group(1)) >= 2 * 3000, f"messages were redelivered: read={m.group(1)}")
+        check(int(m.group(2)) >= 3000, "redelivered lines not archived again: " + m.group(0))
+
+
+def rest(emu, method, path, body):
+    req = urllib.request.Request(f"{emu.url}/v1/{path}", data=json.dumps(body).encode(),
+                                 method=method, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read() or b"{}")
+
+
+def wait_settled(emu, sub, rows, procs, timeout=90):
+    """Until the subscription has nothing backlogged or outstanding and the tables hold rows."""
+    end = time.time() + timeout
+    while time.time() < end:
+        st = emu.admin("GET", "/_emulator/state")["subscriptions"][f"projects/{PROJECT}/"
+                                                                   f"subscriptions/{sub}"]
+        if st["backlog"] == 0 and st["outstanding"] == 0 and \
+                sum(len(emu.rows(t)) for t in TABLES) >= rows:
+            return
+        for b in procs:
+            if b.p.poll() is not None:
+                raise Failure("bepipe-lua exited early:\n" + b.stderr()[-3000:])
+        time.sleep(0.2)
+    raise Failure(f"{sub} not settled after {timeout} s: {st}\n" +
+                  "\n".join(b.stderr()[-2000:] for b in procs))
+
+
+def quarantined(emu):
+    return [json.loads(l) for n, ls in emu.objects().items() if n.startswith("output/quarantine/")
+            for l in ls]
+
+
+@case
+def q_dead_letter_rows_refused_are_set_aside_not_looped():
+    # rejected_events refuses every row: a dead letter cannot be stored, and nacking it loops
+    # forever (redelivered, dead-lettered, refused, archived again under errors/). After
+    # dead_letter.max_attempts deliveries it is set aside under quarantine/ and acked: counted by
+    # the suspects file, or by Pub/Sub's deliveryAttempt on a subscription with a dead-letter
+    # policy (here without any suspects file)
+    with Scenario() as s:
+        path, expect, raw = corpus(s.tmp, 600, seed=35, invalid=10)
+        ndead = sum(expect["dead"].values())
+        check(ndead > 10, f"the corpus has dead letters: {ndead}")
+        s.emu.publish(path)
+        s.emu.fault({"op": "bigquery.tabledata.insertAll", "path": "rejected_events",
+                     "rejectRows": {"all": True}, "count": -1})
+        state = os.path.join(s.tmp, "state")
+        b = Bepipe(s.emu, ["--set", "state_dir=" + state,     # dead_letter.max_attempts=5
+                           "--set", "archive.roll_seconds=1", "--set", "bigquery.batch_ms=100"])
+        wait_settled(s.emu, SUB, sum(expect["rows"].values()), [b], timeout=60)
+        check_eq(b.stop(), 0, "exit code: " + b.stderr()[-1500:])
+        for t in TABLES:
+            check_eq(len(s.emu.rows(t)), expect["rows"][t], f"rows in {t}")
+        check_eq(s.emu.rows("rejected_events"), [], "no dead letter stored")
+        q = quarantined(s.emu)
+        check_eq(len(q), ndead, "one quarantine record per dead letter")
+        check_eq(len({r["message_id"] for r in q}), ndead, "each message set aside once")
+        check(all(r["attempts"] == 5 and r["table"] == "rejected_events" and
+                  r["dead_letter"]["insertId"] == r["message_id"] for r in q),
+              "records: " + json.dumps(q[0])[:600])
+        errors = [l for n, ls in s.emu.objects().items() if n.startswith("output/errors/")
+                  for l in ls]
+        check_eq(len(errors), ndead, "each dead letter's raw line archived once under errors/")
+        log = b.stderr()
+        check_eq(log.count("set aside under quarantine/"), ndead, "one error line each")
+        recs = [l for l in open(os.path.join(state, "suspects")).read().split("\n") if l]
+        check_eq(len(recs), 4 * ndead, "four refusals recorded per message")
+        check(all(" D " in l for l in recs), "records of kind D: " + recs[0])
+        # a subscription with a dead-letter policy, no suspects file: deliveryAttempt counts
+        for t in ("dl-topic", "dl-dead"):
+            rest(s.emu, "PUT", f"projects/{PROJECT}/topics/{t}", {})
+        rest(s.emu, "PUT", f"projects/{PROJECT}/subscriptions/dl-sub", {
+            "topic": f"projects/{PROJECT}/topics/dl-topic", "deadLetterPolicy": {
+                "deadLetterTopic": f"projects/{PROJECT}/topics/dl-dead",
+                "maxDeliveryAttempts": 10}})
+        bad = [b"not json %d" % i for i in range(5)]
+        rest(s.emu, "POST", f"projects/{PROJECT}/topics/dl-topic:publish",
+             {"messages": [{"data": base64.b64encode(x).decode()} for x in bad]})
+        b2 = Bepipe(s.emu, ["--input_subscription", f"projects/{PROJECT}/subscriptions/dl-sub",
+                            "--set", "dead_letter.max_attempts=4", "--set",
+                            "state_dir=/proc/no-such-dir", "--set", "archive.roll_seconds=1",
+                            "--set", "bigquery.batch_ms=100"])
+        wait_settled(s.emu, "dl-sub", 0, [b2])
+        check_eq(b2.stop(), 0, "exit code: " + b2.stderr()[-1500:])
+        q2 = [r for r in quarantined(s.emu) if r["attempts"] == 4]
+        check_eq(len(q2), 5, "set aside at deliveryAttempt 4: " + b2.stderr()[-1500:])
 
 
 if __name__ == "__main__":

@@ -26,11 +26,13 @@ def good_lines(d, n, seed):
 
 
 def slash_order(lines):
-    """A valid order whose order_id is 5.5 MB of '/': lua-cjson writes each as '\\/', so its row
-    is 11 MB, over the insertAll limit."""
+    """A valid order whose order_id is 2 MB of raw U+0001 bytes (lua-cjson reads raw control
+    characters in strings): a row must write each as '\\u0001', so its row is 12 MB, over the
+    insertAll limit, from a 2 MB message. (It was 5.5 MB of '/', which lua-cjson wrote as '\\/';
+    the row writer writes '/' as it is, which insertAll takes.)"""
     ev = json.loads(next(l for l in lines if b'"order"' in l))
-    ev["order_id"] = "/" * (5500 * 1024)
-    return json.dumps(ev).encode()
+    ev["order_id"] = "@ORDER_ID@"
+    return json.dumps(ev).encode().replace(b"@ORDER_ID@", b"\x01" * (2048 * 1024))
 
 
 def dead_of(rows, stage):
@@ -84,7 +86,7 @@ def poison_cloud_row_too_large_for_insertall_is_a_dead_letter():
         with open(path, "wb") as f:
             f.write(b"\n".join(lines[:100] + [big] + lines[100:]) + b"\n")
         s.emu.publish(path)
-        # small objects: the 5.5 MB line must fit an object of its own past roll_bytes
+        # small objects: the 2 MB line must fit an object of its own past roll_bytes
         b = cloud.Bepipe(s.emu, ["--set", "archive.roll_bytes=65536"])
         cloud.wait_drained(s.emu, 201, [b], timeout=60)
         time.sleep(0.5)

@@ -29,7 +29,9 @@ def missing_table_rows_are_dead_letters_not_a_loop():
         drop_table(s.emu, "inventory_events")
         path, expect, raw = cloud.corpus(s.tmp, 400, seed=11, invalid=0)
         s.emu.publish(path)
-        b = cloud.Bepipe(s.emu, ["--set", "preflight_seconds=0"])   # a table dropped at run time
+        # a table dropped at run time, for longer than the grace a 404 gets (0 here)
+        b = cloud.Bepipe(s.emu, ["--set", "preflight_seconds=0",
+                                 "--set", "bigquery.refused_grace_seconds=0"])
         end = time.time() + 60
         while time.time() < end:
             st = s.emu.sub_state()
@@ -56,7 +58,8 @@ def unusable_dead_letter_table_stops_with_non_zero_exit():
         drop_table(s.emu, "rejected_events")
         path, expect, raw = cloud.corpus(s.tmp, 300, seed=12, invalid=10)
         s.emu.publish(path)
-        b = cloud.Bepipe(s.emu, ["--set", "preflight_seconds=0", "--set", "drain_seconds=3"])
+        b = cloud.Bepipe(s.emu, ["--set", "preflight_seconds=0", "--set", "drain_seconds=3",
+                                 "--set", "bigquery.refused_grace_seconds=0"])
         rc = b.wait_exit(45)
         check(rc != 0, "non-zero exit")
         check("dead-letter table rejected_events cannot be written" in b.stderr(),

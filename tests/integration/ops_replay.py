@@ -7,6 +7,7 @@ without reading the finished objects again; --since/--until read only the folder
 (the others are not downloaded); listings of many short pages are followed; a missing object or
 a permanent error stops with a clear error, transient ones are retried. Locally: the same rows as
 the --input run with stable insertIds, --max-rate bounds the rate, progress lines and a summary."""
+import base64
 import collections
 import json
 import os
@@ -367,3 +368,114 @@ def replay_max_rate_bounds_events_per_second():
     check_eq(lines, sum(expect["rows"].values()), "every line")
     check(secs >= (lines - 100) / 1000.0, f"{lines} lines at <= 1000/s took {secs:.2f} s")
     check(float(f["rate"].rstrip("/s")) <= 1100, "summary rate: " + f["rate"])
+
+
+# ---- payloads a line cannot carry as is: live -> archive -> replay, byte for byte ----
+
+MARK = b'{"bepipe_raw_b64":"'
+
+
+def inventory_event(i):
+    return {"event_type": "inventory", "inventory_id": "6f1c2a8e-1b2c-4d3e-8f90-%012d" % i,
+            "product_id": "6f1c2a8e-1b2c-4d3e-8f90-123456789abc",
+            "warehouse_id": "6f1c2a8e-1b2c-4d3e-8f90-123456789abc", "quantity_change": 3,
+            "reason": "restock", "timestamp": "2025-03-01T12:00:00Z"}
+
+
+def odd_payloads():
+    """(payload, what its archive line must give back): pretty-printed events (a row each, the
+    line compacted), and dead letters a line cannot hold (carried exactly)."""
+    pretty = json.dumps(inventory_event(1), indent=1).encode()
+    crlf = json.dumps(inventory_event(2), indent=2).replace("\n", "\r\n").encode() + b"\r\n"
+    compact = lambda i: json.dumps(inventory_event(i), separators=(",", ":")).encode()
+    return [
+        (pretty, compact(1)),
+        (crlf, compact(2)),
+        (compact(3), compact(3)),
+        (b"not json\nsecond line\n", None),
+        (b"carriage\rreturn", None),
+        (bytes(range(256)), None),
+        (b'{"event_type":"nope","x":"\xff\xfe"}', None),
+        (b'{"bepipe_raw_b64":"aGk="}', None),       # a real event that looks like a marker
+        (b"\x00", None),
+    ]
+
+
+def line_payload(line):
+    return base64.b64decode(line[len(MARK):-2], validate=True) if line.startswith(MARK) else line
+
+
+def check_archive_lines(objects, cases, what):
+    lines = [l for v in objects.values() for l in v]
+    check_eq(len(lines), len(cases), f"{what}: one archive line per message")
+    check_eq(collections.Counter(line_payload(l) for l in lines),
+             collections.Counter(want or p for p, want in cases),
+             f"{what}: each line gives its payload back (compacted when valid JSON)")
+    check(all(b"\r" not in l for l in lines), f"{what}: no carriage return in a line")
+
+
+def dead_payloads(rows):
+    return collections.Counter((r["error_stage"], r["raw_payload"]) for r in rows)
+
+
+def publish_payloads(emu, payloads):
+    body = json.dumps({"messages": [{"data": base64.b64encode(p).decode()}
+                                    for p in payloads]}).encode()
+    req = urllib.request.Request(f"{emu.url}/v1/projects/{cloud.PROJECT}/topics/{cloud.TOPIC}"
+                                 ":publish", data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        check_eq(len(json.loads(r.read())["messageIds"]), len(payloads), "published")
+
+
+@case
+def replay_multiline_and_binary_payloads_round_trip_through_the_archive():
+    cases = odd_payloads()
+    with cloud.Scenario() as s:
+        publish_payloads(s.emu, [p for p, _ in cases])
+        b = cloud.Bepipe(s.emu)
+        cloud.wait_drained(s.emu, len(cases), [b])
+        check_eq(b.stop(), 0, "live run: " + b.stderr()[-1500:])
+        check_eq(len(s.emu.rows("inventory_events")), 3, "the three events are rows")
+        check_archive_lines(s.emu.objects(), cases, "live archive")
+        src = f"gs://{cloud.BUCKET}/output"
+        for source in (src, src + "/errors/"):
+            r = replay(s.emu, [source])
+            check_eq(r.returncode, 0, "replay: " + r.stderr[-2000:])
+        check_eq(content(ds_rows(s.emu, "inventory_events")),
+                 content(s.emu.rows("inventory_events")), "replayed rows are the live rows")
+        live_dead = s.emu.rows("rejected_events")
+        check_eq(len(live_dead), 6, "six dead letters live")
+        check_eq(dead_payloads(ds_rows(s.emu, "rejected_events")), dead_payloads(live_dead),
+                 "each dead letter replays to the same dead letter (stage and payload)")
+    # locally: the marker lines as --input, --local-out, then the archive replayed and read back
+    d = tempfile.mkdtemp(prefix="bepipe-replay-")
+    ev = os.path.join(d, "in.ndjson")
+    with open(ev, "wb") as f:
+        for p, _ in cases:
+            f.write(MARK + base64.b64encode(p) + b'"}\n')
+    live = os.path.join(d, "live")
+    rc, _, err = local.run([local.PIPELINE, "--input", ev, "--local-out", live])
+    check_eq(rc, 0, "local run: " + err[-1500:])
+    check_eq(len(local.read_rows(live, "inventory_events")), 3, "local: three rows")
+    check_archive_lines(local.archive_objects(live), cases, "local archive")
+    root = os.path.join(live, "gcs", cloud.BUCKET, "output")
+    live_dead = [x["json"] for x in local.read_rows(live, "rejected_events")]
+    for k, source in enumerate((root, os.path.join(root, "errors"))):
+        out = os.path.join(d, f"rep{k}")
+        r = local_replay(source, out)
+        check_eq(r.returncode, 0, "local replay: " + r.stderr[-1500:])
+        if k == 0:
+            check_eq(content(x["json"] for x in local.read_rows(out, "inventory_events")),
+                     content(x["json"] for x in local.read_rows(live, "inventory_events")),
+                     "local replay: the rows")
+        else:
+            check_eq(dead_payloads(x["json"] for x in local.read_rows(out, "rejected_events")),
+                     dead_payloads(live_dead), "local replay: the same dead letters")
+    # an archive object given as --input reads the same way
+    errs = [os.path.join(dp, n) for dp, _, ns in os.walk(os.path.join(root, "errors")) for n in ns]
+    out = os.path.join(d, "again")
+    rc, _, err = local.run([local.PIPELINE, "--input", errs[0], "--local-out", out])
+    check_eq(rc, 0, "--input of an archive object: " + err[-1500:])
+    check_eq(dead_payloads(x["json"] for x in local.read_rows(out, "rejected_events")),
+             dead_payloads(live_dead), "--input of the errors/ object: the same dead letters")

@@ -373,6 +373,101 @@ def script_runtime_error_dead_letters_one_event():
               "reason names file:line: " + dead[0]["json"]["reason"])
 
 
+NUMS_DDL = """CREATE TABLE IF NOT EXISTS `backend_events_data.nums` (
+  event_type STRING, i INT64, f FLOAT64, s STRING, bad FLOAT64, ingestion_time TIMESTAMP
+);
+"""
+# a user's map hands the event's values straight over
+NUMS_ROUTE = """return {
+  table = "nums",
+  validate = function(ev) return true end,
+  map = function(ev)
+    local bad = ev.bad
+    if bad == "nan" then bad = 0 / 0 elseif bad == "function" then bad = print end
+    return { event_type = ev.event_type, i = ev.i, f = ev.f, s = ev.s, bad = bad }
+  end,
+}
+"""
+
+
+def nums_pipeline(d):
+    p = copy_scripts(os.path.join(d, "s"))
+    ddl = os.path.join(d, "s", "ddl")
+    shutil.copytree(os.path.join(ROOT, "ddl"), ddl)
+    with open(os.path.join(ddl, "nums.sql"), "w") as f:
+        f.write(NUMS_DDL)
+    with open(os.path.join(d, "s", "events", "nums.lua"), "w") as f:
+        f.write(NUMS_ROUTE)
+    src = open(p).read().replace('order = "events.order",',
+                                 'order = "events.order",\n        nums = "events.nums",', 1)
+    check('"events.nums"' in src, "route added")
+    open(p, "w").write(src)
+    return p
+
+
+@case
+def numbers_reach_the_row_exactly():
+    # (field, text in the event, text in the row): integers past 2^53 to INT64 exactly, doubles
+    # as the shortest text of the same double
+    table = [
+        ("i", "1234567890123456", "1234567890123456"),
+        ("i", "123456789012345678", "123456789012345678"),
+        ("i", "9007199254740993", "9007199254740993"),
+        ("i", "-9007199254740993", "-9007199254740993"),
+        ("i", "9223372036854775807", "9223372036854775807"),
+        ("i", "-9223372036854775808", "-9223372036854775808"),
+        ("i", "9007199254740992", "9007199254740992"),
+        ("f", "1234567.8912345678", "1234567.8912345679"),
+        ("f", "0.1", "0.1"),
+        ("f", "1e300", "1e+300"),
+        ("f", "-0.0", "-0"),
+        ("f", "5e-324", "5e-324"),
+        ("f", "2.2250738585072014e-308", "2.2250738585072014e-308"),
+        ("f", "0.30000000000000004", "0.30000000000000004"),
+    ]
+    with Tmp() as d:
+        p = nums_pipeline(d)
+        ev = os.path.join(d, "ev.ndjson")
+        slash = "/" * 100000
+        with open(ev, "w") as f:
+            for field, text, _ in table:
+                f.write('{"event_type":"nums","%s":%s}\n' % (field, text))
+            f.write('{"event_type":"nums","s":"%s"}\n' % slash)
+            f.write('{"event_type":"nums","bad":"nan"}\n')
+            f.write('{"event_type":"nums","bad":"function"}\n')
+            # lua-cjson decodes what the exact decoder refuses (-0 written as an integer): an
+            # integer past 2^53 there is dead-lettered, never rounded
+            f.write('{"event_type":"nums","i":-0,"x":{"y":[1,123456789012345678]}}\n')
+        out = os.path.join(d, "out")
+        rc, _, err = run([p, "--input", ev, "--local-out", out])
+        check_eq(rc, 0, "exit code: " + err[-2000:])
+        with open(os.path.join(out, "bigquery", "nums.ndjson"), "rb") as f:
+            lines = {json.loads(l)["insertId"]: l.decode() for l in f if l.strip()}
+        for n, (field, text, want) in enumerate(table, 1):
+            line = lines.get("ev.ndjson:%d" % n)
+            check(line is not None, f"{text}: no row")
+            m = re.search(r'"%s":(-?[0-9][0-9.e+-]*)' % field, line)
+            check(m is not None, f"{text}: no {field} in {line}")
+            check_eq(m.group(1), want, f"row text of {text}")
+        slash_row = lines.get("ev.ndjson:%d" % (len(table) + 1), "")
+        check('"s":"%s"' % slash in slash_row, "'/' written as it is")
+        check("\\/" not in slash_row, "no '\\/' in the row")
+        dead = {r["insertId"]: r["json"] for r in read_rows(out, "rejected_events")}
+        check_eq(len(dead), 3, "dead letters: " + repr(dead))
+        nan = dead["ev.ndjson:%d" % (len(table) + 2)]
+        check_eq(nan["error_stage"], "map", "NaN's stage")
+        check("row field bad: NaN is not a JSON number (route nums," in nan["reason"],
+              nan["reason"])
+        fn = dead["ev.ndjson:%d" % (len(table) + 3)]
+        check_eq(fn["error_stage"], "map", "function's stage")
+        check("row field bad: a function cannot be written (route nums," in fn["reason"],
+              fn["reason"])
+        big = dead["ev.ndjson:%d" % (len(table) + 4)]
+        check_eq(big["error_stage"], "parse", "stage of an integer lua-cjson would round")
+        check("x.y[1]: the integer 123456789012345678 is past 2^53" in big["reason"],
+              big["reason"])
+
+
 # ---------------------------------------------------------------------------------------------
 # signals: reload and drain
 
@@ -498,6 +593,66 @@ def sigterm_drains_everything_read():
         dm.p.stdin.close()
         check_eq(rc, 0, "exit code after SIGTERM: " + err[-1000:])
         check("draining (SIGTERM)" in err, "drain logged")
+        verify_corpus(out, expect, [l for l in data.split(b"\n") if l.strip()])
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def metric(port, name):
+    import urllib.request
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    m = re.search(r"^%s(?:\{[^}]*\})? (\S+)$" % re.escape(name), text, re.M)
+    return float(m.group(1)) if m else None
+
+
+@case
+def stderr_reader_gone_run_still_drains():
+    # `bepipe-lua … 2>&1 | head -c 300`: the reader of stderr goes away. Log lines are dropped
+    # and counted; the run goes on, drains on SIGTERM and exits 0 with every event stored.
+    with Tmp() as d:
+        out = os.path.join(d, "out")
+        ev = os.path.join(d, "ev.ndjson")
+        expect = gen(ev, 2000, seed=5, invalid=5)
+        with open(ev, "rb") as f:
+            data = f.read()
+        rfd, wfd = os.pipe()
+        os.close(rfd)  # nobody will ever read stderr
+        port = free_port()
+        p = subprocess.Popen([BIN, PIPELINE, "--input", "-", "--local-out", out, "--http",
+                              f"127.0.0.1:{port}", "--log-level", "debug",
+                              "--set", "archive.roll_seconds=3600"],
+                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=wfd)
+        os.close(wfd)
+        try:
+            try:
+                p.stdin.write(data)
+                p.stdin.flush()
+            except BrokenPipeError:
+                raise Failure(f"died with stderr gone: exit {p.wait()}")
+            end = time.time() + 30
+            dropped = None
+            while time.time() < end and p.poll() is None:
+                try:
+                    dropped = metric(port, "bepipe_log_lines_dropped_total")
+                    if dropped and summary(out)["order_events"] == expect["rows"]["order_events"]:
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.1)
+            check(p.poll() is None, f"still running with stderr gone (exit {p.poll()})")
+            check(dropped and dropped > 0, f"dropped log lines counted: {dropped}")
+            p.send_signal(signal.SIGTERM)
+            rc = p.wait(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        check_eq(rc, 0, "exit code after SIGTERM with stderr gone")
         verify_corpus(out, expect, [l for l in data.split(b"\n") if l.strip()])
 
 

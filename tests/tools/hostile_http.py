@@ -3,7 +3,9 @@
 
     tests/tools/hostile_http.py [--port N] [--routes JSON_OR_@FILE]
 
-Prints `listening on http://127.0.0.1:PORT` as its first line, then serves until killed.
+Prints `listening on http://127.0.0.1:PORT` as its first line, then serves until killed, or
+until the process that started it is gone (however that ended: a test aborted before its
+teardown must not leave a server behind).
 Each request (any method) is answered by the route whose key matches its path (the query is
 left out): an exact path, or a key ending in `*` as a prefix (the longest key wins). A route is
 one action, or a list of actions used in turn (the last one repeats). Actions:
@@ -24,6 +26,7 @@ Connections are kept alive (HTTP/1.1 with Content-Length); each one has its own 
 hung request never holds up another connection."""
 import argparse
 import json
+import os
 import socket
 import struct
 import sys
@@ -143,7 +146,23 @@ class Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+def exit_with_parent(poll=0.2):
+    """Exits when the process that started this one is gone: a thread watches for the kernel
+    giving us a new parent (init or a subreaper). Not PR_SET_PDEATHSIG here: it fires when the
+    parent *thread* ends, and a Python test may start the server from a thread that ends first."""
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(poll)
+        os._exit(0)
+    if parent == 1:
+        return  # started by init (a container's entry point): nothing to outlive
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main():
+    exit_with_parent()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--routes", default="{}", help="JSON object, or @FILE")

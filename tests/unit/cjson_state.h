@@ -1,7 +1,9 @@
 /* cjson_state.h - a Lua state for the tests that compare the fast JSON paths (json_lua.cpp,
- * json_row.c) with lua-cjson: lua-cjson preloaded and, as globals, `json` (an instance configured
- * as scripts/bepipe/host.lua configures its own) and `same(a, b)` (deep equality, with the sign
- * of zero). Used by tests/unit/test_json_*.c and tests/fuzz/fuzz_json_lua.c. */
+ * json_row.c) with lua-cjson: lua-cjson preloaded, bepipe.int64 installed (integers past 2^53 as
+ * cdata, as host.lua installs it) and, as globals, `json` (an instance configured as
+ * scripts/bepipe/host.lua configures its own) and `same(a, b)` (deep equality, with the sign
+ * of zero; 64-bit integers of the same type and value). Used by tests/unit/test_json_*.c and
+ * tests/fuzz/fuzz_json_lua.c. */
 #ifndef BP_TEST_CJSON_STATE_H
 #define BP_TEST_CJSON_STATE_H
 
@@ -15,6 +17,8 @@
 extern int luaopen_cjson(lua_State *L);
 
 static const char cjson_state_prelude[] =
+    "package.path = '" SRC_ROOT "/scripts/?.lua;' .. package.path\n"
+    "require('bepipe.int64').install()\n"
     "local cjson = require 'cjson'\n"
     "json = cjson.new()\n"
     "json.decode_invalid_numbers(false)\n"
@@ -24,6 +28,7 @@ static const char cjson_state_prelude[] =
     "function same(a, b)\n"
     "  if type(a) ~= type(b) then return false end\n"
     "  if type(a) == 'number' then return a == b and 1 / a == 1 / b end\n"
+    "  if type(a) == 'cdata' then return tostring(a) == tostring(b) end\n"
     "  if type(a) ~= 'table' then return a == b end\n"
     "  for k, v in pairs(a) do if not same(v, b[k]) then return false end end\n"
     "  for k in pairs(b) do if a[k] == nil then return false end end\n"

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -35,15 +36,23 @@ static const char *ROUTES =
     "\"/slow\":{\"first_byte_ms\":4000,\"status\":200},"
     "\"/computeMetadata/*\":{\"status\":500,\"body\":\"down\"}}";
 
+/* Starts tests/tools/hostile_http.py with ROUTES; *pid is the server, url gets its base URL.
+ * The server dies with this process however it ends: an abort (the alloc-fail sweep's "out of
+ * memory") skips every teardown, so the kernel's parent-death signal is armed before the exec,
+ * and the server also watches for a new parent itself. Returns 0, or -1. */
 static int
-group_setup(void **state)
+start_server(pid_t *pid, char *url, size_t urllen)
 {
-    (void)state;
     int fds[2];
     if (pipe(fds) != 0)
         return -1;
-    server_pid = fork();
-    if (server_pid == 0) {
+    pid_t parent = getpid();
+    *pid = fork();
+    if (*pid < 0)
+        return -1;
+    if (*pid == 0) {
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+            _exit(127);  /* the parent is already gone: no server to leave behind */
         dup2(fds[1], 1);
         close(fds[0]);
         execlp("python3", "python3", SRC_ROOT "/tests/tools/hostile_http.py", "--routes", ROUTES,
@@ -53,13 +62,23 @@ group_setup(void **state)
     close(fds[1]);
     char line[256];
     FILE *f = fdopen(fds[0], "r");
-    if (!f || !fgets(line, sizeof(line), f))
+    if (!f)
         return -1;
-    char *u = strstr(line, "http://");
+    char *u = fgets(line, sizeof(line), f) ? strstr(line, "http://") : NULL;
+    fclose(f);
     if (!u)
         return -1;
     u[strcspn(u, "\r\n")] = '\0';
-    snprintf(base, sizeof(base), "%s", u);
+    snprintf(url, urllen, "%s", u);
+    return 0;
+}
+
+static int
+group_setup(void **state)
+{
+    (void)state;
+    if (start_server(&server_pid, base, sizeof(base)) != 0)
+        return -1;
     bp_log_set_level(BP_LOG_INFO);
     return 0;
 }
@@ -431,9 +450,79 @@ test_permanent_and_retryable_classes(void **state)
     r.body_len = strlen(r.body);
     assert_int_equal(bp_api_retryable(&r), 1);
     assert_int_equal(bp_api_permanent(&r), 0);
+    assert_int_equal(bp_api_refused_transient(&r), 0);   /* the call's own retries cover it */
+    /* quota, a grant still propagating, a table being recreated: the writer pauses */
+    r.body = "{\"error\":{\"code\":403,\"errors\":[{\"reason\":\"quotaExceeded\"}]}}";
+    r.body_len = strlen(r.body);
+    assert_int_equal(bp_api_retryable(&r), 0);
+    assert_int_equal(bp_api_refused_transient(&r), 1);
+    r.body = "{\"error\":{\"code\":403,\"errors\":[{\"reason\":\"accessDenied\"}]}}";
+    r.body_len = strlen(r.body);
+    assert_int_equal(bp_api_refused_transient(&r), 1);
+    r.status = 404;
+    assert_int_equal(bp_api_refused_transient(&r), 1);
+    long not_transient[] = { 0, 200, 400, 401, 409, 412, 413, 429, 500, 503 };
+    for (size_t i = 0; i < sizeof(not_transient) / sizeof(*not_transient); i++) {
+        r.status = not_transient[i];
+        assert_int_equal(bp_api_refused_transient(&r), 0);
+    }
     r.status = 200;
     r.body_truncated = 1;
     assert_int_equal(bp_api_failed(&r), 1);
+}
+
+/* ---- a helper server never outlives its test ---- */
+
+/* 1 while pid runs (a zombie or no process counts as gone). */
+static int
+process_alive(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+}
+
+static void
+test_server_dies_with_the_test_however_it_ends(void **state)
+{
+    (void)state;
+    /* a test process starts its server, then dies without any teardown (as an abort on an
+     * allocation failure does): the server must not stay behind */
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t test = fork();
+    assert_true(test >= 0);
+    if (test == 0) {
+        pid_t srv;
+        char url[64];
+        close(fds[0]);
+        if (start_server(&srv, url, sizeof(url)) != 0 ||
+            write(fds[1], &srv, sizeof(srv)) != (ssize_t)sizeof(srv))
+            _exit(1);
+        raise(SIGKILL);
+    }
+    close(fds[1]);
+    pid_t srv = 0;
+    ssize_t n = read(fds[0], &srv, sizeof(srv));
+    close(fds[0]);
+    int st = 0;
+    assert_int_equal(waitpid(test, &st, 0), test);
+    assert_int_equal(n, sizeof(srv));
+    assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    double end = bp_time_mono() + 10;
+    while (process_alive(srv) && bp_time_mono() < end)
+        usleep(20000);
+    int alive = process_alive(srv);
+    if (alive)
+        kill(srv, SIGKILL);
+    assert_false(alive);
 }
 
 int
@@ -451,6 +540,7 @@ main(void)
         cmocka_unit_test(test_failing_token_refresh_ends_the_call),
         cmocka_unit_test(test_backoff_grows_caps_and_resets),
         cmocka_unit_test(test_permanent_and_retryable_classes),
+        cmocka_unit_test(test_server_dies_with_the_test_however_it_ends),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

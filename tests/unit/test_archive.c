@@ -14,6 +14,7 @@
 
 #include "ack.h"
 #include "archive.h"
+#include "archive_line.h"
 #include "store.h"
 
 #define MAXOBJ 20000
@@ -26,6 +27,10 @@ struct fake {
     char names[MAXOBJ][64];
     size_t bytes[MAXOBJ];
     int done[MAXOBJ];           /* finish order, 1-based; 0 = not finished */
+    char *text;                 /* every byte written, objects one after the other */
+    size_t ntext;
+    int capture;                /* keep the bytes in text */
+    int fail_finish;            /* answer finishes with a failure */
 };
 
 struct bp_object {
@@ -52,8 +57,14 @@ f_open(struct bp_store *s, const char *name, char *err, size_t errlen)
 static int
 f_write(struct bp_object *o, const void *p, size_t n)
 {
-    (void)p;
-    o->f->bytes[o->idx] += n;
+    struct fake *f = o->f;
+    f->bytes[o->idx] += n;
+    if (!f->capture)
+        return 0;
+    f->text = realloc(f->text, f->ntext + n + 1);
+    memcpy(f->text + f->ntext, p, n);
+    f->ntext += n;
+    f->text[f->ntext] = '\0';
     return 0;
 }
 
@@ -64,7 +75,7 @@ f_finish(struct bp_object *o, bp_store_done_fn done, void *arg)
     f->done[o->idx] = ++f->finished;
     f->open_now--;
     free(o);
-    done(arg, 0, NULL, NULL, 0);
+    done(arg, f->fail_finish ? -1 : 0, f->fail_finish ? "refused" : NULL, NULL, 0);
     return 0;
 }
 
@@ -109,7 +120,7 @@ add(struct bp_archive *a, struct bp_ack *ack, const char *type, int32_t hour, si
     memset(line, 'x', sizeof(line));
     for (int i = 0; i < n; i++) {
         uint32_t slot = ack ? bp_ack_new(ack, 0) : BP_ACK_NONE;
-        assert_int_equal(bp_archive_add(a, type, hour, line, len, slot, now), 0);
+        assert_int_equal(bp_archive_add(a, type, hour, NULL, 0, line, len, slot, now), 0);
         if (ack)
             bp_ack_done(ack, slot, 1);      /* the dispatcher's hold */
     }
@@ -141,7 +152,7 @@ names_and_rolls(void **state)
         struct bp_archive a;
         struct bp_ack ack;
         bp_ack_init(&ack, NULL, NULL);
-        struct bp_archive_params p = { "output", 100, 60.0, 0, 2 };
+        struct bp_archive_params p = { "output", 100, 60.0, 0, 2, 0 };
         bp_archive_init(&a, &f->base, &ack, &p);
         add(&a, NULL, "order", 2025030112, 10, 2, 0.0);
         add(&a, NULL, "order", 2025030113, 1, 1, 2.0);
@@ -179,7 +190,7 @@ hash_one_object_per_folder(void **state)
     struct bp_archive a;
     struct bp_ack ack;
     bp_ack_init(&ack, NULL, NULL);
-    struct bp_archive_params p = { "", 1 << 30, 3600.0, 0, 64 };
+    struct bp_archive_params p = { "", 1 << 30, 3600.0, 0, 64, 0 };
     bp_archive_init(&a, &f->base, &ack, &p);
     static const char *types[] = { "order", "inventory", "user_activity" };
     for (int round = 0; round < 3; round++)
@@ -207,7 +218,7 @@ budget_finishes_largest_then_oldest(void **state)
     struct bp_archive a;
     struct bp_ack ack;
     bp_ack_init(&ack, NULL, NULL);
-    struct bp_archive_params p = { "", 1 << 30, 3600.0, 20000, 64 };
+    struct bp_archive_params p = { "", 1 << 30, 3600.0, 20000, 64, 0 };
     bp_archive_init(&a, &f->base, &ack, &p);
     add(&a, NULL, "late", 2024010100, 999, 1, 0.0);     /* object 0: 1 KB, opened first */
     add(&a, NULL, "cur", 2025030112, 999, 8, 1.0);      /* object 1: 8 KB */
@@ -254,7 +265,7 @@ budget_takes_class_by_arrival(void **state)
     struct bp_archive a;
     struct bp_ack ack;
     bp_ack_init(&ack, NULL, NULL);
-    struct bp_archive_params p = { "", 1 << 30, 3600.0, 2000, 64 };
+    struct bp_archive_params p = { "", 1 << 30, 3600.0, 2000, 64, 0 };
     bp_archive_init(&a, &f->base, &ack, &p);
     add(&a, NULL, "t", 2024010100, 99, 1, 0.0);        /* object 0: 100 bytes, opened first */
     add(&a, NULL, "t", 2024010200, 299, 2, 1.0);       /* object 1: 600 bytes (class 2) */
@@ -280,7 +291,7 @@ budget_last_class_in_open_order(void **state)
     struct bp_archive a;
     struct bp_ack ack;
     bp_ack_init(&ack, NULL, NULL);
-    struct bp_archive_params p = { "", 1 << 30, 3600.0, 1000000, 64 };
+    struct bp_archive_params p = { "", 1 << 30, 3600.0, 1000000, 64, 0 };
     bp_archive_init(&a, &f->base, &ack, &p);
     add(&a, NULL, "late", 2024010100, 999, 1, 0.0);     /* object 0: opened first */
     add(&a, NULL, "cur", 2025030112, 59999, 5, 1.0);    /* object 1: past 256 KB first */
@@ -305,7 +316,7 @@ table_survives_churn(void **state)
     struct bp_archive a;
     struct bp_ack ack;
     bp_ack_init(&ack, NULL, NULL);
-    struct bp_archive_params p = { "", 3000, 30.0, 400000, 64 };
+    struct bp_archive_params p = { "", 3000, 30.0, 400000, 64, 0 };
     bp_archive_init(&a, &f->base, &ack, &p);
     unsigned seed = 11;
     size_t lines = 0, bytes = 0;
@@ -344,7 +355,7 @@ files_are_bounded(void **state)
     struct bp_archive a;
     struct bp_ack ack;
     bp_ack_init(&ack, NULL, NULL);
-    struct bp_archive_params p = { "", 1 << 30, 3600.0, 0, 2 };
+    struct bp_archive_params p = { "", 1 << 30, 3600.0, 0, 2, 0 };
     bp_archive_init(&a, &f->base, &ack, &p);
     for (int h = 0; h < 500; h++)
         add(&a, NULL, "late", 2024010100 + h % 24 + h / 24 * 100, 400, 2, 0.0);
@@ -376,7 +387,7 @@ files_taken_keep_bytes_pending(void **state)
     struct bp_archive a;
     struct bp_ack ack;
     bp_ack_init(&ack, NULL, NULL);
-    struct bp_archive_params p = { "", 1 << 30, 3600.0, 4 << 20, 2 };
+    struct bp_archive_params p = { "", 1 << 30, 3600.0, 4 << 20, 2, 0 };
     bp_archive_init(&a, &f->base, &ack, &p);
     add(&a, NULL, "cur1", 2025030112, 60000, 2, 1.0);  /* 120 KB each: a file each */
     add(&a, NULL, "cur2", 2025030112, 60000, 2, 1.0);
@@ -407,7 +418,7 @@ budget_finishes_previous_hour_first(void **state)
     struct bp_archive a;
     struct bp_ack ack;
     bp_ack_init(&ack, NULL, NULL);
-    struct bp_archive_params p = { "", 1 << 30, 3600.0, 4 << 20, 64 };
+    struct bp_archive_params p = { "", 1 << 30, 3600.0, 4 << 20, 64, 0 };
     bp_archive_init(&a, &f->base, &ack, &p);
     add(&a, NULL, "t", 2025030111, 60000, 30, 0.0);    /* object 0: the previous hour, 1.8 MB */
     add(&a, NULL, "t", 2025030112, 60000, 40, 1.0);    /* object 1: the current hour, 2.4 MB */
@@ -429,7 +440,7 @@ release_takes_most_messages_first(void **state)
     struct bp_ack ack;
     acks = 0;
     bp_ack_init(&ack, on_ack, NULL);
-    struct bp_archive_params p = { "", 1 << 30, 60.0, 0, 64 };
+    struct bp_archive_params p = { "", 1 << 30, 60.0, 0, 64, 0 };
     bp_archive_init(&a, &f->base, &ack, &p);
     add(&a, &ack, "cur", 2025030112, 10, 100, 0.0);     /* object 0: 100 messages */
     add(&a, &ack, "late", 2025022712, 10, 2, 0.0);      /* object 1: 2, a late folder */
@@ -489,7 +500,7 @@ running_totals_follow_every_change(void **state)
         struct bp_ack ack;
         acks = 0;
         bp_ack_init(&ack, on_ack, NULL);
-        struct bp_archive_params p = { "", 200000, 50.0, 300000, 4 };
+        struct bp_archive_params p = { "", 200000, 50.0, 300000, 4, 0 };
         bp_archive_init(&a, &f->base, &ack, &p);
         unsigned seed = 7;
         int lines = 0;
@@ -526,6 +537,189 @@ running_totals_follow_every_change(void **state)
     }
 }
 
+/* Every payload is one record per line, and each line gives back the payload: as is, compacted
+ * (valid JSON with newlines or carriage returns: only the whitespace between tokens goes) or
+ * exactly, through the base64 marker (anything else a line cannot carry, and a payload that would
+ * look like a marker). Both stores (lines pending, lines written through). */
+static void
+every_payload_is_one_line(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        size_t len;             /* 0: strlen */
+        const char *want;       /* the line's payload; NULL: the input's exact bytes */
+        int kind;
+    } cases[] = {
+        { "{\"event_type\":\"inventory\",\"n\":1}", 0, NULL, BP_LINE_AS_IS },
+        { "{\n \"event_type\": \"inventory\",\n \"s\": \"a b\\n\\t\",\n \"n\": [1, 2.50]\n}", 0,
+          "{\"event_type\":\"inventory\",\"s\":\"a b\\n\\t\",\"n\":[1,2.50]}", BP_LINE_COMPACT },
+        { "{\"a\":\r\n\"x\"}\r", 0, "{\"a\":\"x\"}", BP_LINE_COMPACT },
+        { "{\"caf\xc3\xa9\":\n1}", 0, "{\"caf\xc3\xa9\":1}", BP_LINE_COMPACT },
+        { "{\"a\":\"\xc3\xa9\"}", 0, NULL, BP_LINE_AS_IS },
+        { "not json\nsecond line", 0, NULL, BP_LINE_RAW },
+        { "{\"a\":1}\r", 0, "{\"a\":1}", BP_LINE_COMPACT },
+        { "trailing cr\r", 0, NULL, BP_LINE_RAW },
+        { "nul\0inside", 10, NULL, BP_LINE_RAW },
+        { "\x01\x02\xff\xfe\x00\x80", 6, NULL, BP_LINE_RAW },
+        { "{\"a\":\"\xff\"}", 0, NULL, BP_LINE_RAW },
+        { "", 0, NULL, BP_LINE_RAW },
+        { " \t ", 0, NULL, BP_LINE_RAW },
+        { "{\"bepipe_raw_b64\":\"aGk=\"}", 0, NULL, BP_LINE_RAW },
+        { "{\"bepipe_raw_b64\":\n\"aGk=\"}", 0, NULL, BP_LINE_RAW },
+        { "{\"bepipe_raw_b64\" :\"aGk=\"}", 0, NULL, BP_LINE_AS_IS },
+        { "\t{\"a\":1}", 0, NULL, BP_LINE_AS_IS },
+    };
+    size_t n = sizeof(cases) / sizeof(cases[0]);
+    for (int in_memory = 0; in_memory <= 1; in_memory++) {
+        struct fake *f = fake_new(in_memory);
+        f->capture = 1;
+        struct bp_archive a;
+        struct bp_archive_params p = { "", 1 << 30, 3600.0, 0, 4, 0 };
+        bp_archive_init(&a, &f->base, NULL, &p);
+        unsigned long compacted = 0, raw = 0;
+        for (size_t i = 0; i < n; i++) {
+            size_t len = cases[i].len ? cases[i].len : strlen(cases[i].in);
+            assert_int_equal(bp_archive_add(&a, "t", 2025030112, NULL, 0, cases[i].in, len,
+                                            BP_ACK_NONE, 0), 0);
+            compacted += cases[i].kind == BP_LINE_COMPACT;
+            raw += cases[i].kind == BP_LINE_RAW;
+        }
+        assert_int_equal(bp_archive_finish_all(&a), 0);
+        assert_int_equal(a.lines_compacted, compacted);
+        assert_int_equal(a.lines_raw, raw);
+        /* one record per line: as many '\n' as payloads, every line back to its payload */
+        const char *t = f->text, *end = f->text + f->ntext;
+        bp_buf_t dec;
+        bp_buf_init(&dec, 1 << 20);
+        for (size_t i = 0; i < n; i++) {
+            const char *nl = memchr(t, '\n', (size_t)(end - t));
+            assert_non_null(nl);
+            size_t len = (size_t)(nl - t);
+            assert_true(memchr(t, '\r', len) == NULL);
+            int rc = bp_archive_line_decode(t, len, &dec);
+            assert_int_equal(rc, cases[i].kind == BP_LINE_RAW);
+            const char *got = rc ? dec.data : t;
+            size_t glen = rc ? dec.len : len;
+            const char *want = cases[i].want ? cases[i].want : cases[i].in;
+            size_t wlen = cases[i].want ? strlen(want) : cases[i].len ? cases[i].len
+                                                                      : strlen(want);
+            assert_int_equal(glen, wlen);
+            assert_memory_equal(got, want, wlen);
+            /* the source side: the same payload through a batch's scratch */
+            struct bp_raw_lines rl = { 0 };
+            const char *d;
+            size_t dl;
+            assert_int_equal(bp_raw_lines_take(&rl, t, len, &d, &dl), 0);
+            assert_int_equal(dl, wlen);
+            assert_memory_equal(d, want, wlen);
+            bp_raw_lines_free(&rl);
+            t = nl + 1;
+        }
+        assert_true(t == end);
+        bp_buf_free(&dec);
+        bp_archive_free(&a);
+        free(f->text);
+        free(f);
+    }
+}
+
+/* A line that begins like a marker but is not a well-formed one is its own payload. */
+static void
+malformed_markers_are_payloads(void **state)
+{
+    (void)state;
+    static const char *lines[] = {
+        "{\"bepipe_raw_b64\":\"aGk\"}",       /* not a multiple of 4 */
+        "{\"bepipe_raw_b64\":\"aG!=\"}",      /* outside the alphabet */
+        "{\"bepipe_raw_b64\":\"aGk=\"",       /* no end */
+        "{\"bepipe_raw_b64\":\"aGk=\",\"x\":1}",
+        "{\"bepipe_raw_b64\":\"a===\"}",
+    };
+    bp_buf_t dec;
+    bp_buf_init(&dec, 1024);
+    for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
+        assert_int_equal(bp_archive_line_decode(lines[i], strlen(lines[i]), &dec), 0);
+    assert_int_equal(bp_archive_line_decode("{\"bepipe_raw_b64\":\"\"}", 21, &dec), 1);
+    assert_int_equal(dec.len, 0);
+    bp_buf_free(&dec);
+}
+
+/* A message whose line is in a stored object is not archived again when it comes back (a
+ * redelivery), and its slot gets no write; a line in an object still open, or in one whose
+ * store failed, does not count; past archive.dedup_ids ids the oldest are forgotten (FIFO). */
+static void
+redelivered_lines_archived_once(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(0);
+    struct bp_archive a;
+    struct bp_ack ack;
+    acks = 0;
+    bp_ack_init(&ack, on_ack, NULL);
+    struct bp_archive_params p = { "", 1 << 30, 3600.0, 0, 4, 3 };
+    bp_archive_init(&a, &f->base, &ack, &p);
+    const char *ev = "{\"a\":1}";
+#define ADD(id) do {                                                                   \
+        uint32_t s_ = bp_ack_new(&ack, 0);                                               \
+        assert_int_equal(bp_archive_add(&a, "t", 2025030112, id, strlen(id), ev, 7, s_, 0), 0); \
+        bp_ack_done(&ack, s_, 1);                                                        \
+    } while (0)
+    ADD("m1");
+    ADD("m1");                      /* open, not stored: written again */
+    assert_int_equal(bp_archive_finish_all(&a), 0);
+    assert_int_equal(a.lines_done, 2);
+    assert_int_equal(acks, 2);
+    assert_true(bp_archive_seen(&a, "m1", 2));
+    ADD("m1");                      /* stored: skipped, and acked at once */
+    assert_int_equal(acks, 3);
+    assert_int_equal(a.dedup_skipped, 1);
+    assert_int_equal(a.nopen, 0);
+    /* no id, or no slot (a file): always written */
+    uint32_t s0 = bp_ack_new(&ack, 0);
+    assert_int_equal(bp_archive_add(&a, "t", 2025030112, "", 0, ev, 7, s0, 0), 0);
+    bp_ack_done(&ack, s0, 1);
+    assert_int_equal(bp_archive_add(&a, "t", 2025030112, "m1", 2, ev, 7, BP_ACK_NONE, 0), 0);
+    assert_int_equal(a.nopen, 1);
+    /* a failed store remembers nothing */
+    ADD("m2");
+    f->fail_finish = 1;
+    assert_int_equal(bp_archive_finish_all(&a), 0);
+    f->fail_finish = 0;
+    assert_false(bp_archive_seen(&a, "m2", 2));
+    /* FIFO: m1 m2 m3 m4 stored into a set of 3 forgets m1 */
+    ADD("m2");
+    ADD("m3");
+    ADD("m4");
+    assert_int_equal(bp_archive_finish_all(&a), 0);
+    assert_false(bp_archive_seen(&a, "m1", 2));
+    assert_true(bp_archive_seen(&a, "m2", 2) && bp_archive_seen(&a, "m3", 2) &&
+                bp_archive_seen(&a, "m4", 2));
+    unsigned long done = a.lines_done;
+    ADD("m1");
+    ADD("m4");
+    assert_int_equal(bp_archive_finish_all(&a), 0);
+    assert_int_equal(a.lines_done, done + 1);
+    assert_int_equal(a.dedup_skipped, 2);
+    /* churn through the set: it keeps exactly the last 3 */
+    char id[16];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(id, sizeof(id), "x%d", i);
+        ADD(id);
+        if (i % 7 == 0)
+            assert_int_equal(bp_archive_finish_all(&a), 0);
+    }
+    assert_int_equal(bp_archive_finish_all(&a), 0);
+    for (int i = 0; i < 1000; i++) {
+        snprintf(id, sizeof(id), "x%d", i);
+        assert_int_equal(bp_archive_seen(&a, id, strlen(id)), i >= 997);
+    }
+#undef ADD
+    bp_archive_free(&a);
+    bp_ack_free(&ack);
+    free(f);
+}
+
 int
 main(void)
 {
@@ -541,6 +735,9 @@ main(void)
         cmocka_unit_test(files_are_bounded),
         cmocka_unit_test(release_takes_most_messages_first),
         cmocka_unit_test(running_totals_follow_every_change),
+        cmocka_unit_test(every_payload_is_one_line),
+        cmocka_unit_test(malformed_markers_are_payloads),
+        cmocka_unit_test(redelivered_lines_archived_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -165,7 +165,7 @@ refresh_with(struct bp_auth *a, double now, long status, const char *body, int f
 {
     struct bp_auth_request req;
     char e[512];
-    if (bp_auth_refresh_request(a, now, &req, e, sizeof(e)) != 0)
+    if (bp_auth_refresh_request(a, now, now, &req, e, sizeof(e)) != 0)
         fail_msg("refresh_request: %s", e);
     bp_auth_request_free(&req);
     return bp_auth_refresh_done(a, now, status, body, body ? strlen(body) : 0, flavor, err, errlen);
@@ -248,7 +248,7 @@ service_account_jwt(void **state)
 
     struct bp_auth_request req;
     char err[512];
-    assert_int_equal(bp_auth_refresh_request(a, T0, &req, err, sizeof(err)), 0);
+    assert_int_equal(bp_auth_refresh_request(a, T0, T0, &req, err, sizeof(err)), 0);
     assert_string_equal(req.method, "POST");
     assert_string_equal(req.url, TOKEN_URL);
     assert_int_equal(req.nheaders, 1);
@@ -306,7 +306,7 @@ service_account_jwt(void **state)
     /* One refresh at a time. */
     assert_false(bp_auth_needs_refresh(a, T0 + 1));
     struct bp_auth_request req2;
-    assert_int_equal(bp_auth_refresh_request(a, T0 + 1, &req2, err, sizeof(err)), -1);
+    assert_int_equal(bp_auth_refresh_request(a, T0 + 1, T0 + 1, &req2, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "in flight"));
     bp_auth_request_free(&req2);
     bp_auth_request_free(&req);
@@ -320,7 +320,7 @@ service_account_jwt(void **state)
     free(path);
     path = write_json("sa-nokid.json", o);
     a = new_auth(path, NULL);
-    assert_int_equal(bp_auth_refresh_request(a, T0, &req, err, sizeof(err)), 0);
+    assert_int_equal(bp_auth_refresh_request(a, T0, T0, &req, err, sizeof(err)), 0);
     assert_string_equal(req.url, "https://oauth2.googleapis.com/token");
     jwt = req.body + strlen(JWT_PREFIX);
     h = decode_part(jwt, (size_t)(strchr(jwt, '.') - jwt));
@@ -353,7 +353,8 @@ token_url_override(void **state)
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
         assert_int_equal(bp_auth_set_token_url(a, v[i].in, err, sizeof(err)), 0);
         struct bp_auth_request req;
-        assert_int_equal(bp_auth_refresh_request(a, T0 + 200.0 * (double)i, &req, err,
+        double t = T0 + 200.0 * (double)i;
+        assert_int_equal(bp_auth_refresh_request(a, t, t, &req, err,
                                                  sizeof(err)), 0);
         assert_string_equal(req.url, v[i].out);
         /* The aud claim follows the endpoint. */
@@ -377,7 +378,7 @@ token_url_override(void **state)
     a = new_auth(NULL, NULL);
     assert_int_equal(bp_auth_set_token_url(a, "127.0.0.1:1", err, sizeof(err)), 0);
     struct bp_auth_request req;
-    assert_int_equal(bp_auth_refresh_request(a, T0, &req, err, sizeof(err)), 0);
+    assert_int_equal(bp_auth_refresh_request(a, T0, T0, &req, err, sizeof(err)), 0);
     assert_memory_equal(req.url, "http://127.0.0.1:8089/", 22);
     bp_auth_request_free(&req);
     bp_auth_free(a);
@@ -413,7 +414,7 @@ token_lifetime_and_margins(void **state)
 
     /* The lifetime counts from when the request was built, not when the reply came. */
     struct bp_auth_request req;
-    assert_int_equal(bp_auth_refresh_request(a, t + 30, &req, err, sizeof(err)), 0);
+    assert_int_equal(bp_auth_refresh_request(a, t + 30, t + 30, &req, err, sizeof(err)), 0);
     bp_auth_request_free(&req);
     /* In flight: no second refresh, though the token is about to expire... */
     assert_false(bp_auth_needs_refresh(a, t + 31));
@@ -439,7 +440,7 @@ token_lifetime_and_margins(void **state)
     assert_null(bp_auth_token(a, t + 101));
     assert_true(bp_auth_needs_refresh(a, t + 101));
     /* Invalidating during a refresh does not start a second one. */
-    assert_int_equal(bp_auth_refresh_request(a, t + 101, &req, err, sizeof(err)), 0);
+    assert_int_equal(bp_auth_refresh_request(a, t + 101, t + 101, &req, err, sizeof(err)), 0);
     bp_auth_request_free(&req);
     bp_auth_invalidate(a);
     assert_false(bp_auth_needs_refresh(a, t + 102));
@@ -542,7 +543,7 @@ authorized_user_request(void **state)
     assert_string_equal(bp_auth_quota_project(a), "quota-proj");
     struct bp_auth_request req;
     char err[512];
-    assert_int_equal(bp_auth_refresh_request(a, T0, &req, err, sizeof(err)), 0);
+    assert_int_equal(bp_auth_refresh_request(a, T0, T0, &req, err, sizeof(err)), 0);
     assert_string_equal(req.method, "POST");
     assert_string_equal(req.url, "https://oauth2.googleapis.com/token");
     assert_int_equal(req.nheaders, 1);
@@ -577,7 +578,7 @@ metadata_request_and_flavor(void **state)
     assert_null(bp_auth_project(a));
     struct bp_auth_request req;
     char err[512];
-    assert_int_equal(bp_auth_refresh_request(a, T0, &req, err, sizeof(err)), 0);
+    assert_int_equal(bp_auth_refresh_request(a, T0, T0, &req, err, sizeof(err)), 0);
     assert_string_equal(req.method, "GET");
     assert_string_equal(req.url, "http://127.0.0.1:8089/computeMetadata/v1/instance/service-"
                         "accounts/default/token?scopes=https://www.googleapis.com/auth/pubsub,"
@@ -601,7 +602,7 @@ metadata_request_and_flavor(void **state)
     unsetenv("GCE_METADATA_HOST");
     setenv("GCE_METADATA_IP", "169.254.169.254", 1);
     a = new_auth(NULL, NULL);
-    assert_int_equal(bp_auth_refresh_request(a, T0, &req, err, sizeof(err)), 0);
+    assert_int_equal(bp_auth_refresh_request(a, T0, T0, &req, err, sizeof(err)), 0);
     assert_string_equal(req.url, "http://169.254.169.254/computeMetadata/v1/instance/service-"
                         "accounts/default/token?scopes=https://www.googleapis.com/auth/"
                         "cloud-platform");
@@ -669,7 +670,7 @@ adc_order(void **state)
     assert_false(bp_auth_needs_refresh(a, T0));
     assert_true(isinf(bp_auth_refresh_at(a)));
     struct bp_auth_request req;
-    assert_int_equal(bp_auth_refresh_request(a, T0, &req, err, sizeof(err)), -1);
+    assert_int_equal(bp_auth_refresh_request(a, T0, T0, &req, err, sizeof(err)), -1);
     bp_auth_request_free(&req);
     bp_auth_free(a);
 

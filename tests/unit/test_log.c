@@ -157,6 +157,28 @@ test_many_distinct_repeating_events(void **state)
     assert_true(total >= 80);
 }
 
+static void
+test_refused_lines_are_dropped_and_counted(void **state)
+{
+    (void)state;
+    /* a stream that refuses every write (a closed pipe, a full disk): lines are dropped and
+     * counted, and a stream that works again gets the next line */
+    FILE *full = fopen("/dev/full", "w");
+    assert_non_null(full);
+    setvbuf(full, NULL, _IONBF, 0);
+    unsigned long before = bp_log_dropped();
+    bp_log_set_stream(full);
+    bp_log(BP_LOG_INFO, "a", "lost one");
+    bp_log(BP_LOG_INFO, "a", "lost two");
+    bp_log(BP_LOG_ERROR, "a", "lost three");
+    assert_int_equal(bp_log_dropped() - before, 3);
+    bp_log_set_stream(mem);
+    bp_log(BP_LOG_INFO, "a", "back");
+    assert_int_equal(count("back"), 1);
+    assert_int_equal(bp_log_dropped() - before, 3);
+    fclose(full);
+}
+
 int
 main(void)
 {
@@ -170,6 +192,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_keyed_lines_count_by_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_window_zero_prints_everything, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_distinct_repeating_events, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_lines_are_dropped_and_counted, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -26,6 +26,8 @@ struct fake {
     char last_name[512];
     size_t obj_bytes[64];
     int fail;
+    const struct bp_row_error *errs;    /* the rows the next answers refuse */
+    size_t nerrs;
 };
 
 struct bp_object {
@@ -49,7 +51,7 @@ f_rows_put(struct bp_store *s, const char *t, const char *e, size_t len, size_t 
     f->last_len = len;
     if (len > f->max_len)
         f->max_len = len;
-    done(arg, f->fail ? -1 : 0, f->fail ? "fake failure" : NULL, NULL, 0);
+    done(arg, f->fail ? -1 : 0, f->fail ? "fake failure" : NULL, f->errs, f->nerrs);
     return f->fail ? -1 : 0;
 }
 
@@ -202,6 +204,77 @@ batches_refuse_an_oversized_entry(void **state)
     bp_batches_free(&b);
 }
 
+static int acked[8], nacked[8], refused_attempt[8], refused_calls;
+
+static void
+on_ack8(void *owner, uint32_t slot, uint64_t cookie, int ok)
+{
+    (void)owner;
+    (void)slot;
+    if (ok)
+        acked[cookie]++;
+    else
+        nacked[cookie]++;
+}
+
+/* Sets aside (0) from the third attempt on, as the runtime would at dead_letter.max_attempts. */
+static int
+on_dead_refused(void *owner, const char *table, const char *entry, size_t len,
+                const char *reason, uint32_t slot, int attempt)
+{
+    (void)owner;
+    (void)slot;
+    assert_string_equal(table, "dead");
+    assert_string_equal(reason, "no");
+    assert_true(len == 7 && entry[0] == '{');
+    refused_calls++;
+    refused_attempt[entry[5] - '0'] = attempt;
+    return attempt >= 3 ? 0 : -1;
+}
+
+/* A row the dead-letter table refuses goes to the dead_refused callback with its delivery
+ * attempt: set aside, its message is acked; else nacked (redelivered). Its other rows and the
+ * rows of other tables are not affected; without the callback, refused dead letters are nacked. */
+static void
+batches_refused_dead_letters_go_to_their_callback(void **state)
+{
+    (void)state;
+    struct bp_row_error errs[] = { { 0, "no" }, { 2, "no" } };
+    struct fake f = { .base.ops = &fake_ops, .errs = errs, .nerrs = 2 };
+    struct bp_batches b;
+    struct bp_ack ack;
+    bp_ack_init(&ack, on_ack8, NULL);
+    bp_batches_init(&b, &f.base, &ack, 4, 1000, 1.0);
+    bp_batches_on_dead_refused(&b, on_dead_refused);
+    size_t d = bp_batches_index(&b, "dead");
+    b.v[d]->is_dead_letter = 1;
+    static const int attempts[] = { 3, 0, 1, 5 };
+    for (int i = 0; i < 4; i++) {
+        char e[8];
+        snprintf(e, sizeof(e), "{\"r\":%d}", i);
+        uint32_t slot = bp_ack_new(&ack, (uint64_t)i);
+        assert_int_equal(bp_batches_add_attempt(&b, d, e, 7, slot, attempts[i], 1.0), 0);
+        bp_ack_done(&ack, slot, 1);
+    }
+    assert_int_equal(f.puts, 1);
+    assert_int_equal(refused_calls, 2);
+    assert_int_equal(refused_attempt[0], 3);
+    assert_int_equal(refused_attempt[2], 1);
+    /* row 0 set aside (attempt 3), row 2 nacked (attempt 1), rows 1 and 3 stored */
+    assert_int_equal(acked[0] + acked[1] + acked[3], 3);
+    assert_int_equal(nacked[2], 1);
+    assert_int_equal(acked[2] + nacked[0] + nacked[1] + nacked[3], 0);
+    /* no callback: nacked */
+    bp_batches_on_dead_refused(&b, NULL);
+    uint32_t slot = bp_ack_new(&ack, 4);
+    assert_int_equal(bp_batches_add_attempt(&b, d, "{\"r\":4}", 7, slot, 9, 1.0), 0);
+    bp_ack_done(&ack, slot, 1);
+    assert_int_equal(bp_batches_flush_all(&b), 0);
+    assert_int_equal(nacked[4], 1);
+    bp_batches_free(&b);
+    bp_ack_free(&ack);
+}
+
 static int
 count_files(const char *dir)
 {
@@ -297,6 +370,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(batches_flush_at_rows_bytes_age),
         cmocka_unit_test(batches_refuse_an_oversized_entry),
+        cmocka_unit_test(batches_refused_dead_letters_go_to_their_callback),
         cmocka_unit_test(local_store_is_atomic_and_never_overwrites),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

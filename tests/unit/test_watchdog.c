@@ -96,6 +96,41 @@ suspects_match_id_and_payload_and_survive_a_restart(void **state)
     assert_int_equal(lines, 2);
 }
 
+/* Refused dead letters (kind D) are counted by id, apart from the script suspects: a message
+ * with such records is no suspect, and a suspect's records are no refusals; another worker
+ * sharing the folder sees them at once (the count reads the file first). */
+static void
+refused_dead_letters_counted_apart_from_suspects(void **state)
+{
+    (void)state;
+    char err[256];
+    struct bp_quarantine *q = bp_quarantine_open(dir, err, sizeof(err));
+    struct bp_quarantine *q2 = bp_quarantine_open(dir, err, sizeof(err));
+    assert_non_null(q);
+    assert_non_null(q2);
+    bp_msg_t a = msg("1234", "not json"), b = msg("5678", "x");
+    assert_int_equal(bp_quarantine_refusals(q, "1234", 4), 0);
+    assert_int_equal(bp_quarantine_add_refusal(q, "1234", 4), 0);
+    assert_int_equal(bp_quarantine_refusals(q, "1234", 4), 1);
+    assert_int_equal(bp_quarantine_add_refusal(q2, "1234", 4), 0);
+    assert_int_equal(bp_quarantine_refusals(q, "1234", 4), 2);
+    assert_int_equal(bp_quarantine_refusals(q2, "1234", 4), 2);
+    assert_int_equal(bp_quarantine_refusals(q, "123", 3), 0);
+    assert_int_equal(bp_quarantine_attempts(q, &a), 0);     /* no script suspect */
+    assert_int_equal(bp_quarantine_add(q, &b, BP_SUSPECT_TIMEOUT), 0);
+    assert_int_equal(bp_quarantine_refresh(q), 0);
+    assert_int_equal(bp_quarantine_attempts(q, &b), 1);
+    assert_int_equal(bp_quarantine_refusals(q, "5678", 4), 0);
+    assert_int_equal(bp_quarantine_refusals(NULL, "1234", 4), 0);
+    bp_quarantine_free(q2);
+    bp_quarantine_free(q);
+    /* after a restart too */
+    q = bp_quarantine_open(dir, err, sizeof(err));
+    assert_int_equal(bp_quarantine_refusals(q, "1234", 4), 2);
+    assert_int_equal(bp_quarantine_attempts(q, &a), 0);
+    bp_quarantine_free(q);
+}
+
 /* One message, a batch around it, and a state running `code` on it. */
 struct fixture {
     lua_State *L;
@@ -184,6 +219,8 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(suspects_match_id_and_payload_and_survive_a_restart,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(refused_dead_letters_counted_apart_from_suspects, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(interpreted_loop_is_interrupted_and_recorded, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(compiled_loop_ends_the_process_after_recording, setup,

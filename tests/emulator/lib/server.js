@@ -13,6 +13,7 @@ const { BigQuery } = require('./bigquery');
 const { Gcs } = require('./gcs');
 const { Auth } = require('./auth');
 const { Faults } = require('./faults');
+const { Discovery } = require('./discovery');
 const admin = require('./admin');
 
 const MAX_BODY = 256 * 1024 * 1024;
@@ -99,6 +100,7 @@ class App {
     this.pubsub = new PubSub(opts);
     this.bigquery = new BigQuery(opts, this.faults);
     this.gcs = new Gcs(opts);
+    this.discovery = new Discovery(opts.bqDiscovery);
   }
 
   // Returns {api, op, fn, admin?, auth?} for a request, or null when nothing serves the path.
@@ -109,6 +111,9 @@ class App {
     if (p.startsWith('/_emulator/')) return admin.route(this, c);
     if (p === '/token' || p === '/oauth2/v4/token' || p === '/o/oauth2/token') {
       return m === 'POST' ? { api: 'oauth2', op: 'oauth2.token', fn: (x) => this.auth.token(x) } : null;
+    }
+    if (p === '/$discovery/rest' || p === '/discovery/v1/apis/bigquery/v2/rest') {
+      return m === 'GET' ? { api: 'discovery', op: 'discovery.get', fn: (x) => this.discovery.serve(x) } : null;
     }
     if (p.startsWith('/computeMetadata/v1')) {
       return m === 'GET' ? { api: 'metadata', op: 'metadata.get', fn: (x) => this.auth.metadata(x, p.slice('/computeMetadata/v1'.length)) } : null;

@@ -1,0 +1,114 @@
+"""A table that refuses for a while (quota 403, a grant still propagating, a table being
+recreated: 404) pauses: its rows are held and sent again, /readyz says which table and why, and
+only a refusal that outlasts bigquery.refused_grace_seconds dead-letters rows (or stops the
+process, for the dead-letter table), as every 403/404 used to at once."""
+import collections
+import time
+
+import cloud
+from ops_metrics import http, listen_port
+from run import Failure, check, check_eq
+
+CASES = []
+
+
+def case(fn):
+    CASES.append(fn)
+    return fn
+
+
+INSERT = "bigquery.tabledata.insertAll"
+
+
+def stages(emu):
+    return collections.Counter(r["error_stage"] for r in emu.rows("rejected_events"))
+
+
+@case
+def quota_403_pauses_the_table_and_loses_no_row():
+    with cloud.Scenario() as s:
+        path, expect, raw = cloud.corpus(s.tmp, 1500, seed=71, invalid=0)
+        s.emu.publish(path)
+        s.emu.fault({"op": INSERT, "path": "/order_events/insertAll", "status": 403,
+                     "reason": "quotaExceeded", "message": "Exceeded rate limits: too many "
+                     "table update operations for this table", "count": 1})
+        b = cloud.Bepipe(s.emu)
+        cloud.wait_drained(s.emu, 1500, [b], timeout=90)
+        check_eq(b.stop(), 0, "exit code")
+        check_eq(stages(s.emu).get("insert", 0), 0, "no row dead-lettered for a quota 403")
+        cloud.verify(s.emu, expect, raw)
+        check("table order_events refused" in b.stderr() and "paused" in b.stderr(),
+              "the pause is logged:\n" + b.stderr()[-2000:])
+        check("accepts rows again" in b.stderr(), "and its end")
+
+
+@case
+def table_404_for_seconds_pauses_readyz_says_why_rows_stored_after():
+    with cloud.Scenario() as s:
+        path, expect, raw = cloud.corpus(s.tmp, 1500, seed=72, invalid=0)
+        rule = s.emu.fault({"op": INSERT, "path": "/inventory_events/insertAll", "status": 404,
+                            "count": -1})["rules"][0]
+        b = cloud.Bepipe(s.emu, ["--http", "127.0.0.1:0"])
+        port = listen_port(b.stderr)
+        s.emu.publish(path)
+        seen, end = None, time.time() + 30
+        while time.time() < end and not seen:
+            st, _, body = http(port, "/readyz")
+            if st == 503 and "table inventory_events paused" in body:
+                seen = body
+            time.sleep(0.1)
+        check(seen, "/readyz names the paused table")
+        check("404" in seen, "and the answer: " + seen)
+        time.sleep(3)     # the table stays away a few seconds more
+        check_eq(len(s.emu.rows("inventory_events")), 0, "nothing stored while it refuses")
+        check(b.p.poll() is None, "still running")
+        s.emu.admin("DELETE", f"/_emulator/faults/{rule['id']}")
+        cloud.wait_drained(s.emu, 1500, [b], timeout=120)
+        end = time.time() + 20
+        while time.time() < end and http(port, "/readyz")[0] != 200:
+            time.sleep(0.1)
+        check_eq(http(port, "/readyz")[::2], (200, "ready\n"), "/readyz after the pause")
+        check_eq(b.stop(), 0, "exit code")
+        check_eq(stages(s.emu).get("insert", 0), 0, "no row dead-lettered for a 404 that passed")
+        cloud.verify(s.emu, expect, raw)
+
+
+@case
+def refusal_past_the_grace_dead_letters_as_before():
+    with cloud.Scenario() as s:
+        path, expect, raw = cloud.corpus(s.tmp, 600, seed=73, invalid=0)
+        s.emu.publish(path)
+        s.emu.fault({"op": INSERT, "path": "/order_events/insertAll", "status": 403,
+                     "reason": "quotaExceeded", "count": -1})
+        t0 = time.time()
+        b = cloud.Bepipe(s.emu, ["--set", "bigquery.refused_grace_seconds=3"])
+        cloud.wait_drained(s.emu, 600, [b], timeout=90)
+        took = time.time() - t0
+        check_eq(b.stop(), 0, "exit code")
+        orders = expect["rows"]["order_events"]
+        check(orders > 0, "the corpus has orders")
+        check_eq(len(s.emu.rows("order_events")), 0, "the table never accepted")
+        check_eq(stages(s.emu).get("insert", 0), orders, "every order dead-lettered (insert)")
+        for t in ["inventory_events", "user_activity_events"]:
+            check_eq(len(s.emu.rows(t)), expect["rows"][t], "rows of " + t)
+        check(took >= 3, f"not before the grace ({took:.1f} s)")
+        check("giving up on" in b.stderr(), "the end of the grace is logged")
+
+
+@case
+def dead_letter_table_refusing_past_the_grace_stops_the_process():
+    with cloud.Scenario() as s:
+        path, expect, raw = cloud.corpus(s.tmp, 300, seed=74, invalid=20)
+        s.emu.publish(path)
+        s.emu.fault({"op": INSERT, "path": "/rejected_events/insertAll", "status": 403,
+                     "count": -1})
+        t0 = time.time()
+        b = cloud.Bepipe(s.emu, ["--set", "bigquery.refused_grace_seconds=3"])
+        rc = b.wait_exit(90)
+        check_eq(rc, 1, "exit code")
+        check(time.time() - t0 >= 3, "not before the grace")
+        check("dead-letter table rejected_events cannot be written" in b.stderr(),
+              "says why:\n" + b.stderr()[-1500:])
+        check_eq(len(s.emu.rows("rejected_events")), 0, "nothing dead-lettered")
+        st = s.emu.sub_state()
+        check(st["backlog"] + st["outstanding"] > 0, "the invalid events were not acked")

@@ -1,0 +1,42 @@
+-- bepipe.int64 and bepipe.check on integers past 2^53, as the event decoder carries them (an
+-- int64_t cdata; uint64_t past 2^63 - 1): exact through a script's hands.
+local int64 = require "bepipe.int64"
+local check = require "bepipe.check"
+
+test("int64: make builds every 64-bit integer from its two halves", function()
+    eq(int64.text(int64.make(0, 0, false)), "0")
+    eq(int64.text(int64.make(0x1b69b4b, 0xa630f34e, false)), "123456789012345678")
+    eq(int64.text(int64.make(0x200000, 1, false)), "9007199254740993")            -- 2^53 + 1
+    eq(int64.text(int64.make(0x7fffffff, 0xffffffff, false)), "9223372036854775807")
+    eq(int64.text(int64.make(0x80000000, 0, false)), "-9223372036854775808")
+    eq(int64.text(int64.make(0xffdfffff, 0xffffffff, false)), "-9007199254740993")
+    eq(int64.text(int64.make(0xffffffff, 0xffffffff, true)), "18446744073709551615")
+    eq(int64.text(int64.make(0x80000000, 0, true)), "9223372036854775808")
+end)
+
+test("int64: text is nil for anything but a 64-bit integer", function()
+    eq(int64.text(5), nil)
+    eq(int64.text("5"), nil)
+    eq(int64.text(require("ffi").new("int32_t", 5)), nil)
+    eq(int64.is(5), false)
+    eq(int64.is(123LL), true)
+    eq(int64.is(123ULL), true)
+end)
+
+test("int64: a script compares and adds them exactly", function()
+    local v = int64.make(0x200000, 1, false)                   -- 2^53 + 1
+    ok(v > 2 ^ 53, "compares with numbers")
+    ok(v ~= 9007199254740992LL, "not the nearest double")
+    eq(int64.text(v + 1), "9007199254740994")
+    eq(int64.text(v * 2), "18014398509481986")
+end)
+
+test("check: integer and number accept 64-bit integers, describe shows their digits", function()
+    local v = int64.make(0x1b69b4b, 0xa630f34e, false)
+    eq(check.integer(v), true)
+    eq(check.number(v), true)
+    eq(check.integer(2 ^ 53 + 2), false, "a double past 2^53 may have been rounded")
+    eq(check.integer(require("ffi").new("double", 1)), false)
+    eq(check.describe(v), "number 123456789012345678")
+    like(check.reason("q", v, "an integer <= 100"), "got number 123456789012345678")
+end)
