@@ -289,7 +289,7 @@ describe(const struct bp_val *v, char *buf, size_t len)
         snprintf(buf, len, "\"%.200s%s\"", v->text, strlen(v->text) > 200 ? "..." : "");
         break;
     case BP_VAL_NUMBER:
-        if (v->num == (double)(long long)v->num && fabs(v->num) < 1e15)
+        if (fabs(v->num) < 1e15 && v->num == (double)(long long)v->num)
             snprintf(buf, len, "%lld", (long long)v->num);
         else
             snprintf(buf, len, "%.17g", v->num);
@@ -312,7 +312,7 @@ refuse(const struct bp_opt *o, const struct bp_val *v, char *err, size_t errlen)
     return -1;
 }
 
-/* Text to an integer: "500", and "500.0" since Lua once handed numbers over as text. */
+/* Text to an integer: "500", and "500.0" (a whole number however written). */
 static int
 text_integer(const char *t, long *out)
 {
@@ -344,7 +344,8 @@ integer_of(const struct bp_opt *o, const struct bp_val *v, long *out)
     }
     if (v->kind != BP_VAL_TEXT)
         return -1;      /* pipeline.lua's "500" or true where a number belongs */
-    if (o->type == BP_OPT_BOOL && (strcmp(v->text, "true") == 0 || strcmp(v->text, "false") == 0)) {
+    if (o->type == BP_OPT_BOOL &&
+        (strcmp(v->text, "true") == 0 || strcmp(v->text, "false") == 0)) {
         *out = v->text[0] == 't';
         return 0;
     }

@@ -476,6 +476,22 @@ bp_lua_host_set_memory_limit(struct bp_lua_host *h, size_t bytes)
         h->alloc.cap = bytes;
 }
 
+/* Sets the event field that picks the route (route_field after the command line is applied).
+ * Loop thread, between batches. Returns 0, or -1 with err set. */
+int
+bp_lua_host_set_route_field(struct bp_lua_host *h, const char *field, char *err, size_t errlen)
+{
+    lua_State *L = h->L;
+    lua_getfield(L, LUA_REGISTRYINDEX, "bepipe.set_route_field");
+    lua_pushstring(L, field);
+    if (lua_pcall(L, 1, 0, 0) != 0) {
+        copy_error(L, err, errlen);
+        lua_pop(L, 1);
+        return -1;
+    }
+    return 0;
+}
+
 /* Whether the state has hit its memory cap: the runtime then rebuilds it (bp_rt_reload), since
  * an allocation failed somewhere inside it, perhaps in the middle of a library's update. */
 int

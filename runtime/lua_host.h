@@ -26,6 +26,8 @@ int bp_lua_host_table_resources(struct bp_lua_host *h, const char *ddl_dir, cons
                                 const char *dataset, char ***out, size_t *n, char *err,
                                 size_t errlen) BP_WUR;
 void bp_lua_host_set_memory_limit(struct bp_lua_host *h, size_t bytes);
+int bp_lua_host_set_route_field(struct bp_lua_host *h, const char *field, char *err,
+                                size_t errlen) BP_WUR;
 int bp_lua_host_memory_hit(const struct bp_lua_host *h);
 int bp_lua_host_check_ddl(struct bp_lua_host *h, const char *ddl_dir, char *err,
                           size_t errlen) BP_WUR;

@@ -14,14 +14,9 @@
 #include "tables_create.h"
 #include "timefmt.h"
 
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #ifndef BP_RT_VERSION
 #define BP_RT_VERSION "0.1.0"
@@ -85,6 +80,8 @@ bp_rt_new(const char *pipeline_path, const char *lib_dir, const struct bp_kv *ov
     if (bp_rt_effective_config(rt, rt->host, &rt->cfg, err, errlen) != 0)
         goto fail;
     bp_lua_host_set_memory_limit(rt->host, (size_t)rt->cfg.lua_memory_mb << 20);
+    if (bp_lua_host_set_route_field(rt->host, rt->cfg.route_field, err, errlen) != 0)
+        goto fail;
     bp_rt_load_schemas(rt, rt->host, 0);
     return rt;
 fail:
@@ -274,49 +271,13 @@ bp_rt_process_dead(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, int stage
     return rc;
 }
 
-/* The cloud side's settings as a run uses them: the endpoints into ep, and when a call will
- * carry a token (auth.mode adc, or auto with an endpoint that is not an emulator) the
- * credentials into *auth (key files are read and parsed; nothing is sent), else NULL. Shared by
- * the start and --check. Returns 0, or -1 with err set (ep and *auth are then empty). */
-static int
-cloud_settings(const struct bp_config *c, struct bp_endpoints *ep, struct bp_auth **auth,
-               char *err, size_t errlen)
-{
-    *auth = NULL;
-    if (bp_endpoints_init(ep, c->pubsub_endpoint, c->bigquery_endpoint, c->storage_endpoint,
-                          err, errlen) != 0)
-        return -1;
-    int force = strcmp(c->auth_mode, "adc") == 0;
-    int need_token = force || (strcmp(c->auth_mode, "auto") == 0 &&
-                               (!ep->pubsub_emulated || !ep->bigquery_emulated ||
-                                !ep->storage_emulated));
-    if (!need_token)
-        return 0;
-    const char *env = getenv("GOOGLE_APPLICATION_CREDENTIALS"), *from = NULL;
-    char why[2048];
-    *auth = bp_auth_new(c->auth_key_file, 0, NULL, why, sizeof(why));
-    if (!*auth)
-        from = c->auth_key_file && *c->auth_key_file ? "auth.key_file"
-             : env && *env ? "GOOGLE_APPLICATION_CREDENTIALS" : "credentials";
-    else if (c->auth_token_url &&
-             bp_auth_set_token_url(*auth, c->auth_token_url, why, sizeof(why)) != 0)
-        from = "auth.token_url";
-    if (!from)
-        return 0;
-    snprintf(err, errlen, "%s: %s", from, why);
-    bp_auth_free(*auth);
-    *auth = NULL;
-    bp_endpoints_free(ep);
-    return -1;
-}
-
 /* HTTP, credentials and the API layers, for the Pub/Sub source or the cloud store. Emulator
  * endpoints get calls without a token unless auth.mode is adc. */
 static int
 start_cloud(struct bp_rt *rt, char *err, size_t errlen)
 {
     struct bp_config *c = &rt->cfg;
-    if (cloud_settings(c, &rt->ep, &rt->auth, err, errlen) != 0)
+    if (bp_rt_cloud_settings(c, &rt->ep, &rt->auth, err, errlen) != 0)
         return -1;
     if (rt->auth)
         bp_log(BP_LOG_INFO, "auth", "credentials: %s (%s)",
@@ -343,8 +304,8 @@ bp_rt_api_for(const struct bp_rt *rt, int emulated)
 
 /* Whether the source reads only local files (--input, a replay of local archive files): with
  * --local-out nothing needs the cloud APIs or a preflight. */
-static int
-local_source(const struct bp_rt *rt)
+int
+bp_rt_local_source(const struct bp_rt *rt)
 {
     return rt->replay ? !rt->replay->remote : rt->cfg.input != NULL;
 }
@@ -481,22 +442,6 @@ dead_letter_unusable(void *owner, const char *table, const char *why)
     bp_rt_source_failed(rt, "dead-letter table unusable");
 }
 
-/* Whether dir exists and holds anything: a second run into the same --local-out would mix two
- * runs' rows and objects, so it needs --append. */
-static int
-dir_not_empty(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    int found = 0;
-    if (!d)
-        return 0;
-    while (!found && (e = readdir(d)) != NULL)
-        found = strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
-    closedir(d);
-    return found;
-}
-
 /* The archive's bucket refused an object for good: the raw archive cannot be written, and no
  * message may be acked without it, so the pipeline stops instead of redelivering forever. */
 static void
@@ -610,7 +555,7 @@ static int
 preflight(struct bp_rt *rt, char *err, size_t errlen)
 {
     struct bp_config *c = &rt->cfg;
-    if (c->preflight_seconds == 0 || (local_source(rt) && c->local_out)) {
+    if (c->preflight_seconds == 0 || (bp_rt_local_source(rt) && c->local_out)) {
         if (rt->preflight_only) {
             ev_break(rt->loop, EVBREAK_ALL);
             return 0;
@@ -635,109 +580,6 @@ http_address(const struct bp_rt *rt, const char *listen, char *out, size_t outle
     return out;
 }
 
-/* A file source opens as bp_source_ndjson_new opens it ("-" is stdin: nothing to check). */
-static int
-check_input(const char *path, char *err, size_t errlen)
-{
-    struct stat st;
-    int fd;
-    if (strcmp(path, "-") == 0)
-        return 0;
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) != 0) {
-        snprintf(err, errlen, "source.input: cannot read %s: %s", path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    close(fd);
-    if (S_ISDIR(st.st_mode)) {
-        snprintf(err, errlen, "source.input: cannot read %s: is a directory", path);
-        return -1;
-    }
-    return 0;
-}
-
-/* --local-out's folder can be made where bp_store_local_new will make it: the path, or its
- * nearest existing parent, is a folder we may write (nothing is created here). */
-static int
-check_local_out(const char *dir, char *err, size_t errlen)
-{
-    char path[4096];
-    struct stat st;
-    snprintf(path, sizeof(path), "%s", dir);
-    for (;;) {
-        if (stat(path, &st) == 0) {
-            if (!S_ISDIR(st.st_mode))
-                errno = ENOTDIR;
-            else if (access(path, W_OK | X_OK) == 0)
-                return 0;
-            break;
-        }
-        char *slash = strrchr(path, '/');
-        if (errno != ENOENT || !slash) {
-            if (!slash && errno == ENOENT)
-                snprintf(path, sizeof(path), ".");     /* a relative name: the working folder */
-            else
-                break;
-        } else if (slash == path) {
-            path[1] = '\0';
-        } else {
-            *slash = '\0';
-        }
-    }
-    int e = errno;
-    if (strcmp(path, dir) == 0)
-        snprintf(err, errlen, "local_out: cannot create %s: %s", dir, strerror(e));
-    else
-        snprintf(err, errlen, "local_out: cannot create %s: %s: %s", dir, path, strerror(e));
-    return -1;
-}
-
-/* See rt.h. Builds what bp_rt_start builds from the configuration up to the first socket, with
- * the same functions, and throws it away. */
-int
-bp_rt_check_config(struct bp_rt *rt, char *err, size_t errlen)
-{
-    struct bp_config *c = &rt->cfg;
-    struct bp_endpoints ep;
-    struct bp_auth *auth;
-    struct sockaddr_storage ss;
-    int v6;
-    if (bp_rt_check_columns(rt, err, errlen) != 0)
-        return -1;
-    char *bucket, *prefix;
-    if (bp_config_archive_split(c->archive_path, &bucket, &prefix) != 0) {
-        snprintf(err, errlen, "archive.path: expected gs://BUCKET[/PREFIX], got \"%s\"",
-                 c->archive_path ? c->archive_path : "");
-        return -1;
-    }
-    free(bucket);
-    free(prefix);
-    if (rt->workers > 1 && c->input && !rt->replay) {
-        snprintf(err, errlen, "--workers needs the Pub/Sub source, not source.input (%s)",
-                 c->input);
-        return -1;
-    }
-    if (!c->local_out || !local_source(rt)) {
-        if (cloud_settings(c, &ep, &auth, err, errlen) != 0)
-            return -1;
-        bp_auth_free(auth);
-        bp_endpoints_free(&ep);
-    }
-    if (c->local_out && !c->local_out_append && dir_not_empty(c->local_out)) {
-        snprintf(err, errlen, "--local-out %s is not empty: choose a new folder, or add --append "
-                 "to add this run's rows and objects to it", c->local_out);
-        return -1;
-    }
-    if (c->local_out && check_local_out(c->local_out, err, errlen) != 0)
-        return -1;
-    if (c->input && !rt->replay && check_input(c->input, err, errlen) != 0)
-        return -1;
-    if (c->http_listen && bp_httpd_parse_addr(c->http_listen, &ss, &v6, err, errlen) != 0)
-        return -1;
-    return 0;
-}
-
 /* Opens the sinks and the source and arms the watchers. Returns 0, or -1 with err set. */
 int
 bp_rt_start(struct bp_rt *rt, char *err, size_t errlen)
@@ -753,7 +595,7 @@ bp_rt_start(struct bp_rt *rt, char *err, size_t errlen)
     }
     rt->loop = ev_default_loop(0);
     ev_set_userdata(rt->loop, rt);
-    int need_cloud = !c->local_out || !local_source(rt);
+    int need_cloud = !c->local_out || !bp_rt_local_source(rt);
     int rc = need_cloud ? start_cloud(rt, err, errlen) : 0;
     if (rc == 0)
         rc = open_sinks(rt, bucket, prefix, err, errlen);

@@ -131,12 +131,21 @@ struct bp_rt *bp_rt_new(const char *pipeline_path, const char *lib_dir,
 void bp_rt_free(struct bp_rt *rt);
 int bp_rt_effective_config(const struct bp_rt *rt, const struct bp_lua_host *h,
                            struct bp_config *out, char *err, size_t errlen) BP_WUR;
-/* Everything the run refuses about its configuration, without starting anything (rt.c):
+/* Everything the run refuses about its configuration, without starting anything (rt_preflight.c):
  * the DDL's columns, archive.path, the endpoints and credentials the cloud side would use
  * (files read, nothing sent), --local-out's folder, the input file, http.listen, and --workers
  * (rt->workers > 1) with a file source. bp_rt_start runs it first; --check runs it alone.
  * Returns 0, or -1 with err naming the setting. */
 int bp_rt_check_config(struct bp_rt *rt, char *err, size_t errlen) BP_WUR;
+/* rt_preflight.c: the cloud side's settings as a run uses them: the endpoints into ep, and when
+ * a call will carry a token (auth.mode adc, or auto with an endpoint that is not an emulator)
+ * the credentials into *auth (key files are read and parsed; nothing is sent), else NULL. The
+ * start and bp_rt_check_config. Returns 0, or -1 with err naming the setting (ep and *auth are
+ * then empty). */
+int bp_rt_cloud_settings(const struct bp_config *c, struct bp_endpoints *ep,
+                         struct bp_auth **auth, char *err, size_t errlen) BP_WUR;
+/* Whether the source reads only local files (--input, a replay of local archive files). */
+int bp_rt_local_source(const struct bp_rt *rt);
 int bp_rt_start(struct bp_rt *rt, char *err, size_t errlen) BP_WUR;
 int bp_rt_run(struct bp_rt *rt);
 int bp_rt_reload(struct bp_rt *rt);

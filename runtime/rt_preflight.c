@@ -1,13 +1,176 @@
-/* rt_preflight.c - what the preflight checks (preflight.c runs the checks): one GET per resource
- * the pipeline reads or writes, each through the API layer it will use, with the fix and the IAM
- * role to name when it fails; and which credentials were found, for a missing token. */
+/* rt_preflight.c - what the start checks. Offline, before anything starts (and all of --check):
+ * the configuration built as the run builds it, and refused where the run would refuse it.
+ * Online (preflight.c runs the checks): one GET per resource the pipeline reads or writes, each
+ * through the API layer it will use, with the fix and the IAM role to name when it fails; and
+ * which credentials were found, for a missing token. */
+#include "httpd.h"
 #include "log.h"
 #include "preflight.h"
 #include "replay.h"
 #include "rt.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* See rt.h. */
+int
+bp_rt_cloud_settings(const struct bp_config *c, struct bp_endpoints *ep, struct bp_auth **auth,
+               char *err, size_t errlen)
+{
+    *auth = NULL;
+    if (bp_endpoints_init(ep, c->pubsub_endpoint, c->bigquery_endpoint, c->storage_endpoint,
+                          err, errlen) != 0)
+        return -1;
+    int force = strcmp(c->auth_mode, "adc") == 0;
+    int need_token = force || (strcmp(c->auth_mode, "auto") == 0 &&
+                               (!ep->pubsub_emulated || !ep->bigquery_emulated ||
+                                !ep->storage_emulated));
+    if (!need_token)
+        return 0;
+    const char *env = getenv("GOOGLE_APPLICATION_CREDENTIALS"), *from = NULL;
+    char why[2048];
+    *auth = bp_auth_new(c->auth_key_file, 0, NULL, why, sizeof(why));
+    if (!*auth)
+        from = c->auth_key_file && *c->auth_key_file ? "auth.key_file"
+             : env && *env ? "GOOGLE_APPLICATION_CREDENTIALS" : "credentials";
+    else if (c->auth_token_url &&
+             bp_auth_set_token_url(*auth, c->auth_token_url, why, sizeof(why)) != 0)
+        from = "auth.token_url";
+    if (!from)
+        return 0;
+    snprintf(err, errlen, "%s: %s", from, why);
+    bp_auth_free(*auth);
+    *auth = NULL;
+    bp_endpoints_free(ep);
+    return -1;
+}
+
+/* Whether dir exists and holds anything: a second run into the same --local-out would mix two
+ * runs' rows and objects, so it needs --append. */
+static int
+dir_not_empty(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int found = 0;
+    if (!d)
+        return 0;
+    while (!found && (e = readdir(d)) != NULL)
+        found = strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return found;
+}
+
+/* A file source opens as bp_source_ndjson_new opens it ("-" is stdin: nothing to check). */
+static int
+check_input(const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    int fd;
+    if (strcmp(path, "-") == 0)
+        return 0;
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) != 0) {
+        snprintf(err, errlen, "source.input: cannot read %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    if (S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "source.input: cannot read %s: is a directory", path);
+        return -1;
+    }
+    return 0;
+}
+
+/* --local-out's folder can be made where bp_store_local_new will make it: the path, or its
+ * nearest existing parent, is a folder we may write (nothing is created here). */
+static int
+check_local_out(const char *dir, char *err, size_t errlen)
+{
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s", dir);
+    for (;;) {
+        if (stat(path, &st) == 0) {
+            if (!S_ISDIR(st.st_mode))
+                errno = ENOTDIR;
+            else if (access(path, W_OK | X_OK) == 0)
+                return 0;
+            break;
+        }
+        char *slash = strrchr(path, '/');
+        if (errno != ENOENT || !slash) {
+            if (!slash && errno == ENOENT)
+                snprintf(path, sizeof(path), ".");     /* a relative name: the working folder */
+            else
+                break;
+        } else if (slash == path) {
+            path[1] = '\0';
+        } else {
+            *slash = '\0';
+        }
+    }
+    int e = errno;
+    if (strcmp(path, dir) == 0)
+        snprintf(err, errlen, "local_out: cannot create %s: %s", dir, strerror(e));
+    else
+        snprintf(err, errlen, "local_out: cannot create %s: %s: %s", dir, path, strerror(e));
+    return -1;
+}
+
+/* See rt.h. Builds what bp_rt_start builds from the configuration up to the first socket, with
+ * the same functions, and throws it away. */
+int
+bp_rt_check_config(struct bp_rt *rt, char *err, size_t errlen)
+{
+    struct bp_config *c = &rt->cfg;
+    struct bp_endpoints ep;
+    struct bp_auth *auth;
+    struct sockaddr_storage ss;
+    int v6;
+    if (bp_rt_check_columns(rt, err, errlen) != 0)
+        return -1;
+    char *bucket, *prefix;
+    if (bp_config_archive_split(c->archive_path, &bucket, &prefix) != 0) {
+        snprintf(err, errlen, "archive.path: expected gs://BUCKET[/PREFIX], got \"%s\"",
+                 c->archive_path ? c->archive_path : "");
+        return -1;
+    }
+    free(bucket);
+    free(prefix);
+    if (rt->workers > 1 && c->input && !rt->replay) {
+        snprintf(err, errlen, "--workers needs the Pub/Sub source, not source.input (%s)",
+                 c->input);
+        return -1;
+    }
+    if (!c->local_out || !bp_rt_local_source(rt)) {
+        if (bp_rt_cloud_settings(c, &ep, &auth, err, errlen) != 0)
+            return -1;
+        bp_auth_free(auth);
+        bp_endpoints_free(&ep);
+    }
+    if (c->local_out && !c->local_out_append && dir_not_empty(c->local_out)) {
+        snprintf(err, errlen, "--local-out %s is not empty: choose a new folder, or add --append "
+                 "to add this run's rows and objects to it", c->local_out);
+        return -1;
+    }
+    if (c->local_out && check_local_out(c->local_out, err, errlen) != 0)
+        return -1;
+    if (c->input && !rt->replay && check_input(c->input, err, errlen) != 0)
+        return -1;
+    if (c->http_listen && bp_httpd_parse_addr(c->http_listen, &ss, &v6, err, errlen) != 0)
+        return -1;
+    return 0;
+}
+
 
 static void
 add_check(struct bp_rt *rt, struct bp_api *api, const char *what, const char *fix,

@@ -85,7 +85,11 @@ done:
 static void
 swap_host(struct bp_rt *rt, struct bp_lua_host *h)
 {
+    char why[1024];
     bp_lua_host_set_memory_limit(h, (size_t)rt->cfg.lua_memory_mb << 20);
+    /* the running configuration's: options apply at the next restart (bp_config_diff_log) */
+    if (bp_lua_host_set_route_field(h, rt->cfg.route_field, why, sizeof(why)) != 0)
+        bp_log(BP_LOG_ERROR, "reload", "route_field %s not set: %s", rt->cfg.route_field, why);
     bp_lua_host_free(rt->host);
     rt->host = h;
     rt->generation++;

@@ -84,6 +84,9 @@ M.encode_exact = debug.getregistry()["bepipe.encode"]
 -- Filled by load().
 local routes = {}          -- event type -> { index = 0-based, mod = script module, time_field }
 local route_field = "event_type"
+-- The runtime sets the route field of the effective configuration (pipeline.lua's, or the
+-- command line's `--set route_field=...`) once the options are merged.
+debug.getregistry()["bepipe.set_route_field"] = function(field) route_field = field end
 local routes_loaded = false
 
 -- Flattens nested option tables into dotted keys ("bigquery.batch_rows") for the C option table.

@@ -346,3 +346,18 @@ def two_pipelines_keep_their_own_suspects():
     dead = local.read_rows(out_a, "rejected_events")
     check_eq([x["insertId"] for x in dead], ["ev.ndjson:2"], "A dead-letters its suspect on sight")
     shutil.rmtree(base, ignore_errors=True)
+
+
+@case
+def set_route_field_is_the_field_that_routes():
+    # main: --set route_field=kind was accepted and ignored (routes still read event_type)
+    d = tempfile.mkdtemp(prefix="bepipe-route-field-")
+    ev = os.path.join(d, "ev.ndjson")
+    with open(ev, "w") as f:
+        f.write(INV.replace('"event_type":', '"kind":') + "\n")
+    out = os.path.join(d, "out")
+    r = cli(local.PIPELINE, "--input", ev, "--local-out", out, "--set", "route_field=kind")
+    check_eq(r.returncode, 0, "run: " + r.stderr)
+    check_eq(len(local.read_rows(out, "inventory_events")), 1, "routed by kind")
+    check_eq(local.read_rows(out, "rejected_events"), [], "no dead letter")
+    shutil.rmtree(d, ignore_errors=True)
