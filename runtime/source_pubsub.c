@@ -531,8 +531,10 @@ start_pulls(struct source_pubsub *s)
         char *body = bp_xmalloc(64);
         int blen = snprintf(body, 64, "{\"maxMessages\":%zu}", want);
         s->pulls++;
+        /* Pub/Sub holds an empty pull about 90 s before it answers {}: the timeout leaves it
+         * that long and a margin, or every idle pull would end as a failed attempt */
         if (bp_api_call_capped(s->api, "POST", s->pull_url, "application/json", body,
-                               (size_t)blen, 90000, s->reply_cap, pull_done, s) != 0) {
+                               (size_t)blen, 100000, s->reply_cap, pull_done, s) != 0) {
             /* nothing started and done will not run: try again after a backoff, never in a
              * loop here */
             s->pulls--;
