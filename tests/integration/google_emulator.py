@@ -349,9 +349,9 @@ def sdk_lines(out):
 def b_leases_extended_past_the_ack_deadline():
     with Case() as c:
         expect, raw = c.publish(1500, seed=62)
-        # archive objects stay open 40 s, longer than the subscription's 10 s ack deadline:
+        # archive objects stay open 60 s, longer than the subscription's 10 s ack deadline:
         # every message is held that long and must not come back meanwhile
-        b = c.bepipe(["--set", "archive.roll_seconds=40", "--set", "stats_seconds=3"])
+        b = c.bepipe(["--set", "archive.roll_seconds=60", "--set", "stats_seconds=3"])
         c.wait_stored(1500, [b])
         time.sleep(ACK_DEADLINE + 5)
         probe = GOOGLE.take_left(c.name)
@@ -409,8 +409,8 @@ def d_flow_control_pauses_pulling():
             time.sleep(0.1)
         check(len(seen) > 10, f"metrics sampled while the backlog drained: {len(seen)}")
         check(max(seen) > 0, "messages were outstanding")
-        # pulling pauses at the cap; pulls already in flight may still bring their share
-        check(max(seen) <= 2 * cap, f"pulling paused at {cap} outstanding: peak {max(seen)}")
+        # what the pulls in flight asked for counts against the cap too
+        check(max(seen) <= cap, f"never more than {cap} outstanding: peak {max(seen)}")
         check_eq(b.stop(), 0, "exit code: " + b.stderr()[-1500:])
         c.verify(expect, raw)
 
