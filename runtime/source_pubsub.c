@@ -41,6 +41,15 @@ struct idq {                     /* queued ack ids (owned strings) */
     size_t n, cap;
 };
 
+struct source_pubsub;
+
+/* A pull in flight and the messages it asked for (they count against flow control until it
+ * answers); a free slot asks for 0. */
+struct pull_slot {
+    struct source_pubsub *s;
+    size_t want;
+};
+
 struct source_pubsub {
     struct bp_source base;
     struct bp_rt *rt;
@@ -48,6 +57,8 @@ struct source_pubsub {
     char *subscription;
     char *pull_url, *ack_url, *modack_url;
     int pulls, max_pulls;
+    struct pull_slot slot[64];   /* source.pull_concurrency is at most 64 */
+    size_t asked;                /* the sum of the slots' want */
     int stopped;
     size_t outstanding, outstanding_bytes;
     size_t max_msgs, max_bytes;
@@ -472,7 +483,10 @@ back_off(struct source_pubsub *s)
 static void
 pull_done(void *arg, const struct bp_http_result *res)
 {
-    struct source_pubsub *s = arg;
+    struct pull_slot *slot = arg;
+    struct source_pubsub *s = slot->s;
+    s->asked -= slot->want;
+    slot->want = 0;
     s->pulls--;
     int failed = 1;
     if (res->status == 200 && res->body_truncated && s->want_max > 1)
@@ -521,21 +535,33 @@ start_pulls(struct source_pubsub *s)
 {
     if (ev_is_active(&s->pull_timer))
         return;
-    while (!s->stopped && s->pulls < s->max_pulls && s->outstanding < s->max_msgs &&
+    while (!s->stopped && s->pulls < s->max_pulls && s->outstanding + s->asked < s->max_msgs &&
            s->outstanding_bytes < s->max_bytes) {
-        size_t room = s->max_msgs - s->outstanding;
-        /* what earlier pulls may still bring counts against the room too */
-        size_t want = room / (size_t)(s->max_pulls) ? room / (size_t)s->max_pulls : 1;
+        /* what the pulls in flight may still bring counts against the room too, so that
+         * outstanding messages never pass max_outstanding_messages */
+        size_t room = s->max_msgs - s->outstanding - s->asked;
+        size_t share = room / (size_t)(s->max_pulls - s->pulls);
+        size_t want = share ? share : 1;
         if (want > s->want_max)
             want = s->want_max;
+        struct pull_slot *slot = s->slot;
+        while (slot->want)
+            slot++;
+        slot->s = s;
+        slot->want = want;
+        s->asked += want;
         char *body = bp_xmalloc(64);
         int blen = snprintf(body, 64, "{\"maxMessages\":%zu}", want);
         s->pulls++;
+        /* Pub/Sub holds an empty pull about 90 s before it answers {}: the timeout leaves it
+         * that long and a margin, or every idle pull would end as a failed attempt */
         if (bp_api_call_capped(s->api, "POST", s->pull_url, "application/json", body,
-                               (size_t)blen, 90000, s->reply_cap, pull_done, s) != 0) {
+                               (size_t)blen, 100000, s->reply_cap, pull_done, slot) != 0) {
             /* nothing started and done will not run: try again after a backoff, never in a
              * loop here */
             s->pulls--;
+            s->asked -= want;
+            slot->want = 0;
             free(body);
             back_off(s);
             return;
