@@ -472,6 +472,26 @@ def numbers_reach_the_row_exactly():
               big["reason"])
 
 
+@case
+def test_fixtures_carry_numbers_exactly():
+    # `bepipe-lua test` hands a fixture's event to the pipeline and compares rows with the same
+    # exact decoder and writer as the daemon (lua-cjson rounded both sides alike to 14 digits)
+    with Tmp() as d:
+        p = nums_pipeline(d)
+        fx = os.path.join(d, "fx.ndjson")
+        with open(fx, "w") as f:
+            f.write('{"event":{"event_type":"nums","i":123456789012345678,"f":1234567.8912345678,'
+                    '"s":"a/b"},"expect":{"table":"nums","row":{"i":123456789012345678,'
+                    '"f":1234567.8912345678,"s":"a/b"}}}\n')
+            f.write('{"event":{"event_type":"nums","i":123456789012345678},'
+                    '"expect":{"table":"nums","row":{"i":123456789012345679}}}\n')
+        rc, out, err = run(["test", p, fx])
+        check_eq(rc, 1, "exit code (one fixture fails): " + out + err)
+        check("1 passed, 1 failed" in out, out)
+        check("FAIL line 2: row i: expected 123456789012345679, got 123456789012345678" in out,
+              out)
+
+
 # ---------------------------------------------------------------------------------------------
 # signals: reload and drain
 

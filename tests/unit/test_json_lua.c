@@ -83,7 +83,8 @@ compare(lua_State *L, const char *text, size_t n)
     lua_remove(L, -2);
     lua_pushlstring(L, text, n);
     if (lua_pcall(L, 1, 1, 0) != 0)
-        fail_msg("fast path decoded what lua-cjson refuses (%s): %.200s", lua_tostring(L, -1), text);
+        fail_msg("fast path decoded what lua-cjson refuses (%s): %.200s", lua_tostring(L, -1),
+                 text);
     lua_getglobal(L, "agree_g");
     lua_insert(L, -3);
     assert_int_equal(lua_pcall(L, 2, 2, 0), 0);
@@ -331,7 +332,8 @@ inexact_names_the_field(void **st)
         "end\n"
         "t('{\"a\":1,\"b\":[1,2,{\"c\":123456789012345678}]}', 'b[2].c', '123456789012345678')\n"
         "t('{\"a\":-0,\"q\":-9007199254740993}', 'q', '-9007199254740993')\n"
-        "t('{\"s\":\"x\\\\\" 9007199254740993\", \"k\" : 9007199254740993}', 'k', '9007199254740993')\n"
+        "t('{\"s\":\"x\\\\\" 9007199254740993\", \"k\" : 9007199254740993}', 'k',"
+        " '9007199254740993')\n"
         "t('{\"a\":9007199254740992,\"b\":1e300,\"c\":9007199254740993.5}', nil, nil)\n"
         "t('{\"a\":18446744073709551616,\"b\":-9223372036854775809}', nil, nil)\n"
         "t('{\"a\":9223372036854775808,\"b\":18446744073709551615}', nil, nil)\n"
