@@ -12,6 +12,7 @@
 #include "api.h"
 #include "json_out.h"
 #include "log.h"
+#include "pubsub_ids.h"
 #include "pull_reply.h"
 #include "source.h"
 #include "timefmt.h"
@@ -22,19 +23,7 @@
 #include <string.h>
 #include <time.h>
 
-#define ACK_IDS_PER_CALL 2500    /* ackIds are <= 164 B; 2500 stays under the 512 KiB limit */
 #define LEASE_MARGIN 5.0         /* extend a lease this long before it runs out */
-/* One attempt of an acknowledge (or nack) and of a lease extension: well inside the lease that
- * is kept meanwhile, and a lease extension inside LEASE_MARGIN, so a stalled one is repeated
- * (by the API layer's retries, then by the next lease tick) before the lease ends. */
-#define ACK_TIMEOUT_MS 10000
-#define MODACK_TIMEOUT_MS 3000
-/* Rounds of an acknowledge that failed after all its attempts (timeouts, 5xx) before its ids
- * are given up (their messages are redelivered); the lease is kept in between. */
-#define ACK_ROUNDS 8
-/* Calls one refused (400) request may become while it is split to find the ids the server
- * refuses: enough for one bad id in 2,500 (2 x 12 halvings), never 2 x n for n bad ids. */
-#define SPLIT_CALLS 32
 /* A nack asks for redelivery after NACK_MIN s, doubling per delivery attempt (Pub/Sub's
  * deliveryAttempt when the subscription has a dead-letter policy, else the source's run of
  * failures) up to NACK_MAX s (the API's maximum deadline), so an outage is not a redelivery
@@ -61,51 +50,9 @@ struct pmsg {
     uint8_t extending;           /* a lease extension is in flight */
 };
 
-struct qid {                     /* a queued ack or nack id (owned) */
-    char *id;
-    double deadline;             /* ack: monotonic end of its lease */
-    int secs;                    /* nack: the deadline to ask for */
-};
-
 struct idq {
-    struct qid *v;
+    struct bp_ps_qid *v;
     size_t n, cap;
-};
-
-enum { CALL_ACK, CALL_NACK, CALL_MODACK };
-
-struct split_family;
-
-/* One acknowledge / modifyAckDeadline call. Its ids are kept (owned) until it is settled: a
- * request the server refuses can be split or repeated without the ids it rejects, and the
- * lease of an acknowledge's ids is extended until the server confirmed it. */
-struct ids_call {
-    struct source_pubsub *s;
-    int kind;
-    int deadline;                /* ackDeadlineSeconds; -1 for acknowledge */
-    char **ids;
-    size_t n;
-    unsigned long serial;
-    /* acknowledge: its ids' lease, kept until the server confirmed the ack */
-    double lease_end;            /* monotonic */
-    int extending;
-    int rounds;                  /* rounds that failed after all their attempts */
-    ev_timer again;              /* the wait before the next round */
-    struct split_family *family; /* the refused request this call is a part of, or NULL */
-    /* lease extension: what it extends, to record the new deadline when it succeeded */
-    uint32_t *slots, *gens;      /* live messages (n of each), or NULL */
-    unsigned long of_ack;        /* the acknowledge whose ids these are (serial), or 0 */
-    double sent_at;
-    struct ids_call *prev, *next;    /* the source's calls not yet settled */
-};
-
-/* The calls a refused request was split into: a budget of calls, and one log line at the end
- * for every id the server refused. */
-struct split_family {
-    int calls_left;
-    int refs;
-    size_t ids, refused;
-    const char *what;
 };
 
 struct source_pubsub {
@@ -121,9 +68,7 @@ struct source_pubsub {
     struct pmsg *m;              /* by ack slot */
     size_t mcap;
     struct idq acks, nacks;
-    struct ids_call *calls;      /* acknowledge / modifyAckDeadline calls not yet settled */
-    size_t ncalls;
-    unsigned long serial;
+    struct bp_ps_calls q;        /* acknowledge / modifyAckDeadline calls not yet settled */
     double sub_deadline;         /* the subscription's ack deadline (first lease) */
     double lease;                /* seconds each extension asks for */
     ev_timer ack_timer, lease_timer;
@@ -140,18 +85,8 @@ struct source_pubsub {
     double mono;
 };
 
-/* What became of an id of a lease extension: LEASE_OK, its new deadline counts from when it was
- * sent; LEASE_AGAIN, the next tick extends it again (a failed extension is repeated within a
- * second, not a lease later); LEASE_REFUSED, the server refuses that id for good: it is not
- * extended again (its message, if any, is redelivered when the lease ends). */
-enum { LEASE_OK, LEASE_AGAIN, LEASE_REFUSED };
-
 static void start_pulls(struct source_pubsub *s);
-static void lease_extended(struct ids_call *c, int outcome);
-static void lease_results(struct ids_call *c, const uint8_t *out);
 static double mono_now(struct source_pubsub *s);
-static void send_call(struct ids_call *c);
-static void on_again(struct ev_loop *loop, ev_timer *w, int revents);
 
 static void
 idq_push(struct idq *q, char *id, double deadline, int secs)
@@ -160,296 +95,7 @@ idq_push(struct idq *q, char *id, double deadline, int secs)
         q->cap = q->cap ? q->cap * 2 : 256;
         q->v = bp_xrealloc(q->v, q->cap * sizeof(*q->v));
     }
-    q->v[q->n++] = (struct qid){ id, deadline, secs };
-}
-
-static void
-ids_free(char **ids, size_t n)
-{
-    for (size_t k = 0; k < n; k++)
-        free(ids[k]);
-    free(ids);
-}
-
-static const char *
-call_what(const struct ids_call *c)
-{
-    return c->kind == CALL_ACK ? "acknowledge" : c->kind == CALL_NACK ? "nack"
-                                                                       : "modifyAckDeadline";
-}
-
-/* A new call of kind for ids[0..n) (taken), on the source's list until call_settle. */
-static struct ids_call *
-call_new(struct source_pubsub *s, int kind, int deadline, char **ids, size_t n)
-{
-    struct ids_call *c = bp_xcalloc(1, sizeof(*c));
-    c->s = s;
-    c->kind = kind;
-    c->deadline = deadline;
-    c->ids = ids;
-    c->n = n;
-    c->serial = ++s->serial;
-    ev_timer_init(&c->again, on_again, 0., 0.);
-    c->again.data = c;
-    c->next = s->calls;
-    if (s->calls)
-        s->calls->prev = c;
-    s->calls = c;
-    s->ncalls++;
-    return c;
-}
-
-static void
-family_drop(struct split_family *f)
-{
-    if (!f || --f->refs > 0)
-        return;
-    if (f->refused) {
-        /* one line per refused request, and repeats of it counted (log.h), not one per id */
-        bp_log_rl(BP_LOG_WARN, "pubsub", f->what, "%s: the server refused ack ids: %zu of %zu "
-                  "(HTTP 400); dropped, their messages (if any) are redelivered", f->what,
-                  f->refused, f->ids);
-    }
-    free(f);
-}
-
-/* The call is done with, whatever its outcome: off the list, freed. */
-static void
-call_settle(struct ids_call *c)
-{
-    struct source_pubsub *s = c->s;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->calls = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    s->ncalls--;
-    ev_timer_stop(bp_rt_loop(s->rt), &c->again);
-    family_drop(c->family);
-    ids_free(c->ids, c->n);
-    free(c->slots);
-    free(c->gens);
-    free(c);
-}
-
-/* Another call of the same kind for ids (taken) that c's ids were part of: same lease, same
- * family. */
-static struct ids_call *
-call_child(struct ids_call *c, char **ids, size_t n)
-{
-    struct ids_call *k = call_new(c->s, c->kind, c->deadline, ids, n);
-    k->lease_end = c->lease_end;
-    k->rounds = c->rounds;
-    k->family = c->family;
-    if (k->family)
-        k->family->refs++;
-    return k;
-}
-
-/* A 400 (INVALID_ARGUMENT: an ack id the server does not know, a fake one from a hostile reply)
- * without per-id results fails the whole request: it is split in halves and each half sent
- * again, so the good ids get through in log2(n) rounds and a lone refused id is dropped (its
- * message, if there is one, is redelivered). The request's calls are bounded (SPLIT_CALLS):
- * when every id is refused, its ids are dropped after a few rounds, never 2n calls. */
-static void
-ids_split(struct ids_call *c)
-{
-    struct source_pubsub *s = c->s;
-    if (!c->family) {
-        c->family = bp_xcalloc(1, sizeof(*c->family));
-        *c->family = (struct split_family){ SPLIT_CALLS, 1, c->n, 0, call_what(c) };
-    }
-    if (c->n == 1 || c->family->calls_left < 2) {
-        s->st.ack_rejected += c->n;
-        c->family->refused += c->n;
-        lease_extended(c, LEASE_REFUSED);
-        call_settle(c);
-        return;
-    }
-    c->family->calls_left -= 2;
-    size_t half = c->n / 2;
-    char **rest = bp_xcalloc(c->n - half, sizeof(*rest));
-    memcpy(rest, c->ids + half, (c->n - half) * sizeof(*rest));
-    struct ids_call *k = call_child(c, rest, c->n - half);
-    k->sent_at = c->sent_at;
-    k->of_ack = c->of_ack;
-    if (c->slots) {
-        k->slots = bp_xcalloc(k->n, sizeof(*k->slots));
-        k->gens = bp_xcalloc(k->n, sizeof(*k->gens));
-        memcpy(k->slots, c->slots + half, k->n * sizeof(*k->slots));
-        memcpy(k->gens, c->gens + half, k->n * sizeof(*k->gens));
-    }
-    send_call(k);
-    c->n = half;   /* c keeps the first half and goes again */
-    send_call(c);
-}
-
-static void
-on_again(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    send_call(w->data);
-}
-
-/* An acknowledge whose ids are still leased goes again after a wait (doubling, up to 30 s),
- * at most ACK_ROUNDS rounds; anything else is settled. Returns 1 when it will go again. */
-static int
-again_later(struct ids_call *c)
-{
-    if (c->kind != CALL_ACK || ++c->rounds >= ACK_ROUNDS)
-        return 0;
-    double wait = ldexp(0.5, c->rounds);
-    ev_timer_set(&c->again, wait < 30 ? wait : 30, 0.);
-    ev_timer_start(bp_rt_loop(c->s->rt), &c->again);
-    return 1;
-}
-
-/* A refused request with per-id results (exactly-once delivery): the ids named transient go
- * again (an acknowledge, later; a lease extension at the next tick), those named permanent are
- * dropped, the others were done. */
-static void
-ids_verdicts(struct ids_call *c, const uint8_t *v)
-{
-    struct source_pubsub *s = c->s;
-    size_t nt = 0, np = 0;
-    char **again = bp_xcalloc(c->n, sizeof(*again));
-    for (size_t k = 0; k < c->n; k++) {
-        if (v[k] == BP_ACKID_TRANSIENT) {
-            again[nt++] = c->ids[k];
-            c->ids[k] = NULL;
-        } else if (v[k] == BP_ACKID_PERMANENT) {
-            np++;
-        }
-    }
-    if (np) {
-        s->st.ack_rejected += np;
-        bp_log_rl(BP_LOG_WARN, "pubsub", "per-id", "%s: the server refused %zu of %zu ack ids "
-                  "for good (exactly-once delivery: expired or unknown); dropped, their "
-                  "messages are redelivered", call_what(c), np, c->n);
-    }
-    if (c->kind == CALL_MODACK) {
-        uint8_t *out = bp_xcalloc(c->n ? c->n : 1, 1);
-        for (size_t k = 0; k < c->n; k++)
-            out[k] = v[k] == BP_ACKID_OK ? LEASE_OK
-                     : v[k] == BP_ACKID_TRANSIENT ? LEASE_AGAIN : LEASE_REFUSED;
-        lease_results(c, out);
-        free(out);
-    }
-    if (nt && c->kind == CALL_ACK) {
-        struct ids_call *k = call_child(c, again, nt);
-        if (!again_later(k))
-            call_settle(k);
-    } else {
-        ids_free(again, nt);
-    }
-}
-
-
-static void
-ids_done(void *arg, const struct bp_http_result *res)
-{
-    struct ids_call *c = arg;
-    if (res->status == 200) {
-        lease_extended(c, LEASE_OK);
-        call_settle(c);
-        return;
-    }
-    if (res->status == 400 || res->status == 412) {
-        uint8_t *v = bp_xcalloc(c->n ? c->n : 1, 1);
-        int named = bp_ack_reply_verdicts(res->body, res->body_len, c->ids, c->n, v);
-        if (named > 0)
-            ids_verdicts(c, v);
-        free(v);
-        if (named > 0 || res->status == 412) {
-            if (named <= 0)
-                lease_extended(c, LEASE_AGAIN);
-            call_settle(c);
-            return;
-        }
-        ids_split(c);
-        return;
-    }
-    if (c->kind == CALL_MODACK) {
-        lease_extended(c, LEASE_AGAIN);
-        bp_log_rl(BP_LOG_WARN, "pubsub", "modack-failed", "modifyAckDeadline of %zu messages "
-                  "failed (%ld %s); it is repeated before their lease ends", c->n, res->status,
-                  res->error ? res->error : "");
-        call_settle(c);
-        return;
-    }
-    if (bp_api_retryable(res) && again_later(c)) {
-        bp_log_rl(BP_LOG_WARN, "pubsub", "ack-failed", "acknowledge of %zu messages failed "
-                  "(%ld %s); their lease is kept and it goes again (round %d of %d)", c->n,
-                  res->status, res->error ? res->error : "", c->rounds + 1, ACK_ROUNDS);
-        return;
-    }
-    bp_log(BP_LOG_WARN, "pubsub", "%s of %zu messages failed (%ld %s); they will be "
-           "redelivered", call_what(c), c->n, res->status, res->error ? res->error : "");
-    call_settle(c);
-}
-
-/* Sends c: {"ackIds":[...]} (+ the deadline for modacks). A call that cannot be built or
- * started is settled (its messages are redelivered). */
-static void
-send_call(struct ids_call *c)
-{
-    struct source_pubsub *s = c->s;
-    bp_buf_t b;
-    bp_buf_init(&b, 1024 * 1024);   /* 2,500 ids of <= 164 B stay under the API's 512 KiB */
-    int rc = bp_buf_append_str(&b, "{\"ackIds\":[");
-    for (size_t k = 0; k < c->n; k++) {
-        if (k)
-            rc |= bp_buf_append(&b, ",", 1);
-        rc |= bp_json_string(&b, c->ids[k], strlen(c->ids[k]));
-    }
-    char tail[64];
-    if (c->deadline >= 0)
-        snprintf(tail, sizeof(tail), "],\"ackDeadlineSeconds\":%d}", c->deadline);
-    else
-        snprintf(tail, sizeof(tail), "]}");
-    rc |= bp_buf_append_str(&b, tail);
-    if (rc != 0) {
-        bp_log(BP_LOG_ERROR, "pubsub", "%s of %zu messages: out of memory; they will be "
-               "redelivered", call_what(c), c->n);
-        bp_buf_free(&b);
-        lease_extended(c, LEASE_AGAIN);
-        call_settle(c);
-        return;
-    }
-    c->sent_at = bp_time_mono();
-    if (bp_api_call(s->api, "POST", c->kind == CALL_ACK ? s->ack_url : s->modack_url,
-                    "application/json", NULL, b.data, b.len,
-                    c->kind == CALL_MODACK ? MODACK_TIMEOUT_MS : ACK_TIMEOUT_MS, ids_done,
-                    c) != 0) {
-        /* nothing started: done will not run, the body was not taken */
-        bp_log(BP_LOG_ERROR, "pubsub", "%s of %zu messages could not start; they will be "
-               "redelivered", call_what(c), c->n);
-        bp_buf_free(&b);
-        lease_extended(c, LEASE_AGAIN);
-        call_settle(c);
-    }
-}
-
-/* Sends ids (taken) as calls of kind, ACK_IDS_PER_CALL per call. An acknowledge's lease is the
- * earliest of its ids'. */
-static void
-send_ids(struct source_pubsub *s, int kind, int deadline, const struct qid *q, size_t n)
-{
-    for (size_t i = 0; i < n; i += ACK_IDS_PER_CALL) {
-        size_t cnt = n - i > ACK_IDS_PER_CALL ? ACK_IDS_PER_CALL : n - i;
-        char **ids = bp_xcalloc(cnt, sizeof(*ids));
-        double lease_end = q[i].deadline;
-        for (size_t k = 0; k < cnt; k++) {
-            ids[k] = q[i + k].id;
-            if (q[i + k].deadline < lease_end)
-                lease_end = q[i + k].deadline;
-        }
-        struct ids_call *c = call_new(s, kind, deadline, ids, cnt);
-        c->lease_end = lease_end;
-        send_call(c);
-    }
+    q->v[q->n++] = (struct bp_ps_qid){ id, deadline, secs };
 }
 
 /* The queued nacks, one call per deadline asked for (the queue holds a few distinct ones). */
@@ -460,7 +106,7 @@ send_nacks(struct source_pubsub *s)
     while (q->n) {
         int secs = q->v[0].secs;
         size_t same = 0, other = 0;
-        struct qid *mine = bp_xcalloc(q->n, sizeof(*mine));
+        struct bp_ps_qid *mine = bp_xcalloc(q->n, sizeof(*mine));
         for (size_t i = 0; i < q->n; i++) {
             if (q->v[i].secs == secs)
                 mine[same++] = q->v[i];
@@ -468,7 +114,7 @@ send_nacks(struct source_pubsub *s)
                 q->v[other++] = q->v[i];
         }
         q->n = other;
-        send_ids(s, CALL_NACK, secs, mine, same);
+        bp_ps_send_ids(&s->q, BP_PS_NACK, secs, mine, same);
         free(mine);
     }
 }
@@ -477,7 +123,7 @@ static void
 flush_ids(struct source_pubsub *s)
 {
     if (s->acks.n) {
-        send_ids(s, CALL_ACK, -1, s->acks.v, s->acks.n);
+        bp_ps_send_ids(&s->q, BP_PS_ACK, -1, s->acks.v, s->acks.n);
         s->acks.n = 0;
     }
     send_nacks(s);
@@ -542,26 +188,26 @@ ps_acked(struct bp_source *bs, uint32_t slot, int ok)
         start_pulls(s);
 }
 
-/* What became of each id of a lease extension (see LEASE_OK...). */
+/* What became of each id of a lease extension (see BP_PS_LEASE_OK...). */
 static void
-lease_results(struct ids_call *c, const uint8_t *out)
+lease_results(void *owner, struct bp_ps_call *c, const uint8_t *out)
 {
-    struct source_pubsub *s = c->s;
-    if (c->kind != CALL_MODACK)
+    struct source_pubsub *s = owner;
+    if (c->kind != BP_PS_MODACK)
         return;
     double until = c->sent_at + s->lease;
     int any_ok = 0, any_again = 0;
     for (size_t k = 0; k < c->n; k++) {
-        any_ok |= out[k] == LEASE_OK;
-        any_again |= out[k] == LEASE_AGAIN;
+        any_ok |= out[k] == BP_PS_LEASE_OK;
+        any_again |= out[k] == BP_PS_LEASE_AGAIN;
         struct pmsg *p = c->slots && c->slots[k] < s->mcap ? &s->m[c->slots[k]] : NULL;
         if (!p || !p->live || p->gen != c->gens[k])
             continue;   /* settled meanwhile (or the slot holds another message now) */
-        p->extending = out[k] == LEASE_REFUSED;
-        if (out[k] == LEASE_OK)
+        p->extending = out[k] == BP_PS_LEASE_REFUSED;
+        if (out[k] == BP_PS_LEASE_OK)
             p->deadline = until;
     }
-    for (struct ids_call *a = c->of_ack ? s->calls : NULL; a; a = a->next)
+    for (struct bp_ps_call *a = c->of_ack ? s->q.head : NULL; a; a = a->next)
         if (a->serial == c->of_ack) {
             a->extending = !any_ok && !any_again;
             if (any_ok)
@@ -570,30 +216,18 @@ lease_results(struct ids_call *c, const uint8_t *out)
         }
 }
 
-/* The same outcome for every id of c. */
-static void
-lease_extended(struct ids_call *c, int outcome)
-{
-    if (c->kind != CALL_MODACK)
-        return;
-    uint8_t *out = bp_xcalloc(c->n ? c->n : 1, 1);
-    memset(out, outcome, c->n);
-    lease_results(c, out);
-    free(out);
-}
-
 /* Copies of the ids of the live messages whose lease ends within LEASE_MARGIN, as lease
  * extension calls (ACK_IDS_PER_CALL each) that know their messages. */
 static void
 extend_live(struct source_pubsub *s, double now)
 {
-    struct ids_call *c = NULL;
+    struct bp_ps_call *c = NULL;
     for (size_t i = 0; i < s->mcap; i++) {
         struct pmsg *p = &s->m[i];
         if (!p->live || p->extending || p->deadline - now >= LEASE_MARGIN)
             continue;
         if (!c) {
-            c = call_new(s, CALL_MODACK, (int)s->lease,
+            c = bp_ps_call_new(&s->q, BP_PS_MODACK, (int)s->lease,
                          bp_xcalloc(ACK_IDS_PER_CALL, sizeof(char *)), 0);
             c->slots = bp_xcalloc(ACK_IDS_PER_CALL, sizeof(*c->slots));
             c->gens = bp_xcalloc(ACK_IDS_PER_CALL, sizeof(*c->gens));
@@ -604,12 +238,12 @@ extend_live(struct source_pubsub *s, double now)
         p->extending = 1;
         s->st.extended++;
         if (c->n == ACK_IDS_PER_CALL) {
-            send_call(c);
+            bp_ps_call_send(c);
             c = NULL;
         }
     }
     if (c)
-        send_call(c);
+        bp_ps_call_send(c);
 }
 
 /* Every tick: extend the leases that end soon, of the messages in flight and of those whose
@@ -623,18 +257,18 @@ on_lease_timer(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     double now = bp_time_mono();
     extend_live(s, now);
-    for (struct ids_call *a = s->calls; a; a = a->next) {
-        if (a->kind != CALL_ACK || a->extending || a->lease_end - now >= LEASE_MARGIN)
+    for (struct bp_ps_call *a = s->q.head; a; a = a->next) {
+        if (a->kind != BP_PS_ACK || a->extending || a->lease_end - now >= LEASE_MARGIN)
             continue;
         char **ids = bp_xcalloc(a->n, sizeof(*ids));
         for (size_t k = 0; k < a->n; k++)
             ids[k] = bp_xstrdup(a->ids[k]);
         /* new calls go to the head of the list: this walk does not meet them */
-        struct ids_call *c = call_new(s, CALL_MODACK, (int)s->lease, ids, a->n);
+        struct bp_ps_call *c = bp_ps_call_new(&s->q, BP_PS_MODACK, (int)s->lease, ids, a->n);
         c->of_ack = a->serial;
         a->extending = 1;
         s->st.extended += a->n;
-        send_call(c);
+        bp_ps_call_send(c);
     }
 }
 
@@ -955,7 +589,7 @@ static size_t
 ps_in_flight(struct bp_source *bs)
 {
     struct source_pubsub *s = (struct source_pubsub *)bs;
-    return s->ncalls + (size_t)s->pulls;
+    return s->q.n + (size_t)s->pulls;
 }
 
 /* Nacks every message still outstanding (drain timeout), then sends the queued ids. */
@@ -977,8 +611,10 @@ ps_nack_all(struct bp_source *bs)
 static void
 ps_stats(struct bp_source *bs, struct bp_source_stats *out)
 {
-    *out = ((struct source_pubsub *)bs)->st;
-    out->outstanding_bytes = ((struct source_pubsub *)bs)->outstanding_bytes;
+    struct source_pubsub *s = (struct source_pubsub *)bs;
+    *out = s->st;
+    out->ack_rejected = s->q.rejected;
+    out->outstanding_bytes = s->outstanding_bytes;
 }
 
 static int
@@ -987,6 +623,7 @@ ps_start(struct bp_source *bs, char *err, size_t errlen)
     struct source_pubsub *s = (struct source_pubsub *)bs;
     (void)err;
     (void)errlen;
+    s->q.loop = bp_rt_loop(s->rt);
     ev_timer_start(bp_rt_loop(s->rt), &s->ack_timer);
     ev_timer_start(bp_rt_loop(s->rt), &s->lease_timer);
     start_pulls(s);
@@ -1011,8 +648,8 @@ ps_destroy(struct bp_source *bs)
     for (size_t i = 0; i < s->nacks.n; i++)
         free(s->nacks.v[i].id);
     /* calls still alive at exit (the API layer drops them without their callbacks) */
-    while (s->calls)
-        call_settle(s->calls);
+    while (s->q.head)
+        bp_ps_call_settle(s->q.head);
     free(s->acks.v);
     free(s->nacks.v);
     free(s->pull_url);
@@ -1059,6 +696,9 @@ bp_source_pubsub_new(struct bp_rt *rt, struct bp_api *api, const char *base,
     s->ack_url = bp_xstrdup(url);
     snprintf(url, sizeof(url), "%s/%s:modifyAckDeadline", base, subscription);
     s->modack_url = bp_xstrdup(url);
+    s->q = (struct bp_ps_calls){ .api = api, .loop = bp_rt_loop(rt), .ack_url = s->ack_url,
+                                 .modack_url = s->modack_url, .lease = lease_results,
+                                 .owner = s };
     s->max_pulls = (int)c->pull_concurrency;
     s->max_msgs = (size_t)c->max_outstanding_messages;
     s->max_bytes = (size_t)c->max_outstanding_bytes;
