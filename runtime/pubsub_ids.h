@@ -56,7 +56,7 @@ struct bp_ps_call {
     unsigned long serial;
     /* acknowledge: its ids' lease, kept until the server confirmed the ack */
     double lease_end;            /* monotonic */
-    int extending;
+    double ext_at;               /* an extension of it was sent then (0 none, HUGE_VAL never) */
     int rounds;                  /* rounds that failed after all their attempts */
     ev_timer again;              /* the wait before the next round */
     struct split_family *family; /* the refused request this call is a part of, or NULL */

@@ -23,7 +23,12 @@
 #include <string.h>
 #include <time.h>
 
-#define LEASE_MARGIN 5.0         /* extend a lease this long before it runs out */
+/* A lease is extended when less than half of it is left, and at least LEASE_MARGIN s (3 s
+ * into the subscription's first lease of 10 s), so a stalled or failed extension has time to
+ * be repeated: one not answered within EXTEND_AGAIN s (more than one attempt's timeout) is
+ * sent again alongside. */
+#define LEASE_MARGIN 7.0
+#define EXTEND_AGAIN 4.0
 /* A nack asks for redelivery after NACK_MIN s, doubling per delivery attempt (Pub/Sub's
  * deliveryAttempt when the subscription has a dead-letter policy, else the source's run of
  * failures) up to NACK_MAX s (the API's maximum deadline), so an outage is not a redelivery
@@ -46,8 +51,10 @@ struct pmsg {
     uint32_t gen;                /* admissions into this slot: a lease extension's answer
                                   * finds its message by (slot, gen) */
     int attempt;                 /* Pub/Sub's deliveryAttempt, 0 when not known */
+    double ext_at;               /* monotonic time an extension was sent: 0 none in flight,
+                                  * HUGE_VAL the server refuses this id (never again) */
     uint8_t live;
-    uint8_t extending;           /* a lease extension is in flight */
+    uint8_t extended;            /* the lease is ours (s->lease), not the subscription's */
 };
 
 struct idq {
@@ -179,7 +186,7 @@ ps_acked(struct bp_source *bs, uint32_t slot, int ok)
     }
     p->ack_id = NULL;
     p->live = 0;
-    p->extending = 0;
+    p->ext_at = 0;
     s->outstanding--;
     s->outstanding_bytes -= p->bytes;
     if (s->acks.n >= ACK_IDS_PER_CALL)
@@ -203,14 +210,16 @@ lease_results(void *owner, struct bp_ps_call *c, const uint8_t *out)
         struct pmsg *p = c->slots && c->slots[k] < s->mcap ? &s->m[c->slots[k]] : NULL;
         if (!p || !p->live || p->gen != c->gens[k])
             continue;   /* settled meanwhile (or the slot holds another message now) */
-        p->extending = out[k] == BP_PS_LEASE_REFUSED;
-        if (out[k] == BP_PS_LEASE_OK)
-            p->deadline = until;
+        p->ext_at = out[k] == BP_PS_LEASE_REFUSED ? HUGE_VAL : 0;
+        if (out[k] == BP_PS_LEASE_OK && until > p->deadline) {
+            p->deadline = until;   /* an older extension answering late never shortens it */
+            p->extended = 1;
+        }
     }
     for (struct bp_ps_call *a = c->of_ack ? s->q.head : NULL; a; a = a->next)
         if (a->serial == c->of_ack) {
-            a->extending = !any_ok && !any_again;
-            if (any_ok)
+            a->ext_at = !any_ok && !any_again ? HUGE_VAL : 0;
+            if (any_ok && until > a->lease_end)
                 a->lease_end = until;
             break;
         }
@@ -224,18 +233,21 @@ extend_live(struct source_pubsub *s, double now)
     struct bp_ps_call *c = NULL;
     for (size_t i = 0; i < s->mcap; i++) {
         struct pmsg *p = &s->m[i];
-        if (!p->live || p->extending || p->deadline - now >= LEASE_MARGIN)
+        double margin = p->extended && s->lease / 2 > LEASE_MARGIN ? s->lease / 2
+                                                                   : LEASE_MARGIN;
+        if (!p->live || (p->ext_at != 0 && now - p->ext_at < EXTEND_AGAIN) ||
+            p->deadline - now >= margin)
             continue;
         if (!c) {
             c = bp_ps_call_new(&s->q, BP_PS_MODACK, (int)s->lease,
-                         bp_xcalloc(ACK_IDS_PER_CALL, sizeof(char *)), 0);
+                               bp_xcalloc(ACK_IDS_PER_CALL, sizeof(char *)), 0);
             c->slots = bp_xcalloc(ACK_IDS_PER_CALL, sizeof(*c->slots));
             c->gens = bp_xcalloc(ACK_IDS_PER_CALL, sizeof(*c->gens));
         }
         c->ids[c->n] = bp_xstrdup(p->ack_id);
         c->slots[c->n] = (uint32_t)i;
         c->gens[c->n++] = p->gen;
-        p->extending = 1;
+        p->ext_at = now;
         s->st.extended++;
         if (c->n == ACK_IDS_PER_CALL) {
             bp_ps_call_send(c);
@@ -258,7 +270,8 @@ on_lease_timer(struct ev_loop *loop, ev_timer *w, int revents)
     double now = bp_time_mono();
     extend_live(s, now);
     for (struct bp_ps_call *a = s->q.head; a; a = a->next) {
-        if (a->kind != BP_PS_ACK || a->extending || a->lease_end - now >= LEASE_MARGIN)
+        if (a->kind != BP_PS_ACK || (a->ext_at != 0 && now - a->ext_at < EXTEND_AGAIN) ||
+            a->lease_end - now >= LEASE_MARGIN)
             continue;
         char **ids = bp_xcalloc(a->n, sizeof(*ids));
         for (size_t k = 0; k < a->n; k++)
@@ -266,7 +279,7 @@ on_lease_timer(struct ev_loop *loop, ev_timer *w, int revents)
         /* new calls go to the head of the list: this walk does not meet them */
         struct bp_ps_call *c = bp_ps_call_new(&s->q, BP_PS_MODACK, (int)s->lease, ids, a->n);
         c->of_ack = a->serial;
-        a->extending = 1;
+        a->ext_at = now;
         s->st.extended += a->n;
         bp_ps_call_send(c);
     }
@@ -352,7 +365,8 @@ admit(struct source_pubsub *s, const struct bp_pull_msg *pm, size_t bytes, doubl
     p->gen++;
     p->attempt = pm->delivery_attempt;
     p->live = 1;
-    p->extending = 0;
+    p->ext_at = 0;
+    p->extended = 0;
     s->outstanding++;
     s->outstanding_bytes += bytes;
     s->st.pulled++;

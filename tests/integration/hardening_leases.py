@@ -133,6 +133,25 @@ def stalled_acknowledge_keeps_the_leases():
 
 
 @case
+def stalled_lease_extension_is_sent_again_before_the_lease_ends():
+    # the first lease extensions stall 15 s while 2,000 events wait 30 s in open archive
+    # objects: main waited 60 s for the stalled modifyAckDeadline and sent nothing else, so the
+    # 10 s lease lapsed and the messages were delivered again; now an extension not answered
+    # within 4 s goes again alongside, and later ones start with half the lease left
+    with cloud.Scenario() as s:
+        path, expect, raw = cloud.corpus(s.tmp, 2000, seed=46)
+        s.emu.publish(path)
+        s.emu.fault({"op": "pubsub.subscriptions.modifyAckDeadline", "stall": 15, "count": 2})
+        b = cloud.Bepipe(s.emu, ["--set", "archive.roll_seconds=30"])
+        cloud.wait_drained(s.emu, 2000, [b], timeout=120)
+        check_eq(b.stop(), 0, "exit code")
+        mod = counter(s.emu, "pubsub.subscriptions.modifyAckDeadline")
+        print(f"  (read={read_count(b)}, modifyAckDeadline: {mod})")
+        cloud.verify(s.emu, expect, raw)
+        check_eq(read_count(b), 2000, "messages read: none redelivered")
+
+
+@case
 def failed_destination_nacks_with_a_growing_deadline():
     # BigQuery down: main nacked with deadline 0, so each message came back at once and was
     # read (and archived) again every cycle; now a nack asks for 10 s, doubling per round
