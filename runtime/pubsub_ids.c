@@ -81,7 +81,6 @@ call_what(const struct bp_ps_call *c)
                                                                        : "modifyAckDeadline";
 }
 
-/* A new call of kind for ids[0..n) (taken), on the source's list until call_settle. */
 /* See pubsub_ids.h. */
 struct bp_ps_call *
 bp_ps_call_new(struct bp_ps_calls *q, int kind, int deadline, char **ids, size_t n)
@@ -117,7 +116,6 @@ family_drop(struct split_family *f)
     free(f);
 }
 
-/* The call is done with, whatever its outcome: off the list, freed. */
 /* See pubsub_ids.h. */
 void
 bp_ps_call_settle(struct bp_ps_call *c)
@@ -251,7 +249,6 @@ ids_verdicts(struct bp_ps_call *c, const uint8_t *v)
     }
 }
 
-
 static void
 ids_done(void *arg, const struct bp_http_result *res)
 {
@@ -267,14 +264,14 @@ ids_done(void *arg, const struct bp_http_result *res)
         if (named > 0)
             ids_verdicts(c, v);
         free(v);
-        if (named > 0 || res->status == 412) {
-            if (named <= 0)
-                lease_extended(c, BP_PS_LEASE_AGAIN);
+        if (named > 0) {
             bp_ps_call_settle(c);
             return;
         }
-        ids_split(c);
-        return;
+        if (res->status == 400) {
+            ids_split(c);
+            return;
+        }
     }
     if (c->kind == BP_PS_MODACK) {
         lease_extended(c, BP_PS_LEASE_AGAIN);
@@ -295,9 +292,8 @@ ids_done(void *arg, const struct bp_http_result *res)
     bp_ps_call_settle(c);
 }
 
-/* Sends c: {"ackIds":[...]} (+ the deadline for modacks). A call that cannot be built or
- * started is settled (its messages are redelivered). */
-/* See pubsub_ids.h. */
+/* See pubsub_ids.h: {"ackIds":[...]} (+ the deadline for modacks). A call that cannot be built
+ * or started is settled (its messages are redelivered). */
 void
 bp_ps_call_send(struct bp_ps_call *c)
 {
