@@ -108,7 +108,7 @@ static const struct bp_opt options[] = {
     { "lua.budget_ms", NULL, INT(lua_budget_ms), "1000", 0, 3600000,
       "time budget of one event in Lua: past it the event is interrupted "
       "and dead-lettered (0 = no budget)" },
-    { "lua.batch_budget_ms", NULL, INT(lua_batch_budget_ms), "1000", 0, 3600000,
+    { "lua.batch_budget_ms", NULL, INT(lua_batch_budget_ms), "500", 0, 3600000,
       "time one batch may hold the loop in Lua: past it no new event starts and the rest of the "
       "batch runs after the loop has served timers and I/O (0 = no cap; needs lua.budget_ms)" },
     { "lua.hard_ms", NULL, INT(lua_hard_ms), "0", 0, 3600000,

@@ -106,6 +106,7 @@ bp_rt_free(struct bp_rt *rt)
     bp_auth_free(rt->auth);
     bp_endpoints_free(&rt->ep);
     bp_archive_free(&rt->archive);
+    bp_rt_defer_free(rt);
     bp_batches_free(&rt->tables);
     bp_ack_free(&rt->ack);
     if (rt->store)
@@ -132,12 +133,18 @@ bp_rt_free(struct bp_rt *rt)
 }
 
 /* Runs one batch of messages through Lua and the sinks. The messages are lent: they must stay
- * valid until this returns. slots (or NULL) are their ack slots from bp_ack_new. Returns 0, or
- * -1 when a sink failed (the caller stops). */
+ * valid until this returns; those the batch time cap (lua.batch_budget_ms) leaves, or that come
+ * while such messages wait, are copied and run later from the loop (rt_defer.c). slots (or
+ * NULL) are their ack slots from bp_ack_new. Returns 0, or -1 when a sink failed (the caller
+ * stops). */
 int
 bp_rt_process(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots, size_t n)
 {
     int src;
+    if (bp_rt_defer_first(rt)) {
+        bp_rt_defer(rt, msgs, slots, n, 0);
+        return 0;
+    }
     /* suspects (delivered before, never completed) are dead-lettered before Lua sees them */
     n = bp_guard_screen(rt, &msgs, &slots, n, &src);
     if (src != 0)
@@ -155,13 +162,21 @@ bp_rt_process(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots, siz
     b->n = (int32_t)n;
     b->now = bp_time_now();
     bp_time_rfc3339(b->now, b->now_str);
-    rt->stats.read += n;
 
     char err[2048];
     double t0 = bp_time_mono();
     bp_guard_arm(rt, b);
     int lrc = bp_lua_host_process(rt->host, b, err, sizeof(err));
-    bp_guard_disarm(rt);
+    size_t ran = bp_guard_disarm(rt, n);
+    if (lrc == 0 && ran < n) {
+        /* the batch held the loop lua.batch_budget_ms: the rest runs after the loop's turn */
+        bp_log_rl(BP_LOG_WARN, "lua", "batch time", "a batch ran past lua.batch_budget_ms=%ld "
+                  "after %zu of %zu events; the rest runs in a later batch",
+                  rt->cfg.lua_batch_budget_ms, ran, n);
+        bp_rt_defer(rt, msgs + ran, slots ? slots + ran : NULL, n - ran, rt->defer.running);
+        n = ran;
+    }
+    rt->stats.read += n;
     if (lrc != 0) {
         /* The host itself failed (not one event): nothing is lost, the whole batch is dead-lettered. */
         bp_log(BP_LOG_ERROR, "lua", "batch entry failed, dead-lettering %zu events: %s", n, err);
