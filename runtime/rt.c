@@ -523,6 +523,8 @@ open_sinks(struct bp_rt *rt, const char *bucket, const char *prefix, char *err, 
                                         (size_t)c->max_line_bytes : 10 * 1024 * 1024));
     if (!rt->store)
         return -1;
+    if (!c->local_out)
+        bp_store_cloud_set_refused(rt->store, rt->loop, (double)c->refused_grace_seconds);
     /* a file source never acks: the file is the copy a power cut cannot take */
     if (c->local_out && (c->input || (rt->replay && !rt->replay->resume)))
         bp_store_local_set_sync(rt->store, 0);
@@ -709,6 +711,12 @@ bp_rt_ready(const struct bp_rt *rt, char *why, size_t whylen)
     if (p) {
         snprintf(why, whylen, "table %s paused, %zu rows held: %s", p->table, p->held_rows,
                  p->paused_why);
+        return 0;
+    }
+    const char *bucket = !r && !rt->cfg.local_out && rt->store
+                             ? bp_store_cloud_refusing(rt->store) : NULL;
+    if (bucket) {
+        snprintf(why, whylen, "archive uploads paused: %s", bucket);
         return 0;
     }
     snprintf(why, whylen, "%s", r ? r : "ready");
