@@ -21,6 +21,7 @@ struct flight {
     int32_t *attempts;      /* the dead-letter table's rows: delivery attempts */
     size_t nrows;
     struct flight *next;   /* in its table's held list */
+    int probe;             /* sent to test a paused table */
 };
 
 /* A paused table is tried again after uniform(d/2, d), d doubling from PROBE_MIN to PROBE_MAX
@@ -205,8 +206,10 @@ refused_for_now(struct bp_batches *b, struct flight *f, const char *errmsg)
 {
     struct bp_rowbatch *rb = f->rb;
     double now = bp_time_mono();
-    int was_probe = rb->probing;
-    rb->probing = 0;
+    int was_probe = f->probe;
+    if (was_probe)
+        rb->probing = 0;
+    f->probe = 0;
     if (!rb->refused_since)
         rb->refused_since = now;
     if (now - rb->refused_since >= b->refused_grace) {
@@ -239,7 +242,6 @@ refused_for_now(struct bp_batches *b, struct flight *f, const char *errmsg)
 static void
 accepted(struct bp_rowbatch *rb)
 {
-    rb->probing = 0;
     if (!rb->refused_since)
         return;
     if (rb->paused_why)
@@ -247,6 +249,7 @@ accepted(struct bp_rowbatch *rb)
                "held rows", rb->table, bp_time_mono() - rb->refused_since, rb->held_rows);
     rb->refused_since = 0;
     rb->retry_at = 0;
+    rb->probing = 0;
     bp_backoff_reset(&rb->backoff);
     free(rb->paused_why);
     rb->paused_why = NULL;
@@ -270,8 +273,8 @@ flight_done(void *arg, int status, const char *errmsg, const struct bp_row_error
     }
     if (status == 0)
         accepted(rb);
-    else
-        rb->probing = 0;
+    else if (f->probe)
+        rb->probing = 0;    /* the next probe when it is due */
     if (status != 0) {
         b->failures++;
         bp_log(BP_LOG_ERROR, "batch", "table %s: %zu rows not stored, their messages will be "
@@ -345,7 +348,7 @@ flush_one(struct bp_batches *b, struct bp_rowbatch *rb)
     rb->attempts = NULL;
     rb->slots_cap = 0;
     rb->nrows = 0;
-    if (rb->held) {
+    if (rb->held || rb->paused_why) {
         /* paused: the request waits its turn instead of meeting the same refusal */
         hold(rb, f, 0);
         return 0;
@@ -361,8 +364,10 @@ send_held(struct bp_batches *b, struct bp_rowbatch *rb, double mono)
     if (rb->refused_since) {
         if (rb->probing || mono < rb->retry_at)
             return 0;
+        struct flight *f = unhold(rb);
         rb->probing = 1;
-        return send_flight(b, unhold(rb));
+        f->probe = 1;
+        return send_flight(b, f);
     }
     for (struct flight *f; (f = unhold(rb)) != NULL;)
         if (send_flight(b, f) != 0)

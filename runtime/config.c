@@ -58,9 +58,9 @@ static const struct bp_opt options[] = {
       "folder of the CREATE TABLE files (default: ddl/ in the pipeline's folder, or in its "
       "parent when that is scripts/)" },
     { "bigquery.refused_grace_seconds", NULL, INT(refused_grace_seconds), "600", 0, 86400,
-      "a table answering 403 (quota, permissions) or 404 is paused and its rows held and sent "
-      "again; refused past this long, its rows are dead-lettered (the dead-letter table: the "
-      "process stops)" },
+      "a table or the archive's bucket answering 403 (quota, permissions) or 404 is paused and "
+      "its rows or objects held and sent again; refused past this long, rows are dead-lettered "
+      "(the dead-letter table, the bucket: the process stops)" },
     { "archive.path", "--gcs_output_path", STR(archive_path), "gs://backend_events_data/output",
       0, 0, "raw archive root: gs://BUCKET/PREFIX" },
     { "archive.roll_bytes", NULL, INT(roll_bytes), "67108864", 1024, 4096 * MB,
@@ -116,7 +116,7 @@ static const struct bp_opt options[] = {
     { "lua.budget_ms", NULL, INT(lua_budget_ms), "1000", 0, 3600000,
       "time budget of one event in Lua: past it the event is interrupted "
       "and dead-lettered (0 = no budget)" },
-    { "lua.batch_budget_ms", NULL, INT(lua_batch_budget_ms), "1000", 0, 3600000,
+    { "lua.batch_budget_ms", NULL, INT(lua_batch_budget_ms), "500", 0, 3600000,
       "time one batch may hold the loop in Lua: past it no new event starts and the rest of the "
       "batch runs after the loop has served timers and I/O (0 = no cap; needs lua.budget_ms)" },
     { "lua.hard_ms", NULL, INT(lua_hard_ms), "0", 0, 3600000,

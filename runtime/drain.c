@@ -17,11 +17,12 @@ flush_all(struct bp_rt *rt)
     return rc;
 }
 
-/* Everything written has been answered (stores, batches, archive uploads). */
+/* Everything written has been answered (stores, batches, archive uploads), and no message
+ * waits for a later batch (rt_defer.c runs them, then flushes). */
 static int
 sinks_idle(struct bp_rt *rt)
 {
-    return rt->tables.in_flight == 0 && rt->archive.in_flight == 0 &&
+    return bp_rt_deferred(rt) == 0 && rt->tables.in_flight == 0 && rt->archive.in_flight == 0 &&
            (!rt->store || rt->store->ops->pending(rt->store) == 0);
 }
 

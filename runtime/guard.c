@@ -63,7 +63,8 @@ bp_guard_start(struct bp_rt *rt, char *err, size_t errlen)
                bp_quarantine_count(g->q), bp_quarantine_path(g->q));
     long hard = rt->cfg.lua_hard_ms ? rt->cfg.lua_hard_ms : rt->cfg.lua_budget_ms * 4;
     err[0] = '\0';
-    g->w = bp_watchdog_new(rt->cfg.lua_budget_ms, hard, g->q, err, errlen);
+    g->w = bp_watchdog_new(rt->cfg.lua_budget_ms, hard, rt->cfg.lua_batch_budget_ms, g->q, err,
+                           errlen);
     return !g->w && err[0] ? -1 : 0;
 }
 
@@ -157,12 +158,16 @@ bp_guard_arm(struct bp_rt *rt, bp_batch_t *b)
         bp_watchdog_arm(rt->guard->w, bp_lua_host_state(rt->host), b);
 }
 
-/* After the batch call: stops the budget (removes a hook that did not fire). */
-void
-bp_guard_disarm(struct bp_rt *rt)
+/* After the batch call of n events: stops the budget (removes a hook that did not fire, writes
+ * the batch's suspects). Returns how many events ran: n, or fewer when lua.batch_budget_ms cut
+ * the batch (the runtime runs the rest later). */
+size_t
+bp_guard_disarm(struct bp_rt *rt, size_t n)
 {
+    size_t ran = n;
     if (rt->guard)
-        (void)bp_watchdog_disarm(rt->guard->w);
+        (void)bp_watchdog_disarm(rt->guard->w, &ran);
+    return ran <= n ? ran : n;
 }
 
 /* After the batch is dispatched: a state that hit its memory cap is rebuilt, from the loop

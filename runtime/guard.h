@@ -14,7 +14,7 @@ void bp_guard_free(struct bp_guard *g);
 size_t bp_guard_screen(struct bp_rt *rt, const bp_msg_t **msgs, const uint32_t **slots, size_t n,
                        int *rc);
 void bp_guard_arm(struct bp_rt *rt, bp_batch_t *b);
-void bp_guard_disarm(struct bp_rt *rt);
+size_t bp_guard_disarm(struct bp_rt *rt, size_t n);
 void bp_guard_check_memory(struct bp_rt *rt);
 struct bp_quarantine *bp_guard_quarantine(struct bp_rt *rt);
 

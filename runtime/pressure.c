@@ -40,7 +40,7 @@ bp_rt_pressure(struct bp_rt *rt, struct bp_pressure *out)
     /* uploads hold their objects' bytes until answered: a file read faster than they go
      * waits once they hold half the archive's budget again */
     out->sinks_busy = rt->tables.in_flight + a->in_flight > SINK_REQUESTS_MAX ||
-                      bp_batches_paused(&rt->tables) != NULL ||
+                      bp_batches_paused(&rt->tables) != NULL || bp_rt_deferred(rt) ||
                       (rt->store->ops->objects_in_memory && a->bytes_finishing > a->budget / 2);
     out->roll_age = (double)c->roll_seconds;
     out->release_messages = 0;

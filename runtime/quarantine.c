@@ -330,37 +330,55 @@ bp_quarantine_attempts(const struct bp_quarantine *q, const bp_msg_t *m)
     return e ? e->count : 0;
 }
 
-/* One record appended and synced. */
-static int
-append(struct bp_quarantine *q, int kind, const char *id, size_t id_len, uint64_t dhash,
-       size_t dlen)
+/* One record (kind BP_SUSPECT_*) as a line of the suspects file, into line (at least
+ * BP_QUARANTINE_LINE bytes). Returns its length. Formats only: safe on any thread. */
+static size_t
+format_record(int kind, const char *id, size_t id_len, uint64_t dhash, size_t dlen, char *line)
 {
-    char line[512];
     size_t idn = id_len < 400 ? id_len : 400;
-    int n = snprintf(line, sizeof(line), "%ld %c %016llx %zu ", (long)time(NULL), kind,
+    int n = snprintf(line, BP_QUARANTINE_LINE, "%ld %c %016llx %zu ", (long)time(NULL), kind,
                      (unsigned long long)dhash, dlen);
     for (size_t i = 0; i < idn; i++)   /* one record per line, whatever the id holds */
         line[n++] = id[i] == '\n' || id[i] == '\r' ? '?' : id[i];
     line[n++] = '\n';
+    return (size_t)n;
+}
+
+/* One record of m (kind BP_SUSPECT_*) as a line of the suspects file, into line (at least
+ * BP_QUARANTINE_LINE bytes). Returns its length. Formats only: safe on any thread. */
+size_t
+bp_quarantine_format(const bp_msg_t *m, int kind, char *line)
+{
+    return format_record(kind, m->id, m->id_len, fnv64(m->data, m->len), m->len, line);
+}
+
+/* Appends records made by bp_quarantine_format (len bytes of whole lines) with one write and
+ * one fsync, so they survive the _exit that may follow. The table in memory learns them at the
+ * next bp_quarantine_refresh, like the records of other workers. Runs on the loop thread after a
+ * batch, or on the watchdog thread while the loop thread is stuck in Lua, never both at once.
+ * Returns 0, or -1 (errno) when the file cannot be written. */
+int
+bp_quarantine_append(struct bp_quarantine *q, const char *lines, size_t len)
+{
+    if (!len)
+        return 0;
     int fd = open(q->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
         return -1;
-    int rc = write(fd, line, (size_t)n) == n ? 0 : -1;
+    int rc = write(fd, lines, len) == (ssize_t)len ? 0 : -1;
     if (fsync(fd) != 0)
         rc = -1;
     close(fd);
     return rc;
 }
 
-/* Records m (kind BP_SUSPECT_*): one line appended and synced, so it survives the _exit that
- * may follow at once. The table in memory learns it at the next bp_quarantine_refresh, like the
- * records of other workers. Runs on the loop thread (from the Lua hook) or on the watchdog
- * thread while the loop thread is stuck in Lua, never both at once. Returns 0, or -1 (errno)
- * when the file cannot be written. */
+/* Records m (kind BP_SUSPECT_*) at once: bp_quarantine_format + bp_quarantine_append. */
 int
 bp_quarantine_add(struct bp_quarantine *q, const bp_msg_t *m, int kind)
 {
-    return append(q, kind, m->id, m->id_len, fnv64(m->data, m->len), m->len);
+    char line[BP_QUARANTINE_LINE];
+    size_t n = bp_quarantine_format(m, kind, line);
+    return bp_quarantine_append(q, line, n);
 }
 
 /* Deliveries of the message id whose dead-letter row was refused, as recorded so far (by this
@@ -384,5 +402,7 @@ bp_quarantine_refusals(struct bp_quarantine *q, const char *id, size_t id_len)
 int
 bp_quarantine_add_refusal(struct bp_quarantine *q, const char *id, size_t id_len)
 {
-    return append(q, BP_SUSPECT_REFUSED, id, id_len, 0, 0);
+    char line[BP_QUARANTINE_LINE];
+    size_t n = format_record(BP_SUSPECT_REFUSED, id, id_len, 0, 0, line);
+    return bp_quarantine_append(q, line, n);
 }

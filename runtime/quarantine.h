@@ -23,6 +23,11 @@ const char *bp_quarantine_path(const struct bp_quarantine *q);
 int bp_quarantine_attempts(const struct bp_quarantine *q, const bp_msg_t *m);
 int bp_quarantine_refresh(struct bp_quarantine *q) BP_WUR;
 int bp_quarantine_add(struct bp_quarantine *q, const bp_msg_t *m, int kind) BP_WUR;
+
+/* The longest record line (an id is cut at 400 bytes). */
+#define BP_QUARANTINE_LINE 512
+size_t bp_quarantine_format(const bp_msg_t *m, int kind, char *line);
+int bp_quarantine_append(struct bp_quarantine *q, const char *lines, size_t len) BP_WUR;
 void bp_quarantine_default_dir(char *out, size_t outlen);
 int bp_quarantine_refusals(struct bp_quarantine *q, const char *id, size_t id_len);
 int bp_quarantine_add_refusal(struct bp_quarantine *q, const char *id, size_t id_len) BP_WUR;

@@ -111,6 +111,7 @@ bp_rt_free(struct bp_rt *rt)
     bp_auth_free(rt->auth);
     bp_endpoints_free(&rt->ep);
     bp_archive_free(&rt->archive);
+    bp_rt_defer_free(rt);
     bp_batches_free(&rt->tables);
     bp_ack_free(&rt->ack);
     if (rt->store)
@@ -137,12 +138,18 @@ bp_rt_free(struct bp_rt *rt)
 }
 
 /* Runs one batch of messages through Lua and the sinks. The messages are lent: they must stay
- * valid until this returns. slots (or NULL) are their ack slots from bp_ack_new. Returns 0, or
- * -1 when a sink failed (the caller stops). */
+ * valid until this returns; those the batch time cap (lua.batch_budget_ms) leaves, or that come
+ * while such messages wait, are copied and run later from the loop (rt_defer.c). slots (or
+ * NULL) are their ack slots from bp_ack_new. Returns 0, or -1 when a sink failed (the caller
+ * stops). */
 int
 bp_rt_process(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots, size_t n)
 {
     int src;
+    if (bp_rt_defer_first(rt)) {
+        bp_rt_defer(rt, msgs, slots, n, 0);
+        return 0;
+    }
     /* suspects (delivered before, never completed) are dead-lettered before Lua sees them */
     n = bp_guard_screen(rt, &msgs, &slots, n, &src);
     if (src != 0)
@@ -160,13 +167,21 @@ bp_rt_process(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots, siz
     b->n = (int32_t)n;
     b->now = bp_time_now();
     bp_time_rfc3339(b->now, b->now_str);
-    rt->stats.read += n;
 
     char err[2048];
     double t0 = bp_time_mono();
     bp_guard_arm(rt, b);
     int lrc = bp_lua_host_process(rt->host, b, err, sizeof(err));
-    bp_guard_disarm(rt);
+    size_t ran = bp_guard_disarm(rt, n);
+    if (lrc == 0 && ran < n) {
+        /* the batch held the loop lua.batch_budget_ms: the rest runs after the loop's turn */
+        bp_log_rl(BP_LOG_WARN, "lua", "batch time", "a batch ran past lua.batch_budget_ms=%ld "
+                  "after %zu of %zu events; the rest runs in a later batch",
+                  rt->cfg.lua_batch_budget_ms, ran, n);
+        bp_rt_defer(rt, msgs + ran, slots ? slots + ran : NULL, n - ran, rt->defer.running);
+        n = ran;
+    }
+    rt->stats.read += n;
     if (lrc != 0) {
         /* The host itself failed (not one event): nothing is lost, the whole batch is dead-lettered. */
         bp_log(BP_LOG_ERROR, "lua", "batch entry failed, dead-lettering %zu events: %s", n, err);
@@ -473,6 +488,8 @@ open_sinks(struct bp_rt *rt, const char *bucket, const char *prefix, char *err, 
                                         (size_t)c->max_line_bytes : 10 * 1024 * 1024));
     if (!rt->store)
         return -1;
+    if (!c->local_out)
+        bp_store_cloud_set_refused(rt->store, rt->loop, (double)c->refused_grace_seconds);
     /* a file source never acks: the file is the copy a power cut cannot take */
     if (c->local_out && (c->input || (rt->replay && !rt->replay->resume)))
         bp_store_local_set_sync(rt->store, 0);
@@ -661,6 +678,12 @@ bp_rt_ready(const struct bp_rt *rt, char *why, size_t whylen)
     if (p) {
         snprintf(why, whylen, "table %s paused, %zu rows held: %s", p->table, p->held_rows,
                  p->paused_why);
+        return 0;
+    }
+    const char *bucket = !r && !rt->cfg.local_out && rt->store
+                             ? bp_store_cloud_refusing(rt->store) : NULL;
+    if (bucket) {
+        snprintf(why, whylen, "archive uploads paused: %s", bucket);
         return 0;
     }
     snprintf(why, whylen, "%s", r ? r : "ready");

@@ -58,6 +58,15 @@ struct bp_pressure {
     double release_age;         /* ... from objects at least this old */
 };
 
+/* Messages a batch time cap left, waiting for a later batch (rt_defer.c). */
+struct bp_defer {
+    struct bp_defer_msg *v;
+    size_t head, n, cap;
+    int running;            /* a slice of the queue is in bp_rt_process */
+    unsigned long deferred; /* messages queued so far (a message may be queued more than once) */
+    ev_idle idle;
+};
+
 struct bp_rt {
     struct ev_loop *loop;
     char *pipeline_path;
@@ -92,6 +101,7 @@ struct bp_rt {
     bp_result_t *results;       /* one per message of a batch */
     size_t results_cap;
     bp_buf_t entry;             /* scratch for one insertAll entry */
+    struct bp_defer defer;      /* the rest of batches cut by lua.batch_budget_ms */
 
     struct bp_stats stats;
     double started_at;
@@ -185,6 +195,15 @@ int bp_rt_check_columns(const struct bp_rt *rt, char *err, size_t errlen) BP_WUR
 
 /* Where the pipeline's CREATE TABLE files are (bigquery.ddl_dir, else ddl/ of its folder). */
 void bp_rt_ddl_dir(const struct bp_rt *rt, char *out, size_t outlen);
+
+/* rt_defer.c: messages a batch time cap left run in later batches, from the loop. bp_rt_defer
+ * copies them (front: back at the queue's head, for the rest of a slice taken from it);
+ * bp_rt_defer_first says a new batch must queue behind them; bp_rt_deferred counts them. */
+void bp_rt_defer(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots, size_t n,
+                 int front);
+int bp_rt_defer_first(const struct bp_rt *rt);
+size_t bp_rt_deferred(const struct bp_rt *rt);
+void bp_rt_defer_free(struct bp_rt *rt);
 
 /* drain.c */
 void bp_rt_drain(struct bp_rt *rt, const char *why);

@@ -61,9 +61,10 @@ struct bp_source {
 
 /* ---- what a source may call (implemented by the runtime, rt.c) ---- */
 
-/* Runs n messages through Lua and the sinks. The messages are lent: valid until this returns.
- * slots (or NULL for a source without acks) are their ack slots from bp_ack_new; each slot's
- * verdict comes back through ops->acked, possibly before this returns. Returns 0, or -1 when a
+/* Runs n messages through Lua and the sinks. The messages are lent: valid until this returns
+ * (what a batch time cap leaves for later is copied). slots (or NULL for a source without acks)
+ * are their ack slots from bp_ack_new; each slot's verdict comes back through ops->acked,
+ * possibly before this returns, possibly after a later loop iteration. Returns 0, or -1 when a
  * sink failed for good (the source stops and calls bp_rt_source_failed). */
 int bp_rt_process(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots,
                   size_t n) BP_WUR;

@@ -10,6 +10,7 @@
 #include "gcs_reply.h"
 #include "log.h"
 #include "store.h"
+#include "timefmt.h"
 
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -34,6 +35,13 @@ struct store_cloud {
     size_t pending;
     size_t max_object;
     char *bucket;           /* as the object resource names it (upload replies are checked) */
+    /* uploads the bucket refused for now (403 quota or permissions, 404): held and sent again
+     * after a growing backoff, until refused_grace has passed (then refused for good) */
+    struct ev_loop *loop;           /* NULL: refused uploads fail at once (no timer to wait on) */
+    double refused_grace;
+    struct object_call *held;       /* waiting for their next attempt */
+    char *refusing;                 /* the bucket's last refusal while uploads wait, or NULL */
+    size_t refused_n;               /* uploads refused for now and not ended since */
     /* the last RECENT names this process uploaded (base name, highest suffix taken) */
     struct recent_name {
         char *base;
@@ -65,6 +73,10 @@ struct object_call {
     size_t len;
     char md5[32];           /* base64 MD5 of data, as GCS reports md5Hash */
     int bad_replies;        /* 2xx replies that were not our object resource */
+    double refused_since;   /* monotonic time of the first refusal in a row, 0 = none */
+    struct bp_backoff backoff;
+    ev_timer retry;         /* the wait after a refusal */
+    struct object_call *prev, *next;    /* in s->held while waiting */
     bp_store_done_fn done;
     void *arg;
 };
@@ -344,6 +356,10 @@ static void
 upload_end_status(struct object_call *oc, const char *err, int permanent)
 {
     oc->s->pending--;
+    if (oc->refused_since && --oc->s->refused_n == 0) {
+        free(oc->s->refusing);
+        oc->s->refusing = NULL;
+    }
     if (!err) {
         bp_log(BP_LOG_DEBUG, "archive", "uploaded %s (%zu bytes)", oc->name, oc->len);
         oc->done(oc->arg, 0, NULL, NULL, 0);
@@ -362,6 +378,72 @@ upload_end(struct object_call *oc, const char *err)
     upload_end_status(oc, err, 0);
 }
 
+/* Uploads a paused bucket keeps wait backoff delays this long at first, doubling up to
+ * REFUSED_MAX: quota windows and permission propagation take minutes. */
+#define REFUSED_MIN 1.0
+#define REFUSED_MAX 60.0
+
+static void
+unhold(struct object_call *oc)
+{
+    struct store_cloud *s = oc->s;
+    if (oc->prev)
+        oc->prev->next = oc->next;
+    else
+        s->held = oc->next;
+    if (oc->next)
+        oc->next->prev = oc->prev;
+    oc->prev = oc->next = NULL;
+}
+
+static void
+on_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct object_call *oc = w->data;
+    (void)loop;
+    (void)revents;
+    unhold(oc);
+    start_upload(oc);
+}
+
+/* The bucket refused the upload in a way that often passes (quota, a grant propagating, a
+ * bucket being recreated): the object is held, its messages stay outstanding, and it is sent
+ * again after a growing backoff. Returns 1 when it took the call, 0 once the refusals have
+ * lasted refused_grace (the caller then reports them for good, as before). */
+static int
+hold_refused(struct object_call *oc, const char *err)
+{
+    struct store_cloud *s = oc->s;
+    double now = bp_time_mono();
+    if (!s->loop)
+        return 0;
+    if (!oc->refused_since) {
+        oc->refused_since = now;
+        s->refused_n++;
+        bp_backoff_init(&oc->backoff, REFUSED_MIN, REFUSED_MAX);
+    }
+    if (now - oc->refused_since >= s->refused_grace) {
+        bp_log(BP_LOG_ERROR, "archive", "the bucket has refused %s for %.0f s "
+               "(bigquery.refused_grace_seconds=%.0f): giving up", oc->name,
+               now - oc->refused_since, s->refused_grace);
+        return 0;
+    }
+    double delay = bp_backoff_fail(&oc->backoff);
+    bp_log_rl(BP_LOG_WARN, "archive", "refused upload", "the bucket refused an upload for now; "
+              "the object is held and sent again in %.1f s: %s", delay, err);
+    free(s->refusing);
+    s->refusing = bp_xstrdup(err);
+    oc->next = s->held;
+    oc->prev = NULL;
+    if (s->held)
+        s->held->prev = oc;
+    s->held = oc;
+    ev_timer_init(&oc->retry, on_retry, delay, 0.);
+    oc->retry.data = oc;
+    ev_timer_start(s->loop, &oc->retry);
+    return 1;
+}
+
 static void
 upload_finish(struct object_call *oc, const struct bp_http_result *res)
 {
@@ -374,6 +456,8 @@ upload_finish(struct object_call *oc, const struct bp_http_result *res)
              res->status ? "HTTP " : "", res->status,
              (int)(res->body_len > 300 ? 300 : res->body_len), res->body,
              res->error ? res->error : "");
+    if (bp_api_refused_transient(res) && hold_refused(oc, err))
+        return;
     /* a bucket that does not exist or that we may not write to: redelivery cannot fix it */
     upload_end_status(oc, err, bp_api_permanent(res));
 }
@@ -451,6 +535,18 @@ cloud_destroy(struct bp_store *bs)
     struct store_cloud *s = (struct store_cloud *)bs;
     if (!s)
         return;
+    /* held uploads end without their callback, like the api's calls in flight at exit (their
+     * messages were nacked by the drain) */
+    while (s->held) {
+        struct object_call *oc = s->held;
+        unhold(oc);
+        ev_timer_stop(s->loop, &oc->retry);
+        free(oc->name);
+        free(oc->base_name);
+        free(oc->data);
+        free(oc);
+    }
+    free(s->refusing);
     free(s->bq_base);
     free(s->upload_base);
     free(s->objects_base);
@@ -471,6 +567,25 @@ static const struct bp_store_ops cloud_ops = {
     .pending = cloud_pending,
     .destroy = cloud_destroy,
 };
+
+/* Uploads the bucket refuses for now (bp_api_refused_transient) are held and sent again on
+ * loop's timers until they have been refused for grace seconds; without this, or with grace 0,
+ * they fail for good at once. */
+void
+bp_store_cloud_set_refused(struct bp_store *bs, struct ev_loop *loop, double grace)
+{
+    struct store_cloud *s = (struct store_cloud *)bs;
+    s->loop = grace > 0 ? loop : NULL;
+    s->refused_grace = grace;
+}
+
+/* The bucket's last refusal while uploads wait for another attempt, or NULL (/readyz). */
+const char *
+bp_store_cloud_refusing(const struct bp_store *bs)
+{
+    const struct store_cloud *s = (const struct store_cloud *)bs;
+    return s->refused_n ? s->refusing : NULL;
+}
 
 /* The cloud store for dataset project/dataset and bucket. max_object caps one archive object
  * in memory (objects are held until uploaded; flow control bounds how many lines they hold). */

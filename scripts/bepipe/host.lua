@@ -311,7 +311,9 @@ end
 
 local function run(b, lud, i, n, now, now_member)
     local msgs, res = b.msgs, b.results
-    while i < n do
+    -- b.n, not n, before each event: the watchdog lowers it once the batch has held the loop
+    -- lua.batch_budget_ms, and the runtime runs the rest in a later batch
+    while i < n and i < b.n do
         cur = i
         cur_type = nil
         cur_stage = STAGE_PARSE

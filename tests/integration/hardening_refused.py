@@ -112,3 +112,50 @@ def dead_letter_table_refusing_past_the_grace_stops_the_process():
         check_eq(len(s.emu.rows("rejected_events")), 0, "nothing dead-lettered")
         st = s.emu.sub_state()
         check(st["backlog"] + st["outstanding"] > 0, "the invalid events were not acked")
+
+
+@case
+def bucket_403_for_seconds_holds_the_objects_then_uploads_them():
+    with cloud.Scenario() as s:
+        path, expect, raw = cloud.corpus(s.tmp, 800, seed=75, invalid=0)
+        rule = s.emu.fault({"op": "storage.objects.insert.*", "status": 403, "count": -1,
+                            "message": "The billing account for the owning project is "
+                            "disabled"})["rules"][0]
+        b = cloud.Bepipe(s.emu, ["--http", "127.0.0.1:0"])
+        port = listen_port(b.stderr)
+        s.emu.publish(path)
+        seen, end = None, time.time() + 30
+        while time.time() < end and not seen:
+            st, _, body = http(port, "/readyz")
+            if st == 503 and "archive uploads paused" in body:
+                seen = body
+            time.sleep(0.1)
+        check(seen, "/readyz says the archive waits")
+        time.sleep(3)
+        check(b.p.poll() is None, "still running:\n" + b.stderr()[-1500:])
+        check_eq(s.emu.objects(), {}, "nothing uploaded while refused")
+        s.emu.admin("DELETE", f"/_emulator/faults/{rule['id']}")
+        cloud.wait_drained(s.emu, 800, [b], timeout=120)
+        end = time.time() + 20
+        while time.time() < end and http(port, "/readyz")[0] != 200:
+            time.sleep(0.1)
+        check_eq(http(port, "/readyz")[::2], (200, "ready\n"), "/readyz after the pause")
+        check_eq(b.stop(), 0, "exit code")
+        cloud.verify(s.emu, expect, raw)
+
+
+@case
+def bucket_refusing_past_the_grace_stops_as_before():
+    with cloud.Scenario() as s:
+        path, expect, raw = cloud.corpus(s.tmp, 200, seed=76, invalid=0)
+        s.emu.publish(path)
+        s.emu.fault({"op": "storage.objects.insert.*", "status": 404, "count": -1})
+        t0 = time.time()
+        b = cloud.Bepipe(s.emu, ["--set", "bigquery.refused_grace_seconds=3",
+                                 "--set", "drain_seconds=3"])
+        rc = b.wait_exit(90)
+        check(rc != 0, "non-zero exit")
+        check(time.time() - t0 >= 3, "not before the grace")
+        check("the archive cannot be written" in b.stderr(), "says why:\n" + b.stderr()[-1500:])
+        st = s.emu.sub_state()
+        check_eq(st["backlog"] + st["outstanding"], 200, f"nothing acked: {st}")

@@ -350,3 +350,96 @@ def script_stuck_worker_its_suspect_dead_lettered_by_another():
         check_eq(len(dead), 1, "the looping event dead-lettered")
         check(dead[0]["reason"].startswith("delivered 1 times without completing"),
               "reason: " + dead[0]["reason"])
+
+
+# Slow but innocent events (each sleeps 0.1 s, well inside lua.budget_ms, however loaded the
+# machine) and one that never ends (interpreted, so the budget's hook can interrupt it).
+SLOW = """    if q == 5 then
+        local ffi = require("ffi")
+        pcall(ffi.cdef, "int poll(void *fds, unsigned long nfds, int timeout);")
+        ffi.C.poll(nil, 0, 100)
+    end
+    if q == 9 then jit.off(); while true do end end
+"""
+
+
+@case
+def script_slow_batch_leaves_the_loop_free_and_blames_only_the_overrun():
+    # main: the batch of 60 slow events held the loop ~7 s (/healthz unanswered throughout),
+    # and every ~1 s the event running when the batch's time ran out was interrupted,
+    # dead-lettered and recorded as a suspect, though it had used 0.1 s of its own; after: the
+    # batch runs in slices of lua.batch_budget_ms with the loop's turn between them
+    import threading
+    from ops_metrics import http, listen_port
+    with Tmp() as d:
+        p = scripts_with(d, SLOW, "sandbox = false,")
+        out = os.path.join(d, "out")
+        state = os.path.join(d, "state")
+        qs = [5] * 30 + [9] + [5] * 30 + [1] * 20
+        dm = run.Daemon([p, "--input", "-", "--local-out", out, "--http", "127.0.0.1:0",
+                         "--set", "state_dir=" + state, "--set", "stats_seconds=0",
+                         # the overrun holds the loop its whole budget: shorter than the default
+                         "--set", "lua.budget_ms=700"])
+        try:
+            port = listen_port(dm.stderr)
+            check_eq(http(port, "/healthz")[0], 200, "/healthz before")
+            worst, stop = [0.0], threading.Event()
+
+            def poll():
+                while not stop.is_set():
+                    t0 = time.time()
+                    try:
+                        http(port, "/healthz", timeout=30)
+                    except OSError:
+                        pass
+                    worst[0] = max(worst[0], time.time() - t0)
+                    time.sleep(0.05)
+            th = threading.Thread(target=poll, daemon=True)
+            th.start()
+            dm.write(b"".join((INV % (i, q)).encode() for i, q in enumerate(qs)))
+            end = time.time() + 90
+            while time.time() < end and (len(read_rows(out, "inventory_events")) +
+                                         len(read_rows(out, "rejected_events")) < len(qs)):
+                time.sleep(0.1)
+            stop.set()
+            th.join(40)
+            rc, err = dm.finish(timeout=30)
+        finally:
+            if dm.p.poll() is None:
+                dm.p.kill()
+        check_eq(rc, 0, "exit code: " + err[-1500:])
+        dead = read_rows(out, "rejected_events")
+        check_eq(len(read_rows(out, "inventory_events")), len(qs) - 1, "every other event "
+                 "stored; dead letters: %s" % [(r["insertId"], r["json"]["reason"]) for r in dead])
+        check_eq([r["insertId"] for r in dead], ["stdin:31"], "only the event that overran")
+        check("time budget exceeded" in dead[0]["json"]["reason"], dead[0]["json"]["reason"])
+        check(worst[0] < 2.5, f"/healthz answered within 2.5 s throughout (worst {worst[0]:.1f} s)")
+        with open(os.path.join(state, "suspects")) as f:
+            suspects = [l.split()[-1] for l in f if l.strip()]
+        check_eq(suspects, ["stdin:31"], "one suspect: the event that overran its own budget")
+        check("ran past lua.batch_budget_ms" in err, "the cut is logged: " + err[-1500:])
+
+
+@case
+def script_slow_batch_on_pubsub_runs_in_slices_and_acks_everything():
+    # the rest of a cut batch is copied (a pull reply's memory is the source's) and runs after
+    # the loop's turn; every message is acked once stored, none twice, none lost
+    import cloud
+    with cloud.Scenario() as s:
+        p = scripts_with(s.tmp, SLOW, "sandbox = false,")
+        ev = os.path.join(s.tmp, "ev.ndjson")
+        qs = [5] * 25 + [1] * 15 + [5] * 10 + [1] * 10
+        events(ev, qs)
+        s.emu.publish(ev)
+        b = cloud.Bepipe(s.emu, ["--set", "state_dir=" + os.path.join(s.tmp, "state"),
+                                 "--set", "source.batch_messages=100"], pipeline=p)
+        cloud.wait_drained(s.emu, len(qs), [b], timeout=90)
+        check_eq(b.stop(), 0, "exit code: " + b.stderr()[-1500:])
+        rows = s.emu.rows("inventory_events")
+        check_eq(sorted(r["inventory_id"][-12:] for r in rows),
+                 ["%012d" % i for i in range(len(qs))], "every event stored once")
+        check_eq(s.emu.rows("rejected_events"), [], "no dead letter")
+        check("ran past lua.batch_budget_ms" in b.stderr(), "the batch was cut: " +
+              b.stderr()[-1500:])
+        st = s.emu.sub_state()
+        check_eq((st["backlog"], st["outstanding"]), (0, 0), "every message acked")

@@ -76,6 +76,7 @@ def unusable_bucket_stops_with_non_zero_exit():
         path, expect, raw = cloud.corpus(s.tmp, 200, seed=13, invalid=0)
         s.emu.publish(path)
         b = cloud.Bepipe(s.emu, ["--set", "preflight_seconds=0", "--set", "drain_seconds=3",
+                                 "--set", "bigquery.refused_grace_seconds=0",
                                  "--gcs_output_path", "gs://no-such-bucket/output"])
         rc = b.wait_exit(45)
         check(rc != 0, "non-zero exit")

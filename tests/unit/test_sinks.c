@@ -28,6 +28,7 @@ struct fake {
     int fail;
     const struct bp_row_error *errs;    /* the rows the next answers refuse */
     size_t nerrs;
+    int status;            /* answer rows_put with this status (BP_STORE_REFUSED...) */
 };
 
 struct bp_object {
@@ -51,6 +52,10 @@ f_rows_put(struct bp_store *s, const char *t, const char *e, size_t len, size_t 
     f->last_len = len;
     if (len > f->max_len)
         f->max_len = len;
+    if (f->status) {
+        done(arg, f->status, "insertAll t: HTTP 403 quotaExceeded", NULL, 0);
+        return 0;
+    }
     done(arg, f->fail ? -1 : 0, f->fail ? "fake failure" : NULL, f->errs, f->nerrs);
     return f->fail ? -1 : 0;
 }
@@ -364,6 +369,81 @@ local_store_is_atomic_and_never_overwrites(void **state)
     local_store_atomic(0);
 }
 
+struct verdicts {
+    int ok, failed;
+};
+
+static void
+on_verdict(void *owner, uint32_t slot, uint64_t cookie, int ok)
+{
+    struct verdicts *v = owner;
+    (void)slot;
+    (void)cookie;
+    if (ok)
+        v->ok++;
+    else
+        v->failed++;
+}
+
+/* n messages of one row each into table t, their dispatcher hold released. */
+static void
+add_rows(struct bp_batches *b, struct bp_ack *ack, size_t t, int n)
+{
+    for (int i = 0; i < n; i++) {
+        uint32_t slot = bp_ack_new(ack, 0);
+        assert_int_equal(bp_batches_add(b, t, "{\"a\":1}", 7, slot, 1.0), 0);
+        bp_ack_done(ack, slot, 1);
+    }
+}
+
+/* A table that refuses for now (a quota 403, a 404 while it is recreated) is paused: its
+ * requests are held, not dead-lettered, no new one is sent until a probe is due, and the first
+ * success sends them all; with no grace left the refusal dead-letters as before. */
+static void
+batches_pause_a_table_that_refuses_for_now(void **state)
+{
+    (void)state;
+    struct fake f = { .base.ops = &fake_ops, .status = BP_STORE_REFUSED };
+    struct bp_batches b;
+    struct bp_ack ack;
+    struct refused r = { 0 };
+    struct verdicts v = { 0 };
+    bp_ack_init(&ack, on_verdict, &v);
+    bp_batches_init(&b, &f.base, &ack, 3, 1000, 1.0);
+    bp_batches_on_rejected(&b, on_refused, &r);
+    size_t t = bp_batches_index(&b, "t");
+    add_rows(&b, &ack, t, 3);                            /* sent, refused */
+    assert_int_equal(f.puts, 1);
+    assert_non_null(bp_batches_paused(&b));
+    assert_non_null(strstr(bp_batches_paused(&b)->paused_why, "quotaExceeded"));
+    add_rows(&b, &ack, t, 3);                            /* held without a request */
+    assert_int_equal(f.puts, 1);
+    assert_int_equal(bp_batches_held_rows(&b), 6);
+    assert_int_equal(bp_batches_tick(&b, 1.0), 0);
+    assert_int_equal(f.puts, 1);                         /* the probe is not due yet */
+    assert_int_equal(r.calls, 0);
+    assert_int_equal(v.ok + v.failed, 0);                /* nothing acked, nothing nacked */
+    f.status = 0;                                        /* the table is back */
+    usleep(1100 * 1000);
+    assert_int_equal(bp_batches_tick(&b, 2.0), 0);       /* the probe, accepted */
+    assert_int_equal(f.puts, 2);
+    assert_null(bp_batches_paused(&b));
+    assert_int_equal(bp_batches_tick(&b, 2.0), 0);       /* the rest at the next tick */
+    assert_int_equal(f.puts, 3);
+    assert_int_equal(v.ok, 6);
+    assert_int_equal(bp_batches_held_rows(&b), 0);
+    assert_int_equal(r.calls, 0);
+    /* no grace: refused for good at once, the rows dead-lettered */
+    bp_batches_set_refused_grace(&b, 0);
+    f.status = BP_STORE_REFUSED;
+    add_rows(&b, &ack, t, 3);
+    assert_int_equal(r.calls, 3);
+    assert_null(bp_batches_paused(&b));
+    assert_int_equal(b.permanent, 1);
+    bp_batches_free(&b);
+    bp_ack_free(&ack);
+}
+
 int
 main(void)
 {
@@ -371,6 +451,7 @@ main(void)
         cmocka_unit_test(batches_flush_at_rows_bytes_age),
         cmocka_unit_test(batches_refuse_an_oversized_entry),
         cmocka_unit_test(batches_refused_dead_letters_go_to_their_callback),
+        cmocka_unit_test(batches_pause_a_table_that_refuses_for_now),
         cmocka_unit_test(local_store_is_atomic_and_never_overwrites),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -168,18 +168,18 @@ interpreted_loop_is_interrupted_and_recorded(void **state)
     (void)state;
     char err[256];
     struct bp_quarantine *q = bp_quarantine_open(dir, err, sizeof(err));
-    struct bp_watchdog *w = bp_watchdog_new(50, 5000, q, err, sizeof(err));
+    struct bp_watchdog *w = bp_watchdog_new(50, 5000, 0, q, err, sizeof(err));
     assert_non_null(w);
     struct fixture fx;
     fixture_init(&fx);
     assert_int_equal(run_batch(&fx, w, "return 1 + 1"), 0);
-    assert_int_equal(bp_watchdog_disarm(w), 0);
+    assert_int_equal(bp_watchdog_disarm(w, NULL), 0);
     usleep(150 * 1000);   /* not armed: no hook past the budget */
     assert_int_equal(run_batch(&fx, w, "local x = 0 for i = 1, 1e5 do x = x + i end"), 0);
-    assert_int_equal(bp_watchdog_disarm(w), 0);
+    assert_int_equal(bp_watchdog_disarm(w, NULL), 0);
     assert_int_not_equal(run_batch(&fx, w, "jit.off() while true do end"), 0);
     assert_non_null(strstr(lua_tostring(fx.L, -1), "time budget exceeded"));
-    assert_int_equal(bp_watchdog_disarm(w), 1);
+    assert_int_equal(bp_watchdog_disarm(w, NULL), 1);
     lua_pop(fx.L, 1);
     assert_int_equal(bp_quarantine_refresh(q), 0);
     assert_int_equal(bp_quarantine_attempts(q, &fx.m), 1);
@@ -197,7 +197,7 @@ compiled_loop_ends_the_process_after_recording(void **state)
     assert_true(pid >= 0);
     if (pid == 0) {
         struct bp_quarantine *q = bp_quarantine_open(dir, err, sizeof(err));
-        struct bp_watchdog *w = bp_watchdog_new(50, 300, q, err, sizeof(err));
+        struct bp_watchdog *w = bp_watchdog_new(50, 300, 0, q, err, sizeof(err));
         struct fixture fx;
         fixture_init(&fx);
         (void)run_batch(&fx, w, "while true do end");
@@ -213,6 +213,109 @@ compiled_loop_ends_the_process_after_recording(void **state)
     bp_quarantine_free(q);
 }
 
+/* A batch of four events, run the way host.lua runs them: start(i) marks event i started and
+ * answers whether the batch still has it (b.n, which the batch cap lowers), nap(ms) sleeps. */
+static struct fixture4 {
+    lua_State *L;
+    bp_msg_t m[4];
+    bp_result_t res[4];
+    bp_batch_t b;
+} f4;
+
+static int
+l_start(lua_State *L)
+{
+    int i = (int)luaL_checkinteger(L, 1);
+    lua_pushboolean(L, i < f4.b.n);
+    if (i < f4.b.n)
+        f4.res[i].route = -1;
+    return 1;
+}
+
+static int
+l_nap(lua_State *L)
+{
+    usleep((useconds_t)luaL_checkinteger(L, 1) * 1000);
+    return 0;
+}
+
+static const char *const FOUR_EVENTS =
+    "jit.off() for i = 0, 3 do if not start(i) then return i end nap(...) end return 4";
+
+static void
+fixture4_init(void)
+{
+    memset(&f4, 0, sizeof(f4));
+    f4.L = luaL_newstate();
+    luaL_openlibs(f4.L);
+    lua_register(f4.L, "start", l_start);
+    lua_register(f4.L, "nap", l_nap);
+    for (int i = 0; i < 4; i++)
+        f4.m[i] = msg(i == 0 ? "four:0" : i == 1 ? "four:1" : i == 2 ? "four:2" : "four:3", "{}");
+    f4.b.msgs = f4.m;
+    f4.b.results = f4.res;
+    f4.b.n = 4;
+}
+
+/* Runs the four events, each napping ms; returns how many the script started. */
+static int
+run_four(struct bp_watchdog *w, int ms)
+{
+    bp_watchdog_arm(w, f4.L, &f4.b);
+    assert_int_equal(luaL_loadstring(f4.L, FOUR_EVENTS), 0);
+    lua_pushinteger(f4.L, ms);
+    assert_int_equal(lua_pcall(f4.L, 1, 1, 0), 0);
+    int started = (int)lua_tointeger(f4.L, -1);
+    lua_pop(f4.L, 1);
+    return started;
+}
+
+static void
+each_event_has_its_own_budget(void **state)
+{
+    (void)state;
+    char err[256];
+    struct bp_quarantine *q = bp_quarantine_open(dir, err, sizeof(err));
+    /* four events of 40 ms against a budget of 150 ms each: the batch takes 160 ms, no event
+     * overran its own budget, so none is interrupted or recorded */
+    struct bp_watchdog *w = bp_watchdog_new(150, 5000, 0, q, err, sizeof(err));
+    assert_non_null(w);
+    fixture4_init();
+    size_t ran = 0;
+    assert_int_equal(run_four(w, 40), 4);
+    assert_int_equal(bp_watchdog_disarm(w, &ran), 0);
+    assert_int_equal(ran, 4);
+    assert_int_equal(bp_quarantine_refresh(q), 0);
+    assert_int_equal(bp_quarantine_count(q), 0);
+    bp_watchdog_free(w);
+    lua_close(f4.L);
+    bp_quarantine_free(q);
+}
+
+static void
+batch_budget_stops_starting_events(void **state)
+{
+    (void)state;
+    char err[256];
+    struct bp_watchdog *w = bp_watchdog_new(1000, 5000, 100, NULL, err, sizeof(err));
+    assert_non_null(w);
+    fixture4_init();
+    size_t ran = 0;
+    /* 4 x 150 ms against a batch budget of 100 ms: the event running at 100 ms ends, no other
+     * starts */
+    int started = run_four(w, 150);
+    assert_int_equal(bp_watchdog_disarm(w, &ran), 0);
+    assert_true(started >= 1 && started < 4);
+    assert_int_equal(ran, (size_t)started);
+    assert_int_equal(f4.b.n, 4);        /* set back for the caller */
+    /* a quick batch is not cut */
+    assert_int_equal(run_four(w, 0), 4);
+    assert_int_equal(bp_watchdog_disarm(w, &ran), 0);
+    assert_int_equal(ran, 4);
+    bp_watchdog_free(w);
+    lua_close(f4.L);
+}
+
 int
 main(void)
 {
@@ -225,6 +328,8 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(compiled_loop_ends_the_process_after_recording, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(each_event_has_its_own_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(batch_budget_stops_starting_events, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
