@@ -204,6 +204,7 @@ on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     (void)w;
     (void)revents;
     double now = ev_now(loop);
+    bp_rt_pressure_tick(rt);
     bp_rt_pressure(rt, &pr);
     if (bp_batches_tick(&rt->tables, now) != 0 ||
         bp_archive_roll_older(&rt->archive, now, pr.roll_age) != 0 ||
@@ -505,7 +506,8 @@ open_sinks(struct bp_rt *rt, const char *bucket, const char *prefix, char *err, 
                                         * most that plus one line (a message: <= 10 MB) */
                                        (size_t)c->roll_bytes + 1024 * 1024 +
                                        (c->max_line_bytes > 10 * 1024 * 1024 ?
-                                        (size_t)c->max_line_bytes : 10 * 1024 * 1024));
+                                        (size_t)c->max_line_bytes : 10 * 1024 * 1024),
+                                       (size_t)c->max_uploads);
     if (!rt->store)
         return -1;
     /* a file source never acks: the file is the copy a power cut cannot take */
