@@ -219,7 +219,9 @@ cloud_rows_put(struct bp_store *bs, const char *table, const char *entries, size
     rc->done = done;
     rc->arg = arg;
     s->pending++;
-    size_t cap = INSERT_REPLY_BASE + nrows * INSERT_REPLY_PER_ROW;
+    size_t cap = nrows < (BP_API_MAX_REPLY - INSERT_REPLY_BASE) / INSERT_REPLY_PER_ROW
+                     ? INSERT_REPLY_BASE + nrows * INSERT_REPLY_PER_ROW
+                     : BP_API_MAX_REPLY;
     if (bp_api_call_capped(s->bq_api, "POST", url, "application/json", body, blen, 60000, cap,
                            rows_done, rc) != 0) {
         /* nothing started, rows_done will not run (the api freed body) */
@@ -366,10 +368,10 @@ upload_done(void *arg, const struct bp_http_result *res)
         upload_finish(oc, res);
 }
 
-/* Reports the object's outcome (err NULL = stored; permanent: the bucket refuses it for good)
- * and frees the call. */
 static void pump(struct store_cloud *s);
 
+/* Reports the object's outcome (err NULL = stored; permanent: the bucket refuses it for good),
+ * frees the call and starts the next upload waiting. */
 static void
 upload_end_status(struct object_call *oc, const char *err, int permanent)
 {
@@ -477,6 +479,12 @@ cloud_object_finish(struct bp_object *o, bp_store_done_fn done, void *arg)
     oc->name = oc->suffix ? suffixed_name(oc->base_name, oc->suffix) : bp_xstrdup(o->name);
     oc->data = o->data.data;
     oc->len = o->data.len;
+    /* it may wait a while: the growth slack (up to half the buffer) goes back now */
+    if (oc->data && o->data.cap - oc->len > oc->len / 4) {
+        char *p = realloc(oc->data, oc->len ? oc->len : 1);
+        if (p)
+            oc->data = p;
+    }
     oc->done = done;
     oc->arg = arg;
     free(o);
