@@ -139,6 +139,9 @@ static const struct bp_opt options[] = {
     { "archive.max_open_bytes", NULL, INT(archive_open_bytes), "33554432", 64 * 1024,
       4096 * MB, "archive objects stay open (one per type and hour, late hours too) while "
       "their bytes fit this; beyond, the largest are finished (cloud: they are in memory)" },
+    { "archive.max_uploads", NULL, INT(max_uploads), "32", 1, 1024,
+      "cloud: archive uploads in flight at once; finished objects past it wait in memory, and "
+      "once those hold half of archive.max_open_bytes pulling pauses until uploads catch up" },
     /* schema (issue 11) */
     { "schema.check", NULL, BOOL(schema_check), "1", 0, 1,
       "check every row against its table's schema before it is batched (0 = send rows "

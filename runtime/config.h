@@ -58,6 +58,7 @@ struct bp_config {
     /* archive (issue 10) */
     char *archive_time;        /* "event" or "publish": the hour that names an object's folder */
     long archive_open_bytes;   /* budget of open archive objects (memory, or bytes written) */
+    long max_uploads;          /* cloud: archive uploads in flight at once (the rest queue) */
     /* schema (issue 11) */
     long schema_check;         /* 0: rows leave unchecked (dispatch.c) */
     /* dead letters (issue 11, item 4) */

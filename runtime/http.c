@@ -140,13 +140,25 @@ sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
     return 0;
 }
 
+/* A body past its cap is cut off here: the bytes that fit are kept, and the short return
+ * makes libcurl end the transfer at once (CURLE_WRITE_ERROR), so a hostile or broken server's
+ * endless reply costs neither memory past the cap nor the time to read the rest. check_done
+ * reports it as the HTTP status with body_truncated set, which every caller counts as a failed
+ * attempt (bp_api_failed). */
 static size_t
 write_cb(char *p, size_t size, size_t n, void *userp)
 {
     struct bp_http_req *r = userp;
     size_t len = size * n;
-    if (!r->truncated && bp_buf_append(&r->resp, p, len) != 0)
-        r->truncated = 1;   /* keep going; the caller sees body_truncated and fails the call */
+    if (r->truncated)
+        return 0;
+    if (bp_buf_append(&r->resp, p, len) != 0) {
+        size_t room = r->resp.max > r->resp.len ? r->resp.max - r->resp.len : 0;
+        if (room < len && bp_buf_append(&r->resp, p, room) != 0)
+            room = 0;
+        r->truncated = 1;
+        return room < len ? room : len - 1;
+    }
     return len;
 }
 
@@ -236,7 +248,11 @@ check_done(struct bp_http *h)
             struct bp_http_result *res = &r->result;
             curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &res->status);
             curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME, &res->seconds);
-            if (res->transport_error) {
+            if (r->truncated) {
+                /* our own cut (write_cb), not a broken exchange: the status stands, and
+                 * body_truncated says why the call failed */
+                res->transport_error = 0;
+            } else if (res->transport_error) {
                 res->error = r->errbuf[0] ? r->errbuf
                                           : curl_easy_strerror((CURLcode)res->transport_error);
                 res->status = 0;

@@ -10,7 +10,14 @@
  * of the limit: a late folder's few messages stay until roll_seconds (one object per late folder,
  * not one per late event) as long as all late folders together fit in it, and the current hours
  * always have the rest of the window, so late data cannot starve them. The archive's bytes are
- * bounded by its own budget (archive.max_open_bytes, archive.c). */
+ * bounded by its own budget (archive.max_open_bytes, archive.c).
+ *
+ * Finished objects of a cloud store wait in memory for an upload slot (archive.max_uploads,
+ * store_cloud.c). Flow control alone bounds them only by max_outstanding_messages, and a
+ * backfill spread over years makes an object per event or two: once the waiting objects' bytes
+ * (plus QUEUED_OBJ_COST each) pass half the archive's budget, the queue is full and every
+ * source pauses, Pub/Sub's pulls included (leases are still extended), until uploads bring it
+ * back under. */
 #include "rt.h"
 
 /* More requests than this in flight and a file source waits. */
@@ -25,6 +32,44 @@
 /* Objects younger than this are left alone: their messages just arrived, and uploading every
  * tick would make an object per tick. */
 #define RELEASE_MIN_AGE 0.5
+/* What an object waiting for its upload holds besides its bytes: the upload call, its names, the
+ * archive's record of it and its ack slots, and the allocator's slack on each (~1 KB measured
+ * on a backfill of one-line objects). */
+#define QUEUED_OBJ_COST 1024
+
+/* Whether the objects a cloud store holds until uploaded fill their share of the budget. */
+static int
+queue_full(const struct bp_rt *rt)
+{
+    const struct bp_archive *a = &rt->archive;
+    return rt->store->ops->objects_in_memory &&
+           a->bytes_finishing + a->in_flight * QUEUED_OBJ_COST > a->budget / 2;
+}
+
+/* Whether a source with flow control of its own (Pub/Sub) should stop pulling for now: the
+ * archive's upload queue is full. The source looks again as its messages are acked; the tick
+ * (bp_rt_pressure_tick) resumes it should nothing be acked. O(1). */
+int
+bp_rt_pull_paused(struct bp_rt *rt)
+{
+    if (!queue_full(rt))
+        return 0;
+    if (!rt->pulls_paused)
+        rt->pull_pauses++;
+    rt->pulls_paused = 1;
+    return 1;
+}
+
+/* Called every tick: a source paused by bp_rt_pull_paused resumes once the queue has room. */
+void
+bp_rt_pressure_tick(struct bp_rt *rt)
+{
+    if (rt->pulls_paused && !queue_full(rt)) {
+        rt->pulls_paused = 0;
+        if (rt->source && rt->source->ops->resume && !rt->draining)
+            rt->source->ops->resume(rt->source);
+    }
+}
 
 /* Reads the sinks' and the source's backlog into out. Cheap: called per file chunk and per
  * tick. */
@@ -39,9 +84,8 @@ bp_rt_pressure(struct bp_rt *rt, struct bp_pressure *out)
 
     /* uploads hold their objects' bytes until answered: a file read faster than they go
      * waits once they hold half the archive's budget again */
-    out->sinks_busy = rt->tables.in_flight + a->in_flight > SINK_REQUESTS_MAX ||
-                      bp_batches_paused(&rt->tables) != NULL || bp_rt_deferred(rt) ||
-                      (rt->store->ops->objects_in_memory && a->bytes_finishing > a->budget / 2);
+    out->sinks_busy = rt->tables.in_flight + a->in_flight > SINK_REQUESTS_MAX || queue_full(rt) ||
+                      bp_batches_paused(&rt->tables) != NULL || bp_rt_deferred(rt);
     out->roll_age = (double)c->roll_seconds;
     out->release_messages = 0;
     out->release_keep = (size_t)(RELEASE_KEEP * max);

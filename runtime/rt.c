@@ -226,6 +226,7 @@ on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     /* ages on the monotonic clock: ev_now follows the wall clock, which NTP or a VM migration
      * may step by minutes either way */
     double now = bp_time_mono();
+    bp_rt_pressure_tick(rt);
     bp_rt_pressure(rt, &pr);
     if (bp_batches_tick(&rt->tables, now) != 0 ||
         bp_archive_roll_older(&rt->archive, now, pr.roll_age) != 0 ||
@@ -485,7 +486,8 @@ open_sinks(struct bp_rt *rt, const char *bucket, const char *prefix, char *err, 
                                         * most that plus one line (a message: <= 10 MB) */
                                        (size_t)c->roll_bytes + 1024 * 1024 +
                                        (c->max_line_bytes > 10 * 1024 * 1024 ?
-                                        (size_t)c->max_line_bytes : 10 * 1024 * 1024));
+                                        (size_t)c->max_line_bytes : 10 * 1024 * 1024),
+                                       (size_t)c->max_uploads);
     if (!rt->store)
         return -1;
     if (!c->local_out)

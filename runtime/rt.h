@@ -116,6 +116,8 @@ struct bp_rt {
     enum bp_drain_phase drain_phase;
     int draining;
     int exit_code;
+    int pulls_paused;           /* the archive's upload queue is full (pressure.c) */
+    unsigned long pull_pauses;  /* times it filled */
 
     /* operability (issue 9, item 3): the HTTP listener and what /readyz answers */
     struct bp_httpd *httpd;
@@ -210,6 +212,8 @@ void bp_rt_drain(struct bp_rt *rt, const char *why);
 
 /* pressure.c */
 void bp_rt_pressure(struct bp_rt *rt, struct bp_pressure *out);
+/* Resumes a source paused by a full upload queue once it has room (pressure.c); per tick. */
+void bp_rt_pressure_tick(struct bp_rt *rt);
 
 /* Readiness (/readyz, rt.c): ready once the source started, unless draining, gated with
  * bp_rt_set_ready(rt, 0, why) (preflight; open by default) or a destination failing for good

@@ -76,6 +76,10 @@ int bp_rt_process_dead(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, int s
 /* Whether the sinks are behind: a source without flow control of its own should wait and look
  * again shortly (it is not called back). */
 int bp_rt_sinks_busy(struct bp_rt *rt);
+/* Whether a source with flow control of its own should not pull more now: the archive's
+ * uploads are behind (pressure.c). It is resumed (ops->resume) once they catch up, and should
+ * look again whenever its messages are acked. */
+int bp_rt_pull_paused(struct bp_rt *rt);
 /* The source has delivered everything it will (end of input): the runtime drains. */
 void bp_rt_source_finished(struct bp_rt *rt);
 /* The source cannot go on (read error, sink failure, a subscription that does not exist): the

@@ -561,14 +561,15 @@ on_pull_timer(struct ev_loop *loop, ev_timer *w, int revents)
     start_pulls(w->data);
 }
 
-/* Keeps max_pulls pulls in flight while flow control allows and no backoff is running. */
+/* Keeps max_pulls pulls in flight while flow control allows, the archive's uploads keep up
+ * (bp_rt_pull_paused) and no backoff is running. */
 static void
 start_pulls(struct source_pubsub *s)
 {
     if (ev_is_active(&s->pull_timer))
         return;
     while (!s->stopped && s->pulls < s->max_pulls && s->outstanding + s->asked < s->max_msgs &&
-           s->outstanding_bytes < s->max_bytes) {
+           s->outstanding_bytes < s->max_bytes && !bp_rt_pull_paused(s->rt)) {
         /* what the pulls in flight may still bring counts against the room too, so that
          * outstanding messages never pass max_outstanding_messages */
         size_t room = s->max_msgs - s->outstanding - s->asked;

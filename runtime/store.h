@@ -68,11 +68,21 @@ struct bp_endpoints;
 struct ev_loop;
 struct bp_store *bp_store_cloud_new(struct bp_api *bq_api, struct bp_api *gcs_api,
                                     const struct bp_endpoints *ep, const char *project,
-                                    const char *dataset, const char *bucket, size_t max_object);
+                                    const char *dataset, const char *bucket, size_t max_object,
+                                    size_t max_uploads);
 /* Archive uploads the bucket refuses for now (403, 404) are held and sent again on loop's
  * timers until refused for grace seconds, then fail for good (0: at once). */
 void bp_store_cloud_set_refused(struct bp_store *s, struct ev_loop *loop, double grace);
 /* The bucket's last refusal while uploads wait (NULL when none waits): /readyz. */
 const char *bp_store_cloud_refusing(const struct bp_store *s);
+
+/* The cloud store's upload queue: finished objects wait first in first out while max_uploads
+ * uploads are in flight. */
+struct bp_store_cloud_stats {
+    unsigned long objects;      /* objects handed to the store (finished) */
+    size_t max_uploading;       /* most uploads in flight at once */
+    size_t max_queued;          /* most objects waiting for an upload slot at once */
+};
+const struct bp_store_cloud_stats *bp_store_cloud_stats(const struct bp_store *s);
 
 #endif

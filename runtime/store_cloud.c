@@ -25,6 +25,14 @@
  * a 412 still handles everything else (another writer, an earlier process). */
 #define RECENT 64
 
+/* Replies larger than the API ever sends for the call are cut off there (http.c) and count as a
+ * failed attempt: an upload's or a metadata GET's reply is one object resource (about 1 KB; its
+ * custom metadata is at most 8 KB) or an error envelope; an insertAll reply lists at most one
+ * entry per row sent, each a few hundred bytes (a reason, a location, a message). */
+#define OBJECT_REPLY_MAX ((size_t)64 * 1024)
+#define INSERT_REPLY_BASE ((size_t)64 * 1024)
+#define INSERT_REPLY_PER_ROW ((size_t)4 * 1024)
+
 struct store_cloud {
     struct bp_store base;
     struct bp_api *bq_api;
@@ -32,8 +40,18 @@ struct store_cloud {
     char *bq_base;          /* .../bigquery/v2/projects/P/datasets/D/tables */
     char *upload_base;      /* .../upload/storage/v1/b/BUCKET/o */
     char *objects_base;     /* .../storage/v1/b/BUCKET/o */
-    size_t pending;
+    size_t pending;         /* rows calls and objects not answered (queued ones included) */
     size_t max_object;
+    /* Finished objects wait here, first in first out, while max_uploads are in flight: each
+     * upload holds a connection (HTTP/1.1: one each) and libcurl's buffers, ~16 KB, so a
+     * backfill that finishes an object per event must not start them all at once. What bounds
+     * the queue itself is the archive's pressure (pressure.c): its bytes pause pulling. */
+    size_t max_uploads;
+    size_t uploading;       /* uploads started, not answered */
+    struct object_call *queue_head, *queue_tail;
+    size_t queued;
+    int pumping;            /* guards pump() against re-entry from a done callback */
+    struct bp_store_cloud_stats stats;
     char *bucket;           /* as the object resource names it (upload replies are checked) */
     /* uploads the bucket refused for now (403 quota or permissions, 404): held and sent again
      * after a growing backoff, until refused_grace has passed (then refused for good) */
@@ -79,6 +97,7 @@ struct object_call {
     struct object_call *prev, *next;    /* in s->held while waiting */
     bp_store_done_fn done;
     void *arg;
+    struct object_call *next_queued;
 };
 
 /* Reads insertErrors: rows whose first reason is "invalid" (a bad row: dead letter) go to errs;
@@ -146,9 +165,10 @@ rows_done(void *arg, const struct bp_http_result *res)
     char err[1200];
     rc->s->pending--;
     if (res->status != 200 || res->body_truncated) {
-        snprintf(err, sizeof(err), "insertAll %s: %s%ld %.*s%s", rc->table,
+        snprintf(err, sizeof(err), "insertAll %s: %s%ld %.*s%s%s", rc->table,
                  res->status ? "HTTP " : "", res->status,
                  (int)(res->body_len > 400 ? 400 : res->body_len), res->body,
+                 res->body_truncated ? " (reply over its cap)" : "",
                  res->error ? res->error : "");
         /* over quota, a grant not yet seen, a table being recreated: the batch holds the rows
          * and tries again (batch.c); the rest of the 4xx cannot be fixed by sending again */
@@ -214,8 +234,11 @@ cloud_rows_put(struct bp_store *bs, const char *table, const char *entries, size
     rc->done = done;
     rc->arg = arg;
     s->pending++;
-    if (bp_api_call(s->bq_api, "POST", url, "application/json", NULL, body, blen, 60000,
-                    rows_done, rc) != 0) {
+    size_t cap = nrows < (BP_API_MAX_REPLY - INSERT_REPLY_BASE) / INSERT_REPLY_PER_ROW
+                     ? INSERT_REPLY_BASE + nrows * INSERT_REPLY_PER_ROW
+                     : BP_API_MAX_REPLY;
+    if (bp_api_call_capped(s->bq_api, "POST", url, "application/json", body, blen, 60000, cap,
+                           rows_done, rc) != 0) {
         /* nothing started, rows_done will not run (the api freed body) */
         s->pending--;
         free(rc->table);
@@ -286,6 +309,14 @@ static void
 existing_checked(void *arg, const struct bp_http_result *res)
 {
     struct object_call *oc = arg;
+    if (res->body_truncated) {
+        /* a metadata reply past any real one's size proves nothing either way */
+        char err[1200];
+        snprintf(err, sizeof(err), "upload of %s: HTTP 412, and the existing object's metadata "
+                 "reply passed %zu bytes", oc->name, OBJECT_REPLY_MAX);
+        upload_end(oc, err);
+        return;
+    }
     if (same_md5(oc, res)) {
         /* an earlier attempt of ours landed and only its reply was lost: done, no copy */
         bp_log(BP_LOG_INFO, "archive", "%s was already stored by an earlier attempt", oc->name);
@@ -309,9 +340,11 @@ static int
 bad_reply(struct object_call *oc, const struct bp_http_result *res)
 {
     char why[160], err[1200];
-    if (res->status < 200 || res->status >= 300 ||
-        bp_gcs_reply_check(res->body, res->body_len, oc->s->bucket, oc->name, oc->len,
-                           oc->md5[0] ? oc->md5 : NULL, why, sizeof(why)) == 0)
+    if (res->status >= 200 && res->status < 300 && res->body_truncated)
+        snprintf(why, sizeof(why), "the reply passed %zu bytes", OBJECT_REPLY_MAX);
+    else if (res->status < 200 || res->status >= 300 ||
+             bp_gcs_reply_check(res->body, res->body_len, oc->s->bucket, oc->name, oc->len,
+                                oc->md5[0] ? oc->md5 : NULL, why, sizeof(why)) == 0)
         return 0;
     bp_log(BP_LOG_WARN, "archive", "upload of %s answered HTTP %ld but %s%s", oc->name,
            res->status, why, oc->bad_replies < BAD_REPLY_RETRIES ? "; sending it again" : "");
@@ -342,23 +375,27 @@ upload_done(void *arg, const struct bp_http_result *res)
         snprintf(url, sizeof(url), "%s/%s?fields=bucket,name,size,md5Hash", oc->s->objects_base,
                  n);
         free(n);
-        if (bp_api_call(oc->s->gcs_api, "GET", url, NULL, NULL, NULL, 0, 30000,
-                        existing_checked, oc) == 0)
+        if (bp_api_call_capped(oc->s->gcs_api, "GET", url, NULL, NULL, 0, 30000,
+                               OBJECT_REPLY_MAX, existing_checked, oc) == 0)
             return;
     }
     if (!bad_reply(oc, res))
         upload_finish(oc, res);
 }
 
-/* Reports the object's outcome (err NULL = stored; permanent: the bucket refuses it for good)
- * and frees the call. */
+static void pump(struct store_cloud *s);
+
+/* Reports the object's outcome (err NULL = stored; permanent: the bucket refuses it for good),
+ * frees the call and starts the next upload waiting. */
 static void
 upload_end_status(struct object_call *oc, const char *err, int permanent)
 {
-    oc->s->pending--;
-    if (oc->refused_since && --oc->s->refused_n == 0) {
-        free(oc->s->refusing);
-        oc->s->refusing = NULL;
+    struct store_cloud *s = oc->s;
+    s->pending--;
+    s->uploading--;
+    if (oc->refused_since && --s->refused_n == 0) {
+        free(s->refusing);
+        s->refusing = NULL;
     }
     if (!err) {
         bp_log(BP_LOG_DEBUG, "archive", "uploaded %s (%zu bytes)", oc->name, oc->len);
@@ -370,6 +407,7 @@ upload_end_status(struct object_call *oc, const char *err, int permanent)
     free(oc->base_name);
     free(oc->data);
     free(oc);
+    pump(s);
 }
 
 static void
@@ -472,8 +510,8 @@ start_upload(struct object_call *oc)
              s->upload_base, n);
     free(n);
     /* the object's bytes stay ours (borrowed) until the call ends: a 412 may need them again */
-    if (bp_api_call_ref(s->gcs_api, "POST", url, "application/x-ndjson", oc->data, oc->len,
-                        120000, upload_done, oc) != 0) {
+    if (bp_api_call_ref_capped(s->gcs_api, "POST", url, "application/x-ndjson", oc->data,
+                               oc->len, 120000, OBJECT_REPLY_MAX, upload_done, oc) != 0) {
         struct bp_http_result res;
         memset(&res, 0, sizeof(res));
         res.error = "cannot start the upload";
@@ -497,6 +535,27 @@ recent_suffix(struct store_cloud *s, const char *base)
     return 0;
 }
 
+/* Starts queued uploads, oldest first, while fewer than max_uploads are in flight. */
+static void
+pump(struct store_cloud *s)
+{
+    if (s->pumping)
+        return;     /* an upload that ended at once, inside start_upload: the loop goes on */
+    s->pumping = 1;
+    while (s->queue_head && s->uploading < s->max_uploads) {
+        struct object_call *oc = s->queue_head;
+        s->queue_head = oc->next_queued;
+        if (!s->queue_head)
+            s->queue_tail = NULL;
+        s->queued--;
+        s->uploading++;
+        if (s->uploading > s->stats.max_uploading)
+            s->stats.max_uploading = s->uploading;
+        start_upload(oc);
+    }
+    s->pumping = 0;
+}
+
 static int
 cloud_object_finish(struct bp_object *o, bp_store_done_fn done, void *arg)
 {
@@ -507,11 +566,26 @@ cloud_object_finish(struct bp_object *o, bp_store_done_fn done, void *arg)
     oc->name = oc->suffix ? suffixed_name(oc->base_name, oc->suffix) : bp_xstrdup(o->name);
     oc->data = o->data.data;
     oc->len = o->data.len;
+    /* it may wait a while: the growth slack (up to half the buffer) goes back now */
+    if (oc->data && o->data.cap - oc->len > oc->len / 4) {
+        char *p = realloc(oc->data, oc->len ? oc->len : 1);
+        if (p)
+            oc->data = p;
+    }
     oc->done = done;
     oc->arg = arg;
     free(o);
-    oc->s->pending++;
-    start_upload(oc);
+    struct store_cloud *s = oc->s;
+    s->pending++;
+    s->stats.objects++;
+    if (s->queue_tail)
+        s->queue_tail->next_queued = oc;
+    else
+        s->queue_head = oc;
+    s->queue_tail = oc;
+    if (++s->queued > s->stats.max_queued)
+        s->stats.max_queued = s->queued;
+    pump(s);
     return 0;
 }
 
@@ -529,18 +603,39 @@ cloud_pending(struct bp_store *bs)
     return ((struct store_cloud *)bs)->pending;
 }
 
+/* The upload queue's counters so far (store.h); s must be a cloud store. */
+const struct bp_store_cloud_stats *
+bp_store_cloud_stats(const struct bp_store *s)
+{
+    return &((const struct store_cloud *)s)->stats;
+}
+
 static void
 cloud_destroy(struct bp_store *bs)
 {
     struct store_cloud *s = (struct store_cloud *)bs;
     if (!s)
         return;
+    if (s->stats.objects)
+        bp_log(BP_LOG_INFO, "archive", "uploads: %lu objects, at most %zu in flight at once "
+               "(archive.max_uploads=%zu), at most %zu waiting", s->stats.objects,
+               s->stats.max_uploading, s->max_uploads, s->stats.max_queued);
     /* held uploads end without their callback, like the api's calls in flight at exit (their
      * messages were nacked by the drain) */
     while (s->held) {
         struct object_call *oc = s->held;
         unhold(oc);
         ev_timer_stop(s->loop, &oc->retry);
+        free(oc->name);
+        free(oc->base_name);
+        free(oc->data);
+        free(oc);
+    }
+    /* what still waits after the drain's deadline is dropped unanswered, as the calls in
+     * flight are: its messages were nacked with the rest */
+    while (s->queue_head) {
+        struct object_call *oc = s->queue_head;
+        s->queue_head = oc->next_queued;
         free(oc->name);
         free(oc->base_name);
         free(oc->data);
@@ -588,11 +683,12 @@ bp_store_cloud_refusing(const struct bp_store *bs)
 }
 
 /* The cloud store for dataset project/dataset and bucket. max_object caps one archive object
- * in memory (objects are held until uploaded; flow control bounds how many lines they hold). */
+ * in memory (objects are held until uploaded; flow control bounds how many lines they hold).
+ * At most max_uploads (at least 1) uploads are in flight; finished objects past it wait. */
 struct bp_store *
 bp_store_cloud_new(struct bp_api *bq_api, struct bp_api *gcs_api, const struct bp_endpoints *ep,
                    const char *project, const char *dataset, const char *bucket,
-                   size_t max_object)
+                   size_t max_object, size_t max_uploads)
 {
     struct store_cloud *s = bp_xcalloc(1, sizeof(*s));
     char buf[2048];
@@ -608,6 +704,7 @@ bp_store_cloud_new(struct bp_api *bq_api, struct bp_api *gcs_api, const struct b
     snprintf(buf, sizeof(buf), "%s/b/%s/o", ep->storage, b);
     s->objects_base = bp_xstrdup(buf);
     s->max_object = max_object;
+    s->max_uploads = max_uploads ? max_uploads : 1;
     s->bucket = bp_xstrdup(bucket);
     free(p);
     free(d);

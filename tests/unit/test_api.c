@@ -3,7 +3,9 @@
  * through the retry policy, 404 and 302 are final failures counted in the stats (302 never
  * followed), 503s are retried with their log lines counted rather than repeated, one hung
  * request does not hold up the others to the same host, a silent server is cut by the stall
- * timeout; and the caller's backoff helper (grows, caps, never 0, resets). */
+ * timeout, a reply past its cap is cut off at the cap without reading the rest; the cloud
+ * store's upload queue (never more than max_uploads in flight, every object answered); and the
+ * caller's backoff helper (grows, caps, never 0, resets). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,7 +20,9 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "endpoints.h"
 #include "log.h"
+#include "store.h"
 #include "timefmt.h"
 
 static pid_t server_pid;
@@ -34,6 +38,9 @@ static const char *ROUTES =
     "\"/hang\":{\"hang\":true},"
     "\"/reset\":{\"reset\":true},"
     "\"/slow\":{\"first_byte_ms\":4000,\"status\":200},"
+    "\"/huge\":{\"stream\":8000000000},"
+    "\"/upload/storage/v1/b/*\":{\"first_byte_ms\":150,\"status\":404,"
+    "\"body\":\"{\\\"error\\\":\\\"no bucket\\\"}\"},"
     "\"/computeMetadata/*\":{\"status\":500,\"body\":\"down\"}}";
 
 /* Starts tests/tools/hostile_http.py with ROUTES; *pid is the server, url gets its base URL.
@@ -111,6 +118,8 @@ struct outcome {
     double at;
     char location[256];
     char error[256];
+    size_t body_len;
+    int body_truncated;
 };
 
 static void
@@ -152,6 +161,8 @@ record(void *arg, const struct bp_http_result *res)
     o->at = bp_time_mono();
     snprintf(o->location, sizeof(o->location), "%s", res->location ? res->location : "");
     snprintf(o->error, sizeof(o->error), "%s", res->error ? res->error : "");
+    o->body_len = res->body_len;
+    o->body_truncated = res->body_truncated;
 }
 
 /* Runs the loop until every outcome is done, or the guard (seconds) fires. */
@@ -401,6 +412,95 @@ test_failing_token_refresh_ends_the_call(void **state)
 
 /* ---- the caller's backoff ---- */
 
+/* An 8 GB reply to a call capped at 64 KB: the call ends as soon as the cap is reached (the
+ * rest is never read, so it ends in well under the seconds 8 GB would take), with the HTTP
+ * status, the first 64 KB and body_truncated set: a failed call (bp_api_failed), and not a
+ * transport error the retry policy would repeat. */
+static void
+test_reply_past_its_cap_is_cut_off(void **state)
+{
+    (void)state;
+    struct fixture fx;
+    fixture_init(&fx, 3);
+    struct outcome o = { 0 };
+    char url[256];
+    snprintf(url, sizeof(url), "%s/huge", base);
+    double t0 = bp_time_mono();
+    assert_int_equal(bp_api_call_capped(fx.api, "POST", url, "application/json",
+                                        bp_xstrdup("{}"), 2, 60000, 64 * 1024, record, &o), 0);
+    run_until(&fx, &o, 1, 15.0);
+    assert_int_equal(o.done, 1);
+    assert_true(o.at - t0 < 5.0);
+    assert_int_equal(o.status, 200);
+    assert_true(o.body_truncated);
+    assert_int_equal(o.body_len, 64 * 1024);
+    assert_int_equal(bp_api_stats(fx.api)->retries, 0);
+    assert_int_equal(bp_api_stats(fx.api)->failures, 1);
+    fixture_free(&fx);
+}
+
+/* ---- the cloud store's upload queue ---- */
+
+struct store_done {
+    int done;
+    int failed;
+};
+
+static void
+object_done(void *arg, int status, const char *errmsg, const struct bp_row_error *errs,
+            size_t nerrs)
+{
+    struct store_done *d = arg;
+    (void)errmsg;
+    (void)errs;
+    (void)nerrs;
+    d->done++;
+    d->failed += status != 0;
+}
+
+/* Ten objects finished at once with max_uploads 3: the uploads (each answered after 150 ms)
+ * go three at a time, the rest wait, first in first out, and every object is answered once.
+ * The bucket answers 404, a final failure, so every answer is that failure. */
+static void
+test_cloud_uploads_wait_behind_max_uploads(void **state)
+{
+    (void)state;
+    struct fixture fx;
+    fixture_init(&fx, 1);
+    struct bp_endpoints ep = { 0 };
+    char err[256];
+    assert_int_equal(bp_endpoints_init(&ep, base, base, base, err, sizeof(err)), 0);
+    struct bp_store *s = bp_store_cloud_new(fx.api, fx.api, &ep, "p", "d", "b", 1 << 20, 3);
+    assert_non_null(s);
+    struct store_done d = { 0 };
+    for (int i = 0; i < 10; i++) {
+        char name[64];
+        snprintf(name, sizeof(name), "t/2024/01/01/00/t_%d.json", i);
+        struct bp_object *o = s->ops->object_open(s, name, err, sizeof(err));
+        assert_non_null(o);
+        assert_int_equal(s->ops->object_write(o, "{}\n", 3), 0);
+        assert_int_equal(s->ops->object_finish(o, object_done, &d), 0);
+    }
+    const struct bp_store_cloud_stats *st = bp_store_cloud_stats(s);
+    assert_int_equal(st->objects, 10);
+    assert_int_equal(s->ops->pending(s), 10);
+    ev_timer_set(&fx.guard, 15., 0.);
+    ev_timer_start(fx.loop, &fx.guard);
+    while (d.done < 10 && ev_is_active(&fx.guard)) {
+        ev_run(fx.loop, EVRUN_ONCE);
+        assert_true(bp_http_active(fx.http) <= 3);
+    }
+    ev_timer_stop(fx.loop, &fx.guard);
+    assert_int_equal(d.done, 10);
+    assert_int_equal(d.failed, 10);
+    assert_int_equal(st->max_uploading, 3);
+    assert_int_equal(st->max_queued, 7);     /* three started at once */
+    assert_int_equal(s->ops->pending(s), 0);
+    s->ops->destroy(s);
+    bp_endpoints_free(&ep);
+    fixture_free(&fx);
+}
+
 static void
 test_backoff_grows_caps_and_resets(void **state)
 {
@@ -538,6 +638,8 @@ main(void)
         cmocka_unit_test(test_hung_requests_do_not_block_others),
         cmocka_unit_test(test_silent_server_is_cut_by_the_stall_timeout),
         cmocka_unit_test(test_failing_token_refresh_ends_the_call),
+        cmocka_unit_test(test_reply_past_its_cap_is_cut_off),
+        cmocka_unit_test(test_cloud_uploads_wait_behind_max_uploads),
         cmocka_unit_test(test_backoff_grows_caps_and_resets),
         cmocka_unit_test(test_permanent_and_retryable_classes),
         cmocka_unit_test(test_server_dies_with_the_test_however_it_ends),
