@@ -15,7 +15,8 @@ DEB_BUILD = build-essential pkg-config luajit libluajit-5.1-dev lua-cjson lua-cj
             libev-dev libcurl4-openssl-dev libssl-dev libjansson-dev libmicrohttpd-dev \
             libsimdjson-dev
 DEB_DEMO = python3
-DEB_TEST = libcmocka-dev clang libclang-rt-14-dev python3 openssl \
+# (llvm: /usr/bin/llvm-symbolizer, which the sanitizers run for stacks with file:line)
+DEB_TEST = libcmocka-dev clang libclang-rt-14-dev llvm python3 openssl \
            luarocks python3-yaml groff-base man-db debootstrap
 
 WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
@@ -68,7 +69,10 @@ endef
 
 # The build's packages come first: every object waits for them (order-only, below), so `make -jN`
 # on a machine without them never compiles before they are there. The demo's and the tests'
-# packages follow, one apt-get at a time (apt holds a lock), while the objects compile.
+# packages follow, one apt-get at a time (apt holds a lock), while the objects compile. Only the
+# goals that install (DEPS_GOALS) wait: `make bepipe-lua` only builds (the Dockerfile, luarocks).
+DEPS_GOALS = all unit test bench demo sanitize fuzz-build fuzz alloc-fail-build alloc-fail valgrind
+deps_first = $(if $(filter $(DEPS_GOALS),$(or $(MAKECMDGOALS),all)),$(1))
 deps:
 	@$(call install_missing,$(DEB_BUILD))
 
@@ -92,11 +96,11 @@ bepipe-lua: $(BUILD)/libbepipe.a $(BUILD)/main.o
 $(BUILD)/libbepipe.a: $(LIB_OBJS)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/%.o: runtime/%.c | $(BUILD) deps
+$(BUILD)/%.o: runtime/%.c | $(BUILD) $(call deps_first,deps)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(BP_CFLAGS) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/%.o: runtime/%.cpp | $(BUILD) deps
+$(BUILD)/%.o: runtime/%.cpp | $(BUILD) $(call deps_first,deps)
 	@echo "  CXX     $<"
 	$(Q)$(CXX) $(BP_CXXFLAGS) $(CXXFLAGS) -c -o $@ $<
 
@@ -104,7 +108,7 @@ $(BUILD) $(BUILD)/unit:
 	$(Q)mkdir -p $@
 
 # C unit tests: each links libbepipe.a and cmocka.
-$(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libbepipe.a | $(BUILD)/unit deps-test
+$(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libbepipe.a | $(BUILD)/unit $(call deps_first,deps-test)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(BP_CFLAGS) $(CFLAGS) -Iruntime -DSRC_ROOT='"$(CURDIR)"' -o $@ $< -Wl,-E -Wl,--whole-archive \
 	    $(BUILD)/libbepipe.a -Wl,--no-whole-archive $(BP_LDLIBS) -lcmocka $(LDFLAGS)

@@ -35,4 +35,17 @@ void bp_ack_add(struct bp_ack *a, uint32_t slot, uint32_t writes);
 void bp_ack_done(struct bp_ack *a, uint32_t slot, int ok);
 uint32_t bp_ack_outstanding(const struct bp_ack *a);
 
+/* ack_reply.c: the per-id results of an acknowledge / modifyAckDeadline request Pub/Sub refused
+ * (exactly-once delivery's ErrorInfo metadata). */
+enum { BP_ACKID_OK, BP_ACKID_PERMANENT, BP_ACKID_TRANSIENT };
+
+/* Reads the refused request's answer body (len bytes, not NUL-terminated) and sets out[k] for
+ * ids[k]: BP_ACKID_OK when the metadata does not name it, BP_ACKID_TRANSIENT for a value that
+ * starts "TRANSIENT_" (send it again), BP_ACKID_PERMANENT for any other value. Returns how many
+ * of the ids the metadata named: 0 when the answer carries no per-id results (a subscription
+ * without exactly-once delivery: out is then all OK and means nothing), -1 when the body is not
+ * JSON (out untouched). Pure: any thread, no allocation kept. */
+int bp_ack_reply_verdicts(const char *body, size_t len, char *const *ids, size_t n,
+                          uint8_t *out) BP_WUR;
+
 #endif

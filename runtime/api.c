@@ -25,6 +25,7 @@ struct call {
     int borrowed;
     long timeout_ms;
     size_t max_reply;        /* response bodies past this are cut (body_truncated) */
+    int long_poll;           /* bp_http_req_long_poll */
     int attempt;
     int auth_retried;
     double started;
@@ -378,6 +379,8 @@ send_attempt(struct call *c)
     if (c->body)
         bp_http_req_body_ref(req, c->body, c->body_len);
     bp_http_req_limits(req, c->timeout_ms, c->max_reply);
+    if (c->long_poll)
+        bp_http_req_long_poll(req);
     if (rc != 0) {
         bp_http_req_cancel(req);
         start_failed(c, "out of memory building the request");
@@ -615,6 +618,7 @@ bp_api_call_capped(struct bp_api *api, const char *method, const char *url,
     struct call *c = start_call(api, method, url, content_type, NULL, body, body_len, timeout_ms,
                                 done, arg);
     c->max_reply = max_reply;
+    c->long_poll = 1;
     send_attempt(c);
     return 0;
 }

@@ -88,7 +88,9 @@ int bp_api_call_ref(struct bp_api *api, const char *method, const char *url,
 
 /* The same as bp_api_call without an extra header, with the response body capped at max_reply
  * bytes instead of BP_API_MAX_REPLY (a longer body ends the call with body_truncated set): pull
- * replies, whose sum over the pulls in flight bounds the source's memory. */
+ * replies, whose sum over the pulls in flight bounds the source's memory. A pull is a long-poll:
+ * the server may send nothing until it answers, so timeout_ms alone bounds the call (no stall
+ * guard). */
 int bp_api_call_capped(struct bp_api *api, const char *method, const char *url,
                        const char *content_type, char *body, size_t body_len, long timeout_ms,
                        size_t max_reply, bp_api_done_fn done, void *arg) BP_WUR;

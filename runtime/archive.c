@@ -42,15 +42,7 @@ bp_archive_init(struct bp_archive *a, struct bp_store *store, struct bp_ack *ack
     a->write_through = store->ops->objects_in_memory;
     /* a line re-encoded (archive_line.h): base64 of the largest message a line accepts */
     bp_buf_init(&a->line, 512 * 1024 * 1024);
-    if (p->dedup_ids) {
-        struct bp_archive_seen *s = &a->seen;
-        s->cap = p->dedup_ids;
-        s->nindex = 64;
-        while (s->nindex < 2 * s->cap)
-            s->nindex *= 2;
-        s->ring = bp_xcalloc(s->cap, sizeof(*s->ring));
-        s->index = bp_xcalloc(s->nindex, sizeof(*s->index));
-    }
+    bp_seen_init(&a->seen, p->dedup_ids);
     a->stamp_sec = -1;
     a->nbuckets = 64;
     a->buckets = bp_xcalloc(a->nbuckets, sizeof(*a->buckets));
@@ -100,8 +92,7 @@ bp_archive_free(struct bp_archive *a)
     free(a->scratch);
     free(a->prefix);
     bp_buf_free(&a->line);
-    free(a->seen.ring);
-    free(a->seen.index);
+    bp_seen_free(&a->seen);
     memset(a, 0, sizeof(*a));
 }
 
@@ -302,86 +293,12 @@ write_pending(struct bp_archive *a, struct bp_archive_obj *o)
     return 0;
 }
 
-/* ---- message ids of lines in stored objects (archive.dedup_ids) ---- */
-
-/* 64-bit FNV-1a of the id, finished by murmur3's mixer: the set keeps hashes, not ids, so its
- * memory is fixed; two ids of one hash among 10^5 is a chance of 10^-9 per redelivery cycle. */
-static uint64_t
-id_hash(const char *id, size_t len)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)id[i]) * 1099511628211ULL;
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    return h ^ (h >> 33);
-}
-
-/* The index slot holding ring position pos, or of h when pos is SIZE_MAX (0 when absent). */
-static size_t
-seen_find(const struct bp_archive_seen *s, uint64_t h, size_t pos, int *found)
-{
-    size_t mask = s->nindex - 1;
-    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
-        uint32_t e = s->index[i];
-        if (!e) {
-            *found = 0;
-            return i;
-        }
-        if (pos == SIZE_MAX ? s->ring[e - 1] == h : (size_t)(e - 1) == pos) {
-            *found = 1;
-            return i;
-        }
-    }
-}
-
-/* Empties index slot i, moving back the entries after it that probed past it. */
-static void
-seen_remove_at(struct bp_archive_seen *s, size_t i)
-{
-    size_t mask = s->nindex - 1;
-    for (size_t j = (i + 1) & mask; s->index[j]; j = (j + 1) & mask) {
-        size_t home = (size_t)s->ring[s->index[j] - 1] & mask;
-        if (i <= j ? (i < home && home <= j) : (i < home || home <= j))
-            continue;
-        s->index[i] = s->index[j];
-        i = j;
-    }
-    s->index[i] = 0;
-}
-
-/* Remembers h; past cap the oldest hash is forgotten. */
-static void
-seen_add(struct bp_archive_seen *s, uint64_t h)
-{
-    int found;
-    size_t i = seen_find(s, h, SIZE_MAX, &found);
-    if (found)
-        return;
-    if (s->n == s->cap) {
-        size_t old = seen_find(s, s->ring[s->head], s->head, &found);
-        if (found)
-            seen_remove_at(s, old);
-        s->n--;
-        i = seen_find(s, h, SIZE_MAX, &found);
-    }
-    s->ring[s->head] = h;
-    s->index[i] = (uint32_t)s->head + 1;
-    s->head = (s->head + 1) % s->cap;
-    s->n++;
-}
-
 /* Whether a line of the message id is in an object already stored (within the last
  * archive.dedup_ids such lines). O(1). */
 int
 bp_archive_seen(const struct bp_archive *a, const char *id, size_t id_len)
 {
-    int found = 0;
-    if (a->seen.cap && id_len)
-        (void)seen_find(&a->seen, id_hash(id, id_len), SIZE_MAX, &found);
-    return found;
+    return a->seen.cap && id_len && bp_seen_has(&a->seen, bp_seen_hash(id, id_len));
 }
 
 /* The stored object o's message ids join the set. */
@@ -390,7 +307,7 @@ remember_stored(struct bp_archive *a, const struct bp_archive_obj *o)
 {
     if (a->seen.cap)
         for (size_t k = 0; k < o->nids; k++)
-            seen_add(&a->seen, o->ids[k]);
+            bp_seen_add(&a->seen, o->ids[k]);
 }
 
 /* The store's answer for a finished object o (out of the table; it waits for the answer as its
@@ -691,10 +608,8 @@ bp_archive_add(struct bp_archive *a, const char *type, int32_t hour, const char 
     /* only acked sources redeliver: a file's lines cost no hashing */
     int dedup = a->seen.cap && id_len && slot != BP_ACK_NONE;
     if (dedup) {
-        int found;
-        idh = id_hash(id, id_len);
-        (void)seen_find(&a->seen, idh, SIZE_MAX, &found);
-        if (found) {
+        idh = bp_seen_hash(id, id_len);
+        if (bp_seen_has(&a->seen, idh)) {
             a->dedup_skipped++;
             return 0;
         }

@@ -7,6 +7,7 @@
 #define BP_ARCHIVE_H
 
 #include "ack.h"
+#include "archive_seen.h"
 #include "buf.h"
 #include "store.h"
 
@@ -56,14 +57,6 @@ struct bp_archive_params {
                              * redelivered message is not archived again; 0 = off */
 };
 
-/* The message ids of lines in stored objects, the last `cap` of them (FIFO): a ring of their
- * 64-bit hashes and an open-addressing index into it (linear probing, backward-shift deletion),
- * fixed in size whatever the traffic. */
-struct bp_archive_seen {
-    uint64_t *ring;         /* hashes in the order they were stored */
-    uint32_t *index;        /* ring position + 1; 0 = empty; nindex a power of two >= 2 cap */
-    size_t cap, n, head, nindex;
-};
 
 struct bp_archive {
     struct bp_store *store;
@@ -107,7 +100,7 @@ struct bp_archive {
     bp_buf_t line;          /* a payload's line when it is not its own (archive_line.h) */
     unsigned long lines_compacted;  /* multi-line JSON made one line */
     unsigned long lines_raw;        /* payloads carried base64-encoded in a marker line */
-    struct bp_archive_seen seen;    /* ids of lines already stored */
+    struct bp_seen seen;            /* ids of lines already stored */
     unsigned long dedup_skipped;    /* redelivered lines not archived again */
 };
 

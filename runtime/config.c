@@ -154,7 +154,7 @@ static const struct bp_opt options[] = {
       "and RECORD fields to the existing tables (tables.patch); a change BigQuery refuses stops "
       "the start (or the reload). --create-tables does it too" },
     /* redeliveries */
-    { "archive.dedup_ids", NULL, INT(archive_dedup_ids), "100000", 0, 10000000,
+    { "archive.dedup_ids", NULL, INT(archive_dedup_ids), "100000", 0, 1000000,
       "message ids of lines in stored archive objects remembered (the last N, 16 bytes each): "
       "a redelivered message among them is not archived again (0 = off)" },
     { "dead_letter.max_attempts", NULL, INT(dead_letter_max_attempts), "5", 1, 1000,

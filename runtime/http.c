@@ -45,6 +45,7 @@ struct bp_http_req {
     const char *body;
     size_t body_len;
     long timeout_ms;
+    int long_poll;               /* silent until it has news: no stall guard */
     bp_buf_t resp;
     char *location;
     char *range;
@@ -368,6 +369,14 @@ bp_http_req_limits(struct bp_http_req *r, long timeout_ms, size_t max_response)
     r->resp.max = max_response;
 }
 
+/* Marks a long-poll (a Pub/Sub pull): the server rightly says nothing until it has messages or
+ * its own hold ends (about 90 s), so only the total timeout bounds it, not the stall guard. */
+void
+bp_http_req_long_poll(struct bp_http_req *r)
+{
+    r->long_poll = 1;
+}
+
 /* Starts the transfer; done(req, arg) runs once when it ends, in any way. Returns 0, or -1 (the
  * request is freed, done is not called). */
 int
@@ -395,7 +404,7 @@ bp_http_req_send(struct bp_http_req *r, bp_http_done_fn done, void *arg)
     /* below 1 byte/s for the stall time, i.e. silent both ways: a server that accepted the
      * request and never answers frees it before the total timeout (90 s for a long-poll) */
     long stall_s = (h->stall_timeout_ms + 999) / 1000;
-    if (stall_s * 1000 < r->timeout_ms) {
+    if (!r->long_poll && stall_s * 1000 < r->timeout_ms) {
         curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
         curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, stall_s);
     }

@@ -47,6 +47,7 @@ int bp_http_req_header(struct bp_http_req *r, const char *header) BP_WUR;
 void bp_http_req_body_take(struct bp_http_req *r, char *body, size_t len);
 void bp_http_req_body_ref(struct bp_http_req *r, const char *body, size_t len);
 void bp_http_req_limits(struct bp_http_req *r, long timeout_ms, size_t max_response);
+void bp_http_req_long_poll(struct bp_http_req *r);
 int bp_http_req_send(struct bp_http_req *r, bp_http_done_fn done, void *arg) BP_WUR;
 void bp_http_req_cancel(struct bp_http_req *r);
 const struct bp_http_result *bp_http_req_result(const struct bp_http_req *r);

@@ -10,8 +10,8 @@
  * result is what lua-cjson (configured as scripts/bepipe/host.lua configures it) would return,
  * and declines everything else, which the caller then decodes with lua-cjson: its result or its
  * error message, unchanged. The exception: an integer past 2^53 in magnitude, which lua-cjson
- * rounds to a double, is pushed exactly, as an int64_t cdata (uint64_t past 2^63 - 1) made by
- * bepipe.int64 (scripts/bepipe/int64.lua); bp_json_lua_inexact finds such integers in text the
+ * rounds to a double, is pushed exactly, as an int64_t cdata made by bepipe.int64
+ * (scripts/bepipe/int64.lua); bp_json_lua_inexact finds such integers in text the
  * fast path declined, so that the batch loop dead-letters the event instead of changing them.
  * Declined: text that simdjson refuses (invalid JSON, and also what lua-cjson takes but
  * simdjson does not: invalid UTF-8, raw control characters in strings, `1.`, integers past
@@ -53,9 +53,9 @@ struct walk {
  * int64_t / uint64_t cdata so that it reaches the row unchanged */
 const uint64_t EXACT = 9007199254740992ull;
 
-/* Pushes the integer (negative when neg) of magnitude u past 2^53 as a cdata made by
- * bepipe.int64(hi, lo, unsigned); false when there is no such function. */
-bool push_big(walk &w, uint64_t u, bool neg, bool is_unsigned)
+/* Pushes the integer (negative when neg) of magnitude u past 2^53 as an int64_t cdata made by
+ * bepipe.int64(hi, lo); false when there is no such function. */
+bool push_big(walk &w, uint64_t u, bool neg)
 {
     if (!w.int64)
         return false;
@@ -63,8 +63,7 @@ bool push_big(walk &w, uint64_t u, bool neg, bool is_unsigned)
     lua_pushvalue(w.L, w.int64);
     lua_pushnumber(w.L, (lua_Number)(uint32_t)(bits >> 32));
     lua_pushnumber(w.L, (lua_Number)(uint32_t)bits);
-    lua_pushboolean(w.L, is_unsigned);
-    lua_call(w.L, 3, 1);
+    lua_call(w.L, 2, 1);
     return true;
 }
 
@@ -115,12 +114,16 @@ bool push(walk &w, dom::element e, int depth)
         w.zero_int |= v == 0;
         uint64_t mag = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
         if (mag > EXACT)
-            return push_big(w, mag, v < 0, false);
+            return push_big(w, mag, v < 0);
         lua_pushnumber(L, (lua_Number)v);
         return true;
     }
-    case dom::element_type::UINT64:    /* past INT64_MAX, below 2^64 */
-        return push_big(w, e.get_uint64().value_unsafe(), false, true);
+    case dom::element_type::UINT64:
+        /* past INT64_MAX: no INT64 column takes it, and a FLOAT64 one its double; a uint64_t
+         * cdata would expose scripts to LuaJIT 2.1.0-beta3's compiled uint64_t -> double
+         * conversion, which rounds twice (tests/lua/test_int64.lua) */
+        lua_pushnumber(L, (lua_Number)e.get_uint64().value_unsafe());
+        return true;
     case dom::element_type::DOUBLE:
         lua_pushnumber(L, e.get_double().value_unsafe());
         return true;
@@ -156,6 +159,12 @@ bool has_minus_zero(const char *p, size_t n)
     return false;
 }
 
+/* A deleter for malloc'd text (a functor: a function pointer's call is a C++ UBSan check that
+ * a C link lacks the runtime of). */
+struct free_text {
+    void operator()(char *p) const { free(p); }
+};
+
 bool padded_copy(const char *p, size_t n)
 {
     if (n + SIMDJSON_PADDING > pad_cap) {
@@ -181,7 +190,7 @@ struct frame {
 };
 
 /* True when the number token p[0..n) is an integer (no fraction, no exponent) past 2^53 in
- * magnitude that an int64_t / uint64_t holds: lua-cjson would round it to a double. */
+ * magnitude that an int64_t holds: lua-cjson rounds it to a double, the fast path does not. */
 bool inexact_integer(const char *p, size_t n)
 {
     bool neg = n && p[0] == '-';
@@ -195,7 +204,7 @@ bool inexact_integer(const char *p, size_t n)
             return false;    /* past 64 bits: a double either way */
         u = u * 10 + d;
     }
-    return u > EXACT && (!neg || u <= (uint64_t)1 << 63);
+    return u > EXACT && u <= (uint64_t)INT64_MAX + (neg ? 1 : 0);
 }
 
 /* Writes the path of the innermost value (`a.b[2]`) to out. */
@@ -233,7 +242,7 @@ bp_json_lua_push(lua_State *L, const char *p, size_t n)
     /* a larger document gets a parser of its own, freed after it: the reused parser's memory
      * follows the largest document it has seen */
     std::unique_ptr<dom::parser> big;
-    std::unique_ptr<char, decltype(&free)> big_text(nullptr, free);
+    std::unique_ptr<char, free_text> big_text;
     dom::parser *use = parser;
     const char *text = pad_buf;
     if (n > BP_JSON_LUA_MAX) {

@@ -33,7 +33,7 @@ int bp_json_lua_decode(lua_State *L);
 
 /* lua_CFunction (text): for JSON text that lua-cjson decoded (the fast path declined it), the
  * path (`items[2].quantity`) and the digits of its first integer past 2^53 in magnitude that an
- * int64_t / uint64_t would hold, which lua-cjson rounds to a double; nothing when there is none.
+ * int64_t holds, which lua-cjson rounds to a double; nothing when there is none.
  * The batch loop dead-letters such an event rather than change the number. Found in the
  * registry as "bepipe.inexact". */
 int bp_json_lua_inexact(lua_State *L);

@@ -12,8 +12,8 @@
  * "}" for the row as it is), and returns (offset, length) of the text in the buffer. Returns
  * (nil, reason) with the buffer as it was when the row cannot be written; the reason names the
  * field by its path ("row field items[1].price: NaN is not a JSON number"). Found in the
- * registry as "bepipe.encode_row" (scripts/bepipe/host.lua's batch loop). Raises on misuse and on a Lua
- * memory error. */
+ * registry as "bepipe.encode_row" (scripts/bepipe/host.lua's batch loop). Raises on misuse and
+ * on a Lua memory error. */
 int bp_json_row_encode(lua_State *L);
 
 /* lua_CFunction (value): the value's JSON text, as bp_json_row_encode writes it (numbers

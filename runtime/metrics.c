@@ -3,6 +3,7 @@
  * except the two histograms; a scrape reads the counters where they live. */
 #include "metrics.h"
 #include "dispatch.h"
+#include "log.h"
 #include "rt.h"
 #include "timefmt.h"
 

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "timefmt.h"
 
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,6 +136,21 @@ check_fail(struct check *c, const char *fmt, ...)
     c->failure = bp_xstrdup(buf);
 }
 
+/* A subscription with exactly-once delivery answers a refused acknowledge with per-id results,
+ * which the source reads (transient failures go again, expired ids are dropped and redelivered):
+ * said once at start, so the operator knows which delivery the pipeline runs with. */
+static void
+note_subscription(const struct check *c, const struct bp_http_result *res)
+{
+    if (strncmp(c->what, "subscription ", 13) != 0 || !res->body_len)
+        return;
+    json_t *root = json_loadb(res->body, res->body_len, 0, NULL);
+    if (json_is_true(json_object_get(root, "enableExactlyOnceDelivery")))
+        bp_log(BP_LOG_INFO, "preflight", "%s has exactly-once delivery: each ack id's result is "
+               "read (transient failures are sent again, expired ids redelivered)", c->what);
+    json_decref(root);
+}
+
 static void
 check_done(void *arg, const struct bp_http_result *res)
 {
@@ -144,6 +160,7 @@ check_done(void *arg, const struct bp_http_result *res)
     api_message(res, msg, sizeof(msg));
     if (res->status == 200) {
         bp_log(BP_LOG_DEBUG, "preflight", "%s: ok", c->what);
+        note_subscription(c, res);
     } else if (res->status == 404) {
         check_fail(c, "%s does not exist: %s", c->what, c->fix);
     } else if (res->status == 403 && c->forbidden_ok) {

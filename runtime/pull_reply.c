@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Nesting deeper than this refuses the reply (lua-cjson's limit in host.lua was the same). */
+/* Nesting deeper than this refuses the reply (the same limit as events' JSON in host.lua). */
 #define MAX_DEPTH 64
 
 /* One block of the arena: copies never move, so the pointers handed out stay valid. */
@@ -442,10 +442,9 @@ root_member(struct scan *s, const char *k, size_t kl, void *ctx, int depth)
 }
 
 int
-bp_pull_reply_decode(struct bp_pull_reply *r, struct lua_State *L, const char *body, size_t len,
-                     char *err, size_t errlen)
+bp_pull_reply_decode(struct bp_pull_reply *r, const char *body, size_t len, char *err,
+                     size_t errlen)
 {
-    (void)L;
     memset(r, 0, sizeof(*r));
     struct scan s = { body, body + len, &r->arena, 0 };
     struct reply_ctx rc = { r, 0 };

@@ -33,10 +33,8 @@ struct bp_pull_reply {
 /* Decodes a pull reply into r: r->msgs[0..n) with strings pointing into body or r's arena, valid
  * while body is and until bp_pull_reply_free. Items without an ackId or a message object are
  * skipped (nothing to ack: the server redelivers them). Returns 0, or -1 with err set (not JSON,
- * or not a JSON object). L is not used (the decoder once was lua-cjson in it). Never calls
- * back; safe in any callback. */
-int bp_pull_reply_decode(struct bp_pull_reply *r, struct lua_State *L, const char *body,
-                         size_t len, char *err, size_t errlen) BP_WUR;
+ * or not a JSON object). Never calls back; safe in any callback. */
+int bp_pull_reply_decode(struct bp_pull_reply *r, const char *body, size_t len, char *err, size_t errlen) BP_WUR;
 void bp_pull_reply_free(struct bp_pull_reply *r);
 /* A message's data: base64 text in[0..len) into out (room for len / 4 * 3 bytes). Returns the
  * length, or -1 when it is not base64. */

@@ -259,12 +259,6 @@ bp_rt_config(const struct bp_rt *rt)
     return &rt->cfg;
 }
 
-struct lua_State *
-bp_rt_json_state(struct bp_rt *rt)
-{
-    return bp_lua_host_state(rt->host);
-}
-
 /* A message that never reaches Lua (a line too long, data that is not base64): counted as read
  * and dead-lettered. */
 int

@@ -73,6 +73,13 @@ bp_rt_dead_refused(void *owner, const char *table, const char *entry, size_t len
     const char *id;
     size_t id_len;
     entry_id(entry, len, &id, &id_len);
+    if (rt->archive.discard) {
+        /* a replay without --archive has no archive to set it aside in: its object fails and
+         * is not recorded as finished, which says so; nothing redelivers it in a loop */
+        bp_log(BP_LOG_ERROR, "quarantine", "table %s refused the dead letter of message %.*s: "
+               "%.300s", table, (int)(id_len > 200 ? 200 : id_len), id, reason);
+        return -1;
+    }
     int refused = bp_quarantine_refusals(q, id, id_len);
     int attempts = attempt > refused + 1 ? attempt : refused + 1;
     int max = (int)rt->cfg.dead_letter_max_attempts;

@@ -90,9 +90,6 @@ struct ev_loop *bp_rt_loop(struct bp_rt *rt);
 struct bp_ack *bp_rt_ack(struct bp_rt *rt);
 /* The effective configuration; it may change on reload, so read it when needed, not once. */
 const struct bp_config *bp_rt_config(const struct bp_rt *rt);
-/* The pipeline's Lua state, for decoding with its lua-cjson instance (pull_reply.c); it may be
- * replaced on reload, so never keep it past the current callback. */
-struct lua_State *bp_rt_json_state(struct bp_rt *rt);
 
 /* ---- the kinds of source ---- */
 

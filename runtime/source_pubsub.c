@@ -1,25 +1,40 @@
 /* source_pubsub.c - events from a Pub/Sub subscription over REST: several pulls in flight, flow
  * control (outstanding messages and bytes) that pauses pulling, lease extension with
- * modifyAckDeadline for every message not yet done, batched acknowledge, nack (deadline 0) for
- * messages a destination failed and for what is left at shutdown.
+ * modifyAckDeadline for every message not yet done and every acknowledge not yet confirmed,
+ * batched acknowledge, nack (a deadline growing with the attempts) for messages a destination
+ * failed, and nack (deadline 0) for what is left at shutdown. Every duration is on the
+ * monotonic clock.
  *
  * A message lives here from its pull to its verdict, indexed by its ack slot; its bytes do not:
  * they are decoded into a per-pull buffer, run through Lua and the sinks, and freed at once.
- * Pull replies are read with lua-cjson (pull_reply.c says why), base64 is decoded by OpenSSL. */
+ * Pull replies are read by pull_reply.c's scanner, which also decodes the base64 data. */
+#include "ack.h"
 #include "api.h"
 #include "json_out.h"
 #include "log.h"
+#include "pubsub_ids.h"
 #include "pull_reply.h"
 #include "source.h"
 #include "timefmt.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#define ACK_IDS_PER_CALL 2500    /* ackIds are <= 164 B; 2500 stays under the 512 KiB limit */
-#define LEASE_MARGIN 5.0         /* extend a lease this long before it runs out */
+/* A lease is extended when less than half of it is left, and at least LEASE_MARGIN s (3 s
+ * into the subscription's first lease of 10 s), so a stalled or failed extension has time to
+ * be repeated: one not answered within EXTEND_AGAIN s (more than one attempt's timeout) is
+ * sent again alongside. */
+#define LEASE_MARGIN 7.0
+#define EXTEND_AGAIN 4.0
+/* A nack asks for redelivery after NACK_MIN s, doubling per delivery attempt (Pub/Sub's
+ * deliveryAttempt when the subscription has a dead-letter policy, else the source's run of
+ * failures) up to NACK_MAX s (the API's maximum deadline), so an outage is not a redelivery
+ * storm. Shutdown nacks ask for 0: another worker takes the messages at once. */
+#define NACK_MIN 10.0
+#define NACK_MAX 600.0
 /* Pull replies in flight together hold at most this much memory: each pull's reply is capped at
  * its share, but never below REPLY_MIN, which holds one message of the API's 10 MB maximum
  * (13.4 MB as base64) with its attributes, so any message Pub/Sub accepts can be pulled. */
@@ -31,14 +46,29 @@
 struct pmsg {
     char *ack_id;
     size_t bytes;
-    double deadline;             /* wall time the current lease ends */
+    double deadline;             /* monotonic time the current lease ends */
     double pulled_at;            /* monotonic time of the pull reply: ack latency (metrics) */
-    int live;
+    uint32_t gen;                /* admissions into this slot: a lease extension's answer
+                                  * finds its message by (slot, gen) */
+    int attempt;                 /* Pub/Sub's deliveryAttempt, 0 when not known */
+    double ext_at;               /* monotonic time an extension was sent: 0 none in flight,
+                                  * HUGE_VAL the server refuses this id (never again) */
+    uint8_t live;
+    uint8_t extended;            /* the lease is ours (s->lease), not the subscription's */
 };
 
-struct idq {                     /* queued ack ids (owned strings) */
-    char **v;
+struct idq {
+    struct bp_ps_qid *v;
     size_t n, cap;
+};
+
+struct source_pubsub;
+
+/* A pull in flight and the messages it asked for (they count against flow control until it
+ * answers); a free slot asks for 0. */
+struct pull_slot {
+    struct source_pubsub *s;
+    size_t want;
 };
 
 struct source_pubsub {
@@ -48,13 +78,15 @@ struct source_pubsub {
     char *subscription;
     char *pull_url, *ack_url, *modack_url;
     int pulls, max_pulls;
+    struct pull_slot slot[64];   /* source.pull_concurrency is at most 64 */
+    size_t asked;                /* the sum of the slots' want */
     int stopped;
     size_t outstanding, outstanding_bytes;
     size_t max_msgs, max_bytes;
     struct pmsg *m;              /* by ack slot */
     size_t mcap;
     struct idq acks, nacks;
-    size_t calls;                /* acknowledge / modifyAckDeadline calls in flight */
+    struct bp_ps_calls q;        /* acknowledge / modifyAckDeadline calls not yet settled */
     double sub_deadline;         /* the subscription's ack deadline (first lease) */
     double lease;                /* seconds each extension asks for */
     ev_timer ack_timer, lease_timer;
@@ -64,6 +96,8 @@ struct source_pubsub {
     size_t reply_cap;            /* bytes one pull reply may take */
     struct bp_backoff pull_backoff;   /* over the pulls in a row that brought nothing */
     ev_timer pull_timer;         /* its wait */
+    unsigned nack_run;           /* rounds of nacks since the last ack (nack backoff) */
+    double nack_run_at;          /* monotonic time the current round began */
     struct bp_source_stats st;
     unsigned mono_iter;          /* the loop iteration mono was read in */
     double mono;
@@ -71,138 +105,46 @@ struct source_pubsub {
 
 static void start_pulls(struct source_pubsub *s);
 static double mono_now(struct source_pubsub *s);
-static void send_ids_call(struct source_pubsub *s, char **ids, size_t n, const char *url,
-                          int deadline, const char *what);
 
 static void
-idq_push(struct idq *q, char *id)
+idq_push(struct idq *q, char *id, double deadline, int secs)
 {
     if (q->n == q->cap) {
         q->cap = q->cap ? q->cap * 2 : 256;
         q->v = bp_xrealloc(q->v, q->cap * sizeof(*q->v));
     }
-    q->v[q->n++] = id;
+    q->v[q->n++] = (struct bp_ps_qid){ id, deadline, secs };
 }
 
-/* One acknowledge / modifyAckDeadline call: its ids are kept (owned) until it answers, so a
- * request the server refuses can be split and sent again without the ids it rejects. */
-struct ids_call {
-    struct source_pubsub *s;
-    const char *url;             /* one of the source's URLs */
-    const char *what;
-    int deadline;                /* ackDeadlineSeconds, or -1 for acknowledge */
-    char **ids;
-    size_t n;
-};
-
+/* The queued nacks, one call per deadline asked for (the queue holds a few distinct ones). */
 static void
-ids_free(char **ids, size_t n)
+send_nacks(struct source_pubsub *s)
 {
-    for (size_t k = 0; k < n; k++)
-        free(ids[k]);
-    free(ids);
-}
-
-/* A 400 (INVALID_ARGUMENT: an ack id the server does not know, a fake one from a hostile reply)
- * fails the whole request. Pub/Sub does not say which id without exactly-once delivery, so the
- * request is split in halves and each half sent again: the good ids get through in log2(n)
- * rounds, a lone refused id is dropped (its message, if there is one, is redelivered). */
-static void
-ids_split(struct ids_call *c)
-{
-    struct source_pubsub *s = c->s;
-    if (c->n == 1) {
-        s->st.ack_rejected++;
-        bp_log(BP_LOG_WARN, "pubsub", "%s: the server refused ack id %.40s%s; dropped", c->what,
-               c->ids[0], strlen(c->ids[0]) > 40 ? "..." : "");
-        ids_free(c->ids, c->n);
-        return;
+    struct idq *q = &s->nacks;
+    while (q->n) {
+        int secs = q->v[0].secs;
+        size_t same = 0, other = 0;
+        struct bp_ps_qid *mine = bp_xcalloc(q->n, sizeof(*mine));
+        for (size_t i = 0; i < q->n; i++) {
+            if (q->v[i].secs == secs)
+                mine[same++] = q->v[i];
+            else
+                q->v[other++] = q->v[i];
+        }
+        q->n = other;
+        bp_ps_send_ids(&s->q, BP_PS_NACK, secs, mine, same);
+        free(mine);
     }
-    size_t half = c->n / 2;
-    char **rest = bp_xcalloc(c->n - half, sizeof(*rest));
-    memcpy(rest, c->ids + half, (c->n - half) * sizeof(*rest));
-    send_ids_call(s, c->ids, half, c->url, c->deadline, c->what);
-    send_ids_call(s, rest, c->n - half, c->url, c->deadline, c->what);
-}
-
-static void
-ids_done(void *arg, const struct bp_http_result *res)
-{
-    struct ids_call *c = arg;
-    c->s->calls--;
-    if (res->status == 400) {
-        ids_split(c);
-        free(c);
-        return;
-    }
-    if (res->status != 200)
-        bp_log(BP_LOG_WARN, "pubsub", "%s of %zu messages failed (%ld %s); they will be "
-               "redelivered", c->what, c->n, res->status, res->error ? res->error : "");
-    ids_free(c->ids, c->n);
-    free(c);
-}
-
-/* Sends one call for ids[0..n) (taken): {"ackIds":[...]} (+ the deadline for modacks). */
-static void
-send_ids_call(struct source_pubsub *s, char **ids, size_t n, const char *url, int deadline,
-              const char *what)
-{
-    bp_buf_t b;
-    bp_buf_init(&b, 1024 * 1024);   /* 2,500 ids of <= 164 B stay under the API's 512 KiB */
-    int rc = bp_buf_append_str(&b, "{\"ackIds\":[");
-    for (size_t k = 0; k < n; k++) {
-        if (k)
-            rc |= bp_buf_append(&b, ",", 1);
-        rc |= bp_json_string(&b, ids[k], strlen(ids[k]));
-    }
-    char tail[64];
-    if (deadline >= 0)
-        snprintf(tail, sizeof(tail), "],\"ackDeadlineSeconds\":%d}", deadline);
-    else
-        snprintf(tail, sizeof(tail), "]}");
-    rc |= bp_buf_append_str(&b, tail);
-    if (rc != 0) {
-        bp_log(BP_LOG_ERROR, "pubsub", "%s of %zu messages: out of memory; they will be "
-               "redelivered", what, n);
-        bp_buf_free(&b);
-        ids_free(ids, n);
-        return;
-    }
-    struct ids_call *c = bp_xcalloc(1, sizeof(*c));
-    *c = (struct ids_call){ s, url, what, deadline, ids, n };
-    s->calls++;
-    if (bp_api_call(s->api, "POST", url, "application/json", NULL, b.data, b.len, 60000,
-                    ids_done, c) != 0) {
-        /* nothing started: done will not run, the body was not taken */
-        s->calls--;
-        bp_log(BP_LOG_ERROR, "pubsub", "%s of %zu messages could not start; they will be "
-               "redelivered", what, n);
-        bp_buf_free(&b);
-        ids_free(ids, n);
-        free(c);
-    }
-}
-
-/* Sends the ids queued in q, ACK_IDS_PER_CALL per call, and empties q. */
-static void
-send_ids(struct source_pubsub *s, struct idq *q, const char *url, int deadline, const char *what)
-{
-    for (size_t i = 0; i < q->n; i += ACK_IDS_PER_CALL) {
-        size_t n = q->n - i > ACK_IDS_PER_CALL ? ACK_IDS_PER_CALL : q->n - i;
-        char **ids = bp_xcalloc(n, sizeof(*ids));
-        memcpy(ids, q->v + i, n * sizeof(*ids));
-        send_ids_call(s, ids, n, url, deadline, what);
-    }
-    q->n = 0;
 }
 
 static void
 flush_ids(struct source_pubsub *s)
 {
-    if (s->acks.n)
-        send_ids(s, &s->acks, s->ack_url, -1, "acknowledge");
-    if (s->nacks.n)
-        send_ids(s, &s->nacks, s->modack_url, 0, "nack");
+    if (s->acks.n) {
+        bp_ps_send_ids(&s->q, BP_PS_ACK, -1, s->acks.v, s->acks.n);
+        s->acks.n = 0;
+    }
+    send_nacks(s);
 }
 
 static void
@@ -213,7 +155,30 @@ on_ack_timer(struct ev_loop *loop, ev_timer *w, int revents)
     flush_ids(w->data);
 }
 
-/* The ack tracker's verdict: queue an ack (all stored) or a nack (redeliver). */
+/* The deadline a nack of p asks for: 0 while draining (another worker takes it at once), else
+ * NACK_MIN doubling per delivery attempt (deliveryAttempt when Pub/Sub sends it, else the
+ * rounds of nacks since the last ack: one round per NACK_MIN seconds of failures) up to
+ * NACK_MAX. */
+static int
+nack_seconds(struct source_pubsub *s, const struct pmsg *p)
+{
+    if (s->stopped || bp_rt_draining(s->rt))
+        return 0;
+    double now = mono_now(s);
+    if (s->nack_run == 0 || now - s->nack_run_at >= NACK_MIN) {
+        s->nack_run++;
+        s->nack_run_at = now;
+    }
+    unsigned n = p->attempt > 1 ? (unsigned)p->attempt - 1 : 0;
+    if (s->nack_run - 1 > n)
+        n = s->nack_run - 1;
+    double secs = ldexp(NACK_MIN, n < 16 ? (int)n : 16);
+    return (int)(secs < NACK_MAX ? secs : NACK_MAX);
+}
+
+/* The ack tracker's verdict: queue an ack (all stored) or a nack (redeliver later). An acked
+ * message leaves the books here, but its lease is kept by its acknowledge call until the server
+ * confirmed it. */
 static void
 ps_acked(struct bp_source *bs, uint32_t slot, int ok)
 {
@@ -221,14 +186,18 @@ ps_acked(struct bp_source *bs, uint32_t slot, int ok)
     if (slot >= s->mcap || !s->m[slot].live)
         return;
     struct pmsg *p = &s->m[slot];
-    idq_push(ok ? &s->acks : &s->nacks, p->ack_id);
     if (ok) {
+        idq_push(&s->acks, p->ack_id, p->deadline, -1);
         s->st.acked++;
+        s->nack_run = 0;   /* the destinations work: the next failure starts short again */
         bp_rt_observe_ack_latency(s->rt, mono_now(s) - p->pulled_at);
-    } else
+    } else {
+        idq_push(&s->nacks, p->ack_id, 0, nack_seconds(s, p));
         s->st.nacked++;
+    }
     p->ack_id = NULL;
     p->live = 0;
+    p->ext_at = 0;
     s->outstanding--;
     s->outstanding_bytes -= p->bytes;
     if (s->acks.n >= ACK_IDS_PER_CALL)
@@ -237,24 +206,94 @@ ps_acked(struct bp_source *bs, uint32_t slot, int ok)
         start_pulls(s);
 }
 
+/* What became of each id of a lease extension (see BP_PS_LEASE_OK...). */
+static void
+lease_results(void *owner, struct bp_ps_call *c, const uint8_t *out)
+{
+    struct source_pubsub *s = owner;
+    if (c->kind != BP_PS_MODACK)
+        return;
+    double until = c->sent_at + s->lease;
+    int any_ok = 0, any_again = 0;
+    for (size_t k = 0; k < c->n; k++) {
+        any_ok |= out[k] == BP_PS_LEASE_OK;
+        any_again |= out[k] == BP_PS_LEASE_AGAIN;
+        struct pmsg *p = c->slots && c->slots[k] < s->mcap ? &s->m[c->slots[k]] : NULL;
+        if (!p || !p->live || p->gen != c->gens[k])
+            continue;   /* settled meanwhile (or the slot holds another message now) */
+        p->ext_at = out[k] == BP_PS_LEASE_REFUSED ? HUGE_VAL : 0;
+        if (out[k] == BP_PS_LEASE_OK && until > p->deadline) {
+            p->deadline = until;   /* an older extension answering late never shortens it */
+            p->extended = 1;
+        }
+    }
+    for (struct bp_ps_call *a = c->of_ack ? s->q.head : NULL; a; a = a->next)
+        if (a->serial == c->of_ack) {
+            a->ext_at = !any_ok && !any_again ? HUGE_VAL : 0;
+            if (any_ok && until > a->lease_end)
+                a->lease_end = until;
+            break;
+        }
+}
+
+/* Copies of the ids of the live messages whose lease ends within LEASE_MARGIN, as lease
+ * extension calls (ACK_IDS_PER_CALL each) that know their messages. */
+static void
+extend_live(struct source_pubsub *s, double now)
+{
+    struct bp_ps_call *c = NULL;
+    for (size_t i = 0; i < s->mcap; i++) {
+        struct pmsg *p = &s->m[i];
+        double margin = p->extended && s->lease / 2 > LEASE_MARGIN ? s->lease / 2
+                                                                   : LEASE_MARGIN;
+        if (!p->live || (p->ext_at != 0 && now - p->ext_at < EXTEND_AGAIN) ||
+            p->deadline - now >= margin)
+            continue;
+        if (!c) {
+            c = bp_ps_call_new(&s->q, BP_PS_MODACK, (int)s->lease,
+                               bp_xcalloc(ACK_IDS_PER_CALL, sizeof(char *)), 0);
+            c->slots = bp_xcalloc(ACK_IDS_PER_CALL, sizeof(*c->slots));
+            c->gens = bp_xcalloc(ACK_IDS_PER_CALL, sizeof(*c->gens));
+        }
+        c->ids[c->n] = bp_xstrdup(p->ack_id);
+        c->slots[c->n] = (uint32_t)i;
+        c->gens[c->n++] = p->gen;
+        p->ext_at = now;
+        s->st.extended++;
+        if (c->n == ACK_IDS_PER_CALL) {
+            bp_ps_call_send(c);
+            c = NULL;
+        }
+    }
+    if (c)
+        bp_ps_call_send(c);
+}
+
+/* Every tick: extend the leases that end soon, of the messages in flight and of those whose
+ * acknowledge the server has not confirmed yet (an ack that stalls or fails must not let the
+ * lease lapse: the message would be delivered and processed again). */
 static void
 on_lease_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct source_pubsub *s = w->data;
     (void)loop;
     (void)revents;
-    double now = bp_time_now();
-    struct idq q = { 0 };
-    for (size_t i = 0; i < s->mcap; i++)
-        if (s->m[i].live && s->m[i].deadline - now < LEASE_MARGIN) {
-            idq_push(&q, bp_xstrdup(s->m[i].ack_id));
-            s->m[i].deadline = now + s->lease;
-        }
-    if (q.n) {
-        s->st.extended += q.n;
-        send_ids(s, &q, s->modack_url, (int)s->lease, "modifyAckDeadline");
+    double now = bp_time_mono();
+    extend_live(s, now);
+    for (struct bp_ps_call *a = s->q.head; a; a = a->next) {
+        if (a->kind != BP_PS_ACK || (a->ext_at != 0 && now - a->ext_at < EXTEND_AGAIN) ||
+            a->lease_end - now >= LEASE_MARGIN)
+            continue;
+        char **ids = bp_xcalloc(a->n, sizeof(*ids));
+        for (size_t k = 0; k < a->n; k++)
+            ids[k] = bp_xstrdup(a->ids[k]);
+        /* new calls go to the head of the list: this walk does not meet them */
+        struct bp_ps_call *c = bp_ps_call_new(&s->q, BP_PS_MODACK, (int)s->lease, ids, a->n);
+        c->of_ack = a->serial;
+        a->ext_at = now;
+        s->st.extended += a->n;
+        bp_ps_call_send(c);
     }
-    free(q.v);
 }
 
 /* Monotonic time, read once per loop iteration: a pull reply admits hundreds of messages and a
@@ -334,7 +373,11 @@ admit(struct source_pubsub *s, const struct bp_pull_msg *pm, size_t bytes, doubl
     p->bytes = bytes;
     p->deadline = now + s->sub_deadline;
     p->pulled_at = mono_now(s);
+    p->gen++;
+    p->attempt = pm->delivery_attempt;
     p->live = 1;
+    p->ext_at = 0;
+    p->extended = 0;
     s->outstanding++;
     s->outstanding_bytes += bytes;
     s->st.pulled++;
@@ -412,7 +455,7 @@ handle_pull(struct source_pubsub *s, const char *body, size_t len)
 {
     struct bp_pull_reply reply;
     char err[512];
-    if (bp_pull_reply_decode(&reply, bp_rt_json_state(s->rt), body, len, err,
+    if (bp_pull_reply_decode(&reply, body, len, err,
                              sizeof(err)) != 0) {
         bp_log(BP_LOG_ERROR, "pubsub", "%s; the messages will be redelivered", err);
         return -1;
@@ -423,7 +466,7 @@ handle_pull(struct source_pubsub *s, const char *body, size_t len)
     bp_msg_t *msgs = bp_xcalloc(n ? n : 1, sizeof(*msgs));
     uint32_t *slots = bp_xcalloc(n ? n : 1, sizeof(*slots));
     char *raw = bp_xmalloc(total ? total : 1), *at = raw;
-    double now = bp_time_now();
+    double now = mono_now(s);   /* leases are durations: never the wall clock */
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         const struct bp_pull_msg *pm = &reply.msgs[i];
@@ -472,7 +515,10 @@ back_off(struct source_pubsub *s)
 static void
 pull_done(void *arg, const struct bp_http_result *res)
 {
-    struct source_pubsub *s = arg;
+    struct pull_slot *slot = arg;
+    struct source_pubsub *s = slot->s;
+    s->asked -= slot->want;
+    slot->want = 0;
     s->pulls--;
     int failed = 1;
     if (res->status == 200 && res->body_truncated && s->want_max > 1)
@@ -521,21 +567,33 @@ start_pulls(struct source_pubsub *s)
 {
     if (ev_is_active(&s->pull_timer))
         return;
-    while (!s->stopped && s->pulls < s->max_pulls && s->outstanding < s->max_msgs &&
+    while (!s->stopped && s->pulls < s->max_pulls && s->outstanding + s->asked < s->max_msgs &&
            s->outstanding_bytes < s->max_bytes) {
-        size_t room = s->max_msgs - s->outstanding;
-        /* what earlier pulls may still bring counts against the room too */
-        size_t want = room / (size_t)(s->max_pulls) ? room / (size_t)s->max_pulls : 1;
+        /* what the pulls in flight may still bring counts against the room too, so that
+         * outstanding messages never pass max_outstanding_messages */
+        size_t room = s->max_msgs - s->outstanding - s->asked;
+        size_t share = room / (size_t)(s->max_pulls - s->pulls);
+        size_t want = share ? share : 1;
         if (want > s->want_max)
             want = s->want_max;
+        struct pull_slot *slot = s->slot;
+        while (slot->want)
+            slot++;
+        slot->s = s;
+        slot->want = want;
+        s->asked += want;
         char *body = bp_xmalloc(64);
         int blen = snprintf(body, 64, "{\"maxMessages\":%zu}", want);
         s->pulls++;
+        /* Pub/Sub holds an empty pull about 90 s before it answers {}: the timeout leaves it
+         * that long and a margin, or every idle pull would end as a failed attempt */
         if (bp_api_call_capped(s->api, "POST", s->pull_url, "application/json", body,
-                               (size_t)blen, 90000, s->reply_cap, pull_done, s) != 0) {
+                               (size_t)blen, 100000, s->reply_cap, pull_done, slot) != 0) {
             /* nothing started and done will not run: try again after a backoff, never in a
              * loop here */
             s->pulls--;
+            s->asked -= want;
+            slot->want = 0;
             free(body);
             back_off(s);
             return;
@@ -571,7 +629,7 @@ static size_t
 ps_in_flight(struct bp_source *bs)
 {
     struct source_pubsub *s = (struct source_pubsub *)bs;
-    return s->calls + (size_t)s->pulls;
+    return s->q.n + (size_t)s->pulls;
 }
 
 /* Nacks every message still outstanding (drain timeout), then sends the queued ids. */
@@ -581,7 +639,7 @@ ps_nack_all(struct bp_source *bs)
     struct source_pubsub *s = (struct source_pubsub *)bs;
     for (size_t i = 0; i < s->mcap; i++)
         if (s->m[i].live) {
-            idq_push(&s->nacks, s->m[i].ack_id);
+            idq_push(&s->nacks, s->m[i].ack_id, 0, 0);   /* redelivered at once, elsewhere */
             s->m[i].ack_id = NULL;
             s->m[i].live = 0;
             s->st.nacked++;
@@ -593,8 +651,10 @@ ps_nack_all(struct bp_source *bs)
 static void
 ps_stats(struct bp_source *bs, struct bp_source_stats *out)
 {
-    *out = ((struct source_pubsub *)bs)->st;
-    out->outstanding_bytes = ((struct source_pubsub *)bs)->outstanding_bytes;
+    struct source_pubsub *s = (struct source_pubsub *)bs;
+    *out = s->st;
+    out->ack_rejected = s->q.rejected;
+    out->outstanding_bytes = s->outstanding_bytes;
 }
 
 static int
@@ -603,6 +663,7 @@ ps_start(struct bp_source *bs, char *err, size_t errlen)
     struct source_pubsub *s = (struct source_pubsub *)bs;
     (void)err;
     (void)errlen;
+    s->q.loop = bp_rt_loop(s->rt);
     ev_timer_start(bp_rt_loop(s->rt), &s->ack_timer);
     ev_timer_start(bp_rt_loop(s->rt), &s->lease_timer);
     start_pulls(s);
@@ -623,9 +684,12 @@ ps_destroy(struct bp_source *bs)
         free(s->m[i].ack_id);
     free(s->m);
     for (size_t i = 0; i < s->acks.n; i++)
-        free(s->acks.v[i]);
+        free(s->acks.v[i].id);
     for (size_t i = 0; i < s->nacks.n; i++)
-        free(s->nacks.v[i]);
+        free(s->nacks.v[i].id);
+    /* calls still alive at exit (the API layer drops them without their callbacks) */
+    while (s->q.head)
+        bp_ps_call_settle(s->q.head);
     free(s->acks.v);
     free(s->nacks.v);
     free(s->pull_url);
@@ -672,6 +736,9 @@ bp_source_pubsub_new(struct bp_rt *rt, struct bp_api *api, const char *base,
     s->ack_url = bp_xstrdup(url);
     snprintf(url, sizeof(url), "%s/%s:modifyAckDeadline", base, subscription);
     s->modack_url = bp_xstrdup(url);
+    s->q = (struct bp_ps_calls){ .api = api, .loop = bp_rt_loop(rt), .ack_url = s->ack_url,
+                                 .modack_url = s->modack_url, .lease = lease_results,
+                                 .owner = s };
     s->max_pulls = (int)c->pull_concurrency;
     s->max_msgs = (size_t)c->max_outstanding_messages;
     s->max_bytes = (size_t)c->max_outstanding_bytes;

@@ -62,8 +62,6 @@ json.decode_max_depth(64)
 json.encode_invalid_numbers(false)
 json.encode_sparse_array(false, 2, 10)
 local decode, encode = json.decode, json.encode
--- the C core decodes Pub/Sub pull replies with this same instance (runtime/pull_reply.c)
-debug.getregistry()["bepipe.json"] = json
 -- decode_msg(batch, i): the batch's event i decoded by simdjson into tables of their final size
 -- (runtime/json_lua.cpp), every number exact (an integer past 2^53 as an int64 cdata), or
 -- nothing where lua-cjson must decide (invalid or unusual text: invalid UTF-8, a number written

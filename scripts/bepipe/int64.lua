@@ -1,10 +1,10 @@
 -- bepipe.int64: integers past 2^53, which a double cannot hold, carried exactly. The event
--- decoders (runtime/json_lua.cpp) give such an integer as an int64_t cdata (a uint64_t one past
--- 2^63 - 1) made by `make`; the row writer (runtime/json_row.c) writes one as its digits
--- through `text`. A script sees a value that compares (==, <) with numbers and other 64-bit
--- integers, does integer arithmetic (+ - * / % wrap at 64 bits; / truncates) and that
--- `bepipe.check.integer` accepts; tostring() gives "123456789012345678LL", so a script that
--- wants the digits calls require("bepipe.int64").text(v).
+-- decoder (runtime/json_lua.cpp) gives such an integer (up to the int64 range) as an int64_t
+-- cdata made by `make`; the row writer (runtime/json_row.c) writes an int64_t or uint64_t cdata
+-- as its digits through `text`. A script sees a value that compares (==, <) with numbers and
+-- other 64-bit integers, does integer arithmetic (+ - * / % wrap at 64 bits; / truncates) and
+-- that `bepipe.check.integer` accepts; tostring() gives "123456789012345678LL", so a script
+-- that wants the digits calls require("bepipe.int64").text(v).
 local ffi = require "ffi"
 
 local i64, u64 = ffi.typeof("int64_t"), ffi.typeof("uint64_t")

@@ -3,9 +3,9 @@
  * configures it. Wherever the decoder answers, lua-cjson must give the same value (deep, with the
  * sign of zero), but for an integer past 2^53, which the decoder gives exactly (an int64 cdata)
  * and lua-cjson as its nearest double; bepipe.inexact must then find it in the text (the batch
- * loop dead-letters what lua-cjson decoded with one). The writer must write every decoded value,
- * and lua-cjson must read its text back to what it reads from the input. A decline leaves the
- * stack as it was. */
+ * loop dead-letters what lua-cjson decoded with one; it may also find one a repeated key hid).
+ * The writer must write every decoded value, and lua-cjson must read its text back to what it
+ * reads from the input. A decline leaves the stack as it was. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +34,7 @@ static const char prelude[] =
     "  local ok, w = pcall(json.decode, s)\n"
     "  big = false\n"
     "  if not (ok and agree(v, w)) then return false, 'decoded' end\n"
-    "  if big ~= (inexact(s) ~= nil) then return false, 'inexact' end\n"
+    "  if big and inexact(s) == nil then return false, 'inexact' end\n"
     "  if written == nil then return false, 'not written' end\n"
     "  local ok2, r = pcall(json.decode, written)\n"
     "  if not ok2 or r.t ~= 1 then return false, 'written text' end\n"

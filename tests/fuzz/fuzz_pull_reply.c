@@ -6,9 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <lua.h>
-
-#include "fuzz_host.h"
 #include "pull_reply.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -27,7 +24,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct bp_pull_reply r;
     char err[512];
-    if (bp_pull_reply_decode(&r, bp_lua_host_state(fuzz_host()), (const char *)data, size, err, sizeof(err)) != 0)
+    if (bp_pull_reply_decode(&r, (const char *)data, size, err, sizeof(err)) != 0)
         return 0;
     for (size_t i = 0; i < r.n; i++) {
         const struct bp_pull_msg *m = &r.msgs[i];

@@ -711,8 +711,14 @@ def q_dead_letter_rows_refused_are_set_aside_not_looped():
                      "rejectRows": {"all": True}, "count": -1})
         state = os.path.join(s.tmp, "state")
         b = Bepipe(s.emu, ["--set", "state_dir=" + state,     # dead_letter.max_attempts=5
-                           "--set", "archive.roll_seconds=1", "--set", "bigquery.batch_ms=100"])
+                           "--set", "archive.roll_seconds=1", "--set", "bigquery.batch_ms=100",
+                           "--http", "127.0.0.1:0"])
         wait_settled(s.emu, SUB, sum(expect["rows"].values()), [b], timeout=60)
+        port = re.search(r"httpd: listening on \S+ \(port (\d+)\)", b.stderr()).group(1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            metrics = r.read().decode()
+        check(re.search(r"^bepipe_quarantined_total %d$" % ndead, metrics, re.M),
+              "bepipe_quarantined_total: " + "".join(re.findall(r"^bepipe_quar.*\n", metrics, re.M)))
         check_eq(b.stop(), 0, "exit code: " + b.stderr()[-1500:])
         for t in TABLES:
             check_eq(len(s.emu.rows(t)), expect["rows"][t], f"rows in {t}")

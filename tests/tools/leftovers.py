@@ -5,8 +5,9 @@
 
 A leftover is a process started after process PID (the run) that is neither PID nor one of
 this script's ancestors (what is running this check), and that belongs to the run: its environment holds TEXT (the run's mark, inherited by everything it starts),
-or it is in the run's session and its command line or working folder lies in DIR (the
-checkout; the mark is lost by a child started with a fresh environment). Those still there after --grace seconds (5; servers that
+or it is in the run's session, is no child of the run's callers (a `| tee` beside the run), and
+its command line or working folder lies in DIR (the checkout; the mark is lost by a child
+started with a fresh environment). Those still there after --grace seconds (5; servers that
 watch their parent need a moment) are printed one per line with their command line; --kill
 sends them SIGKILL so the next run starts clean. Exits 1 when there were any, else 0."""
 import argparse
@@ -35,11 +36,14 @@ def read(path):
         return b""
 
 
-def belongs(pid, root, mark, session):
+def belongs(pid, root, mark, session, siblings_of):
     if mark and mark in read(f"/proc/{pid}/environ").split(b"\0"):
         return True
-    if stat(pid)[3] != session:
+    s = stat(pid)
+    if s is None or s[3] != session:
         return False  # someone else's work in this checkout (another terminal)
+    if s[0] in siblings_of:
+        return False  # `tests/run-all | tee log`: the tee is the caller's, not the run's
     cmd = read(f"/proc/{pid}/cmdline").replace(b"\0", b" ").decode(errors="replace")
     try:
         cwd = os.readlink(f"/proc/{pid}/cwd")
@@ -61,6 +65,8 @@ def find(since, root, mark):
             break
         pid = s[0]
         keep.add(pid)
+    # children of the run's callers (not of the run, nor of init) are the caller's
+    siblings_of = keep - {since, 1}
     found = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -69,7 +75,7 @@ def find(since, root, mark):
         s = stat(pid)
         if pid in keep or s is None or s[2] in ("Z", "X") or s[1] < ref[1]:
             continue
-        if belongs(pid, root, mark, ref[3]):
+        if belongs(pid, root, mark, ref[3], siblings_of):
             found.append(pid)
     return found
 

@@ -177,6 +177,36 @@ refused_row_is_dead_lettered_before_ack(void **state)
     bp_ack_free(&a);
 }
 
+/* Exactly-once delivery's answer to a refused acknowledge: the ids its ErrorInfo metadata
+ * names failed (TRANSIENT_ ones are worth sending again), the others succeeded. */
+static void
+ack_reply_per_id_results(void **state)
+{
+    (void)state;
+    char *ids[] = { "a-1-1", "b-2-1", "c-3-1", "d-4-1" };
+    uint8_t v[4];
+    const char *body = "{\"error\":{\"code\":400,\"status\":\"INVALID_ARGUMENT\",\"details\":["
+                       "{\"@type\":\"type.googleapis.com/google.rpc.ErrorInfo\",\"reason\":"
+                       "\"EXACTLY_ONCE_ACKID_FAILURE\",\"metadata\":{\"b-2-1\":"
+                       "\"PERMANENT_FAILURE_INVALID_ACK_ID\",\"c-3-1\":"
+                       "\"TRANSIENT_FAILURE_UNORDERED_ACK_ID\",\"d-4-1\":7}}]}}";
+    assert_int_equal(bp_ack_reply_verdicts(body, strlen(body), ids, 4, v), 3);
+    assert_int_equal(v[0], BP_ACKID_OK);
+    assert_int_equal(v[1], BP_ACKID_PERMANENT);
+    assert_int_equal(v[2], BP_ACKID_TRANSIENT);
+    assert_int_equal(v[3], BP_ACKID_PERMANENT);   /* not text: final, never retried forever */
+    /* a 400 without per-id results (no exactly-once delivery): nothing named */
+    const char *plain = "{\"error\":{\"code\":400,\"message\":\"bad ack id\"}}";
+    assert_int_equal(bp_ack_reply_verdicts(plain, strlen(plain), ids, 4, v), 0);
+    const char *other = "{\"error\":{\"details\":[{\"@type\":\"type.googleapis.com/"
+                        "google.rpc.BadRequest\",\"metadata\":{\"a-1-1\":\"X\"}}]}}";
+    assert_int_equal(bp_ack_reply_verdicts(other, strlen(other), ids, 4, v), 0);
+    /* not JSON (a proxy's page), empty, cut short: -1, never a crash */
+    assert_int_equal(bp_ack_reply_verdicts("<html>", 6, ids, 4, v), -1);
+    assert_int_equal(bp_ack_reply_verdicts("", 0, ids, 4, v), -1);
+    assert_int_equal(bp_ack_reply_verdicts(body, 40, ids, 4, v), -1);
+}
+
 int
 main(void)
 {
@@ -185,6 +215,7 @@ main(void)
         cmocka_unit_test(one_failure_nacks),
         cmocka_unit_test(slots_are_reused_and_grow),
         cmocka_unit_test(refused_row_is_dead_lettered_before_ack),
+        cmocka_unit_test(ack_reply_per_id_results),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,7 +17,7 @@ static int
 decode(struct bp_pull_reply *r, const char *body)
 {
     char err[256];
-    return bp_pull_reply_decode(r, NULL, body, strlen(body), err, sizeof(err));
+    return bp_pull_reply_decode(r, body, strlen(body), err, sizeof(err));
 }
 
 static void
@@ -164,7 +164,7 @@ copies_across_chunks(void **state)
     n += (size_t)sprintf(body + n, "]}");
     struct bp_pull_reply r;
     char err[256];
-    assert_int_equal(bp_pull_reply_decode(&r, NULL, body, n, err, sizeof(err)), 0);
+    assert_int_equal(bp_pull_reply_decode(&r, body, n, err, sizeof(err)), 0);
     assert_int_equal(r.n, 3000);
     for (int i = 0; i < 3000; i++) {
         char want[32], pt[32];

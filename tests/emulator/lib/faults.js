@@ -13,6 +13,9 @@
 //   body             answer with this raw text instead of handling the request (no side
 //                    effects): HTTP `status` (default 200), Content-Type application/json unless
 //                    `headers` say otherwise; for hostile or malformed replies
+//   ackIdResult      acknowledge / modifyAckDeadline on a subscription with exactly-once
+//                    delivery: the first `ackIdCount` ids of the request (default all) fail
+//                    with this ErrorInfo value (e.g. "TRANSIENT_FAILURE_UNORDERED_ACK_ID")
 //   rejectRows       insertAll only: mark rows invalid, by {indexes:[...]} and/or
 //                    {field:"a.b", equals:value}; other rows behave as usual
 
@@ -56,7 +59,8 @@ class Faults {
     }
     if (spec.body !== undefined && typeof spec.body !== 'string') throw new Error('body must be a string');
     if (spec.headers !== undefined && (typeof spec.headers !== 'object' || spec.headers === null)) throw new Error('headers must be an object');
-    if (!r.status && !r.reset && !r.stall && !r.latencyMs && !r.rejectRows && r.body === undefined) throw new Error('rule does nothing: give status, body, reset, stall, latencyMs or rejectRows');
+    if (spec.ackIdResult !== undefined && typeof spec.ackIdResult !== 'string') throw new Error('ackIdResult must be a string');
+    if (!r.status && !r.reset && !r.stall && !r.latencyMs && !r.rejectRows && r.body === undefined && !r.ackIdResult) throw new Error('rule does nothing: give status, body, reset, stall, latencyMs, rejectRows or ackIdResult');
     this.rules.push(r);
     return this.describe(r);
   }

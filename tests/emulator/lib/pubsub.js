@@ -512,6 +512,9 @@ class PubSub {
     return sub.log.write(text);
   }
 
+  // With exactly-once delivery, `failed` maps each id that failed to its ErrorInfo value: an
+  // unknown, acked or expired one (its lease is gone) is PERMANENT_FAILURE_INVALID_ACK_ID, and
+  // a fault rule's ackIdResult fails the first ackIdCount others; those are left out of recs.
   parseAckIds(c, sub) {
     if (c.body.length > MAX_ACK_BYTES)
       throw bad(`Request payload size exceeds the limit: ${MAX_ACK_BYTES} bytes.`);
@@ -519,30 +522,52 @@ class PubSub {
     const ids = body.ackIds;
     if (!Array.isArray(ids) || ids.length === 0) throw bad('No ack ids specified.');
     const recs = [];
+    const failed = {};
+    const eod = !!sub.r.enableExactlyOnceDelivery;
+    const rule = eod && c.rule && c.rule.ackIdResult ? c.rule : null;
+    let injected = 0;
     for (const a of ids) {
       if (typeof a !== 'string') throw bad('Invalid ack ID.');
       const parts = a.split('-');
       if (parts.length !== 3) throw bad(`You have passed an invalid ack ID to the service (ack_id=${a.slice(0, 64)}).`);
       const rec = sub.live.get(parts[1]);
-      // Unknown or already-acked ids succeed silently, as without exactly-once delivery.
-      if (rec) recs.push([rec, Number(parts[2])]);
+      const seq = Number(parts[2]);
+      if (eod && (!rec || seq !== rec.seq || !sub.out.has(rec.id))) {
+        failed[a] = 'PERMANENT_FAILURE_INVALID_ACK_ID';
+      } else if (rule && injected < (rule.ackIdCount === undefined ? Infinity : rule.ackIdCount)) {
+        failed[a] = rule.ackIdResult;
+        injected++;
+      } else if (rec) {
+        // Unknown or already-acked ids succeed silently, as without exactly-once delivery.
+        recs.push([rec, seq]);
+      }
     }
-    return { body, recs };
+    return { body, recs, failed };
+  }
+
+  // The answer of a request some of whose ids failed (exactly-once delivery): 400 for the
+  // whole request, the per-id results in an ErrorInfo's metadata.
+  ackIdFailure(failed) {
+    return new ApiError(400, 'Some acknowledgement ids in the request were invalid. This could be because the acknowledgement ids have expired or the acknowledgement ids were malformed.', {
+      details: [{ '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: 'EXACTLY_ONCE_ACKID_FAILURE',
+        domain: 'pubsub.googleapis.com', metadata: failed }],
+    });
   }
 
   ack(c, p, s) {
     const sub = this.sub(p, s);
-    const { recs } = this.parseAckIds(c, sub);
+    const { recs, failed } = this.parseAckIds(c, sub);
     // An ack from an earlier delivery still acks the message: delivery is at-least-once and
     // the service accepts late acks on a best-effort basis.
     const written = this.settle(sub, recs.map((x) => x[0]));
     this.maybeCompact(sub);
+    if (Object.keys(failed).length) return written.then(() => c.sendError(this.ackIdFailure(failed)));
     return written.then(() => c.send(200, {}));
   }
 
   modack(c, p, s) {
     const sub = this.sub(p, s);
-    const { body, recs } = this.parseAckIds(c, sub);
+    const { body, recs, failed } = this.parseAckIds(c, sub);
     const secs = body.ackDeadlineSeconds === undefined ? 0 : Number(body.ackDeadlineSeconds);
     if (!Number.isInteger(secs) || secs < 0 || secs > 600)
       throw bad(`Invalid ack deadline given: ${body.ackDeadlineSeconds}. The minimum deadline is 0 seconds and the maximum is 600 seconds.`);
@@ -561,6 +586,7 @@ class PubSub {
       }
     }
     if (requeued) sub.wake();
+    if (Object.keys(failed).length) throw this.ackIdFailure(failed);
     c.send(200, {});
   }
 

@@ -170,6 +170,7 @@ class App {
           { status: rule.grpcStatus, reason: rule.reason });
       }
       if (rule && rule.reset === 'after') c.resetAfter = true;
+      c.rule = rule; // for handlers that apply a rule themselves (ackIdResult)
       if (route.auth) {
         const why = this.auth.check(req);
         if (why) {
