@@ -179,6 +179,8 @@ REFUSALS = [
      "local", 'source.pull_max_messages: expected an integer in 1..1000, got "5000"'),
     ("--set switch given yes", None, ["--set", "bigquery.create_tables=yes"], {}, "local",
      'bigquery.create_tables: expected true or false, got "yes"'),
+    ("--set route_field empty", None, ["--set", "route_field="], {}, "local",
+     'route_field: expected the name of an event field, got ""'),
     ("--gcs_output_path s3", None, ["--gcs_output_path", "s3://bucket/x"], {}, "local",
      'archive.path: expected gs://BUCKET[/PREFIX], got "s3://bucket/x"'),
     ("archive.time", None, ["--set", "archive.time=ingest"], {}, "local",
@@ -330,7 +332,7 @@ def two_pipelines_keep_their_own_suspects():
     check("recorded as a suspect" in err, "A recorded the message: " + err[-1500:])
     # pipeline B (its own scripts, the same events): the message is no suspect of B's
     out_b = os.path.join(base, "out-b")
-    r = subprocess.run([local.BIN, pb[0], "--input", ev, "--local-out", out_b] + budget,
+    r = subprocess.run([local.BIN, pb[0], "--input", ev, "--local-out", out_b],
                        capture_output=True, text=True, timeout=60, env=env)
     check_eq(r.returncode, 0, "pipeline B: " + r.stderr[-1500:])
     check_eq(len(local.read_rows(out_b, "inventory_events")), 4, "B stored every event")
@@ -340,8 +342,8 @@ def two_pipelines_keep_their_own_suspects():
     check(all(x.startswith("pipeline-") and len(x) == len("pipeline-") + 12 for x in dirs),
           "named after the file and a hash: %s" % dirs)
     # A's restart still knows its suspect
-    r = subprocess.run([local.BIN, pa[0], "--input", ev, "--local-out", out_a, "--append"]
-                       + budget, capture_output=True, text=True, timeout=60, env=env)
+    r = subprocess.run([local.BIN, pa[0], "--input", ev, "--local-out", out_a, "--append"],
+                       capture_output=True, text=True, timeout=60, env=env)
     check_eq(r.returncode, 0, "A's restart: " + r.stderr[-1500:])
     dead = local.read_rows(out_a, "rejected_events")
     check_eq([x["insertId"] for x in dead], ["ev.ndjson:2"], "A dead-letters its suspect on sight")
