@@ -384,6 +384,37 @@ token_url_override(void **state)
     bp_auth_free(a);
 }
 
+/* The JWT's claims carry the wall clock; expiry, margins and backoff count on the caller's
+ * monotonic clock, so a wall clock stepped by hours neither keeps an expired token nor drops a
+ * good one. */
+static void
+jwt_claims_on_the_wall_clock_expiry_on_the_monotonic(void **state)
+{
+    (void)state;
+    clean_env();
+    char *path = write_json("sa.json", sa_json("test-project"));
+    struct bp_auth *a = new_auth(path, SCOPES);
+    const double mono = 500.0;   /* seconds since boot, nothing like an epoch */
+    struct bp_auth_request req;
+    char err[512];
+    assert_int_equal(bp_auth_refresh_request(a, mono, T0, &req, err, sizeof(err)), 0);
+    const char *jwt = req.body + strlen(JWT_PREFIX);
+    const char *dot1 = strchr(jwt, '.'), *dot2 = strchr(dot1 + 1, '.');
+    json_t *c = decode_part(dot1 + 1, (size_t)(dot2 - dot1 - 1));
+    assert_int_equal(json_integer_value(json_object_get(c, "iat")), 1700000000);
+    assert_int_equal(json_integer_value(json_object_get(c, "exp")), 1700000000 + 3600);
+    json_decref(c);
+    bp_auth_request_free(&req);
+    const char *body = "{\"access_token\":\"" ACCESS "\",\"expires_in\":3599}";
+    assert_int_equal(bp_auth_refresh_done(a, mono + 1, 200, body, strlen(body), 0, err,
+                                          sizeof(err)), 0);
+    assert_non_null(bp_auth_token(a, mono + 3598.9));   /* counted from the request */
+    assert_null(bp_auth_token(a, mono + 3599));
+    assert_true(bp_auth_refresh_at(a) == mono + 3299);
+    bp_auth_free(a);
+    free(path);
+}
+
 static void
 token_lifetime_and_margins(void **state)
 {
@@ -775,6 +806,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(wire_helpers),
         cmocka_unit_test(service_account_jwt),
+        cmocka_unit_test(jwt_claims_on_the_wall_clock_expiry_on_the_monotonic),
         cmocka_unit_test(token_url_override),
         cmocka_unit_test(token_lifetime_and_margins),
         cmocka_unit_test(error_replies_keep_secrets_out),
