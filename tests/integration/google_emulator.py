@@ -203,7 +203,10 @@ class Case:
     def bepipe(self, args=(), env=None):
         e = {"PUBSUB_EMULATOR_HOST": f"127.0.0.1:{GOOGLE.port}"}
         e.update(env or {})
-        return cloud.Bepipe(self.emu, ["--input_subscription", self.sub, *args], env=e)
+        b = cloud.Bepipe(self.emu, ["--input_subscription", self.sub, *args], env=e)
+        # past its preflight it drains on SIGTERM (before, SIGTERM simply ends it)
+        b.wait_log("preflight: ok", timeout=60)
+        return b
 
     def publish(self, n, seed, invalid=3):
         path, expect, raw = cloud.corpus(self.tmp, n, seed=seed, invalid=invalid)
@@ -304,9 +307,9 @@ SDK_ENV = {}
 @case
 def a_pull_ack_read_back_with_bq_and_gcloud_storage():
     with Case() as c:
-        expect, raw = c.publish(3000, seed=61)
+        expect, raw = c.publish(2000, seed=61)
         b = c.bepipe()
-        c.wait_stored(3000, [b])
+        c.wait_stored(2000, [b])
         check_eq(b.stop(), 0, "exit code: " + b.stderr()[-1500:])
         check(" error " not in b.stderr(), "no error lines:\n" + b.stderr()[-2000:])
         c.verify(expect, raw)
@@ -334,8 +337,20 @@ def a_pull_ack_read_back_with_bq_and_gcloud_storage():
         names = sdk_lines(lsp.result())
         check_eq(sorted(names), sorted(f"gs://{BUCKET}/{n}" for n in c.emu.objects()),
                  "gcloud storage ls: the archive's objects")
+        hours = {h for per in expect["hours"].values() for h in per}
+        now = time.gmtime()
+        by_publish = 0
         for n in names:
-            check(cloud.ARCHIVE.match(n[len(f"gs://{BUCKET}/"):]), "archive object name: " + n)
+            m = cloud.ARCHIVE.match(n[len(f"gs://{BUCKET}/"):])
+            check(m, "archive object name: " + n)
+            # an event without a time of its own (not JSON) is filed by its publish time, as
+            # Google's emulator writes it (milliseconds, not the project emulator's nanoseconds)
+            hour = "".join(m.group(2, 3, 4, 5))
+            check(hour in hours or abs(time.mktime(time.strptime(hour, "%Y%m%d%H")) -
+                                       time.mktime(now)) < 2 * 3600,
+                  f"{n}: filed by the event's time or the publish time")
+            by_publish += hour not in hours
+        check(by_publish > 0, "some dead letters filed by their publish time")
         lines = catp.result().split(b"\n")
         check_eq(collections.Counter(l for l in lines if l.strip()), collections.Counter(raw),
                  "gcloud storage cat: every raw line once")
@@ -348,11 +363,11 @@ def sdk_lines(out):
 @case
 def b_leases_extended_past_the_ack_deadline():
     with Case() as c:
-        expect, raw = c.publish(1500, seed=62)
+        expect, raw = c.publish(1000, seed=62)
         # archive objects stay open 60 s, longer than the subscription's 10 s ack deadline:
         # every message is held that long and must not come back meanwhile
         b = c.bepipe(["--set", "archive.roll_seconds=60", "--set", "stats_seconds=3"])
-        c.wait_stored(1500, [b])
+        c.wait_stored(1000, [b])
         time.sleep(ACK_DEADLINE + 5)
         probe = GOOGLE.take_left(c.name)
         check_eq(len(probe), 0, "nothing redelivered while held past the ack deadline")
@@ -371,7 +386,7 @@ def b_leases_extended_past_the_ack_deadline():
 @case
 def c_kill9_redelivered_deduplicated_by_insert_id():
     with Case() as c:
-        expect, raw = c.publish(5000, seed=63)
+        expect, raw = c.publish(4000, seed=63)
         b = c.bepipe()
         c.wait_stored(1500, [b])
         b.p.kill()
@@ -379,7 +394,7 @@ def c_kill9_redelivered_deduplicated_by_insert_id():
         # what the killed run held comes back after its lease: stored again with the same
         # insertIds, which BigQuery's de-duplication drops
         b2 = c.bepipe()
-        c.wait_stored(5000, [b2])
+        c.wait_stored(4000, [b2])
         time.sleep(ACK_DEADLINE + 3)   # past the killed run's leases
         check_eq(b2.stop(), 0, "exit code of the restart: " + b2.stderr()[-1500:])
         c.verify(expect, raw, archive_dups_ok=True)
@@ -418,8 +433,10 @@ def d_flow_control_pauses_pulling():
 @case
 def e_sigterm_drains_and_nacks_the_rest():
     with Case() as c:
-        expect, raw = c.publish(8000, seed=65)
-        b = c.bepipe(["--set", "archive.roll_seconds=60", "--set", "drain_seconds=20"])
+        expect, raw = c.publish(5000, seed=65)
+        # flow control keeps most of the backlog on the subscription, so some is left to nack
+        b = c.bepipe(["--set", "archive.roll_seconds=60", "--set", "drain_seconds=20",
+                      "--set", "source.max_outstanding_messages=1000"])
         c.wait_stored(1500, [b])
         t0 = time.time()
         check_eq(b.stop(signal.SIGTERM, timeout=40), 0, "exit code: " + b.stderr()[-1500:])
@@ -428,9 +445,10 @@ def e_sigterm_drains_and_nacks_the_rest():
         archived = sum(len(v) for v in c.emu.objects().values())
         check_eq(archived, stored, "every stored event also archived")
         left = GOOGLE.take_left(c.name)   # nacked: deliverable again at once
-        check_eq(len(left), 8000 - stored, "exactly the stored messages were acked")
+        check_eq(len(left), 5000 - stored, "exactly the stored messages were acked")
+        check(len(left) > 0, "the drain left messages to the next run")
         b2 = c.bepipe()
-        c.wait_stored(8000, [b2])
+        c.wait_stored(5000, [b2])
         check_eq(b2.stop(), 0, "exit code of the second run")
         c.verify(expect, raw)
 
@@ -438,7 +456,7 @@ def e_sigterm_drains_and_nacks_the_rest():
 @case
 def f_two_workers_share_it_and_drain_when_the_parent_dies():
     with Case() as c:
-        expect, raw = c.publish(10000, seed=66)
+        expect, raw = c.publish(6000, seed=66)
         drain = 10
         b = c.bepipe(["--workers", "2", "--set", f"drain_seconds={drain}"])
         end = time.time() + 60
@@ -446,7 +464,7 @@ def f_two_workers_share_it_and_drain_when_the_parent_dies():
             time.sleep(0.1)
         pids = ops_workers.worker_pids(b.stderr())
         check_eq(len(pids), 2, "two workers started:\n" + b.stderr()[-1500:])
-        c.wait_stored(2500, [b])
+        c.wait_stored(1500, [b])
         b.p.kill()
         b.p.wait()
         left = ops_workers.wait_gone(pids, drain + 15)
@@ -457,7 +475,7 @@ def f_two_workers_share_it_and_drain_when_the_parent_dies():
         check_eq(len(reads), 2, "both workers drained and summed up:\n" + b.stderr()[-1500:])
         check(all(r > 0 for r in reads), f"both workers pulled: {reads}")
         b2 = c.bepipe()
-        c.wait_stored(10000, [b2])
+        c.wait_stored(6000, [b2])
         check_eq(b2.stop(), 0, "exit code of the restart")
         c.verify(expect, raw)
 
