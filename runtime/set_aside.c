@@ -63,7 +63,8 @@ record(bp_buf_t *b, const char *id, size_t id_len, const char *table, const char
 /* See batch.h (bp_dead_refused_fn). The attempts are max(deliveryAttempt, refusals recorded +
  * 1); below dead_letter.max_attempts one more refusal is recorded and the message nacked. Without
  * a suspects file and without deliveryAttempt nothing can count: set aside at once. Returns 0
- * when set aside (the slot holds the quarantine line's write), -1 to nack. */
+ * when set aside (the slot holds the quarantine line's write), -1 to nack. A message without an
+ * ack slot (a file's line) is set aside at the first refusal. */
 int
 bp_rt_dead_refused(void *owner, const char *table, const char *entry, size_t len,
                    const char *reason, uint32_t slot, int attempt)
@@ -83,7 +84,8 @@ bp_rt_dead_refused(void *owner, const char *table, const char *entry, size_t len
     int refused = bp_quarantine_refusals(q, id, id_len);
     int attempts = attempt > refused + 1 ? attempt : refused + 1;
     int max = (int)rt->cfg.dead_letter_max_attempts;
-    if (attempts < max && id_len && (q || attempt > 0)) {
+    /* a file's line (no ack slot) is never delivered again: set aside at once */
+    if (attempts < max && id_len && (q || attempt > 0) && slot != BP_ACK_NONE) {
         if (!q || bp_quarantine_add_refusal(q, id, id_len) == 0 || attempt > 0) {
             bp_log_rl(BP_LOG_WARN, "quarantine", table, "table %s refused the dead letter of "
                       "message %.*s (attempt %d of %d); it will be redelivered: %.300s", table,

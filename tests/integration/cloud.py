@@ -755,6 +755,15 @@ def q_dead_letter_rows_refused_are_set_aside_not_looped():
         check_eq(b2.stop(), 0, "exit code: " + b2.stderr()[-1500:])
         q2 = [r for r in quarantined(s.emu) if r["attempts"] == 4]
         check_eq(len(q2), 5, "set aside at deliveryAttempt 4: " + b2.stderr()[-1500:])
+        # a file's lines are never delivered again: set aside at the first refusal
+        ev = os.path.join(s.tmp, "bad.ndjson")
+        with open(ev, "w") as f:
+            f.write("not json\n{}\n")
+        b3 = Bepipe(s.emu, ["--input", ev, "--set", "state_dir=" + state])
+        check_eq(b3.wait_exit(60), 0, "file run: " + b3.stderr()[-1500:])
+        q3 = [r for r in quarantined(s.emu) if r["message_id"].startswith("bad.ndjson:")]
+        check_eq(sorted((r["message_id"], r["attempts"]) for r in q3),
+                 [("bad.ndjson:1", 1), ("bad.ndjson:2", 1)], "file lines set aside at once")
 
 
 if __name__ == "__main__":
