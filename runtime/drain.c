@@ -44,6 +44,13 @@ on_drain_timer(struct ev_loop *loop, ev_timer *w, int revents)
     case BP_DRAIN_SINKS:
         if (!sinks_idle(rt) && !late)
             return;
+        /* answers may have queued more writes after the flush (a row refused by its table
+         * dead-lettered, a refused dead letter set aside under quarantine/): flush again */
+        if (!late && (bp_batches_buffered(&rt->tables) || rt->archive.nopen)) {
+            if (flush_all(rt) != 0)
+                rt->exit_code = 1;
+            return;
+        }
         if (!sinks_idle(rt)) {
             bp_log(BP_LOG_WARN, "main", "drain timeout: sinks still busy; nacking what is left");
             rt->exit_code = 1;
