@@ -159,3 +159,22 @@ def bucket_refusing_past_the_grace_stops_as_before():
         check("the archive cannot be written" in b.stderr(), "says why:\n" + b.stderr()[-1500:])
         st = s.emu.sub_state()
         check_eq(st["backlog"] + st["outstanding"], 200, f"nothing acked: {st}")
+
+
+@case
+def file_input_ending_while_a_table_is_paused_waits_for_it():
+    # a file source has no redelivery: its drain (at the end of the file) must keep trying a
+    # paused table for drain_seconds, not drop the held rows
+    with cloud.Scenario() as s:
+        path, expect, raw = cloud.corpus(s.tmp, 600, seed=77, invalid=0)
+        rule = s.emu.fault({"op": INSERT, "path": "/order_events/insertAll", "status": 403,
+                            "reason": "quotaExceeded", "count": -1})["rules"][0]
+        b = cloud.Bepipe(s.emu, ["--input", path, "--set", "drain_seconds=60"])
+        b.wait_log("draining (end of input)")
+        time.sleep(2)
+        check(b.p.poll() is None, "the drain waits for the paused table")
+        s.emu.admin("DELETE", f"/_emulator/faults/{rule['id']}")
+        check_eq(b.wait_exit(60), 0, "exit code:\n" + b.stderr()[-1500:])
+        for t in cloud.TABLES:
+            check_eq(len(s.emu.rows(t)), expect["rows"][t], "rows in " + t)
+        check_eq(stages(s.emu).get("insert", 0), 0, "no dead letter")
