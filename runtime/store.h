@@ -26,9 +26,13 @@ struct bp_row_error {
 #define BP_STORE_REFUSED (-3)
 
 /* status 0 = durable, except the rows listed in errs (rows_put only); otherwise a negative code
- * (BP_STORE_PERMANENT, BP_STORE_REFUSED, or -1 for a failure worth redelivering) and a message, and nothing of the
- * request is stored. May run inside the call that started the
- * work (local) or later from the loop (cloud). */
+ * (BP_STORE_PERMANENT, BP_STORE_REFUSED, or -1 for a failure worth redelivering) and a message,
+ * and nothing of the request is stored. errs and the message are valid during the call only.
+ *
+ * The one contract of rows_put and object_finish, for both stores: done then runs exactly once,
+ * whatever happens: inside the call (local files, or a failure known at once) or later from the
+ * loop (the cloud's HTTP reply). The return value only repeats a failure known at once: -1 means
+ * done HAS already run with a negative status; the caller must not fail the work a second time. */
 typedef void (*bp_store_done_fn)(void *arg, int status, const char *errmsg,
                                  const struct bp_row_error *errs, size_t nerrs);
 
@@ -37,7 +41,8 @@ struct bp_store_ops {
     /* Archive objects are held in memory until finished (cloud), not written as they grow. */
     int objects_in_memory;
     /* Writes a batch of insertAll entries, one JSON object per line ('\n'-terminated). The
-     * entries stay valid until done runs. */
+     * entries stay valid until done runs. done runs exactly once (see bp_store_done_fn); returns
+     * 0, or -1 when it already ran with a failure. */
     int (*rows_put)(struct bp_store *s, const char *table, const char *entries, size_t len,
                     size_t nrows, bp_store_done_fn done, void *arg);
     /* Opens a new archive object named `name` (bucket-relative) for appending. */
@@ -45,7 +50,8 @@ struct bp_store_ops {
                                      size_t errlen);
     int (*object_write)(struct bp_object *o, const void *p, size_t n);
     /* Makes the object visible under its name (never overwriting one) and frees o; done runs
-     * once it is (or cannot be). */
+     * exactly once, when it is (or cannot be); returns 0, or -1 when done already ran with a
+     * failure. */
     int (*object_finish)(struct bp_object *o, bp_store_done_fn done, void *arg);
     /* Throws the object away unfinished and frees o. */
     void (*object_abort)(struct bp_object *o);

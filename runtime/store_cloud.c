@@ -8,6 +8,7 @@
 #include "api.h"
 #include "endpoints.h"
 #include "gcs_reply.h"
+#include "insert_reply.h"
 #include "log.h"
 #include "store.h"
 #include "timefmt.h"
@@ -100,64 +101,6 @@ struct object_call {
     struct object_call *next_queued;
 };
 
-/* Reads insertErrors: rows whose first reason is "invalid" (a bad row: dead letter) go to errs;
- * any other reason ("stopped", "backendError", "timeout") fails the request: it is retried as a
- * whole through redelivery, and insertId de-duplication absorbs the rows that did land.
- * Returns the number of errs, or -1. */
-static long
-parse_insert_errors(const char *body, size_t len, size_t nrows, struct bp_row_error **errs,
-                    char ***reasons, char *err, size_t errlen)
-{
-    json_error_t je;
-    json_t *root = json_loadb(body, len, 0, &je);
-    if (!root || !json_is_object(root)) {
-        snprintf(err, errlen, "insertAll reply is not a JSON object: %s", je.text);
-        json_decref(root);
-        return -1;
-    }
-    json_t *ie = json_object_get(root, "insertErrors");
-    size_t n = json_is_array(ie) ? json_array_size(ie) : 0;
-    *errs = n ? bp_xcalloc(n, sizeof(**errs)) : NULL;
-    *reasons = n ? bp_xcalloc(n, sizeof(char *)) : NULL;
-    long out = 0;
-    for (size_t i = 0; i < n; i++) {
-        json_t *e = json_array_get(ie, i);
-        json_t *idx = json_object_get(e, "index");
-        json_t *first = json_array_get(json_object_get(e, "errors"), 0);
-        const char *reason = json_string_value(json_object_get(first, "reason"));
-        const char *message = json_string_value(json_object_get(first, "message"));
-        const char *location = json_string_value(json_object_get(first, "location"));
-        if (!json_is_integer(idx) || json_integer_value(idx) < 0 ||
-            (size_t)json_integer_value(idx) >= nrows) {
-            snprintf(err, errlen, "insertAll reply names a row that was not sent");
-            goto fail;
-        }
-        if (!reason || strcmp(reason, "invalid") != 0) {
-            snprintf(err, errlen, "row %lld: %s: %s", (long long)json_integer_value(idx),
-                     reason ? reason : "error", message ? message : "");
-            goto fail;
-        }
-        char text[1024];
-        snprintf(text, sizeof(text), "%s%s%s%s%s", reason, message ? ": " : "",
-                 message ? message : "", location ? " at " : "", location ? location : "");
-        (*reasons)[out] = bp_xstrdup(text);
-        (*errs)[out].index = (size_t)json_integer_value(idx);
-        (*errs)[out].reason = (*reasons)[out];
-        out++;
-    }
-    json_decref(root);
-    return out;
-fail:
-    for (long k = 0; k < out; k++)
-        free((*reasons)[k]);
-    free(*reasons);
-    free(*errs);
-    *reasons = NULL;
-    *errs = NULL;
-    json_decref(root);
-    return -1;
-}
-
 static void
 rows_done(void *arg, const struct bp_http_result *res)
 {
@@ -178,7 +121,7 @@ rows_done(void *arg, const struct bp_http_result *res)
     } else {
         struct bp_row_error *errs = NULL;
         char **reasons = NULL;
-        long n = parse_insert_errors(res->body, res->body_len, rc->nrows, &errs, &reasons, err,
+        long n = bp_insert_reply_errors(res->body, res->body_len, rc->nrows, &errs, &reasons, err,
                                      sizeof(err));
         if (n < 0)
             rc->done(rc->arg, -1, err, NULL, 0);
@@ -239,10 +182,12 @@ cloud_rows_put(struct bp_store *bs, const char *table, const char *entries, size
                      : BP_API_MAX_REPLY;
     if (bp_api_call_capped(s->bq_api, "POST", url, "application/json", body, blen, 60000, cap,
                            rows_done, rc) != 0) {
-        /* nothing started, rows_done will not run (the api freed body) */
+        /* nothing started and rows_done will not run (the api freed body): done runs here,
+         * as store.h promises */
         s->pending--;
         free(rc->table);
         free(rc);
+        done(arg, -1, "insertAll could not be started", NULL, 0);
         return -1;
     }
     return 0;
