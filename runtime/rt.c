@@ -63,7 +63,7 @@ bp_rt_new(const char *pipeline_path, const char *lib_dir, const struct bp_kv *ov
           size_t noverrides, char *err, size_t errlen)
 {
     struct bp_rt *rt = bp_xcalloc(1, sizeof(*rt));
-    bp_metrics_init(rt);
+    bp_metrics_hists_init(&rt->stats.ack_latency, &rt->stats.batch_seconds);
     rt->pipeline_path = bp_xstrdup(pipeline_path);
     rt->lib_dir = bp_xstrdup(lib_dir);
     rt->overrides = bp_xcalloc(noverrides ? noverrides : 1, sizeof(*rt->overrides));
@@ -626,9 +626,9 @@ bp_rt_start(struct bp_rt *rt, char *err, size_t errlen)
         return -1;
     /* the listener before the preflight and the source, so /healthz answers while they run
      * and /readyz says what holds the pipeline back */
-    if (c->http_listen && !(rt->httpd = bp_httpd_new(rt, rt->loop, http_address(rt, c->http_listen,
-                                                                                 addr, sizeof(addr)),
-                                                     err, errlen)))
+    if (c->http_listen &&
+        !(rt->httpd = bp_rt_httpd_new(rt, http_address(rt, c->http_listen, addr, sizeof(addr)),
+                                      err, errlen)))
         return -1;
     if (preflight(rt, err, errlen) != 0)
         return -1;

@@ -223,6 +223,11 @@ void bp_rt_set_ready(struct bp_rt *rt, int ready, const char *why);
 void bp_rt_set_unready_reason(struct bp_rt *rt, const char *why);
 int bp_rt_ready(const struct bp_rt *rt, char *why, size_t whylen);
 
+/* rt_metrics.c: the snapshot /metrics writes (out->tables is allocated: free() it), and the
+ * HTTP listener on addr answering from rt's loop (NULL with err set). */
+void bp_rt_metrics_snapshot(struct bp_rt *rt, struct bp_metrics_snapshot *out);
+struct bp_httpd *bp_rt_httpd_new(struct bp_rt *rt, const char *addr, char *err, size_t errlen);
+
 /* stats.c */
 void bp_rt_stats_start(struct bp_rt *rt);
 void bp_rt_log_summary(struct bp_rt *rt);
