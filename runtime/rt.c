@@ -117,6 +117,8 @@ bp_rt_free(struct bp_rt *rt)
     if (rt->store)
         rt->store->ops->destroy(rt->store);
     bp_guard_free(rt->guard);   /* its thread may look at the host: stop it first */
+    if (rt->loop && ev_is_active(&rt->rebuild))
+        ev_timer_stop(rt->loop, &rt->rebuild);
     bp_lua_host_free(rt->host);
     bp_config_free(&rt->cfg);
     for (size_t i = 0; i < rt->noverrides; i++) {
@@ -192,14 +194,16 @@ bp_rt_process(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots, siz
             if (rc != 0)
                 return -1;
         }
-        bp_guard_check_memory(rt);
+        if (bp_guard_check_memory(rt))
+            bp_rt_rebuild_soon(rt);
         return 0;
     }
     int rc = bp_dispatch_batch(rt, msgs, slots, rt->results, n, b->out, b->out_len);
     double secs = bp_time_mono() - t0;
     rt->stats.batch_secs[rt->stats.batches++ % BP_LAT_SAMPLES] = secs;
     bp_hist_observe(&rt->stats.batch_seconds, secs);
-    bp_guard_check_memory(rt);   /* past its memory cap: the state is rebuilt from the loop */
+    if (bp_guard_check_memory(rt))  /* past its memory cap: the state is rebuilt from the loop */
+        bp_rt_rebuild_soon(rt);
     return rc;
 }
 
