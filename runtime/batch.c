@@ -461,10 +461,11 @@ bp_batches_tick(struct bp_batches *b, double now)
     return rc;
 }
 
-/* Draining: the rows of paused tables will not be stored before the process ends, so their
- * messages are nacked (redelivered to the next process) instead of waiting for their lease. */
-static void
-nack_held(struct bp_batches *b)
+/* The drain ran out of time while tables were paused: their rows will not be stored by this
+ * process, so their messages are nacked (redelivered to the next one) instead of waiting for
+ * their lease. */
+void
+bp_batches_nack_held(struct bp_batches *b)
 {
     for (size_t i = 0; i < b->n; i++) {
         struct bp_rowbatch *rb = b->v[i];
@@ -502,7 +503,6 @@ bp_batches_flush_all(struct bp_batches *b)
     for (size_t i = 0; i < b->n; i++)
         if (flush_one(b, b->v[i]) != 0)
             rc = -1;
-    nack_held(b);
     return rc;
 }
 

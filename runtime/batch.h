@@ -98,7 +98,10 @@ void bp_batches_set_refused_grace(struct bp_batches *b, double seconds);
 /* The first paused table and its last answer, or NULL when no table is paused (/readyz). */
 const struct bp_rowbatch *bp_batches_paused(const struct bp_batches *b);
 
-/* Rows held by paused tables. */
+/* Rows held by paused tables (bp_batches_tick sends them again; the drain waits for them). */
 size_t bp_batches_held_rows(const struct bp_batches *b);
+
+/* Nacks every held row's message and drops the held requests: the drain's end. */
+void bp_batches_nack_held(struct bp_batches *b);
 
 #endif

@@ -22,7 +22,8 @@ flush_all(struct bp_rt *rt)
 static int
 sinks_idle(struct bp_rt *rt)
 {
-    return bp_rt_deferred(rt) == 0 && rt->tables.in_flight == 0 && rt->archive.in_flight == 0 &&
+    return bp_rt_deferred(rt) == 0 && bp_batches_held_rows(&rt->tables) == 0 &&
+           rt->tables.in_flight == 0 && rt->archive.in_flight == 0 &&
            (!rt->store || rt->store->ops->pending(rt->store) == 0);
 }
 
@@ -42,11 +43,24 @@ on_drain_timer(struct ev_loop *loop, ev_timer *w, int revents)
     int late = bp_time_mono() - rt->drain_started > rt->cfg.drain_seconds;
     switch (rt->drain_phase) {
     case BP_DRAIN_SINKS:
+        /* a paused table keeps being tried (the sinks' tick is stopped): a refusal that passes
+         * within drain_seconds costs nothing */
+        if (bp_batches_held_rows(&rt->tables) && !late &&
+            bp_batches_tick(&rt->tables, ev_now(loop)) != 0)
+            rt->exit_code = 1;
         if (!sinks_idle(rt) && !late)
             return;
+        /* answers may have queued more writes after the flush (a row refused by its table
+         * dead-lettered, a refused dead letter set aside under quarantine/): flush again */
+        if (!late && (bp_batches_buffered(&rt->tables) || rt->archive.nopen)) {
+            if (flush_all(rt) != 0)
+                rt->exit_code = 1;
+            return;
+        }
         if (!sinks_idle(rt)) {
             bp_log(BP_LOG_WARN, "main", "drain timeout: sinks still busy; nacking what is left");
             rt->exit_code = 1;
+            bp_batches_nack_held(&rt->tables);
         }
         if (rt->source) {
             rt->source->ops->stop(rt->source);   /* flushes the acks queued meanwhile */

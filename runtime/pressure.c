@@ -46,13 +46,24 @@ queue_full(const struct bp_rt *rt)
            a->bytes_finishing + a->in_flight * QUEUED_OBJ_COST > a->budget / 2;
 }
 
-/* Whether a source with flow control of its own (Pub/Sub) should stop pulling for now: the
- * archive's upload queue is full. The source looks again as its messages are acked; the tick
+/* Whether pulling should wait: the upload queue is full, or a destination refuses for now (a
+ * table or the bucket answering 403/404, held and probed with a growing backoff): new messages
+ * would only wait beside the held ones, their leases extended, so the backlog stays in Pub/Sub. */
+static int
+pull_blocked(const struct bp_rt *rt)
+{
+    if (queue_full(rt) || bp_batches_paused(&rt->tables) != NULL)
+        return 1;
+    return !rt->cfg.local_out && rt->store && bp_store_cloud_refusing(rt->store) != NULL;
+}
+
+/* Whether a source with flow control of its own (Pub/Sub) should stop pulling for now
+ * (pull_blocked). The source looks again as its messages are acked; the tick
  * (bp_rt_pressure_tick) resumes it should nothing be acked. O(1). */
 int
 bp_rt_pull_paused(struct bp_rt *rt)
 {
-    if (!queue_full(rt))
+    if (!pull_blocked(rt))
         return 0;
     if (!rt->pulls_paused)
         rt->pull_pauses++;
@@ -60,11 +71,11 @@ bp_rt_pull_paused(struct bp_rt *rt)
     return 1;
 }
 
-/* Called every tick: a source paused by bp_rt_pull_paused resumes once the queue has room. */
+/* Called every tick: a source paused by bp_rt_pull_paused resumes once nothing blocks it. */
 void
 bp_rt_pressure_tick(struct bp_rt *rt)
 {
-    if (rt->pulls_paused && !queue_full(rt)) {
+    if (rt->pulls_paused && !pull_blocked(rt)) {
         rt->pulls_paused = 0;
         if (rt->source && rt->source->ops->resume && !rt->draining)
             rt->source->ops->resume(rt->source);

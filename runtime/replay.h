@@ -2,7 +2,8 @@
  * read back through the same route/validate/map/schema path into the tables.
  *
  * Which objects (replay_list.c): every object under each SOURCE, in name order, but the
- * dead-letter folder (errors/) unless the SOURCE itself points into it, objects whose folder hour
+ * dead-letter folder (errors/) and quarantine/ (messages set aside, set_aside.c) unless the
+ * SOURCE itself points into them (both count as dead_folder), objects whose folder hour
  * does not overlap [--since, --until), and objects --resume FILE lists as finished.
  * Message ids, used as insertIds (replay_list.c): "<basename>@<hash>:<line>", the hash a 64-bit
  * FNV-1a of the object's identity: gs://B/NAME#GENERATION, or for a local file its real path,

@@ -6,8 +6,8 @@
  * dead_letter.max_attempts it is set aside: an error line, the bepipe_quarantined_total metric,
  * and one line in the archive's quarantine/ folder, {"message_id", "table", "reason",
  * "attempts", "set_aside_at", "dead_letter": the refused row as sent}; the message is acked once
- * that object is stored. Its raw bytes are in the archive's errors/ folder already, archived
- * with the dead letter on its first delivery. */
+ * that object is stored. Its raw bytes are in the archive already: under errors/ with the dead
+ * letter of its first delivery, or in its type's folder for a row its table refused. */
 #include "guard.h"
 #include "json_out.h"
 #include "log.h"
@@ -63,7 +63,8 @@ record(bp_buf_t *b, const char *id, size_t id_len, const char *table, const char
 /* See batch.h (bp_dead_refused_fn). The attempts are max(deliveryAttempt, refusals recorded +
  * 1); below dead_letter.max_attempts one more refusal is recorded and the message nacked. Without
  * a suspects file and without deliveryAttempt nothing can count: set aside at once. Returns 0
- * when set aside (the slot holds the quarantine line's write), -1 to nack. */
+ * when set aside (the slot holds the quarantine line's write), -1 to nack. A message without an
+ * ack slot (a file's line) is set aside at the first refusal. */
 int
 bp_rt_dead_refused(void *owner, const char *table, const char *entry, size_t len,
                    const char *reason, uint32_t slot, int attempt)
@@ -83,7 +84,8 @@ bp_rt_dead_refused(void *owner, const char *table, const char *entry, size_t len
     int refused = bp_quarantine_refusals(q, id, id_len);
     int attempts = attempt > refused + 1 ? attempt : refused + 1;
     int max = (int)rt->cfg.dead_letter_max_attempts;
-    if (attempts < max && id_len && (q || attempt > 0)) {
+    /* a file's line (no ack slot) is never delivered again: set aside at once */
+    if (attempts < max && id_len && (q || attempt > 0) && slot != BP_ACK_NONE) {
         if (!q || bp_quarantine_add_refusal(q, id, id_len) == 0 || attempt > 0) {
             bp_log_rl(BP_LOG_WARN, "quarantine", table, "table %s refused the dead letter of "
                       "message %.*s (attempt %d of %d); it will be redelivered: %.300s", table,
@@ -94,7 +96,8 @@ bp_rt_dead_refused(void *owner, const char *table, const char *entry, size_t len
                bp_quarantine_path(q), strerror(errno));
     }
     bp_buf_t b;
-    bp_buf_init(&b, len + strlen(reason) + id_len * 6 + 1024);
+    /* escaped text grows 6-fold at most (\u00XX) */
+    bp_buf_init(&b, len + 6 * (strlen(reason) + id_len + strlen(table)) + 1024);
     int32_t hour = bp_time_hour_key(bp_time_now());
     int rc = record(&b, id, id_len, table, entry, len, reason, attempts) != 0 ||
              bp_archive_add(&rt->archive, BP_QUARANTINE_FOLDER, hour, NULL, 0, b.data, b.len,
@@ -107,8 +110,8 @@ bp_rt_dead_refused(void *owner, const char *table, const char *entry, size_t len
     }
     rt->stats.quarantined++;
     bp_log(BP_LOG_ERROR, "quarantine", "message %.*s set aside under %s/ in the archive and "
-           "acked: table %s refused its dead letter %d times (dead_letter.max_attempts=%d); its "
-           "raw bytes are in the archive's %s/ folder: %.300s",
+           "acked: table %s refused its dead letter %d times (dead_letter.max_attempts=%d; the "
+           "raw bytes are in the archive, a parse or validate dead letter's under %s/): %.300s",
            (int)(id_len > 200 ? 200 : id_len), id, BP_QUARANTINE_FOLDER, table, attempts, max,
            rt->cfg.dead_letter_prefix, reason);
     return 0;

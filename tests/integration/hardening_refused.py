@@ -20,6 +20,14 @@ def case(fn):
 INSERT = "bigquery.tabledata.insertAll"
 
 
+def metric(port, name):
+    """The value of an unlabelled counter on /metrics."""
+    for line in http(port, "/metrics")[2].splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise Failure("no metric " + name)
+
+
 def stages(emu):
     return collections.Counter(r["error_stage"] for r in emu.rows("rejected_events"))
 
@@ -50,7 +58,16 @@ def table_404_for_seconds_pauses_readyz_says_why_rows_stored_after():
                             "count": -1})["rules"][0]
         b = cloud.Bepipe(s.emu, ["--http", "127.0.0.1:0"])
         port = listen_port(b.stderr)
-        s.emu.publish(path)
+        # the first 1,000 now; the rest once the table is paused, which must then stay in
+        # Pub/Sub: pulling waits while a destination refuses
+        with open(path, "rb") as f:
+            lines = f.readlines()
+        first, rest = path + ".1", path + ".2"
+        with open(first, "wb") as f:
+            f.writelines(lines[:1000])
+        with open(rest, "wb") as f:
+            f.writelines(lines[1000:])
+        s.emu.publish(first)
         seen, end = None, time.time() + 30
         while time.time() < end and not seen:
             st, _, body = http(port, "/readyz")
@@ -59,8 +76,13 @@ def table_404_for_seconds_pauses_readyz_says_why_rows_stored_after():
             time.sleep(0.1)
         check(seen, "/readyz names the paused table")
         check("404" in seen, "and the answer: " + seen)
+        time.sleep(2)     # pulls already in flight end (the emulator answers them in 1 s)
+        pulled = metric(port, "bepipe_messages_pulled_total")
+        s.emu.publish(rest)
         time.sleep(3)     # the table stays away a few seconds more
         check_eq(len(s.emu.rows("inventory_events")), 0, "nothing stored while it refuses")
+        check_eq(metric(port, "bepipe_messages_pulled_total"), pulled,
+                 "no pull while the table is paused")
         check(b.p.poll() is None, "still running")
         s.emu.admin("DELETE", f"/_emulator/faults/{rule['id']}")
         cloud.wait_drained(s.emu, 1500, [b], timeout=120)
@@ -123,7 +145,16 @@ def bucket_403_for_seconds_holds_the_objects_then_uploads_them():
                             "disabled"})["rules"][0]
         b = cloud.Bepipe(s.emu, ["--http", "127.0.0.1:0"])
         port = listen_port(b.stderr)
-        s.emu.publish(path)
+        # the first 1,000 now; the rest once the table is paused, which must then stay in
+        # Pub/Sub: pulling waits while a destination refuses
+        with open(path, "rb") as f:
+            lines = f.readlines()
+        first, rest = path + ".1", path + ".2"
+        with open(first, "wb") as f:
+            f.writelines(lines[:1000])
+        with open(rest, "wb") as f:
+            f.writelines(lines[1000:])
+        s.emu.publish(first)
         seen, end = None, time.time() + 30
         while time.time() < end and not seen:
             st, _, body = http(port, "/readyz")
@@ -159,3 +190,22 @@ def bucket_refusing_past_the_grace_stops_as_before():
         check("the archive cannot be written" in b.stderr(), "says why:\n" + b.stderr()[-1500:])
         st = s.emu.sub_state()
         check_eq(st["backlog"] + st["outstanding"], 200, f"nothing acked: {st}")
+
+
+@case
+def file_input_ending_while_a_table_is_paused_waits_for_it():
+    # a file source has no redelivery: its drain (at the end of the file) must keep trying a
+    # paused table for drain_seconds, not drop the held rows
+    with cloud.Scenario() as s:
+        path, expect, raw = cloud.corpus(s.tmp, 600, seed=77, invalid=0)
+        rule = s.emu.fault({"op": INSERT, "path": "/order_events/insertAll", "status": 403,
+                            "reason": "quotaExceeded", "count": -1})["rules"][0]
+        b = cloud.Bepipe(s.emu, ["--input", path, "--set", "drain_seconds=60"])
+        b.wait_log("draining (end of input)")
+        time.sleep(2)
+        check(b.p.poll() is None, "the drain waits for the paused table")
+        s.emu.admin("DELETE", f"/_emulator/faults/{rule['id']}")
+        check_eq(b.wait_exit(60), 0, "exit code:\n" + b.stderr()[-1500:])
+        for t in cloud.TABLES:
+            check_eq(len(s.emu.rows(t)), expect["rows"][t], "rows in " + t)
+        check_eq(stages(s.emu).get("insert", 0), 0, "no dead letter")

@@ -443,3 +443,21 @@ def script_slow_batch_on_pubsub_runs_in_slices_and_acks_everything():
               b.stderr()[-1500:])
         st = s.emu.sub_state()
         check_eq((st["backlog"], st["outstanding"]), (0, 0), "every message acked")
+
+
+@case
+def script_slow_batch_from_a_file_is_stored_whole_at_the_end_of_input():
+    # the end of the file comes while the rest of a cut batch waits: the drain runs it and
+    # flushes its rows (a file has no redelivery)
+    with Tmp() as d:
+        p = scripts_with(d, SLOW, "sandbox = false,")
+        ev = os.path.join(d, "ev.ndjson")
+        out = os.path.join(d, "out")
+        events(ev, [5] * 20 + [1] * 30)
+        rc, err = finish(bepipe([p, "--input", ev, "--local-out", out, "--set",
+                                 "state_dir=" + os.path.join(d, "state")]), timeout=60)
+        check_eq(rc, 0, "exit code: " + err[-1500:])
+        check("ran past lua.batch_budget_ms" in err, "the batch was cut: " + err[-1500:])
+        check_eq(sorted(r["json"]["inventory_id"][-12:] for r in read_rows(out, "inventory_events")),
+                 ["%012d" % i for i in range(50)], "every event stored once")
+        check_eq(read_rows(out, "rejected_events"), [], "no dead letter")

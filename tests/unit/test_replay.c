@@ -72,6 +72,14 @@ selection_by_folder_hour(void **state)
     assert_int_equal(add(&l, &o, "gs://b/output/errors/", "output/errors/2025/03/01/12/e.json",
                          "1"), 0);
     assert_int_equal(l.n, 3);
+    /* so is quarantine/ (messages set aside: records, not events): only when asked for */
+    assert_int_equal(add(&l, &o, src, "output/quarantine/2025/03/01/12/quarantine_1.json", "1"),
+                     0);
+    assert_int_equal(l.n, 3);
+    assert_int_equal(l.dead_folder, 2);
+    assert_int_equal(add(&l, &o, "gs://b/output/quarantine", "output/quarantine/2025/03/01/12/"
+                         "quarantine_1.json", "1"), 0);
+    assert_int_equal(l.n, 4);
     bp_replay_list_free(&l);
 }
 
