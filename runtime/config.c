@@ -141,7 +141,8 @@ static const struct bp_opt options[] = {
       "their bytes fit this; beyond, the largest are finished (cloud: they are in memory)" },
     { "archive.max_uploads", NULL, INT(max_uploads), "32", 1, 1024,
       "cloud: archive uploads in flight at once; finished objects past it wait in memory, and "
-      "once those hold half of archive.max_open_bytes pulling pauses until uploads catch up" },
+      "once those hold a quarter of archive.max_open_bytes pulling pauses until uploads catch "
+      "up" },
     /* schema (issue 11) */
     { "schema.check", NULL, BOOL(schema_check), "1", 0, 1,
       "check every row against its table's schema before it is batched (0 = send rows "

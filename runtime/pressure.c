@@ -15,9 +15,9 @@
  * Finished objects of a cloud store wait in memory for an upload slot (archive.max_uploads,
  * store_cloud.c). Flow control alone bounds them only by max_outstanding_messages, and a
  * backfill spread over years makes an object per event or two: once the waiting objects' bytes
- * (plus QUEUED_OBJ_COST each) pass half the archive's budget, the queue is full and every
- * source pauses, Pub/Sub's pulls included (leases are still extended), until uploads bring it
- * back under. */
+ * (plus QUEUED_OBJ_COST each) pass QUEUE_SHARE of the archive's budget, the queue is full and
+ * every source pauses, Pub/Sub's pulls included (leases are still extended), until uploads
+ * bring it back under. */
 #include "rt.h"
 
 /* More requests than this in flight and a file source waits. */
@@ -36,6 +36,12 @@
  * archive's record of it and its ack slots, and the allocator's slack on each (~1 KB measured
  * on a backfill of one-line objects). */
 #define QUEUED_OBJ_COST 1024
+/* Share of archive.max_open_bytes that objects waiting for their upload may hold before sources
+ * pause. Every message waits in an open or a finished object until stored, so with
+ * max_outstanding_messages spread events this share is what keeps the objects held at once
+ * (and the peak RSS) well below one per outstanding message: a quarter (8 MB by default) let a
+ * 300,000-event backfill peak at <= 60 MB, a half at 64.5 MB. */
+#define QUEUE_SHARE 0.25
 
 /* Whether the objects a cloud store holds until uploaded fill their share of the budget. */
 static int
@@ -43,7 +49,8 @@ queue_full(const struct bp_rt *rt)
 {
     const struct bp_archive *a = &rt->archive;
     return rt->store->ops->objects_in_memory &&
-           a->bytes_finishing + a->in_flight * QUEUED_OBJ_COST > a->budget / 2;
+           (double)(a->bytes_finishing + a->in_flight * QUEUED_OBJ_COST) >
+               QUEUE_SHARE * (double)a->budget;
 }
 
 /* Whether pulling should wait: the upload queue is full, or a destination refuses for now (a
@@ -94,7 +101,7 @@ bp_rt_pressure(struct bp_rt *rt, struct bp_pressure *out)
     double max = (double)c->max_outstanding_messages;
 
     /* uploads hold their objects' bytes until answered: a file read faster than they go
-     * waits once they hold half the archive's budget again */
+     * waits once they hold their share of the archive's budget */
     out->sinks_busy = rt->tables.in_flight + a->in_flight > SINK_REQUESTS_MAX || queue_full(rt) ||
                       bp_batches_paused(&rt->tables) != NULL || bp_rt_deferred(rt);
     out->roll_age = (double)c->roll_seconds;

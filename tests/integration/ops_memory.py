@@ -77,7 +77,7 @@ def memory_spread_backfill_bounded_and_nothing_lost():
         check_eq(s.emu.publish(path), 30000, "published")
         b = cloud.Bepipe(s.emu)
         try:
-            cloud.wait_drained(s.emu, 30000, [b], timeout=240)
+            cloud.wait_drained(s.emu, 30000, [b], timeout=480)
         except BaseException:
             b.p.kill()      # main's thousands of connections can stall the emulator itself
             b.p.wait()
