@@ -1,6 +1,7 @@
 /* guard.c - the runtime's side of the script budgets (issue 8 item 4): starts the watchdog with
- * the suspects file, screens each batch for suspects before Lua sees it, and rebuilds the Lua
- * state after it hit lua.memory_mb. Loop thread only (the watchdog thread lives in watchdog.c). */
+ * the suspects file, screens each batch for suspects before Lua sees it, and tells the runtime
+ * when the Lua state hit lua.memory_mb (it rebuilds the state). Loop thread only (the watchdog
+ * thread lives in watchdog.c). */
 #include "guard.h"
 #include "log.h"
 #include "quarantine.h"
@@ -15,7 +16,6 @@
 
 struct bp_guard {
     struct bp_rt *rt;
-    ev_timer rebuild;         /* the state hit its memory cap: rebuild it from the loop */
     struct bp_quarantine *q;
     struct bp_watchdog *w;
     bp_msg_t *msgs;           /* a screened batch: the messages Lua may see */
@@ -23,21 +23,6 @@ struct bp_guard {
     size_t cap;
     double next_refresh;      /* loop time of the next look at the suspects file */
 };
-
-/* The state hit lua.memory_mb: a fresh one from the same scripts (a reload, which re-binds the
- * routes; the old state goes on if that fails). */
-static void
-on_rebuild(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    struct bp_rt *rt = ev_userdata(loop);
-    (void)w;
-    (void)revents;
-    if (!bp_lua_host_memory_hit(rt->host))
-        return;
-    bp_log(BP_LOG_WARN, "lua", "the Lua state hit lua.memory_mb=%ld; rebuilding it",
-           rt->cfg.lua_memory_mb);
-    (void)bp_rt_rebuild(rt);
-}
 
 /* Opens the suspects file and starts the watchdog (lua.budget_ms > 0). A state_dir that cannot
  * be made is logged and the process runs on without suspects (a read-only file system must not
@@ -49,7 +34,6 @@ bp_guard_start(struct bp_rt *rt, char *err, size_t errlen)
     struct bp_guard *g = bp_xcalloc(1, sizeof(*g));
     rt->guard = g;
     g->rt = rt;
-    ev_timer_init(&g->rebuild, on_rebuild, 0., 0.);
     if (rt->cfg.state_dir)
         snprintf(dir, sizeof(dir), "%s", rt->cfg.state_dir);
     else
@@ -75,8 +59,6 @@ bp_guard_free(struct bp_guard *g)
 {
     if (!g)
         return;
-    if (g->rt->loop)
-        ev_timer_stop(g->rt->loop, &g->rebuild);
     bp_watchdog_free(g->w);
     bp_quarantine_free(g->q);
     free(g->msgs);
@@ -170,13 +152,10 @@ bp_guard_disarm(struct bp_rt *rt, size_t n)
     return ran <= n ? ran : n;
 }
 
-/* After the batch is dispatched: a state that hit its memory cap is rebuilt, from the loop
- * (on_rebuild) and not here: a source may still hold strings of the old state (a Pub/Sub pull
- * reply lives in it until all its batches are done). */
-void
-bp_guard_check_memory(struct bp_rt *rt)
+/* After the batch is dispatched: returns 1 when the guard runs and the state hit its memory cap
+ * (lua.memory_mb), so that the runtime rebuilds it (bp_rt_rebuild_soon), else 0. */
+int
+bp_guard_check_memory(const struct bp_rt *rt)
 {
-    struct bp_guard *g = rt->guard;
-    if (g && bp_lua_host_memory_hit(rt->host) && !ev_is_active(&g->rebuild))
-        ev_timer_start(rt->loop, &g->rebuild);
+    return rt->guard && bp_lua_host_memory_hit(rt->host);
 }

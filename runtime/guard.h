@@ -15,7 +15,7 @@ size_t bp_guard_screen(struct bp_rt *rt, const bp_msg_t **msgs, const uint32_t *
                        int *rc);
 void bp_guard_arm(struct bp_rt *rt, bp_batch_t *b);
 size_t bp_guard_disarm(struct bp_rt *rt, size_t n);
-void bp_guard_check_memory(struct bp_rt *rt);
+int bp_guard_check_memory(const struct bp_rt *rt) BP_WUR;
 struct bp_quarantine *bp_guard_quarantine(struct bp_rt *rt);
 
 #endif

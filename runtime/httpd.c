@@ -17,7 +17,6 @@
 #include "httpd.h"
 #include "log.h"
 #include "metrics.h"
-#include "rt.h"
 #include "timefmt.h"
 
 #include <microhttpd.h>
@@ -35,7 +34,7 @@
 #define METRICS_MAX (16 * 1024 * 1024)   /* an exposition larger than this is refused */
 
 struct bp_httpd {
-    struct bp_rt *rt;
+    struct bp_httpd_ops ops;
     struct ev_loop *loop;
     struct MHD_Daemon *d;
     ev_io io;               /* MHD's epoll fd */
@@ -121,7 +120,7 @@ metrics(struct bp_httpd *h, struct MHD_Connection *conn)
 {
     bp_buf_t b;
     bp_buf_init(&b, METRICS_MAX);
-    if (bp_metrics_render(h->rt, &b) != 0) {
+    if (h->ops.render_metrics(h->ops.ctx, &b) != 0) {
         bp_buf_free(&b);
         bp_log(BP_LOG_ERROR, "httpd", "/metrics larger than %d bytes; not served", METRICS_MAX);
         return text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, "exposition too large\n");
@@ -135,17 +134,18 @@ static enum MHD_Result
 reload(struct bp_httpd *h, struct MHD_Connection *conn)
 {
     char err[4096];
-    if (bp_rt_draining(h->rt))
+    if (h->ops.draining(h->ops.ctx))
         return text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, NULL, "draining: no reload\n");
-    bp_log(BP_LOG_INFO, "httpd", "POST /reload: reloading %s", h->rt->pipeline_path);
-    int rc = bp_rt_reload_err(h->rt, err, sizeof(err));
+    bp_log(BP_LOG_INFO, "httpd", "POST /reload: reloading %s", h->ops.pipeline);
+    int rc = h->ops.reload(h->ops.ctx, err, sizeof(err));
+    int gen = h->ops.generation(h->ops.ctx);
     if (rc < 0)
         return text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL,
-                    "reload failed, generation %d keeps running: %s\n", h->rt->generation, err);
+                    "reload failed, generation %d keeps running: %s\n", gen, err);
     if (rc > 0)     /* --update-tables: the swap waits for the tables' patch */
         return text(conn, MHD_HTTP_ACCEPTED, NULL, "reload accepted: generation %d runs once "
-                    "its tables are patched (see the log)\n", h->rt->generation + 1);
-    return text(conn, MHD_HTTP_OK, NULL, "reloaded: generation %d\n", h->rt->generation);
+                    "its tables are patched (see the log)\n", gen + 1);
+    return text(conn, MHD_HTTP_OK, NULL, "reloaded: generation %d\n", gen);
 }
 
 static int
@@ -176,7 +176,7 @@ route(struct bp_httpd *h, struct MHD_Connection *conn, const char *url, const ch
     /* answered from the loop itself: a loop that is stuck cannot answer, which is the signal */
     if (strcmp(url, "/healthz") == 0)
         return text(conn, MHD_HTTP_OK, NULL, "ok\n");
-    if (bp_rt_ready(h->rt, why, sizeof(why)))
+    if (h->ops.ready(h->ops.ctx, why, sizeof(why)))
         return text(conn, MHD_HTTP_OK, NULL, "ready\n");
     return text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, NULL, "not ready: %s\n", why);
 }
@@ -277,14 +277,15 @@ bp_httpd_parse_addr(const char *addr, struct sockaddr_storage *ss, int *is_v6, c
 /* Starts the daemon in external epoll mode and hooks its epoll fd and timeout into loop; logs
  * the port. Returns the listener, or NULL with err set. */
 struct bp_httpd *
-bp_httpd_new(struct bp_rt *rt, struct ev_loop *loop, const char *addr, char *err, size_t errlen)
+bp_httpd_new(const struct bp_httpd_ops *ops, struct ev_loop *loop, const char *addr, char *err,
+             size_t errlen)
 {
     struct sockaddr_storage ss;
     int v6;
     if (bp_httpd_parse_addr(addr, &ss, &v6, err, errlen) != 0)
         return NULL;
     struct bp_httpd *h = bp_xcalloc(1, sizeof(*h));
-    h->rt = rt;
+    h->ops = *ops;
     h->loop = loop;
     uint16_t port = ntohs(v6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                              : ((struct sockaddr_in *)&ss)->sin_port);

@@ -1,11 +1,8 @@
 /* metrics.c - /metrics: the counters the runtime, its source, its sinks and its API layers
- * already keep, written as Prometheus text format 0.0.4. Nothing here counts on the hot path
- * except the two histograms; a scrape reads the counters where they live. */
+ * already keep, written as Prometheus text format 0.0.4 from a snapshot the runtime fills
+ * (rt_metrics.c). Nothing here counts on the hot path except the two histograms. */
 #include "metrics.h"
 #include "dispatch.h"
-#include "log.h"
-#include "rt.h"
-#include "timefmt.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -140,17 +137,10 @@ bp_metrics_hist(bp_buf_t *b, const char *name, const char *help, const struct bp
 
 /* The runtime's histograms get their buckets (before anything can observe into them). */
 void
-bp_metrics_init(struct bp_rt *rt)
+bp_metrics_hists_init(struct bp_hist *ack_latency, struct bp_hist *batch_seconds)
 {
-    bp_hist_init(&rt->stats.ack_latency, ack_bounds, BP_ARRAY_LEN(ack_bounds));
-    bp_hist_init(&rt->stats.batch_seconds, batch_bounds, BP_ARRAY_LEN(batch_bounds));
-}
-
-/* Called by the Pub/Sub source per acked message (source.h). */
-void
-bp_rt_observe_ack_latency(struct bp_rt *rt, double seconds)
-{
-    bp_hist_observe(&rt->stats.ack_latency, seconds);
+    bp_hist_init(ack_latency, ack_bounds, BP_ARRAY_LEN(ack_bounds));
+    bp_hist_init(batch_seconds, batch_bounds, BP_ARRAY_LEN(batch_bounds));
 }
 
 /* A family with a single unlabelled sample. */
@@ -174,42 +164,36 @@ one_l(bp_buf_t *b, const char *name, const char *type, const char *help, const c
 }
 
 static int
-render_process(struct bp_rt *rt, bp_buf_t *b)
+render_process(const struct bp_metrics_snapshot *m, bp_buf_t *b)
 {
-    char why[256];
     int rc = one_l(b, "bepipe_build_info", "gauge", "Always 1; the label is the version.",
                    "version", BP_VERSION, 1);
     rc |= one(b, "bepipe_start_time_seconds", "gauge", "Start of this process, Unix time.",
-              bp_time_now() - (bp_time_mono() - rt->started_at));
-    rc |= one(b, "bepipe_ready", "gauge", "1 when /readyz answers 200.",
-              bp_rt_ready(rt, why, sizeof(why)));
+              m->start_time);
+    rc |= one(b, "bepipe_ready", "gauge", "1 when /readyz answers 200.", m->ready);
     rc |= one(b, "bepipe_script_generation", "gauge",
               "Generation of the loaded scripts (1 at start, +1 per successful reload).",
-              rt->generation);
+              m->generation);
     struct bp_label ok = { "result", "ok" }, failed = { "result", "failed" };
     rc |= bp_metrics_family(b, "bepipe_reloads_total", "counter",
                             "Script reloads (SIGHUP or POST /reload) by result.");
-    rc |= bp_metrics_sample(b, "bepipe_reloads_total", &ok, 1, rt->stats.reloads);
-    rc |= bp_metrics_sample(b, "bepipe_reloads_total", &failed, 1, rt->stats.reload_failures);
+    rc |= bp_metrics_sample(b, "bepipe_reloads_total", &ok, 1, m->reloads);
+    rc |= bp_metrics_sample(b, "bepipe_reloads_total", &failed, 1, m->reload_failures);
     rc |= one(b, "bepipe_lua_memory_bytes", "gauge", "Memory of the Lua state.",
-              rt->host ? (double)bp_lua_host_memory(rt->host) : 0);
+              (double)m->lua_memory);
     rc |= one(b, "bepipe_log_lines_dropped_total", "counter",
               "Log lines stderr refused (a closed pipe, a full disk): dropped, not fatal.",
-              (double)bp_log_dropped());
+              m->log_lines_dropped);
     return rc ? -1 : 0;
 }
 
 static int
-render_source(struct bp_rt *rt, bp_buf_t *b)
+render_source(const struct bp_metrics_snapshot *m, bp_buf_t *b)
 {
-    struct bp_source_stats ss;
-    memset(&ss, 0, sizeof(ss));
-    if (rt->source && rt->source->ops->stats)
-        rt->source->ops->stats(rt->source, &ss);
-    size_t outstanding = rt->source && rt->source->ops->outstanding
-                             ? rt->source->ops->outstanding(rt->source) : 0;
+    const struct bp_source_stats ss = m->source;
+    size_t outstanding = m->outstanding;
     int rc = one(b, "bepipe_messages_read_total", "counter",
-                 "Messages handed to the pipeline (pulled, or lines of --input).", rt->stats.read);
+                 "Messages handed to the pipeline (pulled, or lines of --input).", m->read);
     rc |= one(b, "bepipe_messages_pulled_total", "counter", "Messages received from Pub/Sub.",
               ss.pulled);
     rc |= one(b, "bepipe_messages_acked_total", "counter",
@@ -235,50 +219,50 @@ render_source(struct bp_rt *rt, bp_buf_t *b)
 }
 
 static int
-render_sinks(struct bp_rt *rt, bp_buf_t *b)
+render_sinks(const struct bp_metrics_snapshot *m, bp_buf_t *b)
 {
     int rc = bp_metrics_family(b, "bepipe_rows_inserted_total", "counter",
                                "Rows the table's store accepted (insertAll or local file).");
-    for (size_t i = 0; i < rt->tables.n; i++) {
-        struct bp_label l = { "table", rt->tables.v[i]->table };
+    for (size_t i = 0; i < m->ntables; i++) {
+        struct bp_label l = { "table", m->tables[i].table };
         rc |= bp_metrics_sample(b, "bepipe_rows_inserted_total", &l, 1,
-                                rt->tables.v[i]->rows_stored);
+                                m->tables[i].rows_stored);
     }
     rc |= bp_metrics_family(b, "bepipe_rows_rejected_total", "counter",
                             "Rows BigQuery refused in insertErrors.");
-    for (size_t i = 0; i < rt->tables.n; i++) {
-        struct bp_label l = { "table", rt->tables.v[i]->table };
+    for (size_t i = 0; i < m->ntables; i++) {
+        struct bp_label l = { "table", m->tables[i].table };
         rc |= bp_metrics_sample(b, "bepipe_rows_rejected_total", &l, 1,
-                                rt->tables.v[i]->rows_rejected);
+                                m->tables[i].rows_rejected);
     }
     rc |= one(b, "bepipe_insert_failures_total", "counter",
               "insertAll requests that failed after retries (their messages are nacked).",
-              rt->tables.failures);
+              m->insert_failures);
     rc |= bp_metrics_family(b, "bepipe_dead_letters_total", "counter",
                             "Events sent to the dead letter, by stage.");
     for (int s = BP_STAGE_PARSE; s <= BP_STAGE_SCHEMA; s++) {
         struct bp_label l = { "stage", bp_stage_names[s] };
-        rc |= bp_metrics_sample(b, "bepipe_dead_letters_total", &l, 1, rt->stats.dead[s]);
+        rc |= bp_metrics_sample(b, "bepipe_dead_letters_total", &l, 1, m->dead[s]);
     }
     rc |= one(b, "bepipe_archive_objects_total", "counter", "Archive objects stored.",
-              rt->archive.objects_done);
+              m->archive.objects);
     rc |= one(b, "bepipe_archive_lines_total", "counter", "Raw lines in stored archive objects.",
-              rt->archive.lines_done);
+              m->archive.lines);
     rc |= one(b, "bepipe_archive_bytes_total", "counter", "Bytes of stored archive objects.",
-              (double)rt->archive.bytes_done);
+              (double)m->archive.bytes);
     rc |= one(b, "bepipe_archive_failures_total", "counter",
-              "Archive objects not stored (their messages are nacked).", rt->archive.failures);
+              "Archive objects not stored (their messages are nacked).", m->archive.failures);
     rc |= one(b, "bepipe_archive_lines_compacted_total", "counter",
-              "Multi-line JSON payloads archived as one line.", rt->archive.lines_compacted);
+              "Multi-line JSON payloads archived as one line.", m->archive.lines_compacted);
     rc |= one(b, "bepipe_archive_lines_raw_total", "counter",
               "Payloads archived base64-encoded ({\"bepipe_raw_b64\":...}).",
-              rt->archive.lines_raw);
+              m->archive.lines_raw);
     rc |= one(b, "bepipe_archive_redelivered_total", "counter",
               "Redelivered messages not archived again (their line is stored).",
-              rt->archive.dedup_skipped);
+              m->archive.redelivered);
     rc |= one(b, "bepipe_quarantined_total", "counter",
               "Messages whose dead letter was refused until dead_letter.max_attempts, set aside "
-              "under quarantine/ in the archive and acked.", rt->stats.quarantined);
+              "under quarantine/ in the archive and acked.", m->quarantined);
     return rc ? -1 : 0;
 }
 
@@ -291,20 +275,8 @@ code_label(char *out, size_t outlen, int code)
         snprintf(out, outlen, "%d", code);
 }
 
-/* Both API layers (with and without a token) add up: callers see one set of APIs. */
-static unsigned long
-api_sum(struct bp_rt *rt, int kind, int code)
-{
-    unsigned long n = 0;
-    if (rt->api_auth)
-        n += bp_api_http_count(rt->api_auth, kind, code);
-    if (rt->api_plain)
-        n += bp_api_http_count(rt->api_plain, kind, code);
-    return n;
-}
-
 static int
-render_http(struct bp_rt *rt, bp_buf_t *b)
+render_http(const struct bp_metrics_snapshot *m, bp_buf_t *b)
 {
     char code[16];
     int rc = bp_metrics_family(b, "bepipe_http_requests_total", "counter",
@@ -312,22 +284,14 @@ render_http(struct bp_rt *rt, bp_buf_t *b)
                                "attempt; code none = no answer: timeout, reset, refused).");
     for (int k = 0; k < BP_API_KINDS; k++)
         for (int c = 0; c < BP_API_CODES; c++) {
-            unsigned long n = api_sum(rt, k, c);
+            unsigned long n = m->http[k][c];
             if (!n)
                 continue;
             code_label(code, sizeof(code), c);
             struct bp_label l[2] = { { "api", bp_api_kind_names[k] }, { "code", code } };
             rc |= bp_metrics_sample(b, "bepipe_http_requests_total", l, 2, n);
         }
-    struct bp_api_stats st = { 0 };
-    const struct bp_api *apis[2] = { rt->api_auth, rt->api_plain };
-    for (int i = 0; i < 2; i++)
-        if (apis[i]) {
-            st.retries += bp_api_stats(apis[i])->retries;
-            st.failures += bp_api_stats(apis[i])->failures;
-            st.token_refreshes += bp_api_stats(apis[i])->token_refreshes;
-            st.token_failures += bp_api_stats(apis[i])->token_failures;
-        }
+    const struct bp_api_stats st = m->api;
     rc |= one(b, "bepipe_api_retries_total", "counter", "API call attempts that were retried.",
               st.retries);
     rc |= one(b, "bepipe_api_failures_total", "counter",
@@ -342,17 +306,17 @@ render_http(struct bp_rt *rt, bp_buf_t *b)
 
 /* Everything /metrics shows, in a fixed order of families. Returns 0, or -1 when out is full. */
 int
-bp_metrics_render(struct bp_rt *rt, bp_buf_t *out)
+bp_metrics_render(const struct bp_metrics_snapshot *m, bp_buf_t *out)
 {
-    int rc = render_process(rt, out);
-    rc |= render_source(rt, out);
-    rc |= render_sinks(rt, out);
-    rc |= render_http(rt, out);
+    int rc = render_process(m, out);
+    rc |= render_source(m, out);
+    rc |= render_sinks(m, out);
+    rc |= render_http(m, out);
     rc |= bp_metrics_hist(out, "bepipe_ack_latency_seconds",
                           "Seconds from a message's pull to its ack (every destination had it).",
-                          &rt->stats.ack_latency);
+                          &m->ack_latency);
     rc |= bp_metrics_hist(out, "bepipe_batch_duration_seconds",
                           "Seconds of one batch: the Lua call and the dispatch to the sinks.",
-                          &rt->stats.batch_seconds);
+                          &m->batch_seconds);
     return rc ? -1 : 0;
 }

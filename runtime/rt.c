@@ -63,7 +63,7 @@ bp_rt_new(const char *pipeline_path, const char *lib_dir, const struct bp_kv *ov
           size_t noverrides, char *err, size_t errlen)
 {
     struct bp_rt *rt = bp_xcalloc(1, sizeof(*rt));
-    bp_metrics_init(rt);
+    bp_metrics_hists_init(&rt->stats.ack_latency, &rt->stats.batch_seconds);
     rt->pipeline_path = bp_xstrdup(pipeline_path);
     rt->lib_dir = bp_xstrdup(lib_dir);
     rt->overrides = bp_xcalloc(noverrides ? noverrides : 1, sizeof(*rt->overrides));
@@ -117,6 +117,8 @@ bp_rt_free(struct bp_rt *rt)
     if (rt->store)
         rt->store->ops->destroy(rt->store);
     bp_guard_free(rt->guard);   /* its thread may look at the host: stop it first */
+    if (rt->loop && ev_is_active(&rt->rebuild))
+        ev_timer_stop(rt->loop, &rt->rebuild);
     bp_lua_host_free(rt->host);
     bp_config_free(&rt->cfg);
     for (size_t i = 0; i < rt->noverrides; i++) {
@@ -192,14 +194,16 @@ bp_rt_process(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots, siz
             if (rc != 0)
                 return -1;
         }
-        bp_guard_check_memory(rt);
+        if (bp_guard_check_memory(rt))
+            bp_rt_rebuild_soon(rt);
         return 0;
     }
     int rc = bp_dispatch_batch(rt, msgs, slots, rt->results, n, b->out, b->out_len);
     double secs = bp_time_mono() - t0;
     rt->stats.batch_secs[rt->stats.batches++ % BP_LAT_SAMPLES] = secs;
     bp_hist_observe(&rt->stats.batch_seconds, secs);
-    bp_guard_check_memory(rt);   /* past its memory cap: the state is rebuilt from the loop */
+    if (bp_guard_check_memory(rt))  /* past its memory cap: the state is rebuilt from the loop */
+        bp_rt_rebuild_soon(rt);
     return rc;
 }
 
@@ -626,9 +630,9 @@ bp_rt_start(struct bp_rt *rt, char *err, size_t errlen)
         return -1;
     /* the listener before the preflight and the source, so /healthz answers while they run
      * and /readyz says what holds the pipeline back */
-    if (c->http_listen && !(rt->httpd = bp_httpd_new(rt, rt->loop, http_address(rt, c->http_listen,
-                                                                                 addr, sizeof(addr)),
-                                                     err, errlen)))
+    if (c->http_listen &&
+        !(rt->httpd = bp_rt_httpd_new(rt, http_address(rt, c->http_listen, addr, sizeof(addr)),
+                                      err, errlen)))
         return -1;
     if (preflight(rt, err, errlen) != 0)
         return -1;

@@ -125,6 +125,7 @@ struct bp_rt {
     char *not_ready;            /* bp_rt_set_ready(rt, 0, why): e.g. preflight not passed yet */
     char *failing;              /* bp_rt_set_unready_reason: a destination failing for good */
     struct bp_guard *guard;
+    ev_timer rebuild;           /* the Lua state hit its memory cap (bp_rt_rebuild_soon) */
     int worker_index;           /* --workers: 0..N-1; the HTTP listener's port moves by it */     /* script time budget, suspects, memory cap (guard.c) */
     int workers;                /* --workers N (0 or 1: one process) */
 
@@ -177,6 +178,10 @@ int bp_rt_dead_refused(void *rt, const char *table, const char *entry, size_t le
 /* A reload swapped in at once, without any table call (the memory cap's rebuild: the state
  * must go now; the live schemas in force stay). */
 int bp_rt_rebuild(struct bp_rt *rt);
+/* The same from the loop, soon, and not at once: a source may still hold strings of the old
+ * state (a Pub/Sub pull reply lives in it until all its batches are done). Called after a batch
+ * when bp_guard_check_memory says so; once while one is pending. */
+void bp_rt_rebuild_soon(struct bp_rt *rt);
 
 /* rt_tables.c: starts the sync of h's tables with BigQuery (tables.get, and with
  * --update-tables or --create-tables the patch of every DDL table), done(rt, ...) later from
@@ -222,6 +227,11 @@ void bp_rt_pressure_tick(struct bp_rt *rt);
 void bp_rt_set_ready(struct bp_rt *rt, int ready, const char *why);
 void bp_rt_set_unready_reason(struct bp_rt *rt, const char *why);
 int bp_rt_ready(const struct bp_rt *rt, char *why, size_t whylen);
+
+/* rt_metrics.c: the snapshot /metrics writes (out->tables is allocated: free() it), and the
+ * HTTP listener on addr answering from rt's loop (NULL with err set). */
+void bp_rt_metrics_snapshot(struct bp_rt *rt, struct bp_metrics_snapshot *out);
+struct bp_httpd *bp_rt_httpd_new(struct bp_rt *rt, const char *addr, char *err, size_t errlen);
 
 /* stats.c */
 void bp_rt_stats_start(struct bp_rt *rt);

@@ -222,6 +222,31 @@ bp_rt_rebuild(struct bp_rt *rt)
     return reload(rt, 0, err, sizeof(err));
 }
 
+/* The state hit lua.memory_mb: a fresh one from the same scripts (a reload, which re-binds the
+ * routes; the old state goes on if that fails). */
+static void
+on_rebuild(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct bp_rt *rt = ev_userdata(loop);
+    (void)w;
+    (void)revents;
+    if (!bp_lua_host_memory_hit(rt->host))
+        return;
+    bp_log(BP_LOG_WARN, "lua", "the Lua state hit lua.memory_mb=%ld; rebuilding it",
+           rt->cfg.lua_memory_mb);
+    (void)bp_rt_rebuild(rt);
+}
+
+/* See rt.h. */
+void
+bp_rt_rebuild_soon(struct bp_rt *rt)
+{
+    if (ev_is_active(&rt->rebuild))
+        return;
+    ev_timer_init(&rt->rebuild, on_rebuild, 0., 0.);
+    ev_timer_start(rt->loop, &rt->rebuild);
+}
+
 /* SIGHUP's reload: the reason of a failure goes to the log only. */
 int
 bp_rt_reload(struct bp_rt *rt)
