@@ -531,16 +531,32 @@ bp_config_diff_log(const struct bp_config *a, const struct bp_config *b)
 /* The folder of this pipeline's own state under base: "<base>/<file name without .lua>-<12 hex
  * digits of the SHA-256 of its absolute path>". Two pipelines on one machine never share a
  * suspects file (a message one pipeline's scripts choke on may be fine for another's), while
- * the workers and restarts of one pipeline do. Returns 0, or -1 with err set. */
+ * the workers and restarts of one pipeline do. The absolute path is the file's folder resolved
+ * and the file's name as given, the file itself not followed: a Kubernetes ConfigMap mounts it
+ * as a symlink into a folder renamed at every update of the map, which the state must outlive.
+ * Returns 0, or -1 with err set. */
 static int
 pipeline_state_dir(const char *base, const char *pipeline_path, char **out, char *err,
                    size_t errlen)
 {
-    char abs[PATH_MAX + 1], hex[2 * SHA256_DIGEST_LENGTH + 1];
+    char abs[PATH_MAX + 1], dir[PATH_MAX + 1], hex[2 * SHA256_DIGEST_LENGTH + 1];
     unsigned char md[SHA256_DIGEST_LENGTH];
     unsigned int mdlen = 0;
-    if (!realpath(pipeline_path, abs)) {
+    const char *slash = strrchr(pipeline_path, '/'), *file = slash ? slash + 1 : pipeline_path;
+    size_t dlen = !slash ? 1 : slash == pipeline_path ? 1 : (size_t)(slash - pipeline_path);
+    if (dlen > PATH_MAX || !*file) {
+        snprintf(err, errlen, "%s: not a file's path", pipeline_path);
+        return -1;
+    }
+    snprintf(dir, sizeof(dir), "%.*s", (int)dlen, slash ? pipeline_path : ".");
+    if (!realpath(dir, abs)) {
         snprintf(err, errlen, "%s: %s", pipeline_path, strerror(errno));
+        return -1;
+    }
+    size_t alen = strlen(abs);
+    int w = snprintf(abs + alen, sizeof(abs) - alen, "%s%s", alen == 1 ? "" : "/", file);
+    if (w < 0 || (size_t)w >= sizeof(abs) - alen) {
+        snprintf(err, errlen, "%s: the path is too long", pipeline_path);
         return -1;
     }
     if (EVP_Digest(abs, strlen(abs), md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen < 6) {

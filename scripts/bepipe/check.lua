@@ -447,7 +447,13 @@ function M.describe(v)
     end
     if t == "number" then
         if v ~= v then return "number NaN" end
-        return "number " .. tostring(v)
+        -- tostring stops at 14 significant digits: the shortest of 14 to 17 that reads back
+        local s = tostring(v)
+        for p = 15, 17 do
+            if tonumber(s) == v then break end
+            s = format("%." .. p .. "g", v)
+        end
+        return "number " .. s
     end
     if is_int64(v) then
         return "number " .. int64.text(v)

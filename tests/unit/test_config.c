@@ -334,6 +334,39 @@ state_dir_is_per_pipeline(void **state)
     snprintf(xdg, sizeof(xdg), "%s/state/bepipe-lua/a-", tmp);
     assert_true(strncmp(da, xdg, strlen(xdg)) == 0);
     assert_int_equal(strlen(da), strlen(xdg) + 12);
+    /* a Kubernetes ConfigMap mounts pipeline.lua as a symlink through ..data into a folder
+     * named after each update of the map: its state must outlive the updates */
+    char cm[160], v1[200], v2[200], link[200], data[200], tmpl[200];
+    snprintf(cm, sizeof(cm), "%s/cm", tmp);
+    snprintf(v1, sizeof(v1), "%s/..2026_12_07_11_00_00.1", cm);
+    snprintf(v2, sizeof(v2), "%s/..2026_12_07_12_00_00.2", cm);
+    snprintf(data, sizeof(data), "%s/..data", cm);
+    snprintf(tmpl, sizeof(tmpl), "%s/..data_tmp", cm);
+    snprintf(link, sizeof(link), "%s/pipeline.lua", cm);
+    assert_int_equal(mkdir(cm, 0700), 0);
+    assert_int_equal(mkdir(v1, 0700), 0);
+    assert_int_equal(mkdir(v2, 0700), 0);
+    char f1[240], f2[240];
+    snprintf(f1, sizeof(f1), "%s/pipeline.lua", v1);
+    snprintf(f2, sizeof(f2), "%s/pipeline.lua", v2);
+    fclose(fopen(f1, "w"));
+    fclose(fopen(f2, "w"));
+    assert_int_equal(symlink("..2026_12_07_11_00_00.1", data), 0);
+    assert_int_equal(symlink("..data/pipeline.lua", link), 0);
+    char *before = state_dir_of(link, NULL);
+    assert_int_equal(symlink("..2026_12_07_12_00_00.2", tmpl), 0);
+    assert_int_equal(rename(tmpl, data), 0);    /* the kubelet's atomic update */
+    char *after = state_dir_of(link, NULL);
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+    unlink(link);
+    unlink(data);
+    unlink(f1);
+    unlink(f2);
+    rmdir(v1);
+    rmdir(v2);
+    rmdir(cm);
     free(da);
     free(db);
     free(da2);

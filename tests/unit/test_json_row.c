@@ -191,8 +191,11 @@ reference(double v, char *out, size_t size)
     for (int p = 1; p <= 17; p++) {
         snprintf(out, size, "%.*g", p, v);
         if (strtod(out, NULL) == v)
-            return;
+            break;
     }
+    /* past 2^53, bare digits would pass for an exact integer: a double's get ".0" */
+    if (fabs(v) > 9007199254740992.0 && !strpbrk(out, ".e"))
+        strncat(out, ".0", size - strlen(out) - 1);
 }
 
 static void
@@ -283,6 +286,23 @@ integers_past_2_53_are_written_exactly(void **st)
         number_text(L, &b, table[i][0], got, sizeof(got));
         if (strcmp(got, table[i][1]) != 0)
             fail_msg("%s: writer %s, want %s", table[i][0], got, table[i][1]);
+    }
+    /* a double past 2^53 may hold a rounded integer (12345678901234567.0 is the double
+     * 12345678901234568): never bare digits, which an INT64 column would take as exact */
+    static const char *const dbl[][2] = {
+        {"2^53 + 2", "9007199254740994.0"},
+        {"-(2^53 + 2)", "-9007199254740994.0"},
+        {"12345678901234567", "12345678901234568.0"},
+        {"99999999999999990", "9.999999999999998e+16"},
+        {"2^53", "9007199254740992"},    /* 2^53 itself is exact as a double */
+        {"1e16", "1e+16"},
+        {"1e17", "1e+17"},
+        {"2^63", "9.223372036854776e+18"},
+    };
+    for (size_t i = 0; i < sizeof(dbl) / sizeof(dbl[0]); i++) {
+        number_text(L, &b, dbl[i][0], got, sizeof(got));
+        if (strcmp(got, dbl[i][1]) != 0)
+            fail_msg("%s: writer %s, want %s", dbl[i][0], got, dbl[i][1]);
     }
     /* other cdata are not numbers */
     row_refused(L, &b, "{p=require('ffi').new('int[1]')}",
