@@ -92,6 +92,8 @@ bp_ps_call_new(struct bp_ps_calls *q, int kind, int deadline, char **ids, size_t
     c->ids = ids;
     c->n = n;
     c->serial = ++q->serial;
+    if (kind == BP_PS_ACK)
+        q->acking += n;
     ev_timer_init(&c->again, on_again, 0., 0.);
     c->again.data = c;
     c->next = q->head;
@@ -128,6 +130,8 @@ bp_ps_call_settle(struct bp_ps_call *c)
     if (c->next)
         c->next->prev = c->prev;
     q->n--;
+    if (c->kind == BP_PS_ACK)
+        q->acking -= c->n;
     ev_timer_stop(q->loop, &c->again);
     family_drop(c->family);
     ids_free(c->ids, c->n);
@@ -172,6 +176,8 @@ ids_split(struct bp_ps_call *c)
     }
     c->family->calls_left -= 2;
     size_t half = c->n / 2;
+    if (c->kind == BP_PS_ACK)
+        q->acking -= c->n - half;   /* they move to the second half's call */
     char **rest = bp_xcalloc(c->n - half, sizeof(*rest));
     memcpy(rest, c->ids + half, (c->n - half) * sizeof(*rest));
     struct bp_ps_call *k = call_child(c, rest, c->n - half);

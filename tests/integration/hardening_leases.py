@@ -217,3 +217,26 @@ def exactly_once_delivery_per_id_results():
         check(calls.get("calls", 0) <= 40, f"no split storm: {calls}")
         check("has exactly-once delivery" in b.stderr(), "the preflight says so:\n" +
               b.stderr()[-1500:])
+
+
+@case
+def stalled_acknowledge_bounds_what_is_pulled():
+    # acknowledge stalls (every request held 40 s) while the subscription holds 6,000 events and
+    # max_outstanding_messages is 500: main released a message's flow-control slot when its ack
+    # was queued, so pulling went on and every event was pulled, processed and held in
+    # unconfirmed acks (kept leased by extensions): the ids in flight grew with the backlog, not
+    # with the flow-control limit. Unconfirmed acks now count against a limit of their own
+    # (max_outstanding_messages): pulling pauses, and resumes once the acks are confirmed
+    with cloud.Scenario() as s:
+        path, expect, raw = cloud.corpus(s.tmp, 6000, seed=47)
+        s.emu.publish(path)
+        s.emu.fault({"op": "pubsub.subscriptions.acknowledge", "stall": 40, "count": -1})
+        b = cloud.Bepipe(s.emu, ["--set", "source.max_outstanding_messages=500"])
+        time.sleep(25)
+        during = rows_total(s.emu)
+        s.emu.clear_faults()
+        cloud.wait_drained(s.emu, 6000, [b], timeout=180)
+        check_eq(b.stop(), 0, "exit code")
+        print(f"  (rows while acks stalled: {during}; read={read_count(b)})")
+        check(during <= 1500, f"pulling paused while acks stalled: {during} rows of 6000")
+        cloud.verify(s.emu, expect, raw)
