@@ -643,6 +643,13 @@ ps_in_flight(struct bp_source *bs)
     return s->q.n + (size_t)s->pulls;
 }
 
+/* Acknowledged messages whose acknowledge call has not been settled (confirmed, or given up). */
+static size_t
+ps_acks_unconfirmed(struct bp_source *bs)
+{
+    return ((struct source_pubsub *)bs)->q.acking;
+}
+
 /* Nacks every message still outstanding (drain timeout), then sends the queued ids. */
 static void
 ps_nack_all(struct bp_source *bs)
@@ -716,6 +723,7 @@ static const struct bp_source_ops pubsub_ops = {
     .acked = ps_acked,
     .outstanding = ps_outstanding,
     .in_flight = ps_in_flight,
+    .acks_unconfirmed = ps_acks_unconfirmed,
     .resume = ps_resume,
     .stop = ps_stop,
     .nack_all = ps_nack_all,
