@@ -262,3 +262,29 @@ def drain_waits_for_a_slow_acknowledge():
         check_eq((st["backlog"], st["outstanding"]), (0, 0), "every message acked at exit")
         s.emu.clear_faults()
         cloud.verify(s.emu, expect, raw)
+
+
+@case
+def hostile_acknowledge_replies_are_cut_at_their_size():
+    # acknowledge and modifyAckDeadline answered 400 with an ErrorInfo naming 150,000 ids never
+    # sent (9 MB): main read each reply whole (up to 64 MB a call, every call in flight at once),
+    # peak RSS 325 MB for 306 messages; a reply is now cut past what the API sends for the ids
+    # of the request (the attempt fails: the ids are split or sent again as before)
+    with cloud.Scenario() as s:
+        path, expect, raw = cloud.corpus(s.tmp, 300, seed=51, invalid=0)
+        s.emu.publish(path)
+        body = json.dumps({"error": {"code": 400, "details": [{
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": "EXACTLY_ONCE_ACKID_FAILURE",
+            "metadata": {f"never-sent-{i:08d}": "PERMANENT_FAILURE_INVALID_ACK_ID"
+                         for i in range(150000)}}]}})
+        for op in ("acknowledge", "modifyAckDeadline"):
+            s.emu.fault({"op": f"pubsub.subscriptions.{op}", "status": 400, "body": body,
+                         "count": -1})
+        b = cloud.Bepipe(s.emu)
+        wait_rows(s.emu, 300, 60, b)
+        time.sleep(8)
+        check_eq(b.stop(timeout=90), 0, "exit code")
+        rss = int(re.search(r"peak_rss_kb=(\d+)", b.stderr()).group(1)) // 1024
+        print(f"  (peak RSS {rss} MB)")
+        check(rss < 100, f"peak RSS under 100 MB with hostile ack replies: {rss} MB")
