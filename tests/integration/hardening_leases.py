@@ -287,4 +287,5 @@ def hostile_acknowledge_replies_are_cut_at_their_size():
         check_eq(b.stop(timeout=90), 0, "exit code")
         rss = int(re.search(r"peak_rss_kb=(\d+)", b.stderr()).group(1)) // 1024
         print(f"  (peak RSS {rss} MB)")
-        check(rss < 100, f"peak RSS under 100 MB with hostile ack replies: {rss} MB")
+        cap = 200 if "asan" in local.BIN else 100   # ASan adds its own: 79 MB with the cut
+        check(rss < cap, f"peak RSS under {cap} MB with hostile ack replies: {rss} MB")
