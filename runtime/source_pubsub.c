@@ -147,12 +147,17 @@ flush_ids(struct source_pubsub *s)
     send_nacks(s);
 }
 
+/* Every 100 ms: the queued ids go out, and pulling resumes if it waited for acknowledges
+ * to be confirmed (start_pulls). */
 static void
 on_ack_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
+    struct source_pubsub *s = w->data;
     (void)loop;
     (void)revents;
-    flush_ids(w->data);
+    flush_ids(s);
+    if (!s->stopped)
+        start_pulls(s);
 }
 
 /* The deadline a nack of p asks for: 0 while draining (another worker takes it at once), else
@@ -562,14 +567,19 @@ on_pull_timer(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* Keeps max_pulls pulls in flight while flow control allows, the archive's uploads keep up
- * (bp_rt_pull_paused) and no backoff is running. */
+ * (bp_rt_pull_paused) and no backoff is running. Acknowledges not yet confirmed hold their
+ * ids (kept leased by extensions) but not their flow-control slots: while the acknowledge
+ * endpoint stalls, they may number max_outstanding_messages at most besides, or the ids in
+ * flight (and the extensions sent for them) would grow with the backlog; the ack timer
+ * resumes pulling once they are confirmed. */
 static void
 start_pulls(struct source_pubsub *s)
 {
     if (ev_is_active(&s->pull_timer))
         return;
     while (!s->stopped && s->pulls < s->max_pulls && s->outstanding + s->asked < s->max_msgs &&
-           s->outstanding_bytes < s->max_bytes && !bp_rt_pull_paused(s->rt)) {
+           s->outstanding_bytes < s->max_bytes && s->q.acking < s->max_msgs &&
+           !bp_rt_pull_paused(s->rt)) {
         /* what the pulls in flight may still bring counts against the room too, so that
          * outstanding messages never pass max_outstanding_messages */
         size_t room = s->max_msgs - s->outstanding - s->asked;
@@ -631,6 +641,13 @@ ps_in_flight(struct bp_source *bs)
 {
     struct source_pubsub *s = (struct source_pubsub *)bs;
     return s->q.n + (size_t)s->pulls;
+}
+
+/* Acknowledged messages whose acknowledge call has not been settled (confirmed, or given up). */
+static size_t
+ps_acks_unconfirmed(struct bp_source *bs)
+{
+    return ((struct source_pubsub *)bs)->q.acking;
 }
 
 /* Nacks every message still outstanding (drain timeout), then sends the queued ids. */
@@ -706,6 +723,7 @@ static const struct bp_source_ops pubsub_ops = {
     .acked = ps_acked,
     .outstanding = ps_outstanding,
     .in_flight = ps_in_flight,
+    .acks_unconfirmed = ps_acks_unconfirmed,
     .resume = ps_resume,
     .stop = ps_stop,
     .nack_all = ps_nack_all,
