@@ -35,6 +35,15 @@
  * storm. Shutdown nacks ask for 0: another worker takes the messages at once. */
 #define NACK_MIN 10.0
 #define NACK_MAX 600.0
+/* Nacks per message id, for subscriptions without a dead-letter policy (no deliveryAttempt): in
+ * a partial outage (one table failing while the others ack) the rounds since the last ack start
+ * again at every ack, so the failing table's messages need their own count to back off. A fixed
+ * table indexed by the id's hash: a collision only makes one message's next nack shorter. */
+#define NACK_SEEN 4096
+struct nack_seen {
+    uint64_t id_hash;
+    uint32_t nacks;
+};
 /* Pull replies in flight together hold at most this much memory: each pull's reply is capped at
  * its share, but never below REPLY_MIN, which holds one message of the API's 10 MB maximum
  * (13.4 MB as base64) with its attributes, so any message Pub/Sub accepts can be pulled. */
@@ -51,6 +60,7 @@ struct pmsg {
     uint32_t gen;                /* admissions into this slot: a lease extension's answer
                                   * finds its message by (slot, gen) */
     int attempt;                 /* Pub/Sub's deliveryAttempt, 0 when not known */
+    uint64_t id_hash;            /* of its message id: its nacks are counted by it (nack_seen) */
     double ext_at;               /* monotonic time an extension was sent: 0 none in flight,
                                   * HUGE_VAL the server refuses this id (never again) */
     uint8_t live;
@@ -97,6 +107,7 @@ struct source_pubsub {
     struct bp_backoff pull_backoff;   /* over the pulls in a row that brought nothing */
     ev_timer pull_timer;         /* its wait */
     unsigned nack_run;           /* rounds of nacks since the last ack (nack backoff) */
+    struct nack_seen nack_seen[NACK_SEEN];  /* nacks per message id (NACK_SEEN) */
     double nack_run_at;          /* monotonic time the current round began */
     struct bp_source_stats st;
     unsigned mono_iter;          /* the loop iteration mono was read in */
@@ -177,6 +188,15 @@ nack_seconds(struct source_pubsub *s, const struct pmsg *p)
     unsigned n = p->attempt > 1 ? (unsigned)p->attempt - 1 : 0;
     if (s->nack_run - 1 > n)
         n = s->nack_run - 1;
+    struct nack_seen *e = p->id_hash ? &s->nack_seen[p->id_hash % NACK_SEEN] : NULL;
+    if (e && e->id_hash != p->id_hash) {
+        e->id_hash = p->id_hash;
+        e->nacks = 0;
+    }
+    if (e && e->nacks > n)
+        n = e->nacks;
+    if (e && e->nacks < UINT32_MAX)
+        e->nacks++;
     double secs = ldexp(NACK_MIN, n < 16 ? (int)n : 16);
     return (int)(secs < NACK_MAX ? secs : NACK_MAX);
 }
@@ -195,6 +215,9 @@ ps_acked(struct bp_source *bs, uint32_t slot, int ok)
         idq_push(&s->acks, p->ack_id, p->deadline, -1);
         s->st.acked++;
         s->nack_run = 0;   /* the destinations work: the next failure starts short again */
+        struct nack_seen *e = &s->nack_seen[p->id_hash % NACK_SEEN];
+        if (p->id_hash && e->id_hash == p->id_hash)
+            e->nacks = 0;   /* its own count too */
         bp_rt_observe_ack_latency(s->rt, mono_now(s) - p->pulled_at);
     } else {
         idq_push(&s->nacks, p->ack_id, 0, nack_seconds(s, p));
@@ -367,6 +390,16 @@ ensure_slot(struct source_pubsub *s, uint32_t slot)
     return 0;
 }
 
+/* FNV-1a of a message id, never 0 (0 = no id: nothing to count by). */
+static uint64_t
+id_hash(const char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)p[i]) * 1099511628211ULL;
+    return h ? h : 1;
+}
+
 /* Takes one pulled message into the source's books: an ack slot, its lease, flow control. */
 static uint32_t
 admit(struct source_pubsub *s, const struct bp_pull_msg *pm, size_t bytes, double now)
@@ -380,6 +413,7 @@ admit(struct source_pubsub *s, const struct bp_pull_msg *pm, size_t bytes, doubl
     p->pulled_at = mono_now(s);
     p->gen++;
     p->attempt = pm->delivery_attempt;
+    p->id_hash = pm->message_id ? id_hash(pm->message_id, pm->message_id_len) : 0;
     p->live = 1;
     p->ext_at = 0;
     p->extended = 0;

@@ -171,6 +171,46 @@ def failed_destination_nacks_with_a_growing_deadline():
 
 
 @case
+def partial_outage_nacks_back_off_per_message():
+    # one table failing while the others keep acking (no dead-letter policy, so no
+    # deliveryAttempt): every ack restarted the rounds of nacks, so the failing table's messages
+    # came back every ~10 s for as long as it failed; now each message's own nacks double it
+    with cloud.Scenario() as s:
+        lines = []
+        local.gen(os.path.join(s.tmp, "all.ndjson"), 1500, seed=45, invalid=0)
+        with open(os.path.join(s.tmp, "all.ndjson"), "rb") as f:
+            lines = [l for l in f if l.strip()]
+        orders = [l for l in lines if json.loads(l)["event_type"] == "order"][:100]
+        others = [l for l in lines if json.loads(l)["event_type"] != "order"][:400]
+
+        def publish(name, chunk):
+            path = os.path.join(s.tmp, name)
+            with open(path, "wb") as f:
+                f.writelines(chunk)
+            s.emu.publish(path)
+
+        s.emu.fault({"op": "bigquery.tabledata.insertAll", "path": "/order_events/insertAll",
+                     "status": 503, "count": -1})
+        publish("orders.ndjson", orders)
+        b = cloud.Bepipe(s.emu, ["--set", "retry.attempts=2", "--set", "retry.max_ms=100"])
+        # the other tables keep working: a few events every 2 s for 44 s
+        for i in range(22):
+            publish(f"others{i}.ndjson", others[i * 18:(i + 1) * 18])
+            time.sleep(2)
+        s.emu.clear_faults()
+        total = len(orders) + 22 * 18
+        cloud.wait_drained(s.emu, total, [b], timeout=150)
+        check_eq(b.stop(), 0, "exit code")
+        order_reads = read_count(b) - 22 * 18
+        print(f"  (order messages read {order_reads} times for {len(orders)} in a 44 s outage)")
+        # nacks of 10, 20, 40 s: each order message read at ~0, ~10, ~30 s and once more after;
+        # at a flat 10 s it was read at 0, 10, 20, 30, 40 and after
+        check(order_reads <= 4.3 * len(orders),
+              f"each failing message backs off on its own: read {order_reads} times")
+        check_eq(len(s.emu.rows("order_events")), len(orders), "every order stored after")
+
+
+@case
 def refused_acknowledge_is_split_a_bounded_number_of_times():
     # every ack id refused (400, no per-id results): main split each request down to single
     # ids, both halves at once: 3,000 messages made 5,998 acknowledge calls and 6,000 WARN lines
