@@ -73,6 +73,15 @@ bp_batches_on_rejected(struct bp_batches *b, bp_rejected_fn fn, void *owner)
     b->owner = owner;
 }
 
+static void
+flight_free(struct flight *f)
+{
+    bp_buf_free(&f->buf);
+    free(f->slots);
+    free(f->attempts);
+    free(f);
+}
+
 /* Frees the batches. Requests still in flight keep their own memory and must be finished by
  * the store's destroy (which answers them as failures) before this runs. */
 void
@@ -83,9 +92,7 @@ bp_batches_free(struct bp_batches *b)
     for (size_t i = 0; i < b->n; i++) {
         for (struct flight *f = b->v[i]->held, *next; f; f = next) {
             next = f->next;
-            bp_buf_free(&f->buf);
-            free(f->slots);
-            free(f);
+            flight_free(f);
         }
         free(b->v[i]->paused_why);
         free(b->v[i]->table);
@@ -154,14 +161,6 @@ refused_for_good(struct bp_batches *b, struct flight *f, const char *errmsg)
         bp_ack_done(b->ack, f->slots[i], ok);
         p = nl ? nl + 1 : end;
     }
-}
-
-static void
-flight_free(struct flight *f)
-{
-    bp_buf_free(&f->buf);
-    free(f->slots);
-    free(f);
 }
 
 static void
@@ -315,10 +314,7 @@ flight_done(void *arg, int status, const char *errmsg, const struct bp_row_error
         }
     free(refused);
 out:
-    bp_buf_free(&f->buf);
-    free(f->slots);
-    free(f->attempts);
-    free(f);
+    flight_free(f);
 }
 
 static int
