@@ -157,9 +157,14 @@ int bp_rt_check_config(struct bp_rt *rt, char *err, size_t errlen) BP_WUR;
  * then empty). */
 int bp_rt_cloud_settings(const struct bp_config *c, struct bp_endpoints *ep,
                          struct bp_auth **auth, char *err, size_t errlen) BP_WUR;
-/* Whether the source reads only local files (--input, a replay of local archive files). */
+/* rt_start.c: whether the source reads only local files (--input, a replay of local archive
+ * files). */
 int bp_rt_local_source(const struct bp_rt *rt);
+/* rt_start.c: checks the configuration, opens the cloud clients, the sinks and the listener,
+ * starts the preflight (then the tables, then the source) and arms the watchers. Returns 0,
+ * or -1 with err set. */
 int bp_rt_start(struct bp_rt *rt, char *err, size_t errlen) BP_WUR;
+/* rt_start.c: runs the loop until drained. Returns the process exit code. */
 int bp_rt_run(struct bp_rt *rt);
 int bp_rt_reload(struct bp_rt *rt);
 /* The same, with the reason of a failure in err (POST /reload answers it): 0 swapped, 1
@@ -190,7 +195,7 @@ void bp_rt_rebuild_soon(struct bp_rt *rt);
 int bp_rt_tables_sync(struct bp_rt *rt, struct bp_lua_host *h, bp_tables_sync_fn done,
                       char *err, size_t errlen) BP_WUR;
 
-/* The API layer for an endpoint: no token for an emulator (unless auth.mode is adc). */
+/* rt_start.c: the API layer for an endpoint: no token for an emulator (unless auth.mode is adc). */
 struct bp_api *bp_rt_api_for(const struct bp_rt *rt, int emulated);
 
 /* rt_preflight.c: starts the preflight of the source and sinks (see preflight.h). */
