@@ -266,7 +266,7 @@ bp_rt_ddl_dir(const struct bp_rt *rt, char *out, size_t outlen)
         snprintf(out, outlen, "%s/ddl", dir);
 }
 
-/* ---- readiness (/readyz, issue 9 item 3) ---- */
+/* ---- readiness (/readyz) ---- */
 
 static void
 set_reason(char **slot, const char *why)

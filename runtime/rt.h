@@ -119,7 +119,7 @@ struct bp_rt {
     int pulls_paused;           /* the archive's upload queue is full (pressure.c) */
     unsigned long pull_pauses;  /* times it filled */
 
-    /* operability (issue 9, item 3): the HTTP listener and what /readyz answers */
+    /* the HTTP listener and what /readyz answers */
     struct bp_httpd *httpd;
     int source_started;
     char *not_ready;            /* bp_rt_set_ready(rt, 0, why): e.g. preflight not passed yet */
@@ -129,12 +129,12 @@ struct bp_rt {
     int worker_index;           /* --workers: 0..N-1; the HTTP listener's port moves by it */     /* script time budget, suspects, memory cap (guard.c) */
     int workers;                /* --workers N (0 or 1: one process) */
 
-    /* schema evolution (issue 11 items 1-3): the live tables' schemas win over the DDL's */
+    /* schema evolution: the live tables' schemas win over the DDL's */
     struct bp_schema_set live_schemas;      /* from tables.get (or the patch), cloud path */
     struct bp_tables_sync *tables_sync;     /* the sync in flight (rt_tables.c), or NULL */
     struct bp_lua_host *pending_host;       /* a reload waiting for its tables' patch */
     int tables_resync;                      /* a reload came while a sync ran: sync again */
-    /* replay (issue 11, item 5): `bepipe-lua replay`'s options, NULL for a run */
+    /* `bepipe-lua replay`'s options, NULL for a run */
     const struct bp_replay_opts *replay;
 };
 
