@@ -623,6 +623,23 @@ bp_api_call_capped(struct bp_api *api, const char *method, const char *url,
     return 0;
 }
 
+/* See api.h. */
+int
+bp_api_call_small(struct bp_api *api, const char *method, const char *url,
+                  const char *content_type, char *body, size_t body_len, long timeout_ms,
+                  size_t max_reply, bp_api_done_fn done, void *arg)
+{
+    if (!api || !method || !url || !done) {
+        free(body);
+        return -1;
+    }
+    struct call *c = start_call(api, method, url, content_type, NULL, body, body_len, timeout_ms,
+                                done, arg);
+    c->max_reply = max_reply;
+    send_attempt(c);
+    return 0;
+}
+
 /* bp_api_call_ref with the response body capped at max_reply (api.h). */
 int
 bp_api_call_ref_capped(struct bp_api *api, const char *method, const char *url,

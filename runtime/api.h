@@ -94,6 +94,13 @@ int bp_api_call_ref(struct bp_api *api, const char *method, const char *url,
 int bp_api_call_capped(struct bp_api *api, const char *method, const char *url,
                        const char *content_type, char *body, size_t body_len, long timeout_ms,
                        size_t max_reply, bp_api_done_fn done, void *arg) BP_WUR;
+/* bp_api_call (body taken, no extra header) with the response body capped at max_reply bytes,
+ * and not a long-poll: calls whose answer is small and bounded by their request (acknowledge:
+ * at most a result per id), so a server that answers with more is cut off there (a failed
+ * attempt) instead of costing BP_API_MAX_REPLY per call in flight. */
+int bp_api_call_small(struct bp_api *api, const char *method, const char *url,
+                      const char *content_type, char *body, size_t body_len, long timeout_ms,
+                      size_t max_reply, bp_api_done_fn done, void *arg) BP_WUR;
 /* bp_api_call_ref with the response body capped at max_reply bytes: uploads, whose reply is a
  * small object resource, so a server that answers with more is cut off there (a failed
  * attempt) instead of costing BP_API_MAX_REPLY per upload in flight. */

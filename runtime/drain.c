@@ -34,6 +34,13 @@ source_idle(struct bp_rt *rt)
            rt->source->ops->in_flight(rt->source) == 0;
 }
 
+static int
+acks_unconfirmed(struct bp_rt *rt)
+{
+    return rt->source && rt->source->ops->acks_unconfirmed &&
+           rt->source->ops->acks_unconfirmed(rt->source) != 0;
+}
+
 static void
 on_drain_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -68,10 +75,18 @@ on_drain_timer(struct ev_loop *loop, ev_timer *w, int revents)
                 rt->source->ops->nack_all(rt->source);
         }
         rt->drain_phase = BP_DRAIN_ACKS;
+        /* acknowledges get what is left of drain_seconds (5 s at least): one left unanswered
+         * brings its messages back after their lease, past BigQuery's insertId window, to be
+         * stored and archived again; the other calls (a pull may be a long-poll) get 5 s */
+        rt->drain_acks_until = rt->drain_started + rt->cfg.drain_seconds;
         rt->drain_started = bp_time_mono() - rt->cfg.drain_seconds + 5.0;  /* 5 s for acks */
+        if (rt->drain_acks_until < bp_time_mono() + 5.0)
+            rt->drain_acks_until = bp_time_mono() + 5.0;
         return;
     case BP_DRAIN_ACKS:
         if (!source_idle(rt) && !late)
+            return;
+        if (acks_unconfirmed(rt) && bp_time_mono() < rt->drain_acks_until)
             return;
         rt->drain_phase = BP_DRAIN_DONE;
         ev_timer_stop(loop, &rt->drain_timer);

@@ -25,6 +25,10 @@
  * over all requests, split calls come from a bucket of SPLIT_BURST refilled at SPLIT_RATE a
  * second, so a server that refuses every id sees a few calls a second, not a storm. */
 #define SPLIT_CALLS 32
+/* An answer holds at most a result per id (ErrorInfo's metadata: the id and a reason of a few
+ * dozen bytes) besides the error's text: past this it is cut off (a failed attempt). */
+#define REPLY_BASE (64 * 1024)
+#define REPLY_PER_ID 128
 #define SPLIT_BURST 64.0
 #define SPLIT_RATE 4.0
 
@@ -92,6 +96,8 @@ bp_ps_call_new(struct bp_ps_calls *q, int kind, int deadline, char **ids, size_t
     c->ids = ids;
     c->n = n;
     c->serial = ++q->serial;
+    if (kind == BP_PS_ACK)
+        q->acking += n;
     ev_timer_init(&c->again, on_again, 0., 0.);
     c->again.data = c;
     c->next = q->head;
@@ -128,6 +134,8 @@ bp_ps_call_settle(struct bp_ps_call *c)
     if (c->next)
         c->next->prev = c->prev;
     q->n--;
+    if (c->kind == BP_PS_ACK)
+        q->acking -= c->n;
     ev_timer_stop(q->loop, &c->again);
     family_drop(c->family);
     ids_free(c->ids, c->n);
@@ -172,6 +180,8 @@ ids_split(struct bp_ps_call *c)
     }
     c->family->calls_left -= 2;
     size_t half = c->n / 2;
+    if (c->kind == BP_PS_ACK)
+        q->acking -= c->n - half;   /* they move to the second half's call */
     char **rest = bp_xcalloc(c->n - half, sizeof(*rest));
     memcpy(rest, c->ids + half, (c->n - half) * sizeof(*rest));
     struct bp_ps_call *k = call_child(c, rest, c->n - half);
@@ -312,6 +322,7 @@ bp_ps_call_send(struct bp_ps_call *c)
     else
         snprintf(tail, sizeof(tail), "]}");
     rc |= bp_buf_append_str(&b, tail);
+    size_t reply_max = REPLY_BASE + 2 * b.len + c->n * REPLY_PER_ID;
     if (rc != 0) {
         bp_log(BP_LOG_ERROR, "pubsub", "%s of %zu messages: out of memory; they will be "
                "redelivered", call_what(c), c->n);
@@ -321,14 +332,13 @@ bp_ps_call_send(struct bp_ps_call *c)
         return;
     }
     c->sent_at = bp_time_mono();
-    if (bp_api_call(q->api, "POST", c->kind == BP_PS_ACK ? q->ack_url : q->modack_url,
-                    "application/json", NULL, b.data, b.len,
-                    c->kind == BP_PS_MODACK ? MODACK_TIMEOUT_MS : ACK_TIMEOUT_MS, ids_done,
-                    c) != 0) {
-        /* nothing started: done will not run, the body was not taken */
+    if (bp_api_call_small(q->api, "POST", c->kind == BP_PS_ACK ? q->ack_url : q->modack_url,
+                          "application/json", b.data, b.len,
+                          c->kind == BP_PS_MODACK ? MODACK_TIMEOUT_MS : ACK_TIMEOUT_MS,
+                          reply_max, ids_done, c) != 0) {
+        /* nothing started: done will not run; the body was freed */
         bp_log(BP_LOG_ERROR, "pubsub", "%s of %zu messages could not start; they will be "
                "redelivered", call_what(c), c->n);
-        bp_buf_free(&b);
         lease_extended(c, BP_PS_LEASE_AGAIN);
         bp_ps_call_settle(c);
     }

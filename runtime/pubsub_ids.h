@@ -38,6 +38,7 @@ struct bp_ps_calls {
     size_t n;
     unsigned long serial;
     unsigned long rejected;      /* ack ids the server refused (dropped; redelivered) */
+    size_t acking;               /* ids in acknowledge calls not yet settled (flow control) */
     double split_tokens, split_at;   /* the bucket of split calls (pubsub_ids.c) */
     /* a lease extension's outcome, out[k] (BP_PS_LEASE_*) for ids[k], before it is settled */
     void (*lease)(void *owner, struct bp_ps_call *c, const uint8_t *out);

@@ -113,6 +113,7 @@ struct bp_rt {
     ev_timer stats_timer;
     ev_timer drain_timer;
     double drain_started;
+    double drain_acks_until;    /* monotonic time the drain stops waiting for acknowledges */
     enum bp_drain_phase drain_phase;
     int draining;
     int exit_code;

@@ -44,6 +44,9 @@ struct bp_source_ops {
     size_t (*outstanding)(struct bp_source *s);
     /* Calls of the source still in flight (pulls, acks): the drain waits for 0. */
     size_t (*in_flight)(struct bp_source *s);
+    /* Messages whose ack was sent and not yet confirmed: the drain waits for them longer than
+     * for the other calls (a pull may be a long-poll), within drain_seconds. May be NULL. */
+    size_t (*acks_unconfirmed)(struct bp_source *s);
     /* Reading may go on (the runtime's pressure fell). */
     void (*resume)(struct bp_source *s);
     /* Stops reading for good (drain); queued acks are sent. Buffered complete lines of a file

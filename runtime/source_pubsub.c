@@ -35,6 +35,15 @@
  * storm. Shutdown nacks ask for 0: another worker takes the messages at once. */
 #define NACK_MIN 10.0
 #define NACK_MAX 600.0
+/* Nacks per message id, for subscriptions without a dead-letter policy (no deliveryAttempt): in
+ * a partial outage (one table failing while the others ack) the rounds since the last ack start
+ * again at every ack, so the failing table's messages need their own count to back off. A fixed
+ * table indexed by the id's hash: a collision only makes one message's next nack shorter. */
+#define NACK_SEEN 4096
+struct nack_seen {
+    uint64_t id_hash;
+    uint32_t nacks;
+};
 /* Pull replies in flight together hold at most this much memory: each pull's reply is capped at
  * its share, but never below REPLY_MIN, which holds one message of the API's 10 MB maximum
  * (13.4 MB as base64) with its attributes, so any message Pub/Sub accepts can be pulled. */
@@ -51,6 +60,7 @@ struct pmsg {
     uint32_t gen;                /* admissions into this slot: a lease extension's answer
                                   * finds its message by (slot, gen) */
     int attempt;                 /* Pub/Sub's deliveryAttempt, 0 when not known */
+    uint64_t id_hash;            /* of its message id: its nacks are counted by it (nack_seen) */
     double ext_at;               /* monotonic time an extension was sent: 0 none in flight,
                                   * HUGE_VAL the server refuses this id (never again) */
     uint8_t live;
@@ -97,6 +107,7 @@ struct source_pubsub {
     struct bp_backoff pull_backoff;   /* over the pulls in a row that brought nothing */
     ev_timer pull_timer;         /* its wait */
     unsigned nack_run;           /* rounds of nacks since the last ack (nack backoff) */
+    struct nack_seen nack_seen[NACK_SEEN];  /* nacks per message id (NACK_SEEN) */
     double nack_run_at;          /* monotonic time the current round began */
     struct bp_source_stats st;
     unsigned mono_iter;          /* the loop iteration mono was read in */
@@ -147,12 +158,17 @@ flush_ids(struct source_pubsub *s)
     send_nacks(s);
 }
 
+/* Every 100 ms: the queued ids go out, and pulling resumes if it waited for acknowledges
+ * to be confirmed (start_pulls). */
 static void
 on_ack_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
+    struct source_pubsub *s = w->data;
     (void)loop;
     (void)revents;
-    flush_ids(w->data);
+    flush_ids(s);
+    if (!s->stopped)
+        start_pulls(s);
 }
 
 /* The deadline a nack of p asks for: 0 while draining (another worker takes it at once), else
@@ -172,6 +188,15 @@ nack_seconds(struct source_pubsub *s, const struct pmsg *p)
     unsigned n = p->attempt > 1 ? (unsigned)p->attempt - 1 : 0;
     if (s->nack_run - 1 > n)
         n = s->nack_run - 1;
+    struct nack_seen *e = p->id_hash ? &s->nack_seen[p->id_hash % NACK_SEEN] : NULL;
+    if (e && e->id_hash != p->id_hash) {
+        e->id_hash = p->id_hash;
+        e->nacks = 0;
+    }
+    if (e && e->nacks > n)
+        n = e->nacks;
+    if (e && e->nacks < UINT32_MAX)
+        e->nacks++;
     double secs = ldexp(NACK_MIN, n < 16 ? (int)n : 16);
     return (int)(secs < NACK_MAX ? secs : NACK_MAX);
 }
@@ -190,6 +215,9 @@ ps_acked(struct bp_source *bs, uint32_t slot, int ok)
         idq_push(&s->acks, p->ack_id, p->deadline, -1);
         s->st.acked++;
         s->nack_run = 0;   /* the destinations work: the next failure starts short again */
+        struct nack_seen *e = &s->nack_seen[p->id_hash % NACK_SEEN];
+        if (p->id_hash && e->id_hash == p->id_hash)
+            e->nacks = 0;   /* its own count too */
         bp_rt_observe_ack_latency(s->rt, mono_now(s) - p->pulled_at);
     } else {
         idq_push(&s->nacks, p->ack_id, 0, nack_seconds(s, p));
@@ -362,6 +390,16 @@ ensure_slot(struct source_pubsub *s, uint32_t slot)
     return 0;
 }
 
+/* FNV-1a of a message id, never 0 (0 = no id: nothing to count by). */
+static uint64_t
+id_hash(const char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)p[i]) * 1099511628211ULL;
+    return h ? h : 1;
+}
+
 /* Takes one pulled message into the source's books: an ack slot, its lease, flow control. */
 static uint32_t
 admit(struct source_pubsub *s, const struct bp_pull_msg *pm, size_t bytes, double now)
@@ -375,6 +413,7 @@ admit(struct source_pubsub *s, const struct bp_pull_msg *pm, size_t bytes, doubl
     p->pulled_at = mono_now(s);
     p->gen++;
     p->attempt = pm->delivery_attempt;
+    p->id_hash = pm->message_id ? id_hash(pm->message_id, pm->message_id_len) : 0;
     p->live = 1;
     p->ext_at = 0;
     p->extended = 0;
@@ -562,14 +601,19 @@ on_pull_timer(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* Keeps max_pulls pulls in flight while flow control allows, the archive's uploads keep up
- * (bp_rt_pull_paused) and no backoff is running. */
+ * (bp_rt_pull_paused) and no backoff is running. Acknowledges not yet confirmed hold their
+ * ids (kept leased by extensions) but not their flow-control slots: while the acknowledge
+ * endpoint stalls, they may number max_outstanding_messages at most besides, or the ids in
+ * flight (and the extensions sent for them) would grow with the backlog; the ack timer
+ * resumes pulling once they are confirmed. */
 static void
 start_pulls(struct source_pubsub *s)
 {
     if (ev_is_active(&s->pull_timer))
         return;
     while (!s->stopped && s->pulls < s->max_pulls && s->outstanding + s->asked < s->max_msgs &&
-           s->outstanding_bytes < s->max_bytes && !bp_rt_pull_paused(s->rt)) {
+           s->outstanding_bytes < s->max_bytes && s->q.acking < s->max_msgs &&
+           !bp_rt_pull_paused(s->rt)) {
         /* what the pulls in flight may still bring counts against the room too, so that
          * outstanding messages never pass max_outstanding_messages */
         size_t room = s->max_msgs - s->outstanding - s->asked;
@@ -631,6 +675,13 @@ ps_in_flight(struct bp_source *bs)
 {
     struct source_pubsub *s = (struct source_pubsub *)bs;
     return s->q.n + (size_t)s->pulls;
+}
+
+/* Acknowledged messages whose acknowledge call has not been settled (confirmed, or given up). */
+static size_t
+ps_acks_unconfirmed(struct bp_source *bs)
+{
+    return ((struct source_pubsub *)bs)->q.acking;
 }
 
 /* Nacks every message still outstanding (drain timeout), then sends the queued ids. */
@@ -706,6 +757,7 @@ static const struct bp_source_ops pubsub_ops = {
     .acked = ps_acked,
     .outstanding = ps_outstanding,
     .in_flight = ps_in_flight,
+    .acks_unconfirmed = ps_acks_unconfirmed,
     .resume = ps_resume,
     .stop = ps_stop,
     .nack_all = ps_nack_all,

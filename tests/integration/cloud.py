@@ -203,7 +203,7 @@ def verify(emu, expect, raw, archive_dups_ok=False):
     archived = []
     for name, lines in objs.items():
         check(ARCHIVE.match(name), "archive object name: " + name)
-        archived.extend(lines)
+        archived.extend(local.unmark(l) for l in lines)
     if archive_dups_ok:
         check_eq(set(archived), set(raw), "every raw line archived")
     else:

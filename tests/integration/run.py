@@ -94,6 +94,17 @@ def bucket_objects(root):
     return res
 
 
+RAW_MARK = b'{"bepipe_raw_b64":"'
+
+
+def unmark(line):
+    """An archive line's payload: a line of bytes that are not one line of text is carried as
+    {"bepipe_raw_b64":"..."} (runtime/archive_line.cpp), decoded here as replay does."""
+    if line.startswith(RAW_MARK) and line.endswith(b'"}'):
+        return base64.b64decode(line[len(RAW_MARK):-2], validate=True)
+    return line
+
+
 def archive_objects(out):
     """{object path relative to the bucket: [lines]} for every finished object."""
     res = {}
