@@ -291,7 +291,7 @@ attempt_done(struct call *c, const struct bp_http_result *res)
     finish(c, res);
 }
 
-/* ---- HTTP answers by API and status, for /metrics (issue 9, item 3) ---- */
+/* ---- HTTP answers by API and status, for /metrics ---- */
 const char *const bp_api_kind_names[BP_API_KINDS] = {
     "pubsub", "bigquery", "storage", "oauth2", "other"
 };

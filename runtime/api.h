@@ -133,7 +133,7 @@ double bp_backoff_fail(struct bp_backoff *b);
 /* A success: the next failure waits about base again. */
 void bp_backoff_reset(struct bp_backoff *b);
 
-/* ---- HTTP answers by API and status, for /metrics (issue 9, item 3) ---- */
+/* ---- HTTP answers by API and status, for /metrics ---- */
 enum bp_api_kind { BP_API_PUBSUB, BP_API_BIGQUERY, BP_API_STORAGE, BP_API_OAUTH2, BP_API_OTHER,
                    BP_API_KINDS };
 extern const char *const bp_api_kind_names[BP_API_KINDS];

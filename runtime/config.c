@@ -102,7 +102,7 @@ static const struct bp_opt options[] = {
       "attempts per API call (408, 429, 5xx, timeouts, resets)" },
     { "retry.max_ms", NULL, INT(retry_max_ms), "30000", 10, 600000,
       "longest backoff between attempts (full jitter, doubling from 200 ms)" },
-    /* operability (issue 9) */
+    /* preflight and --local-out */
     { "preflight_seconds", NULL, INT(preflight_seconds), "30", 0, 3600,
       "before pulling, check credentials, subscription, dataset, tables and bucket; exit "
       "non-zero if they fail within this long (0 = no preflight)" },
@@ -112,7 +112,7 @@ static const struct bp_opt options[] = {
     { "http.listen", "--http", STR(http_listen), NULL, 0, 0,
       "--http ADDR:PORT: serve /metrics, /healthz, /readyz and POST /reload there (e.g. "
       "127.0.0.1:9464; port 0 picks a free one; off by default)" },
-    /* scripts: time and memory budgets, sandbox (issue 8 item 4) */
+    /* scripts: time and memory budgets, sandbox */
     { "lua.budget_ms", NULL, INT(lua_budget_ms), "1000", 0, 3600000,
       "time budget of one event in Lua: past it the event is interrupted "
       "and dead-lettered (0 = no budget)" },
@@ -131,7 +131,7 @@ static const struct bp_opt options[] = {
       "folder of the suspects file (default: a folder of this pipeline's own, named after "
       "its file and a hash of its absolute path, under $STATE_DIRECTORY, "
       "$XDG_STATE_HOME/bepipe-lua or ~/.local/state/bepipe-lua)" },
-    /* archive (issue 10) */
+    /* archive */
     { "archive.time", NULL, STR(archive_time), "event", 0, 0,
       "folder hour of an archived event: event (its route's time_field, else the publish "
       "time) or publish (the message's publish time: a folder is complete once its hour is "
@@ -143,16 +143,16 @@ static const struct bp_opt options[] = {
       "cloud: archive uploads in flight at once; finished objects past it wait in memory, and "
       "once those hold a quarter of archive.max_open_bytes pulling pauses until uploads catch "
       "up" },
-    /* schema (issue 11) */
+    /* schema check */
     { "schema.check", NULL, BOOL(schema_check), "1", 0, 1,
       "check every row against its table's schema before it is batched (0 = send rows "
       "unchecked and let BigQuery refuse them: the escape hatch if the checker and BigQuery "
       "ever disagree)" },
-    /* dead letters (issue 11, item 4) */
+    /* dead letters */
     { "dead_letter.format", NULL, STR(dead_letter_format), "rejected_events", 0, 0,
       "columns of dead-letter rows: rejected_events (ddl/rejected_events.sql) or dataflow (the "
       "Pub/Sub-to-BigQuery Dataflow template's error records: ddl/error_records.sql)" },
-    /* schema evolution (issue 11 item 2) */
+    /* schema evolution */
     { "bigquery.update_tables", NULL, BOOL(update_tables), "0", 0, 1,
       "1 (or --update-tables): before pulling and on reload, add the DDL's new NULLABLE columns "
       "and RECORD fields to the existing tables (tables.patch); a change BigQuery refuses stops "

@@ -43,27 +43,27 @@ struct bp_config {
     long retry_attempts;
     long retry_max_ms;
     long refused_grace_seconds;    /* a 403/404 pauses a table this long before rows go */
-    /* operability (issue 9) */
+    /* preflight and --local-out */
     long preflight_seconds;
     long local_out_append;
     /* the HTTP listener */
     char *http_listen;         /* ADDR:PORT of /metrics, /healthz, /readyz, /reload; NULL = off */
-    /* scripts: time and memory budgets, sandbox (issue 8 item 4) */
+    /* scripts: time and memory budgets, sandbox */
     long lua_budget_ms;
     long lua_hard_ms;
     long lua_batch_budget_ms;  /* time one batch may hold the loop (watchdog.c) */
     long lua_memory_mb;
     long sandbox;
     char *state_dir;           /* the suspects file; after bp_config_finish: never NULL */
-    /* archive (issue 10) */
+    /* archive */
     char *archive_time;        /* "event" or "publish": the hour that names an object's folder */
     long archive_open_bytes;   /* budget of open archive objects (memory, or bytes written) */
     long max_uploads;          /* cloud: archive uploads in flight at once (the rest queue) */
-    /* schema (issue 11) */
+    /* schema check */
     long schema_check;         /* 0: rows leave unchecked (dispatch.c) */
-    /* dead letters (issue 11, item 4) */
+    /* dead letters */
     char *dead_letter_format;  /* "rejected_events" or "dataflow" (the template's error records) */
-    /* schema evolution (issue 11 item 2) */
+    /* schema evolution */
     long update_tables;        /* patch existing tables to their DDL before pulling and on reload */
     /* redeliveries */
     long archive_dedup_ids;    /* ids of stored archive lines remembered (0 = off) */

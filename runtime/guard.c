@@ -1,4 +1,4 @@
-/* guard.c - the runtime's side of the script budgets (issue 8 item 4): starts the watchdog with
+/* guard.c - the runtime's side of the script budgets: starts the watchdog with
  * the suspects file, screens each batch for suspects before Lua sees it, and tells the runtime
  * when the Lua state hit lua.memory_mb (it rebuilds the state). Loop thread only (the watchdog
  * thread lives in watchdog.c). */

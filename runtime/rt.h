@@ -120,7 +120,7 @@ struct bp_rt {
     int pulls_paused;           /* the archive's upload queue is full (pressure.c) */
     unsigned long pull_pauses;  /* times it filled */
 
-    /* operability (issue 9, item 3): the HTTP listener and what /readyz answers */
+    /* the HTTP listener and what /readyz answers */
     struct bp_httpd *httpd;
     int source_started;
     char *not_ready;            /* bp_rt_set_ready(rt, 0, why): e.g. preflight not passed yet */
@@ -130,12 +130,12 @@ struct bp_rt {
     int worker_index;           /* --workers: 0..N-1; the HTTP listener's port moves by it */     /* script time budget, suspects, memory cap (guard.c) */
     int workers;                /* --workers N (0 or 1: one process) */
 
-    /* schema evolution (issue 11 items 1-3): the live tables' schemas win over the DDL's */
+    /* schema evolution: the live tables' schemas win over the DDL's */
     struct bp_schema_set live_schemas;      /* from tables.get (or the patch), cloud path */
     struct bp_tables_sync *tables_sync;     /* the sync in flight (rt_tables.c), or NULL */
     struct bp_lua_host *pending_host;       /* a reload waiting for its tables' patch */
     int tables_resync;                      /* a reload came while a sync ran: sync again */
-    /* replay (issue 11, item 5): `bepipe-lua replay`'s options, NULL for a run */
+    /* `bepipe-lua replay`'s options, NULL for a run */
     const struct bp_replay_opts *replay;
 };
 
@@ -158,9 +158,14 @@ int bp_rt_check_config(struct bp_rt *rt, char *err, size_t errlen) BP_WUR;
  * then empty). */
 int bp_rt_cloud_settings(const struct bp_config *c, struct bp_endpoints *ep,
                          struct bp_auth **auth, char *err, size_t errlen) BP_WUR;
-/* Whether the source reads only local files (--input, a replay of local archive files). */
+/* rt_start.c: whether the source reads only local files (--input, a replay of local archive
+ * files). */
 int bp_rt_local_source(const struct bp_rt *rt);
+/* rt_start.c: checks the configuration, opens the cloud clients, the sinks and the listener,
+ * starts the preflight (then the tables, then the source) and arms the watchers. Returns 0,
+ * or -1 with err set. */
 int bp_rt_start(struct bp_rt *rt, char *err, size_t errlen) BP_WUR;
+/* rt_start.c: runs the loop until drained. Returns the process exit code. */
 int bp_rt_run(struct bp_rt *rt);
 int bp_rt_reload(struct bp_rt *rt);
 /* The same, with the reason of a failure in err (POST /reload answers it): 0 swapped, 1
@@ -191,7 +196,7 @@ void bp_rt_rebuild_soon(struct bp_rt *rt);
 int bp_rt_tables_sync(struct bp_rt *rt, struct bp_lua_host *h, bp_tables_sync_fn done,
                       char *err, size_t errlen) BP_WUR;
 
-/* The API layer for an endpoint: no token for an emulator (unless auth.mode is adc). */
+/* rt_start.c: the API layer for an endpoint: no token for an emulator (unless auth.mode is adc). */
 struct bp_api *bp_rt_api_for(const struct bp_rt *rt, int emulated);
 
 /* rt_preflight.c: starts the preflight of the source and sinks (see preflight.h). */

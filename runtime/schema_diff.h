@@ -1,5 +1,5 @@
 /* schema_diff.h - how a table's DDL differs from the live table, and the tables.patch that
- * brings the table to the DDL when BigQuery allows it (schema evolution, issue 11 item 2).
+ * brings the table to the DDL when BigQuery allows it (schema evolution).
  *
  * BigQuery lets an existing table gain NULLABLE (or REPEATED) columns and new fields inside
  * RECORDs, and relax REQUIRED to NULLABLE; nothing else. So a patch keeps every live field as

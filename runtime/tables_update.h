@@ -1,7 +1,7 @@
 /* tables_update.h - the live tables' schemas at start and on reload (tables.get: the live table
  * wins over the DDL for the row check), and with --update-tables / --create-tables the
  * tables.patch that brings a table to its DDL before any row of the new DDL flows (schema
- * evolution, issue 11 items 1-3; the comparison itself is schema_diff.c). */
+ * evolution; the comparison itself is schema_diff.c). */
 #ifndef BP_TABLES_UPDATE_H
 #define BP_TABLES_UPDATE_H
 

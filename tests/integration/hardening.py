@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Hostile input and bad days in production (issue 8): every tests/integration/hardening_*.py
+"""Hostile input and bad days in production: every tests/integration/hardening_*.py
 module contributes a CASES list; this runs them all (or those whose name contains -k) against
 one binary and ends with `N passed, N failed`.
 

@@ -1,4 +1,4 @@
-"""GCS success that isn't (issue 8 item 5): a 2xx upload reply that is not our object resource
+"""GCS success that isn't: a 2xx upload reply that is not our object resource
 (empty, not JSON, truncated) never counts as stored: nothing is acked on it, the object is sent
 again or its messages redelivered, and in the end every raw line is archived once."""
 import time

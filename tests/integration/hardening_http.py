@@ -1,4 +1,4 @@
-"""Issue 8 items 6 and 7 (http/api side): one hung request does not hold up the others,
+"""HTTP and API resilience: one hung request does not hold up the others,
 repeated errors are logged once with a count, redirects are errors and never followed.
 
 PENDING_SOURCE lists the cases that need the Pub/Sub source's backoff between failed pulls
@@ -36,8 +36,9 @@ def pull_calls(emu):
 
 @case
 def http_one_stalled_pull_does_not_block_the_rest():
-    """The first pull is accepted and never answered (item 7): before, every other request to
-    the host queued behind it (curl's PIPEWAIT over plain HTTP) for up to the 90 s timeout."""
+    """The first pull is accepted and never answered: the other requests to the
+    host must not queue behind it (curl's PIPEWAIT over plain HTTP would hold them for up to the
+    90 s timeout)."""
     with cloud.Scenario() as s:
         path, expect, raw = cloud.corpus(s.tmp, 200, seed=8)
         s.emu.fault({"op": "pubsub.subscriptions.pull", "stall": True, "count": 1})
@@ -94,7 +95,7 @@ def http_one_stalled_stream_over_tls_does_not_block_the_rest():
 @case
 def http_503_forever_logs_counted_retries():
     """A server answering 503 forever: the retry lines come out once with a count, not one line
-    per retry (item 6)."""
+    per retry."""
     with cloud.Scenario() as s:
         s.emu.fault({"op": "pubsub.subscriptions.pull", "status": 503, "count": -1})
         b = cloud.Bepipe(s.emu, ["--set", "drain_seconds=1"])

@@ -1,4 +1,4 @@
-"""Poison messages (issue 8, items 2 and 8): an event whose row, or a message whose dead letter,
+"""Poison messages: an event whose row, or a message whose dead letter,
 is too large for one insertAll becomes a dead letter with a reason, never a stopped pipeline;
 invalid UTF-8 inside a mapped field reaches BigQuery as U+FFFD."""
 import base64

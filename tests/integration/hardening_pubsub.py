@@ -1,4 +1,4 @@
-"""Hostile pull replies and large messages (issue 8, items 1, 3, 6 and 8): the Pub/Sub source
+"""Hostile pull replies and large messages: the Pub/Sub source
 never corrupts memory, never stalls behind a reply too large for its cap, backs off after failed
 pulls, and acks the good ids of a request the server refused."""
 import base64

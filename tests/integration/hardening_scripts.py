@@ -1,4 +1,4 @@
-"""Scripts that hang, exhaust or escape the process (issue 8 item 4): the time budget (an
+"""Scripts that hang, exhaust or escape the process: the time budget (an
 interpreted loop is interrupted, a compiled one ends the process and is dead-lettered on sight
 after the restart), the Lua memory cap and the sandbox. File source throughout (fast)."""
 import os

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Operability (issue 9): every tests/integration/ops_*.py module contributes a CASES list; this
-runs them all (or those whose name contains -k) against one binary and ends with
-`N passed, N failed`.
+"""Operations (preflight, metrics, logs, archive, schema, replay, packaging...): every
+tests/integration/ops_*.py module contributes a CASES list; this runs them all (or those whose
+name contains -k) against one binary and ends with `N passed, N failed`.
 
     tests/integration/ops.py [--bin PATH] [-k SUBSTRING]
 

@@ -1,4 +1,4 @@
-"""The archive with late and out-of-order events (issue 10): one object per folder per roll
+"""The archive with late and out-of-order events: one object per folder per roll
 period, every raw line in exactly one object, folders by event or publish hour, and flow control
 that keeps acking the current hour while late folders stay open."""
 import calendar

@@ -1,4 +1,4 @@
-"""Script errors that point at the user's own code (issue 9, item 5): --check refuses unknown
+"""Script errors that point at the user's own code: --check refuses unknown
 route keys and routes whose table has no DDL, naming the route and the file; errors inside the
 bepipe library are reported at the user's line; a map that returns nil or a row without its
 time field gets a plain reason.

@@ -1,4 +1,4 @@
-"""The cloud path's own CPU (issue 10, item 4): work the daemon need not do. Archive objects of one
+"""The cloud path's own CPU: work the daemon need not do. Archive objects of one
 folder opened in the same second share a name stamp; the second upload must not meet a 412 (which
 costs an MD5 of the first object, a GET and a second full upload) when this process itself used
 the name a moment ago."""

@@ -1,4 +1,4 @@
-"""Script tooling that tests (issue 9, item 5): `bepipe-lua test PIPELINE.lua FIXTURES` asserts
+"""Script tooling that tests: `bepipe-lua test PIPELINE.lua FIXTURES` asserts
 each fixture's expectation, prints one line per failing case with what differs, ends with
 `N passed, N failed` and exits 1 on any failure; without expectations its output is stable
 (keys sorted, ingestion_time as a placeholder) so two runs diff cleanly."""

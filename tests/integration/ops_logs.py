@@ -1,4 +1,4 @@
-"""Logs (issue 9, item 4): --log-format json gives one object per line; dead-letter samples come
+"""Logs: --log-format json gives one object per line; dead-letter samples come
 at info level, rate-limited with counts; the stats line carries acks, nacks, extensions and
 retries."""
 import json

@@ -1,4 +1,4 @@
-"""Message metadata columns and template-format dead letters (issue 11, items 3 and 4).
+"""Message metadata columns and template-format dead letters.
 
 A route whose module says `metadata = true` (or a list of column names) gets message_id,
 publish_time, attributes, subscription_name and delivery_attempt in its rows, written by C after

@@ -1,4 +1,4 @@
-"""The HTTP listener (issue 9, item 3): /metrics in Prometheus text format 0.0.4 with counters
+"""The HTTP listener: /metrics in Prometheus text format 0.0.4 with counters
 that match what went through, /healthz, /readyz, POST /reload, and clients that cannot stall
 the pipeline. Also: every metric the Grafana dashboard (deploy/grafana/bepipe-lua.json) queries
 is in a real scrape."""

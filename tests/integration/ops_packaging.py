@@ -1,4 +1,4 @@
-"""Packaging and deployment (issue 9, item 7): luarocks make and make install give a binary that
+"""Packaging and deployment: luarocks make and make install give a binary that
 runs from its tree with no environment; the man page covers every flag, option key, signal and
 environment variable and renders without warnings; the Dockerfile, systemd unit and Kubernetes
 manifests agree on the ports, paths and packages."""

@@ -1,4 +1,4 @@
-"""Paths belong to the pipeline (issue 9, item 6): --create-tables reads the ddl/ of the user's
+"""Paths belong to the pipeline: --create-tables reads the ddl/ of the user's
 pipeline folder, not the one shipped beside the binary; --local-out refuses a folder that is not
 empty unless --append."""
 import os

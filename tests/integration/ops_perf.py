@@ -1,4 +1,4 @@
-"""The archive's object count when open files run out (issue 10, performance): late folders
+"""The archive's object count when open files run out: late folders
 that grow past the archive's pending chunk must not cost the current hour an extra object each."""
 import collections
 import os

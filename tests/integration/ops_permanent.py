@@ -1,4 +1,4 @@
-"""Permanent errors never loop (issue 9, item 2): an API answer that retrying cannot fix sends the
+"""Permanent errors never loop: an API answer that retrying cannot fix sends the
 affected rows to the dead letter with the API's reason, or, when the dead-letter table itself is
 unusable, stops the pipeline with a non-zero exit; never an endless nack/redeliver loop that
 archives the same line again and again."""

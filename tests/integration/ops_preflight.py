@@ -1,4 +1,4 @@
-"""Preflight (issue 9, item 1): before pulling, credentials, subscription, dataset, tables and
+"""Preflight: before pulling, credentials, subscription, dataset, tables and
 bucket are checked; a failure exits non-zero within preflight_seconds with one line naming what is
 missing and how to fix it. `--check --online` runs the same checks without pulling."""
 import os

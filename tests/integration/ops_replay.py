@@ -1,4 +1,4 @@
-"""Replay and backfill (issue 11, item 5): `bepipe-lua replay PIPELINE.lua SOURCE...` reads the
+"""Replay and backfill: `bepipe-lua replay PIPELINE.lua SOURCE...` reads the
 archive back through route/validate/map/schema into the tables. Through the emulator: the archive
 of a live Pub/Sub run replayed into another dataset gives the live run's rows, a second replay
 adds none (insertIds from object, generation and line), errors/ gives its dead letters again

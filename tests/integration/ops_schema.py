@@ -1,4 +1,4 @@
-"""Rows checked against the table schema before they leave (issue 11, item 1): a map with a typo
+"""Rows checked against the table schema before they leave: a map with a typo
 (a REQUIRED column left out) or an extra key gives a dead letter of stage `schema` naming the
 field, both in `bepipe-lua test` and in a --input/--local-out run; the shipped scripts give
 none on a generated corpus."""

@@ -1,4 +1,4 @@
-"""Schema evolution (issue 11, items 1-3): on the cloud path the live table's schema is the one
+"""Schema evolution: on the cloud path the live table's schema is the one
 rows are checked against (one log line per table that differs from its DDL); --update-tables
 adds a DDL's new NULLABLE column to the live table with tables.patch before pulling, refuses a
 retyped, dropped or new REQUIRED column naming it (exit 1, nothing pulled), and on SIGHUP

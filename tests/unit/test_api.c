@@ -335,7 +335,7 @@ test_503_retries_log_once_with_a_count(void **state)
     fixture_free(&fx);
 }
 
-/* Item 7: 20 requests hang on one host (more than any per-host connection cap); one more
+/* 20 requests hang on one host (more than any per-host connection cap); one more
  * request to that host completes at once. */
 static void
 test_hung_requests_do_not_block_others(void **state)
