@@ -606,10 +606,11 @@ bp_api_call_ref(struct bp_api *api, const char *method, const char *url, const c
     return 0;
 }
 
-int
-bp_api_call_capped(struct bp_api *api, const char *method, const char *url,
-                   const char *content_type, char *body, size_t body_len, long timeout_ms,
-                   size_t max_reply, bp_api_done_fn done, void *arg)
+/* The capped calls: body taken, reply capped at max_reply; a long poll has no stall guard. */
+static int
+call_capped(struct bp_api *api, const char *method, const char *url, const char *content_type,
+            char *body, size_t body_len, long timeout_ms, size_t max_reply, int long_poll,
+            bp_api_done_fn done, void *arg)
 {
     if (!api || !method || !url || !done) {
         free(body);
@@ -618,9 +619,19 @@ bp_api_call_capped(struct bp_api *api, const char *method, const char *url,
     struct call *c = start_call(api, method, url, content_type, NULL, body, body_len, timeout_ms,
                                 done, arg);
     c->max_reply = max_reply;
-    c->long_poll = 1;
+    c->long_poll = long_poll;
     send_attempt(c);
     return 0;
+}
+
+/* See api.h. */
+int
+bp_api_call_capped(struct bp_api *api, const char *method, const char *url,
+                   const char *content_type, char *body, size_t body_len, long timeout_ms,
+                   size_t max_reply, bp_api_done_fn done, void *arg)
+{
+    return call_capped(api, method, url, content_type, body, body_len, timeout_ms, max_reply, 1,
+                       done, arg);
 }
 
 /* See api.h. */
@@ -629,15 +640,8 @@ bp_api_call_small(struct bp_api *api, const char *method, const char *url,
                   const char *content_type, char *body, size_t body_len, long timeout_ms,
                   size_t max_reply, bp_api_done_fn done, void *arg)
 {
-    if (!api || !method || !url || !done) {
-        free(body);
-        return -1;
-    }
-    struct call *c = start_call(api, method, url, content_type, NULL, body, body_len, timeout_ms,
-                                done, arg);
-    c->max_reply = max_reply;
-    send_attempt(c);
-    return 0;
+    return call_capped(api, method, url, content_type, body, body_len, timeout_ms, max_reply, 0,
+                       done, arg);
 }
 
 /* bp_api_call_ref with the response body capped at max_reply (api.h). */

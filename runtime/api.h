@@ -96,7 +96,7 @@ int bp_api_call_capped(struct bp_api *api, const char *method, const char *url,
                        size_t max_reply, bp_api_done_fn done, void *arg) BP_WUR;
 /* bp_api_call (body taken, no extra header) with the response body capped at max_reply bytes,
  * and not a long-poll: calls whose answer is small and bounded by their request (acknowledge:
- * at most a result per id), so a server that answers with more is cut off there (a failed
+ * at most a result per id; insertAll: a verdict per row; an object's metadata), so a server that answers with more is cut off there (a failed
  * attempt) instead of costing BP_API_MAX_REPLY per call in flight. */
 int bp_api_call_small(struct bp_api *api, const char *method, const char *url,
                       const char *content_type, char *body, size_t body_len, long timeout_ms,

@@ -180,8 +180,8 @@ cloud_rows_put(struct bp_store *bs, const char *table, const char *entries, size
     size_t cap = nrows < (BP_API_MAX_REPLY - INSERT_REPLY_BASE) / INSERT_REPLY_PER_ROW
                      ? INSERT_REPLY_BASE + nrows * INSERT_REPLY_PER_ROW
                      : BP_API_MAX_REPLY;
-    if (bp_api_call_capped(s->bq_api, "POST", url, "application/json", body, blen, 60000, cap,
-                           rows_done, rc) != 0) {
+    if (bp_api_call_small(s->bq_api, "POST", url, "application/json", body, blen, 60000, cap,
+                          rows_done, rc) != 0) {
         /* nothing started and rows_done will not run (the api freed body): done runs here,
          * as store.h promises */
         s->pending--;
@@ -320,8 +320,8 @@ upload_done(void *arg, const struct bp_http_result *res)
         snprintf(url, sizeof(url), "%s/%s?fields=bucket,name,size,md5Hash", oc->s->objects_base,
                  n);
         free(n);
-        if (bp_api_call_capped(oc->s->gcs_api, "GET", url, NULL, NULL, 0, 30000,
-                               OBJECT_REPLY_MAX, existing_checked, oc) == 0)
+        if (bp_api_call_small(oc->s->gcs_api, "GET", url, NULL, NULL, 0, 30000,
+                              OBJECT_REPLY_MAX, existing_checked, oc) == 0)
             return;
     }
     if (!bad_reply(oc, res))
