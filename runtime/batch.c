@@ -24,6 +24,8 @@ struct flight {
     int probe;             /* sent to test a paused table */
 };
 
+static void flight_free(struct flight *f);
+
 /* A paused table is tried again after uniform(d/2, d), d doubling from PROBE_MIN to PROBE_MAX
  * seconds: quota windows and permission propagation take minutes, and a request a minute per
  * table costs nothing against any quota. */
@@ -83,9 +85,7 @@ bp_batches_free(struct bp_batches *b)
     for (size_t i = 0; i < b->n; i++) {
         for (struct flight *f = b->v[i]->held, *next; f; f = next) {
             next = f->next;
-            bp_buf_free(&f->buf);
-            free(f->slots);
-            free(f);
+            flight_free(f);
         }
         free(b->v[i]->paused_why);
         free(b->v[i]->table);
@@ -161,6 +161,7 @@ flight_free(struct flight *f)
 {
     bp_buf_free(&f->buf);
     free(f->slots);
+    free(f->attempts);
     free(f);
 }
 
@@ -315,10 +316,7 @@ flight_done(void *arg, int status, const char *errmsg, const struct bp_row_error
         }
     free(refused);
 out:
-    bp_buf_free(&f->buf);
-    free(f->slots);
-    free(f->attempts);
-    free(f);
+    flight_free(f);
 }
 
 static int
