@@ -193,6 +193,28 @@ def bucket_refusing_past_the_grace_stops_as_before():
 
 
 @case
+def probe_failing_otherwise_leaves_no_pause_behind():
+    """The paused table's probe fails with 500s past its retries: its rows are nacked, nothing
+    is held, and the table must not stay paused (pulling waits on a paused table, and with
+    nothing held nothing would probe it again: the nacked messages were never pulled again)."""
+    with cloud.Scenario() as s:
+        path, expect, raw = cloud.corpus(s.tmp, 30, seed=75, invalid=0)
+        check(expect["rows"]["order_events"] > 0, "the corpus has orders")
+        s.emu.publish(path)
+        s.emu.fault({"op": INSERT, "path": "/order_events/insertAll", "status": 403,
+                     "reason": "quotaExceeded", "count": 1})
+        s.emu.fault({"op": INSERT, "path": "/order_events/insertAll", "status": 500,
+                     "count": 2})
+        b = cloud.Bepipe(s.emu, ["--set", "retry.attempts=2"])
+        cloud.wait_drained(s.emu, 30, [b], timeout=60)
+        check_eq(b.stop(), 0, "exit code")
+        check_eq(stages(s.emu).get("insert", 0), 0, "no row dead-lettered")
+        cloud.verify(s.emu, expect, raw)
+        check("rows not stored, their messages will be redelivered" in b.stderr(),
+              "the probe failed as planned:\n" + b.stderr()[-2000:])
+
+
+@case
 def file_input_ending_while_a_table_is_paused_waits_for_it():
     # a file source has no redelivery: its drain (at the end of the file) must keep trying a
     # paused table for drain_seconds, not drop the held rows
