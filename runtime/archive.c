@@ -83,6 +83,14 @@ bp_archive_free(struct bp_archive *a)
             bp_ack_done(a->ack, o->slots[k], 0);
         obj_free(o);
     }
+    /* the store never answers these now (its calls end without callbacks at exit): their
+     * messages are nacked like the open objects' */
+    for (struct bp_archive_obj *o = a->finishing, *next; o; o = next) {
+        next = o->newer;
+        for (size_t k = 0; k < o->nslots; k++)
+            bp_ack_done(a->ack, o->slots[k], 0);
+        obj_free(o);
+    }
     for (size_t i = 0; i < a->ntypes; i++)
         free(a->types[i]);
     free(a->types);
@@ -320,6 +328,12 @@ finish_done(void *arg, int status, const char *errmsg, const struct bp_row_error
     struct bp_archive *a = o->owner;
     (void)errs;
     (void)nerrs;
+    if (o->older)
+        o->older->newer = o->newer;
+    else
+        a->finishing = o->newer;
+    if (o->newer)
+        o->newer->older = o->older;
     a->in_flight--;
     a->held_finishing -= o->nslots;
     a->bytes_finishing -= o->bytes;
@@ -409,6 +423,11 @@ finish(struct bp_archive *a, struct bp_archive_obj *o)
     if (o->obj)
         a->nfiles--;
     o->owner = a;
+    o->older = NULL;
+    o->newer = a->finishing;
+    if (a->finishing)
+        a->finishing->older = o;
+    a->finishing = o;
     a->in_flight++;
     a->held_finishing += o->nslots;
     a->bytes_finishing += o->bytes;
