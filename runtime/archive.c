@@ -69,7 +69,9 @@ obj_free(struct bp_archive_obj *o)
 }
 
 /* Objects still open are aborted and their messages nacked: callers finish them first
- * (bp_archive_finish_all) on drain. */
+ * (bp_archive_finish_all) on drain. Objects handed to the store and not answered are freed and
+ * their messages nacked too: the store must not answer them afterwards (at exit its calls end
+ * without callbacks). */
 void
 bp_archive_free(struct bp_archive *a)
 {
