@@ -69,7 +69,9 @@ obj_free(struct bp_archive_obj *o)
 }
 
 /* Objects still open are aborted and their messages nacked: callers finish them first
- * (bp_archive_finish_all) on drain. */
+ * (bp_archive_finish_all) on drain. Objects handed to the store and not answered are freed and
+ * their messages nacked too: the store must not answer them afterwards (at exit its calls end
+ * without callbacks). */
 void
 bp_archive_free(struct bp_archive *a)
 {
@@ -79,6 +81,14 @@ bp_archive_free(struct bp_archive *a)
         next = o->newer;
         if (o->obj)
             a->store->ops->object_abort(o->obj);
+        for (size_t k = 0; k < o->nslots; k++)
+            bp_ack_done(a->ack, o->slots[k], 0);
+        obj_free(o);
+    }
+    /* the store never answers these now (its calls end without callbacks at exit): their
+     * messages are nacked like the open objects' */
+    for (struct bp_archive_obj *o = a->finishing, *next; o; o = next) {
+        next = o->newer;
         for (size_t k = 0; k < o->nslots; k++)
             bp_ack_done(a->ack, o->slots[k], 0);
         obj_free(o);
@@ -320,6 +330,12 @@ finish_done(void *arg, int status, const char *errmsg, const struct bp_row_error
     struct bp_archive *a = o->owner;
     (void)errs;
     (void)nerrs;
+    if (o->older)
+        o->older->newer = o->newer;
+    else
+        a->finishing = o->newer;
+    if (o->newer)
+        o->newer->older = o->older;
     a->in_flight--;
     a->held_finishing -= o->nslots;
     a->bytes_finishing -= o->bytes;
@@ -409,6 +425,11 @@ finish(struct bp_archive *a, struct bp_archive_obj *o)
     if (o->obj)
         a->nfiles--;
     o->owner = a;
+    o->older = NULL;
+    o->newer = a->finishing;
+    if (a->finishing)
+        a->finishing->older = o;
+    a->finishing = o;
     a->in_flight++;
     a->held_finishing += o->nslots;
     a->bytes_finishing += o->bytes;

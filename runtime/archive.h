@@ -71,6 +71,8 @@ struct bp_archive {
     struct bp_archive_slot *buckets;        /* open addressing, linear probing */
     size_t nbuckets;        /* a power of two, at least twice nopen */
     struct bp_archive_obj *oldest, *newest;
+    struct bp_archive_obj *finishing;       /* handed to the store, not answered (linked by
+                                             * older/newer): freed by bp_archive_free */
     struct bp_archive_obj *last;            /* the object the last line went to */
     size_t nopen;
     size_t nfiles;          /* open objects holding a store object (a file, locally) */

@@ -24,6 +24,7 @@ struct flight {
     int probe;             /* sent to test a paused table */
 };
 
+
 /* A paused table is tried again after uniform(d/2, d), d doubling from PROBE_MIN to PROBE_MAX
  * seconds: quota windows and permission propagation take minutes, and a request a minute per
  * table costs nothing against any quota. */
@@ -254,6 +255,22 @@ accepted(struct bp_rowbatch *rb)
     rb->paused_why = NULL;
 }
 
+/* A paused table's probe failed otherwise than by a refusal for now (an error the api's
+ * retries did not get past, its own rows refused for good): no answer about the pause. The next
+ * held request is probed when the backoff says; with none held, the table is no longer paused,
+ * since pulling waits on a paused table and nothing would probe it again (its next request goes
+ * out at once; refused_since stays, so the grace keeps counting should it be refused). */
+static void
+probe_failed(struct bp_rowbatch *rb)
+{
+    rb->probing = 0;
+    rb->retry_at = bp_time_mono() + bp_backoff_fail(&rb->backoff);
+    if (!rb->held) {
+        free(rb->paused_why);
+        rb->paused_why = NULL;
+    }
+}
+
 static void
 flight_done(void *arg, int status, const char *errmsg, const struct bp_row_error *errs,
             size_t nerrs)
@@ -266,14 +283,14 @@ flight_done(void *arg, int status, const char *errmsg, const struct bp_row_error
         refused_for_now(b, f, errmsg ? errmsg : "refused");
         return;     /* f is held (or freed) */
     }
+    if (status != 0 && f->probe)
+        probe_failed(rb);
     if (status == BP_STORE_PERMANENT) {
         refused_for_good(b, f, errmsg ? errmsg : "refused");
         goto out;
     }
     if (status == 0)
         accepted(rb);
-    else if (f->probe)
-        rb->probing = 0;    /* the next probe when it is due */
     if (status != 0) {
         b->failures++;
         bp_log(BP_LOG_ERROR, "batch", "table %s: %zu rows not stored, their messages will be "

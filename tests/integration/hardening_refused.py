@@ -193,6 +193,51 @@ def bucket_refusing_past_the_grace_stops_as_before():
 
 
 @case
+def probe_failing_otherwise_leaves_no_pause_behind():
+    """The paused table's probe fails with 500s past its retries: its rows are nacked, nothing
+    is held, and the table must not stay paused (pulling waits on a paused table, and with
+    nothing held nothing would probe it again: the nacked messages were never pulled again)."""
+    with cloud.Scenario() as s:
+        path, expect, raw = cloud.corpus(s.tmp, 30, seed=75, invalid=0)
+        check(expect["rows"]["order_events"] > 0, "the corpus has orders")
+        s.emu.publish(path)
+        s.emu.fault({"op": INSERT, "path": "/order_events/insertAll", "status": 403,
+                     "reason": "quotaExceeded", "count": 1})
+        s.emu.fault({"op": INSERT, "path": "/order_events/insertAll", "status": 500,
+                     "count": 2})
+        b = cloud.Bepipe(s.emu, ["--set", "retry.attempts=2"])
+        cloud.wait_drained(s.emu, 30, [b], timeout=60)
+        check_eq(b.stop(), 0, "exit code")
+        check_eq(stages(s.emu).get("insert", 0), 0, "no row dead-lettered")
+        cloud.verify(s.emu, expect, raw)
+        check("rows not stored, their messages will be redelivered" in b.stderr(),
+              "the probe failed as planned:\n" + b.stderr()[-2000:])
+
+
+@case
+def sigterm_while_the_bucket_refuses_nacks_and_frees_the_held_objects():
+    """SIGTERM while the bucket refuses for now: the drain tries for drain_seconds, then exits 1
+    with every message still unacked (nothing is acked before its object is stored), and the
+    objects the store still holds are freed (the sanitizer build reports no leak)."""
+    with cloud.Scenario() as s:
+        path, expect, raw = cloud.corpus(s.tmp, 300, seed=76, invalid=0)
+        s.emu.publish(path)
+        s.emu.fault({"op": "storage.objects.insert.*", "status": 403, "reason": "quotaExceeded",
+                     "count": -1})
+        b = cloud.Bepipe(s.emu, ["--set", "drain_seconds=4"])
+        end = time.time() + 30
+        while time.time() < end and "the object is held" not in b.stderr():
+            time.sleep(0.2)
+        check("the object is held" in b.stderr(), "an upload held:\n" + b.stderr()[-1500:])
+        t0 = time.time()
+        check_eq(b.stop(timeout=60), 1, "exit code after the drain's timeout")
+        check(time.time() - t0 < 40, "the drain ends at drain_seconds")
+        check_eq(s.emu.objects(), {}, "nothing uploaded")
+        st = s.emu.sub_state()
+        check_eq(st["backlog"] + st["outstanding"], 300, "no message acked")
+
+
+@case
 def file_input_ending_while_a_table_is_paused_waits_for_it():
     # a file source has no redelivery: its drain (at the end of the file) must keep trying a
     # paused table for drain_seconds, not drop the held rows

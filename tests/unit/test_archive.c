@@ -31,6 +31,7 @@ struct fake {
     size_t ntext;
     int capture;                /* keep the bytes in text */
     int fail_finish;            /* answer finishes with a failure */
+    int hold_finish;            /* never answer finishes (uploads held at exit) */
 };
 
 struct bp_object {
@@ -75,6 +76,8 @@ f_finish(struct bp_object *o, bp_store_done_fn done, void *arg)
     f->done[o->idx] = ++f->finished;
     f->open_now--;
     free(o);
+    if (f->hold_finish)
+        return 0;
     done(arg, f->fail_finish ? -1 : 0, f->fail_finish ? "refused" : NULL, NULL, 0);
     return 0;
 }
@@ -720,6 +723,47 @@ redelivered_lines_archived_once(void **state)
     free(f);
 }
 
+static int nacks;
+
+static void
+on_verdict(void *owner, uint32_t slot, uint64_t cookie, int ok)
+{
+    (void)owner;
+    (void)slot;
+    (void)cookie;
+    if (ok)
+        acks++;
+    else
+        nacks++;
+}
+
+/* Objects the store still holds at exit (uploads waiting for a refusing bucket, or queued) are
+ * the archive's: freeing it frees them and nacks their messages, as it does the open ones. */
+static void
+objects_unanswered_at_exit_are_freed_and_nacked(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(1);
+    f->hold_finish = 1;
+    struct bp_archive a;
+    struct bp_ack ack;
+    bp_ack_init(&ack, on_verdict, NULL);
+    struct bp_archive_params p = { "", 1 << 30, 3600.0, 0, 64, 0 };
+    bp_archive_init(&a, &f->base, &ack, &p);
+    acks = nacks = 0;
+    add(&a, &ack, "order", 2024010100, 5, 3, 1.0);
+    add(&a, &ack, "inventory", 2024010100, 5, 2, 1.0);
+    assert_int_equal(bp_archive_finish_all(&a), 0);
+    assert_int_equal(f->finished, 2);
+    assert_int_equal(a.in_flight, 2);
+    add(&a, &ack, "order", 2024010101, 5, 1, 1.0);      /* one still open */
+    bp_archive_free(&a);
+    assert_int_equal(nacks, 6);
+    assert_int_equal(acks, 0);
+    bp_ack_free(&ack);
+    free(f);
+}
+
 int
 main(void)
 {
@@ -738,6 +782,7 @@ main(void)
         cmocka_unit_test(every_payload_is_one_line),
         cmocka_unit_test(malformed_markers_are_payloads),
         cmocka_unit_test(redelivered_lines_archived_once),
+        cmocka_unit_test(objects_unanswered_at_exit_are_freed_and_nacked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

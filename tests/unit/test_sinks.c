@@ -444,6 +444,85 @@ batches_pause_a_table_that_refuses_for_now(void **state)
     bp_ack_free(&ack);
 }
 
+/* The dead-letter table's requests keep each row's delivery attempt: a paused one's held
+ * requests free them whichever way they end (nacked at the drain's timeout, dropped at exit,
+ * given up after the grace), which the sanitizer build's leak check proves. */
+static void
+batches_paused_dead_letter_table_frees_its_held_requests(void **state)
+{
+    (void)state;
+    struct fake f = { .base.ops = &fake_ops, .status = BP_STORE_REFUSED };
+    struct bp_batches b;
+    struct bp_ack ack;
+    struct verdicts v = { 0 };
+    bp_ack_init(&ack, on_verdict, &v);
+    bp_batches_init(&b, &f.base, &ack, 3, 1000, 1.0);
+    size_t d = bp_batches_index(&b, "dead");
+    b.v[d]->is_dead_letter = 1;
+    add_rows(&b, &ack, d, 6);                            /* sent, refused; then held */
+    assert_int_equal(f.puts, 1);
+    assert_int_equal(bp_batches_held_rows(&b), 6);
+    bp_batches_set_refused_grace(&b, 0);                 /* the probe's refusal gives up */
+    usleep(2100 * 1000);
+    assert_int_equal(bp_batches_tick(&b, 3.0), 0);
+    assert_int_equal(f.puts, 2);
+    assert_int_equal(bp_batches_held_rows(&b), 0);
+    assert_int_equal(v.failed, 6);
+    bp_batches_set_refused_grace(&b, 600);
+    add_rows(&b, &ack, d, 6);                            /* paused again, held */
+    assert_int_equal(bp_batches_held_rows(&b), 6);
+    bp_batches_nack_held(&b);                            /* the drain's timeout */
+    assert_int_equal(v.failed, 12);
+    assert_int_equal(bp_batches_held_rows(&b), 0);
+    add_rows(&b, &ack, d, 3);                            /* held until exit */
+    assert_int_equal(bp_batches_held_rows(&b), 3);
+    bp_batches_free(&b);
+    bp_ack_free(&ack);
+}
+
+/* A paused table's probe that fails otherwise (an error after the api's retries, a refusal
+ * for good of its own rows) is no answer about the pause: the next held request is probed when
+ * due, and once none is held the table is no longer paused (pulling waits on a paused table,
+ * and with nothing held nothing would ever probe it again). */
+static void
+batches_a_probe_that_fails_otherwise_ends_no_pause_for_good(void **state)
+{
+    (void)state;
+    struct fake f = { .base.ops = &fake_ops, .status = BP_STORE_REFUSED };
+    struct bp_batches b;
+    struct bp_ack ack;
+    struct refused r = { 0 };
+    struct verdicts v = { 0 };
+    bp_ack_init(&ack, on_verdict, &v);
+    bp_batches_init(&b, &f.base, &ack, 3, 1000, 1.0);
+    bp_batches_on_rejected(&b, on_refused, &r);
+    size_t t = bp_batches_index(&b, "t");
+    add_rows(&b, &ack, t, 6);                            /* one refused, one held behind it */
+    assert_int_equal(f.puts, 1);
+    assert_int_equal(bp_batches_held_rows(&b), 6);
+    f.status = BP_STORE_PERMANENT;                       /* the probe's own rows refused */
+    usleep(1100 * 1000);
+    assert_int_equal(bp_batches_tick(&b, 2.0), 0);
+    assert_int_equal(f.puts, 2);
+    assert_int_equal(r.calls, 3);
+    assert_int_equal(bp_batches_held_rows(&b), 3);
+    f.status = -1;                                       /* the next probe fails: nacked */
+    for (int i = 0; i < 50 && f.puts == 2; i++) {
+        usleep(100 * 1000);
+        assert_int_equal(bp_batches_tick(&b, 3.0), 0);
+    }
+    assert_int_equal(f.puts, 3);
+    assert_int_equal(v.failed, 3);
+    assert_int_equal(bp_batches_held_rows(&b), 0);
+    assert_null(bp_batches_paused(&b));                  /* nothing held: not paused */
+    f.status = 0;
+    add_rows(&b, &ack, t, 3);                            /* sent at once, stored */
+    assert_int_equal(f.puts, 4);
+    assert_int_equal(v.ok, 6);
+    bp_batches_free(&b);
+    bp_ack_free(&ack);
+}
+
 int
 main(void)
 {
@@ -452,6 +531,8 @@ main(void)
         cmocka_unit_test(batches_refuse_an_oversized_entry),
         cmocka_unit_test(batches_refused_dead_letters_go_to_their_callback),
         cmocka_unit_test(batches_pause_a_table_that_refuses_for_now),
+        cmocka_unit_test(batches_paused_dead_letter_table_frees_its_held_requests),
+        cmocka_unit_test(batches_a_probe_that_fails_otherwise_ends_no_pause_for_good),
         cmocka_unit_test(local_store_is_atomic_and_never_overwrites),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
