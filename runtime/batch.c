@@ -24,7 +24,6 @@ struct flight {
     int probe;             /* sent to test a paused table */
 };
 
-
 /* A paused table is tried again after uniform(d/2, d), d doubling from PROBE_MIN to PROBE_MAX
  * seconds: quota windows and permission propagation take minutes, and a request a minute per
  * table costs nothing against any quota. */
