@@ -3,14 +3,12 @@
 -- cdata made by `make`; the row writer (runtime/json_row.c) writes an int64_t or uint64_t cdata
 -- as its digits through `text`. A script sees a value that compares (==, <) with numbers and
 -- other 64-bit integers, does integer arithmetic (+ - * / % wrap at 64 bits; / truncates) and
--- that `bepipe.check.integer` accepts. Once installed, tostring() and string.format's %s give its
--- digits, as for a number (LuaJIT's own give "123456789012345678LL", which a map copying
--- tostring(ev.id) into a STRING column would store); `..` refuses it, loudly.
+-- that `bepipe.check.integer` accepts; tostring() gives "123456789012345678LL", so a script
+-- that wants the digits calls require("bepipe.int64").text(v).
 local ffi = require "ffi"
 
 local i64, u64 = ffi.typeof("int64_t"), ffi.typeof("uint64_t")
 local istype, tostring, sub, type = ffi.istype, tostring, string.sub, type
-local format, gmatch, select, unpack = string.format, string.gmatch, select, unpack
 
 local M = {}
 
@@ -39,51 +37,11 @@ function M.text(v)
     return nil
 end
 
--- tostring, but the digits of an int64_t / uint64_t cdata.
-function M.tostring(v)
-    if type(v) == "cdata" then
-        local t = M.text(v)
-        if t then
-            return t
-        end
-    end
-    return tostring(v)
-end
-
--- string.format, but an int64_t / uint64_t cdata given to a %s is its digits (%d takes the
--- cdata as it is, exactly). Only a call with such an argument pays for reading the format.
-function M.format(fmt, ...)
-    local n, args = select("#", ...), nil
-    for i = 1, n do
-        if M.text((select(i, ...))) then
-            args = { ... }
-            break
-        end
-    end
-    if not args then
-        return format(fmt, ...)
-    end
-    local i = 0
-    for _, conv in gmatch(fmt, "%%([-+ #0]*%d*%.?%d*)(.)") do
-        if conv ~= "%" then
-            i = i + 1
-            if conv == "s" and M.text(args[i]) then
-                args[i] = M.text(args[i])
-            end
-        end
-    end
-    return format(fmt, unpack(args, 1, n))
-end
-
--- Puts make and text in the registry, where the C decoders and writer find them, and makes the
--- global tostring and string.format give such integers' digits (scripts loaded afterwards see
--- them).
+-- Puts make and text in the registry, where the C decoders and writer find them.
 function M.install()
     local reg = debug.getregistry()
     reg["bepipe.int64"] = M.make
     reg["bepipe.int_text"] = M.text
-    _G.tostring = M.tostring
-    string.format = M.format
 end
 
 return M

@@ -58,19 +58,3 @@ test("check: integer and number accept 64-bit integers, describe shows their dig
     eq(check.describe(v), "number 123456789012345678")
     like(check.reason("q", v, "an integer <= 100"), "got number 123456789012345678")
 end)
-
-test("int64: once installed, tostring and string.format's %s give a script the digits", function()
-    -- LuaJIT's own tostring appends "LL": a map copying tostring(ev.id) into a STRING column
-    -- would store "9007199254740993LL"
-    int64.install()
-    local v = int64.make(0x200000, 1, false)                   -- 2^53 + 1
-    eq(tostring(v), "9007199254740993")
-    eq(tostring(int64.make(0xffffffff, 0xffffffff, true)), "18446744073709551615")
-    eq(string.format("id-%s/%d/%5.1f/%s", v, v, 1.5,
-       "x"), "id-9007199254740993/9007199254740993/  1.5/x")
-    eq(string.format("%%s %s", v), "%s 9007199254740993")
-    eq(tostring(12), "12")
-    eq(tostring(nil), "nil")
-    like(tostring(require("ffi").new("int32_t", 5)), "cdata<int")
-    eq(select("#", tostring(v)), 1)
-end)
