@@ -2,7 +2,7 @@
  * json_row.c) with lua-cjson: lua-cjson preloaded, bepipe.int64 installed (integers past 2^53 as
  * cdata, as host.lua installs it) and, as globals, `json` (an instance configured as
  * scripts/bepipe/host.lua configures its own) and `same(a, b)` (deep equality, with the sign
- * of zero; 64-bit integers of the same type and value). Used by tests/unit/test_json_*.c and
+ * of zero; 64-bit integers of the same type and value) and `agree(fast, cjson)`. Used by tests/unit/test_json_*.c and
  * tests/fuzz/fuzz_json_lua.c. */
 #ifndef BP_TEST_CJSON_STATE_H
 #define BP_TEST_CJSON_STATE_H
@@ -33,7 +33,21 @@ static const char cjson_state_prelude[] =
     "  for k, v in pairs(a) do if not same(v, b[k]) then return false end end\n"
     "  for k in pairs(b) do if a[k] == nil then return false end end\n"
     "  return true\n"
-    "end\n";
+    "end\n"
+    /* agree(fast, cjson): true when equal as `same` says, or where fast holds an int64 /
+     * uint64 cdata, cjson holds that integer's nearest double; second result: fast held one */
+    "local big\n"
+    "local function agree1(a, b)\n"
+    "  if type(a) == 'cdata' then\n"
+    "    big = true\n"
+    "    return type(b) == 'number' and tonumber(a) == b\n"
+    "  end\n"
+    "  if type(a) ~= 'table' or type(b) ~= 'table' then return same(a, b) end\n"
+    "  for k, v in pairs(a) do if not agree1(v, b[k]) then return false end end\n"
+    "  for k in pairs(b) do if a[k] == nil then return false end end\n"
+    "  return true\n"
+    "end\n"
+    "function agree(a, b) big = false local ok = agree1(a, b) return ok, big end\n";
 
 /* The state, after running `extra` (more Lua, or NULL); aborts with the error on failure. */
 static lua_State *
