@@ -1,9 +1,9 @@
 /* cjson_state.h - a Lua state for the tests that compare the fast JSON paths (json_lua.cpp,
  * json_row.c) with lua-cjson: lua-cjson preloaded, bepipe.int64 installed (integers past 2^53 as
  * cdata, as host.lua installs it) and, as globals, `json` (an instance configured as
- * scripts/bepipe/host.lua configures its own) and `same(a, b)` (deep equality, with the sign
- * of zero; 64-bit integers of the same type and value) and `agree(fast, cjson)`. Used by tests/unit/test_json_*.c and
- * tests/fuzz/fuzz_json_lua.c. */
+ * scripts/bepipe/host.lua configures its own), `same(a, b)` (deep equality, with the sign of
+ * zero; 64-bit integers of the same type and value) and `agree(fast, cjson)`. Used by
+ * tests/unit/test_json_*.c and tests/fuzz/fuzz_json_lua.c. */
 #ifndef BP_TEST_CJSON_STATE_H
 #define BP_TEST_CJSON_STATE_H
 
