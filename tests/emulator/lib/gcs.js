@@ -204,6 +204,8 @@ class Gcs {
       md5Hash: crypto.createHash('md5').update(data).digest('base64'), crc32c: crc32cBase64(data),
       etag: Buffer.from(gen).toString('base64'), timeCreated: now, updated: now, timeStorageClassUpdated: now,
     };
+    for (const k of ['contentType', 'contentEncoding', 'contentDisposition', 'contentLanguage', 'cacheControl'])
+      if (meta[k] !== undefined && meta[k] !== null && typeof meta[k] !== 'string') throw bad(`Invalid value for ${k}: a string is required.`);
     for (const k of ['contentEncoding', 'contentDisposition', 'contentLanguage', 'cacheControl', 'metadata', 'customTime'])
       if (meta[k] !== undefined && meta[k] !== null) m[k] = meta[k];
     if (meta.md5Hash && meta.md5Hash !== m.md5Hash)
