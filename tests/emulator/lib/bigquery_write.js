@@ -189,14 +189,14 @@ class Call {
     buf.copy(frame, 5);
     this.stream.write(frame);
   }
-  statusHeaders(code, message, detailsBin) {
-    const h = { 'grpc-status': String(code) };
+  statusHeaders(code, message, detailsBin, extra) {
+    const h = Object.assign({ 'grpc-status': String(code) }, extra || {});
     if (message) h['grpc-message'] = encodeGrpcMessage(message);
     if (detailsBin) h['grpc-status-details-bin'] = detailsBin.toString('base64').replace(/=+$/, '');
     return h;
   }
   // Ends the call with a status; the first one wins.
-  finish(code, message, detailsBin, noStatus) {
+  finish(code, message, detailsBin, noStatus, extra) {
     if (this.closed()) return;
     this.done = true;
     if (this.timer) clearTimeout(this.timer);
@@ -206,7 +206,7 @@ class Call {
       else { this.trailers = {}; this.stream.end(); }
       return;
     }
-    const st = this.statusHeaders(code, message, detailsBin);
+    const st = this.statusHeaders(code, message, detailsBin, extra);
     if (!this.sentHeaders) {
       this.sentHeaders = true;
       this.stream.respond(Object.assign({ ':status': 200, 'content-type': 'application/grpc' }, st), { endStream: true });
@@ -216,7 +216,7 @@ class Call {
     this.stream.end();
   }
   fail(err) {
-    if (err instanceof GrpcError) return this.finish(err.code, err.message, this.svc.statusDetails(err));
+    if (err instanceof GrpcError) return this.finish(err.code, err.message, this.svc.statusDetails(err), false, this.svc.storageTrailer(err));
     process.stderr.write(`emulator: internal error in ${this.method}: ${err && err.stack}\n`);
     return this.finish(CODE.INTERNAL, 'Internal error encountered.');
   }
@@ -296,6 +296,14 @@ class BigQueryWrite {
     }
     return Buffer.from(this.t.Status.encode(this.t.Status.fromObject(st)).finish());
   }
+  // The service also sends the StorageError as trailing metadata (the Node client's
+  // parseStorageErrors reads it there).
+  storageTrailer(err) {
+    if (!err.storage) return {};
+    const se = this.t.StorageError.encode(this.t.StorageError.fromObject({
+      code: err.storage.code, entity: err.storage.entity || '', errorMessage: err.message })).finish();
+    return { [`${V1}.storageerror-bin`]: Buffer.from(se).toString('base64').replace(/=+$/, '') };
+  }
   statusObject(err) {
     const o = { code: err.code, message: err.message };
     if (err.storage) {
@@ -353,7 +361,7 @@ class BigQueryWrite {
     if (!rule) return null;
     if (rule.latencyMs) await sleep(rule.latencyMs);
     if (rule.stall) {
-      if (rule.stall === true || rule.stall === 'forever') { this.record(call.op, 'stalled'); return 'handled'; }
+      if (rule.stall === true || rule.stall === 'forever') { call.stalled = true; this.record(call.op, 'stalled'); return 'handled'; }
       await sleep(Number(rule.stall) * 1000);
     }
     if (call.closed()) return 'handled';
@@ -520,14 +528,13 @@ class BigQueryWrite {
     };
     call.onEnd = () => {
       ended = true;
-      chain = chain.then(() => { if (!call.closed()) call.finish(CODE.OK); });
+      chain = chain.then(() => { if (!call.closed() && !call.stalled) call.finish(CODE.OK); });
     };
-    call.stream.on('close', () => { if (!ended) chain = chain.then(() => {}); });
     call.start();
   }
 
   async appendOne(call, conn, m) {
-    if (call.closed()) return;
+    if (call.closed() || call.stalled) return; // a stalled connection answers nothing more
     let req;
     try { req = this.t.AppendRowsRequest.decode(m); } catch (e) { return call.finish(CODE.INVALID_ARGUMENT, `Failed to parse AppendRowsRequest: ${e.message}`); }
     const rule = this.faults.match('POST', call.path, call.op);
