@@ -7,6 +7,10 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
+const { execFile } = require('child_process');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
 const { startEmulator } = require('./helpers');
 
 const grpc = require('@grpc/grpc-js');
@@ -266,6 +270,31 @@ test('managed writer with write retries: GOAWAY and a dropped stream are survive
     conn.close();
     assert.deepEqual((await rowsOf(t.id)).map((r) => r.id), ['g0', 'g1', 'g1b', 'g2']);
   } finally { c.close(); }
+});
+
+// Google's bq, when installed, reads what the managed writer wrote (bq head = tabledata.list).
+function onPath(tool) {
+  return (process.env.PATH || '').split(':').some((d) => d && fs.existsSync(path.join(d, tool)));
+}
+test('bq head shows the rows appended over gRPC', { skip: onPath('bq') ? false : 'bq is not installed' }, async () => {
+  const t = await newTable(SCHEMA);
+  const conn = await client.createStreamConnection({ streamId: managedwriter.DefaultStream, destinationTable: t.parent });
+  const w = new JSONWriter({ connection: conn, protoDescriptor: descriptorFor(SCHEMA) });
+  assert.equal((await w.appendRows([{ id: 'h1', n: '-9223372036854775808', day: new Date('1969-12-31'), addr: { city: 'Ås' } }, { id: 'h2', ts: new Date(0) }]).getResult()).error ?? null, null);
+  conn.close();
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'bq-home-'));
+  fs.writeFileSync(path.join(home, 'token'), 'emulator-token\n');
+  const env = Object.assign({}, process.env, {
+    HOME: home, CLOUDSDK_CONFIG: path.join(home, 'gcloud'), CLOUDSDK_AUTH_ACCESS_TOKEN_FILE: path.join(home, 'token'),
+    CLOUDSDK_CORE_DISABLE_PROMPTS: '1', CLOUDSDK_CORE_DISABLE_USAGE_REPORTING: 'true',
+  });
+  delete env.GOOGLE_APPLICATION_CREDENTIALS;
+  const out = await new Promise((resolve, reject) => execFile('bq', ['--api', emu.url, '--project_id', P, '--format', 'json', 'head', `${DS}.${t.id}`],
+    { env, timeout: 120000 }, (e, stdout, stderr) => (e ? reject(new Error(`bq head: ${e.message}\n${stderr}`)) : resolve(stdout))));
+  fs.rmSync(home, { recursive: true, force: true });
+  const rows = JSON.parse(out);
+  assert.deepEqual(rows.map((r) => [r.id, r.n, r.day, r.addr ? r.addr.city : null]), [['h1', '-9223372036854775808', '1969-12-31', 'Ås'], ['h2', null, null, null]]);
+  assert.match(rows[1].ts, /^1970-01-01 00:00:00/);
 });
 
 // ---- the wire, with a plain gRPC client ---------------------------------------------------
