@@ -257,8 +257,8 @@ class BigQueryWrite {
 
   constructor(app, protobuf, protos) {
     this.app = app;
-    this.bq = app.bigquery;
-    this.faults = app.faults;
+    this.bq = app && app.bigquery;
+    this.faults = app && app.faults;
     this.protobuf = protobuf;
     this.root = protobuf.Root.fromJSON(protos);
     const T = (n) => this.root.lookupType(n);
@@ -315,8 +315,11 @@ class BigQueryWrite {
 
   // ---- HTTP/2 front -------------------------------------------------------------------------
   listen(host, port) {
-    const server = http2.createServer({ settings: { maxConcurrentStreams: 1000 } });
+    // Windows as large as Google's front ends give, so a 10 MB append is not paced by
+    // WINDOW_UPDATEs; session memory above node's 10 MB default for the same reason.
+    const server = http2.createServer({ maxSessionMemory: 256, settings: { maxConcurrentStreams: 1000, initialWindowSize: 16 << 20 } });
     server.on('session', (s) => {
+      s.once('connect', () => { try { s.setLocalWindowSize(64 << 20); } catch (e) { /* closed */ } });
       this.sessions.add(s);
       s.on('close', () => this.sessions.delete(s));
       s.on('error', () => { /* a peer that goes away mid-frame */ });
@@ -740,6 +743,21 @@ class BigQueryWrite {
         return typeof v === 'string' ? v : num(v);
       default: return typeof v === 'string' ? v : num(v);
     }
+  }
+
+  // Decodes rows as AppendRows does, without a server or a table: `fields` a tables.insert
+  // schema, `descriptor` DescriptorProto bytes, `rows` serialized rows. Returns {schemaError}
+  // or {rows: [{stored} | {error}]} (stored: the table file's row form). For differential tests
+  // of encoders (the storage-decode command).
+  decodeStandalone(fields, descriptor, rows) {
+    const norm = schema.normalizeFields(fields);
+    const conn = {};
+    try {
+      conn.writer = this.writerType(descriptor);
+      conn.mapping = this.compileMapping(conn.writer, norm, 'root');
+    } catch (e) { return { schemaError: e.message }; }
+    const tb = { validate: schema.compileRecord(norm) };
+    return { rows: rows.map((r) => { const o = this.decodeRow(conn, tb, r); return o.error ? { error: o.error } : { stored: o.stored }; }) };
   }
 
   summary() {

@@ -420,6 +420,29 @@ test('protocol errors end the call: no stream name, no writer schema, unknown ta
   } finally { await secure.stop(); }
 });
 
+test('storage-decode decodes rows as AppendRows does (for differential tests of encoders)', async () => {
+  const schema = [{ name: 'id', type: 'STRING', mode: 'REQUIRED' }, { name: 'ts', type: 'TIMESTAMP' }, { name: 'day', type: 'DATE' },
+    { name: 'n', type: 'INTEGER', mode: 'REPEATED' }, { name: 'r', type: 'RECORD', fields: [{ name: 'b', type: 'BYTES' }] }];
+  const desc = descriptorFor(schema).toJSON();
+  const D = root.lookupType('google.protobuf.DescriptorProto');
+  const bytes = D.encode(D.fromObject(desc)).finish();
+  const type = protobuf.Type.fromDescriptor(bytes);
+  new protobuf.Root().add(type).resolveAll();
+  const rows = [
+    type.encode({ id: 'a', ts: '-1', day: -719162, n: ['9223372036854775807', '-2'], r: { b: Buffer.from('hi') } }).finish(),
+    Buffer.from([0x10, 0x05]), // ts = 5 without the REQUIRED id
+    Buffer.from([0xff]),
+  ];
+  const input = JSON.stringify({ schema, descriptor: Buffer.from(bytes).toString('base64'), rows: rows.map((r) => Buffer.from(r).toString('base64')) });
+  const out = await new Promise((resolve, reject) => {
+    const p = execFile(process.execPath, [path.resolve(__dirname, '../../storage-decode')], (e, stdout, stderr) => (e ? reject(new Error(stderr)) : resolve(JSON.parse(stdout))));
+    p.stdin.end(input);
+  });
+  assert.deepEqual(out.rows[0], { stored: { id: 'a', ts: '1969-12-31T23:59:59.999999Z', day: '0001-01-01', n: ['9223372036854775807', '-2'], r: { b: 'aGk=' } } });
+  assert.deepEqual(out.rows[1], { error: 'Missing required field: id.' });
+  assert.match(out.rows[2].error, /Could not parse the row/);
+});
+
 function storageErrorOf(status) {
   const d = (status.details || []).find((x) => /StorageError$/.test(x.type_url));
   assert.ok(d, 'a StorageError detail');
