@@ -14,14 +14,16 @@
 //
 // Rows are checked against the table as insertAll checks them (schema.js via the table's
 // validator) and land in the same table file, so tabledata.list and `bq head` see them.
-// Stream state (type, row count, finalized, committed) is kept in memory: streams do not
-// survive an emulator restart, as on the service they do not survive their table.
+// Stream state (type, row count, finalized, committed, uncommitted rows) is kept in memory and
+// saved to DIR/bigquerystorage/streams.json when the emulator stops (SIGTERM/SIGINT), so a
+// restart keeps offsets and row counts; after a kill -9 created streams are gone (NOT_FOUND).
 
 const http2 = require('http2');
 const path = require('path');
 const crypto = require('crypto');
 const zlib = require('zlib');
 const schema = require('./schema');
+const store = require('./store');
 
 const V1 = 'google.cloud.bigquery.storage.v1';
 const SERVICE = `/${V1}.BigQueryWrite/`;
@@ -130,7 +132,8 @@ class Call {
     this.path = headers[':path'];
     this.sentHeaders = false;
     this.done = false;
-    this.buf = Buffer.alloc(0);
+    this.chunks = [];
+    this.have = 0;
     this.onMessage = null;
     this.onEnd = null;
     this.timer = null;
@@ -147,18 +150,26 @@ class Call {
     this.stream.on('data', (d) => this.onData(d));
     this.stream.on('end', () => { if (this.onEnd) this.onEnd(); });
   }
+  // Chunks are kept in a list until a whole message is there: joining on every DATA frame
+  // would copy a 10 MB append hundreds of times.
   onData(d) {
-    this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
-    while (this.buf.length >= 5) {
-      const flag = this.buf[0];
-      const len = this.buf.readUInt32BE(1);
+    this.chunks.push(d);
+    this.have += d.length;
+    while (this.have >= 5) {
+      if (this.chunks[0].length < 5) this.join();
+      const head = this.chunks[0];
+      const flag = head[0];
+      const len = head.readUInt32BE(1);
       if (len > MAX_MESSAGE) {
-        this.buf = Buffer.alloc(0);
+        this.chunks = []; this.have = 0;
         return this.finish(CODE.RESOURCE_EXHAUSTED, `Received message larger than max (${len} vs. ${MAX_MESSAGE})`);
       }
-      if (this.buf.length < 5 + len) return;
-      let msg = this.buf.subarray(5, 5 + len);
-      this.buf = this.buf.subarray(5 + len);
+      if (this.have < 5 + len) return;
+      if (head.length < 5 + len) this.join();
+      const buf = this.chunks[0];
+      let msg = buf.subarray(5, 5 + len);
+      if (buf.length === 5 + len) this.chunks.shift(); else this.chunks[0] = buf.subarray(5 + len);
+      this.have -= 5 + len;
       if (flag === 1) {
         const enc = this.headers['grpc-encoding'];
         try {
@@ -172,6 +183,10 @@ class Call {
       if (this.onMessage) this.onMessage(Buffer.from(msg));
       if (this.closed()) return;
     }
+  }
+  join() {
+    const all = Buffer.concat(this.chunks, this.have);
+    this.chunks = [all];
   }
   sendHeaders(extra) {
     if (this.sentHeaders || this.closed()) return;
@@ -272,6 +287,8 @@ class BigQueryWrite {
       StorageError: T(`${V1}.StorageError`), Status: T('google.rpc.Status'), DescriptorProto: T('google.protobuf.DescriptorProto'),
     };
     this.streams = new Map();   // stream name -> stream state (application-created streams)
+    this.file = app && app.opts && app.opts.data ? path.join(app.opts.data, 'bigquerystorage', 'streams.json') : null;
+    this.loadStreams();
     this.sessions = new Set();
     this.port = 0;
     this.unary = {
@@ -332,7 +349,32 @@ class BigQueryWrite {
       server.listen(port, host, () => { this.port = server.address().port; resolve(this.port); });
     });
   }
+  // Streams saved by a clean stop come back while their table is the same one (same creationTime).
+  loadStreams() {
+    if (!this.file || !this.bq) return;
+    const saved = store.readJson(this.file, []);
+    for (const x of Array.isArray(saved) ? saved : []) {
+      const m = STREAM_RE.exec(x.name || '');
+      if (!m || m[2] === '_default') continue;
+      let tb;
+      try { tb = this.table(m[1]); } catch (e) { continue; }
+      if (tb.r.creationTime !== x.tableCreated) continue;
+      this.streams.set(x.name, Object.assign({}, x, { tb, pending: x.pending || [] }));
+    }
+  }
+  saveStreams() {
+    if (!this.file) return;
+    const out = [];
+    for (const s of this.streams.values()) {
+      if (s.isDefault) continue;
+      const o = Object.assign({}, s, { tableCreated: s.tb.r.creationTime });
+      delete o.tb;
+      out.push(o);
+    }
+    try { store.writeJson(this.file, out); } catch (e) { process.stderr.write(`emulator: cannot save write streams: ${e.message}\n`); }
+  }
   close() {
+    this.saveStreams();
     for (const s of this.sessions) { try { s.destroy(); } catch (e) { /* gone */ } }
     if (this.server) this.server.close();
   }
@@ -353,6 +395,11 @@ class BigQueryWrite {
     }
     const why = this.app.auth.check({ headers: { authorization: headers.authorization } });
     if (why) return call.finish(CODE.UNAUTHENTICATED, why);
+    // Google's clients send x-goog-request-params (write_stream=..., parent=..., name=...) for
+    // routing; counted so tests can check a client sends it and names the right resource.
+    const rp = headers['x-goog-request-params'];
+    this.record(`${call.op}.routingHeader`, rp ? 'present' : 'missing');
+    try { call.routing = rp ? decodeURIComponent(String(rp)) : null; } catch (e) { call.routing = String(rp); }
     if (method === 'AppendRows') return this.appendRowsCall(call);
     return this.unaryCall(call);
   }
@@ -527,11 +574,18 @@ class BigQueryWrite {
     let chain = Promise.resolve();
     let ended = false;
     call.onMessage = (m) => {
+      seen++;
       chain = chain.then(() => this.appendOne(call, conn, m)).catch((e) => call.fail(e));
     };
+    let seen = 0;
     call.onEnd = () => {
       ended = true;
-      chain = chain.then(() => { if (!call.closed() && !call.stalled) call.finish(CODE.OK); });
+      chain = chain.then(() => {
+        if (call.closed() || call.stalled) return;
+        // As the service: a connection closed before any request cannot be routed.
+        if (!seen) return call.finish(CODE.INVALID_ARGUMENT, "Cannot route on empty project id ''");
+        call.finish(CODE.OK);
+      });
     };
     call.start();
   }
@@ -551,6 +605,10 @@ class BigQueryWrite {
       conn.streamName = req.writeStream;
     }
     if (!conn.streamName) return call.finish(CODE.INVALID_ARGUMENT, 'Write stream name must be set in the first request of a connection.');
+    if (!conn.routingChecked) {
+      conn.routingChecked = true;
+      if (call.routing !== null && call.routing !== `write_stream=${conn.streamName}`) this.record(`${call.op}.routingHeader`, 'mismatch');
+    }
     let s;
     try { s = this.stream(conn.streamName); } catch (e) { return call.fail(e); }
     const ctx = { s, tb: s.tb };

@@ -14,7 +14,8 @@ async function startEmulator(args = [], opts = {}) {
   const data = opts.data || fs.mkdtempSync(path.join(os.tmpdir(), 'emu-test-'));
   const emu = { data, args };
   const launch = () => new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [EMULATOR, '--port', String(opts.port || 0), '--data', data, '--quiet', ...args],
+    const proc = spawn(process.execPath, [EMULATOR, '--port', String(opts.port || 0), '--grpc-port', String(opts.grpcPort || 0),
+      '--data', data, '--quiet', ...args],
       { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = ''; let err = '';
     const timer = setTimeout(() => reject(new Error('emulator did not start: ' + err)), 10000);
@@ -47,10 +48,10 @@ async function startEmulator(args = [], opts = {}) {
     emu.proc.once('exit', () => resolve());
     emu.proc.kill('SIGTERM');
   });
-  // Restarts on the same port and data folder (clients keep working with the same URL).
+  // Restarts on the same ports and data folder (clients keep working with the same URL).
   emu.restart = async (kill = 'SIGTERM') => {
     await new Promise((resolve) => { emu.proc.once('exit', resolve); emu.proc.kill(kill); });
-    const port = emu.port; emu.url = null; opts.port = port;
+    const port = emu.port; emu.url = null; opts.port = port; opts.grpcPort = emu.grpcPort || 0;
     await launch();
   };
   return emu;

@@ -276,6 +276,28 @@ test('managed writer with write retries: GOAWAY and a dropped stream are survive
 function onPath(tool) {
   return (process.env.PATH || '').split(':').some((d) => d && fs.existsSync(path.join(d, tool)));
 }
+test('a clean restart keeps created streams (offsets, row counts); the client sends the routing header', async () => {
+  const t = await newTable();
+  await emu.admin('DELETE', '/_emulator/counters');
+  const id = await client.createWriteStream({ streamType: managedwriter.CommittedStream, destinationTable: t.parent });
+  const conn = await client.createStreamConnection({ streamId: id });
+  const w = new JSONWriter({ connection: conn, protoDescriptor: descriptorFor(SCHEMA) });
+  assert.equal((await w.appendRows([{ id: 's0' }, { id: 's1' }], 0).getResult()).appendResult.offset.value, '0');
+  conn.close();
+  const counters = await emu.admin('GET', '/_emulator/counters');
+  assert.deepEqual(counters['bigquerystorage.AppendRows.routingHeader'].statuses, { present: 1 });
+  client.close();
+  await emu.restart();
+  client = newWriterClient();
+  const conn2 = await client.createStreamConnection({ streamId: id });
+  const w2 = new JSONWriter({ connection: conn2, protoDescriptor: descriptorFor(SCHEMA) });
+  const dup = await w2.appendRows([{ id: 's1' }], 1).getResult();
+  assert.equal(dup.error.code, grpc.status.ALREADY_EXISTS, 'the row count survived the restart');
+  assert.equal((await w2.appendRows([{ id: 's2' }], 2).getResult()).appendResult.offset.value, '2');
+  assert.equal(String((await conn2.finalize()).rowCount), '3');
+  assert.deepEqual((await rowsOf(t.id)).map((r) => r.id), ['s0', 's1', 's2']);
+});
+
 test('bq head shows the rows appended over gRPC', { skip: onPath('bq') ? false : 'bq is not installed' }, async () => {
   const t = await newTable(SCHEMA);
   const conn = await client.createStreamConnection({ streamId: managedwriter.DefaultStream, destinationTable: t.parent });
@@ -405,6 +427,8 @@ test('protocol errors end the call: no stream name, no writer schema, unknown ta
   assert.deepEqual([r.status.code, r.responses.length], [0, 2]);
   r = await appendCall([rawAppend(`projects/${P}/datasets/${DS}/tables/nosuch`)(['a'])]);
   assert.equal(r.status.code, grpc.status.NOT_FOUND);
+  r = await appendCall([]);
+  assert.deepEqual([r.status.code, r.status.details], [grpc.status.INVALID_ARGUMENT, "Cannot route on empty project id ''"]);
   r = await appendCall([req(['a'], 0)]);
   assert.equal(r.responses[0].error.code, grpc.status.INVALID_ARGUMENT);
   assert.match(r.responses[0].error.message, /default stream/);
