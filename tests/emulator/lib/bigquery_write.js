@@ -426,7 +426,7 @@ class BigQueryWrite {
     }
     if (rule.noStatus) { call.finish(CODE.OK, '', null, true); return 'handled'; }
     const code = ruleCode(rule);
-    if (code !== null && !(rule.inband && call.method === 'AppendRows')) {
+    if (code !== null && !rule.inband && !rule.after) {
       call.finish(code, rule.message || `Injected fault: ${CODE_NAME[code] || code}.`);
       return 'handled';
     }
@@ -448,6 +448,10 @@ class BigQueryWrite {
       try {
         const out = await fn(req);
         if (rule && rule.reset === 'after') return call.reset();
+        if (rule && rule.after && ruleCode(rule) !== null) {
+          const code = ruleCode(rule);
+          return call.finish(code, rule.message || `Injected fault: ${CODE_NAME[code] || code}.`);
+        }
         if (rule && rule.goaway === 'after') { call.send(Buffer.from(respType.encode(respType.fromObject(out)).finish())); return call.goaway(); }
         call.send(Buffer.from(respType.encode(respType.fromObject(out)).finish()));
         call.finish(CODE.OK);
@@ -614,6 +618,10 @@ class BigQueryWrite {
     const ctx = { s, tb: s.tb };
     const reply = (resp) => {
       if (rule && rule.reset === 'after') return call.reset();
+      if (rule && rule.after && ruleCode(rule) !== null) { // handled (rows written), answered with an error
+        const code = ruleCode(rule);
+        return call.finish(code, rule.message || `Injected fault: ${CODE_NAME[code] || code}.`);
+      }
       resp.writeStream = s.name;
       this.record(call.op + '.append', resp.error ? CODE_NAME[resp.error.code] || String(resp.error.code) : 'OK');
       call.send(Buffer.from(this.t.AppendRowsResponse.encode(this.t.AppendRowsResponse.fromObject(resp)).finish()));

@@ -31,7 +31,9 @@
 //   grpcCode         end the call with this status (number or name, e.g. "UNAVAILABLE"; an HTTP
 //                    `status` is mapped, 503 -> UNAVAILABLE); Trailers-Only when nothing was sent
 //                    yet; `message` sets grpc-message. With inband: true (AppendRows) the append
-//                    gets AppendRowsResponse.error with this code instead and the stream stays open
+//                    gets AppendRowsResponse.error with this code instead and the stream stays open;
+//                    with after: true the request is handled first (rows written), then the call
+//                    ends with the code instead of the reply (a write the client cannot know of)
 
 let nextId = 1;
 

@@ -399,14 +399,19 @@ test('wire faults: Trailers-Only status, reset after the write, GOAWAY after the
   r = await appendCall([req(['x'])]);
   assert.equal(r.status.code, grpc.status.UNAVAILABLE, 'HTTP 502 maps to UNAVAILABLE in gRPC clients');
 
+  // Written, then the call ends UNAVAILABLE: the client cannot know the rows are in.
+  await emu.admin('POST', '/_emulator/faults', { op: 'bigquerystorage.AppendRows', grpcCode: 'UNAVAILABLE', after: true });
+  r = await appendCall([req(['w2b'])]);
+  assert.deepEqual([r.status.code, r.responses.length], [grpc.status.UNAVAILABLE, 0]);
+
   // skip + count: the 2nd append of a connection fails in-band, the 1st and 3rd are written.
   await emu.admin('POST', '/_emulator/faults', { op: 'bigquerystorage.AppendRows', grpcCode: 'INTERNAL', inband: true, skip: 1 });
   r = await appendCall([req(['w3']), req(['x']), req(['w4'])]);
   assert.equal(r.status.code, 0);
   assert.deepEqual(r.responses.map((x) => (x.error ? x.error.code : 0)), [0, grpc.status.INTERNAL, 0]);
 
-  // Rows written: w0, w1 (reset after the write), w2 (GOAWAY after), w3, w4.
-  assert.deepEqual((await rowsOf(t.id)).map((x) => x.id), ['w0', 'w1', 'w2', 'w3', 'w4']);
+  // Rows written: w0, w1 (reset after the write), w2 (GOAWAY after), w2b (error after), w3, w4.
+  assert.deepEqual((await rowsOf(t.id)).map((x) => x.id), ['w0', 'w1', 'w2', 'w2b', 'w3', 'w4']);
   const counters = await emu.admin('GET', '/_emulator/counters');
   assert.ok(counters['bigquerystorage.AppendRows'].statuses.UNAVAILABLE >= 2);
 });
