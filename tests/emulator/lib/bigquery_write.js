@@ -405,8 +405,8 @@ class BigQueryWrite {
   }
 
   // Applies the fault rule matching this call (unary) or this message (AppendRows). Returns
-  // 'handled' when the rule answered or dropped the call, 'after' for reset/goaway after
-  // handling, else the rule (or null) for the handler to apply itself (inband, rejectRows).
+  // 'handled' when the rule answered, dropped or stalled the call, else the rule (or null) for
+  // the handler to apply itself (inband, after, reset/goaway "after", rejectRows).
   async applyRule(call, rule) {
     if (!rule) return null;
     if (rule.latencyMs) await sleep(rule.latencyMs);
