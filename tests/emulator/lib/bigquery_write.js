@@ -242,6 +242,15 @@ class Call {
     this.svc.record(this.op, 'reset');
     this.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
   }
+  // Closes the TCP connection under every stream on it, with no GOAWAY (a network failure).
+  disconnect() {
+    if (this.closed()) return;
+    this.done = true;
+    this.svc.record(this.op, 'disconnect');
+    const s = this.stream.session;
+    if (s && !s.destroyed) s.destroy();
+    else this.stream.destroy();
+  }
   // Sends GOAWAY on the connection, lets this stream end with UNAVAILABLE, then closes the
   // connection once its streams are done, as a server going away does.
   goaway() {
@@ -417,6 +426,7 @@ class BigQueryWrite {
     if (call.closed()) return 'handled';
     if (rule.reset === true || rule.reset === 'before') { call.reset(); return 'handled'; }
     if (rule.goaway === true || rule.goaway === 'before') { call.goaway(); return 'handled'; }
+    if (rule.disconnect === true || rule.disconnect === 'before') { call.disconnect(); return 'handled'; }
     if (rule.httpStatus) {
       call.done = true;
       this.record(call.op, `http${rule.httpStatus}`);
@@ -448,6 +458,7 @@ class BigQueryWrite {
       try {
         const out = await fn(req);
         if (rule && rule.reset === 'after') return call.reset();
+        if (rule && rule.disconnect === 'after') return call.disconnect();
         if (rule && rule.after && ruleCode(rule) !== null) {
           const code = ruleCode(rule);
           return call.finish(code, rule.message || `Injected fault: ${CODE_NAME[code] || code}.`);
@@ -618,6 +629,7 @@ class BigQueryWrite {
     const ctx = { s, tb: s.tb };
     const reply = (resp) => {
       if (rule && rule.reset === 'after') return call.reset();
+      if (rule && rule.disconnect === 'after') return call.disconnect();
       if (rule && rule.after && ruleCode(rule) !== null) { // handled (rows written), answered with an error
         const code = ruleCode(rule);
         return call.finish(code, rule.message || `Injected fault: ${CODE_NAME[code] || code}.`);

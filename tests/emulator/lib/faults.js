@@ -26,6 +26,7 @@
 //                    written) then RST_STREAM instead of the reply
 //   goaway           "before"/true: GOAWAY on the connection and the call ends UNAVAILABLE
 //                    unhandled; "after": handle and answer, then GOAWAY + UNAVAILABLE
+//   disconnect       like reset, but closes the whole TCP connection (every stream on it), no GOAWAY
 //   httpStatus       answer this HTTP :status with a text body, no gRPC status (a proxy error)
 //   noStatus         end the reply without grpc-status (clients must treat it as an error)
 //   grpcCode         end the call with this status (number or name, e.g. "UNAVAILABLE"; an HTTP
@@ -77,11 +78,12 @@ class Faults {
     if (spec.headers !== undefined && (typeof spec.headers !== 'object' || spec.headers === null)) throw new Error('headers must be an object');
     if (spec.ackIdResult !== undefined && typeof spec.ackIdResult !== 'string') throw new Error('ackIdResult must be a string');
     if (spec.goaway !== undefined && ![true, 'before', 'after'].includes(spec.goaway)) throw new Error('goaway must be true, "before" or "after"');
+    if (spec.disconnect !== undefined && ![true, 'before', 'after'].includes(spec.disconnect)) throw new Error('disconnect must be true, "before" or "after"');
     if (spec.grpcCode !== undefined && !((Number.isInteger(spec.grpcCode) && spec.grpcCode >= 0 && spec.grpcCode <= 16) || typeof spec.grpcCode === 'string')) throw new Error('grpcCode must be 0..16 or a status name');
     if (spec.httpStatus !== undefined && !(Number.isInteger(spec.httpStatus) && spec.httpStatus >= 100 && spec.httpStatus <= 599)) throw new Error('httpStatus must be an HTTP status code');
     if (!r.status && !r.reset && !r.stall && !r.latencyMs && !r.rejectRows && r.body === undefined && !r.ackIdResult &&
-        r.grpcCode === undefined && !r.goaway && !r.httpStatus && !r.noStatus)
-      throw new Error('rule does nothing: give status, body, reset, stall, latencyMs, rejectRows, ackIdResult, grpcCode, goaway, httpStatus or noStatus');
+        r.grpcCode === undefined && !r.goaway && !r.disconnect && !r.httpStatus && !r.noStatus)
+      throw new Error('rule does nothing: give status, body, reset, stall, latencyMs, rejectRows, ackIdResult, grpcCode, goaway, disconnect, httpStatus or noStatus');
     this.rules.push(r);
     return this.describe(r);
   }

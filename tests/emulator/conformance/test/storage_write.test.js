@@ -365,7 +365,7 @@ function appendCall(reqs, opts = {}) {
   });
 }
 
-test('wire faults: Trailers-Only status, reset after the write, GOAWAY after the answer, stall past a deadline, no grpc-status, HTTP 502', async () => {
+test('wire faults: Trailers-Only status, reset / disconnect / error after the write, GOAWAY after the answer, stall past a deadline, no grpc-status, HTTP 502', async () => {
   const t = await newTable(ID_SCHEMA);
   const req = rawAppend(t.parent);
   const base = (await appendCall([req(['w0'])]));
@@ -399,6 +399,12 @@ test('wire faults: Trailers-Only status, reset after the write, GOAWAY after the
   r = await appendCall([req(['x'])]);
   assert.equal(r.status.code, grpc.status.UNAVAILABLE, 'HTTP 502 maps to UNAVAILABLE in gRPC clients');
 
+  // The TCP connection closed under the call after the write.
+  await emu.admin('POST', '/_emulator/faults', { op: 'bigquerystorage.AppendRows', disconnect: 'after' });
+  r = await appendCall([req(['w2c'])]);
+  assert.equal(r.status.code, grpc.status.UNAVAILABLE, 'a dropped connection is UNAVAILABLE to gRPC clients');
+  assert.equal(r.responses.length, 0);
+
   // Written, then the call ends UNAVAILABLE: the client cannot know the rows are in.
   await emu.admin('POST', '/_emulator/faults', { op: 'bigquerystorage.AppendRows', grpcCode: 'UNAVAILABLE', after: true });
   r = await appendCall([req(['w2b'])]);
@@ -410,8 +416,9 @@ test('wire faults: Trailers-Only status, reset after the write, GOAWAY after the
   assert.equal(r.status.code, 0);
   assert.deepEqual(r.responses.map((x) => (x.error ? x.error.code : 0)), [0, grpc.status.INTERNAL, 0]);
 
-  // Rows written: w0, w1 (reset after the write), w2 (GOAWAY after), w2b (error after), w3, w4.
-  assert.deepEqual((await rowsOf(t.id)).map((x) => x.id), ['w0', 'w1', 'w2', 'w2b', 'w3', 'w4']);
+  // Rows written: w0, w1 (reset after the write), w2 (GOAWAY after), w2c (disconnect after),
+  // w2b (error after), w3, w4.
+  assert.deepEqual((await rowsOf(t.id)).map((x) => x.id), ['w0', 'w1', 'w2', 'w2c', 'w2b', 'w3', 'w4']);
   const counters = await emu.admin('GET', '/_emulator/counters');
   assert.ok(counters['bigquerystorage.AppendRows'].statuses.UNAVAILABLE >= 2);
 });
