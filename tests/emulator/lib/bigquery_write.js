@@ -612,10 +612,19 @@ class BigQueryWrite {
     const rule = this.faults.match('POST', call.path, call.op);
     const r = await this.applyRule(call, rule);
     if (r === 'handled' || call.closed()) return;
-    // The connection's stream is named by its first request; later ones may repeat it.
+    // The connection's stream is named by its first request; later ones may repeat it. A
+    // connection may move between tables' `_default` streams (multiplexing, as Google's Go and
+    // Java writers do) when the request that moves carries the new table's writer schema.
     if (req.writeStream) {
       if (conn.streamName && req.writeStream !== conn.streamName) {
-        return call.finish(CODE.INVALID_ARGUMENT, `Cannot change the write stream on a connection (from ${conn.streamName} to ${req.writeStream}).`);
+        const isDef = (n) => /\/streams\/_default$/.test(n);
+        if (!isDef(conn.streamName) || !isDef(req.writeStream)) {
+          return call.finish(CODE.INVALID_ARGUMENT, `Cannot change the write stream on a connection (from ${conn.streamName} to ${req.writeStream}); only default streams can share a connection.`);
+        }
+        if (!(req.protoRows && req.protoRows.writerSchema && req.protoRows.writerSchema.protoDescriptor)) {
+          return call.finish(CODE.INVALID_ARGUMENT, `A writer schema must come with a change of stream (to ${req.writeStream}).`);
+        }
+        conn.writer = null; conn.writerKey = null; conn.mapping = null; conn.schemaSeen = null;
       }
       conn.streamName = req.writeStream;
     }

@@ -202,6 +202,22 @@ test('PENDING streams: rows invisible until BatchCommitWriteStreams, which needs
   assert.equal(twice.streamErrors[0].code, 'STREAM_ALREADY_COMMITTED');
 });
 
+test('BUFFERED streams: rows visible up to FlushRows\' offset', async () => {
+  const t = await newTable();
+  const id = await client.createWriteStream({ streamType: managedwriter.BufferedStream, destinationTable: t.parent });
+  const conn = await client.createStreamConnection({ streamId: id });
+  const w = new JSONWriter({ connection: conn, protoDescriptor: descriptorFor(SCHEMA) });
+  await w.appendRows([{ id: 'b0' }, { id: 'b1' }, { id: 'b2' }], 0).getResult();
+  assert.equal((await rowsOf(t.id)).length, 0);
+  const f = await conn.flushRows({ offset: 1 });
+  assert.equal(String(f.offset), '1');
+  assert.deepEqual((await rowsOf(t.id)).map((r) => r.id), ['b0', 'b1']);
+  await assert.rejects(conn.flushRows({ offset: 7 }), (e) => e.code === grpc.status.OUT_OF_RANGE);
+  await conn.flushRows({ offset: 2 });
+  assert.deepEqual((await rowsOf(t.id)).map((r) => r.id), ['b0', 'b1', 'b2']);
+  conn.close();
+});
+
 test('writer schema checks: an extra field is SCHEMA_MISMATCH_EXTRA_FIELDS; a table that gained a column sends updated_schema', async () => {
   const t = await newTable([{ name: 'id', type: 'STRING' }]);
   const conn = await client.createStreamConnection({ streamId: managedwriter.DefaultStream, destinationTable: t.parent });
@@ -423,7 +439,7 @@ test('wire faults: Trailers-Only status, reset / disconnect / error after the wr
   assert.ok(counters['bigquerystorage.AppendRows'].statuses.UNAVAILABLE >= 2);
 });
 
-test('protocol errors end the call: no stream name, no writer schema, unknown table, offset on _default, auth', async () => {
+test('protocol errors end the call: no stream name, no writer schema, unknown table, offset on _default, auth; default streams multiplexed', async () => {
   const t = await newTable(ID_SCHEMA);
   const req = rawAppend(t.parent);
   const noName = req(['a']); delete noName.writeStream;
@@ -439,12 +455,21 @@ test('protocol errors end the call: no stream name, no writer schema, unknown ta
   assert.deepEqual([r.status.code, r.responses.length], [0, 2]);
   r = await appendCall([rawAppend(`projects/${P}/datasets/${DS}/tables/nosuch`)(['a'])]);
   assert.equal(r.status.code, grpc.status.NOT_FOUND);
+  // Multiplexing: one connection moves between tables' default streams, each move with a schema.
+  const t2 = await newTable(ID_SCHEMA);
+  const req2 = rawAppend(t2.parent);
+  r = await appendCall([req(['m1']), req2(['m2']), req(['m3'])]);
+  assert.deepEqual([r.status.code, r.responses.map((x) => x.writeStream)], [0, [`${t.parent}/streams/_default`, `${t2.parent}/streams/_default`, `${t.parent}/streams/_default`]]);
+  const noSchemaMove = req2(['x']); delete noSchemaMove.protoRows.writerSchema;
+  r = await appendCall([req(['m4']), noSchemaMove]);
+  assert.deepEqual([r.status.code, r.responses.length], [grpc.status.INVALID_ARGUMENT, 1]);
+  assert.deepEqual((await rowsOf(t2.id)).map((x) => x.id), ['m2']);
   r = await appendCall([]);
   assert.deepEqual([r.status.code, r.status.details], [grpc.status.INVALID_ARGUMENT, "Cannot route on empty project id ''"]);
   r = await appendCall([req(['a'], 0)]);
   assert.equal(r.responses[0].error.code, grpc.status.INVALID_ARGUMENT);
   assert.match(r.responses[0].error.message, /default stream/);
-  assert.deepEqual((await rowsOf(t.id)).map((x) => x.id), ['a', 'b']);
+  assert.deepEqual((await rowsOf(t.id)).map((x) => x.id), ['a', 'b', 'm1', 'm3', 'm4']);
   // With --auth, the bearer token in the call's metadata is checked as on the REST port.
   const secure = await startEmulator(['--auth', '--project', P]);
   try {
