@@ -86,6 +86,11 @@ class GrpcError extends Error {
   // code: gRPC status; storage: optional {code, entity} for a StorageError detail.
   constructor(code, message, storage) { super(message); this.code = code; this.storage = storage; }
 }
+// A GrpcError whose message ends naming its entity, as the service's do, with a StorageError
+// detail of code `se` when given.
+function entityError(code, msg, entity, se) {
+  return new GrpcError(code, `${msg} Entity: ${entity}`, se ? { code: se, entity } : undefined);
+}
 
 // Percent-encodes grpc-message as PROTOCOL-HTTP2.md asks (bytes outside 0x20..0x7E, and '%').
 function encodeGrpcMessage(s) {
@@ -191,8 +196,8 @@ class Call {
   sendHeaders(extra) {
     if (this.sentHeaders || this.closed()) return;
     this.sentHeaders = true;
-    this.stream.respond(Object.assign({ ':status': 200, 'content-type': 'application/grpc', 'grpc-accept-encoding': 'identity,deflate,gzip' }, extra || {}),
-      { waitForTrailers: true });
+    const h = { ':status': 200, 'content-type': 'application/grpc', 'grpc-accept-encoding': 'identity,deflate,gzip' };
+    this.stream.respond(Object.assign(h, extra || {}), { waitForTrailers: true });
     this.stream.on('wantTrailers', () => { this.stream.sendTrailers(this.trailers || { 'grpc-status': '0' }); });
   }
   send(buf) {
@@ -231,7 +236,9 @@ class Call {
     this.stream.end();
   }
   fail(err) {
-    if (err instanceof GrpcError) return this.finish(err.code, err.message, this.svc.statusDetails(err), false, this.svc.storageTrailer(err));
+    if (err instanceof GrpcError) {
+      return this.finish(err.code, err.message, this.svc.statusDetails(err), false, this.svc.storageTrailer(err));
+    }
     process.stderr.write(`emulator: internal error in ${this.method}: ${err && err.stack}\n`);
     return this.finish(CODE.INTERNAL, 'Internal error encountered.');
   }
@@ -290,8 +297,10 @@ class BigQueryWrite {
       CreateWriteStreamRequest: T(`${V1}.CreateWriteStreamRequest`), WriteStream: T(`${V1}.WriteStream`),
       AppendRowsRequest: T(`${V1}.AppendRowsRequest`), AppendRowsResponse: T(`${V1}.AppendRowsResponse`),
       GetWriteStreamRequest: T(`${V1}.GetWriteStreamRequest`),
-      FinalizeWriteStreamRequest: T(`${V1}.FinalizeWriteStreamRequest`), FinalizeWriteStreamResponse: T(`${V1}.FinalizeWriteStreamResponse`),
-      BatchCommitWriteStreamsRequest: T(`${V1}.BatchCommitWriteStreamsRequest`), BatchCommitWriteStreamsResponse: T(`${V1}.BatchCommitWriteStreamsResponse`),
+      FinalizeWriteStreamRequest: T(`${V1}.FinalizeWriteStreamRequest`),
+      FinalizeWriteStreamResponse: T(`${V1}.FinalizeWriteStreamResponse`),
+      BatchCommitWriteStreamsRequest: T(`${V1}.BatchCommitWriteStreamsRequest`),
+      BatchCommitWriteStreamsResponse: T(`${V1}.BatchCommitWriteStreamsResponse`),
       FlushRowsRequest: T(`${V1}.FlushRowsRequest`), FlushRowsResponse: T(`${V1}.FlushRowsResponse`),
       StorageError: T(`${V1}.StorageError`), Status: T('google.rpc.Status'), DescriptorProto: T('google.protobuf.DescriptorProto'),
     };
@@ -449,7 +458,9 @@ class BigQueryWrite {
     call.onMessage = (m) => chunks.push(m);
     call.onEnd = async () => {
       if (call.closed()) return;
-      if (chunks.length !== 1) return call.finish(CODE.INTERNAL, chunks.length ? 'Too many request messages for a unary call' : 'No request message received');
+      if (chunks.length !== 1) {
+        return call.finish(CODE.INTERNAL, chunks.length ? 'Too many request messages for a unary call' : 'No request message received');
+      }
       let req;
       try { req = reqType.decode(chunks[0]); } catch (e) { return call.finish(CODE.INTERNAL, `Failed to parse the request: ${e.message}`); }
       const rule = this.faults.match('POST', call.path, call.op);
@@ -463,8 +474,8 @@ class BigQueryWrite {
           const code = ruleCode(rule);
           return call.finish(code, rule.message || `Injected fault: ${CODE_NAME[code] || code}.`);
         }
-        if (rule && rule.goaway === 'after') { call.send(Buffer.from(respType.encode(respType.fromObject(out)).finish())); return call.goaway(); }
         call.send(Buffer.from(respType.encode(respType.fromObject(out)).finish()));
+        if (rule && rule.goaway === 'after') return call.goaway();
         call.finish(CODE.OK);
       } catch (e) { call.fail(e); }
     };
@@ -477,7 +488,7 @@ class BigQueryWrite {
     if (!m) throw new GrpcError(CODE.INVALID_ARGUMENT, `Invalid table name: ${name}`);
     const ds = this.bq.datasets.get(`${m[1]}:${m[2]}`);
     const tb = ds && ds.tables.get(m[3]);
-    if (!tb) throw new GrpcError(CODE.NOT_FOUND, `Requested entity was not found. Entity: ${name}`, { code: SE.TABLE_NOT_FOUND, entity: name });
+    if (!tb) throw entityError(CODE.NOT_FOUND, 'Requested entity was not found.', name, SE.TABLE_NOT_FOUND);
     return tb;
   }
   // Stream state by name; `_default` gets one per table on first use.
@@ -488,11 +499,11 @@ class BigQueryWrite {
     let s = this.streams.get(name);
     if (s && s.tb !== tb) { this.streams.delete(name); s = null; } // the table was re-created
     if (!s && m[2] === '_default') {
-      s = { name, table: m[1], tb, type: STREAM_TYPE.COMMITTED, isDefault: true, createTime: timestampNow(), rowCount: 0, finalized: false, committed: true, pending: [] };
-      s.commitTime = s.createTime;
+      s = this.newStream(name, m[1], tb, STREAM_TYPE.COMMITTED);
+      s.isDefault = true;
       this.streams.set(name, s);
     }
-    if (!s) throw new GrpcError(CODE.NOT_FOUND, `Requested entity was not found. Entity: ${name}`, { code: SE.STREAM_NOT_FOUND, entity: name });
+    if (!s) throw entityError(CODE.NOT_FOUND, 'Requested entity was not found.', name, SE.STREAM_NOT_FOUND);
     return s;
   }
   resource(s, full) {
@@ -515,14 +526,19 @@ class BigQueryWrite {
     return { fields: fields.map(conv) };
   }
 
+  newStream(name, table, tb, type) {
+    const s = { name, table, tb, type, isDefault: false, createTime: timestampNow(), rowCount: 0, flushed: 0,
+      finalized: false, committed: type === STREAM_TYPE.COMMITTED, pending: [] };
+    if (s.committed) s.commitTime = s.createTime;
+    return s;
+  }
   createWriteStream(req) {
     const tb = this.table(req.parent);
     const ws = req.writeStream || {};
     const type = ws.type || 0;
     if (!STREAM_TYPE_NAME[type]) throw new GrpcError(CODE.INVALID_ARGUMENT, 'WriteStream type must be COMMITTED, PENDING or BUFFERED.');
     const name = `${req.parent}/streams/${crypto.randomBytes(27).toString('base64url')}`;
-    const s = { name, table: req.parent, tb, type, isDefault: false, createTime: timestampNow(), rowCount: 0, flushed: 0, finalized: false, committed: type === STREAM_TYPE.COMMITTED, pending: [] };
-    if (s.committed) s.commitTime = s.createTime;
+    const s = this.newStream(name, req.parent, tb, type);
     this.streams.set(name, s);
     return this.resource(s, true);
   }
@@ -532,8 +548,10 @@ class BigQueryWrite {
   }
   finalizeWriteStream(req) {
     const s = this.stream(req.name);
-    if (s.isDefault) throw new GrpcError(CODE.INVALID_ARGUMENT, `Cannot finalize the default stream. Entity: ${s.name}`, { code: SE.INVALID_STREAM_TYPE, entity: s.name });
-    if (s.committed && s.type === STREAM_TYPE.PENDING) throw new GrpcError(CODE.FAILED_PRECONDITION, `Stream has already been committed. Entity: ${s.name}`, { code: SE.STREAM_ALREADY_COMMITTED, entity: s.name });
+    if (s.isDefault) throw entityError(CODE.INVALID_ARGUMENT, 'Cannot finalize the default stream.', s.name, SE.INVALID_STREAM_TYPE);
+    if (s.committed && s.type === STREAM_TYPE.PENDING) {
+      throw entityError(CODE.FAILED_PRECONDITION, 'Stream has already been committed.', s.name, SE.STREAM_ALREADY_COMMITTED);
+    }
     s.finalized = true;
     return { rowCount: String(s.rowCount) };
   }
@@ -566,9 +584,13 @@ class BigQueryWrite {
   }
   async flushRows(req) {
     const s = this.stream(req.writeStream);
-    if (s.type !== STREAM_TYPE.BUFFERED) throw new GrpcError(CODE.INVALID_ARGUMENT, `FlushRows is only supported on BUFFERED streams. Entity: ${s.name}`, { code: SE.INVALID_STREAM_TYPE, entity: s.name });
+    if (s.type !== STREAM_TYPE.BUFFERED) {
+      throw entityError(CODE.INVALID_ARGUMENT, 'FlushRows is only supported on BUFFERED streams.', s.name, SE.INVALID_STREAM_TYPE);
+    }
     const upto = req.offset ? Number(req.offset.value) : s.rowCount - 1;
-    if (!(upto < s.rowCount)) throw new GrpcError(CODE.OUT_OF_RANGE, `Offset ${upto} is beyond the end of the stream (${s.rowCount} rows). Entity: ${s.name}`, { code: SE.OFFSET_OUT_OF_RANGE, entity: s.name });
+    if (!(upto < s.rowCount)) {
+      throw entityError(CODE.OUT_OF_RANGE, `Offset ${upto} is beyond the end of the stream (${s.rowCount} rows).`, s.name, SE.OFFSET_OUT_OF_RANGE);
+    }
     if (upto + 1 > s.flushed) {
       const rows = s.pending.splice(0, upto + 1 - s.flushed);
       s.flushed = upto + 1;
@@ -608,7 +630,9 @@ class BigQueryWrite {
   async appendOne(call, conn, m) {
     if (call.closed() || call.stalled) return; // a stalled connection answers nothing more
     let req;
-    try { req = this.t.AppendRowsRequest.decode(m); } catch (e) { return call.finish(CODE.INVALID_ARGUMENT, `Failed to parse AppendRowsRequest: ${e.message}`); }
+    try { req = this.t.AppendRowsRequest.decode(m); } catch (e) {
+      return call.finish(CODE.INVALID_ARGUMENT, `Failed to parse AppendRowsRequest: ${e.message}`);
+    }
     const rule = this.faults.match('POST', call.path, call.op);
     const r = await this.applyRule(call, rule);
     if (r === 'handled' || call.closed()) return;
@@ -619,7 +643,8 @@ class BigQueryWrite {
       if (conn.streamName && req.writeStream !== conn.streamName) {
         const isDef = (n) => /\/streams\/_default$/.test(n);
         if (!isDef(conn.streamName) || !isDef(req.writeStream)) {
-          return call.finish(CODE.INVALID_ARGUMENT, `Cannot change the write stream on a connection (from ${conn.streamName} to ${req.writeStream}); only default streams can share a connection.`);
+          return call.finish(CODE.INVALID_ARGUMENT, `Cannot change the write stream on a connection (from ${conn.streamName} `
+            + `to ${req.writeStream}); only default streams can share a connection.`);
         }
         if (!(req.protoRows && req.protoRows.writerSchema && req.protoRows.writerSchema.protoDescriptor)) {
           return call.finish(CODE.INVALID_ARGUMENT, `A writer schema must come with a change of stream (to ${req.writeStream}).`);
@@ -654,7 +679,7 @@ class BigQueryWrite {
       return inband(new GrpcError(code === null ? CODE.INTERNAL : code, rule.message || `Injected fault: ${CODE_NAME[code] || code}.`));
     }
     if (m.length > MAX_REQUEST) {
-      return inband(new GrpcError(CODE.INVALID_ARGUMENT, `AppendRows request too large: ${m.length} limit ${MAX_REQUEST}. Entity: ${s.name}`));
+      return inband(entityError(CODE.INVALID_ARGUMENT, `AppendRows request too large: ${m.length} limit ${MAX_REQUEST}.`, s.name));
     }
     const pr = req.protoRows;
     if (!pr) return call.finish(CODE.INVALID_ARGUMENT, `Rows must be specified (proto_rows). Entity: ${s.name}`);
@@ -670,7 +695,9 @@ class BigQueryWrite {
         conn.mapping = null;
       }
     }
-    if (!conn.writer) return call.finish(CODE.INVALID_ARGUMENT, `Proto schema (writer_schema) must be set in the first request of a connection. Entity: ${s.name}`);
+    if (!conn.writer) {
+      return call.finish(CODE.INVALID_ARGUMENT, `Proto schema (writer_schema) must be set in the first request of a connection. Entity: ${s.name}`);
+    }
     if (conn.schemaSeen === null) conn.schemaSeen = JSON.stringify(s.tb.fields);
     // The writer schema against the table as it is now (a table may have gained columns).
     if (!conn.mapping || conn.mappingFields !== s.tb.fields) {
@@ -682,17 +709,21 @@ class BigQueryWrite {
     }
     const rows = (pr.rows && pr.rows.serializedRows) || [];
     if (!rows.length) return inband(new GrpcError(CODE.INVALID_ARGUMENT, `No rows in the request. Entity: ${s.name}`));
-    if (s.finalized) return inband(new GrpcError(CODE.INVALID_ARGUMENT, `Stream is finalized. Entity: ${s.name}`, { code: SE.STREAM_FINALIZED, entity: s.name }));
-    if (s.type === STREAM_TYPE.PENDING && s.committed) return inband(new GrpcError(CODE.INVALID_ARGUMENT, `Stream is already committed. Entity: ${s.name}`, { code: SE.STREAM_ALREADY_COMMITTED, entity: s.name }));
+    if (s.finalized) return inband(entityError(CODE.INVALID_ARGUMENT, 'Stream is finalized.', s.name, SE.STREAM_FINALIZED));
+    if (s.type === STREAM_TYPE.PENDING && s.committed) {
+      return inband(entityError(CODE.INVALID_ARGUMENT, 'Stream is already committed.', s.name, SE.STREAM_ALREADY_COMMITTED));
+    }
     let offset = null;
     if (req.offset) {
-      if (s.isDefault) return inband(new GrpcError(CODE.INVALID_ARGUMENT, `Offset is not supported on the default stream. Entity: ${s.name}`));
+      if (s.isDefault) return inband(entityError(CODE.INVALID_ARGUMENT, 'Offset is not supported on the default stream.', s.name));
       offset = Number(req.offset.value);
       if (offset < s.rowCount) {
-        return inband(new GrpcError(CODE.ALREADY_EXISTS, `The offset is within stream, expected offset ${s.rowCount}, received ${offset} Entity: ${s.name}`, { code: SE.OFFSET_ALREADY_EXISTS, entity: s.name }));
+        return inband(entityError(CODE.ALREADY_EXISTS, `The offset is within stream, expected offset ${s.rowCount}, received ${offset}`,
+          s.name, SE.OFFSET_ALREADY_EXISTS));
       }
       if (offset > s.rowCount) {
-        return inband(new GrpcError(CODE.OUT_OF_RANGE, `The offset is beyond stream, expected offset ${s.rowCount}, received ${offset} Entity: ${s.name}`, { code: SE.OFFSET_OUT_OF_RANGE, entity: s.name }));
+        return inband(entityError(CODE.OUT_OF_RANGE, `The offset is beyond stream, expected offset ${s.rowCount}, received ${offset}`,
+          s.name, SE.OFFSET_OUT_OF_RANGE));
       }
     }
     // Decode and check every row; one bad row fails the whole request, as on the service.
@@ -710,7 +741,8 @@ class BigQueryWrite {
     }
     if (rowErrors.length) {
       return reply(Object.assign({
-        error: { code: CODE.INVALID_ARGUMENT, message: `Errors found while processing rows. Please refer to the row_errors field for details. The list may not be complete because of the size limitations. Entity: ${s.name}` },
+        error: { code: CODE.INVALID_ARGUMENT, message: 'Errors found while processing rows. Please refer to the row_errors field for details. '
+          + `The list may not be complete because of the size limitations. Entity: ${s.name}` },
         rowErrors,
       }, this.schemaUpdate(conn, s)));
     }
@@ -739,32 +771,33 @@ class BigQueryWrite {
     return type;
   }
 
-  // Matches the writer's fields to the table's columns (by name, case-insensitively, or by the
-  // column_name option). Throws GrpcError INVALID_ARGUMENT for a field the table lacks or a
+  // Matches the writer's fields to the table's columns by name, case-insensitively. Throws GrpcError INVALID_ARGUMENT for a field the table lacks or a
   // type or mode the column cannot take. Returns [{pname, col, sub, repeated}] per field.
   compileMapping(type, fields, where) {
     const byLower = new Map(fields.map((f) => [f.name.toLowerCase(), f]));
     const extra = [];
     const out = [];
     for (const pf of type.fieldsArray) {
-      const cname = (pf.options && (pf.options['(.google.cloud.bigquery.storage.v1.column_name)'] || pf.options['.google.cloud.bigquery.storage.v1.column_name'])) || pf.name;
-      const col = byLower.get(String(cname).toLowerCase());
+      const col = byLower.get(pf.name.toLowerCase());
       if (!col) { extra.push(pf.name); continue; }
       const isMessage = !!pf.resolvedType && pf.resolvedType instanceof this.protobuf.Type;
       const ptype = pf.resolvedType && !isMessage ? 'enum' : pf.type;
       const loc = `${where}.${col.name}`;
       if (!protoTypeFits(col, ptype, isMessage)) {
-        throw new GrpcError(CODE.INVALID_ARGUMENT, `The proto field mismatched with BigQuery field at ${loc}, the proto field type ${isMessage ? 'message' : ptype}, BigQuery field type ${col.type}`);
+        throw new GrpcError(CODE.INVALID_ARGUMENT, `The proto field mismatched with BigQuery field at ${loc}, `
+          + `the proto field type ${isMessage ? 'message' : ptype}, BigQuery field type ${col.type}`);
       }
       if ((col.mode === 'REPEATED') !== pf.repeated) {
-        throw new GrpcError(CODE.INVALID_ARGUMENT, `The proto field mismatched with BigQuery field at ${loc}, the proto field mode ${pf.repeated ? 'repeated' : 'optional'}, BigQuery field mode ${col.mode}`);
+        throw new GrpcError(CODE.INVALID_ARGUMENT, `The proto field mismatched with BigQuery field at ${loc}, `
+          + `the proto field mode ${pf.repeated ? 'repeated' : 'optional'}, BigQuery field mode ${col.mode}`);
       }
       const m = { pname: pf.name, col, ptype, repeated: pf.repeated };
       if (col.type === 'RECORD') m.sub = this.compileMapping(pf.resolvedType, col.fields, loc);
       out.push(m);
     }
     if (extra.length) {
-      throw new GrpcError(CODE.INVALID_ARGUMENT, `Input schema has more fields than BigQuery schema, extra fields: '${extra.join(',')}'`, { code: SE.SCHEMA_MISMATCH_EXTRA_FIELDS });
+      throw new GrpcError(CODE.INVALID_ARGUMENT, `Input schema has more fields than BigQuery schema, extra fields: '${extra.join(',')}'`,
+        { code: SE.SCHEMA_MISMATCH_EXTRA_FIELDS });
     }
     return out;
   }
@@ -813,7 +846,7 @@ class BigQueryWrite {
         if (typeof v === 'number') return Number.isNaN(v) ? 'NaN' : v === Infinity ? 'Infinity' : v === -Infinity ? '-Infinity' : v;
         return Number(num(v));
       case 'BOOLEAN': return typeof v === 'boolean' ? v : num(v) !== '0';
-      case 'BYTES': return Buffer.isBuffer(v) || v instanceof Uint8Array ? Buffer.from(v).toString('base64') : Buffer.from(String(v)).toString('base64');
+      case 'BYTES': return (v instanceof Uint8Array ? Buffer.from(v) : Buffer.from(String(v))).toString('base64');
       case 'TIMESTAMP': {
         if (typeof v === 'string') return v;
         const iso = microsToIso(num(v));
@@ -844,7 +877,9 @@ class BigQueryWrite {
       conn.mapping = this.compileMapping(conn.writer, norm, 'root');
     } catch (e) { return { schemaError: e.message }; }
     const tb = { validate: schema.compileRecord(norm) };
-    return { rows: rows.map((r) => { const o = this.decodeRow(conn, tb, r); return o.error ? { error: o.error } : { stored: o.stored }; }) };
+    return {
+      rows: rows.map((r) => { const o = this.decodeRow(conn, tb, r); return o.error ? { error: o.error } : { stored: o.stored }; }),
+    };
   }
 
   summary() {
