@@ -227,6 +227,11 @@ test('writer schema checks: an extra field is SCHEMA_MISMATCH_EXTRA_FIELDS; a ta
   assert.match(r.error.message, /extra fields: 'nope'/);
   assert.equal(storageErrorOf(r.error).code, 'SCHEMA_MISMATCH_EXTRA_FIELDS');
   extra.close();
+  const wrongType = new JSONWriter({ connection: conn, protoDescriptor: descriptorFor([{ name: 'id', type: 'INTEGER' }]) });
+  const wt = await wrongType.appendRows([{ id: 5 }]).getResult();
+  assert.equal(wt.error.code, grpc.status.INVALID_ARGUMENT);
+  assert.match(wt.error.message, /mismatched with BigQuery field at t\d+\.id, the proto field type int64, BigQuery field type STRING/);
+  wrongType.close();
   conn.close();
   const conn2 = await client.createStreamConnection({ streamId: managedwriter.DefaultStream, destinationTable: t.parent });
   const w = new JSONWriter({ connection: conn2, protoDescriptor: descriptorFor([{ name: 'id', type: 'STRING' }]) });
