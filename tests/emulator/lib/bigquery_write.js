@@ -371,6 +371,7 @@ class BigQueryWrite {
   loadStreams() {
     if (!this.file || !this.bq) return;
     const saved = store.readJson(this.file, []);
+    this.loaded = Array.isArray(saved) && saved.length > 0;
     for (const x of Array.isArray(saved) ? saved : []) {
       const m = STREAM_RE.exec(x.name || '');
       if (!m || m[2] === '_default') continue;
@@ -389,6 +390,7 @@ class BigQueryWrite {
       delete o.tb;
       out.push(o);
     }
+    if (!out.length && !this.loaded) return; // nothing to keep, no file to update
     try { store.writeJson(this.file, out); } catch (e) { process.stderr.write(`emulator: cannot save write streams: ${e.message}\n`); }
   }
   close() {
