@@ -465,7 +465,7 @@ class BigQueryWrite {
       }
       let req;
       try { req = reqType.decode(chunks[0]); } catch (e) { return call.finish(CODE.INTERNAL, `Failed to parse the request: ${e.message}`); }
-      const rule = this.faults.match('POST', call.path, call.op);
+      const rule = this.faults.match('POST', call.path, call.op, true);
       const r = await this.applyRule(call, rule);
       if (r === 'handled') return;
       try {
@@ -635,7 +635,7 @@ class BigQueryWrite {
     try { req = this.t.AppendRowsRequest.decode(m); } catch (e) {
       return call.finish(CODE.INVALID_ARGUMENT, `Failed to parse AppendRowsRequest: ${e.message}`);
     }
-    const rule = this.faults.match('POST', call.path, call.op);
+    const rule = this.faults.match('POST', call.path, call.op, true);
     const r = await this.applyRule(call, rule);
     if (r === 'handled' || call.closed()) return;
     // The connection's stream is named by its first request; later ones may repeat it. A

@@ -111,10 +111,16 @@ class Faults {
     return true;
   }
 
-  // The first request-level rule (not a rejectRows one) that fires for this request.
-  match(method, path, op) {
+  // The first request-level rule (not a rejectRows one) that fires for this request. `grpc`:
+  // the request is a gRPC call; rules with effects only the other side has (body/ackIdResult
+  // for REST, grpcCode/goaway/disconnect/httpStatus/noStatus/inband/after for gRPC) are left
+  // to requests of that side, so a rule without op or path is not used up by the wrong one.
+  match(method, path, op, grpc = false) {
     for (const r of this.rules) {
       if (r.rejectRows && !r.status && !r.reset && !r.stall && !r.latencyMs && r.body === undefined) continue;
+      const grpcOnly = r.grpcCode !== undefined || r.goaway || r.disconnect || r.httpStatus || r.noStatus || r.inband || r.after;
+      const restOnly = r.body !== undefined || r.ackIdResult;
+      if (grpc ? restOnly : grpcOnly) continue;
       if (this.matches(r, method, path, op) && this.consume(r)) return r;
     }
     return null;
