@@ -458,7 +458,8 @@ class BigQueryWrite {
     const [reqType, respType, fn] = this.unary[call.method];
     const chunks = [];
     call.onMessage = (m) => chunks.push(m);
-    call.onEnd = async () => {
+    call.onEnd = () => { handle().catch((e) => call.fail(e)); };
+    const handle = async () => {
       if (call.closed()) return;
       if (chunks.length !== 1) {
         return call.finish(CODE.INTERNAL, chunks.length ? 'Too many request messages for a unary call' : 'No request message received');
