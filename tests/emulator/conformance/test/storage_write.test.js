@@ -444,6 +444,19 @@ test('wire faults: Trailers-Only status, reset / disconnect / error after the wr
   assert.ok(counters['bigquerystorage.AppendRows'].statuses.UNAVAILABLE >= 2);
 });
 
+test('gRPC fault rules: bad values refused; a gRPC-only rule without op is not used up by REST calls', async () => {
+  for (const bad of [{ goaway: 'sometimes' }, { disconnect: 1 }, { grpcCode: 99 }, { httpStatus: 42 }, { after: true }]) {
+    const r = await fetch(`${emu.url}/_emulator/faults`, { method: 'POST', body: JSON.stringify(bad) });
+    assert.equal(r.status, 400, JSON.stringify(bad));
+  }
+  const t = await newTable(ID_SCHEMA);
+  await emu.admin('POST', '/_emulator/faults', { grpcCode: 'ABORTED' });
+  await rowsOf(t.id); // a REST call first: it must not take the rule
+  const r = await appendCall([rawAppend(t.parent)(['x'])]);
+  assert.equal(r.status.code, grpc.status.ABORTED);
+  assert.deepEqual((await emu.admin('GET', '/_emulator/faults')).rules, []);
+});
+
 test('protocol errors end the call: no stream name, no writer schema, unknown table, offset on _default, auth; default streams multiplexed', async () => {
   const t = await newTable(ID_SCHEMA);
   const req = rawAppend(t.parent);
