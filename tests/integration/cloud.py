@@ -53,6 +53,9 @@ class Emulator:
         if not m:
             raise Failure("emulator did not start: " + line)
         self.url, self.port = m.group(1), int(m.group(2))
+        # The second line: "grpc on 127.0.0.1:PORT (h2c)" (the Storage Write API) or "grpc off (why)".
+        g = re.match(r"grpc on (\S+)", self.p.stdout.readline().decode())
+        self.grpc = g.group(1) if g else None
 
     def admin(self, method, path, body=None):
         data = json.dumps(body).encode() if body is not None else None
@@ -75,7 +78,8 @@ class Emulator:
     def env(self):
         return {"PUBSUB_EMULATOR_HOST": f"127.0.0.1:{self.port}",
                 "BIGQUERY_EMULATOR_HOST": f"http://127.0.0.1:{self.port}/bigquery/v2",
-                "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{self.port}"}
+                "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{self.port}",
+                **({"BIGQUERY_STORAGE_EMULATOR_HOST": self.grpc} if self.grpc else {})}
 
     def publish(self, path, token=None, attrs=()):
         cmd = [os.path.join(ROOT, "tests/tools/publish.py"), "--endpoint", self.url,
