@@ -161,10 +161,12 @@ describe(struct enc *e, int vi, char *buf, size_t size)
     }
     case LUA_TNUMBER: {
         char t[48];
-        size_t k = bp_json_number_text(t, sizeof(t), lua_tonumber(L, vi));
-        snprintf(buf, size, "number %.*s", (int)k, k ? t : "");
-        if (!k)
-            snprintf(buf, size, "number %g", lua_tonumber(L, vi));
+        double d = lua_tonumber(L, vi);
+        size_t k = bp_json_number_text(t, sizeof(t), d);
+        if (k)
+            snprintf(buf, size, "number %.*s", (int)k, t);
+        else
+            snprintf(buf, size, "number %s", isnan(d) ? "NaN" : d > 0 ? "inf" : "-inf");
         return buf;
     }
     case LUA_TBOOLEAN:
