@@ -14,9 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cjson_state.h"
+#include "json_row.h"
 #include "proto_desc.h"
 #include "proto_row.h"
 #include "proto_wire_read.h"
@@ -368,6 +370,104 @@ errors_name_the_field(void **state)
     lua_close(L);
 }
 
+/* Runs Lua code, failing the test with its error. */
+static void
+lua_run(lua_State *L, const char *code)
+{
+    if (luaL_dostring(L, code) != 0)
+        fail_msg("%s: %s", code, lua_tostring(L, -1));
+}
+
+/* Generated schemas (every type and mode, RECORDs three deep, names that are not identifiers)
+ * and rows (tests/unit/proto_gen.lua): written here, then decoded by protobufjs with the
+ * descriptor written here and compared value by value (tests/unit/proto_check.js). */
+#define DIFF_SCHEMAS 300
+static void
+differential_with_protobufjs(void **state)
+{
+    (void)state;
+    if (getenv("BP_ALLOC_FAIL_AT") || getenv("BP_ALLOC_COUNT")) {
+        print_message("  skipped: the protobufjs check runs Node, not under allocation faults\n");
+        skip();
+    }
+    if (system("command -v node >/dev/null 2>&1") != 0) {
+        print_message("  skipped: no node on the PATH for the protobufjs check\n");
+        skip();
+    }
+    lua_State *L = cjson_state(NULL);
+    lua_pushcfunction(L, bp_json_encode);
+    lua_setglobal(L, "encode");
+    lua_run(L, "package.path = '" SRC_ROOT "/tests/unit/?.lua;' .. package.path "
+               "gen = require 'proto_gen' cases = {}");
+    size_t total = 0;
+    for (int seed = 1; seed <= DIFF_SCHEMAS; seed++) {
+        char code[200], why[300];
+        snprintf(code, sizeof(code), "F, R, E = gen.gen(%d) return assert(encode(F))", seed);
+        lua_run(L, code);
+        size_t n;
+        const char *fields = lua_tolstring(L, -1, &n);
+        struct bp_schema *s = bp_schema_from_json(fields, n, why, sizeof(why));
+        if (!s)
+            fail_msg("seed %d: %s: %s", seed, fields, why);
+        lua_pop(L, 1);
+        bp_buf_t desc, rows;
+        bp_buf_init(&desc, 1 << 20);
+        bp_buf_init(&rows, 1 << 24);
+        if (bp_proto_descriptor(s, &desc, why, sizeof(why)) != 0)
+            fail_msg("seed %d: %s", seed, why);
+        lua_getglobal(L, "R");
+        size_t nrows = lua_objlen(L, -1);
+        for (size_t i = 1; i <= nrows; i++) {
+            lua_rawgeti(L, -1, (int)i);
+            if (bp_proto_row_append(s, L, -1, NULL, &rows, why, sizeof(why)) != 0)
+                fail_msg("seed %d row %zu: %s", seed, i, why);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        total += nrows;
+        lua_getglobal(L, "gen");
+        lua_getfield(L, -1, "base64");
+        lua_pushlstring(L, desc.data, desc.len);
+        lua_call(L, 1, 1);
+        lua_setglobal(L, "D");
+        lua_getfield(L, -1, "base64");
+        lua_pushlstring(L, rows.data, rows.len);
+        lua_call(L, 1, 1);
+        lua_setglobal(L, "B");
+        lua_pop(L, 1);
+        lua_run(L, "cases[#cases + 1] = {fields = F, descriptor = D, rows = B, expect = E}");
+        bp_buf_free(&desc);
+        bp_buf_free(&rows);
+        bp_schema_free(s);
+    }
+    char path[] = "/tmp/bp_proto_cases_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    char code[300];
+    snprintf(code, sizeof(code), "local f = assert(io.open('%s', 'w')) "
+             "f:write(assert(encode(cases))) f:close()", path);
+    lua_run(L, code);
+    lua_close(L);
+    char cmd[600], out[4000];
+    snprintf(cmd, sizeof(cmd), "node '%s/tests/unit/proto_check.js' '%s' "
+             "'%s/tests/emulator/conformance' 2>&1", SRC_ROOT, path, SRC_ROOT);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t got = fread(out, 1, sizeof(out) - 1, p);
+    out[got] = 0;
+    int rc = pclose(p);
+    unlink(path);
+    if (WIFEXITED(rc) && WEXITSTATUS(rc) == 77) {
+        print_message("  skipped: protobufjs not installed (make deps-test, "
+                      "tests/emulator/conformance)\n");
+        skip();
+    }
+    print_message("  %zu rows; protobufjs: %s", total, out);
+    if (!WIFEXITED(rc) || WEXITSTATUS(rc) != 0)
+        fail_msg("protobufjs disagrees:\n%s", out);
+}
+
 int
 main(void)
 {
@@ -377,6 +477,7 @@ main(void)
         cmocka_unit_test(timestamps_and_dates),
         cmocka_unit_test(records_and_repeated),
         cmocka_unit_test(errors_name_the_field),
+        cmocka_unit_test(differential_with_protobufjs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
