@@ -9,23 +9,28 @@ const path = require('path');
 const EMULATOR = path.resolve(__dirname, '../../emulator');
 const MAKE_KEY = path.resolve(__dirname, '../../make-test-key');
 
-// Returns {url, port, data, admin(method, path, body), restart(), stop()}.
+// Returns {url, port, grpc (host:port or null), grpcPort, data, admin(method, path, body), restart(), stop()}.
 async function startEmulator(args = [], opts = {}) {
   const data = opts.data || fs.mkdtempSync(path.join(os.tmpdir(), 'emu-test-'));
   const emu = { data, args };
   const launch = () => new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [EMULATOR, '--port', String(opts.port || 0), '--data', data, '--quiet', ...args],
+    const proc = spawn(process.execPath, [EMULATOR, '--port', String(opts.port || 0), '--grpc-port', String(opts.grpcPort || 0),
+      '--data', data, '--quiet', ...args],
       { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = ''; let err = '';
     const timer = setTimeout(() => reject(new Error('emulator did not start: ' + err)), 10000);
     proc.stderr.on('data', (d) => { err += d; });
     proc.stdout.on('data', (d) => {
       out += d;
-      const m = /listening on (https?:\/\/[^\s]+)/.exec(out);
+      // The REST line, then the gRPC one: "grpc on HOST:PORT (h2c)" or "grpc off (why)".
+      const m = /listening on (https?:\/\/[^\s]+)\n(grpc (?:on (\S+)|off))/.exec(out);
       if (m && !emu.url) {
         clearTimeout(timer);
         emu.url = m[1];
         emu.port = Number(m[1].split(':').pop());
+        emu.grpc = m[3] || null;
+        emu.grpcPort = m[3] ? Number(m[3].split(':').pop()) : null;
+        emu.stdout = out;
         resolve();
       }
     });
@@ -43,10 +48,10 @@ async function startEmulator(args = [], opts = {}) {
     emu.proc.once('exit', () => resolve());
     emu.proc.kill('SIGTERM');
   });
-  // Restarts on the same port and data folder (clients keep working with the same URL).
+  // Restarts on the same ports and data folder (clients keep working with the same URL).
   emu.restart = async (kill = 'SIGTERM') => {
     await new Promise((resolve) => { emu.proc.once('exit', resolve); emu.proc.kill(kill); });
-    const port = emu.port; emu.url = null; opts.port = port;
+    const port = emu.port; emu.url = null; opts.port = port; opts.grpcPort = emu.grpcPort || 0;
     await launch();
   };
   return emu;
