@@ -451,7 +451,8 @@ differential_with_protobufjs(void **state)
     lua_close(L);
     char cmd[600], out[4000];
     snprintf(cmd, sizeof(cmd), "node '%s/tests/unit/proto_check.js' '%s' "
-             "'%s/tests/emulator/conformance' 2>&1", SRC_ROOT, path, SRC_ROOT);
+             "'%s/tests/emulator/conformance' '%s/tests/emulator' 2>&1", SRC_ROOT, path, SRC_ROOT,
+             SRC_ROOT);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     size_t got = fread(out, 1, sizeof(out) - 1, p);
