@@ -20,6 +20,7 @@
 #include "cjson_state.h"
 #include "json_row.h"
 #include "proto_desc.h"
+#include "proto_put.h"
 #include "proto_row.h"
 #include "proto_wire_read.h"
 #include "schema.h"
@@ -370,6 +371,97 @@ errors_name_the_field(void **state)
     lua_close(L);
 }
 
+/* Rows C writes column by column (proto_put.c): the dead-letter table of the Dataflow format,
+ * with its REPEATED RECORD of attributes; errors sticky, the buffer as it was. */
+static void
+c_values_column_by_column(void **state)
+{
+    (void)state;
+    struct bp_schema *s = schema(
+        "[{\"name\":\"timestamp\",\"type\":\"TIMESTAMP\",\"mode\":\"REQUIRED\"},"
+        "{\"name\":\"payloadString\",\"type\":\"STRING\",\"mode\":\"REQUIRED\"},"
+        "{\"name\":\"payloadBytes\",\"type\":\"BYTES\",\"mode\":\"REQUIRED\"},"
+        "{\"name\":\"attributes\",\"type\":\"RECORD\",\"mode\":\"REPEATED\",\"fields\":["
+        "  {\"name\":\"key\",\"type\":\"STRING\",\"mode\":\"REQUIRED\"},"
+        "  {\"name\":\"value\",\"type\":\"STRING\"}]},"
+        "{\"name\":\"attempts\",\"type\":\"INT64\"},{\"name\":\"attrs\",\"type\":\"JSON\"}]");
+    bp_buf_t b;
+    bp_buf_init(&b, 1 << 20);
+    struct bp_proto_put w;
+    char err[300];
+    bp_proto_put_begin(&w, s, &b);
+    bp_proto_put_timestamp(&w, "timestamp", -1);
+    bp_proto_put_string(&w, "payloadstring", "{\"a\":1}", 7);
+    bp_proto_put_bytes(&w, "payloadBytes", "\0\xff", 2);
+    for (int i = 0; i < 2; i++) {
+        bp_proto_put_open(&w, "attributes");
+        bp_proto_put_string(&w, "key", i ? "k2" : "k1", 2);
+        if (i)
+            bp_proto_put_string(&w, "value", "v", 1);
+        bp_proto_put_close(&w);
+    }
+    bp_proto_put_int64(&w, "attempts", -3);
+    bp_proto_put_string(&w, "attrs", "{}", 2);
+    assert_int_equal(bp_proto_put_end(&w, err, sizeof(err)), 0);
+    struct wf outer[2], fs[16], sub[4];
+    assert_int_equal(wire_fields(b.data, b.len, outer, 2), 1);
+    size_t nf = wire_fields(outer[0].p, outer[0].n, fs, 16);
+    assert_int_equal(nf, 7);
+    assert_int_equal((int64_t)wire_find(fs, nf, 1, 0)->u, -1);
+    assert_true(wire_is(wire_find(fs, nf, 2, 0), "{\"a\":1}"));
+    const struct wf *by = wire_find(fs, nf, 3, 0);
+    assert_true(by->n == 2 && memcmp(by->p, "\0\xff", 2) == 0);
+    const struct wf *a = wire_find(fs, nf, 4, 1);
+    size_t ns = wire_fields(a->p, a->n, sub, 4);
+    assert_int_equal(ns, 2);
+    assert_true(wire_is(&sub[0], "k2") && wire_is(&sub[1], "v"));
+    assert_int_equal((int64_t)wire_find(fs, nf, 5, 0)->u, -3);
+    assert_true(wire_is(wire_find(fs, nf, 6, 0), "{}"));
+    size_t kept = b.len;
+    /* errors: the first one is kept, the row undone */
+    static const char *const want[] = {
+        "payloadString: missing REQUIRED column", "nope: no such column",
+        "attempts: a INT64 column cannot take this value", "key: missing REQUIRED column",
+        "1 RECORD(s) left open", "a RECORD closed that was not open",
+    };
+    for (int k = 0; k < 6; k++) {
+        bp_proto_put_begin(&w, s, &b);
+        bp_proto_put_timestamp(&w, "timestamp", 0);
+        if (k != 0)
+            bp_proto_put_string(&w, "payloadString", "", 0);
+        bp_proto_put_bytes(&w, "payloadBytes", "", 0);
+        if (k == 1)
+            bp_proto_put_int64(&w, "nope", 1);
+        if (k == 2)
+            bp_proto_put_string(&w, "attempts", "1", 1);
+        if (k == 3 || k == 4) {
+            bp_proto_put_open(&w, "attributes");
+            bp_proto_put_string(&w, "value", "v", 1);
+            if (k == 3)
+                bp_proto_put_close(&w);
+        }
+        if (k == 5)
+            bp_proto_put_close(&w);
+        if (k != 4)
+            bp_proto_put_string(&w, "attrs", "{}", 2);    /* after an error: nothing */
+        assert_int_equal(bp_proto_put_end(&w, err, sizeof(err)), -1);
+        assert_string_equal(err, want[k]);
+        assert_int_equal(b.len, kept);
+    }
+    bp_buf_t small;
+    bp_buf_init(&small, 20);
+    bp_proto_put_begin(&w, s, &small);
+    bp_proto_put_timestamp(&w, "timestamp", 0);
+    bp_proto_put_string(&w, "payloadString", "0123456789012345678901234", 25);
+    bp_proto_put_bytes(&w, "payloadBytes", "", 0);
+    assert_int_equal(bp_proto_put_end(&w, err, sizeof(err)), -1);
+    assert_string_equal(err, "the rows pass the request's size limit");
+    assert_int_equal(small.len, 0);
+    bp_buf_free(&small);
+    bp_buf_free(&b);
+    bp_schema_free(s);
+}
+
 /* Runs Lua code, failing the test with its error. */
 static void
 lua_run(lua_State *L, const char *code)
@@ -478,6 +570,7 @@ main(void)
         cmocka_unit_test(timestamps_and_dates),
         cmocka_unit_test(records_and_repeated),
         cmocka_unit_test(errors_name_the_field),
+        cmocka_unit_test(c_values_column_by_column),
         cmocka_unit_test(differential_with_protobufjs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
