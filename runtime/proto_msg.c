@@ -203,6 +203,23 @@ fields_json(Bpw__TableFieldSchema **f, size_t n)
     return arr;
 }
 
+/* An unpacked TableSchema as a bp_schema, or NULL with err (what names the schema: prefix). */
+static struct bp_schema *
+schema_of(const Bpw__TableSchema *ts, const char *what, char *err, size_t errlen)
+{
+    json_t *fields = fields_json(ts->fields, ts->n_fields);
+    char *text = fields ? json_dumps(fields, JSON_COMPACT) : NULL;
+    json_decref(fields);
+    struct bp_schema *s = NULL;
+    char why[300];
+    if (text)
+        s = bp_schema_from_json(text, strlen(text), why, sizeof(why));
+    if (!s)
+        snprintf(err, errlen, "%s: %s", what, text ? why : "an unknown type or mode");
+    free(text);
+    return s;
+}
+
 /* updated_schema's bytes as a bp_schema, or NULL with err. */
 static struct bp_schema *
 updated_schema(const uint8_t *p, size_t n, char *err, size_t errlen)
@@ -217,17 +234,8 @@ updated_schema(const uint8_t *p, size_t n, char *err, size_t errlen)
         snprintf(err, errlen, "updated_schema: not a TableSchema");
         return NULL;
     }
-    json_t *fields = fields_json(ts->fields, ts->n_fields);
+    struct bp_schema *s = schema_of(ts, "updated_schema", err, errlen);
     bpw__table_schema__free_unpacked(ts, NULL);
-    char *text = fields ? json_dumps(fields, JSON_COMPACT) : NULL;
-    json_decref(fields);
-    struct bp_schema *s = NULL;
-    char why[300];
-    if (text)
-        s = bp_schema_from_json(text, strlen(text), why, sizeof(why));
-    if (!s)
-        snprintf(err, errlen, "updated_schema: %s", text ? why : "an unknown type or mode");
-    free(text);
     return s;
 }
 
@@ -320,13 +328,16 @@ bp_proto_append_reply_free(struct bp_append_reply *r)
 
 /* See proto_msg.h. */
 int
-bp_proto_write_stream_decode(const void *p, size_t n, char **name, char *err, size_t errlen)
+bp_proto_write_stream_decode(const void *p, size_t n, char **name, struct bp_schema **schema,
+                             char *err, size_t errlen)
 {
-    /* the stream's table_schema is skipped unread: its depth is not bounded here */
     Bpw__WriteStream *m = NULL;
     const uint8_t *b = p;
     size_t i = 0;
-    while (i < n) {     /* only the name is needed: refuse nothing a later field could hold */
+    if (schema)
+        *schema = NULL;
+    /* the table_schema's depth bounded before protobuf-c recurses into it */
+    while (i < n) {
         uint64_t key = 0;
         int shift = 0;
         do {
@@ -345,6 +356,11 @@ bp_proto_write_stream_decode(const void *p, size_t n, char **name, char *err, si
     m = bpw__write_stream__unpack(NULL, n, p);
     if (!m || !m->name[0])
         goto bad;
+    if (schema && m->table_schema && m->table_schema->n_fields &&
+        !(*schema = schema_of(m->table_schema, "WriteStream.table_schema", err, errlen))) {
+        bpw__write_stream__free_unpacked(m, NULL);
+        return -1;
+    }
     *name = bp_xstrdup(m->name);
     bpw__write_stream__free_unpacked(m, NULL);
     return 0;

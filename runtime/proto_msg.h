@@ -89,9 +89,12 @@ int bp_proto_append_reply_decode(const void *p, size_t n, size_t nrows, struct b
 void bp_proto_append_reply_free(struct bp_append_reply *r);
 
 /* A WriteStream (CreateWriteStream's and GetWriteStream's reply): its name (a malloc'd copy) into
- * *name. Returns 0, or -1 with err for bytes that are not one or a stream without a name. */
-int bp_proto_write_stream_decode(const void *p, size_t n, char **name, char *err,
-                                 size_t errlen) BP_WUR;
+ * *name and, when schema is not NULL, its table_schema (GetWriteStream's FULL view) into *schema
+ * (NULL when the reply has none; free with bp_schema_free). Returns 0, or -1 with err (and
+ * nothing to free) for bytes that are not one, a stream without a name, or a table_schema that
+ * is not a valid schema or nests deeper than BigQuery allows. Hostile input safe. */
+int bp_proto_write_stream_decode(const void *p, size_t n, char **name, struct bp_schema **schema,
+                                 char *err, size_t errlen) BP_WUR;
 
 /* A FinalizeWriteStreamResponse's row_count. Returns 0, or -1 with err. */
 int bp_proto_finalize_reply_decode(const void *p, size_t n, int64_t *row_count, char *err,

@@ -45,10 +45,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     case 1: {
         char *name = NULL;
-        if (bp_proto_write_stream_decode(p, n, &name, err, sizeof(err)) == 0) {
+        struct bp_schema *s = NULL;
+        if (bp_proto_write_stream_decode(p, n, &name, &s, err, sizeof(err)) == 0) {
             if (!name || !name[0])
                 __builtin_trap();
             free(name);
+            bp_schema_free(s);
+        } else if (s) {
+            __builtin_trap();
         }
         return 0;
     }

@@ -367,12 +367,31 @@ other_replies(void **state)
     w_int(&b, 2, 1);
     field(&s1, 1, "a", 1, 0, NULL);
     w_msg(&b, 5, &s1);
-    assert_int_equal(bp_proto_write_stream_decode(b.data, b.len, &name, err, sizeof(err)), 0);
+    struct bp_schema *sch = NULL;
+    assert_int_equal(bp_proto_write_stream_decode(b.data, b.len, &name, &sch, err, sizeof(err)),
+                     0);
     assert_string_equal(name, "projects/p/datasets/d/tables/t/streams/abc");
+    assert_non_null(sch);
+    assert_int_equal(sch->root.nfields, 1);
+    assert_int_equal(sch->root.fields[0].type, BP_SCHEMA_STRING);
+    bp_schema_free(sch);
+    free(name);
+    assert_int_equal(bp_proto_write_stream_decode(b.data, b.len, &name, NULL, err, sizeof(err)),
+                     0);
     free(name);
     bp_buf_reset(&b);
     w_int(&b, 2, 1);
-    assert_int_equal(bp_proto_write_stream_decode(b.data, b.len, &name, err, sizeof(err)), -1);
+    assert_int_equal(bp_proto_write_stream_decode(b.data, b.len, &name, NULL, err, sizeof(err)),
+                     -1);
+    /* a stream whose table_schema has a type no one knows */
+    bp_buf_reset(&b);
+    w_str(&b, 1, "s");
+    field(&s1, 1, "a", 99, 0, NULL);
+    w_msg(&b, 5, &s1);
+    assert_int_equal(bp_proto_write_stream_decode(b.data, b.len, &name, &sch, err, sizeof(err)),
+                     -1);
+    assert_string_equal(err, "WriteStream.table_schema: an unknown type or mode");
+    assert_null(sch);
     int64_t rows = -1;
     bp_buf_reset(&b);
     w_int(&b, 1, 12345);
