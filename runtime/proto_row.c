@@ -362,9 +362,10 @@ text_value(struct enc *e, const struct bp_schema_field *f, int vi, int depth, co
     enum bp_schema_type ty = f->type;
     if (t == LUA_TSTRING) {
         *p = lua_tolstring(L, vi, n);
-        if (ty == BP_SCHEMA_STRING || ty == BP_SCHEMA_JSON)
-            return 0;   /* JSON's text is the service's to judge (a row error, dead-lettered) */
-        if (!bp_schema_string_ok(ty, *p, *n))
+        if (ty == BP_SCHEMA_STRING)
+            return 0;
+        if (ty == BP_SCHEMA_JSON ? !bp_schema_json_text_ok(*p, *n)
+                                 : !bp_schema_string_ok(ty, *p, *n))
             return wrong(e, f, vi, depth);
         if (ty == BP_SCHEMA_NUMERIC || ty == BP_SCHEMA_DATETIME)
             *p = trim(*p, n);

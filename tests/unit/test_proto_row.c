@@ -181,6 +181,8 @@ floats_bools_and_text(void **state)
                         "2024-01-02 03:04:05"));
     assert_true(wire_is(only(L, s, "{j = '{\"a\":[1,2]}'}", &b, 11), "{\"a\":[1,2]}"));
     refused(L, s, "{j = 5}", &b, "row field j: JSON expected, got number 5");
+    refused(L, s, "{j = '{\"a\":'}", &b, "row field j: JSON expected, got string \"{\"a\":\"");
+    assert_true(wire_is(only(L, s, "{j = ' [1, \"x\"] '}", &b, 11), " [1, \"x\"] "));
     assert_true(wire_is(only(L, s, "{g = 'POINT(1 2)'}", &b, 12), "POINT(1 2)"));
     /* BYTES: base64, padded or not */
     assert_true(wire_is(only(L, s, "{by = 'aGVsbG8='}", &b, 8), "hello"));
