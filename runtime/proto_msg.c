@@ -164,7 +164,8 @@ schema_depth_ok(const uint8_t *p, size_t n, uint64_t nested, int left)
         size_t sublen = 0;
         if (skip_value(p, n, &i, (int)(key & 7), &sub, &sublen) != 0)
             return 0;
-        if (sub && (key >> 3) == nested && (left == 0 || !schema_depth_ok(sub, sublen, 4, left - 1)))
+        if (sub && (key >> 3) == nested &&
+            (left == 0 || !schema_depth_ok(sub, sublen, 4, left - 1)))
             return 0;
     }
     return 1;

@@ -46,7 +46,8 @@ struct enc {
     size_t errlen;
 };
 
-/* Formats the error, prefixed with the path of the value at depth ("row field items[1].price: "). */
+/* Formats the error, prefixed with the path of the value at depth
+ * ("row field items[1].price: "). */
 static int BP_PRINTF(3, 4)
 fail(struct enc *e, int depth, const char *fmt, ...)
 {

@@ -95,7 +95,8 @@ function shape(fields, type, where) {
     pf.resolve();
     if (IDENT.test(f.name) ? pf.name !== f.name : IDENT.test(pf.name) === false)
       fail(w, `field name ${pf.name}`);
-    const rule = f.mode === 'REPEATED' ? 'repeated' : f.mode === 'REQUIRED' ? 'required' : undefined;
+    const rule = f.mode === 'REPEATED' ? 'repeated'
+               : f.mode === 'REQUIRED' ? 'required' : undefined;
     if (pf.rule !== rule) fail(w, `rule ${pf.rule}`);
     if (f.type === 'RECORD') {
       if (!pf.resolvedType) return fail(w, 'RECORD type not resolved');
@@ -209,6 +210,6 @@ cases.forEach((c, ci) => {
     fail(where, e.stack);
   }
 });
-console.log(`${cases.length} schemas, ${nrows} rows${emu ? ` (${emuRows} through the emulator's decoder too)` : ''}: ` +
-            `${failures} differences`);
+const viaEmu = emu ? ` (${emuRows} through the emulator's decoder too)` : '';
+console.log(`${cases.length} schemas, ${nrows} rows${viaEmu}: ${failures} differences`);
 process.exit(failures ? 1 : 0);

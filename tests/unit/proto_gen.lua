@@ -77,7 +77,8 @@ local function scalar(t)
         end
     elseif t == "FLOAT64" then
         local k = random(1, 4)
-        local v = k == 1 and random(-1000, 1000) or k == 2 and (random() - 0.5) * 10 ^ random(-30, 30)
+        local v = k == 1 and random(-1000, 1000)
+                  or k == 2 and (random() - 0.5) * 10 ^ random(-30, 30)
                   or k == 3 and random(0, 99999) / 100 or 0.1
         return v, v
     elseif t == "NUMERIC" or t == "BIGNUMERIC" then

@@ -118,7 +118,8 @@ every_type_and_mode(void **state)
         "{\"name\":\"rf\",\"type\":\"FLOAT64\",\"mode\":\"REPEATED\"},"
         "{\"name\":\"rec\",\"type\":\"STRUCT\",\"mode\":\"REPEATED\",\"fields\":["
         "  {\"name\":\"a\",\"type\":\"INT64\",\"mode\":\"REQUIRED\"},"
-        "  {\"name\":\"inner\",\"type\":\"RECORD\",\"fields\":[{\"name\":\"z\",\"type\":\"BYTES\"}]}]}]");
+        "  {\"name\":\"inner\",\"type\":\"RECORD\",\"fields\":["
+        "    {\"name\":\"z\",\"type\":\"BYTES\"}]}]}]");
     bp_buf_t b;
     bp_buf_init(&b, 1 << 20);
     char why[300];

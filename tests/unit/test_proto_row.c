@@ -240,7 +240,8 @@ timestamps_and_dates(void **state)
     assert_int_equal((int64_t)only(L, s, "{d = '1969-12-31'}", &b, 4)->u, -1);
     assert_int_equal((int64_t)only(L, s, "{d = '0001-01-01'}", &b, 4)->u, -719162);
     assert_int_equal(only(L, s, "{d = '9999-12-31'}", &b, 4)->u, 2932896);
-    refused(L, s, "{d = '2023-02-29'}", &b, "row field d: DATE expected, got string \"2023-02-29\"");
+    refused(L, s, "{d = '2023-02-29'}", &b,
+            "row field d: DATE expected, got string \"2023-02-29\"");
     refused(L, s, "{d = 19782}", &b, "row field d: DATE expected, got number 19782");
     bp_buf_free(&b);
     bp_schema_free(s);
