@@ -1,7 +1,7 @@
 # bepipe-lua - plain GNU make. `make` builds ./bepipe-lua; `make test` runs every test;
 # `make demo` runs the pipeline on generated events; `make bench` measures it.
 PKG_CONFIG ?= pkg-config
-PKGS = luajit libcurl openssl jansson libmicrohttpd
+PKGS = luajit libcurl openssl jansson libmicrohttpd libprotobuf-c
 EV_LIBS ?= -lev
 CJSON_LIBS ?= -llua5.1-cjson
 PREFIX ?= /usr/local
@@ -13,7 +13,7 @@ LUAJIT ?= luajit
 # the PATH or Debian's nodejs), and those only the tests add (npm: see deps-test).
 DEB_BUILD = build-essential pkg-config luajit libluajit-5.1-dev lua-cjson lua-cjson-dev \
             libev-dev libcurl4-openssl-dev libssl-dev libjansson-dev libmicrohttpd-dev \
-            libsimdjson-dev
+            libsimdjson-dev libprotobuf-c-dev protobuf-c-compiler
 DEB_DEMO = python3
 # (llvm: /usr/bin/llvm-symbolizer, which the sanitizers run for stacks with file:line)
 DEB_TEST = libcmocka-dev clang libclang-rt-14-dev llvm python3 openssl \
@@ -37,7 +37,12 @@ BP_LDLIBS = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) $(EV_LIBS) $(CJSON
 
 LIB_SRCS = $(filter-out runtime/main.c,$(wildcard runtime/*.c))
 LIB_CXX_SRCS = $(wildcard runtime/*.cpp)
-LIB_OBJS = $(LIB_SRCS:runtime/%.c=$(BUILD)/%.o) $(LIB_CXX_SRCS:runtime/%.cpp=$(BUILD)/%.o)
+# The Storage Write API's fixed messages: C from proto/*.proto by protoc-c, into $(BUILD)/proto
+# (only runtime/proto_*.c include the generated headers)
+PROTO_SRCS = $(wildcard proto/*.proto)
+PROTO_HDRS = $(PROTO_SRCS:proto/%.proto=$(BUILD)/proto/%.pb-c.h)
+LIB_OBJS = $(LIB_SRCS:runtime/%.c=$(BUILD)/%.o) $(LIB_CXX_SRCS:runtime/%.cpp=$(BUILD)/%.o) \
+           $(PROTO_SRCS:proto/%.proto=$(BUILD)/%.pb-c.o)
 UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/unit/%)
 
@@ -99,6 +104,18 @@ $(BUILD)/libbepipe.a: $(LIB_OBJS)
 $(BUILD)/%.o: runtime/%.c | $(BUILD) $(call deps_first,deps)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(BP_CFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/proto/%.pb-c.c $(BUILD)/proto/%.pb-c.h: proto/%.proto | $(BUILD) $(call deps_first,deps)
+	@echo "  PROTOC  $<"
+	$(Q)mkdir -p $(BUILD)/proto && protoc-c --proto_path=proto --c_out=$(BUILD)/proto $<
+
+$(BUILD)/%.pb-c.o: $(BUILD)/proto/%.pb-c.c $(PROTO_HDRS)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(BP_CFLAGS) $(CFLAGS) -I$(BUILD)/proto -c -o $@ $<
+
+.PRECIOUS: $(BUILD)/proto/%.pb-c.c
+$(filter $(BUILD)/proto_%.o,$(LIB_OBJS)): $(PROTO_HDRS)
+$(filter $(BUILD)/proto_%.o,$(LIB_OBJS)): BP_CFLAGS += -I$(BUILD)/proto
 
 $(BUILD)/%.o: runtime/%.cpp | $(BUILD) $(call deps_first,deps)
 	@echo "  CXX     $<"

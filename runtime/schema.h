@@ -83,4 +83,8 @@ void bp_schema_set_clear(struct bp_schema_set *set);
 int bp_schema_check(const struct bp_schema *s, const char *row_json, size_t len, char *why,
                     size_t whylen) BP_WUR;
 
+/* Whether s[0..n) is JSON text as a JSON column takes it (the checker's own scanner, so a JSON
+ * column's value is judged alike however the row is sent). Reentrant; never allocates. */
+int bp_schema_json_text_ok(const char *s, size_t n);
+
 #endif

@@ -287,6 +287,12 @@ valid_json_text(const char *s, size_t n)
     return sub.p == sub.end;
 }
 
+/* See schema.h. */
+int
+bp_schema_json_text_ok(const char *s, size_t n)
+{
+    return valid_json_text(s, n);
+}
 
 /* A decoded string's verdict: JSON text needs this file's scanner, the rest schema_scalar.c. */
 static int

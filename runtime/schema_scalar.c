@@ -4,6 +4,7 @@
  * on the hot path. Divergence kept on purpose: JavaScript's \s also matches Unicode spaces
  * (U+00A0, U+2000...); here only ASCII white space counts. */
 #include <ctype.h>
+#include <stdint.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,12 +97,14 @@ civil_sec(int y, int m, int d, int h, int mi, int s)
 #define TS_MAX_SEC 253402300799LL
 
 /* The emulator's TS_RE with parseTimestamp's range checks:
- * ^\s*YYYY-M-D([Tt]|\s+)H:M(:S(.F{0,6})?)?)?\s*(Z|z|UTC|[+-]H[H](:?MM)?)?\s*$ */
+ * ^\s*YYYY-M-D([Tt]|\s+)H:M(:S(.F{0,6})?)?)?\s*(Z|z|UTC|[+-]H[H](:?MM)?)?\s*$
+ * On success *us is the instant in microseconds since the epoch (the fraction's digits scaled:
+ * ".5" is 500000), exactly. */
 static int
-valid_timestamp(const char *s, size_t n)
+parse_timestamp(const char *s, size_t n, int64_t *us)
 {
     size_t i = 0;
-    int y, mo, d, h = 0, mi = 0, sec = 0, f, oh = 0, om = 0, sign = 0;
+    int y, mo, d, h = 0, mi = 0, sec = 0, f = 0, fd = 0, oh = 0, om = 0, sign = 0;
     while (i < n && is_sp(s[i]))
         i++;
     if (!date_at(s, n, &i, &y, &mo, &d))
@@ -121,7 +124,7 @@ valid_timestamp(const char *s, size_t n)
             (void)num(s, n, &i, 2, &sec);
             if (i < n && s[i] == '.') {
                 i++;
-                (void)num(s, n, &i, 6, &f);
+                fd = num(s, n, &i, 6, &f);
             }
         }
     }
@@ -159,7 +162,19 @@ valid_timestamp(const char *s, size_t n)
     if (i != n || h > 23 || mi > 59 || sec > 59 || oh > 14 || om > 59)
         return 0;
     long long t = civil_sec(y, mo, d, h, mi, sec) - sign * (oh * 3600LL + om * 60LL);
-    return t >= TS_MIN_SEC && t <= TS_MAX_SEC;
+    if (t < TS_MIN_SEC || t > TS_MAX_SEC)
+        return 0;
+    for (; fd < 6; fd++)
+        f *= 10;
+    *us = (int64_t)t * 1000000 + f;
+    return 1;
+}
+
+static int
+valid_timestamp(const char *s, size_t n)
+{
+    int64_t us;
+    return parse_timestamp(s, n, &us);
 }
 
 /* DATETIME: trimmed, ^(\S+)([Tt ]|\s+)(\S+)$ with a date and a time, or a bare date. */
@@ -275,6 +290,25 @@ valid_base64(const char *s, size_t n)
         i++;
     return i == n && n % 4 != 1;
 }/* See schema_scalar.h. */
+int
+bp_schema_timestamp_us(const char *s, size_t n, int64_t *us)
+{
+    return parse_timestamp(s, n, us) ? 0 : -1;
+}
+
+/* See schema_scalar.h. */
+int
+bp_schema_date_days(const char *s, size_t n, int32_t *days)
+{
+    size_t i = 0;
+    int y, mo, d;
+    if (!date_at(s, n, &i, &y, &mo, &d) || i != n)
+        return -1;
+    *days = (int32_t)(civil_sec(y, mo, d, 0, 0, 0) / 86400);
+    return 0;
+}
+
+/* See schema_scalar.h. */
 int
 bp_schema_string_ok(enum bp_schema_type t, const char *s, size_t n)
 {

@@ -45,7 +45,7 @@ def copy_source(dst):
     """What a release tarball holds: the build inputs, not the checkout's build/ or binary."""
     for name in ("Makefile", "bepipe-lua-scm-1.rockspec"):
         shutil.copy2(os.path.join(local.ROOT, name), dst)
-    for name in ("runtime", "scripts", "ddl", "doc"):
+    for name in ("runtime", "proto", "scripts", "ddl", "doc"):
         shutil.copytree(os.path.join(local.ROOT, name), os.path.join(dst, name))
 
 

@@ -1,0 +1,49 @@
+/* proto_put.h - a protobuf row of a table's writer schema (proto_desc.h) written column by column
+ * from C values: the rows C builds itself (the dead letters of dispatch.c), as proto_row.h writes
+ * the rows a map returns. Errors are sticky: a row is a run of calls, checked once at the end. */
+#ifndef BP_PROTO_PUT_H
+#define BP_PROTO_PUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "common.h"
+#include "schema.h"
+
+struct bp_proto_put {
+    const struct bp_schema *s;
+    bp_buf_t *b;
+    size_t start;                                   /* b->len at begin: undone on an error */
+    int depth;                                      /* open RECORDs (0: the row itself) */
+    const struct bp_schema_field *rec[BP_SCHEMA_MAX_DEPTH + 2];
+    size_t mark[BP_SCHEMA_MAX_DEPTH + 2];           /* where each open value's length goes */
+    uint64_t seen[BP_SCHEMA_MAX_DEPTH + 2][BP_SCHEMA_MAX_REQUIRED / 64];
+    int failed;
+    char err[200];
+};
+
+/* Starts a row of schema s at the end of rows (a ProtoRows body, as bp_proto_row_append's). */
+void bp_proto_put_begin(struct bp_proto_put *w, const struct bp_schema *s, bp_buf_t *rows);
+
+/* A value of column col (a name of the open RECORD's columns; for a REPEATED column each call
+ * adds an element). string: a column written as a proto string (STRING, JSON, NUMERIC, TIME,
+ * DATETIME, GEOGRAPHY), the text as it is; bytes: a BYTES column, raw bytes (not base64);
+ * int64: INT64; timestamp: TIMESTAMP, microseconds since the epoch. A column the RECORD does not
+ * have, or of another type, fails the row. */
+void bp_proto_put_string(struct bp_proto_put *w, const char *col, const char *p, size_t n);
+void bp_proto_put_bytes(struct bp_proto_put *w, const char *col, const void *p, size_t n);
+void bp_proto_put_int64(struct bp_proto_put *w, const char *col, int64_t v);
+void bp_proto_put_timestamp(struct bp_proto_put *w, const char *col, int64_t us);
+
+/* Opens a value of RECORD column col (its columns are then put until bp_proto_put_close); for
+ * a REPEATED RECORD, once per element. */
+void bp_proto_put_open(struct bp_proto_put *w, const char *col);
+void bp_proto_put_close(struct bp_proto_put *w);
+
+/* Ends the row: 0, or -1 with the first error in err (a missing REQUIRED column, an unknown
+ * column, a wrong type, RECORDs left open, rows past its maximum or the row past BigQuery's
+ * 10 MB) and rows as it was at begin. */
+int bp_proto_put_end(struct bp_proto_put *w, char *err, size_t errlen) BP_WUR;
+
+#endif
