@@ -87,11 +87,16 @@ deps-demo: deps
 	@$(call install_missing,$(DEB_DEMO))
 	@command -v node >/dev/null 2>&1 || { $(call install_missing,nodejs); }
 
-# npm installs the emulator's conformance clients from their lockfile (npm ci); Debian's npm
-# (with its nodejs 18) only when the machine has none, as above.
+# npm installs the emulator's conformance clients from their lockfile (npm ci), before any suite
+# runs: the unit suite's protobuf differential and the emulator's gRPC port need them; Debian's
+# npm (with its nodejs 18) only when the machine has none, as above.
 deps-test: deps-demo
 	@$(call install_missing,$(DEB_TEST))
 	@command -v npm >/dev/null 2>&1 || { $(call install_missing,npm); }
+	@c=tests/emulator/conformance; if [ ! -d $$c/node_modules ] || \
+	    [ $$c/package-lock.json -nt $$c/node_modules/.package-lock.json ]; then \
+	    echo "  NPM     $$c (npm ci)"; \
+	    (cd $$c && npm ci --no-audit --no-fund --loglevel=error) || exit 1; fi
 
 bepipe-lua: $(BUILD)/libbepipe.a $(BUILD)/main.o
 	@echo "  LD      $@"
