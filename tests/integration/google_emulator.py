@@ -12,6 +12,7 @@ so and reports every case as skipped (`0 passed, 0 failed` and `N skipped`), nev
 One Google emulator serves the whole suite, each case on a topic and subscription of its own;
 each case starts its own project emulator. Ends with `N passed, N failed`."""
 import collections
+import gzip
 import json
 import os
 import re
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -354,6 +356,50 @@ def a_pull_ack_read_back_with_bq_and_gcloud_storage():
         lines = catp.result().split(b"\n")
         check_eq(collections.Counter(l for l in lines if l.strip()), collections.Counter(raw),
                  "gcloud storage cat: every raw line once")
+
+
+@case
+def h_gcloud_storage_reads_a_gzip_object():
+    """A gzip archive object (contentEncoding gzip, stored compressed) as Google's own CLI reads
+    it. gcloud asks for gzip (Accept-Encoding: gzip, deflate, as Python's requests does) so GCS
+    sends the stored bytes and no decompressive transcoding happens; `gcloud storage cp` to a
+    file inflates them (it checks contentEncoding), but `gcloud storage cat` and `cp ... -`
+    write them to stdout as they are. So a reader of the archive through gcloud gets NDJSON from
+    `cp` to a file, or from `cat | gunzip`, not from `cat` alone."""
+    emu = cloud.Emulator(tables=False)
+    try:
+        lines = [json.dumps({"id": i, "kind": "order", "note": "x" * (i % 30)}) for i in range(300)]
+        plain = ("\n".join(lines) + "\n").encode()
+        gz = gzip.compress(plain)
+        name = "output/2026/01/02/03/gz-object.json"
+        req = urllib.request.Request(
+            f"{emu.url}/upload/storage/v1/b/{BUCKET}/o?uploadType=media&name={urllib.parse.quote(name, safe='')}",
+            data=gz, method="POST",
+            headers={"Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            meta = json.loads(r.read())
+        check_eq(meta.get("contentEncoding"), "gzip", "stored with contentEncoding gzip")
+        check_eq(meta.get("size"), str(len(gz)), "stored compressed")
+        url = f"gs://{BUCKET}/{name}"
+        tmp = tempfile.mkdtemp(prefix="bepipe-gzcat-", dir=HOME)
+        dest = os.path.join(tmp, "copy.json")
+        catp = gcloud_storage(emu, "cat", url)
+        cpp = gcloud_storage(emu, "cp", url, dest)
+        lsp = gcloud_storage(emu, "ls", "--json", url)
+        cat = catp.result()
+        cpp.result()
+        with open(dest, "rb") as f:
+            check_eq(f.read(), plain, "gcloud storage cp to a file: the plain NDJSON")
+        check_eq(cat, gz, "gcloud storage cat: the stored gzip bytes (gcloud accepts gzip and does not "
+                 "inflate what it writes to stdout)")
+        check_eq(gzip.decompress(cat), plain, "gcloud storage cat | gunzip: the plain NDJSON")
+        listed = json.loads(lsp.result())
+        enc = [o.get("metadata", o).get("contentEncoding") for o in listed]
+        check_eq(enc, ["gzip"], "gcloud storage ls --json: contentEncoding gzip")
+        shutil.rmtree(tmp, ignore_errors=True)
+    finally:
+        emu.stop()
+        emu.cleanup()
 
 
 def sdk_lines(out):

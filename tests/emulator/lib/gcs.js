@@ -204,6 +204,8 @@ class Gcs {
       md5Hash: crypto.createHash('md5').update(data).digest('base64'), crc32c: crc32cBase64(data),
       etag: Buffer.from(gen).toString('base64'), timeCreated: now, updated: now, timeStorageClassUpdated: now,
     };
+    for (const k of ['contentType', 'contentEncoding', 'contentDisposition', 'contentLanguage', 'cacheControl'])
+      if (meta[k] !== undefined && meta[k] !== null && typeof meta[k] !== 'string') throw bad(`Invalid value for ${k}: a string is required.`);
     for (const k of ['contentEncoding', 'contentDisposition', 'contentLanguage', 'cacheControl', 'metadata', 'customTime'])
       if (meta[k] !== undefined && meta[k] !== null) m[k] = meta[k];
     if (meta.md5Hash && meta.md5Hash !== m.md5Hash)
@@ -245,6 +247,20 @@ class Gcs {
     this.checkPreconditions(c.query, m);
     c.send(200, this.objectResource(c, m));
   }
+  // objects.get with alt=media (and the /download/ path). An object whose metadata says
+  // contentEncoding gzip is served the way GCS's decompressive transcoding serves it
+  // (https://cloud.google.com/storage/docs/transcoding):
+  //  - a request without `Accept-Encoding: gzip` gets the decompressed bytes with neither
+  //    Content-Encoding nor Content-Length (GCS streams them chunked); a Range header is then
+  //    ignored and the whole object comes back with 200, since GCS cannot seek in the output;
+  //  - a request that accepts gzip, or any request when the object's Cache-Control has
+  //    no-transform, gets the stored bytes as they are with `Content-Encoding: gzip`, and a
+  //    Range applies to those stored bytes (206);
+  //  - either way `x-goog-stored-content-encoding` and `x-goog-stored-content-length` describe
+  //    the stored bytes, and `x-goog-hash` is that of the stored bytes, so a client can only
+  //    check it when it received them (the Node client checks exactly that).
+  // A stored object that is not valid gzip cannot be transcoded: GCS would cut its chunked
+  // reply short; the emulator decompresses before answering and so says it with an error.
   getMedia(c, B, name) {
     const m = this.object(B, name);
     const g = c.query.get('generation');
@@ -259,10 +275,16 @@ class Gcs {
       'x-goog-stored-content-length': m.size, 'x-goog-storage-class': m.storageClass,
       ETag: m.etag, 'Last-Modified': new Date(m.updated).toUTCString(),
     };
-    if (m.contentEncoding === 'gzip') {
-      // Decompressive transcoding: clients that do not accept gzip get the plain bytes.
-      if (/\bgzip\b/.test(c.req.headers['accept-encoding'] || '')) headers['Content-Encoding'] = 'gzip';
-      else { try { data = zlib.gunzipSync(data); } catch (e) { /* not really gzip: send as stored */ } }
+    if (isGzip(m.contentEncoding)) {
+      if (!acceptsGzip(c.req.headers['accept-encoding']) && !noTransform(m.cacheControl)) {
+        try { data = zlib.gunzipSync(data); } catch (e) {
+          throw new ApiError(500, `Object ${B}/${name} has Content-Encoding: gzip but its stored bytes are not valid gzip ` +
+            `(${e.message}), so it cannot be served decompressed; request it with Accept-Encoding: gzip to read the stored bytes.`,
+          { reason: 'backendError' });
+        }
+        return c.sendChunked(200, data, headers);
+      }
+      headers['Content-Encoding'] = 'gzip';
     }
     const range = /^bytes=(\d*)-(\d*)$/.exec(c.req.headers.range || '');
     if (range && (range[1] || range[2])) {
@@ -483,6 +505,21 @@ class Gcs {
   }
 }
 
+// Whether an object's contentEncoding is gzip, the only one GCS transcodes.
+function isGzip(ce) { return typeof ce === 'string' && ce.trim().toLowerCase() === 'gzip'; }
+// Whether an Accept-Encoding header lists gzip (or x-gzip) with a weight above zero.
+function acceptsGzip(ae) {
+  if (!ae) return false;
+  return String(ae).split(',').some((part) => {
+    const [coding, ...params] = part.split(';').map((x) => x.trim().toLowerCase());
+    if (coding !== 'gzip' && coding !== 'x-gzip') return false;
+    const q = params.find((p) => p.startsWith('q='));
+    return !q || Number(q.slice(2)) > 0;
+  });
+}
+// Cache-Control: no-transform in an object's metadata stops GCS from transcoding it.
+function noTransform(cc) { return typeof cc === 'string' && /(^|,)\s*no-transform\s*(,|$)/i.test(cc); }
+
 // Splits a multipart/related body into [{headers, body}] (header names lower-cased).
 function parseMultipart(buf, boundary) {
   const delim = Buffer.from('--' + boundary);
@@ -517,4 +554,4 @@ function parseMultipart(buf, boundary) {
   return parts;
 }
 
-module.exports = { Gcs, parseMultipart };
+module.exports = { Gcs, parseMultipart, acceptsGzip };

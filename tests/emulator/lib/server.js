@@ -62,13 +62,14 @@ class Ctx {
     if (!this.op.startsWith('admin.')) this.app.faults.record(this.op, status);
     if (this.app.verbose) process.stderr.write(`${this.method} ${this.path} -> ${status} (${this.op})\n`);
   }
-  // Writes the reply unless a fault says to drop the connection instead.
-  write(status, headers, body) {
+  // Writes the reply unless a fault says to drop the connection instead. `chunked` leaves out
+  // Content-Length (HTTP/1.1 then sends the body chunked), as GCS does for a transcoded object.
+  write(status, headers, body, chunked = false) {
     if (this.replied) return;
     this.finishReply(this.resetAfter ? 'reset' : status);
     if (this.resetAfter) return this.app.destroy(this.req, this.res);
     if (this.res.destroyed) return;
-    headers['Content-Length'] = body.length;
+    if (!chunked) headers['Content-Length'] = body.length;
     this.res.writeHead(status, headers);
     this.res.end(body);
   }
@@ -78,6 +79,7 @@ class Ctx {
   }
   sendJson(status, buf) { this.write(status, { 'Content-Type': JSON_TYPE }, buf); }
   sendRaw(status, buf, headers) { this.write(status, Object.assign({}, headers), buf); }
+  sendChunked(status, buf, headers) { this.write(status, Object.assign({}, headers), buf, true); }
   sendEmpty(status) { this.write(status, {}, EMPTY); }
   sendError(err) {
     if (!(err instanceof ApiError)) {
@@ -185,8 +187,10 @@ class App {
     }
   }
 
-  // Reads the whole body; gunzips `Content-Encoding: gzip` except for GCS uploads, where
-  // GCS stores the gzip bytes as they are.
+  // Reads the whole body; gunzips `Content-Encoding: gzip` (a transport encoding, as the Java
+  // client sends every JSON body and multipart upload) except where GCS takes the header as
+  // the object's own encoding and stores the gzip bytes as they are: a media upload (its
+  // only way to say contentEncoding) and the data chunks of a resumable upload.
   readBody(req, c) {
     return new Promise((resolve, reject) => {
       const chunks = [];
@@ -200,7 +204,7 @@ class App {
       req.on('end', () => {
         let body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, n);
         const enc = req.headers['content-encoding'];
-        if (enc && /gzip/i.test(enc) && !c.path.startsWith('/upload/')) {
+        if (enc && /gzip/i.test(enc) && !storesAsIs(c)) {
           try { body = zlib.gunzipSync(body); } catch (e) { return reject(bad('Request body is not valid gzip data.')); }
         }
         resolve(body);
@@ -248,5 +252,13 @@ class App {
 }
 
 function dec(s) { return decodeURIComponent(s); }
+
+// Whether a request's body is object data that GCS stores byte for byte whatever its
+// Content-Encoding: media uploads and resumable upload chunks.
+function storesAsIs(c) {
+  if (!c.path.startsWith('/upload/')) return false;
+  const t = c.query.get('uploadType');
+  return !!c.query.get('upload_id') || t === 'media' || !t;
+}
 
 module.exports = { App };
