@@ -208,6 +208,8 @@ test: deps-test all unit sanitize fuzz-build alloc-fail-build
 bench: deps-test all
 	$(Q)tests/bench/run
 	$(Q)tests/bench/e2e
+	$(Q)tests/bench/e2e --compression --throughput-only --spread 0
+	$(Q)tests/bench/e2e --compression --throughput-only --spread 0 --lateness live
 
 demo: deps-demo all
 	$(Q)tests/tools/demo
