@@ -12,8 +12,9 @@
 
 #include <zlib.h>
 
-/* Plain bytes of an object compressed at a time (each chunk starts a fresh deflate history: see
- * gz.c for the cost in bytes). */
+/* Plain bytes of an object compressed at a time, at most (a caller may compress less, down to
+ * half, rather than grow its buffer); each chunk starts a fresh deflate history: see gz.c for
+ * the cost in bytes. */
 #define BP_GZ_CHUNK (256 * 1024)
 
 /* The compressor every object of a store shares. */

@@ -79,7 +79,7 @@ struct bp_object {
     struct store_cloud *s;
     char *name;
     bp_buf_t data;          /* the stored bytes: plain, or the gzip member so far */
-    bp_buf_t plain;         /* gzip: lines not yet compressed (up to BP_GZ_CHUNK and a line) */
+    bp_buf_t plain;         /* gzip: lines not yet compressed (up to BP_GZ_CHUNK) */
     struct bp_gz_member member;
     uint64_t plain_len;     /* gzip: every plain byte written */
     int broken;             /* gzip: a write failed halfway, so the member is not valid gzip:
@@ -240,7 +240,14 @@ cloud_object_write(struct bp_object *o, const void *p, size_t n)
 {
     if (!o->s->gzip)
         return bp_buf_append(&o->data, p, n);
-    if (o->broken || bp_buf_append(&o->plain, p, n) != 0) {
+    if (o->broken)
+        return -1;
+    /* compressed before the buffer would grow past a chunk: an object holds at most a chunk
+     * of plain lines (256 KB, 128 at least a time), never the doubling's twice that */
+    if (o->plain.len + n > o->plain.cap && o->plain.len >= BP_GZ_CHUNK / 2 &&
+        compress_plain(o, 0) != 0)
+        return -1;
+    if (bp_buf_append(&o->plain, p, n) != 0) {
         o->broken = 1;
         return -1;
     }
