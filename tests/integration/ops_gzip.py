@@ -138,6 +138,41 @@ def gzip_archive_objects_are_one_member_each_and_replay_gives_the_live_rows():
         check_eq(f["rows"], str(sum(expect["rows"].values())), "rows replayed")
 
 
+NODE_DOWNLOAD = """
+const { Storage } = require(process.argv[1] + '/@google-cloud/storage');
+new Storage({ projectId: 'p' }).bucket(process.argv[2]).file(process.argv[3])
+  .download({ validation: 'md5' }).then(([b]) => process.stdout.write(b),
+                                        (e) => { console.error(e.message); process.exit(1); });
+"""
+
+
+@case
+def gzip_archive_object_read_by_the_official_client():
+    mods = os.path.join(cloud.ROOT, "tests", "emulator", "conformance", "node_modules")
+    if not os.path.isdir(os.path.join(mods, "@google-cloud", "storage")):
+        raise local.Skip("@google-cloud/storage is not installed (make deps-test; "
+                         "tests/emulator/run-tests installs it)")
+    with cloud.Scenario() as s:
+        needs_query_encoding(s.emu)
+        path, expect, raw = cloud.corpus(s.tmp, 300, seed=64)
+        s.emu.publish(path)
+        b = cloud.Bepipe(s.emu, ["--set", "archive.compression=gzip"])
+        cloud.wait_drained(s.emu, 300, [b])
+        check_eq(b.stop(), 0, "exit code: " + b.stderr()[-1500:])
+        names = rp.archive_names(s.emu)
+        check(names, "archive objects")
+        env = dict(os.environ, STORAGE_EMULATOR_HOST=s.emu.url)
+        env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+        archived = []
+        for n in names:
+            r = subprocess.run(["node", "-e", NODE_DOWNLOAD, mods, cloud.BUCKET, n], env=env,
+                               capture_output=True, timeout=60)
+            check_eq(r.returncode, 0, f"{n}: the Node client's download: " + r.stderr.decode()[-800:])
+            check_eq(r.stdout, one_member(stored(s.emu, n)), f"{n}: NDJSON, validated")
+            archived.extend(local.unmark(l) for l in r.stdout.split(b"\n")[:-1])
+        check_eq(sorted(archived), sorted(raw), "every raw line, read by the official client")
+
+
 @case
 def gzip_upload_whose_reply_was_lost_is_recognised_by_the_compressed_md5():
     with cloud.Scenario() as s:
