@@ -285,6 +285,9 @@ class Gcs {
         return c.sendChunked(200, data, headers);
       }
       headers['Content-Encoding'] = 'gzip';
+    } else if (m.contentEncoding) {
+      // Other encodings (br, ...) are never transcoded: the stored bytes under their own name.
+      headers['Content-Encoding'] = m.contentEncoding;
     }
     const range = /^bytes=(\d*)-(\d*)$/.exec(c.req.headers.range || '');
     if (range && (range[1] || range[2])) {

@@ -295,6 +295,14 @@ test('gzip uploads on the wire: media Content-Encoding is the object\'s, multipa
   assert.equal(r.json.contentEncoding, 'gzip');
   assert.equal(r.json.crc32c, require('../../lib/crc32c').crc32cBase64(gz));
   assert.equal((await rawGet(`${emu.url}/storage/v1/b/conf-bucket/o/gz%2Fres.json?alt=media`)).body.toString(), NDJSON);
+  // another encoding is never transcoded: the stored bytes with their Content-Encoding
+  const br = zlib.brotliCompressSync(NDJSON);
+  r = await call(`${emu.url}/upload/storage/v1/b/conf-bucket/o?uploadType=media&name=gz%2Fbr.json`, 'POST', br, { 'content-encoding': 'br' });
+  assert.equal(r.json.contentEncoding, 'br');
+  const b = await rawGet(`${emu.url}/storage/v1/b/conf-bucket/o/gz%2Fbr.json?alt=media`);
+  assert.ok(b.body.equals(br));
+  assert.equal(b.headers['content-encoding'], 'br');
+  assert.equal(b.headers['x-goog-stored-content-encoding'], 'br');
   // a contentEncoding that is not a string is refused
   r = await call(`${emu.url}/upload/storage/v1/b/conf-bucket/o?uploadType=multipart`, 'POST',
     mp({ name: 'gz/bad-meta.json', contentEncoding: 7 }, gz), { 'content-type': `multipart/related; boundary=${boundary}` });
