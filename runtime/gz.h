@@ -62,9 +62,10 @@ void bp_gunzip_reset(struct bp_gunzip *z);
 void bp_gunzip_free(struct bp_gunzip *z);
 
 /* Inflates from *in (*inlen bytes, both advanced past what was used) to the end of out, adding
- * at most max_out bytes, and stops there or when the input is used up. Returns 0, or -1 with
- * err set: the bytes are not gzip (corrupt data, a bad checksum or length, bytes after a member
- * that start no other) or memory ran out. */
+ * at most max_out bytes (and no more than out's cap leaves room for), and stops there or when
+ * the input is used up: the input left is the caller's to give again. Returns 0, or -1 with err
+ * set: the bytes are not gzip (corrupt data, a bad checksum or length, bytes after a member that
+ * start no other), memory ran out, or out has no room at all. */
 int bp_gunzip_run(struct bp_gunzip *z, const unsigned char **in, size_t *inlen, bp_buf_t *out,
                   size_t max_out, char *err, size_t errlen) BP_WUR;
 
