@@ -5,7 +5,7 @@ and replay reads them back into the live rows; an upload whose reply was lost me
 recognised as ours by the compressed bytes' MD5 (no copy under a suffix); a replay of plain and
 gzip objects together gives the insertIds of the plain formula (name, generation, line) for both;
 a corrupted gzip object stops the replay with a reason naming it; a local .json file that is gzip
-replays like the plain one."""
+replays like the plain one; --local-out stays plain NDJSON with gzip set, and says so."""
 import gzip
 import json
 import os
@@ -257,3 +257,23 @@ def replay_of_a_local_gzip_json_file_gives_the_plain_files_rows():
     for t in TABLES:
         check_eq(rp.content(x["json"] for x in local.read_rows(out, t)),
                  rp.content(x["json"] for x in local.read_rows(live, t)), f"{t}: the live rows")
+
+
+@case
+def local_out_writes_plain_ndjson_with_gzip_set_and_says_so():
+    d = tempfile.mkdtemp(prefix="bepipe-gzip-")
+    ev = os.path.join(d, "ev.ndjson")
+    local.gen(ev, 500, seed=65)
+    out = os.path.join(d, "out")
+    rc, _, err = local.run([local.PIPELINE, "--input", ev, "--local-out", out, "--set",
+                            "archive.compression=gzip"])
+    check_eq(rc, 0, "local run: " + err[-1500:])
+    check("--local-out writes the archive as NDJSON a person can read" in err, err[-1500:])
+    objs = local.archive_objects(out)
+    check(objs, "archive files")
+    for name, lines in objs.items():
+        check(lines and not lines[0].startswith(b"\x1f\x8b"), f"{name}: not gzip")
+    with open(ev, "rb") as f:
+        raw = [l for l in f.read().split(b"\n") if l.strip()]
+    check_eq(sorted(local.unmark(l) for ls in objs.values() for l in ls), sorted(raw),
+             "every event's line, as NDJSON")
