@@ -1,7 +1,7 @@
 """archive.compression = gzip, through the emulator (which stores contentEncoding and serves
 decompressive transcoding as GCS does): a live run stores every archive and dead-letter object as
 one gzip member with contentEncoding gzip, the names unchanged and every raw line in them once,
-and replay reads them back into the live rows; an upload whose reply was lost meets a 412 and is
+@google-cloud/storage downloads them as NDJSON, and replay reads them back into the live rows; an upload whose reply was lost meets a 412 and is
 recognised as ours by the compressed bytes' MD5 (no copy under a suffix); a replay of plain and
 gzip objects together gives the insertIds of the plain formula (name, generation, line) for both;
 a corrupted gzip object stops the replay with a reason naming it; a local .json file that is gzip
