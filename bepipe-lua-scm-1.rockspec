@@ -34,6 +34,7 @@ external_dependencies = {
    LUA_CJSON = { library = "lua5.1-cjson" },
    SIMDJSON = { header = "simdjson.h" },
    PROTOBUF_C = { header = "protobuf-c/protobuf-c.h" },
+   ZLIB = { header = "zlib.h" },
 }
 -- The rock's bin/ lands in the tree's bin/ and its lua/ in the tree's share/lua/5.1/, so the
 -- data goes under lua/: the binary finds ../share/lua/5.1/bepipe-lua/lua from its own folder.

@@ -67,3 +67,20 @@ bp_alloc_json_init(void)
 {
     json_set_alloc_funcs(bp_xmalloc, free);
 }
+
+/* zlib's allocation hooks (gz.c): allocations whose failure zlib reports (Z_MEM_ERROR), so the
+ * compressor and inflater fail softly instead of aborting, through the same malloc as the rest of
+ * the runtime (tests/alloc_fail injects failures there). */
+void *
+bp_zalloc(void *opaque, unsigned items, unsigned size)
+{
+    (void)opaque;
+    return malloc((size_t)items * size);
+}
+
+void
+bp_zfree(void *opaque, void *p)
+{
+    (void)opaque;
+    free(p);
+}

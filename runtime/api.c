@@ -373,8 +373,14 @@ send_attempt(struct call *c)
         snprintf(hdr, sizeof(hdr), "Content-Type: %s", c->content_type);
         rc |= bp_http_req_header(req, hdr);
     }
-    if (c->extra_header)
-        rc |= bp_http_req_header(req, c->extra_header);
+    /* extra headers: one "Name: value" per line */
+    for (const char *h = c->extra_header, *nl; h && *h; h = nl ? nl + 1 : NULL) {
+        nl = strchr(h, '\n');
+        size_t hl = nl ? (size_t)(nl - h) : strlen(h);
+        snprintf(hdr, sizeof(hdr), "%.*s", (int)hl, h);
+        if (hl)
+            rc |= bp_http_req_header(req, hdr);
+    }
     rc |= bp_http_req_header(req, "x-goog-api-client: gl-c/11 bepipe-lua/" BP_API_VERSION);
     if (c->body)
         bp_http_req_body_ref(req, c->body, c->body_len);

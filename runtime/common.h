@@ -20,6 +20,9 @@ void *bp_xcalloc(size_t n, size_t size);
 void *bp_xrealloc(void *p, size_t n);
 char *bp_xstrdup(const char *s);
 char *bp_xstrndup(const char *s, size_t n);
+/* zlib's zalloc/zfree (alloc.c): the runtime's malloc, failures returned as NULL. */
+void *bp_zalloc(void *opaque, unsigned items, unsigned size);
+void bp_zfree(void *opaque, void *p);
 void bp_alloc_json_init(void);
 
 #endif

@@ -57,6 +57,7 @@ struct bp_config {
     char *state_dir;           /* the suspects file; after bp_config_finish: never NULL */
     /* archive */
     char *archive_time;        /* "event" or "publish": the hour that names an object's folder */
+    char *archive_compression; /* "gzip" or "none": how archive objects are stored (cloud) */
     long archive_open_bytes;   /* budget of open archive objects (memory, or bytes written) */
     long max_uploads;          /* cloud: archive uploads in flight at once (the rest queue) */
     /* schema check */

@@ -215,11 +215,15 @@ bp_gcs_get_start(struct bp_api *api, const char *base, const char *bucket, const
 {
     char *obj = bp_url_escape(name, 0), *bkt = bp_url_escape(bucket, 0);
     size_t n = strlen(base) + strlen(obj) + strlen(bkt) + strlen(generation) + 64;
-    char *url = bp_xmalloc(n), range[96];
+    char *url = bp_xmalloc(n), range[128];
     /* the generation pins the bytes listed: an object replaced since answers 404, not others */
     snprintf(url, n, "%s/b/%s/o/%s?alt=media&generation=%s", base, bkt, obj, generation);
-    snprintf(range, sizeof(range), "Range: bytes=%" PRIu64 "-%" PRIu64, off,
-             off + (len ? len : 1) - 1);
+    /* Accept-Encoding: gzip asks for the stored bytes as they are: an object stored with
+     * Content-Encoding gzip is otherwise decompressed by GCS on the way out (decompressive
+     * transcoding), and such a reply ignores the Range and sends the whole object. The caller
+     * inflates gzip objects itself (replay_read.c); curl leaves these bytes alone (http.c). */
+    snprintf(range, sizeof(range), "Range: bytes=%" PRIu64 "-%" PRIu64 "\nAccept-Encoding: gzip",
+             off, off + (len ? len : 1) - 1);
     struct gcs_get *g = bp_xcalloc(1, sizeof(*g));
     g->done = done;
     g->arg = arg;

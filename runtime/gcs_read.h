@@ -29,7 +29,8 @@ typedef void (*bp_gcs_get_done_fn)(void *arg, int status, const char *data, size
                                    const char *err);
 
 /* Fetches bytes [off, off + len) of generation `generation` of gs://bucket/name, so memory stays
- * at one range whatever the object's size. done runs once, from the loop. Returns 0 when
+ * at one range whatever the object's size. The bytes are the stored ones (Accept-Encoding:
+ * gzip): a gzip object's compressed bytes, which the caller inflates. done runs once, from the loop. Returns 0 when
  * started, -1 (err set, no callback) when not. */
 int bp_gcs_get_start(struct bp_api *api, const char *base, const char *bucket, const char *name,
                      const char *generation, uint64_t off, size_t len, bp_gcs_get_done_fn done,

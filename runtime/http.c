@@ -46,6 +46,7 @@ struct bp_http_req {
     size_t body_len;
     long timeout_ms;
     int long_poll;               /* silent until it has news: no stall guard */
+    int raw_encoding;            /* the caller set Accept-Encoding: the body is left as sent */
     bp_buf_t resp;
     char *location;
     char *range;
@@ -353,6 +354,10 @@ bp_http_req_new(struct bp_http *h, const char *method, const char *url)
 int
 bp_http_req_header(struct bp_http_req *r, const char *header)
 {
+    /* a caller that asks for an encoding itself (ranges of a gzip object's stored bytes) gets
+     * the bytes as they come: curl decoding them would break ranges of a compressed stream */
+    if (strncasecmp(header, "Accept-Encoding:", 16) == 0)
+        r->raw_encoding = 1;
     struct curl_slist *l = curl_slist_append(r->headers, header);
     if (!l)
         return -1;
@@ -424,7 +429,10 @@ bp_http_req_send(struct bp_http_req *r, bp_http_done_fn done, void *arg)
         curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
         curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, stall_s);
     }
-    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");      /* gzip/deflate, decoded by curl */
+    if (r->raw_encoding)
+        curl_easy_setopt(e, CURLOPT_HTTP_CONTENT_DECODING, 0L);
+    else
+        curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");  /* gzip/deflate, decoded by curl */
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     /* Waiting for a connection to tell whether it multiplexes is worth it only where TLS's
      * ALPN tells within the connect timeout. Over plain http curl learns it from the first

@@ -27,20 +27,59 @@ bp_replay_read_init(struct bp_replay_read *r, struct bp_api *api, const char *ba
     r->arg = arg;
     /* the longest accepted line, plus one read arriving after it */
     bp_buf_init(&r->buf, max_line + BP_REPLAY_CHUNK + 1024);
+    bp_buf_init(&r->zin, BP_REPLAY_CHUNK);
     r->chunk = bp_xmalloc(BP_REPLAY_CHUNK);
 }
 
-/* Bytes of the object arrive: appended to the buffer (the splitter drops an over-long line's
- * bytes as they come, so it holds at most max_line bytes of an unfinished line). */
+/* gzip: inflates what waits in zin, at most BP_REPLAY_CHUNK plain bytes (the buffer's room
+ * past the longest line), and at the end of the stored bytes checks that the gzip data ended
+ * too. Returns 0, or -1 with err set (not valid gzip: the reason names the object). */
 static int
-take(struct bp_replay_read *r, const char *data, size_t n)
+inflate_step(struct bp_replay_read *r, char *err, size_t errlen)
 {
-    r->bytes_read += n;
-    if (bp_buf_append(&r->buf, data, n) != 0) {
-        errno = ENOMEM;
+    char why[300];
+    const unsigned char *in = (const unsigned char *)r->zin.data;
+    size_t left = r->zin.len;
+    if (left && bp_gunzip_run(&r->gz, &in, &left, &r->buf, BP_REPLAY_CHUNK, why,
+                              sizeof(why)) != 0) {
+        snprintf(err, errlen, "%s: %s (stored bytes around %" PRIu64 "): the object cannot be "
+                 "replayed", r->ob->label, why, r->off - left);
         return -1;
     }
+    bp_buf_consume(&r->zin, r->zin.len - left);
+    if (r->in_eof && r->zin.len == 0) {
+        if (bp_gunzip_end(&r->gz, why, sizeof(why)) != 0) {
+            snprintf(err, errlen, "%s: %s: the object cannot be replayed", r->ob->label, why);
+            return -1;
+        }
+        r->eof = 1;
+    }
     return 0;
+}
+
+/* Stored bytes of the object arrive: appended to the buffer (the splitter drops an over-long
+ * line's bytes as they come, so it holds at most max_line bytes of an unfinished line), or, when
+ * the object's first bytes are gzip's, inflated into it a step at a time. */
+static int
+take(struct bp_replay_read *r, const char *data, size_t n, char *err, size_t errlen)
+{
+    r->bytes_read += n;
+    /* the object's first read tells (a read of under two bytes is a file that short) */
+    if (r->gzip < 0)
+        r->gzip = bp_gz_magic(data, n);
+    if (r->gzip != 1) {
+        r->eof = r->in_eof;
+        if (bp_buf_append(&r->buf, data, n) != 0) {
+            snprintf(err, errlen, "%s: a sink failed", r->ob->label);
+            return -1;
+        }
+        return 0;
+    }
+    if (bp_buf_append(&r->zin, data, n) != 0) {
+        snprintf(err, errlen, "%s: no room for the stored bytes", r->ob->label);
+        return -1;
+    }
+    return inflate_step(r, err, errlen);
 }
 
 static void
@@ -59,9 +98,8 @@ on_range(void *arg, int status, const char *data, size_t len, const char *err)
     }
     r->off += len;
     if (len == 0 || r->off >= ob->size)
-        r->eof = 1;
-    if (take(r, data, len) != 0) {
-        snprintf(why, sizeof(why), "%s: a sink failed", ob->label);
+        r->in_eof = 1;
+    if (take(r, data, len, why, sizeof(why)) != 0) {
         r->done(r->arg, -1, why);
         return;
     }
@@ -95,12 +133,9 @@ read_local(struct bp_replay_read *r, char *err, size_t errlen)
         return -1;
     }
     if (n == 0)
-        r->eof = 1;
-    if (take(r, r->chunk, (size_t)n) != 0) {
-        snprintf(err, errlen, "%s: a sink failed", r->ob->label);
-        return -1;
-    }
-    return 0;
+        r->in_eof = 1;
+    r->off += (uint64_t)n;
+    return take(r, r->chunk, (size_t)n, err, errlen);
 }
 
 /* See replay_read.h. */
@@ -110,8 +145,11 @@ bp_replay_read_open(struct bp_replay_read *r, const struct bp_replay_obj *ob, ch
 {
     r->ob = ob;
     r->off = 0;
-    r->eof = ob->bucket && ob->size == 0;
+    r->in_eof = r->eof = ob->bucket && ob->size == 0;
+    r->gzip = -1;
     bp_buf_reset(&r->buf);
+    bp_buf_reset(&r->zin);
+    bp_gunzip_reset(&r->gz);
     if (!ob->bucket && (r->fd = open(ob->name, O_RDONLY | O_CLOEXEC)) < 0) {
         snprintf(err, errlen, "cannot read %s: %s", ob->label, strerror(errno));
         return -1;
@@ -124,6 +162,9 @@ bp_replay_read_open(struct bp_replay_read *r, const struct bp_replay_obj *ob, ch
 int
 bp_replay_read_next(struct bp_replay_read *r, char *err, size_t errlen)
 {
+    /* a gzip object's stored bytes already here go first: one inflated step at a time */
+    if (r->gzip == 1 && (r->zin.len || r->in_eof))
+        return inflate_step(r, err, errlen);
     return r->ob->bucket ? fetch(r, err, errlen) : read_local(r, err, errlen);
 }
 
@@ -149,6 +190,8 @@ bp_replay_read_free(struct bp_replay_read *r)
 {
     bp_replay_read_close(r);
     bp_buf_free(&r->buf);
+    bp_buf_free(&r->zin);
+    bp_gunzip_free(&r->gz);
     free(r->chunk);
     r->chunk = NULL;
 }

@@ -1,12 +1,16 @@
 /* replay_read.h - the bytes of the object a replay reads (source_replay.c), one object at a time:
  * a gs:// object in Range requests of the generation it was listed with, a local file in read()s,
  * BP_REPLAY_CHUNK bytes each, appended to a buffer the source splits into lines and consumes.
- * Memory stays at one read plus the longest accepted line, whatever the object's size. */
+ * An object whose stored bytes are gzip (archive.compression = gzip, or a file gzip(1) wrote:
+ * told by its first two bytes, whatever its name) is inflated on the way, BP_REPLAY_CHUNK plain
+ * bytes at a time. Memory stays at one read (and its inflated step) plus the longest accepted
+ * line, whatever the object's size or its compression ratio. */
 #ifndef BP_REPLAY_READ_H
 #define BP_REPLAY_READ_H
 
 #include "api.h"
 #include "buf.h"
+#include "gz.h"
 #include "replay.h"
 
 #define BP_REPLAY_CHUNK (4 * 1024 * 1024)
@@ -24,6 +28,10 @@ struct bp_replay_read {
     uint64_t off;               /* bytes of it fetched or read */
     int fetching;               /* a Range request in flight */
     int eof;                    /* every byte of the object is in buf */
+    int in_eof;                 /* every stored byte of the object was fetched or read */
+    int gzip;                   /* -1: not known yet (no byte seen), 0: plain, 1: gzip */
+    bp_buf_t zin;               /* gzip: stored bytes not inflated yet (at most one read) */
+    struct bp_gunzip gz;
     int stopped;                /* replies are dropped */
     bp_buf_t buf;               /* read and not yet consumed (bp_buf_consume) */
     char *chunk;                /* local reads */

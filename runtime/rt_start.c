@@ -252,6 +252,16 @@ open_sinks(struct bp_rt *rt, const char *bucket, const char *prefix, char *err, 
         return -1;
     if (!c->local_out)
         bp_store_cloud_set_refused(rt->store, rt->loop, (double)c->refused_grace_seconds);
+    /* level 1: gz.c measured it at half level 6's CPU for 17% more bytes */
+    if (strcmp(c->archive_compression, "gzip") == 0) {
+        if (c->local_out) {
+            bp_log(BP_LOG_INFO, "archive", "archive.compression=gzip applies to Cloud Storage "
+                   "uploads; --local-out writes the archive as NDJSON a person can read");
+        } else if (bp_store_cloud_set_gzip(rt->store, 1) != 0) {
+            snprintf(err, errlen, "archive.compression=gzip: the compressor cannot be allocated");
+            return -1;
+        }
+    }
     /* a file source never acks: the file is the copy a power cut cannot take */
     if (c->local_out && (c->input || (rt->replay && !rt->replay->resume)))
         bp_store_local_set_sync(rt->store, 0);

@@ -79,6 +79,10 @@ struct bp_store *bp_store_cloud_new(struct bp_api *bq_api, struct bp_api *gcs_ap
 /* Archive uploads the bucket refuses for now (403, 404) are held and sent again on loop's
  * timers until refused for grace seconds, then fail for good (0: at once). */
 void bp_store_cloud_set_refused(struct bp_store *s, struct ev_loop *loop, double grace);
+/* archive.compression = gzip: objects gzip-compressed as they grow (zlib level `level`),
+ * uploaded with contentEncoding gzip. Returns 0, or -1 when the compressor cannot be
+ * allocated. */
+int bp_store_cloud_set_gzip(struct bp_store *s, int level) BP_WUR;
 /* The bucket's last refusal while uploads wait (NULL when none waits): /readyz. */
 const char *bp_store_cloud_refusing(const struct bp_store *s);
 

@@ -7,6 +7,7 @@
  * a strict parser and explicit lengths, and needs no Lua state outside the batch call. */
 #include "api.h"
 #include "endpoints.h"
+#include "gz.h"
 #include "gcs_reply.h"
 #include "insert_reply.h"
 #include "log.h"
@@ -61,6 +62,11 @@ struct store_cloud {
     struct object_call *held;       /* waiting for their next attempt */
     char *refusing;                 /* the bucket's last refusal while uploads wait, or NULL */
     size_t refused_n;               /* uploads refused for now and not ended since */
+    /* archive.compression = gzip: objects are compressed as they grow, one deflate state for
+     * all of them (gz.h), and uploaded with contentEncoding gzip */
+    int gzip;
+    struct bp_gz gz;
+    unsigned long long bytes_plain, bytes_stored;   /* of objects handed to the store */
     /* the last RECENT names this process uploaded (base name, highest suffix taken) */
     struct recent_name {
         char *base;
@@ -72,7 +78,12 @@ struct store_cloud {
 struct bp_object {
     struct store_cloud *s;
     char *name;
-    bp_buf_t data;
+    bp_buf_t data;          /* the stored bytes: plain, or the gzip member so far */
+    bp_buf_t plain;         /* gzip: lines not yet compressed (up to BP_GZ_CHUNK) */
+    struct bp_gz_member member;
+    uint64_t plain_len;     /* gzip: every plain byte written */
+    int broken;             /* gzip: a write failed halfway, so the member is not valid gzip:
+                             * every later write and the finish fail (its messages are nacked) */
 };
 
 struct rows_call {
@@ -91,6 +102,7 @@ struct object_call {
     char *data;
     size_t len;
     char md5[32];           /* base64 MD5 of data, as GCS reports md5Hash */
+    int gzip;               /* data is a gzip member: uploaded with contentEncoding gzip */
     int bad_replies;        /* 2xx replies that were not our object resource */
     double refused_since;   /* monotonic time of the first refusal in a row, 0 = none */
     struct bp_backoff backoff;
@@ -203,15 +215,47 @@ cloud_object_open(struct bp_store *bs, const char *name, char *err, size_t errle
     o->s = s;
     o->name = bp_xstrdup(name);
     bp_buf_init(&o->data, s->max_object);
+    bp_buf_init(&o->plain, s->max_object);
     return o;
+}
+
+/* Compresses the gathered lines into the member (last: and ends it). A failure leaves the
+ * member unusable: the object is marked broken. */
+static int
+compress_plain(struct bp_object *o, int last)
+{
+    if (bp_gz_add(&o->s->gz, &o->member, o->plain.data, o->plain.len, last, &o->data) != 0) {
+        o->broken = 1;
+        return -1;
+    }
+    o->plain.len = 0;
+    /* a line far over the chunk grew the buffer: give that back, keep a chunk's worth */
+    if (o->plain.cap > 2 * BP_GZ_CHUNK)
+        bp_buf_free(&o->plain);
+    return 0;
 }
 
 static int
 cloud_object_write(struct bp_object *o, const void *p, size_t n)
 {
-    return bp_buf_append(&o->data, p, n);
+    if (!o->s->gzip)
+        return bp_buf_append(&o->data, p, n);
+    if (o->broken)
+        return -1;
+    /* compressed before the buffer would grow past a chunk: an object holds at most a chunk
+     * of plain lines (256 KB, 128 at least a time), never the doubling's twice that */
+    if (o->plain.len + n > o->plain.cap && o->plain.len >= BP_GZ_CHUNK / 2 &&
+        compress_plain(o, 0) != 0)
+        return -1;
+    if (bp_buf_append(&o->plain, p, n) != 0) {
+        o->broken = 1;
+        return -1;
+    }
+    o->plain_len += n;
+    return o->plain.len >= BP_GZ_CHUNK ? compress_plain(o, 0) : 0;
 }
 
+static void cloud_object_abort(struct bp_object *o);
 static void start_upload(struct object_call *oc);
 static void upload_finish(struct object_call *oc, const struct bp_http_result *res);
 static void upload_end(struct object_call *oc, const char *err);
@@ -451,8 +495,11 @@ start_upload(struct object_call *oc)
     struct store_cloud *s = oc->s;
     char url[4096];
     char *n = bp_url_escape(oc->name, 0);
-    snprintf(url, sizeof(url), "%s?uploadType=media&name=%s&ifGenerationMatch=0",
-             s->upload_base, n);
+    /* contentEncoding (a query parameter of media uploads) makes the object's metadata say
+     * Content-Encoding: gzip: GCS stores the bytes as sent and serves them decompressed to
+     * readers that do not accept gzip (decompressive transcoding) */
+    snprintf(url, sizeof(url), "%s?uploadType=media&name=%s&ifGenerationMatch=0%s",
+             s->upload_base, n, oc->gzip ? "&contentEncoding=gzip" : "");
     free(n);
     /* the object's bytes stay ours (borrowed) until the call ends: a 412 may need them again */
     if (bp_api_call_ref_capped(s->gcs_api, "POST", url, "application/x-ndjson", oc->data,
@@ -504,7 +551,18 @@ pump(struct store_cloud *s)
 static int
 cloud_object_finish(struct bp_object *o, bp_store_done_fn done, void *arg)
 {
+    if (o->s->gzip && (o->broken || compress_plain(o, 1) != 0)) {
+        bp_log(BP_LOG_ERROR, "archive", "%s could not be compressed (out of memory, or past "
+               "its size cap)", o->name);
+        cloud_object_abort(o);
+        done(arg, -1, "the object could not be compressed", NULL, 0);
+        return -1;
+    }
+    bp_buf_free(&o->plain);
+    o->s->bytes_plain += o->s->gzip ? o->plain_len : o->data.len;
+    o->s->bytes_stored += o->data.len;
     struct object_call *oc = bp_xcalloc(1, sizeof(*oc));
+    oc->gzip = o->s->gzip;
     oc->s = o->s;
     oc->base_name = o->name;
     oc->suffix = recent_suffix(o->s, o->name);
@@ -538,6 +596,7 @@ static void
 cloud_object_abort(struct bp_object *o)
 {
     bp_buf_free(&o->data);
+    bp_buf_free(&o->plain);
     free(o->name);
     free(o);
 }
@@ -563,8 +622,11 @@ cloud_destroy(struct bp_store *bs)
         return;
     if (s->stats.objects)
         bp_log(BP_LOG_INFO, "archive", "uploads: %lu objects, at most %zu in flight at once "
-               "(archive.max_uploads=%zu), at most %zu waiting", s->stats.objects,
-               s->stats.max_uploading, s->max_uploads, s->stats.max_queued);
+               "(archive.max_uploads=%zu), at most %zu waiting; bytes_plain=%llu "
+               "bytes_stored=%llu compression=%s", s->stats.objects, s->stats.max_uploading,
+               s->max_uploads, s->stats.max_queued, s->bytes_plain, s->bytes_stored,
+               s->gzip ? "gzip" : "none");
+    bp_gz_free(&s->gz);
     /* held uploads end without their callback, like the api's calls in flight at exit (their
      * messages were nacked by the drain) */
     while (s->held) {
@@ -617,6 +679,23 @@ bp_store_cloud_set_refused(struct bp_store *bs, struct ev_loop *loop, double gra
     struct store_cloud *s = (struct store_cloud *)bs;
     s->loop = grace > 0 ? loop : NULL;
     s->refused_grace = grace;
+}
+
+/* archive.compression = gzip: objects opened from now on are compressed as they grow and
+ * uploaded with contentEncoding gzip (their MD5, and the 412 check, are of the stored bytes).
+ * Returns 0, or -1 when the compressor cannot be allocated. */
+int
+bp_store_cloud_set_gzip(struct bp_store *bs, int level)
+{
+    struct store_cloud *s = (struct store_cloud *)bs;
+    if (s->gzip)
+        return 0;
+    if (bp_gz_init(&s->gz, level) != 0) {
+        bp_gz_free(&s->gz);
+        return -1;
+    }
+    s->gzip = 1;
+    return 0;
 }
 
 /* The bucket's last refusal while uploads wait for another attempt, or NULL (/readyz). */

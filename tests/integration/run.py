@@ -711,6 +711,11 @@ def archive_objects_never_overwritten():
         check(not [n for n in objs if ".tmp." in n], "no temp files left")
 
 
+class Skip(Exception):
+    """A case that cannot run here (a tool or an emulator feature is missing): counted as
+    skipped, never as passed."""
+
+
 def run_cases(cases, default_bin, argv=None):
     """Runs the cases whose name contains -k, each isolated; prints `N passed, N failed` and
     exits non-zero on a failure. --bin (or BEPIPE_BIN) picks the binary. Shared by cloud.py."""
@@ -720,7 +725,7 @@ def run_cases(cases, default_bin, argv=None):
     ap.add_argument("-k", default="")
     a = ap.parse_args(argv)
     BIN = os.path.abspath(a.bin)
-    passed = failed = 0
+    passed = failed = skipped = 0
     for fn in cases:
         if a.k not in fn.__name__:
             continue
@@ -729,12 +734,15 @@ def run_cases(cases, default_bin, argv=None):
             fn()
             passed += 1
             print(f"ok   {fn.__name__} ({time.time() - t0:.1f}s)", flush=True)
+        except Skip as e:
+            skipped += 1
+            print(f"skip {fn.__name__}: {e}", flush=True)
         except Exception as e:  # noqa: BLE001 - any exception is a failed case
             failed += 1
             print(f"FAIL {fn.__name__}: {e}", flush=True)
             if not isinstance(e, Failure):
                 traceback.print_exc()
-    print(f"{passed} passed, {failed} failed")
+    print(f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
     sys.exit(1 if failed else 0)
 
 

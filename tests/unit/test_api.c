@@ -501,6 +501,57 @@ test_cloud_uploads_wait_behind_max_uploads(void **state)
     fixture_free(&fx);
 }
 
+/* archive.compression = gzip: an object whose bytes pass the store's cap while compressed as it
+ * grows fails cleanly: the write says so, every later write and the finish fail, done runs once
+ * with a failure (its messages are nacked) and nothing is uploaded, so no broken gzip member can
+ * be stored. A small object of the same store is a valid gzip member (finished, then its upload
+ * fails against no server: answered once). */
+static void
+test_cloud_gzip_object_past_its_cap_fails_cleanly(void **state)
+{
+    (void)state;
+    struct fixture fx;
+    fixture_init(&fx, 1);
+    struct bp_endpoints ep = { 0 };
+    char err[256];
+    assert_int_equal(bp_endpoints_init(&ep, "http://127.0.0.1:9", "http://127.0.0.1:9",
+                                       "http://127.0.0.1:9", err, sizeof(err)), 0);
+    struct bp_store *s = bp_store_cloud_new(fx.api, fx.api, &ep, "p", "d", "b", 4096, 3);
+    assert_int_equal(bp_store_cloud_set_gzip(s, 1), 0);
+    struct store_done d = { 0 };
+    struct bp_object *o = s->ops->object_open(s, "t/2024/01/01/00/t_1.json", err, sizeof(err));
+    char line[1000];
+    int failed_at = -1;
+    for (int i = 0; i < 10 && failed_at < 0; i++) {
+        for (size_t k = 0; k < sizeof(line) - 1; k++)
+            line[k] = (char)('a' + (k * 7919u + (unsigned)i * 104729u) % 26);
+        line[sizeof(line) - 1] = '\n';
+        if (s->ops->object_write(o, line, sizeof(line)) != 0)
+            failed_at = i;
+    }
+    assert_true(failed_at > 0);
+    assert_int_equal(s->ops->object_write(o, "{}\n", 3), -1);     /* broken from now on */
+    assert_int_equal(s->ops->object_finish(o, object_done, &d), -1);
+    assert_int_equal(d.done, 1);
+    assert_int_equal(d.failed, 1);
+    assert_int_equal(s->ops->pending(s), 0);
+    assert_int_equal(bp_store_cloud_stats(s)->objects, 0);
+    /* a small object is finished and handed to an upload */
+    o = s->ops->object_open(s, "t/2024/01/01/00/t_2.json", err, sizeof(err));
+    assert_int_equal(s->ops->object_write(o, "{\"a\":1}\n", 8), 0);
+    assert_int_equal(s->ops->object_finish(o, object_done, &d), 0);
+    assert_int_equal(bp_store_cloud_stats(s)->objects, 1);
+    ev_timer_set(&fx.guard, 15., 0.);
+    ev_timer_start(fx.loop, &fx.guard);
+    while (d.done < 2 && ev_is_active(&fx.guard))
+        ev_run(fx.loop, EVRUN_ONCE);
+    ev_timer_stop(fx.loop, &fx.guard);
+    assert_int_equal(d.done, 2);
+    s->ops->destroy(s);
+    bp_endpoints_free(&ep);
+    fixture_free(&fx);
+}
+
 static void
 test_backoff_grows_caps_and_resets(void **state)
 {
@@ -640,6 +691,7 @@ main(void)
         cmocka_unit_test(test_failing_token_refresh_ends_the_call),
         cmocka_unit_test(test_reply_past_its_cap_is_cut_off),
         cmocka_unit_test(test_cloud_uploads_wait_behind_max_uploads),
+        cmocka_unit_test(test_cloud_gzip_object_past_its_cap_fails_cleanly),
         cmocka_unit_test(test_backoff_grows_caps_and_resets),
         cmocka_unit_test(test_permanent_and_retryable_classes),
         cmocka_unit_test(test_server_dies_with_the_test_however_it_ends),

@@ -377,7 +377,9 @@ class Gcs {
     const name = c.query.get('name');
     if (!name) throw bad('Required', { reason: 'required', location: 'name', locationType: 'parameter' });
     const meta = this.uploadMeta(c, {});
-    const ce = c.req.headers['content-encoding'];
+    // objects.insert's contentEncoding query parameter (documented for uploadType=media) sets
+    // the object's encoding; a Content-Encoding header is read the same way here
+    const ce = c.query.get('contentEncoding') || c.req.headers['content-encoding'];
     if (ce) meta.contentEncoding = ce; // stored as-is: GCS does not undo gzip on upload
     c.send(200, this.objectResource(c, this.putObject(B, name, c.body, meta, c.query)));
   }
