@@ -568,12 +568,19 @@ maybe_compact(bp_append_log_t *log, char *err, size_t errlen)
 
 /* ---- reading the file ---- */
 
+/* Whether a record written at t (seconds, from the file: any value) is past the TTL at now. */
+static int
+expired(const bp_append_log_t *log, uint64_t t, time_t now)
+{
+    return now > log->ttl && t < (uint64_t)now - (uint64_t)log->ttl;
+}
+
 /* Takes one append record read from the file as a recovered one (skipped when older than the
  * TTL). Returns 0, or -1 on the memory cap. */
 static int
 load_append(bp_append_log_t *log, const uint8_t *p, const struct al_record *rec, time_t now)
 {
-    if ((int64_t)rec->time + log->ttl < (int64_t)now) {
+    if (expired(log, rec->time, now)) {
         log->dead += rec->size;
         return 0;
     }
@@ -991,7 +998,7 @@ bp_append_log_expire(bp_append_log_t *log, time_t now)
 {
     for (struct al_rec *r = log->head, *next; r; r = next) {
         next = r->next;
-        if ((int64_t)r->time + log->ttl < (int64_t)now)
+        if (expired(log, r->time, now))
             rec_unlink(log, r, 1);
     }
 }
