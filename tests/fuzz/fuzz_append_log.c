@@ -34,7 +34,9 @@ check(bp_append_log_t *log, const char *id)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct bp_append_log_params p = { "/nonexistent", "proj/ds/sub", 0, 1 << 20, 100L * 366 * 86400, 0 };
+    /* a TTL of a century, so that the seeds' records never expire */
+    struct bp_append_log_params p = { "/nonexistent", "proj/ds/sub", 0, 1 << 20,
+                                      100L * 366 * 86400, 0 };
     char err[512];
     bp_append_log_t *log = bp_append_log_open_buf(&p, data, size, err, sizeof(err));
     if (!log)
