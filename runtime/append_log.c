@@ -477,7 +477,8 @@ bp_append_log_unfinalized(const bp_append_log_t *log, size_t i)
  * so that a second crash needs no second finalization. Returns 0 (also when the stream is not
  * in the log any more, or was already told the same count), or -1 with err set: a negative
  * count, a count other than the one already recorded, a stream of this process, a write error
- * (the answers stay PENDING: call again). */
+ * (the answers stay PENDING: call again). A stream BigQuery no longer knows (NOT_FOUND) has no
+ * count to give: pass 0, and its messages are appended again (duplicates possible, no loss). */
 int
 bp_append_log_finalized(bp_append_log_t *log, const char *stream, int64_t row_count, char *err,
                         size_t errlen)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -152,7 +153,8 @@ bp_append_log_compact(bp_append_log_t *log, char *err, size_t errlen)
         return -1;
     }
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
-    if (fd < 0 || write_all(fd, hdr, hlen) != 0 || compact_body(log, fd, &total) != 0 ||
+    /* locked before it takes the file's name, so that the lock never lapses */
+    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0 || write_all(fd, hdr, hlen) != 0 || compact_body(log, fd, &total) != 0 ||
         fdatasync(fd) != 0 || rename(tmp, log->path) != 0) {
         al_set_err(err, errlen, "%s: rewrite: %s", tmp, strerror(errno));
         goto fail;
@@ -435,6 +437,14 @@ bp_append_log_open(const struct bp_append_log_params *p, char *err, size_t errle
     log->fd = open(log->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (log->fd < 0 || fchmod(log->fd, 0600) != 0) {
         al_set_err(err, errlen, "%s: %s", log->path, strerror(errno));
+        goto fail;
+    }
+    /* two writers would interleave records and each trim the other's: one process per file
+     * (the lock goes with the process, kill -9 included) */
+    if (flock(log->fd, LOCK_EX | LOCK_NB) != 0) {
+        al_set_err(err, errlen, "%s: %s", log->path, errno == EWOULDBLOCK
+                   ? "in use by another process (each worker of a pipeline needs its own index)"
+                   : strerror(errno));
         goto fail;
     }
     buf = read_file(log, &len, err, errlen);

@@ -128,6 +128,14 @@ write_file_mode_and_recovery(void **state)
     struct stat st;
     assert_int_equal(stat(bp_append_log_path(log), &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
+    /* a second process on the same file is refused (the lock), also after a rewrite */
+    struct bp_append_log_params p = params();
+    assert_null(bp_append_log_open(&p, err, sizeof(err)));
+    assert_non_null(strstr(err, "in use by another process"));
+    assert_int_equal(bp_append_log_compact(log, err, sizeof(err)), 0);
+    assert_null(bp_append_log_open(&p, err, sizeof(err)));
+    assert_int_equal(stat(bp_append_log_path(log), &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
     assert_int_equal((uint64_t)st.st_size, bp_append_log_size(log));
     /* this process's own messages are not answered: they are in flight here */
     assert_int_equal(state_of(log, "m1"), BP_APPEND_LOG_UNKNOWN);
