@@ -353,6 +353,21 @@ corrupt_middle_refused_torn_tail_cut(void **state)
     free(whole);
 }
 
+/* Sets the version byte of the record at off and makes its CRC right again. */
+static void
+set_version(uint8_t *b, size_t off, uint8_t v)
+{
+    uint32_t l = (uint32_t)b[off] | (uint32_t)b[off + 1] << 8 | (uint32_t)b[off + 2] << 16;
+    b[off + 8] = v;
+    uint8_t *tmp = malloc(4 + l);
+    memcpy(tmp, b + off, 4);
+    memcpy(tmp + 4, b + off + 8, l);
+    uint32_t c = bp_append_log_crc32c(tmp, 4 + l);
+    for (int i = 0; i < 4; i++)
+        b[off + 4 + i] = (uint8_t)(c >> (8 * i));
+    free(tmp);
+}
+
 static void
 other_pipeline_worker_version_refused(void **state)
 {
@@ -380,22 +395,24 @@ other_pipeline_worker_version_refused(void **state)
     assert_int_equal(system(cmd), 0);
     assert_null(bp_append_log_open(&p, err, sizeof(err)));
     assert_non_null(strstr(err, "worker 0"));
-    /* a header of format version 2 (its CRC made right) */
+    /* an append record of format version 2 after the header (its CRC made right) */
     size_t len;
     uint8_t *b = slurp(path, &len);
-    b[8] = 2;
-    uint32_t hl = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16;
-    uint8_t *tmp = malloc(4 + hl);
-    memcpy(tmp, b, 4);
-    memcpy(tmp + 4, b + 8, hl);
-    uint32_t c = bp_append_log_crc32c(tmp, 4 + hl);
-    for (int i = 0; i < 4; i++)
-        b[4 + i] = (uint8_t)(c >> (8 * i));
-    free(tmp);
+    uint8_t *orig = malloc(len);
+    memcpy(orig, b, len);
+    size_t second = 8 + ((uint32_t)b[0] | (uint32_t)b[1] << 8);
+    set_version(b, second, 2);
     put_file(path, b, len);
     p = params();
     assert_null(bp_append_log_open(&p, err, sizeof(err)));
-    assert_non_null(strstr(err, "format version 2"));
+    assert_non_null(strstr(err, "format version 2 at byte"));
+    /* a header of format version 2 */
+    memcpy(b, orig, len);
+    set_version(b, 0, 2);
+    put_file(path, b, len);
+    assert_null(bp_append_log_open(&p, err, sizeof(err)));
+    assert_non_null(strstr(err, "format version 2 (this build reads 1)"));
+    free(orig);
     /* not an append log at all: refused and never cut */
     put_file(path, (const uint8_t *)"hello, this is some other file\n", 31);
     assert_null(bp_append_log_open(&p, err, sizeof(err)));
