@@ -353,8 +353,8 @@ local function run(b, lud, i, n, now, now_member)
                     ev = nil
                     dead(b, r, STAGE_PARSE, "invalid JSON: " .. (where == "" and "" or
                          where .. ": ") .. "the integer " .. digits .. " is past 2^53 in text " ..
-                         "the exact decoder refused (invalid UTF-8, a raw control character, " ..
-                         "a number written -0 ...): it cannot be carried exactly")
+                         "the exact decoder refused (invalid UTF-8, a raw control character " ..
+                         "...): it cannot be carried exactly")
                 end
             else
                 -- decode first so the reason says what is wrong with non-JSON text

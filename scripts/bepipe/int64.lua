@@ -1,4 +1,4 @@
--- bepipe.int64: integers past 2^53, which a double cannot hold, carried exactly. The event
+-- bepipe.int64: integers from 2^53 on, which a double cannot hold apart, carried exactly. The event
 -- decoder (runtime/json_lua.cpp) gives such an integer (up to the int64 range) as an int64_t
 -- cdata made by `make`; the row writer (runtime/json_row.c) writes an int64_t or uint64_t cdata
 -- as its digits through `text`. A script sees a value that compares (==, <) with numbers and

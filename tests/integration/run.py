@@ -432,6 +432,9 @@ def numbers_reach_the_row_exactly():
         ("i", "9223372036854775807", "9223372036854775807"),
         ("i", "-9223372036854775808", "-9223372036854775808"),
         ("i", "9007199254740992", "9007199254740992"),
+        ("i", "-9007199254740992", "-9007199254740992"),
+        ("i", "9007199254740991.0", "9007199254740991"),
+        ("i", "-0", "-0"),
         ("f", "1234567.8912345678", "1234567.8912345679"),
         ("f", "0.1", "0.1"),
         ("f", "1e300", "1e+300"),
@@ -450,9 +453,17 @@ def numbers_reach_the_row_exactly():
             f.write('{"event_type":"nums","s":"%s"}\n' % slash)
             f.write('{"event_type":"nums","bad":"nan"}\n')
             f.write('{"event_type":"nums","bad":"function"}\n')
-            # lua-cjson decodes what the exact decoder refuses (-0 written as an integer): an
-            # integer past 2^53 there is dead-lettered, never rounded
-            f.write('{"event_type":"nums","i":-0,"x":{"y":[1,123456789012345678]}}\n')
+            # -0 and an integer past 2^53 in one event: both exact (-0 was left to lua-cjson,
+            # and the event dead-lettered for the integer)
+            f.write('{"event_type":"nums","f":-0,"i":123456789012345678,"x":[-0,1]}\n')
+            # a double of 2^53 (so written, or rounded there) bound for INT64: refused, never
+            # stored as 9007199254740992
+            for text in ("9007199254740993.0", "9007199254740992.5", "-9.007199254740993e15"):
+                f.write('{"event_type":"nums","i":%s}\n' % text)
+        # lua-cjson decodes what the exact decoder refuses (invalid UTF-8): an integer past 2^53
+        # there is dead-lettered naming the field, never rounded
+        with open(ev, "ab") as f:
+            f.write(b'{"event_type":"nums","s":"\xff","x":{"y":[1,123456789012345678]}}\n')
         out = os.path.join(d, "out")
         rc, _, err = run([p, "--input", ev, "--local-out", out])
         check_eq(rc, 0, "exit code: " + err[-2000:])
@@ -467,8 +478,15 @@ def numbers_reach_the_row_exactly():
         slash_row = lines.get("ev.ndjson:%d" % (len(table) + 1), "")
         check('"s":"%s"' % slash in slash_row, "'/' written as it is")
         check("\\/" not in slash_row, "no '\\/' in the row")
+        both = lines.get("ev.ndjson:%d" % (len(table) + 4), "")
+        check('"f":-0' in both and '"i":123456789012345678' in both, "-0 with a big integer: " + both)
         dead = {r["insertId"]: r["json"] for r in read_rows(out, "rejected_events")}
-        check_eq(len(dead), 3, "dead letters: " + repr(dead))
+        check_eq(len(dead), 6, "dead letters: " + repr(dead))
+        for n, want in ((5, "9007199254740992.0"), (6, "9007199254740992.0"),
+                        (7, "-9007199254740992.0")):
+            r = dead["ev.ndjson:%d" % (len(table) + n)]
+            check_eq((r["error_stage"], r["reason"]), ("schema", "i: INT64 expected, got number "
+                                                       + want), "a double of 2^53 for INT64")
         nan = dead["ev.ndjson:%d" % (len(table) + 2)]
         check_eq(nan["error_stage"], "map", "NaN's stage")
         check("row field bad: NaN is not a JSON number (route nums," in nan["reason"],
@@ -477,7 +495,7 @@ def numbers_reach_the_row_exactly():
         check_eq(fn["error_stage"], "map", "function's stage")
         check("row field bad: a function cannot be written (route nums," in fn["reason"],
               fn["reason"])
-        big = dead["ev.ndjson:%d" % (len(table) + 4)]
+        big = dead["ev.ndjson:%d" % (len(table) + 8)]
         check_eq(big["error_stage"], "parse", "stage of an integer lua-cjson would round")
         check("x.y[1]: the integer 123456789012345678 is past 2^53" in big["reason"],
               big["reason"])
