@@ -177,6 +177,8 @@ size_t minus_zero_rewrite(const char *p, size_t n, char *out)
             size_t j = i + 1;
             while (j < n && p[j] != '"')
                 j += p[j] == '\\' ? 2 : 1;
+            if (j >= n)
+                j = n - 1;    /* not for valid JSON; never past the text */
             if (out)
                 memcpy(out + o, p + i, j + 1 - i);
             o += j + 1 - i;
