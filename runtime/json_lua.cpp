@@ -9,16 +9,20 @@
  * Same values as lua-cjson, or none, but for integers: the fast path only answers where its
  * result is what lua-cjson (configured as scripts/bepipe/host.lua configures it) would return,
  * and declines everything else, which the caller then decodes with lua-cjson: its result or its
- * error message, unchanged. The exception: an integer past 2^53 in magnitude, which lua-cjson
- * rounds to a double, is pushed exactly, as an int64_t cdata made by bepipe.int64
- * (scripts/bepipe/int64.lua); bp_json_lua_inexact finds such integers in text the
+ * error message, unchanged. The exception: an integer of 2^53 or more in magnitude, which
+ * lua-cjson rounds to a double past 2^53, is pushed exactly, as an int64_t cdata made by
+ * bepipe.int64 (scripts/bepipe/int64.lua); bp_json_lua_inexact finds such integers in text the
  * fast path declined, so that the batch loop dead-letters the event instead of changing them.
+ * 2^53 itself is a cdata too, so that a double of magnitude 2^53 in a row is one the text wrote
+ * with a fraction or an exponent (9007199254740993.0 is that double): the row writer gives it
+ * ".0" and an INT64 column refuses it rather than store a rounded value.
+ * An integer zero written `-0` is -0.0 for lua-cjson, 0 in simdjson's DOM: such text is parsed
+ * again with each `-0` written `-0.0` (rare; a string holding "-0" is left as it is).
  * Declined: text that simdjson refuses (invalid JSON, and also what lua-cjson takes but
  * simdjson does not: invalid UTF-8, raw control characters in strings, `1.`, integers past
  * 64 bits, numbers past the double range), nesting deeper than lua-cjson's limit, documents over
- * BP_JSON_LUA_BIG_MAX bytes, a top level that is not an object, and an integer zero written
- * `-0` (simdjson's DOM gives 0, lua-cjson -0.0). tests/unit/test_json_lua.c and
- * tests/fuzz/fuzz_json_lua.c compare the two. */
+ * BP_JSON_LUA_BIG_MAX bytes and a top level that is not an object.
+ * tests/unit/test_json_lua.c and tests/fuzz/fuzz_json_lua.c compare the two. */
 #include <simdjson.h>
 
 #include <cstdlib>
@@ -49,11 +53,12 @@ struct walk {
     int int64;        /* stack index of bepipe.int64 (scripts/bepipe/int64.lua), 0 if none */
 };
 
-/* 2^53: every integer up to it in magnitude is a double; past it one is not, and goes as an
- * int64_t / uint64_t cdata so that it reaches the row unchanged */
+/* 2^53: every integer below it in magnitude is a double that only that integer's text gives;
+ * from it on one is not (9007199254740993.0 is the double 2^53), and an integer goes as an
+ * int64_t cdata so that it reaches the row unchanged */
 const uint64_t EXACT = 9007199254740992ull;
 
-/* Pushes the integer (negative when neg) of magnitude u past 2^53 as an int64_t cdata made by
+/* Pushes the integer (negative when neg) of magnitude u >= 2^53 as an int64_t cdata made by
  * bepipe.int64(hi, lo); false when there is no such function. */
 bool push_big(walk &w, uint64_t u, bool neg)
 {
@@ -113,7 +118,7 @@ bool push(walk &w, dom::element e, int depth)
         int64_t v = e.get_int64().value_unsafe();
         w.zero_int |= v == 0;
         uint64_t mag = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-        if (mag > EXACT)
+        if (mag >= EXACT)
             return push_big(w, mag, v < 0);
         lua_pushnumber(L, (lua_Number)v);
         return true;
@@ -138,8 +143,7 @@ bool push(walk &w, dom::element e, int depth)
 }
 
 /* True when the text may hold a number written -0 (a '-' then '0' and no more digits, after a
- * ':', ',' or '['): such an event is left to lua-cjson. Strings can match too; they only cost
- * the fallback. */
+ * ':', ',' or '['): a quick look before minus_zero_rewrite's exact one. Strings can match too. */
 bool has_minus_zero(const char *p, size_t n)
 {
     for (const char *q = (const char *)memchr(p, '-', n); q;
@@ -157,6 +161,50 @@ bool has_minus_zero(const char *p, size_t n)
             return true;
     }
     return false;
+}
+
+/* Counts the numbers written `-0` (an integer zero: no fraction, no exponent) in the JSON text
+ * p[0..n) that simdjson accepted, outside strings; with out (n + 2 * count + SIMDJSON_PADDING
+ * bytes) also writes the text with each written `-0.0`, which simdjson reads as -0.0, and the
+ * padding. */
+size_t minus_zero_rewrite(const char *p, size_t n, char *out)
+{
+    size_t count = 0, o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (c == '"') {
+            /* valid JSON: the string ends at the first quote no backslash escapes */
+            size_t j = i + 1;
+            while (j < n && p[j] != '"')
+                j += p[j] == '\\' ? 2 : 1;
+            if (j >= n)
+                j = n - 1;    /* not for valid JSON; never past the text */
+            if (out)
+                memcpy(out + o, p + i, j + 1 - i);
+            o += j + 1 - i;
+            i = j;
+            continue;
+        }
+        if (out)
+            out[o] = c;
+        o++;
+        /* a sign that starts a number (an exponent's follows an 'e'), then 0, then no digit,
+         * fraction or exponent */
+        if (c == '-' && i + 1 < n && p[i + 1] == '0' && (i == 0 || (p[i - 1] != 'e' &&
+                                                                   p[i - 1] != 'E'))) {
+            char next = i + 2 < n ? p[i + 2] : ' ';
+            if ((next >= '0' && next <= '9') || next == '.' || next == 'e' || next == 'E')
+                continue;
+            if (out)
+                memcpy(out + o, "0.0", 3);
+            o += 3;
+            i++;
+            count++;
+        }
+    }
+    if (out)
+        memset(out + o, 0, SIMDJSON_PADDING);
+    return count;
 }
 
 /* A deleter for malloc'd text (a functor: a function pointer's call is a C++ UBSan check that
@@ -190,7 +238,9 @@ struct frame {
 };
 
 /* True when the number token p[0..n) is an integer (no fraction, no exponent) past 2^53 in
- * magnitude that an int64_t holds: lua-cjson rounds it to a double, the fast path does not. */
+ * magnitude that an int64_t holds: lua-cjson rounds it to a double, the fast path does not.
+ * (2^53 itself is a double lua-cjson gives exactly; the row writer gives it ".0" all the same,
+ * so an INT64 column refuses it, a FLOAT64 one takes it.) */
 bool inexact_integer(const char *p, size_t n)
 {
     bool neg = n && p[0] == '-';
@@ -267,9 +317,31 @@ bp_json_lua_push(lua_State *L, const char *p, size_t n)
         return 0;
     lua_getfield(L, LUA_REGISTRYINDEX, "bepipe.int64");
     walk w = { L, false, lua_isfunction(L, -1) ? top + 1 : 0 };
-    if (!push(w, root, 1) || (w.zero_int && has_minus_zero(p, n))) {
+    if (!push(w, root, 1)) {
         lua_settop(L, top);
         return 0;
+    }
+    size_t zeros = w.zero_int && has_minus_zero(p, n) ? minus_zero_rewrite(p, n, NULL) : 0;
+    if (zeros) {
+        /* parsed again with each -0 written -0.0; a parser of its own when that passes the
+         * reused one's capacity */
+        lua_settop(L, top + 1);
+        size_t n2 = n + 2 * zeros;
+        std::unique_ptr<char, free_text> text2((char *)malloc(n2 + SIMDJSON_PADDING));
+        std::unique_ptr<dom::parser> own;
+        if (!text2)
+            return lua_settop(L, top), 0;
+        minus_zero_rewrite(p, n, text2.get());
+        if (n2 > use->max_capacity()) {
+            own.reset(new (std::nothrow) dom::parser(n2));
+            if (!own)
+                return lua_settop(L, top), 0;
+            use = own.get();
+        }
+        if (use->parse(text2.get(), n2, false).get(root) != SUCCESS || !push(w, root, 1)) {
+            lua_settop(L, top);
+            return 0;
+        }
     }
     lua_replace(L, top + 1);    /* the value where bepipe.int64 was */
     lua_settop(L, top + 1);

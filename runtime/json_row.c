@@ -9,8 +9,9 @@
  *     0.1, 1234567.8912345678 stays itself): integers below 2^53 and amounts in whole cents,
  *     nearly every number a row holds, digit by digit; others with "%.15g", "%.16g", "%.17g",
  *     the first that strtod reads back to the same double (subnormals from "%.1g" on);
- *   - a double past 2^53 that %g writes as bare digits gets ".0": it may be a rounded integer,
- *     and an INT64 column must not take it for exact digits;
+ *   - a double of 2^53 or more in magnitude that %g writes as bare digits gets ".0": it may be
+ *     a rounded integer (9007199254740993.0 is the double 2^53; the decoder carries an integer
+ *     written 2^53 as a cdata), and an INT64 column must not take it for exact digits;
  *   - an int64_t / uint64_t cdata (how the decoders in json_lua.cpp carry an integer past 2^53)
  *     is written as its exact digits;
  *   - strings escape only what JSON needs: '"', '\\' and control characters;
@@ -220,10 +221,10 @@ put_number(struct enc *e, int depth, double v)
     size_t n = bp_json_number_text(buf, sizeof(buf), v);
     if (n == 0)
         return fail(e, depth, "the number %g cannot be written", v);
-    /* past 2^53 a double may hold a rounded integer (12345678901234567.0 is the double
-     * 12345678901234568), and bare digits would pass for an exact one: ".0" keeps it a
-     * double, which schema_scalar.c refuses for INT64 past 2^53 */
-    if (fabs(v) > 9007199254740992.0 && n + 2 < sizeof(buf) && !memchr(buf, '.', n) &&
+    /* from 2^53 on a double may hold a rounded integer (12345678901234567.0 is the double
+     * 12345678901234568, 9007199254740993.0 is 2^53), and bare digits would pass for an exact
+     * one: ".0" keeps it a double, which schema_scalar.c refuses for INT64 from 2^53 on */
+    if (fabs(v) >= 9007199254740992.0 && n + 2 < sizeof(buf) && !memchr(buf, '.', n) &&
         !memchr(buf, 'e', n)) {
         memcpy(buf + n, ".0", 2);
         n += 2;

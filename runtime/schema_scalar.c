@@ -353,10 +353,11 @@ bp_schema_number_ok(enum bp_schema_type t, const char *s, size_t n, int simple)
         v = strtod(big, NULL);
         free(big);
     }
-    /* a fraction or an exponent: a double, whose integers are exact only up to 2^53 (past it
-     * the text may be a rounded value, which BigQuery would store as if exact) */
+    /* a fraction or an exponent: a double, whose integers are exact only below 2^53 (from it
+     * on the text may be a rounded value, 9007199254740993.0 is 2^53, which BigQuery would
+     * store as if exact) */
     if (t == BP_SCHEMA_INT64)
-        return isfinite(v) && v == floor(v) && fabs(v) <= 9007199254740992.0;
+        return isfinite(v) && v == floor(v) && fabs(v) < 9007199254740992.0;
     if (t == BP_SCHEMA_NUMERIC)
         return isfinite(v);
     return v >= (double)TS_MIN_SEC && v < (double)TS_MAX_SEC + 1;

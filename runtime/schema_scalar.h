@@ -14,7 +14,7 @@ int bp_schema_string_ok(enum bp_schema_type t, const char *s, size_t n);
 
 /* A JSON number's verdict (raw text s/n; simple = a bare -?digits integer). INT64 takes a bare
  * integer in the int64 range (on its digits: one past 2^53 is exact there), or a number with a
- * fraction or exponent whose double is an integer of at most 2^53 in magnitude; the other types'
+ * fraction or exponent whose double is an integer below 2^53 in magnitude; the other types'
  * rules are on the number's double. Allocates only for a number over 63 characters. */
 int bp_schema_number_ok(enum bp_schema_type t, const char *s, size_t n, int simple);
 

@@ -11,9 +11,10 @@ success path of check.timestamp allocates nothing when the input is already cano
 Predicates (return true/false):
   check.nonempty_string(v)  v is a string of length >= 1. Whitespace is NOT special: " " is a
                             non-empty string (empty means length 0; trimming is the script's call).
-  check.integer(v)          v is a finite number without fraction, |v| <= 2^53 (exactly
-                            representable; 3.0 counts as the integer 3, 3.5 does not), or an
-                            integer past 2^53 as the decoder carries it (bepipe.int64).
+  check.integer(v)          v is a finite number without fraction, |v| < 2^53 (a double of 2^53
+                            may be a rounded 2^53 + 1; 3.0 counts as the integer 3, 3.5 does
+                            not), or an integer from 2^53 on as the decoder carries it
+                            (bepipe.int64).
   check.number(v)           v is a finite number (NaN, +inf and -inf are refused; lua-cjson decodes
                             1e999 to inf and, with decode_invalid_numbers, "NaN" to nan), or an
                             integer past 2^53 (bepipe.int64).
@@ -122,7 +123,7 @@ end
 
 function M.integer(v)
     if type(v) == "number" then
-        return floor(v) == v and v <= MAX_SAFE_INT and v >= -MAX_SAFE_INT
+        return floor(v) == v and v < MAX_SAFE_INT and v > -MAX_SAFE_INT
     end
     return is_int64(v)
 end

@@ -9,7 +9,7 @@ measures (CPU time, best of `rounds`):
   full:  the parse check, route, validate, map and encode of the row (dead letters: reason only)
 and prints events/s for both and full/floor (the design aims at >= 0.8 for the whole C path).
 With the host's JIT limits (scripts/bepipe/host.lua sets jit.opt): luajit -Omaxtrace=8000
--Omaxmcode=16384 -Omaxrecord=8000 -Omaxside=200 -Ohotexit=1000 tests/lua/bench_validate.lua
+-Omaxmcode=16384 -Omaxrecord=8000 -Omaxside=200 -Ohotexit=250 -Otryside=4 tests/lua/bench_validate.lua
 Machine speed moves between runs: compare the ratio, not absolute figures across runs.
 Expected aborts: "blacklisted at check.lua" / "JIT compilation disabled for function" where a
 trace reaches check.timestamp's interpreted slow path (deliberate, see check.lua), and rare-path

@@ -58,3 +58,30 @@ test("check: integer and number accept 64-bit integers, describe shows their dig
     eq(check.describe(v), "number 123456789012345678")
     like(check.reason("q", v, "an integer <= 100"), "got number 123456789012345678")
 end)
+
+test("int64: once installed, tostring, string.format's %s and print give the digits", function()
+    -- LuaJIT's own text appends "LL": a map copying tostring(ev.id) into a STRING column
+    -- would store "9007199254740993LL"
+    int64.install()
+    int64.install()                                            -- twice changes nothing
+    local ffi = require "ffi"
+    local v = int64.make(0x200000, 1, false)                   -- 2^53 + 1
+    eq(tostring(v), "9007199254740993")
+    eq(tostring(int64.make(0x80000000, 0, false)), "-9223372036854775808")
+    eq(tostring(int64.make(0xffffffff, 0xffffffff, true)), "18446744073709551615")
+    eq(string.format("id-%s/%d/%5.1f/%s/%5s", v, v, 1.5, "x", 12LL),
+       "id-9007199254740993/9007199254740993/  1.5/x/   12")
+    eq(int64.text(v), "9007199254740993", "text still reads LuaJIT's text")
+    ok(tostring(ffi.new("int32_t", 5)):find("^cdata<int>: 0x"), "other cdata as LuaJIT writes them")
+    ok(tostring(ffi.new("char[2]")):find("^cdata<char %[2%]>: 0x"), "an array too")
+    eq(tostring(12), "12")
+    eq(tostring("s"), "s")
+    eq(select("#", tostring(v)), 1)
+    eq(pcall(function() return "a" .. v end), false, "`..` still refuses it")
+    -- compiled too: the JIT treats the cdata metatable as a constant
+    local bad = 0
+    for i = 1, 300 do
+        if tostring(v + i) ~= string.format("%d", v + i) then bad = bad + 1 end
+    end
+    eq(bad, 0, "compiled tostring")
+end)

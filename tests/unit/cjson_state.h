@@ -35,11 +35,12 @@ static const char cjson_state_prelude[] =
     "  return true\n"
     "end\n"
     /* agree(fast, cjson): true when equal as `same` says, or where fast holds an int64 /
-     * uint64 cdata, cjson holds that integer's nearest double; second result: fast held one */
+     * uint64 cdata, cjson holds that integer's nearest double; second result: fast held one
+     * that cjson rounds (past 2^53: 2^53 itself is a cdata too, and cjson's double is exact) */
     "local big\n"
     "local function agree1(a, b)\n"
     "  if type(a) == 'cdata' then\n"
-    "    big = true\n"
+    "    if a > 2^53 or a < -2^53 then big = true end\n"
     "    return type(b) == 'number' and tonumber(a) == b\n"
     "  end\n"
     "  if type(a) ~= 'table' or type(b) ~= 'table' then return same(a, b) end\n"

@@ -193,8 +193,8 @@ reference(double v, char *out, size_t size)
         if (strtod(out, NULL) == v)
             break;
     }
-    /* past 2^53, bare digits would pass for an exact integer: a double's get ".0" */
-    if (fabs(v) > 9007199254740992.0 && !strpbrk(out, ".e"))
+    /* from 2^53 on, bare digits would pass for an exact integer: a double's get ".0" */
+    if (fabs(v) >= 9007199254740992.0 && !strpbrk(out, ".e"))
         strncat(out, ".0", size - strlen(out) - 1);
 }
 
@@ -294,7 +294,11 @@ integers_past_2_53_are_written_exactly(void **st)
         {"-(2^53 + 2)", "-9007199254740994.0"},
         {"12345678901234567", "12345678901234568.0"},
         {"99999999999999990", "9.999999999999998e+16"},
-        {"2^53", "9007199254740992"},    /* 2^53 itself is exact as a double */
+        /* 2^53 is also the double of 9007199254740993.0 (the decoder carries an integer
+         * written 2^53 as a cdata) */
+        {"2^53", "9007199254740992.0"},
+        {"-(2^53)", "-9007199254740992.0"},
+        {"2^53 - 1", "9007199254740991"},
         {"1e16", "1e+16"},
         {"1e17", "1e+17"},
         {"2^63", "9.223372036854776e+18"},

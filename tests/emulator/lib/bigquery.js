@@ -11,6 +11,7 @@ const { ApiError, bad, notFound, checkProject } = require('./errors');
 const store = require('./store');
 const schema = require('./schema');
 const { parseDdl } = require('./ddl');
+const jsonExact = require('./json_exact');
 
 const MAX_REQUEST_BYTES = 10 * 1024 * 1024;
 const MAX_ROWS = 50000;
@@ -375,7 +376,8 @@ class BigQuery {
     // bytes with U+FFFD silently, hiding them from the tests.
     try { UTF8_STRICT.decode(c.body); } catch (e) { throw bad('Invalid JSON payload received. Invalid UTF-8 in the request body.'); }
     let tb = this.table(p, d, t);
-    const body = c.json();
+    // INT64 values past 2^53 arrive as BigInt, exact (JSON.parse would round them)
+    const body = c.json(true, jsonExact.parse);
     const rows = body.rows;
     if (!Array.isArray(rows) || rows.length === 0) throw bad('No rows present in the request.');
     if (rows.length > MAX_ROWS) throw bad(`too many rows present in the request, limit: ${MAX_ROWS} row count: ${rows.length}.`);

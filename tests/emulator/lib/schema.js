@@ -188,29 +188,40 @@ function validTime(s) {
   return !!m && +m[1] <= 23 && +m[2] <= 59 && (!m[3] || +m[3] <= 59);
 }
 
-// Each converter returns the stored value or FAIL after setting ctx.msg.
+// A request value as the error messages quote it: an integer past 2^53 (a BigInt from
+// json_exact.parse) as its digits.
+const show = (v) => (typeof v === 'bigint' ? v.toString() : JSON.stringify(v));
+
+// Each converter returns the stored value or FAIL after setting ctx.msg. An integer past 2^53
+// is a BigInt (json_exact.parse): INTEGER keeps its digits, the other types take it as the
+// number it is.
 function scalarConverter(type) {
   switch (type) {
     case 'STRING': case 'GEOGRAPHY':
       return (v, ctx) => {
         if (typeof v === 'string') return v;
         // The legacy streaming API turns JSON scalars into their text for STRING columns.
-        if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+        if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return String(v);
         ctx.msg = 'This field is not a string.'; return FAIL;
       };
     case 'INTEGER':
       return (v, ctx) => {
         if (typeof v === 'number') {
-          if (Number.isInteger(v) && Math.abs(v) <= 9223372036854775807) return String(v);
+          if (Number.isSafeInteger(v)) return String(v);
+          // a whole double past 2^53 (1e18, 2^63) stands for its exact value, if in range
+          if (Number.isInteger(v) && BigInt(v) <= INT64_MAX && BigInt(v) >= INT64_MIN) return BigInt(v).toString();
+        } else if (typeof v === 'bigint') {
+          if (v <= INT64_MAX && v >= INT64_MIN) return v.toString();
         } else if (typeof v === 'string' && INT_RE.test(v)) {
           const b = BigInt(v.trim());
           if (b <= INT64_MAX && b >= INT64_MIN) return b.toString();
         }
-        ctx.msg = `Cannot convert value to integer (bad value): ${JSON.stringify(v)}`; return FAIL;
+        ctx.msg = `Cannot convert value to integer (bad value): ${show(v)}`; return FAIL;
       };
     case 'FLOAT':
       return (v, ctx) => {
         if (typeof v === 'number') return v;
+        if (typeof v === 'bigint') return Number(v);
         if (typeof v === 'string' && FLOAT_RE.test(v)) {
           const t = v.trim().toLowerCase().replace(/^\+/, '');
           if (t === 'nan') return 'NaN';
@@ -218,13 +229,14 @@ function scalarConverter(type) {
           if (t === '-infinity' || t === '-inf') return '-Infinity';
           return Number(v);
         }
-        ctx.msg = `Cannot convert value to floating point (bad value): ${JSON.stringify(v)}`; return FAIL;
+        ctx.msg = `Cannot convert value to floating point (bad value): ${show(v)}`; return FAIL;
       };
     case 'NUMERIC': case 'BIGNUMERIC':
       return (v, ctx) => {
         if (typeof v === 'number' && Number.isFinite(v)) return String(v);
+        if (typeof v === 'bigint') return v.toString();
         if (typeof v === 'string' && NUMERIC_RE.test(v)) return v.trim();
-        ctx.msg = `Cannot convert value to numeric (bad value): ${JSON.stringify(v)}`; return FAIL;
+        ctx.msg = `Cannot convert value to numeric (bad value): ${show(v)}`; return FAIL;
       };
     case 'BOOLEAN':
       return (v, ctx) => {
@@ -234,7 +246,7 @@ function scalarConverter(type) {
           if (t === 'true') return true;
           if (t === 'false') return false;
         }
-        ctx.msg = `Cannot convert value to boolean (bad value): ${JSON.stringify(v)}`; return FAIL;
+        ctx.msg = `Cannot convert value to boolean (bad value): ${show(v)}`; return FAIL;
       };
     case 'TIMESTAMP':
       return (v, ctx) => {
@@ -242,22 +254,22 @@ function scalarConverter(type) {
           const f = fastIso(v);
           if (f) return f;
         }
-        const t = parseTimestamp(v);
+        const t = parseTimestamp(typeof v === 'bigint' ? Number(v) : v);
         if (t) return tsToIso(t[0], t[1]);
-        ctx.msg = typeof v === 'number'
+        ctx.msg = typeof v === 'number' || typeof v === 'bigint'
           ? `Timestamp field value is out of range: ${v}`
-          : `Could not parse ${JSON.stringify(v)} as a timestamp. Required format is YYYY-MM-DD HH:MM[:SS[.SSSSSS]] or YYYY/MM/DD HH:MM[:SS[.SSSSSS]]`;
+          : `Could not parse ${show(v)} as a timestamp. Required format is YYYY-MM-DD HH:MM[:SS[.SSSSSS]] or YYYY/MM/DD HH:MM[:SS[.SSSSSS]]`;
         return FAIL;
       };
     case 'DATE':
       return (v, ctx) => {
         if (typeof v === 'string' && validDate(v)) return v;
-        ctx.msg = `Could not parse ${JSON.stringify(v)} as a date. Required format is YYYY-MM-DD`; return FAIL;
+        ctx.msg = `Could not parse ${show(v)} as a date. Required format is YYYY-MM-DD`; return FAIL;
       };
     case 'TIME':
       return (v, ctx) => {
         if (typeof v === 'string' && validTime(v)) return v;
-        ctx.msg = `Could not parse ${JSON.stringify(v)} as a time. Required format is HH:MM[:SS[.SSSSSS]]`; return FAIL;
+        ctx.msg = `Could not parse ${show(v)} as a time. Required format is HH:MM[:SS[.SSSSSS]]`; return FAIL;
       };
     case 'DATETIME':
       return (v, ctx) => {
@@ -265,7 +277,7 @@ function scalarConverter(type) {
           const m = /^(\S+)(?:[Tt ]|\s+)(\S+)$/.exec(v.trim());
           if ((m && validDate(m[1]) && validTime(m[2])) || validDate(v)) return v;
         }
-        ctx.msg = `Could not parse ${JSON.stringify(v)} as a datetime. Required format is YYYY-MM-DD[ HH:MM[:SS[.SSSSSS]]]`; return FAIL;
+        ctx.msg = `Could not parse ${show(v)} as a datetime. Required format is YYYY-MM-DD[ HH:MM[:SS[.SSSSSS]]]`; return FAIL;
       };
     case 'BYTES':
       return (v, ctx) => {
@@ -282,7 +294,7 @@ function scalarConverter(type) {
         ctx.msg = 'This field: JSON value must be a string of JSON text.'; return FAIL;
       };
     default:
-      return (v) => v; // RANGE, INTERVAL: stored as given
+      return (v) => (typeof v === 'bigint' ? v.toString() : v); // RANGE, INTERVAL: stored as given
   }
 }
 

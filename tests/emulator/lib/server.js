@@ -40,8 +40,9 @@ class Ctx {
     const host = req.headers.host || req.headers[':authority'] || `127.0.0.1:${app.port}`;
     this.base = `${app.tls ? 'https' : 'http'}://${host}`;
   }
-  // Parsed JSON body; `emptyOk` lets an empty body stand for {}.
-  json(emptyOk = true) {
+  // Parsed JSON body; `emptyOk` lets an empty body stand for {}; `parse` reads the text
+  // (json_exact.parse keeps integers past 2^53 exact).
+  json(emptyOk = true, parse = JSON.parse) {
     if (this._json !== undefined) return this._json;
     const text = this.body.toString('utf8');
     if (!text.trim()) {
@@ -49,7 +50,7 @@ class Ctx {
       return (this._json = {});
     }
     let v;
-    try { v = JSON.parse(text); } catch (e) {
+    try { v = parse(text); } catch (e) {
       throw bad(`Invalid JSON payload received. ${e.message.slice(0, 200)}`);
     }
     if (v === null || typeof v !== 'object' || Array.isArray(v)) throw bad('Invalid JSON payload received. Expected a JSON object.');

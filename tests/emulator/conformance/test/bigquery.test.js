@@ -114,6 +114,35 @@ test('insertId de-duplication (raw insertAll)', async () => {
   assert.equal(r.json.error.errors[0].reason, 'invalid');
 });
 
+test('INT64 past 2^53 is kept exact from insertAll to tabledata.list (raw insertAll)', async () => {
+  // JSON.parse would read 9007199254740993 as 9007199254740992; the service keeps INT64 exact
+  // and lists it as a string
+  const token = (await call(emu.url + '/computeMetadata/v1/instance/service-accounts/default/token', 'GET', undefined, { 'Metadata-Flavor': 'Google' })).json.access_token;
+  const auth = { authorization: 'Bearer ' + token };
+  const base = emu.url + '/bigquery/v2/projects/conf-proj/datasets/conf_ds/tables/t1';
+  const body = '{"rows":[{"json":{"id":"big1","n":9007199254740993,"x":9007199254740993,' +
+    '"items":[{"sku":"s","qty":-9223372036854775808}]}},{"json":{"id":"big2","n":9223372036854775807}},' +
+    '{"json":{"id":9007199254740995}}]}';
+  const r = await call(base + '/insertAll', 'POST', body, auth);
+  assert.equal(r.status, 200);
+  assert.equal(r.json.insertErrors, undefined);
+  const list = await call(base + '/data', 'GET', undefined, auth);
+  const row = (id) => list.json.rows.find((x) => x.f[0].v === id);
+  assert.equal(row('big1').f[1].v, '9007199254740993');
+  assert.equal(row('big1').f[2].v, '9007199254740992', 'a FLOAT64 column gets the nearest double');
+  assert.equal(row('big1').f[6].v[0].v.f[1].v, '-9223372036854775808');
+  assert.equal(row('big2').f[1].v, '9223372036854775807');
+  assert.ok(row('9007199254740995'), 'a STRING column takes the digits');
+  // past the int64 range: refused, the value quoted exactly
+  for (const [n, quoted] of [['9223372036854775808', '9223372036854775808'],
+    ['-9223372036854775809', '-9223372036854775809'], ['9223372036854775808.0', '9223372036854776000']]) {
+    const bad = await call(base + '/insertAll', 'POST', `{"rows":[{"json":{"id":"over","n":${n}}}]}`, auth);
+    assert.equal(bad.status, 200);
+    assert.equal(bad.json.insertErrors[0].errors[0].reason, 'invalid', n);
+    assert.equal(bad.json.insertErrors[0].errors[0].message, `Cannot convert value to integer (bad value): ${quoted}`);
+  }
+});
+
 test('tables from the project DDL (ddl/*.sql)', async () => {
   const fs = require('fs');
   const dir = path.resolve(__dirname, '../../../../ddl');

@@ -28,6 +28,45 @@ const check = (row, ignoreUnknown = false) => {
   return out === schema.FAIL ? { fail: ctx.msg, loc: ctx.loc } : out;
 };
 
+test('json_exact.parse: JSON.parse, but integers from 2^53 on as BigInt with their digits', () => {
+  const { parse } = require('../../lib/json_exact');
+  assert.deepEqual(parse('{"a":9007199254740993,"b":[-9223372036854775808,1.5,"12345678901234567",9007199254740992,1e400]}'),
+    { a: 9007199254740993n, b: [-9223372036854775808n, 1.5, '12345678901234567', 9007199254740992n, Infinity] });
+  assert.equal(parse(' 12345678901234567890 '), 12345678901234567890n);
+  assert.equal(parse('[12345678901234567.0]')[0], 12345678901234568, 'a fraction or exponent stays a double');
+  // the same values as JSON.parse otherwise, escapes, "__proto__" as an own key included
+  const text = '{"s":"a\\"b\\\\c\\u00e9\\ud83d\\ude00\\n","n":[0,-0,0.1,-1.5e-7,1234567890123456],' +
+    '"o":{"__proto__":{"x":1},"t":true,"f":false,"z":null},"e":{},"l":[], "w" : [ 1 , 2 ] }';
+  assert.deepEqual(parse(text + ' 1234567890123456'.slice(0, 0)), JSON.parse(text));
+  const withBig = text.replace('"w"', '"big":9007199254740993,"w"');
+  const got = parse(withBig);
+  assert.equal(got.big, 9007199254740993n);
+  delete got.big;
+  assert.deepEqual(got, JSON.parse(text));
+  assert.equal(Object.getPrototypeOf(got.o), Object.prototype);
+  assert.deepEqual(Object.keys(got.o), ['__proto__', 't', 'f', 'z']);
+  // what JSON.parse refuses, refused (the long number sends each to the exact reader)
+  for (const bad of ['{"a":9007199254740993,}', '[9007199254740993,]', '{"a":09007199254740993}',
+    '[9007199254740993', '[9007199254740993] x', '{"a":9007199254740993,"b":"\u0001"}',
+    '{"a":9007199254740993,"b":"\\x"}', '{a:1,"b":9007199254740993}', '[9007199254740993,tru]',
+    '[9007199254740993,-]', '[9007199254740993,1.]', '"unterminated', '[9007199254740993,"x]']) {
+    assert.throws(() => JSON.parse(bad), SyntaxError, bad);
+    assert.throws(() => parse(bad), SyntaxError, bad);
+  }
+});
+
+test('insertAll coercions of integers past 2^53 (BigInt from json_exact)', () => {
+  assert.equal(check({ r: {}, i: 9007199254740993n }).i, '9007199254740993');
+  assert.equal(check({ r: {}, i: 9223372036854775807n }).i, '9223372036854775807');
+  assert.match(check({ r: {}, i: 9223372036854775808n }).fail, /bad value\): 9223372036854775808$/);
+  assert.match(check({ r: {}, i: 2 ** 63 }).fail, /bad value\): 9223372036854776000$/, 'the double 2^63 is past INT64');
+  assert.equal(check({ r: {}, i: 2 ** 62 }).i, '4611686018427387904', 'a whole double: its exact value');
+  assert.equal(check({ r: {}, f: 9007199254740993n }).f, 9007199254740992);
+  assert.deepEqual(check({ r: { s: 9007199254740993n } }).r, { s: '9007199254740993' });
+  assert.match(check({ r: {}, b: 9007199254740993n }).fail, /boolean \(bad value\): 9007199254740993/);
+  assert.match(check({ r: {}, t: 9007199254740993n }).fail, /out of range: 9007199254740993/);
+});
+
 test('insertAll coercions accepted as BigQuery does', () => {
   assert.deepEqual(check({ i: '42', f: '1.5', b: 'true', t: '2024-01-02 03:04:05.123456+01:00', j: '{"a":1}', r: { s: 1 }, a: ['x'], d: '2024-02-29' }),
     { i: '42', f: 1.5, b: true, t: '2024-01-02T02:04:05.123456Z', j: '{"a":1}', r: { s: '1' }, a: ['x'], d: '2024-02-29' });
