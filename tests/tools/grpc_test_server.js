@@ -1,0 +1,96 @@
+#!/usr/bin/env node
+// A small gRPC server for tests/unit/test_grpc_channel.c: messages are raw bytes (no protobuf), so
+// the C channel is tested on its own. Two ports, printed as "grpc=<port> raw=<port>":
+//  - grpc: @grpc/grpc-js (the library Google's Node clients use) serving /test.T/Echo (unary:
+//    the request back; a request "status:<code>:<message>" fails with that status, before any
+//    message, which grpc-js sends as a Trailers-Only reply) and /test.T/Chat (bidi: each message
+//    back; "drain" makes the server send GOAWAY (server.drain) and go on; "stall" stops
+//    answering; "end" ends the call OK).
+//  - raw: Node's http2 speaking gRPC by hand for what grpc-js will not do: /raw/NoStatus (a reply
+//    without grpc-status), /raw/Drop (the connection dropped mid-call), /raw/Huge (a message
+//    prefix announcing 4 GiB), /raw/Refuse (GOAWAY whose last stream id
+//    is the one before it), /raw/Details (grpc-status-details-bin, unpadded base64).
+// Needs tests/emulator/conformance's node_modules (npm ci there).
+'use strict';
+const path = require('path');
+const http2 = require('http2');
+const mods = path.join(__dirname, '..', 'emulator', 'conformance', 'node_modules');
+const grpc = require(path.join(mods, '@grpc', 'grpc-js'));
+
+const raw = (b) => b;
+const server = new grpc.Server();
+let grpcPort = 0;
+server.addService({
+  Echo: {path: '/test.T/Echo', requestStream: false, responseStream: false,
+         requestSerialize: raw, requestDeserialize: raw,
+         responseSerialize: raw, responseDeserialize: raw},
+  Chat: {path: '/test.T/Chat', requestStream: true, responseStream: true,
+         requestSerialize: raw, requestDeserialize: raw,
+         responseSerialize: raw, responseDeserialize: raw},
+}, {
+  Echo(call, cb) {
+    const m = /^status:(\d+):(.*)$/s.exec(call.request.toString());
+    if (m) return cb({code: Number(m[1]), details: m[2]});
+    cb(null, call.request);
+  },
+  Chat(call) {
+    let stalled = false;
+    call.on('data', (d) => {
+      const t = d.toString();
+      if (t === 'drain') server.drain(`127.0.0.1:${grpcPort}`, 10000);
+      if (t === 'stall') stalled = true;
+      if (t === 'end') return call.end();
+      if (!stalled) call.write(d);
+    });
+    call.on('end', () => { if (!stalled) call.end(); });
+    call.on('error', () => {});
+  },
+});
+
+function frame(buf) {
+  const h = Buffer.alloc(5);
+  h.writeUInt32BE(buf.length, 1);
+  return Buffer.concat([h, buf]);
+}
+
+const rawServer = http2.createServer();
+const rawSockets = new Set();   // http2 hides a session's socket: keep them from 'connection'
+rawServer.on('connection', (sock) => {
+  rawSockets.add(sock);
+  sock.on('close', () => rawSockets.delete(sock));
+});
+rawServer.on('stream', (st, headers) => {
+  st.on('error', () => {});
+  const p = headers[':path'];
+  if (p === '/raw/NoStatus') {
+    st.respond({':status': 200, 'content-type': 'application/grpc'});
+    st.end(frame(Buffer.from('x')));
+  } else if (p === '/raw/Drop') {
+    st.respond({':status': 200, 'content-type': 'application/grpc'});
+    st.write(frame(Buffer.from('first')));
+    setTimeout(() => { for (const sock of rawSockets) sock.destroy(); }, 100);
+  } else if (p === '/raw/Refuse') {
+    // (Node takes a last stream id of 0 as "the last one processed": name the one before)
+    st.session.goaway(http2.constants.NGHTTP2_NO_ERROR, Math.max(1, st.id - 2));
+  } else if (p === '/raw/Huge') {
+    st.respond({':status': 200, 'content-type': 'application/grpc'});
+    st.write(Buffer.from([0, 0xff, 0xff, 0xff, 0xff, 1, 2, 3]));
+  } else if (p === '/raw/Details') {
+    st.respond({':status': 200, 'content-type': 'application/grpc',
+                'grpc-status': '3', 'grpc-message': 'bad%20row%3A%201%zz',
+                'grpc-status-details-bin': 'CAMSA2JhZA'}, {endStream: true});
+  } else {
+    st.respond({':status': 404});
+    st.end();
+  }
+});
+
+server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => {
+  if (err) throw err;
+  grpcPort = port;
+  rawServer.listen(0, '127.0.0.1', () => {
+    process.stdout.write(`grpc=${port} raw=${rawServer.address().port}\n`);
+  });
+});
+process.stdin.on('end', () => process.exit(0));   // the test's end closes our stdin
+process.stdin.resume();
