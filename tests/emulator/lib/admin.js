@@ -9,9 +9,10 @@ function route(app, c) {
   const R = (op, fn) => ({ api: 'admin', op: 'admin.' + op, admin: true, fn });
   switch (p) {
     case '/_emulator/health':
-      return R('health', (x) => x.send(200, { ok: true, port: app.port, pid: process.pid, uptimeSeconds: Math.round(process.uptime()) }));
+      return R('health', (x) => x.send(200, { ok: true, port: app.port, grpcPort: app.bigqueryWrite ? app.bigqueryWrite.port : null, pid: process.pid, uptimeSeconds: Math.round(process.uptime()) }));
     case '/_emulator/state':
-      return R('state', (x) => x.send(200, Object.assign({}, app.pubsub.summary(), app.bigquery.summary(), app.gcs.summary())));
+      return R('state', (x) => x.send(200, Object.assign({}, app.pubsub.summary(), app.bigquery.summary(), app.gcs.summary(),
+        app.bigqueryWrite ? { writeStreams: app.bigqueryWrite.summary() } : {})));
     case '/_emulator/faults':
       if (m === 'GET') return R('faults.list', (x) => x.send(200, { rules: app.faults.list() }));
       if (m === 'DELETE') return R('faults.clear', (x) => { app.faults.clear(); x.send(200, {}); });

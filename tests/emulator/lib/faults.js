@@ -16,8 +16,22 @@
 //   ackIdResult      acknowledge / modifyAckDeadline on a subscription with exactly-once
 //                    delivery: the first `ackIdCount` ids of the request (default all) fail
 //                    with this ErrorInfo value (e.g. "TRANSIENT_FAILURE_UNORDERED_ACK_ID")
-//   rejectRows       insertAll only: mark rows invalid, by {indexes:[...]} and/or
+//   rejectRows       insertAll and AppendRows: mark rows invalid, by {indexes:[...]} and/or
 //                    {field:"a.b", equals:value}; other rows behave as usual
+// For the gRPC Storage Write API (ops "bigquerystorage.<Method>", path
+// "/google.cloud.bigquery.storage.v1.BigQueryWrite/<Method>"; a unary call matches once, an
+// AppendRows connection once per request message), in the same order:
+//   latencyMs, stall as above (stall: the append or call is never answered)
+//   reset            "before"/true: RST_STREAM without handling; "after": handle it (rows are
+//                    written) then RST_STREAM instead of the reply
+//   goaway           "before"/true: GOAWAY on the connection and the call ends UNAVAILABLE
+//                    unhandled; "after": handle and answer, then GOAWAY + UNAVAILABLE
+//   httpStatus       answer this HTTP :status with a text body, no gRPC status (a proxy error)
+//   noStatus         end the reply without grpc-status (clients must treat it as an error)
+//   grpcCode         end the call with this status (number or name, e.g. "UNAVAILABLE"; an HTTP
+//                    `status` is mapped, 503 -> UNAVAILABLE); Trailers-Only when nothing was sent
+//                    yet; `message` sets grpc-message. With inband: true (AppendRows) the append
+//                    gets AppendRowsResponse.error with this code instead and the stream stays open
 
 let nextId = 1;
 
@@ -60,7 +74,12 @@ class Faults {
     if (spec.body !== undefined && typeof spec.body !== 'string') throw new Error('body must be a string');
     if (spec.headers !== undefined && (typeof spec.headers !== 'object' || spec.headers === null)) throw new Error('headers must be an object');
     if (spec.ackIdResult !== undefined && typeof spec.ackIdResult !== 'string') throw new Error('ackIdResult must be a string');
-    if (!r.status && !r.reset && !r.stall && !r.latencyMs && !r.rejectRows && r.body === undefined && !r.ackIdResult) throw new Error('rule does nothing: give status, body, reset, stall, latencyMs, rejectRows or ackIdResult');
+    if (spec.goaway !== undefined && ![true, 'before', 'after'].includes(spec.goaway)) throw new Error('goaway must be true, "before" or "after"');
+    if (spec.grpcCode !== undefined && !((Number.isInteger(spec.grpcCode) && spec.grpcCode >= 0 && spec.grpcCode <= 16) || typeof spec.grpcCode === 'string')) throw new Error('grpcCode must be 0..16 or a status name');
+    if (spec.httpStatus !== undefined && !(Number.isInteger(spec.httpStatus) && spec.httpStatus >= 100 && spec.httpStatus <= 599)) throw new Error('httpStatus must be an HTTP status code');
+    if (!r.status && !r.reset && !r.stall && !r.latencyMs && !r.rejectRows && r.body === undefined && !r.ackIdResult &&
+        r.grpcCode === undefined && !r.goaway && !r.httpStatus && !r.noStatus)
+      throw new Error('rule does nothing: give status, body, reset, stall, latencyMs, rejectRows, ackIdResult, grpcCode, goaway, httpStatus or noStatus');
     this.rules.push(r);
     return this.describe(r);
   }

@@ -14,6 +14,7 @@ const { Gcs } = require('./gcs');
 const { Auth } = require('./auth');
 const { Faults } = require('./faults');
 const { Discovery } = require('./discovery');
+const { BigQueryWrite } = require('./bigquery_write');
 const admin = require('./admin');
 
 const MAX_BODY = 256 * 1024 * 1024;
@@ -240,7 +241,18 @@ class App {
     });
   }
 
+  // Serves the Storage Write API on opts.grpcPort when its npm packages are there.
+  // Resolves {port} or {reason} (why it is not served).
+  async listenGrpc() {
+    if (this.opts.grpcPort === -1) return { reason: '--grpc-port -1' };
+    const r = BigQueryWrite.load(this);
+    if (!r.service) return r;
+    this.bigqueryWrite = r.service;
+    return { port: await r.service.listen(this.opts.host, this.opts.grpcPort || 0) };
+  }
+
   close() {
+    if (this.bigqueryWrite) this.bigqueryWrite.close();
     this.pubsub.close();
     this.bigquery.close();
     if (this.server) this.server.close();

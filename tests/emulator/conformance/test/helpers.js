@@ -9,7 +9,7 @@ const path = require('path');
 const EMULATOR = path.resolve(__dirname, '../../emulator');
 const MAKE_KEY = path.resolve(__dirname, '../../make-test-key');
 
-// Returns {url, port, data, admin(method, path, body), restart(), stop()}.
+// Returns {url, port, grpc (host:port or null), grpcPort, data, admin(method, path, body), restart(), stop()}.
 async function startEmulator(args = [], opts = {}) {
   const data = opts.data || fs.mkdtempSync(path.join(os.tmpdir(), 'emu-test-'));
   const emu = { data, args };
@@ -21,11 +21,15 @@ async function startEmulator(args = [], opts = {}) {
     proc.stderr.on('data', (d) => { err += d; });
     proc.stdout.on('data', (d) => {
       out += d;
-      const m = /listening on (https?:\/\/[^\s]+)/.exec(out);
+      // The REST line, then the gRPC one: "grpc on HOST:PORT (h2c)" or "grpc off (why)".
+      const m = /listening on (https?:\/\/[^\s]+)\n(grpc (?:on (\S+)|off))/.exec(out);
       if (m && !emu.url) {
         clearTimeout(timer);
         emu.url = m[1];
         emu.port = Number(m[1].split(':').pop());
+        emu.grpc = m[3] || null;
+        emu.grpcPort = m[3] ? Number(m[3].split(':').pop()) : null;
+        emu.stdout = out;
         resolve();
       }
     });
