@@ -27,6 +27,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -39,6 +40,7 @@
 #include <nghttp2/nghttp2.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 enum conn_state { C_CONNECTING, C_TLS, C_READY, C_CLOSED };
 
@@ -645,9 +647,15 @@ conn_connected(struct conn *c)
     }
     c->state = C_TLS;
     c->ssl = SSL_new(c->ch->ssl_ctx);
+    /* an address is checked against the certificate's IP names and never sent as SNI; a name
+     * against its DNS names, and sent as SNI */
+    unsigned char addr[16];
+    int is_ip = inet_pton(AF_INET, c->ch->host, addr) == 1 ||
+                inet_pton(AF_INET6, c->ch->host, addr) == 1;
     if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1 ||
-        SSL_set_tlsext_host_name(c->ssl, c->ch->host) != 1 ||
-        SSL_set1_host(c->ssl, c->ch->host) != 1) {
+        (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), c->ch->host) != 1 :
+         SSL_set_tlsext_host_name(c->ssl, c->ch->host) != 1 ||
+         SSL_set1_host(c->ssl, c->ch->host) != 1)) {
         conn_fail(c, BP_GRPC_RESOURCE_EXHAUSTED, "cannot set up TLS");
         return;
     }

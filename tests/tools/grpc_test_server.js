@@ -10,6 +10,8 @@
 //    without grpc-status), /raw/Drop (the connection dropped mid-call), /raw/Huge (a message
 //    prefix announcing 4 GiB), /raw/Refuse (GOAWAY whose last stream id
 //    is the one before it), /raw/Details (grpc-status-details-bin, unpadded base64).
+//  - with `--tls CERT KEY [CERT2 KEY2]`: the grpc-js service again over TLS (ALPN h2) with each
+//    certificate, printed as "tls=<port> tls2=<port>" (0 when not asked for).
 // Needs tests/emulator/conformance's node_modules (npm ci there).
 'use strict';
 const path = require('path');
@@ -17,7 +19,10 @@ const http2 = require('http2');
 const mods = path.join(__dirname, '..', 'emulator', 'conformance', 'node_modules');
 const grpc = require(path.join(mods, '@grpc', 'grpc-js'));
 
+const fs = require('fs');
 const raw = (b) => b;
+const tlsArgs = process.argv.indexOf('--tls') >= 0 ?
+  process.argv.slice(process.argv.indexOf('--tls') + 1) : [];
 const server = new grpc.Server();
 let grpcPort = 0;
 server.addService({
@@ -85,12 +90,22 @@ rawServer.on('stream', (st, headers) => {
   }
 });
 
-server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => {
-  if (err) throw err;
-  grpcPort = port;
+function bind(creds) {
+  return new Promise((resolve, reject) => server.bindAsync('127.0.0.1:0', creds,
+    (err, port) => err ? reject(err) : resolve(port)));
+}
+function tlsCreds(cert, key) {
+  return grpc.ServerCredentials.createSsl(null,
+    [{cert_chain: fs.readFileSync(cert), private_key: fs.readFileSync(key)}], false);
+}
+(async () => {
+  grpcPort = await bind(grpc.ServerCredentials.createInsecure());
+  const tls = tlsArgs.length >= 2 ? await bind(tlsCreds(tlsArgs[0], tlsArgs[1])) : 0;
+  const tls2 = tlsArgs.length >= 4 ? await bind(tlsCreds(tlsArgs[2], tlsArgs[3])) : 0;
   rawServer.listen(0, '127.0.0.1', () => {
-    process.stdout.write(`grpc=${port} raw=${rawServer.address().port}\n`);
+    process.stdout.write(`grpc=${grpcPort} raw=${rawServer.address().port} tls=${tls} ` +
+                         `tls2=${tls2}\n`);
   });
-});
+})().catch((e) => { console.error(e); process.exit(1); });
 process.stdin.on('end', () => process.exit(0));   // the test's end closes our stdin
 process.stdin.resume();

@@ -4,9 +4,11 @@
  * (grpc-js's Trailers-Only reply); a bidi stream; GOAWAY mid-stream (the open stream finishes
  * on the draining connection, the next call opens a new one); a stalled stream cut by its
  * deadline; the server dropping the connection (UNAVAILABLE, new_connection); a reply without
- * grpc-status (UNKNOWN); a GOAWAY refusing a stream (UNAVAILABLE, new_connection); a 4 GiB length prefix (RESOURCE_EXHAUSTED); grpc-status-details-bin;
- * a refused connection; the send queue cap and on_writable; cancel from a callback. No callback
- * ever runs inside an API call. Skipped (one line) without node or @grpc/grpc-js. */
+ * grpc-status (UNKNOWN); a GOAWAY refusing a stream (UNAVAILABLE, new_connection); a 4 GiB
+ * length prefix (RESOURCE_EXHAUSTED); grpc-status-details-bin; a refused connection; the send
+ * queue cap and on_writable; cancel from a callback; TLS with ALPN h2 and a verified
+ * certificate (an untrusted one, and one for another name, refused). No callback ever runs
+ * inside an API call. Skipped (one line) without node or @grpc/grpc-js. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,7 +26,10 @@
 
 static pid_t server_pid = -1;
 static int server_stdin = -1;
-static int grpc_port, raw_port;
+static int grpc_port, raw_port, tls_port, tls2_port;
+static char cert_dir[] = "/tmp/bp-grpc-certs-XXXXXX";
+static char cert_ip[128], cert_other[128];
+static int cert_dir_made;
 static struct ev_loop *loop;
 
 /* ---- the server ---- */
@@ -39,6 +44,22 @@ start_server(void **state)
                "tests/emulator/conformance)\n");
         return 0;
     }
+    /* two self-signed certificates: one for 127.0.0.1, one for another name */
+    char cmd[1024], key_ip[128], key_other[128];
+    int have_certs = cert_dir_made = mkdtemp(cert_dir) != NULL;
+    snprintf(cert_ip, sizeof cert_ip, "%s/ip.pem", cert_dir);
+    snprintf(key_ip, sizeof key_ip, "%s/ip.key", cert_dir);
+    snprintf(cert_other, sizeof cert_other, "%s/other.pem", cert_dir);
+    snprintf(key_other, sizeof key_other, "%s/other.key", cert_dir);
+    static const char *req = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+                             "-nodes -days 2 -subj /CN=%s -addext subjectAltName=%s "
+                             "-keyout %s -out %s >/dev/null 2>&1";
+    snprintf(cmd, sizeof cmd, req, "127.0.0.1", "IP:127.0.0.1", key_ip, cert_ip);
+    have_certs = have_certs && system(cmd) == 0;
+    snprintf(cmd, sizeof cmd, req, "other.example", "DNS:other.example", key_other, cert_other);
+    have_certs = have_certs && system(cmd) == 0;
+    if (!have_certs)
+        printf("test_grpc_channel: TLS cases skipped (no openssl command)\n");
     int in[2], out[2];
     if (pipe(in) != 0 || pipe(out) != 0)
         return -1;
@@ -51,7 +72,11 @@ start_server(void **state)
         dup2(out[1], 1);
         close(in[1]);
         close(out[0]);
-        execlp("node", "node", SRC_ROOT "/tests/tools/grpc_test_server.js", (char *)NULL);
+        if (have_certs)
+            execlp("node", "node", SRC_ROOT "/tests/tools/grpc_test_server.js", "--tls", cert_ip,
+                   key_ip, cert_other, key_other, (char *)NULL);
+        else
+            execlp("node", "node", SRC_ROOT "/tests/tools/grpc_test_server.js", (char *)NULL);
         _exit(127);
     }
     close(in[0]);
@@ -60,7 +85,8 @@ start_server(void **state)
     FILE *f = fdopen(out[0], "r");
     char line[128] = "";
     if (!f || !fgets(line, sizeof line, f) ||
-        sscanf(line, "grpc=%d raw=%d", &grpc_port, &raw_port) != 2) {
+        sscanf(line, "grpc=%d raw=%d tls=%d tls2=%d", &grpc_port, &raw_port, &tls_port,
+               &tls2_port) != 4) {
         fprintf(stderr, "grpc_test_server.js did not start: %s\n", line);
         return -1;
     }
@@ -80,6 +106,10 @@ stop_server(void **state)
     }
     if (loop)
         ev_loop_destroy(loop);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", cert_dir);
+    if (cert_dir_made && system(cmd) != 0)
+        return -1;
     return 0;
 }
 
@@ -175,14 +205,21 @@ run_until(int *flag)
 }
 
 static struct bp_grpc_channel *
-channel(int port, size_t max_queued)
+channel_tls(int port, size_t max_queued, int tls, const char *ca_file)
 {
     char err[256];
     struct bp_grpc_channel_opts o = {.host = "127.0.0.1", .port = port, .max_queued = max_queued,
-                                     .max_reply = 1 << 20, .user_agent = "bepipe-lua-test"};
+                                     .max_reply = 1 << 20, .user_agent = "bepipe-lua-test",
+                                     .tls = tls, .ca_file = ca_file};
     struct bp_grpc_channel *ch = bp_grpc_channel_new(loop, &o, err, sizeof err);
     assert_non_null(ch);
     return ch;
+}
+
+static struct bp_grpc_channel *
+channel(int port, size_t max_queued)
+{
+    return channel_tls(port, max_queued, 0, NULL);
 }
 
 static struct bp_grpc_stream *
@@ -342,14 +379,14 @@ stalled_stream_hits_its_deadline(void **state)
     NEED_SERVER();
     struct bp_grpc_channel *ch = channel(grpc_port, 0);
     struct call c = {0};
-    open_call(ch, "/test.T/Chat", &c, 1.0);
+    open_call(ch, "/test.T/Chat", &c, 0.5);
     send_text(&c, "stall");
     send_text(&c, "more");
     ev_tstamp t0 = ev_time();
     run_until(&c.done);
     assert_int_equal(c.code, BP_GRPC_DEADLINE_EXCEEDED);
     assert_int_equal(c.messages, 0);
-    assert_true(ev_time() - t0 >= 0.5);
+    assert_true(ev_time() - t0 >= 0.3);
     /* the connection is still good for the next call */
     struct unary_result u;
     unary(ch, "ok", &u);
@@ -463,6 +500,45 @@ queue_cap_and_writable(void **state)
     bp_grpc_channel_free(ch);
 }
 
+static void
+tls_verified_with_alpn(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    if (!tls_port)
+        skip();
+    struct bp_grpc_channel *ch = channel_tls(tls_port, 0, 1, cert_ip);
+    struct unary_result u;
+    unary(ch, "over tls", &u);
+    assert_int_equal(u.code, BP_GRPC_OK);
+    assert_string_equal(u.reply, "over tls");
+    unary(ch, "again", &u);
+    assert_int_equal(u.code, BP_GRPC_OK);
+    assert_int_equal(bp_grpc_channel_stats(ch)->connections, 1);
+    bp_grpc_channel_free(ch);
+
+    /* the same server without its CA: refused, and said why */
+    ch = channel_tls(tls_port, 0, 1, NULL);
+    unary(ch, "x", &u);
+    assert_int_equal(u.code, BP_GRPC_UNAVAILABLE);
+    assert_non_null(strstr(u.message, "not trusted"));
+    bp_grpc_channel_free(ch);
+
+    /* a trusted certificate for another name: refused too */
+    ch = channel_tls(tls2_port, 0, 1, cert_other);
+    unary(ch, "x", &u);
+    assert_int_equal(u.code, BP_GRPC_UNAVAILABLE);
+    assert_non_null(strstr(u.message, "mismatch"));
+    bp_grpc_channel_free(ch);
+
+    /* a CA file that cannot be read: the channel is not made */
+    char err[256];
+    struct bp_grpc_channel_opts o = {.host = "127.0.0.1", .port = tls_port, .tls = 1,
+                                     .ca_file = "/nonexistent/ca.pem"};
+    assert_null(bp_grpc_channel_new(loop, &o, err, sizeof err));
+    assert_non_null(strstr(err, "/nonexistent/ca.pem"));
+}
+
 int
 main(void)
 {
@@ -475,6 +551,7 @@ main(void)
         cmocka_unit_test(dropped_connection_missing_status_huge_prefix),
         cmocka_unit_test(refused_connection_reports_from_the_loop),
         cmocka_unit_test(queue_cap_and_writable),
+        cmocka_unit_test(tls_verified_with_alpn),
     };
     return cmocka_run_group_tests(tests, start_server, stop_server);
 }
