@@ -512,19 +512,16 @@ on_header_cb(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *nam
     return 0;
 }
 
-/* The HTTP/2 stream is gone: its status from the trailers, or from how it ended. */
-static int
-on_stream_close_cb(nghttp2_session *h2, int32_t id, uint32_t error_code, void *user)
+/* The call's status once the server has ended its side (error_code 0) or the HTTP/2 stream is
+ * gone (error_code from RST_STREAM, or a GOAWAY that refused it): the trailers', or one from how
+ * it ended. The first status recorded wins. */
+static void
+stream_end_from_server(struct bp_grpc_stream *s, uint32_t error_code)
 {
-    (void)user;
-    struct bp_grpc_stream *s = nghttp2_session_get_stream_user_data(h2, id);
-    if (!s)
-        return 0;
-    s->h2_open = 0;
     char msg[160];
-    if (s->finished || s->released) {
-        /* already ended here; freed by dispatch */
-    } else if (s->grpc_status >= 0 && bp_grpc_reader_partial(&s->reader)) {
+    if (s->finished || s->released)
+        return;
+    if (s->grpc_status >= 0 && bp_grpc_reader_partial(&s->reader)) {
         stream_finish(s, BP_GRPC_INTERNAL, "reply ended in the middle of a message", 0);
     } else if (s->grpc_status >= 0) {
         stream_finish(s, s->grpc_status, s->grpc_message ? s->grpc_message : "", 0);
@@ -540,15 +537,37 @@ on_stream_close_cb(nghttp2_session *h2, int32_t id, uint32_t error_code, void *u
     } else {
         stream_finish(s, BP_GRPC_UNKNOWN, "reply without grpc-status", 0);
     }
+}
+
+static int
+on_stream_close_cb(nghttp2_session *h2, int32_t id, uint32_t error_code, void *user)
+{
+    (void)user;
+    struct bp_grpc_stream *s = nghttp2_session_get_stream_user_data(h2, id);
+    if (!s)
+        return 0;
+    s->h2_open = 0;
+    stream_end_from_server(s, error_code);   /* (already finished when the server ended first) */
     return 0;
 }
 
 static int
 on_frame_recv_cb(nghttp2_session *h2, const nghttp2_frame *frame, void *user)
 {
-    (void)h2;
     struct conn *c = user;
-    if (frame->hd.type == NGHTTP2_GOAWAY) {
+    if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
+        (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+        /* The server ended its side: the call is over even while ours is open (a bidi stream
+         * the server closes, a status before the client half-closed). gRPC clients then reset
+         * the stream, or HTTP/2 would keep it half-open - and the caller waiting - forever. */
+        struct bp_grpc_stream *s = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
+        if (s && !s->finished && !s->released) {
+            stream_end_from_server(s, NGHTTP2_NO_ERROR);
+            if (s->h2_open && nghttp2_session_get_stream_local_close(h2, s->id) == 0 &&
+                nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_NO_ERROR) != 0)
+                c->draining = 1;
+        }
+    } else if (frame->hd.type == NGHTTP2_GOAWAY) {
         /* streams up to last_stream_id go on; nghttp2 closes later ones as REFUSED_STREAM */
         c->draining = 1;
         c->ch->stats.goaways++;

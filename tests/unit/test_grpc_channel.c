@@ -1,14 +1,15 @@
 /* Unit tests: the gRPC channel (grpc_channel.c) on a real libev loop against
  * tests/tools/grpc_test_server.js - @grpc/grpc-js for the normal paths, Node's http2 by hand for
  * what grpc-js will not send. Unary OK on one kept connection; a status with its message
- * (grpc-js's Trailers-Only reply); a bidi stream; GOAWAY mid-stream (the open stream finishes
- * on the draining connection, the next call opens a new one); a stalled stream cut by its
- * deadline; the server dropping the connection (UNAVAILABLE, new_connection); a reply without
- * grpc-status (UNKNOWN); a GOAWAY refusing a stream (UNAVAILABLE, new_connection); a 4 GiB
- * length prefix (RESOURCE_EXHAUSTED); grpc-status-details-bin; a refused connection; the send
- * queue cap and on_writable; cancel from a callback; TLS with ALPN h2 and a verified
- * certificate (an untrusted one, and one for another name, refused). No callback ever runs
- * inside an API call. Skipped (one line) without node or @grpc/grpc-js. */
+ * (grpc-js's Trailers-Only reply); a bidi stream; the server ending a call before the client
+ * half-closed; GOAWAY mid-stream (the open stream finishes on the draining connection, the next
+ * call opens a new one); a stalled stream cut by its deadline; the server dropping the
+ * connection (UNAVAILABLE, new_connection); a reply without grpc-status (UNKNOWN); a GOAWAY
+ * refusing a stream (UNAVAILABLE, new_connection); a 4 GiB length prefix (RESOURCE_EXHAUSTED);
+ * grpc-status-details-bin; a refused connection; the send queue cap and on_writable; cancel
+ * from a callback; TLS with ALPN h2 and a verified certificate (an untrusted one, and one for
+ * another name, refused). No callback ever runs inside an API call. Skipped (one line) without
+ * node or @grpc/grpc-js. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -91,7 +92,6 @@ start_server(void **state)
         return -1;
     }
     fclose(f);
-    loop = ev_loop_new(EVFLAG_AUTO);
     return 0;
 }
 
@@ -104,8 +104,6 @@ stop_server(void **state)
         kill(server_pid, SIGTERM);
         waitpid(server_pid, NULL, 0);
     }
-    if (loop)
-        ev_loop_destroy(loop);
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf %s", cert_dir);
     if (cert_dir_made && system(cmd) != 0)
@@ -185,7 +183,7 @@ guard_cb(struct ev_loop *l, ev_timer *w, int revents)
 
 /* Runs the loop until *v >= n (or 20 s: generous, the machine may be loaded). */
 static void
-run_until_n(int *v, int n)
+run_until_line(int *v, int n, int line)
 {
     int expired = 0;
     ev_timer guard;
@@ -195,14 +193,14 @@ run_until_n(int *v, int n)
     while (*v < n && !expired)
         ev_run(loop, EVRUN_ONCE);
     ev_timer_stop(loop, &guard);
+    if (expired)
+        fprintf(stderr, "nothing after 20 s (line %d)\n", line);
     assert_false(expired);
 }
 
-static void
-run_until(int *flag)
-{
-    run_until_n(flag, 1);
-}
+#define run_until_n(v, n) run_until_line(v, n, __LINE__)
+
+#define run_until(flag) run_until_line(flag, 1, __LINE__)
 
 static struct bp_grpc_channel *
 channel_tls(int port, size_t max_queued, int tls, const char *ca_file)
@@ -336,6 +334,32 @@ bidi_stream(void **state)
     assert_int_equal(c.code, BP_GRPC_OK);
     assert_string_equal(c.replies, "one|two|three|");
     assert_false(c.cb_in_api);
+    bp_grpc_channel_free(ch);
+}
+
+static void
+server_ends_before_the_client_half_closes(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    struct bp_grpc_channel *ch = channel(grpc_port, 0);
+    struct call c = {0};
+    open_call(ch, "/test.T/Chat", &c, 30);
+    send_text(&c, "hi");
+    send_text(&c, "end");
+    run_until(&c.done);
+    assert_int_equal(c.code, BP_GRPC_OK);
+    assert_string_equal(c.replies, "hi|");
+    assert_int_equal(bp_grpc_channel_stats(ch)->connections, 1);
+    bp_grpc_channel_free(ch);
+    /* a Trailers-Only status before the client half-closed: the same */
+    ch = channel(raw_port, 0);
+    memset(&c, 0, sizeof c);
+    open_call(ch, "/raw/Details", &c, 30);
+    send_text(&c, "x");
+    run_until(&c.done);
+    assert_int_equal(c.code, BP_GRPC_INVALID_ARGUMENT);
+    assert_string_equal(c.message, "bad row: 1%zz");
     bp_grpc_channel_free(ch);
 }
 
@@ -539,19 +563,40 @@ tls_verified_with_alpn(void **state)
     assert_non_null(strstr(err, "/nonexistent/ca.pem"));
 }
 
+/* A loop per test: a test that fails leaves its channel's watchers on its own loop, which no
+ * later test runs. */
+static int
+loop_new(void **state)
+{
+    (void)state;
+    loop = ev_loop_new(EVFLAG_AUTO);
+    return loop ? 0 : -1;
+}
+
+static int
+loop_free(void **state)
+{
+    (void)state;
+    ev_loop_destroy(loop);
+    loop = NULL;
+    return 0;
+}
+
 int
 main(void)
 {
+#define T(f) cmocka_unit_test_setup_teardown(f, loop_new, loop_free)
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(unary_ok_on_one_connection),
-        cmocka_unit_test(status_with_message),
-        cmocka_unit_test(bidi_stream),
-        cmocka_unit_test(goaway_mid_stream),
-        cmocka_unit_test(stalled_stream_hits_its_deadline),
-        cmocka_unit_test(dropped_connection_missing_status_huge_prefix),
-        cmocka_unit_test(refused_connection_reports_from_the_loop),
-        cmocka_unit_test(queue_cap_and_writable),
-        cmocka_unit_test(tls_verified_with_alpn),
+        T(unary_ok_on_one_connection),
+        T(status_with_message),
+        T(bidi_stream),
+        T(server_ends_before_the_client_half_closes),
+        T(goaway_mid_stream),
+        T(stalled_stream_hits_its_deadline),
+        T(dropped_connection_missing_status_huge_prefix),
+        T(refused_connection_reports_from_the_loop),
+        T(queue_cap_and_writable),
+        T(tls_verified_with_alpn),
     };
     return cmocka_run_group_tests(tests, start_server, stop_server);
 }
