@@ -1,5 +1,5 @@
-/* grpc_channel.c - gRPC client channel: an nghttp2 session per connection on the libev loop
- * (grpc_channel.h).
+/* grpc_channel.c - gRPC client channel: calls and streams over the connections of grpc_conn.c,
+ * an nghttp2 session each, on the libev loop (grpc_channel.h).
  *
  * Why not the libcurl multi handle that carries every REST call (http.c): Debian 12's libcurl
  * 7.88.1 cannot keep an h2c prior-knowledge connection across calls. Measured here (7.88.1-10
@@ -13,105 +13,26 @@
  * of the transfer through the header callback, and flow control would rest on curl_easy_pause,
  * whose HTTP/2 handling is another 7.88 bug (#10751). nghttp2 is the library libcurl itself uses
  * for HTTP/2 (libnghttp2-dev, 1.52 in Debian 12): driving it directly gives per-stream RST codes,
- * GOAWAY's last stream id, trailers as frames, and the flow-control windows, in ~one file.
- *
- * TLS is OpenSSL (what Debian's libcurl uses) with the checks http.c asks libcurl for: the
- * system CA store plus an optional CA file, the peer's certificate verified, the host name
- * checked (SSL_set1_host), SNI, and ALPN "h2" required.
+ * GOAWAY's last stream id, trailers as frames, and the flow-control windows, in two files.
  *
  * Lifetimes: a stream lives in its connection's list from open until freed. It is freed once the
  * caller is done with it (on_done ran, or it cancelled) and nghttp2 no longer refers to it
  * (the HTTP/2 stream closed, or the session is gone). Everything that calls the caller back runs
- * from dispatch(), at the end of each loop callback, never inside an API call. */
+ * from bp_grpc_dispatch(), at the end of each loop callback, never inside an API call. */
 #include "grpc_channel.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <arpa/inet.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include <nghttp2/nghttp2.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
+#include <openssl/crypto.h>
 
-enum conn_state { C_CONNECTING, C_TLS, C_READY, C_CLOSED };
+#include "grpc_conn.h"
 
-struct conn {
-    struct bp_grpc_channel *ch;
-    struct conn *next;
-    int fd;
-    SSL *ssl;
-    nghttp2_session *h2;
-    ev_io io;
-    ev_timer connect_timer;
-    enum conn_state state;
-    int draining;               /* GOAWAY came, or it failed: no new streams */
-    int want_write;             /* TLS asked to be called again when writable */
-    uint8_t *out;               /* bytes nghttp2 produced that the socket did not take yet */
-    size_t out_len, out_off;
-    struct bp_grpc_stream *streams;
-    int fail_code;              /* why it closed, for the streams still on it */
-    char fail_msg[160];
-};
-
-struct bp_grpc_stream {
-    struct bp_grpc_channel *ch;
-    struct conn *conn;
-    struct bp_grpc_stream *next, *prev;    /* in conn->streams */
-    struct bp_grpc_stream *done_next;      /* in ch->done */
-    int32_t id;                            /* HTTP/2 stream id, 0 before it is submitted */
-    char *path, *token, *params;
-    char timeout[16];
-    double timeout_s;
-    struct bp_grpc_stream_cbs cbs;
-    void *arg;
-    uint8_t *q;                            /* framed messages not yet given to nghttp2 */
-    size_t q_len, q_off, q_cap;
-    unsigned half_closed : 1, deferred : 1, refused : 1, notify_writable : 1;
-    unsigned h2_open : 1, finished : 1, released : 1, queued_done : 1;
-    struct bp_grpc_reader reader;
-    long http_status;
-    int grpc_status;                       /* -1 until a grpc-status came */
-    int bad_status;                        /* it was malformed (then UNKNOWN) */
-    void (*free_arg)(void *arg);           /* frees arg when on_done will not run (unary) */
-    char *grpc_message;
-    uint8_t *details;
-    size_t details_len;
-    int code;                              /* the final status, once finished */
-    char *message;
-    int new_connection;
-    ev_timer deadline;
-};
-
-struct bp_grpc_channel {
-    struct ev_loop *loop;
-    char *host, *authority, *user_agent;
-    int port, tls;
-    double connect_timeout;
-    size_t max_reply, max_queued;
-    SSL_CTX *ssl_ctx;
-    struct conn *conn;                     /* the one new streams go to, or NULL */
-    struct conn *conns;                    /* every connection, draining ones included */
-    struct bp_grpc_stream *done, **done_tail;
-    ev_timer kick;                         /* 0 s: flush and dispatch after an API call */
-    int dispatching;
-    struct bp_grpc_stats stats;
-};
-
-static void dispatch(struct bp_grpc_channel *ch);
-static void conn_service(struct conn *c, int readable);
-static void stream_submit(struct bp_grpc_stream *s);
-
-static void
-kick(struct bp_grpc_channel *ch)
+/* Runs bp_grpc_dispatch from the loop soon (a 0 s timer): after an API call, or from inside
+ * nghttp2's callbacks, where calling the caller back is not allowed (grpc_conn.h). */
+void
+bp_grpc_kick(struct bp_grpc_channel *ch)
 {
     if (!ev_is_active(&ch->kick))
         ev_timer_start(ch->loop, &ch->kick);
@@ -119,9 +40,9 @@ kick(struct bp_grpc_channel *ch)
 
 /* ---- stream ends ---------------------------------------------------------------------- */
 
-/* Records the stream's final status (the first one wins) and queues its on_done. */
-static void
-stream_finish(struct bp_grpc_stream *s, int code, const char *msg, int new_connection)
+/* Records the stream's final status (the first one wins), queues its on_done (grpc_conn.h). */
+void
+bp_grpc_stream_finish(struct bp_grpc_stream *s, int code, const char *msg, int new_connection)
 {
     if (s->finished)
         return;
@@ -138,7 +59,7 @@ stream_finish(struct bp_grpc_stream *s, int code, const char *msg, int new_conne
     s->ch->done_tail = &s->done_next;
     if (code != BP_GRPC_OK)
         s->ch->stats.stream_failures++;
-    kick(s->ch);
+    bp_grpc_kick(s->ch);
 }
 
 /* Ends an HTTP/2 stream this side gives up on (deadline, bad reply, cancel). */
@@ -148,14 +69,14 @@ stream_reset(struct bp_grpc_stream *s)
     if (s->h2_open && s->conn && s->conn->h2) {
         if (nghttp2_submit_rst_stream(s->conn->h2, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL) != 0)
             s->conn->draining = 1;   /* cannot even queue a reset: let the connection go */
-        kick(s->ch);
+        bp_grpc_kick(s->ch);
     }
 }
 
 static void
 stream_unlink(struct bp_grpc_stream *s)
 {
-    struct conn *c = s->conn;
+    struct bp_grpc_conn *c = s->conn;
     if (!c)
         return;
     if (s->prev)
@@ -169,7 +90,7 @@ stream_unlink(struct bp_grpc_stream *s)
 }
 
 static void
-stream_link(struct conn *c, struct bp_grpc_stream *s)
+stream_link(struct bp_grpc_conn *c, struct bp_grpc_stream *s)
 {
     s->conn = c;
     s->prev = NULL;
@@ -199,6 +120,16 @@ stream_free(struct bp_grpc_stream *s)
     free(s);
 }
 
+/* Off a connection whose session goes (grpc_conn.h). */
+void
+bp_grpc_stream_detach(struct bp_grpc_stream *s)
+{
+    s->h2_open = 0;
+    stream_unlink(s);
+    if (!s->queued_done)
+        stream_free(s);  /* released, or the channel is going: no callback for it */
+}
+
 static void
 deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -206,203 +137,9 @@ deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     struct bp_grpc_stream *s = w->data;
     struct bp_grpc_channel *ch = s->ch;
-    stream_finish(s, BP_GRPC_DEADLINE_EXCEEDED, "deadline exceeded", 0);
+    bp_grpc_stream_finish(s, BP_GRPC_DEADLINE_EXCEEDED, "deadline exceeded", 0);
     stream_reset(s);
-    dispatch(ch);
-}
-
-/* ---- connections ---------------------------------------------------------------------- */
-
-static void
-conn_set_events(struct conn *c)
-{
-    int ev = EV_READ;
-    if (c->state == C_CONNECTING || c->want_write || c->out_len > c->out_off)
-        ev |= EV_WRITE;
-    if (c->state == C_CLOSED)
-        ev = 0;
-    if (ev_is_active(&c->io) && (c->io.events & (EV_READ | EV_WRITE)) == ev)
-        return;
-    ev_io_stop(c->ch->loop, &c->io);
-    if (ev) {
-        ev_io_set(&c->io, c->fd, ev);
-        ev_io_start(c->ch->loop, &c->io);
-    }
-}
-
-/* Closes the connection: its unfinished streams end with code (UNAVAILABLE: a retry on a new
- * connection is safe to try) and the session goes; the connection is freed by dispatch. */
-static void
-conn_fail(struct conn *c, int code, const char *msg)
-{
-    if (c->state == C_CLOSED)
-        return;
-    if (c->state != C_READY)
-        c->ch->stats.connect_failures++;
-    c->state = C_CLOSED;
-    c->draining = 1;
-    c->fail_code = code;
-    snprintf(c->fail_msg, sizeof(c->fail_msg), "%s", msg);
-    if (c->ch->conn == c)
-        c->ch->conn = NULL;
-    ev_io_stop(c->ch->loop, &c->io);
-    ev_timer_stop(c->ch->loop, &c->connect_timer);
-    for (struct bp_grpc_stream *s = c->streams; s; s = s->next) {
-        s->h2_open = 0;     /* the session goes below: it will not call back about s */
-        stream_finish(s, code, msg, 1);
-    }
-    kick(c->ch);
-}
-
-static void
-conn_free(struct conn *c)
-{
-    while (c->streams) {
-        struct bp_grpc_stream *s = c->streams;
-        s->h2_open = 0;
-        stream_unlink(s);
-        if (!s->queued_done)
-            stream_free(s);  /* released, or the channel is going: no callback for it */
-    }
-    ev_io_stop(c->ch->loop, &c->io);
-    ev_timer_stop(c->ch->loop, &c->connect_timer);
-    if (c->h2)
-        nghttp2_session_del(c->h2);
-    if (c->ssl)
-        SSL_free(c->ssl);
-    if (c->fd >= 0)
-        close(c->fd);
-    free(c->out);
-    free(c);
-}
-
-/* Reads: >0 bytes, 0 at EOF, -1 would block, -2 failed (msg filled). */
-static ssize_t
-conn_recv(struct conn *c, uint8_t *buf, size_t n, char *msg, size_t msglen)
-{
-    if (!c->ssl) {
-        ssize_t r = recv(c->fd, buf, n, 0);
-        if (r >= 0)
-            return r;
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-            return -1;
-        snprintf(msg, msglen, "connection lost: %s", strerror(errno));
-        return -2;
-    }
-    ERR_clear_error();
-    int r = SSL_read(c->ssl, buf, (int)(n > 65536 ? 65536 : n));
-    if (r > 0)
-        return r;
-    int e = SSL_get_error(c->ssl, r);
-    if (e == SSL_ERROR_WANT_READ)
-        return -1;
-    if (e == SSL_ERROR_WANT_WRITE) {
-        c->want_write = 1;
-        return -1;
-    }
-    if (e == SSL_ERROR_ZERO_RETURN)
-        return 0;
-    snprintf(msg, msglen, "TLS read failed: %s", ERR_reason_error_string(ERR_peek_error()) ?
-             ERR_reason_error_string(ERR_peek_error()) : "connection lost");
-    return -2;
-}
-
-/* Writes: >0 bytes taken, -1 would block, -2 failed. */
-static ssize_t
-conn_send(struct conn *c, const uint8_t *buf, size_t n, char *msg, size_t msglen)
-{
-    if (!c->ssl) {
-        ssize_t r = send(c->fd, buf, n, MSG_NOSIGNAL);
-        if (r >= 0)
-            return r;
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-            return -1;
-        snprintf(msg, msglen, "connection lost: %s", strerror(errno));
-        return -2;
-    }
-    ERR_clear_error();
-    int r = SSL_write(c->ssl, buf, (int)(n > 65536 ? 65536 : n));
-    if (r > 0) {
-        c->want_write = 0;
-        return r;
-    }
-    int e = SSL_get_error(c->ssl, r);
-    if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
-        c->want_write = e == SSL_ERROR_WANT_WRITE;
-        return -1;
-    }
-    snprintf(msg, msglen, "TLS write failed");
-    return -2;
-}
-
-/* Hands nghttp2's output to the socket until it would block or nothing is left. The socket's
- * backlog bounds what is buffered here: nghttp2 is asked for more only once it is written. */
-static int
-conn_flush(struct conn *c)
-{
-    char msg[160];
-    for (;;) {
-        while (c->out_off < c->out_len) {
-            ssize_t w = conn_send(c, c->out + c->out_off, c->out_len - c->out_off, msg, sizeof msg);
-            if (w == -1)
-                return 0;
-            if (w == -2) {
-                conn_fail(c, BP_GRPC_UNAVAILABLE, msg);
-                return -1;
-            }
-            c->out_off += (size_t)w;
-            c->ch->stats.bytes_sent += (unsigned long)w;
-        }
-        c->out_off = c->out_len = 0;
-        const uint8_t *data;
-        ssize_t n = nghttp2_session_mem_send(c->h2, &data);
-        if (n < 0) {
-            snprintf(msg, sizeof msg, "HTTP/2 send failed: %s", nghttp2_strerror((int)n));
-            conn_fail(c, BP_GRPC_INTERNAL, msg);
-            return -1;
-        }
-        if (n == 0)
-            break;
-        /* data is nghttp2's until the next mem_send: keep a copy of what the socket leaves */
-        uint8_t *copy = realloc(c->out, (size_t)n);
-        if (!copy) {
-            conn_fail(c, BP_GRPC_RESOURCE_EXHAUSTED, "out of memory");
-            return -1;
-        }
-        memcpy(copy, data, (size_t)n);
-        c->out = copy;
-        c->out_len = (size_t)n;
-    }
-    if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2) &&
-        c->out_len == 0 && c->state == C_READY) {
-        /* both sides sent GOAWAY and nothing is left: a clean end */
-        conn_fail(c, BP_GRPC_UNAVAILABLE, "connection closed after GOAWAY");
-        return -1;
-    }
-    return 0;
-}
-
-static void
-conn_read(struct conn *c)
-{
-    uint8_t buf[16384];
-    char msg[160];
-    for (int i = 0; i < 64 && c->state == C_READY; i++) {   /* then let other watchers run */
-        ssize_t r = conn_recv(c, buf, sizeof buf, msg, sizeof msg);
-        if (r == -1)
-            return;
-        if (r == -2 || r == 0) {
-            conn_fail(c, BP_GRPC_UNAVAILABLE, r == 0 ? "connection closed by the server" : msg);
-            return;
-        }
-        c->ch->stats.bytes_received += (unsigned long)r;
-        ssize_t used = nghttp2_session_mem_recv(c->h2, buf, (size_t)r);
-        if (used < 0) {
-            snprintf(msg, sizeof msg, "HTTP/2 protocol error: %s", nghttp2_strerror((int)used));
-            conn_fail(c, BP_GRPC_INTERNAL, msg);
-            return;
-        }
-    }
+    bp_grpc_dispatch(ch);
 }
 
 /* ---- nghttp2 callbacks (they only record; dispatch calls the caller) ------------------- */
@@ -434,7 +171,7 @@ data_read_cb(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t length, uint3
     if (s->refused && s->q_len - s->q_off < s->ch->max_queued / 2) {
         s->refused = 0;
         s->notify_writable = 1;
-        kick(s->ch);
+        bp_grpc_kick(s->ch);
     }
     if (s->q_len == s->q_off && s->half_closed)
         *flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -463,7 +200,7 @@ on_data_chunk_cb(nghttp2_session *h2, uint8_t flags, int32_t id, const uint8_t *
         return 0;
     int rc = bp_grpc_reader_feed(&s->reader, data, len, on_message, s);
     if (rc > 1) {
-        stream_finish(s, rc, s->reader.error, 0);
+        bp_grpc_stream_finish(s, rc, s->reader.error, 0);
         stream_reset(s);
     }
     return 0;
@@ -522,20 +259,20 @@ stream_end_from_server(struct bp_grpc_stream *s, uint32_t error_code)
     if (s->finished || s->released)
         return;
     if (s->grpc_status >= 0 && bp_grpc_reader_partial(&s->reader)) {
-        stream_finish(s, BP_GRPC_INTERNAL, "reply ended in the middle of a message", 0);
+        bp_grpc_stream_finish(s, BP_GRPC_INTERNAL, "reply ended in the middle of a message", 0);
     } else if (s->grpc_status >= 0) {
-        stream_finish(s, s->grpc_status, s->grpc_message ? s->grpc_message : "", 0);
+        bp_grpc_stream_finish(s, s->grpc_status, s->grpc_message ? s->grpc_message : "", 0);
     } else if (error_code != NGHTTP2_NO_ERROR) {
         int refused = error_code == NGHTTP2_REFUSED_STREAM;
         snprintf(msg, sizeof msg, refused && s->conn && s->conn->draining ?
                  "connection draining (GOAWAY): stream not processed" :
                  "stream reset by the server (HTTP/2 error %u)", error_code);
-        stream_finish(s, bp_grpc_code_from_h2_error(error_code), msg, refused);
+        bp_grpc_stream_finish(s, bp_grpc_code_from_h2_error(error_code), msg, refused);
     } else if (s->http_status != 200 && s->http_status != 0) {
         snprintf(msg, sizeof msg, "HTTP %ld without grpc-status", s->http_status);
-        stream_finish(s, bp_grpc_code_from_http_status(s->http_status), msg, 0);
+        bp_grpc_stream_finish(s, bp_grpc_code_from_http_status(s->http_status), msg, 0);
     } else {
-        stream_finish(s, BP_GRPC_UNKNOWN, "reply without grpc-status", 0);
+        bp_grpc_stream_finish(s, BP_GRPC_UNKNOWN, "reply without grpc-status", 0);
     }
 }
 
@@ -554,7 +291,7 @@ on_stream_close_cb(nghttp2_session *h2, int32_t id, uint32_t error_code, void *u
 static int
 on_frame_recv_cb(nghttp2_session *h2, const nghttp2_frame *frame, void *user)
 {
-    struct conn *c = user;
+    struct bp_grpc_conn *c = user;
     if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
         (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
         /* The server ended its side: the call is over even while ours is open (a bidi stream
@@ -573,15 +310,15 @@ on_frame_recv_cb(nghttp2_session *h2, const nghttp2_frame *frame, void *user)
         c->ch->stats.goaways++;
         if (c->ch->conn == c)
             c->ch->conn = NULL;
-        kick(c->ch);
+        bp_grpc_kick(c->ch);
     }
     return 0;
 }
 
-/* ---- connecting ----------------------------------------------------------------------- */
-
-static int
-conn_start_h2(struct conn *c)
+/* A client session on c whose callbacks are this file's, with the settings a gRPC client
+ * sends. Returns 0, or -1 when nghttp2 cannot make one (out of memory). Runs from the loop. */
+int
+bp_grpc_session_new(struct bp_grpc_conn *c)
 {
     nghttp2_session_callbacks *cbs;
     if (nghttp2_session_callbacks_new(&cbs) != 0)
@@ -602,178 +339,16 @@ conn_start_h2(struct conn *c)
     };
     if (nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, BP_ARRAY_LEN(iv)) != 0)
         return -1;
-    c->state = C_READY;
-    ev_timer_stop(c->ch->loop, &c->connect_timer);
-    c->ch->stats.connections++;
-    for (struct bp_grpc_stream *s = c->streams; s; s = s->next)
-        if (!s->id && !s->finished)
-            stream_submit(s);
     return 0;
-}
-
-static void
-conn_tls_step(struct conn *c)
-{
-    ERR_clear_error();
-    int r = SSL_connect(c->ssl);
-    if (r == 1) {
-        const unsigned char *alpn = NULL;
-        unsigned alpn_len = 0;
-        SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
-        if (alpn_len != 2 || memcmp(alpn, "h2", 2) != 0) {
-            conn_fail(c, BP_GRPC_UNAVAILABLE, "the server did not agree to HTTP/2 (ALPN h2)");
-            return;
-        }
-        c->want_write = 0;
-        if (conn_start_h2(c) != 0)
-            conn_fail(c, BP_GRPC_RESOURCE_EXHAUSTED, "cannot start an HTTP/2 session");
-        return;
-    }
-    int e = SSL_get_error(c->ssl, r);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-        c->want_write = e == SSL_ERROR_WANT_WRITE;
-        return;
-    }
-    char msg[160];
-    long vr = SSL_get_verify_result(c->ssl);
-    if (vr != X509_V_OK)
-        snprintf(msg, sizeof msg, "TLS: certificate not trusted: %s",
-                 X509_verify_cert_error_string(vr));
-    else
-        snprintf(msg, sizeof msg, "TLS handshake failed: %s",
-                 ERR_peek_error() ? ERR_reason_error_string(ERR_peek_error()) : "connection lost");
-    conn_fail(c, BP_GRPC_UNAVAILABLE, msg);
-}
-
-static void
-conn_connected(struct conn *c)
-{
-    int soerr = 0;
-    socklen_t sl = sizeof soerr;
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr) {
-        char msg[160];
-        snprintf(msg, sizeof msg, "cannot connect to %s: %s", c->ch->authority,
-                 strerror(soerr ? soerr : errno));
-        conn_fail(c, BP_GRPC_UNAVAILABLE, msg);
-        return;
-    }
-    int one = 1;
-    (void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  /* best effort */
-    if (!c->ch->tls) {
-        if (conn_start_h2(c) != 0)
-            conn_fail(c, BP_GRPC_RESOURCE_EXHAUSTED, "cannot start an HTTP/2 session");
-        return;
-    }
-    c->state = C_TLS;
-    c->ssl = SSL_new(c->ch->ssl_ctx);
-    /* an address is checked against the certificate's IP names and never sent as SNI; a name
-     * against its DNS names, and sent as SNI */
-    unsigned char addr[16];
-    int is_ip = inet_pton(AF_INET, c->ch->host, addr) == 1 ||
-                inet_pton(AF_INET6, c->ch->host, addr) == 1;
-    if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1 ||
-        (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), c->ch->host) != 1 :
-         SSL_set_tlsext_host_name(c->ssl, c->ch->host) != 1 ||
-         SSL_set1_host(c->ssl, c->ch->host) != 1)) {
-        conn_fail(c, BP_GRPC_RESOURCE_EXHAUSTED, "cannot set up TLS");
-        return;
-    }
-    conn_tls_step(c);
-}
-
-/* One pass over a connection: progress the connect, read, write, arm the watcher. */
-static void
-conn_service(struct conn *c, int readable)
-{
-    if (c->state == C_CONNECTING)
-        conn_connected(c);
-    else if (c->state == C_TLS)
-        conn_tls_step(c);
-    if (c->state == C_READY && readable)
-        conn_read(c);
-    if (c->state == C_READY)
-        (void)conn_flush(c);   /* a failure closed c and queued its streams' ends */
-    if (c->state != C_CLOSED)
-        conn_set_events(c);
-}
-
-static void
-io_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-    (void)loop;
-    struct conn *c = w->data;
-    struct bp_grpc_channel *ch = c->ch;
-    conn_service(c, (revents & EV_READ) != 0);
-    dispatch(ch);
-}
-
-static void
-connect_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    struct conn *c = w->data;
-    struct bp_grpc_channel *ch = c->ch;
-    conn_fail(c, BP_GRPC_UNAVAILABLE, "connect timed out");
-    dispatch(ch);
-}
-
-/* A new connection, connecting. Failures before the first byte (resolution, socket) close it at
- * once: its streams end from dispatch, like any other failure. */
-static struct conn *
-conn_new(struct bp_grpc_channel *ch)
-{
-    struct conn *c = bp_xcalloc(1, sizeof(*c));
-    c->ch = ch;
-    c->fd = -1;
-    c->next = ch->conns;
-    ch->conns = c;
-    ev_init(&c->io, io_cb);
-    c->io.data = c;
-    ev_timer_init(&c->connect_timer, connect_timeout_cb, ch->connect_timeout, 0);
-    c->connect_timer.data = c;
-    char port[16], msg[200];
-    snprintf(port, sizeof port, "%d", ch->port);
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res = NULL;
-    int gai = getaddrinfo(ch->host, port, &hints, &res);
-    if (gai != 0) {
-        snprintf(msg, sizeof msg, "cannot resolve %s: %s", ch->host, gai_strerror(gai));
-        conn_fail(c, BP_GRPC_UNAVAILABLE, msg);
-        return c;
-    }
-    int err = 0;
-    for (struct addrinfo *a = res; a; a = a->ai_next) {
-        int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                        a->ai_protocol);
-        if (fd < 0) {
-            err = errno;
-            continue;
-        }
-        if (connect(fd, a->ai_addr, a->ai_addrlen) == 0 || errno == EINPROGRESS) {
-            c->fd = fd;
-            break;
-        }
-        err = errno;
-        close(fd);
-    }
-    freeaddrinfo(res);
-    if (c->fd < 0) {
-        snprintf(msg, sizeof msg, "cannot connect to %s: %s", ch->authority, strerror(err));
-        conn_fail(c, BP_GRPC_UNAVAILABLE, msg);
-        return c;
-    }
-    c->state = C_CONNECTING;
-    ev_timer_start(ch->loop, &c->connect_timer);
-    conn_set_events(c);
-    return c;
 }
 
 /* ---- streams -------------------------------------------------------------------------- */
 
-static void
-stream_submit(struct bp_grpc_stream *s)
+/* Submits the stream's HEADERS on its ready connection (grpc_conn.h). */
+void
+bp_grpc_stream_submit(struct bp_grpc_stream *s)
 {
-    struct conn *c = s->conn;
+    struct bp_grpc_conn *c = s->conn;
     struct bp_grpc_channel *ch = s->ch;
     char auth[4096 + 8];
     nghttp2_nv nv[10];
@@ -802,22 +377,22 @@ stream_submit(struct bp_grpc_stream *s)
     int32_t id = nghttp2_submit_request(c->h2, NULL, nv, n, &dp, s);
     OPENSSL_cleanse(auth, sizeof auth);
     if (id < 0) {
-        stream_finish(s, id == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE ? BP_GRPC_UNAVAILABLE :
+        bp_grpc_stream_finish(s, id == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE ? BP_GRPC_UNAVAILABLE :
                       BP_GRPC_INTERNAL, nghttp2_strerror(id), 1);
         return;
     }
     s->id = id;
     s->h2_open = 1;
     ch->stats.streams++;
-    kick(ch);
+    bp_grpc_kick(ch);
 }
 
 /* The connection new streams go to: the current one, or a new one. */
-static struct conn *
+static struct bp_grpc_conn *
 channel_conn(struct bp_grpc_channel *ch)
 {
     if (!ch->conn || ch->conn->draining)
-        ch->conn = conn_new(ch);
+        ch->conn = bp_grpc_conn_new(ch);
     return ch->conn;
 }
 
@@ -849,13 +424,13 @@ bp_grpc_stream_open(struct bp_grpc_channel *ch, const char *path,
             ev_timer_start(ch->loop, &s->deadline);
         }
     }
-    struct conn *c = channel_conn(ch);
+    struct bp_grpc_conn *c = channel_conn(ch);
     stream_link(c, s);
     if (c->state == C_READY)
-        stream_submit(s);
+        bp_grpc_stream_submit(s);
     else if (c->state == C_CLOSED)
-        stream_finish(s, c->fail_code, c->fail_msg, 1);
-    kick(ch);
+        bp_grpc_stream_finish(s, c->fail_code, c->fail_msg, 1);
+    bp_grpc_kick(ch);
     return s;
 }
 
@@ -896,7 +471,7 @@ bp_grpc_stream_send(struct bp_grpc_stream *s, const void *msg, size_t len)
         s->deferred = 0;
         (void)nghttp2_session_resume_data(s->conn->h2, s->id);  /* fails only if s closed */
     }
-    kick(s->ch);
+    bp_grpc_kick(s->ch);
     return 0;
 }
 
@@ -918,7 +493,7 @@ bp_grpc_stream_close_send(struct bp_grpc_stream *s)
         s->deferred = 0;
         (void)nghttp2_session_resume_data(s->conn->h2, s->id);
     }
-    kick(s->ch);
+    bp_grpc_kick(s->ch);
 }
 
 /* Cancel: no callback afterwards (grpc_channel.h). */
@@ -932,7 +507,7 @@ bp_grpc_stream_cancel(struct bp_grpc_stream *s)
     if (!s->finished)
         stream_reset(s);
     s->finished = 1;
-    kick(s->ch);     /* dispatch frees it once nghttp2 lets go (or skips its queued on_done) */
+    bp_grpc_kick(s->ch);   /* dispatch frees it once nghttp2 lets go (or skips its on_done) */
 }
 
 /* ---- dispatch: the only place the caller is called back -------------------------------- */
@@ -962,32 +537,34 @@ dispatch_done(struct bp_grpc_channel *ch)
     }
 }
 
-static void
-dispatch(struct bp_grpc_channel *ch)
+/* Flushes connections, moves streams off draining ones, calls the callers back and frees what
+ * is done (grpc_conn.h). The only place a callback runs; not re-entered. */
+void
+bp_grpc_dispatch(struct bp_grpc_channel *ch)
 {
     if (ch->dispatching)
         return;
     ch->dispatching = 1;
     for (int round = 0; round < 8; round++) {
         /* streams opened on a connection that drains before sending them move to a new one */
-        for (struct conn *c = ch->conns; c; c = c->next) {
+        for (struct bp_grpc_conn *c = ch->conns; c; c = c->next) {
             if (c->state != C_CLOSED && c->state != C_READY)
                 continue;
             if (c->state == C_READY)
-                (void)conn_flush(c);
+                (void)bp_grpc_conn_flush(c);
             if (c->state != C_CLOSED)
-                conn_set_events(c);
+                bp_grpc_conn_set_events(c);
         }
-        for (struct conn *c = ch->conns; c; c = c->next) {
+        for (struct bp_grpc_conn *c = ch->conns; c; c = c->next) {
             for (struct bp_grpc_stream *s = c->streams, *nx; s; s = nx) {
                 nx = s->next;
                 if (c->draining && c->state != C_CLOSED && !s->id && !s->finished &&
                     !s->released) {
                     stream_unlink(s);
-                    struct conn *nc = channel_conn(ch);
+                    struct bp_grpc_conn *nc = channel_conn(ch);
                     stream_link(nc, s);
                     if (nc->state == C_READY)
-                        stream_submit(s);
+                        bp_grpc_stream_submit(s);
                 } else if (s->notify_writable && !s->released && !s->finished) {
                     s->notify_writable = 0;
                     if (s->cbs.on_writable)
@@ -999,8 +576,8 @@ dispatch(struct bp_grpc_channel *ch)
         }
         dispatch_done(ch);
         /* closed connections, and draining ones with nothing left on them, go */
-        for (struct conn **pc = &ch->conns; *pc;) {
-            struct conn *c = *pc;
+        for (struct bp_grpc_conn **pc = &ch->conns; *pc;) {
+            struct bp_grpc_conn *c = *pc;
             if (c->state == C_CLOSED || (c->draining && !c->streams && c->state == C_READY)) {
                 if (c->state == C_CLOSED && c->streams) {
                     int busy = 0;
@@ -1014,7 +591,7 @@ dispatch(struct bp_grpc_channel *ch)
                 *pc = c->next;
                 if (ch->conn == c)
                     ch->conn = NULL;
-                conn_free(c);
+                bp_grpc_conn_free(c);
             } else {
                 pc = &c->next;
             }
@@ -1024,7 +601,7 @@ dispatch(struct bp_grpc_channel *ch)
     }
     ch->dispatching = 0;
     if (ch->done)
-        kick(ch);
+        bp_grpc_kick(ch);
 }
 
 static void
@@ -1032,7 +609,7 @@ kick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
-    dispatch(w->data);
+    bp_grpc_dispatch(w->data);
 }
 
 /* ---- unary ---------------------------------------------------------------------------- */
@@ -1176,9 +753,9 @@ bp_grpc_channel_free(struct bp_grpc_channel *ch)
             stream_free(s);
     }
     while (ch->conns) {
-        struct conn *c = ch->conns;
+        struct bp_grpc_conn *c = ch->conns;
         ch->conns = c->next;
-        conn_free(c);
+        bp_grpc_conn_free(c);
     }
     if (ch->ssl_ctx)
         SSL_CTX_free(ch->ssl_ctx);
