@@ -8,6 +8,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         build-essential make pkg-config libluajit-5.1-dev lua-cjson-dev libev-dev \
         libcurl4-openssl-dev libssl-dev libjansson-dev libmicrohttpd-dev libsimdjson-dev \
+        libnghttp2-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./
@@ -23,7 +24,7 @@ FROM debian:12-slim
 # curl is for the HEALTHCHECK only: the binary has no probe mode of its own
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        libluajit-5.1-2 libev4 libcurl4 libssl3 libjansson4 libmicrohttpd12 libsimdjson14 libstdc++6 lua-cjson ca-certificates curl \
+        libluajit-5.1-2 libev4 libcurl4 libssl3 libjansson4 libmicrohttpd12 libsimdjson14 libstdc++6 libnghttp2-14 lua-cjson ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 bepipe \
  && useradd --system --uid 10001 --gid bepipe --home-dir /var/lib/bepipe-lua --create-home \
