@@ -33,6 +33,7 @@ external_dependencies = {
    MICROHTTPD = { header = "microhttpd.h" },
    LUA_CJSON = { library = "lua5.1-cjson" },
    SIMDJSON = { header = "simdjson.h" },
+   NGHTTP2 = { header = "nghttp2/nghttp2.h" },
 }
 -- The rock's bin/ lands in the tree's bin/ and its lua/ in the tree's share/lua/5.1/, so the
 -- data goes under lua/: the binary finds ../share/lua/5.1/bepipe-lua/lua from its own folder.
