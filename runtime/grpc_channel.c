@@ -17,8 +17,9 @@
  *
  * Lifetimes: a stream lives in its connection's list from open until freed. It is freed once the
  * caller is done with it (on_done ran, or it cancelled) and nghttp2 no longer refers to it
- * (the HTTP/2 stream closed, or the session is gone). Everything that calls the caller back runs
- * from bp_grpc_dispatch(), at the end of each loop callback, never inside an API call. */
+ * (the HTTP/2 stream closed, or the session is gone). on_done and on_writable run from
+ * bp_grpc_dispatch(), at the end of each loop callback; on_message as nghttp2 hands over a
+ * stream's data, inside the ev_io callback; none inside an API call. */
 #include "grpc_channel.h"
 
 #include <stdio.h>

@@ -2,9 +2,10 @@
  * channel's, connection's and stream's structures, shared by grpc_channel.c (calls, streams,
  * nghttp2's callbacks, dispatch) and grpc_conn.c (socket, TLS, bytes in and out of a session).
  *
- * One rule holds across both: the caller's callbacks run only from bp_grpc_dispatch, which the
- * loop callbacks (ev_io, timers) call last; code that runs inside nghttp2's callbacks or an API
- * call only records, and asks for a dispatch with bp_grpc_kick. */
+ * One rule holds across both: the caller is called back only from the loop - on_message from
+ * the read path (nghttp2's data callback, inside the ev_io callback), on_writable and on_done
+ * from bp_grpc_dispatch, which the loop callbacks (ev_io, timers) call last. Code inside an API
+ * call or nghttp2's other callbacks only records, and asks for a dispatch with bp_grpc_kick. */
 #ifndef BP_GRPC_CONN_H
 #define BP_GRPC_CONN_H
 
