@@ -7,7 +7,7 @@
 //    back; "drain" makes the server send GOAWAY (server.drain) and go on; "stall" stops
 //    answering; "end" ends the call OK).
 //  - raw: Node's http2 speaking gRPC by hand for what grpc-js will not do: /raw/NoStatus (a reply
-//    without grpc-status), /raw/Drop (the connection dropped mid-call), /raw/Huge (a message
+//    without grpc-status), /raw/Headers (the request's headers back, as JSON), /raw/Drop (the connection dropped mid-call), /raw/Huge (a message
 //    prefix announcing 4 GiB), /raw/Refuse (GOAWAY whose last stream id
 //    is the one before it), /raw/Details (grpc-status-details-bin, unpadded base64).
 //  - with `--tls CERT KEY [CERT2 KEY2]`: the grpc-js service again over TLS (ALPN h2) with each
@@ -74,6 +74,16 @@ rawServer.on('stream', (st, headers) => {
     st.respond({':status': 200, 'content-type': 'application/grpc'});
     st.write(frame(Buffer.from('first')));
     setTimeout(() => { for (const sock of rawSockets) sock.destroy(); }, 100);
+  } else if (p === '/raw/Headers') {
+    // the request's headers back as one message: what the client sent, checked by the test
+    st.respond({':status': 200, 'content-type': 'application/grpc'}, {waitForTrailers: true});
+    st.on('wantTrailers', () => st.sendTrailers({'grpc-status': '0'}));
+    const h = {};
+    for (const k of ['content-type', 'te', 'authorization', 'x-goog-request-params',
+                     'grpc-timeout', 'user-agent', ':authority', ':scheme', ':method']) {
+      h[k] = headers[k];
+    }
+    st.end(frame(Buffer.from(JSON.stringify(h))));
   } else if (p === '/raw/Refuse') {
     // (Node takes a last stream id of 0 as "the last one processed": name the one before)
     st.session.goaway(http2.constants.NGHTTP2_NO_ERROR, Math.max(1, st.id - 2));

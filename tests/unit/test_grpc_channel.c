@@ -4,12 +4,13 @@
  * (grpc-js's Trailers-Only reply); a bidi stream; the server ending a call before the client
  * half-closed; GOAWAY mid-stream (the open stream finishes on the draining connection, the next
  * call opens a new one); a stalled stream cut by its deadline; the server dropping the
- * connection (UNAVAILABLE, new_connection); a reply without grpc-status (UNKNOWN); a GOAWAY
- * refusing a stream (UNAVAILABLE, new_connection); a 4 GiB length prefix (RESOURCE_EXHAUSTED);
- * grpc-status-details-bin; a refused connection; the send queue cap and on_writable; cancel
- * from a callback; TLS with ALPN h2 and a verified certificate (an untrusted one, and one for
- * another name, refused). No callback ever runs inside an API call. Skipped (one line) without
- * node or @grpc/grpc-js. */
+ * connection (UNAVAILABLE, new_connection); the request's headers (content-type, te,
+ * authorization, x-goog-request-params, grpc-timeout); a reply without grpc-status (UNKNOWN); a
+ * GOAWAY refusing a stream (UNAVAILABLE, new_connection); a 4 GiB length prefix
+ * (RESOURCE_EXHAUSTED); grpc-status-details-bin; a refused connection; the send queue cap and
+ * on_writable; cancel from a callback; TLS with ALPN h2 and a verified certificate (an
+ * untrusted one, and one for another name, refused). No callback ever runs inside an API call.
+ * Skipped (one line) without node or @grpc/grpc-js. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -430,7 +431,7 @@ raw_call(const char *path, struct call *c, struct bp_grpc_channel *ch)
 }
 
 static void
-dropped_connection_missing_status_huge_prefix(void **state)
+dropped_connection_headers_missing_status_huge_prefix(void **state)
 {
     (void)state;
     NEED_SERVER();
@@ -440,6 +441,22 @@ dropped_connection_missing_status_huge_prefix(void **state)
     assert_int_equal(c.code, BP_GRPC_UNAVAILABLE);
     assert_true(c.new_connection);
     assert_string_equal(c.replies, "first|");
+
+    /* the headers a gRPC server and Google's front end look at */
+    raw_call("/raw/Headers", &c, ch);
+    assert_int_equal(c.code, BP_GRPC_OK);
+    char authority[128];
+    static const char *const sent[] = {
+        "\"content-type\":\"application/grpc\"", "\"te\":\"trailers\"",
+        "\"authorization\":\"Bearer test-token\"",
+        "\"x-goog-request-params\":\"write_stream=projects/p/streams/_default\"",
+        "\"grpc-timeout\":\"30000000u\"", "\"user-agent\":\"bepipe-lua-test\"",
+        "\":scheme\":\"http\"", "\":method\":\"POST\"",
+    };
+    for (size_t i = 0; i < sizeof sent / sizeof sent[0]; i++)
+        assert_non_null(strstr(c.replies, sent[i]));
+    snprintf(authority, sizeof authority, "\":authority\":\"127.0.0.1:%d\"", raw_port);
+    assert_non_null(strstr(c.replies, authority));
 
     raw_call("/raw/NoStatus", &c, ch);
     assert_int_equal(c.code, BP_GRPC_UNKNOWN);
@@ -593,7 +610,7 @@ main(void)
         T(server_ends_before_the_client_half_closes),
         T(goaway_mid_stream),
         T(stalled_stream_hits_its_deadline),
-        T(dropped_connection_missing_status_huge_prefix),
+        T(dropped_connection_headers_missing_status_huge_prefix),
         T(refused_connection_reports_from_the_loop),
         T(queue_cap_and_writable),
         T(tls_verified_with_alpn),
