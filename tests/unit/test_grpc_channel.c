@@ -7,10 +7,11 @@
  * connection (UNAVAILABLE, new_connection); the request's headers (content-type, te,
  * authorization, x-goog-request-params, grpc-timeout); a reply without grpc-status (UNKNOWN); a
  * GOAWAY refusing a stream (UNAVAILABLE, new_connection); a 4 GiB length prefix
- * (RESOURCE_EXHAUSTED); grpc-status-details-bin; a refused connection; the send queue cap and
- * on_writable; cancel from a callback; TLS with ALPN h2 and a verified certificate (an
- * untrusted one, and one for another name, refused). No callback ever runs inside an API call.
- * Skipped (one line) without node or @grpc/grpc-js. */
+ * (RESOURCE_EXHAUSTED); grpc-status-details-bin; a refused connection; messages over the HTTP/2
+ * windows, and one over the reply cap; the send queue cap and on_writable; cancel from a
+ * callback; TLS with ALPN h2 and a verified certificate (an untrusted one, and one for another
+ * name, refused). No callback ever runs inside an API call. Skipped (one line) without node or
+ * @grpc/grpc-js. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -507,6 +508,70 @@ refused_connection_reports_from_the_loop(void **state)
     bp_grpc_channel_free(ch);
 }
 
+struct big {
+    int done, code, messages;
+    size_t bytes;
+    int intact;
+};
+
+static void
+big_message(struct bp_grpc_stream *s, const uint8_t *msg, size_t len, void *arg)
+{
+    (void)s;
+    struct big *b = arg;
+    b->messages++;
+    b->bytes += len;
+    for (size_t i = 0; i < len; i++)
+        b->intact &= msg[i] == (uint8_t)(i * 7 + len);
+}
+
+static void
+big_done(struct bp_grpc_stream *s, const struct bp_grpc_status *st, void *arg)
+{
+    (void)s;
+    struct big *b = arg;
+    b->done = 1;
+    b->code = st->code;
+}
+
+/* Messages far over HTTP/2's 64 KiB windows, both ways, arrive whole; one over the reply cap
+ * (1 MiB here) ends the call RESOURCE_EXHAUSTED without taking it. */
+static void
+large_messages_and_the_reply_cap(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    struct bp_grpc_channel *ch = channel(grpc_port, 0);
+    static const struct bp_grpc_stream_cbs cbs = {big_message, NULL, big_done};
+    struct big b = {.intact = 1};
+    struct bp_grpc_stream *s = bp_grpc_stream_open(ch, "/test.T/Chat", NULL, &cbs, &b);
+    assert_non_null(s);
+    size_t sizes[] = {900000, 1, 1000000};
+    uint8_t *m = malloc(1 << 21);
+    assert_non_null(m);
+    for (size_t k = 0; k < 3; k++) {
+        for (size_t i = 0; i < sizes[k]; i++)
+            m[i] = (uint8_t)(i * 7 + sizes[k]);
+        assert_int_equal(bp_grpc_stream_send(s, m, sizes[k]), 0);
+    }
+    bp_grpc_stream_close_send(s);
+    run_until(&b.done);
+    assert_int_equal(b.code, BP_GRPC_OK);
+    assert_int_equal(b.messages, 3);
+    assert_int_equal(b.bytes, 1900001);
+    assert_true(b.intact);
+
+    memset(&b, 0, sizeof b);
+    s = bp_grpc_stream_open(ch, "/test.T/Chat", NULL, &cbs, &b);
+    assert_non_null(s);
+    assert_int_equal(bp_grpc_stream_send(s, m, (1 << 20) + 1), 0);
+    run_until(&b.done);
+    assert_int_equal(b.code, BP_GRPC_RESOURCE_EXHAUSTED);
+    assert_int_equal(b.messages, 0);
+    free(m);
+    bp_grpc_channel_free(ch);
+}
+
 static void
 queue_cap_and_writable(void **state)
 {
@@ -612,6 +677,7 @@ main(void)
         T(stalled_stream_hits_its_deadline),
         T(dropped_connection_headers_missing_status_huge_prefix),
         T(refused_connection_reports_from_the_loop),
+        T(large_messages_and_the_reply_cap),
         T(queue_cap_and_writable),
         T(tls_verified_with_alpn),
     };
