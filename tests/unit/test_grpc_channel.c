@@ -185,24 +185,29 @@ guard_cb(struct ev_loop *l, ev_timer *w, int revents)
 
 /* Runs the loop until *v >= n (or 20 s: generous, the machine may be loaded). */
 static void
-run_until_line(int *v, int n, int line)
+run_until_line(int *v, int n, const int *ended, int line)
 {
     int expired = 0;
     ev_timer guard;
     ev_timer_init(&guard, guard_cb, 20.0, 0);
     guard.data = &expired;
     ev_timer_start(loop, &guard);
-    while (*v < n && !expired)
+    while (*v < n && !expired && !(ended && *ended))
         ev_run(loop, EVRUN_ONCE);
     ev_timer_stop(loop, &guard);
     if (expired)
         fprintf(stderr, "nothing after 20 s (line %d)\n", line);
     assert_false(expired);
+    if (ended && *ended && *v < n)
+        fprintf(stderr, "the call ended first (line %d)\n", line);
+    assert_true(*v >= n);
 }
 
-#define run_until_n(v, n) run_until_line(v, n, __LINE__)
+#define run_until_n(v, n) run_until_line(v, n, NULL, __LINE__)
+/* Until the call has n replies, or failing as soon as it ends with fewer. */
+#define run_until_replies(c, field, n) run_until_line(&(c)->field, n, &(c)->done, __LINE__)
 
-#define run_until(flag) run_until_line(flag, 1, __LINE__)
+#define run_until(flag) run_until_line(flag, 1, NULL, __LINE__)
 
 static struct bp_grpc_channel *
 channel_tls(int port, size_t max_queued, int tls, const char *ca_file)
@@ -326,7 +331,7 @@ bidi_stream(void **state)
     open_call(ch, "/test.T/Chat", &c, 30);
     send_text(&c, "one");
     send_text(&c, "two");
-    run_until_n(&c.messages, 2);
+    run_until_replies(&c, messages, 2);
     send_text(&c, "three");
     c.in_api = 1;
     bp_grpc_stream_close_send(c.s);
@@ -374,14 +379,14 @@ goaway_mid_stream(void **state)
     struct call c = {0};
     open_call(ch, "/test.T/Chat", &c, 30);
     send_text(&c, "drain");
-    run_until(&c.messages);
+    run_until_replies(&c, messages, 1);
     for (int i = 0; i < 2000 && !bp_grpc_channel_stats(ch)->goaways; i++)
         ev_run(loop, EVRUN_ONCE);
     assert_int_equal(bp_grpc_channel_stats(ch)->goaways, 1);
     /* the open stream goes on where it is */
     send_text(&c, "after");
     c.messages = 0;
-    run_until(&c.messages);
+    run_until_replies(&c, messages, 1);
     assert_string_equal(c.replies, "drain|after|");
     /* a new call goes to a new connection */
     struct call d = {0};
@@ -592,9 +597,9 @@ queue_cap_and_writable(void **state)
     assert_true(refused);
     assert_int_equal(sent, 2);
     assert_true(bp_grpc_stream_queued(c.s) >= 1000);
-    run_until(&c.writable);
+    run_until_replies(&c, writable, 1);
     assert_int_equal(bp_grpc_stream_send(c.s, msg, sizeof msg), 0);
-    run_until_n(&c.messages, 3);
+    run_until_replies(&c, messages, 3);
     /* cancel from inside on_message: no on_done afterwards */
     c.cancel_on_message = 1;
     assert_int_equal(bp_grpc_stream_send(c.s, "x", 1), 0);
