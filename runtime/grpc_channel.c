@@ -460,7 +460,7 @@ bp_grpc_stream_send(struct bp_grpc_stream *s, const void *msg, size_t len)
             cap *= 2;
         uint8_t *q = realloc(s->q, cap);
         if (!q)
-            return -2;
+            return -3;   /* no on_writable would follow: the caller's backoff decides */
         s->q = q;
         s->q_cap = cap;
     }

@@ -91,8 +91,9 @@ struct bp_grpc_stream *bp_grpc_stream_open(struct bp_grpc_channel *ch, const cha
 
 /* Queues one message (copied, framed with its 5-byte prefix). Returns 0; -1 when the stream has
  * half-closed or ended (the message is dropped: on_done tells the end); -2 when its queue holds
- * max_queued bytes or more (nothing queued: wait for on_writable, which then follows). A
- * message over 4 GiB - 1 is refused with -1. */
+ * max_queued bytes or more (nothing queued: wait for on_writable, which then follows); -3 when
+ * out of memory for it (nothing queued, no on_writable: try again later). A message over
+ * 4 GiB - 1 is refused with -1. */
 int bp_grpc_stream_send(struct bp_grpc_stream *s, const void *msg, size_t len) BP_WUR;
 
 /* Bytes queued on s and not yet handed to the connection. */
