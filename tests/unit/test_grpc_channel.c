@@ -30,12 +30,32 @@
 static pid_t server_pid = -1;
 static int server_stdin = -1;
 static int grpc_port, raw_port, tls_port, tls2_port;
-static char cert_dir[] = "/tmp/bp-grpc-certs-XXXXXX";
-static char cert_ip[128], cert_other[128];
+static char cert_dir[400];
+static char cert_ip[512], cert_other[512];
 static int cert_dir_made;
 static struct ev_loop *loop;
 
 /* ---- the server ---- */
+
+/* A scratch folder next to the test binary (build/unit/NAME, build/asan/unit/NAME...), emptied:
+ * one fixed place per build, so a run killed before its teardown leaves nothing to pile up. */
+static int
+scratch_dir(char *out, size_t n, const char *name)
+{
+    char exe[400], cmd[900];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0)
+        return -1;
+    exe[len] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return -1;
+    *slash = '\0';
+    if (snprintf(out, n, "%s/%s", exe, name) >= (int)n)
+        return -1;
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", out, out);
+    return system(cmd) == 0 ? 0 : -1;
+}
 
 static int
 start_server(void **state)
@@ -48,8 +68,9 @@ start_server(void **state)
         return 0;
     }
     /* two self-signed certificates: one for 127.0.0.1, one for another name */
-    char cmd[1024], key_ip[128], key_other[128];
-    int have_certs = cert_dir_made = mkdtemp(cert_dir) != NULL;
+    char cmd[2048], key_ip[512], key_other[512];
+    cert_dir_made = scratch_dir(cert_dir, sizeof cert_dir, "grpc-certs") == 0;
+    int have_certs = cert_dir_made;
     snprintf(cert_ip, sizeof cert_ip, "%s/ip.pem", cert_dir);
     snprintf(key_ip, sizeof key_ip, "%s/ip.key", cert_dir);
     snprintf(cert_other, sizeof cert_other, "%s/other.pem", cert_dir);
@@ -106,8 +127,8 @@ stop_server(void **state)
         kill(server_pid, SIGTERM);
         waitpid(server_pid, NULL, 0);
     }
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", cert_dir);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", cert_dir);
     if (cert_dir_made && system(cmd) != 0)
         return -1;
     return 0;

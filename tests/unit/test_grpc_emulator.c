@@ -29,7 +29,7 @@
 
 static pid_t emu_pid = -1;
 static int rest_port, grpc_port;
-static char dir[] = "/tmp/bp-grpc-emu-XXXXXX";
+static char dir[400];
 static int dir_made;
 static struct ev_loop *loop;
 
@@ -127,6 +127,26 @@ pb_fields(const uint8_t *p, size_t len)
 
 /* ---- the emulator ---- */
 
+/* A scratch folder next to the test binary (build/unit/NAME, build/asan/unit/NAME...), emptied:
+ * one fixed place per build, so a run killed before its teardown leaves nothing to pile up. */
+static int
+scratch_dir(char *out, size_t n, const char *name)
+{
+    char exe[400], cmd[900];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0)
+        return -1;
+    exe[len] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return -1;
+    *slash = '\0';
+    if (snprintf(out, n, "%s/%s", exe, name) >= (int)n)
+        return -1;
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", out, out);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
 static int
 start_emulator(void **state)
 {
@@ -144,14 +164,14 @@ start_emulator(void **state)
                "packages: npm ci in tests/emulator/conformance)\n");
         return 0;
     }
-    if (!mkdtemp(dir))
+    if (scratch_dir(dir, sizeof dir, "grpc-emulator") != 0)
         return -1;
     dir_made = 1;
-    char path[256], data[256];
+    char path[512], data[512];
     snprintf(path, sizeof path, "%s/ddl", dir);
     snprintf(data, sizeof data, "%s/data", dir);
     FILE *f;
-    char ddl[300];
+    char ddl[600];
     snprintf(ddl, sizeof ddl, "%s/t.sql", path);
     if (mkdir(path, 0700) != 0 || !(f = fopen(ddl, "w")))
         return -1;
@@ -198,8 +218,8 @@ stop_emulator(void **state)
         kill(emu_pid, SIGTERM);
         waitpid(emu_pid, NULL, 0);
     }
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (dir_made && system(cmd) != 0)
         return -1;
     return 0;
@@ -311,7 +331,7 @@ append(struct call *c, const char *id)
 static int
 table_has(const char *id)
 {
-    char path[256], line[512];
+    char path[512], line[512];
     snprintf(path, sizeof path, "%s/data/bigquery/p/d/t.ndjson", dir);
     FILE *f = fopen(path, "r");
     int found = 0;
