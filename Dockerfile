@@ -8,7 +8,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         build-essential make pkg-config libluajit-5.1-dev lua-cjson-dev libev-dev \
         libcurl4-openssl-dev libssl-dev libjansson-dev libmicrohttpd-dev libsimdjson-dev zlib1g-dev \
-        libprotobuf-c-dev protobuf-c-compiler libisal-dev \
+        libprotobuf-c-dev protobuf-c-compiler libisal-dev libnghttp2-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./
@@ -25,7 +25,7 @@ FROM debian:12-slim
 # curl is for the HEALTHCHECK only: the binary has no probe mode of its own
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        libluajit-5.1-2 libev4 libcurl4 libssl3 libjansson4 libmicrohttpd12 libsimdjson14 libprotobuf-c1 libisal2 libstdc++6 zlib1g lua-cjson ca-certificates curl \
+        libluajit-5.1-2 libev4 libcurl4 libssl3 libjansson4 libmicrohttpd12 libsimdjson14 libprotobuf-c1 libisal2 libnghttp2-14 libstdc++6 zlib1g lua-cjson ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 bepipe \
  && useradd --system --uid 10001 --gid bepipe --home-dir /var/lib/bepipe-lua --create-home \

@@ -1,7 +1,7 @@
 # bepipe-lua - plain GNU make. `make` builds ./bepipe-lua; `make test` runs every test;
 # `make demo` runs the pipeline on generated events; `make bench` measures it.
 PKG_CONFIG ?= pkg-config
-PKGS = luajit libcurl openssl jansson libmicrohttpd libprotobuf-c zlib libisal
+PKGS = luajit libcurl openssl jansson libmicrohttpd libprotobuf-c zlib libisal libnghttp2
 EV_LIBS ?= -lev
 CJSON_LIBS ?= -llua5.1-cjson
 PREFIX ?= /usr/local
@@ -13,7 +13,7 @@ LUAJIT ?= luajit
 # the PATH or Debian's nodejs), and those only the tests add (npm: see deps-test).
 DEB_BUILD = build-essential pkg-config luajit libluajit-5.1-dev lua-cjson lua-cjson-dev \
             libev-dev libcurl4-openssl-dev libssl-dev libjansson-dev libmicrohttpd-dev \
-            libsimdjson-dev libprotobuf-c-dev protobuf-c-compiler zlib1g-dev libisal-dev
+            libsimdjson-dev libprotobuf-c-dev protobuf-c-compiler zlib1g-dev libisal-dev libnghttp2-dev
 DEB_DEMO = python3
 # (llvm: /usr/bin/llvm-symbolizer, which the sanitizers run for stacks with file:line)
 DEB_TEST = libcmocka-dev clang libclang-rt-14-dev llvm python3 openssl \

@@ -36,6 +36,7 @@ external_dependencies = {
    PROTOBUF_C = { header = "protobuf-c/protobuf-c.h" },
    ZLIB = { header = "zlib.h" },
    ISAL = { header = "isa-l/crc.h" },
+   NGHTTP2 = { header = "nghttp2/nghttp2.h" },
 }
 -- The rock's bin/ lands in the tree's bin/ and its lua/ in the tree's share/lua/5.1/, so the
 -- data goes under lua/: the binary finds ../share/lua/5.1/bepipe-lua/lua from its own folder.
