@@ -32,7 +32,7 @@ local M = {}
 -- same user time. `make bench` measures the result against the floor.
 -- hotexit must stay <= 255: a snapshot counts its exits in a uint8_t, and with a larger value
 -- Debian's LuaJIT 2.1.0-beta3 loops forever in some code (seen with `bepipe-lua test`'s key
--- sorting in bepipe.fixtures: a hang at 256, fine at 255; tests/integration/ops_fixtures.py).
+-- sorting in bepipe.fixtures: a hang at 256, fine at 255; tests/integration/fixtures.py).
 jit.opt.start("maxtrace=8000", "maxmcode=16384", "maxrecord=8000", "maxside=200", "hotexit=255")
 -- BEPIPE_JIT_OPT="hotexit=10 ..." overrides them, for measuring.
 if os.getenv("BEPIPE_JIT_OPT") then

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Operations (preflight, metrics, logs, archive, schema, replay, packaging...): every
-tests/integration/ops_*.py module contributes a CASES list; this runs them all (or those whose
-name contains -k) against one binary and ends with `N passed, N failed`.
+"""Operability (preflight, metrics, logs, archive, schema, replay, packaging...): the modules
+run.py's SUITES["ops"] names, one per feature (archive.py, replay.py, metrics.py...), each
+contribute a CASES list; this runs them all (or those whose name contains -k) against one binary
+and ends with `N passed, N failed`.
 
     tests/integration/ops.py [--bin PATH] [-k SUBSTRING]
 

@@ -738,15 +738,49 @@ def run_cases(cases, default_bin, argv=None):
     sys.exit(1 if failed else 0)
 
 
-def run_modules(prefix):
-    """Runs the CASES of every tests/integration/<prefix>_*.py module (hardening.py, ops.py)."""
-    import glob
-    import importlib
+# The modules of each suite that has no cases of its own (ops.py, hardening.py), named for the
+# feature they test. A module of this folder with a CASES list must be in one of them (or be a
+# runner itself), or run_modules counts it as a failure: a case file nobody runs is worse than
+# none.
+SUITES = {
+    # operability on the normal build: tooling, configuration, observability, packaging
+    "ops": ["archive", "archive_open_files", "check_mode", "cli", "cloud_cpu", "deploy",
+            "fixtures", "install", "logs", "memory", "metadata", "metrics", "paths",
+            "permanent_errors", "preflight", "replay", "schema", "schema_evolution", "workers"],
+    # hostile peers and inputs, on the sanitizer build
+    "hardening": ["emulator_faults", "gcs_replies", "http_resilience", "leases", "poison",
+                  "pull_replies", "refusals", "script_limits"],
+}
+
+
+def unlisted_modules():
+    """The modules of this folder that define CASES, are no runner (no __main__) and are in no
+    SUITES list."""
     here = os.path.dirname(os.path.abspath(__file__))
+    listed = {m for mods in SUITES.values() for m in mods}
+    res = []
+    for path in sorted(glob.glob(os.path.join(here, "*.py"))):
+        name = os.path.basename(path)[:-3]
+        with open(path) as f:
+            text = f.read()
+        if (name not in listed and re.search(r"^CASES = ", text, re.M)
+                and "__main__" not in text):
+            res.append(name)
+    return res
+
+
+def run_modules(suite):
+    """Runs the CASES of every module SUITES lists for suite (hardening.py, ops.py)."""
+    import importlib
     cases = []
-    for path in sorted(glob.glob(os.path.join(here, prefix + "_*.py"))):
-        mod = importlib.import_module(os.path.basename(path)[:-3])
-        cases.extend(getattr(mod, "CASES", []))
+    for name in SUITES[suite]:
+        cases.extend(getattr(importlib.import_module(name), "CASES", []))
+    for name in unlisted_modules():
+        def unlisted(name=name):
+            raise Failure(f"tests/integration/{name}.py has CASES but no suite of "
+                          "run.py's SUITES lists it")
+        unlisted.__name__ = "unlisted_module_" + name
+        cases.append(unlisted)
     run_cases(cases, os.path.join(ROOT, "bepipe-lua"))
 
 

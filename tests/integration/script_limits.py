@@ -370,7 +370,7 @@ def script_slow_batch_leaves_the_loop_free_and_blames_only_the_overrun():
     # dead-lettered and recorded as a suspect, though it had used 0.1 s of its own; after: the
     # batch runs in slices of lua.batch_budget_ms with the loop's turn between them
     import threading
-    from ops_metrics import http, listen_port
+    from metrics import http, listen_port
     with Tmp() as d:
         p = scripts_with(d, SLOW, "sandbox = false,")
         out = os.path.join(d, "out")

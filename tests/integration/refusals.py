@@ -6,7 +6,7 @@ import collections
 import time
 
 import cloud
-from ops_metrics import http, listen_port
+from metrics import http, listen_port
 from run import Failure, check, check_eq
 
 CASES = []

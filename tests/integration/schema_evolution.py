@@ -10,7 +10,7 @@ import subprocess
 
 import cloud
 from cloud import DATASET, PROJECT, Bepipe, Scenario, wait_drained
-from ops_check import user_copy
+from check_mode import user_copy
 from run import check, check_eq
 
 CASES = []
@@ -150,7 +150,7 @@ def the_live_table_wins_over_the_ddl():
 
 @case
 def post_reload_answers_202_and_swaps_after_the_patch():
-    from ops_metrics import http, listen_port
+    from metrics import http, listen_port
     with Scenario() as s:
         d, p = user_copy()
         b = Bepipe(s.emu, ["--update-tables", "--http", "127.0.0.1:0"], pipeline=p)

@@ -11,7 +11,7 @@ import time
 
 import cloud
 import run as local
-from hardening_pubsub import b64, pull_reply
+from pull_replies import b64, pull_reply
 from run import Failure, check, check_eq
 
 CASES = []
