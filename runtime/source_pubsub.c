@@ -556,11 +556,14 @@ pull_done(void *arg, const struct bp_http_result *res)
 {
     struct pull_slot *slot = arg;
     struct source_pubsub *s = slot->s;
+    /* what this pull asked for: pulls sent together meet the cap together, and the first reply
+     * to shrink want_max must not make the others' replies failures */
+    size_t want = slot->want;
     s->asked -= slot->want;
     slot->want = 0;
     s->pulls--;
     int failed = 1;
-    if (res->status == 200 && res->body_truncated && s->want_max > 1)
+    if (res->status == 200 && res->body_truncated && want > 1)
         shrink_pulls(s, res);
     if (res->status == 200 && !res->body_truncated) {
         int rc = handle_pull(s, res->body, res->body_len);
@@ -575,7 +578,7 @@ pull_done(void *arg, const struct bp_http_result *res)
                s->subscription);
         bp_rt_source_failed(s->rt, "subscription not found");
         return;
-    } else if (res->status == 200 && res->body_truncated && s->want_max > 1) {
+    } else if (res->status == 200 && res->body_truncated && want > 1) {
         failed = 0;   /* too big a reply: the next pull asks for fewer at once */
     } else {
         bp_log(BP_LOG_ERROR, "pubsub", "pull failed: %s%ld %.*s%s%s", res->status ? "HTTP " : "",
