@@ -5,7 +5,7 @@ GCS on the project's emulator, and the results read back with Google's own `bq` 
 `gcloud storage` CLIs. The project's emulator was written by the same hands as the client;
 Google's emulator and tools were not, so this suite is the referee of the wire.
 
-    tests/integration/google_emulator.py [--bin PATH] [-k SUBSTRING]
+    tests/integration/google_emulator.py [--bin PATH] [-k SUBSTRING] [-t TAG] [--list]
 
 Where gcloud, bq, Java or the Pub/Sub emulator component is missing it prints one line saying
 so and reports every case as skipped (`0 passed, 0 failed` and `N skipped`), never as passed.

@@ -4,7 +4,7 @@ one per feature (leases.py, poison.py, refusals.py...), each contribute a CASES 
 them all (or those whose name contains -k) against one binary and ends with
 `N passed, N failed`.
 
-    tests/integration/hardening.py [--bin PATH] [-k SUBSTRING]
+    tests/integration/hardening.py [--bin PATH] [-k SUBSTRING] [-t TAG] [--list]
 
 Each module may use cloud.py's Emulator / Bepipe / Scenario, and run.py's helpers; cases are
 plain functions that raise on failure."""
