@@ -94,6 +94,7 @@ def http_one_stalled_stream_over_tls_does_not_block_the_rest():
 
 
 @case
+@run.errors(*cloud.RETRIES_RUN_OUT, r" error pubsub: pull failed: HTTP 503 ")
 def http_503_forever_logs_counted_retries():
     """A server answering 503 forever: the retry lines come out once with a count, not one line
     per retry."""
