@@ -1,5 +1,5 @@
 # bepipe-lua on Debian 12: a build stage with the -dev packages, a runtime stage with only the
-# shared libraries the binary links (tests/integration/ops_packaging.py checks both lists against
+# shared libraries the binary links (tests/integration/install.py checks both lists against
 # Debian 12 and the binary's NEEDED entries). See deploy/README.md.
 #   docker build -t bepipe-lua .
 #   docker run --rm -v "$PWD/scripts:/etc/bepipe-lua:ro" -p 127.0.0.1:9464:9464 bepipe-lua

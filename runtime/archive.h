@@ -130,7 +130,12 @@ size_t bp_archive_open_bytes(const struct bp_archive *a);
 /* Recounts the open objects (bytes, slots, size class lists, the table) against the running
  * totals: 0 when they agree, -1 when not. O(open objects): for tests. */
 int bp_archive_check(const struct bp_archive *a);
+/* "<prefix>/<type>/YYYY/MM/DD/HH/<type>_YYYYMMDDHHMMSS.json" into out (outlen bytes, always
+ * terminated): hour is YYYYMMDDHH, wall the time the object was opened (archive_name.c). */
 void bp_archive_object_name(char *out, size_t outlen, const char *prefix, const char *type,
                             int32_t hour, double wall);
+/* The same name with its 14-digit stamp given (an open object keeps its stamp). */
+void bp_archive_object_name_at(char *out, size_t outlen, const char *prefix, const char *type,
+                               int32_t hour, const char *stamp);
 
 #endif

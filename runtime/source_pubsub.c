@@ -1,9 +1,8 @@
 /* source_pubsub.c - events from a Pub/Sub subscription over REST: several pulls in flight, flow
- * control (outstanding messages and bytes) that pauses pulling, lease extension with
- * modifyAckDeadline for every message not yet done and every acknowledge not yet confirmed,
- * batched acknowledge, nack (a deadline growing with the attempts) for messages a destination
- * failed, and nack (deadline 0) for what is left at shutdown. Every duration is on the
- * monotonic clock.
+ * control (outstanding messages and bytes) that pauses pulling, batched acknowledge, nack for
+ * messages a destination failed (its growing deadline and the lease extension are in
+ * source_pubsub_lease.c), and nack (deadline 0) for what is left at shutdown. Every duration is
+ * on the monotonic clock.
  *
  * A message lives here from its pull to its verdict, indexed by its ack slot; its bytes do not:
  * they are decoded into a per-pull buffer, run through Lua and the sinks, and freed at once.
@@ -15,6 +14,7 @@
 #include "pubsub_ids.h"
 #include "pull_reply.h"
 #include "source.h"
+#include "source_pubsub_int.h"
 #include "timefmt.h"
 
 #include <math.h>
@@ -23,27 +23,6 @@
 #include <string.h>
 #include <time.h>
 
-/* A lease is extended when less than half of it is left, and at least LEASE_MARGIN s (3 s
- * into the subscription's first lease of 10 s), so a stalled or failed extension has time to
- * be repeated: one not answered within EXTEND_AGAIN s (more than one attempt's timeout) is
- * sent again alongside. */
-#define LEASE_MARGIN 7.0
-#define EXTEND_AGAIN 4.0
-/* A nack asks for redelivery after NACK_MIN s, doubling per delivery attempt (Pub/Sub's
- * deliveryAttempt when the subscription has a dead-letter policy, else the source's run of
- * failures) up to NACK_MAX s (the API's maximum deadline), so an outage is not a redelivery
- * storm. Shutdown nacks ask for 0: another worker takes the messages at once. */
-#define NACK_MIN 10.0
-#define NACK_MAX 600.0
-/* Nacks per message id, for subscriptions without a dead-letter policy (no deliveryAttempt): in
- * a partial outage (one table failing while the others ack) the rounds since the last ack start
- * again at every ack, so the failing table's messages need their own count to back off. A fixed
- * table indexed by the id's hash: a collision only makes one message's next nack shorter. */
-#define NACK_SEEN 4096
-struct nack_seen {
-    uint64_t id_hash;
-    uint32_t nacks;
-};
 /* Pull replies in flight together hold at most this much memory: each pull's reply is capped at
  * its share, but never below REPLY_MIN, which holds one message of the API's 10 MB maximum
  * (13.4 MB as base64) with its attributes, so any message Pub/Sub accepts can be pulled. */
@@ -52,70 +31,7 @@ struct nack_seen {
 /* Raw text of a message that is not base64, kept for its dead letter. */
 #define BAD_DATA_KEEP 1024
 
-struct pmsg {
-    char *ack_id;
-    size_t bytes;
-    double deadline;             /* monotonic time the current lease ends */
-    double pulled_at;            /* monotonic time of the pull reply: ack latency (metrics) */
-    uint32_t gen;                /* admissions into this slot: a lease extension's answer
-                                  * finds its message by (slot, gen) */
-    int attempt;                 /* Pub/Sub's deliveryAttempt, 0 when not known */
-    uint64_t id_hash;            /* of its message id: its nacks are counted by it (nack_seen) */
-    double ext_at;               /* monotonic time an extension was sent: 0 none in flight,
-                                  * HUGE_VAL the server refuses this id (never again) */
-    uint8_t live;
-    uint8_t extended;            /* the lease is ours (s->lease), not the subscription's */
-};
-
-struct idq {
-    struct bp_ps_qid *v;
-    size_t n, cap;
-};
-
-struct source_pubsub;
-
-/* A pull in flight and the messages it asked for (they count against flow control until it
- * answers); a free slot asks for 0. */
-struct pull_slot {
-    struct source_pubsub *s;
-    size_t want;
-};
-
-struct source_pubsub {
-    struct bp_source base;
-    struct bp_rt *rt;
-    struct bp_api *api;
-    char *subscription;
-    char *pull_url, *ack_url, *modack_url;
-    int pulls, max_pulls;
-    struct pull_slot slot[64];   /* source.pull_concurrency is at most 64 */
-    size_t asked;                /* the sum of the slots' want */
-    int stopped;
-    size_t outstanding, outstanding_bytes;
-    size_t max_msgs, max_bytes;
-    struct pmsg *m;              /* by ack slot */
-    size_t mcap;
-    struct idq acks, nacks;
-    struct bp_ps_calls q;        /* acknowledge / modifyAckDeadline calls not yet settled */
-    double sub_deadline;         /* the subscription's ack deadline (first lease) */
-    double lease;                /* seconds each extension asks for */
-    ev_timer ack_timer, lease_timer;
-    size_t batch_max;
-    size_t pull_max;             /* source.pull_max_messages */
-    size_t want_max;             /* maxMessages now: shrinks after a reply passed its cap */
-    size_t reply_cap;            /* bytes one pull reply may take */
-    struct bp_backoff pull_backoff;   /* over the pulls in a row that brought nothing */
-    ev_timer pull_timer;         /* its wait */
-    unsigned nack_run;           /* rounds of nacks since the last ack (nack backoff) */
-    struct nack_seen nack_seen[NACK_SEEN];  /* nacks per message id (NACK_SEEN) */
-    double nack_run_at;          /* monotonic time the current round began */
-    struct bp_source_stats st;
-    unsigned mono_iter;          /* the loop iteration mono was read in */
-    double mono;
-};
-
 static void start_pulls(struct source_pubsub *s);
-static double mono_now(struct source_pubsub *s);
 
 static void
 idq_push(struct idq *q, char *id, double deadline, int secs)
@@ -171,36 +87,6 @@ on_ack_timer(struct ev_loop *loop, ev_timer *w, int revents)
         start_pulls(s);
 }
 
-/* The deadline a nack of p asks for: 0 while draining (another worker takes it at once), else
- * NACK_MIN doubling per delivery attempt (deliveryAttempt when Pub/Sub sends it, else the
- * rounds of nacks since the last ack: one round per NACK_MIN seconds of failures) up to
- * NACK_MAX. */
-static int
-nack_seconds(struct source_pubsub *s, const struct pmsg *p)
-{
-    if (s->stopped || bp_rt_draining(s->rt))
-        return 0;
-    double now = mono_now(s);
-    if (s->nack_run == 0 || now - s->nack_run_at >= NACK_MIN) {
-        s->nack_run++;
-        s->nack_run_at = now;
-    }
-    unsigned n = p->attempt > 1 ? (unsigned)p->attempt - 1 : 0;
-    if (s->nack_run - 1 > n)
-        n = s->nack_run - 1;
-    struct nack_seen *e = p->id_hash ? &s->nack_seen[p->id_hash % NACK_SEEN] : NULL;
-    if (e && e->id_hash != p->id_hash) {
-        e->id_hash = p->id_hash;
-        e->nacks = 0;
-    }
-    if (e && e->nacks > n)
-        n = e->nacks;
-    if (e && e->nacks < UINT32_MAX)
-        e->nacks++;
-    double secs = ldexp(NACK_MIN, n < 16 ? (int)n : 16);
-    return (int)(secs < NACK_MAX ? secs : NACK_MAX);
-}
-
 /* The ack tracker's verdict: queue an ack (all stored) or a nack (redeliver later). An acked
  * message leaves the books here, but its lease is kept by its acknowledge call until the server
  * confirmed it. */
@@ -220,7 +106,7 @@ ps_acked(struct bp_source *bs, uint32_t slot, int ok)
             e->nacks = 0;   /* its own count too */
         bp_rt_observe_ack_latency(s->rt, mono_now(s) - p->pulled_at);
     } else {
-        idq_push(&s->nacks, p->ack_id, 0, nack_seconds(s, p));
+        idq_push(&s->nacks, p->ack_id, 0, bp_pubsub_nack_seconds(s, p));
         s->st.nacked++;
     }
     p->ack_id = NULL;
@@ -232,110 +118,6 @@ ps_acked(struct bp_source *bs, uint32_t slot, int ok)
         flush_ids(s);
     if (!s->stopped)
         start_pulls(s);
-}
-
-/* What became of each id of a lease extension (see BP_PS_LEASE_OK...). */
-static void
-lease_results(void *owner, struct bp_ps_call *c, const uint8_t *out)
-{
-    struct source_pubsub *s = owner;
-    if (c->kind != BP_PS_MODACK)
-        return;
-    double until = c->sent_at + s->lease;
-    int any_ok = 0, any_again = 0;
-    for (size_t k = 0; k < c->n; k++) {
-        any_ok |= out[k] == BP_PS_LEASE_OK;
-        any_again |= out[k] == BP_PS_LEASE_AGAIN;
-        struct pmsg *p = c->slots && c->slots[k] < s->mcap ? &s->m[c->slots[k]] : NULL;
-        if (!p || !p->live || p->gen != c->gens[k])
-            continue;   /* settled meanwhile (or the slot holds another message now) */
-        p->ext_at = out[k] == BP_PS_LEASE_REFUSED ? HUGE_VAL : 0;
-        if (out[k] == BP_PS_LEASE_OK && until > p->deadline) {
-            p->deadline = until;   /* an older extension answering late never shortens it */
-            p->extended = 1;
-        }
-    }
-    for (struct bp_ps_call *a = c->of_ack ? s->q.head : NULL; a; a = a->next)
-        if (a->serial == c->of_ack) {
-            a->ext_at = !any_ok && !any_again ? HUGE_VAL : 0;
-            if (any_ok && until > a->lease_end)
-                a->lease_end = until;
-            break;
-        }
-}
-
-/* Copies of the ids of the live messages whose lease ends within LEASE_MARGIN, as lease
- * extension calls (ACK_IDS_PER_CALL each) that know their messages. */
-static void
-extend_live(struct source_pubsub *s, double now)
-{
-    struct bp_ps_call *c = NULL;
-    for (size_t i = 0; i < s->mcap; i++) {
-        struct pmsg *p = &s->m[i];
-        double margin = p->extended && s->lease / 2 > LEASE_MARGIN ? s->lease / 2
-                                                                   : LEASE_MARGIN;
-        if (!p->live || (p->ext_at != 0 && now - p->ext_at < EXTEND_AGAIN) ||
-            p->deadline - now >= margin)
-            continue;
-        if (!c) {
-            c = bp_ps_call_new(&s->q, BP_PS_MODACK, (int)s->lease,
-                               bp_xcalloc(ACK_IDS_PER_CALL, sizeof(char *)), 0);
-            c->slots = bp_xcalloc(ACK_IDS_PER_CALL, sizeof(*c->slots));
-            c->gens = bp_xcalloc(ACK_IDS_PER_CALL, sizeof(*c->gens));
-        }
-        c->ids[c->n] = bp_xstrdup(p->ack_id);
-        c->slots[c->n] = (uint32_t)i;
-        c->gens[c->n++] = p->gen;
-        p->ext_at = now;
-        s->st.extended++;
-        if (c->n == ACK_IDS_PER_CALL) {
-            bp_ps_call_send(c);
-            c = NULL;
-        }
-    }
-    if (c)
-        bp_ps_call_send(c);
-}
-
-/* Every tick: extend the leases that end soon, of the messages in flight and of those whose
- * acknowledge the server has not confirmed yet (an ack that stalls or fails must not let the
- * lease lapse: the message would be delivered and processed again). */
-static void
-on_lease_timer(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    struct source_pubsub *s = w->data;
-    (void)loop;
-    (void)revents;
-    double now = bp_time_mono();
-    extend_live(s, now);
-    for (struct bp_ps_call *a = s->q.head; a; a = a->next) {
-        if (a->kind != BP_PS_ACK || (a->ext_at != 0 && now - a->ext_at < EXTEND_AGAIN) ||
-            a->lease_end - now >= LEASE_MARGIN)
-            continue;
-        char **ids = bp_xcalloc(a->n, sizeof(*ids));
-        for (size_t k = 0; k < a->n; k++)
-            ids[k] = bp_xstrdup(a->ids[k]);
-        /* new calls go to the head of the list: this walk does not meet them */
-        struct bp_ps_call *c = bp_ps_call_new(&s->q, BP_PS_MODACK, (int)s->lease, ids, a->n);
-        c->of_ack = a->serial;
-        a->ext_at = now;
-        s->st.extended += a->n;
-        bp_ps_call_send(c);
-    }
-}
-
-/* Monotonic time, read once per loop iteration: a pull reply admits hundreds of messages and a
- * finished batch acks hundreds, each wanting the time for the ack latency metric (a clock read
- * each was 0.5% of the CPU end to end); an iteration's span is far below the metric's buckets. */
-static double
-mono_now(struct source_pubsub *s)
-{
-    unsigned it = ev_iteration(bp_rt_loop(s->rt));
-    if (it != s->mono_iter || s->mono == 0) {
-        s->mono_iter = it;
-        s->mono = bp_time_mono();
-    }
-    return s->mono;
 }
 
 static int
@@ -556,11 +338,14 @@ pull_done(void *arg, const struct bp_http_result *res)
 {
     struct pull_slot *slot = arg;
     struct source_pubsub *s = slot->s;
+    /* what this pull asked for: pulls sent together meet the cap together, and the first reply
+     * to shrink want_max must not make the others' replies failures */
+    size_t want = slot->want;
     s->asked -= slot->want;
     slot->want = 0;
     s->pulls--;
     int failed = 1;
-    if (res->status == 200 && res->body_truncated && s->want_max > 1)
+    if (res->status == 200 && res->body_truncated && want > 1)
         shrink_pulls(s, res);
     if (res->status == 200 && !res->body_truncated) {
         int rc = handle_pull(s, res->body, res->body_len);
@@ -575,7 +360,7 @@ pull_done(void *arg, const struct bp_http_result *res)
                s->subscription);
         bp_rt_source_failed(s->rt, "subscription not found");
         return;
-    } else if (res->status == 200 && res->body_truncated && s->want_max > 1) {
+    } else if (res->status == 200 && res->body_truncated && want > 1) {
         failed = 0;   /* too big a reply: the next pull asks for fewer at once */
     } else {
         bp_log(BP_LOG_ERROR, "pubsub", "pull failed: %s%ld %.*s%s%s", res->status ? "HTTP " : "",
@@ -790,7 +575,7 @@ bp_source_pubsub_new(struct bp_rt *rt, struct bp_api *api, const char *base,
     snprintf(url, sizeof(url), "%s/%s:modifyAckDeadline", base, subscription);
     s->modack_url = bp_xstrdup(url);
     s->q = (struct bp_ps_calls){ .api = api, .loop = bp_rt_loop(rt), .ack_url = s->ack_url,
-                                 .modack_url = s->modack_url, .lease = lease_results,
+                                 .modack_url = s->modack_url, .lease = bp_pubsub_lease_results,
                                  .owner = s };
     s->max_pulls = (int)c->pull_concurrency;
     s->max_msgs = (size_t)c->max_outstanding_messages;
@@ -804,7 +589,7 @@ bp_source_pubsub_new(struct bp_rt *rt, struct bp_api *api, const char *base,
     s->lease = (double)c->lease_seconds;
     ev_timer_init(&s->ack_timer, on_ack_timer, 0.1, 0.1);
     s->ack_timer.data = s;
-    ev_timer_init(&s->lease_timer, on_lease_timer, 1.0, 1.0);
+    ev_timer_init(&s->lease_timer, bp_pubsub_on_lease_timer, 1.0, 1.0);
     s->lease_timer.data = s;
     bp_backoff_init(&s->pull_backoff, 0.5, 30.0);
     ev_timer_init(&s->pull_timer, on_pull_timer, 0., 0.);

@@ -2,7 +2,7 @@
 """bepipe-lua end to end through the local emulator of Google's APIs (tests/emulator): Pub/Sub
 pull -> Lua -> BigQuery insertAll + GCS archive, acks after every write, under faults.
 
-    tests/integration/cloud.py [--bin PATH] [-k SUBSTRING]
+    tests/integration/cloud.py [--bin PATH] [-k SUBSTRING] [-t TAG] [--list]
 
 Each case starts its own emulator (free port, temporary data folder) with the seed's topic,
 subscription, dataset (tables from ddl/) and bucket, publishes generated events, runs the
@@ -36,6 +36,12 @@ CASES = []
 def case(fn):
     CASES.append(fn)
     return fn
+
+
+# The error lines of a request whose retries ran out and of the rows or object it carried, whose
+# messages are then redelivered: declared (run.errors) by the cases whose faults outlast retries.
+RETRIES_RUN_OUT = (r" error api: \S+ \S+ failed after \d+ attempt\(s\): ",
+                   r" error (batch|archive): .* not stored, their messages will be redelivered: ")
 
 
 class Emulator:
@@ -127,6 +133,7 @@ class Bepipe:
         self.p = subprocess.Popen(
             [local.BIN, pipeline, "--set", "archive.roll_seconds=2", "--set", "stats_seconds=0",
              *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.errf, env=e)
+        local.watch(self)
 
     def stderr(self):
         with open(self.errf.name, "rb") as f:
@@ -247,6 +254,7 @@ class Scenario:
 # ---------------------------------------------------------------------------------------------
 
 @case
+@local.tags("archive")
 def a_corpus_exactly_once():
     with Scenario() as s:
         path, expect, raw = corpus(s.tmp, 30000, seed=21)
@@ -269,6 +277,7 @@ def a_corpus_exactly_once():
 
 
 @case
+@local.tags("faults")
 def b_faults_on_every_api_lose_nothing():
     with Scenario() as s:
         path, expect, raw = corpus(s.tmp, 10000, seed=22)
@@ -303,6 +312,7 @@ def b_faults_on_every_api_lose_nothing():
 
 
 @case
+@local.tags("auth")
 def c_token_expiry_mid_run():
     with Scenario(["--auth", "--token-lifetime", "3600"]) as s:
         key = os.path.join(s.tmp, "key.json")
@@ -334,6 +344,8 @@ def c_token_expiry_mid_run():
 
 
 @case
+@local.tags("archive", "faults")
+@local.errors(*RETRIES_RUN_OUT)
 def d_gcs_down_longer_than_ack_deadline():
     with Scenario() as s:
         path, expect, raw = corpus(s.tmp, 5000, seed=24)
@@ -360,6 +372,7 @@ def d_gcs_down_longer_than_ack_deadline():
 
 
 @case
+@local.tags("restart")
 def e_kill9_then_restart_loses_nothing():
     with Scenario() as s:
         path, expect, raw = corpus(s.tmp, 20000, seed=25)
@@ -379,6 +392,7 @@ def e_kill9_then_restart_loses_nothing():
 
 
 @case
+@local.tags("drain")
 def f_sigterm_drains_and_nacks_the_rest():
     with Scenario() as s:
         path, expect, raw = corpus(s.tmp, 20000, seed=26)
@@ -404,6 +418,7 @@ def f_sigterm_drains_and_nacks_the_rest():
 
 
 @case
+@local.tags("workers")
 def g_three_workers_share_the_subscription():
     with Scenario() as s:
         path, expect, raw = corpus(s.tmp, 15000, seed=27)
@@ -420,6 +435,7 @@ def g_three_workers_share_the_subscription():
 
 
 @case
+@local.tags("reload")
 def h_sighup_while_pulling():
     with Scenario() as s:
         scripts = os.path.join(s.tmp, "s")
@@ -452,6 +468,7 @@ def h_sighup_while_pulling():
 
 
 @case
+@local.tags("dead-letters")
 def i_rows_bigquery_refuses_are_dead_lettered():
     with Scenario() as s:
         path, expect, raw = corpus(s.tmp, 3000, seed=28, invalid=0)
@@ -474,6 +491,7 @@ def i_rows_bigquery_refuses_are_dead_lettered():
 
 
 @case
+@local.tags("schema")
 def j_create_tables_from_ddl():
     with Scenario(tables=False) as s:
         path, expect, raw = corpus(s.tmp, 2000, seed=29)
@@ -510,6 +528,7 @@ def j_create_tables_from_ddl():
 
 
 @case
+@local.tags("leases", "archive")
 def k_leases_extended_while_objects_are_open():
     with Scenario() as s:
         path, expect, raw = corpus(s.tmp, 2000, seed=30)
@@ -528,6 +547,7 @@ def k_leases_extended_while_objects_are_open():
 
 
 @case
+@local.tags("tls")
 def l_real_tls_verified():
     with tempfile.TemporaryDirectory() as certs:
         cert, key = os.path.join(certs, "cert.pem"), os.path.join(certs, "key.pem")
@@ -563,6 +583,7 @@ def l_real_tls_verified():
 
 
 @case
+@local.tags("metadata")
 def m_scripts_see_message_id_publish_time_attributes():
     with Scenario() as s:
         scripts = os.path.join(s.tmp, "s")
@@ -600,6 +621,7 @@ def m_scripts_see_message_id_publish_time_attributes():
 
 
 @case
+@local.tags("auth")
 def n_metadata_server_tokens_refreshed_before_expiry():
     # tokens of 12 s: refreshed at half-life, before any call sees a 401
     with Scenario(["--auth", "--token-lifetime", "12"]) as s:
@@ -628,6 +650,7 @@ def n_metadata_server_tokens_refreshed_before_expiry():
 
 
 @case
+@local.tags("memory")
 def o_file_replay_into_cloud_memory_bounded():
     # an NDJSON file (a replay of archives) into BigQuery + GCS: the file source has no flow
     # control of its own, so it must wait for slow sinks instead of buffering the whole file
@@ -648,6 +671,8 @@ def o_file_replay_into_cloud_memory_bounded():
 
 
 @case
+@local.tags("archive", "faults")
+@local.errors(*RETRIES_RUN_OUT)
 def p_bigquery_outage_redeliveries_archive_each_event_once():
     # insertAll down for a while: batches fail, messages are nacked (after their archive object
     # is stored) and redelivered, again and again; a redelivered message whose line is already
@@ -732,6 +757,9 @@ def quarantined(emu):
 
 
 @case
+@local.tags("dead-letters", "quarantine")
+@local.errors(r" error quarantine: message \S+ set aside under quarantine/ in the archive "
+               r"and acked: table rejected_events refused its dead letter \d+ times")
 def q_dead_letter_rows_refused_are_set_aside_not_looped():
     # rejected_events refuses every row: a dead letter cannot be stored, and nacking it loops
     # forever (redelivered, dead-lettered, refused, archived again under errors/). After

@@ -5,7 +5,7 @@ GCS on the project's emulator, and the results read back with Google's own `bq` 
 `gcloud storage` CLIs. The project's emulator was written by the same hands as the client;
 Google's emulator and tools were not, so this suite is the referee of the wire.
 
-    tests/integration/google_emulator.py [--bin PATH] [-k SUBSTRING]
+    tests/integration/google_emulator.py [--bin PATH] [-k SUBSTRING] [-t TAG] [--list]
 
 Where gcloud, bq, Java or the Pub/Sub emulator component is missing it prints one line saying
 so and reports every case as skipped (`0 passed, 0 failed` and `N skipped`), never as passed.
@@ -29,7 +29,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cloud  # noqa: E402
-import ops_workers  # noqa: E402
+import workers  # noqa: E402
 import run as local  # noqa: E402
 
 ROOT = local.ROOT
@@ -506,14 +506,14 @@ def f_two_workers_share_it_and_drain_when_the_parent_dies():
         drain = 10
         b = c.bepipe(["--workers", "2", "--set", f"drain_seconds={drain}"])
         end = time.time() + 60
-        while len(ops_workers.worker_pids(b.stderr())) < 2 and time.time() < end:
+        while len(workers.worker_pids(b.stderr())) < 2 and time.time() < end:
             time.sleep(0.1)
-        pids = ops_workers.worker_pids(b.stderr())
+        pids = workers.worker_pids(b.stderr())
         check_eq(len(pids), 2, "two workers started:\n" + b.stderr()[-1500:])
         c.wait_stored(1500, [b])
         b.p.kill()
         b.p.wait()
-        left = ops_workers.wait_gone(pids, drain + 15)
+        left = workers.wait_gone(pids, drain + 15)
         for pid in left:
             os.kill(pid, signal.SIGKILL)
         check_eq(left, [], "no worker left after the parent's SIGKILL")

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Hostile input and bad days in production: every tests/integration/hardening_*.py
-module contributes a CASES list; this runs them all (or those whose name contains -k) against
-one binary and ends with `N passed, N failed`.
+"""Hostile input and bad days in production: the modules run.py's SUITES["hardening"] names,
+one per feature (leases.py, poison.py, refusals.py...), each contribute a CASES list; this runs
+them all (or those whose name contains -k) against one binary and ends with
+`N passed, N failed`.
 
-    tests/integration/hardening.py [--bin PATH] [-k SUBSTRING]
+    tests/integration/hardening.py [--bin PATH] [-k SUBSTRING] [-t TAG] [--list]
 
 Each module may use cloud.py's Emulator / Bepipe / Scenario, and run.py's helpers; cases are
 plain functions that raise on failure."""

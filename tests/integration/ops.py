@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Operations (preflight, metrics, logs, archive, schema, replay, packaging...): every
-tests/integration/ops_*.py module contributes a CASES list; this runs them all (or those whose
-name contains -k) against one binary and ends with `N passed, N failed`.
+"""Operability (preflight, metrics, logs, archive, schema, replay, packaging...): the modules
+run.py's SUITES["ops"] names, one per feature (archive.py, replay.py, metrics.py...), each
+contribute a CASES list; this runs them all (or those whose name contains -k) against one binary
+and ends with `N passed, N failed`.
 
-    tests/integration/ops.py [--bin PATH] [-k SUBSTRING]
+    tests/integration/ops.py [--bin PATH] [-k SUBSTRING] [-t TAG] [--list]
 
 Each module may use cloud.py's Emulator / Bepipe / Scenario, and run.py's helpers; cases are
 plain functions that raise on failure."""

@@ -2,7 +2,7 @@
 """Black-box tests of the bepipe-lua binary (the Test::Nginx idea): run it on inputs, check the
 tables, dead letters, archive objects, exit codes and log lines it produces.
 
-    tests/integration/run.py [--bin PATH] [-k SUBSTRING]
+    tests/integration/run.py [--bin PATH] [-k SUBSTRING] [-t TAG] [--list]
 
 BEPIPE_BIN (or --bin) picks the binary, so the same cases run on the normal and the
 AddressSanitizer build. Any sanitizer report on stderr fails the case. Ends with
@@ -37,6 +37,27 @@ def case(fn):
     return fn
 
 
+def errors(*patterns):
+    """Declares the error lines a case expects (Test::Nginx's `--- error_log`): every line the
+    binary logs at level error during the case (text `<time> error <component>: ...` or JSON
+    `"level":"error"`) must match one of these regular expressions (re.search), or the case
+    fails. A pattern is allowed, not required: the case itself asserts what must be logged.
+    Stack it with the module's @case in either order."""
+    def declare(fn):
+        fn.errors = list(getattr(fn, "errors", ())) + list(patterns)
+        return fn
+    return declare
+
+
+def tags(*names):
+    """Tags a case with feature names for -t (Redis's `tags {...}`), beside the name of its file
+    that every case carries. Stack it with the module's @case in either order."""
+    def declare(fn):
+        fn.tags = list(getattr(fn, "tags", ())) + list(names)
+        return fn
+    return declare
+
+
 class Failure(AssertionError):
     pass
 
@@ -51,9 +72,65 @@ def check_eq(got, want, what):
         raise Failure(f"{what}: got {got!r}, want {want!r}")
 
 
+# The binary's error lines: `2026-01-01T00:00:00.000Z error source: ...` (runtime/log.c) or, with
+# --log-format json, an object whose level is "error".
+ERROR_LINE = re.compile(r'^\S+Z error .*$|^\{.*"level":"error".*$', re.M)
+
+# What the current case's runs of the binary wrote to stderr, checked against its @errors once it
+# returns: texts seen by no_sanitizer and subprocess.run, and the processes watch() registered
+# (Daemon, cloud.py's Bepipe), read when the case ends however it stopped them.
+SEEN = []
+WATCHED = []
+
+
+def seen_stderr(text):
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    if text:
+        SEEN.append(text)
+
+
+def watch(proc):
+    """Registers an object whose stderr() the error-line check reads after the case."""
+    WATCHED.append(proc)
+    return proc
+
+
 def no_sanitizer(stderr):
+    seen_stderr(stderr)
     m = SANITIZER.search(stderr)
     check(m is None, "sanitizer report:\n" + stderr[-3000:])
+
+
+def undeclared_errors(fn):
+    """The error lines of this case's runs that none of fn's @errors patterns matches."""
+    for proc in WATCHED:
+        try:
+            seen_stderr(proc.stderr())
+        except (OSError, ValueError):
+            pass   # its log file is gone: nothing more to read
+    allowed = [re.compile(p) for p in getattr(fn, "errors", ())]
+    bad = {}
+    for text in SEEN:
+        for m in ERROR_LINE.finditer(text):
+            line = m.group(0)
+            if not any(p.search(line) for p in allowed):
+                bad[line] = True
+    return list(bad)
+
+
+def _watching_run(real_run):
+    """subprocess.run that hands the stderr of the binary's runs to the error-line check, so the
+    cases that call subprocess.run([local.BIN, ...]) themselves are covered too."""
+    def run_and_see(*args, **kwargs):
+        r = real_run(*args, **kwargs)
+        cmd = args[0] if args else kwargs.get("args")
+        if (BIN and isinstance(cmd, (list, tuple)) and cmd
+                and os.path.abspath(str(cmd[0])) == BIN):
+            seen_stderr(r.stderr)
+        return r
+    run_and_see.watching = True
+    return run_and_see
 
 
 def run(args, stdin_data=None, timeout=120, env=None):
@@ -138,6 +215,7 @@ def copy_scripts(dst):
 # command line
 
 @case
+@tags("cli")
 def cli_help_and_version():
     rc, out, _ = run(["--help"])
     check_eq(rc, 0, "--help exit code")
@@ -150,6 +228,7 @@ def cli_help_and_version():
 
 
 @case
+@tags("cli")
 def cli_errors_are_one_clear_line():
     with Tmp() as d:
         rc, _, err = run([os.path.join(d, "missing.lua")])
@@ -172,6 +251,7 @@ def cli_errors_are_one_clear_line():
 
 
 @case
+@tags("check")
 def broken_pipeline_names_file_and_line():
     with Tmp() as d:
         p = copy_scripts(os.path.join(d, "s"))
@@ -188,6 +268,7 @@ def broken_pipeline_names_file_and_line():
 
 
 @case
+@tags("check", "cli")
 def check_ok_and_dataflow_flags_ignored():
     rc, out, err = run(["--check", PIPELINE, "--runner", "DataflowRunner", "--region",
                         "us-central1", "--streaming", "--temp_location", "gs://x/temp",
@@ -201,6 +282,7 @@ def check_ok_and_dataflow_flags_ignored():
 
 
 @case
+@tags("fixtures")
 def test_subcommand_prints_rows_and_dead_letters():
     with Tmp() as d:
         ev = os.path.join(d, "ev.ndjson")
@@ -269,6 +351,7 @@ def verify_corpus(out, expect, raw_lines):
 
 
 @case
+@tags("archive", "dead-letters")
 def corpus_file_gives_exact_rows_and_dead_letters():
     with Tmp() as d:
         ev = os.path.join(d, "ev.ndjson")
@@ -298,6 +381,7 @@ def corpus_stdin_pipe_same_result():
 
 
 @case
+@tags("dead-letters", "archive")
 def dead_letter_rows_have_the_contract_columns():
     with Tmp() as d:
         ev = os.path.join(d, "ev.ndjson")
@@ -330,6 +414,7 @@ def dead_letter_rows_have_the_contract_columns():
 
 
 @case
+@tags("dead-letters")
 def overlong_line_is_dead_lettered_not_fatal():
     with Tmp() as d:
         ev = os.path.join(d, "ev.ndjson")
@@ -421,6 +506,7 @@ def nums_pipeline(d):
 
 
 @case
+@tags("numbers")
 def numbers_reach_the_row_exactly():
     # (field, text in the event, text in the row): integers past 2^53 to INT64 exactly, doubles
     # as the shortest text of the same double
@@ -502,6 +588,7 @@ def numbers_reach_the_row_exactly():
 
 
 @case
+@tags("numbers", "fixtures")
 def test_fixtures_carry_numbers_exactly():
     # `bepipe-lua test` hands a fixture's event to the pipeline and compares rows with the same
     # exact decoder and writer as the daemon (lua-cjson rounded both sides alike to 14 digits)
@@ -627,6 +714,7 @@ class Daemon:
         self.errf = tempfile.TemporaryFile()
         self.p = subprocess.Popen([BIN] + args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                   stderr=self.errf)
+        watch(self)
 
     def write(self, data):
         self.p.stdin.write(data)
@@ -669,6 +757,7 @@ INV = ('{"event_type":"inventory","inventory_id":"6f1c2a8e-1b2c-4d3e-8f90-%012d"
 
 
 @case
+@tags("reload")
 def sighup_applies_changed_script_to_later_events():
     with Tmp() as d:
         p = copy_scripts(os.path.join(d, "s"))
@@ -701,6 +790,8 @@ def sighup_applies_changed_script_to_later_events():
 
 
 @case
+@tags("reload")
+@errors(r"reload: failed, generation 1 keeps running: .*inventory\.lua:\d+:")
 def sighup_with_syntax_error_keeps_old_script():
     with Tmp() as d:
         p = copy_scripts(os.path.join(d, "s"))
@@ -723,6 +814,7 @@ def sighup_with_syntax_error_keeps_old_script():
 
 
 @case
+@tags("drain")
 def sigterm_drains_everything_read():
     with Tmp() as d:
         out = os.path.join(d, "out")
@@ -760,6 +852,7 @@ def metric(port, name):
 
 
 @case
+@tags("drain", "logs")
 def stderr_reader_gone_run_still_drains():
     # `bepipe-lua … 2>&1 | head -c 300`: the reader of stderr goes away. Log lines are dropped
     # and counted; the run goes on, drains on SIGTERM and exits 0 with every event stored.
@@ -806,6 +899,7 @@ def stderr_reader_gone_run_still_drains():
 
 
 @case
+@tags("archive")
 def archive_objects_never_overwritten():
     with Tmp() as d:
         ev = os.path.join(d, "ev.ndjson")
@@ -830,22 +924,53 @@ class Skip(Exception):
     skipped, never as passed."""
 
 
+def case_tags(fn):
+    """A case's tags: the name of its file (archive, leases, cloud, run...), the file's TAGS and
+    the case's @tags."""
+    mod = sys.modules.get(fn.__module__)
+    path = getattr(mod, "__file__", None) or fn.__module__
+    return ([os.path.basename(path).rsplit(".", 1)[0]] + list(getattr(mod, "TAGS", ()))
+            + list(getattr(fn, "tags", ())))
+
+
+def selected(fn, k, wanted):
+    """Whether -k and -t select fn: its name contains k, and it has one of the wanted tags (any
+    tag when none is wanted)."""
+    return k in fn.__name__ and (not wanted or bool(wanted & set(case_tags(fn))))
+
+
 def run_cases(cases, default_bin, argv=None):
-    """Runs the cases whose name contains -k, each isolated; prints `N passed, N failed` and
-    exits non-zero on a failure. --bin (or BEPIPE_BIN) picks the binary. Shared by cloud.py."""
+    """Runs the cases whose name contains -k and that carry one of the -t tags, each isolated;
+    a case fails on an exception or on an error line of the binary its @errors does not declare.
+    Prints `N passed, N failed` and exits non-zero on a failure. --bin (or BEPIPE_BIN) picks the
+    binary; --list prints the selected cases and their tags instead. Shared by every runner."""
     global BIN
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.environ.get("BEPIPE_BIN", default_bin))
-    ap.add_argument("-k", default="")
+    ap.add_argument("-k", default="", help="run the cases whose name contains this")
+    ap.add_argument("-t", "--tags", action="append", default=[],
+                    help="run the cases carrying this tag (repeat, or comma-separated: any of)")
+    ap.add_argument("--list", action="store_true", help="list the selected cases and their tags")
     a = ap.parse_args(argv)
     BIN = os.path.abspath(a.bin)
+    wanted = {t for arg in a.tags for t in arg.split(",") if t}
+    cases = [fn for fn in cases if selected(fn, a.k, wanted)]
+    if a.list:
+        for fn in cases:
+            print(f"{fn.__name__}  [{' '.join(case_tags(fn))}]")
+        return
+    if not getattr(subprocess.run, "watching", False):
+        subprocess.run = _watching_run(subprocess.run)
     passed = failed = skipped = 0
     for fn in cases:
-        if a.k not in fn.__name__:
-            continue
         t0 = time.time()
+        SEEN.clear()
+        WATCHED.clear()
         try:
             fn()
+            bad = undeclared_errors(fn)
+            check(not bad, f"{len(bad)} error line(s) the case does not declare (@errors):\n  "
+                  + "\n  ".join(line[:300] for line in bad[:5]))
             passed += 1
             print(f"ok   {fn.__name__} ({time.time() - t0:.1f}s)", flush=True)
         except Skip as e:
@@ -860,15 +985,49 @@ def run_cases(cases, default_bin, argv=None):
     sys.exit(1 if failed else 0)
 
 
-def run_modules(prefix):
-    """Runs the CASES of every tests/integration/<prefix>_*.py module (hardening.py, ops.py)."""
-    import glob
-    import importlib
+# The modules of each suite that has no cases of its own (ops.py, hardening.py), named for the
+# feature they test. A module of this folder with a CASES list must be in one of them (or be a
+# runner itself), or run_modules counts it as a failure: a case file nobody runs is worse than
+# none.
+SUITES = {
+    # operability on the normal build: tooling, configuration, observability, packaging
+    "ops": ["archive", "archive_gzip", "archive_open_files", "check_mode", "cli", "cloud_cpu", "deploy",
+            "fixtures", "install", "logs", "memory", "metadata", "metrics", "paths",
+            "permanent_errors", "preflight", "replay", "schema", "schema_evolution", "workers"],
+    # hostile peers and inputs, on the sanitizer build
+    "hardening": ["emulator_faults", "gcs_replies", "http_resilience", "leases", "poison",
+                  "pull_replies", "refusals", "script_limits"],
+}
+
+
+def unlisted_modules():
+    """The modules of this folder that define CASES, are no runner (no __main__) and are in no
+    SUITES list."""
     here = os.path.dirname(os.path.abspath(__file__))
+    listed = {m for mods in SUITES.values() for m in mods}
+    res = []
+    for path in sorted(glob.glob(os.path.join(here, "*.py"))):
+        name = os.path.basename(path)[:-3]
+        with open(path) as f:
+            text = f.read()
+        if (name not in listed and re.search(r"^CASES = ", text, re.M)
+                and "__main__" not in text):
+            res.append(name)
+    return res
+
+
+def run_modules(suite):
+    """Runs the CASES of every module SUITES lists for suite (hardening.py, ops.py)."""
+    import importlib
     cases = []
-    for path in sorted(glob.glob(os.path.join(here, prefix + "_*.py"))):
-        mod = importlib.import_module(os.path.basename(path)[:-3])
-        cases.extend(getattr(mod, "CASES", []))
+    for name in SUITES[suite]:
+        cases.extend(getattr(importlib.import_module(name), "CASES", []))
+    for name in unlisted_modules():
+        def unlisted(name=name):
+            raise Failure(f"tests/integration/{name}.py has CASES but no suite of "
+                          "run.py's SUITES lists it")
+        unlisted.__name__ = "unlisted_module_" + name
+        cases.append(unlisted)
     run_cases(cases, os.path.join(ROOT, "bepipe-lua"))
 
 

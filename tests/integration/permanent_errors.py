@@ -6,6 +6,7 @@ import collections
 import time
 
 import cloud
+import run
 from run import check, check_eq
 
 CASES = []
@@ -22,6 +23,8 @@ def drop_table(emu, table):
 
 
 @case
+@run.errors(r" error batch: table inventory_events has refused requests for \d+ s ",
+            r" error batch: table inventory_events refused \d+ rows for good; they are ")
 def missing_table_rows_are_dead_letters_not_a_loop():
     # main: every insertAll answered 404, the messages were nacked and redelivered forever and
     # each redelivery archived the same raw line again (7 objects for 1 event in 15 s)
@@ -53,6 +56,8 @@ def missing_table_rows_are_dead_letters_not_a_loop():
 
 
 @case
+@run.errors(r" error batch: table rejected_events has refused requests for \d+ s ",
+            r" error main: the dead-letter table rejected_events cannot be written \(insertAll ")
 def unusable_dead_letter_table_stops_with_non_zero_exit():
     with cloud.Scenario() as s:
         drop_table(s.emu, "rejected_events")
@@ -69,6 +74,9 @@ def unusable_dead_letter_table_stops_with_non_zero_exit():
 
 
 @case
+@run.errors(r" error archive: object of \d+ lines not stored, their messages will be "
+            r"redelivered: upload of \S+: HTTP 404 ",
+            r" error main: the archive cannot be written \(upload of \S+: HTTP 404 ")
 def unusable_bucket_stops_with_non_zero_exit():
     # a bucket that does not exist: main nacked and redelivered forever, uploading the same
     # lines again each time; now the process stops, nothing is acked

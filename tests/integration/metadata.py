@@ -19,7 +19,7 @@ import time
 import cloud
 import run as local
 from run import check, check_eq
-from ops_check import INV, cli
+from check_mode import INV, cli
 
 CASES = []
 

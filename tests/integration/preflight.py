@@ -38,6 +38,8 @@ def preflight_line(out):
 
 
 @case
+@local.errors(r" error auth: token refresh failed \(Failed to connect to 127\.0\.0\.1 port 9 ",
+              r" error preflight: no access token: Application Default Credentials tried ")
 def no_credentials_exit_with_the_adc_order():
     # main retried the token forever ("token refresh failed ... calls wait") and never exited
     rc, out, secs = run_to_exit(["--input_subscription", "projects/p/subscriptions/s",
@@ -52,6 +54,7 @@ def no_credentials_exit_with_the_adc_order():
 
 
 @case
+@local.errors(r" error preflight: table \S+\.inventory_events does not exist: create it with ")
 def missing_table_is_named_with_the_fix():
     # a route to a table that does not exist passed and then looped on 404s at run time
     with cloud.Scenario() as s:
@@ -66,6 +69,8 @@ def missing_table_is_named_with_the_fix():
 
 
 @case
+@local.errors(r" error preflight: bucket gs://no-such-bucket does not exist: ",
+              r" error preflight: subscription \S+/subscriptions/nope does not exist: ")
 def missing_bucket_and_subscription_are_named():
     with cloud.Scenario() as s:
         rc, out, _ = run_to_exit(["--gcs_output_path", "gs://no-such-bucket/output"], s.emu.env())
@@ -79,6 +84,7 @@ def missing_bucket_and_subscription_are_named():
 
 
 @case
+@local.errors(r" error preflight: dataset \S+:nope does not exist: ")
 def check_online_checks_without_pulling():
     with cloud.Scenario() as s:
         rc, out, _ = run_to_exit(["--check", "--online"], s.emu.env())

@@ -5,9 +5,11 @@ import time
 
 import cloud
 from cloud import TABLES
+import run
 from run import check, check_eq
 
 CASES = []
+TAGS = ["archive"]   # beside the file's name, for -t
 
 
 def case(fn):
@@ -19,6 +21,8 @@ UPLOAD = "storage.objects.insert.*"
 
 
 @case
+@run.errors(r" error archive: object of \d+ lines not stored, their messages will be "
+            r"redelivered: upload of \S+: HTTP 200 but reply ")
 def gcs_upload_reply_that_is_not_the_object_is_not_stored():
     with cloud.Scenario() as s:
         path, expect, raw = cloud.corpus(s.tmp, 300, seed=85)

@@ -11,7 +11,7 @@ import time
 
 import cloud
 import run as local
-from hardening_pubsub import b64, pull_reply
+from pull_replies import b64, pull_reply
 from run import Failure, check, check_eq
 
 CASES = []
@@ -152,6 +152,7 @@ def stalled_lease_extension_is_sent_again_before_the_lease_ends():
 
 
 @case
+@local.errors(*cloud.RETRIES_RUN_OUT)
 def failed_destination_nacks_with_a_growing_deadline():
     # BigQuery down: main nacked with deadline 0, so each message came back at once and was
     # read (and archived) again every cycle; now a nack asks for 10 s, doubling per round
@@ -171,6 +172,7 @@ def failed_destination_nacks_with_a_growing_deadline():
 
 
 @case
+@local.errors(*cloud.RETRIES_RUN_OUT)
 def partial_outage_nacks_back_off_per_message():
     # one table failing while the others keep acking (no dead-letter policy, so no
     # deliveryAttempt): every ack restarted the rounds of nacks, so the failing table's messages

@@ -7,6 +7,7 @@ import run as local
 from run import check, check_eq
 
 CASES = []
+TAGS = ["archive"]   # beside the file's name, for -t
 
 
 def case(fn):

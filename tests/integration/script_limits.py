@@ -12,6 +12,10 @@ from run import Tmp, check, check_eq, copy_scripts, read_rows
 
 CASES = []
 
+# The watchdog's line for a script past lua.hard_ms that cannot be interrupted: the process
+# records the message as a suspect and exits for a restart.
+HARD_LIMIT = r" error lua: message \S+ has run \d+ ms, past lua\.hard_ms=\d+, and cannot "
+
 
 def case(fn):
     CASES.append(fn)
@@ -100,6 +104,7 @@ def script_interpreted_loop_is_dead_lettered_and_sigterm_drains():
 
 
 @case
+@run.errors(HARD_LIMIT)
 def script_compiled_loop_exits_then_suspect_dead_lettered_on_sight():
     with Tmp() as d:
         p = scripts_with(d, "    if q == 7 then while true do end end\n")
@@ -296,6 +301,7 @@ def script_sandbox_at_load_names_file_and_line():
 
 
 @case
+@run.errors(HARD_LIMIT)
 def script_compiled_loop_on_pubsub_ends_as_a_dead_letter():
     import cloud
     with cloud.Scenario() as s:
@@ -325,6 +331,7 @@ def script_compiled_loop_on_pubsub_ends_as_a_dead_letter():
 
 
 @case
+@run.errors(HARD_LIMIT)
 def script_stuck_worker_its_suspect_dead_lettered_by_another():
     import cloud
     with cloud.Scenario() as s:
@@ -370,7 +377,7 @@ def script_slow_batch_leaves_the_loop_free_and_blames_only_the_overrun():
     # dead-lettered and recorded as a suspect, though it had used 0.1 s of its own; after: the
     # batch runs in slices of lua.batch_budget_ms with the loop's turn between them
     import threading
-    from ops_metrics import http, listen_port
+    from metrics import http, listen_port
     with Tmp() as d:
         p = scripts_with(d, SLOW, "sandbox = false,")
         out = os.path.join(d, "out")

@@ -8,6 +8,7 @@ from run import check, check_eq
 from cloud import Bepipe, Scenario, corpus, wait_drained
 
 CASES = []
+TAGS = ["archive"]   # beside the file's name, for -t
 
 
 def case(fn):

@@ -15,6 +15,7 @@ import run as local
 from run import Failure, check, check_eq
 
 CASES = []
+TAGS = ["pubsub"]   # beside the file's name, for -t
 
 
 def case(fn):
@@ -115,6 +116,7 @@ def large_messages_are_pulled_one_by_one():
 
 
 @case
+@local.errors(r" error pubsub: pull reply is not JSON; the messages will be redelivered")
 def failed_pulls_back_off():
     # a pull answered by something that is not a pull reply: main pulled again at once
     # (thousands of requests per second); with backoff a few seconds see only a handful
@@ -129,6 +131,7 @@ def failed_pulls_back_off():
 
 
 @case
+@local.errors(r" error pubsub: subscription \S+/subscriptions/nope was not found \(404\): ")
 def missing_subscription_exits_non_zero():
     # a 404 on the subscription is permanent: a clear line and a non-zero exit, not a loop
     # (without the preflight, which would catch it first: a subscription deleted while running)

@@ -17,6 +17,7 @@ import run as local
 from run import check, check_eq
 
 CASES = []
+TAGS = ["check"]   # beside the file's name, for -t
 
 
 def case(fn):
@@ -301,6 +302,7 @@ def dataflow_format_brings_its_own_table():
 
 
 @case
+@local.errors(r" error lua: message ev\.ndjson:2 has run \d+ ms, past lua\.hard_ms=1500")
 def two_pipelines_keep_their_own_suspects():
     # main: every pipeline of a user shared ~/.local/state/bepipe-lua, so a message that hung
     # pipeline A was dead-lettered on sight by pipeline B (other scripts) for a week

@@ -17,7 +17,7 @@ import urllib.request
 import zlib
 
 import cloud
-import ops_replay as rp
+import replay as rp
 import run as local
 from run import check, check_eq
 

@@ -14,6 +14,7 @@ import time
 import urllib.request
 
 import cloud
+import run
 from run import check, check_eq
 
 CASES = []
@@ -93,6 +94,7 @@ def http_one_stalled_stream_over_tls_does_not_block_the_rest():
 
 
 @case
+@run.errors(*cloud.RETRIES_RUN_OUT, r" error pubsub: pull failed: HTTP 503 ")
 def http_503_forever_logs_counted_retries():
     """A server answering 503 forever: the retry lines come out once with a count, not one line
     per retry."""
@@ -111,6 +113,8 @@ def http_503_forever_logs_counted_retries():
 
 
 @case
+@run.errors(r" error api: POST \S+:pull: HTTP 302 redirect to \S+ \(redirects are not followed: ",
+            r" error pubsub: pull failed: HTTP 302 ")
 def http_302_is_an_error_and_never_followed():
     """A redirect on the pull is logged as an error naming it, and its target never asked."""
     with cloud.Scenario() as s:
@@ -125,6 +129,7 @@ def http_302_is_an_error_and_never_followed():
 
 
 @case
+@run.errors(r" error pubsub: subscription \S+ was not found \(404\): check source\.subscription ")
 def http_404_on_every_pull_backs_off():
     """A mistyped subscription (404 on every pull): was 13,900 pulls/s; a handful at most."""
     with cloud.Scenario() as s:
@@ -138,6 +143,8 @@ def http_404_on_every_pull_backs_off():
 
 
 @case
+@run.errors(r" error api: POST \S+:pull: HTTP 302 redirect to \S+ \(redirects are not followed: ",
+            r" error pubsub: pull failed: HTTP 302 ")
 def http_302_on_every_pull_backs_off():
     with cloud.Scenario() as s:
         s.emu.fault({"op": "pubsub.subscriptions.pull", "status": 302, "body": "", "count": -1,

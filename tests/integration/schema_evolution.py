@@ -10,10 +10,12 @@ import subprocess
 
 import cloud
 from cloud import DATASET, PROJECT, Bepipe, Scenario, wait_drained
-from ops_check import user_copy
+from check_mode import user_copy
+import run
 from run import check, check_eq
 
 CASES = []
+TAGS = ["schema"]   # beside the file's name, for -t
 
 
 def case(fn):
@@ -150,7 +152,7 @@ def the_live_table_wins_over_the_ddl():
 
 @case
 def post_reload_answers_202_and_swaps_after_the_patch():
-    from ops_metrics import http, listen_port
+    from metrics import http, listen_port
     with Scenario() as s:
         d, p = user_copy()
         b = Bepipe(s.emu, ["--update-tables", "--http", "127.0.0.1:0"], pipeline=p)
@@ -192,6 +194,8 @@ def sighup_reads_the_live_schemas_again():
 
 
 @case
+@run.errors(r" error tables: table \S+\.inventory_events: the DDL cannot be applied: ",
+            r" error main: the tables could not be brought to the DDL \(see above\); stopping ")
 def a_change_bigquery_refuses_stops_before_pulling():
     with Scenario() as s:
         events(s, "inv.ndjson", INV, range(10))
@@ -221,6 +225,8 @@ def a_change_bigquery_refuses_stops_before_pulling():
 
 
 @case
+@run.errors(r" error tables: table \S+\.inventory_events: the DDL cannot be applied: ",
+            r" error reload: failed, generation \d+ keeps running: its tables could not ")
 def sighup_patches_before_the_new_scripts_rows_flow():
     with Scenario() as s:
         d, p = user_copy()

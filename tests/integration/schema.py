@@ -9,7 +9,7 @@ import tempfile
 
 import run as local
 from run import check, check_eq
-from ops_check import INV, cli, patch, run_events, user_copy
+from check_mode import INV, cli, patch, run_events, user_copy
 
 CASES = []
 

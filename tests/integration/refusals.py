@@ -6,7 +6,8 @@ import collections
 import time
 
 import cloud
-from ops_metrics import http, listen_port
+from metrics import http, listen_port
+import run
 from run import Failure, check, check_eq
 
 CASES = []
@@ -96,6 +97,8 @@ def table_404_for_seconds_pauses_readyz_says_why_rows_stored_after():
 
 
 @case
+@run.errors(r" error batch: table order_events has refused requests for \d+ s ",
+            r" error batch: table order_events refused \d+ rows for good; they are dead-lettered: ")
 def refusal_past_the_grace_dead_letters_as_before():
     with cloud.Scenario() as s:
         path, expect, raw = cloud.corpus(s.tmp, 600, seed=73, invalid=0)
@@ -118,6 +121,8 @@ def refusal_past_the_grace_dead_letters_as_before():
 
 
 @case
+@run.errors(r" error batch: table rejected_events has refused requests for \d+ s ",
+            r" error main: the dead-letter table rejected_events cannot be written \(insertAll ")
 def dead_letter_table_refusing_past_the_grace_stops_the_process():
     with cloud.Scenario() as s:
         path, expect, raw = cloud.corpus(s.tmp, 300, seed=74, invalid=20)
@@ -176,6 +181,9 @@ def bucket_403_for_seconds_holds_the_objects_then_uploads_them():
 
 
 @case
+@run.errors(r" error archive: object of \d+ lines not stored, their messages will be redelivered: ",
+            r" error archive: the bucket has refused \S+ for \d+ s \(",
+            r" error main: the archive cannot be written \(upload of ")
 def bucket_refusing_past_the_grace_stops_as_before():
     with cloud.Scenario() as s:
         path, expect, raw = cloud.corpus(s.tmp, 200, seed=76, invalid=0)
@@ -193,6 +201,7 @@ def bucket_refusing_past_the_grace_stops_as_before():
 
 
 @case
+@run.errors(*cloud.RETRIES_RUN_OUT)
 def probe_failing_otherwise_leaves_no_pause_behind():
     """The paused table's probe fails with 500s past its retries: its rows are nacked, nothing
     is held, and the table must not stay paused (pulling waits on a paused table, and with

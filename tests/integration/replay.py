@@ -243,6 +243,8 @@ def replay_since_until_reads_only_the_folder_hours_asked():
 
 
 @case
+@local.errors(r" error replay: listing gs://no-such-bucket/output: 404 from storage: ",
+              r" error replay: reading gs://\S+: \d+ from storage: Injected fault: HTTP \d+\.")
 def replay_missing_object_is_a_clear_error_and_transient_ones_are_retried():
     with cloud.Scenario() as s:
         objs = upload_archive(s.emu, s.tmp, ["2025/03/01/10"], 30, 2, seed=43)

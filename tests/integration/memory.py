@@ -129,6 +129,8 @@ def run_against(s, env, n, extra=()):
 
 
 @case
+@local.errors(r" error archive: object of \d+ lines not stored, their messages will be "
+               r"redelivered: upload of \S+: HTTP 200 but the reply passed 65536 bytes")
 def memory_huge_upload_reply_is_cut_off():
     """Every archive upload is answered by a 1 GB 200: main read each reply into a buffer of up
     to 64 MB per upload (RSS 202 MB); an object resource is ~1 KB, so the reply is cut at 64 KB,
@@ -148,6 +150,8 @@ def memory_huge_upload_reply_is_cut_off():
 
 
 @case
+@local.errors(r" error batch: table \w+: \d+ rows not stored, their messages will be "
+               r"redelivered: insertAll \w+: HTTP 200 ")
 def memory_huge_insert_reply_is_cut_off():
     """Every insertAll is answered by a 1 GB 200: main kept up to 64 MB of each (RSS 110 MB); an
     insertAll reply lists at most one error per row sent, so it is cut at 64 KB + 4 KB a row and
