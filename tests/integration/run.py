@@ -919,6 +919,25 @@ def archive_objects_never_overwritten():
         check(not [n for n in objs if ".tmp." in n], "no temp files left")
 
 
+def wait_handles(proc, sig=signal.SIGTERM, timeout=30):
+    """Waits until proc has installed its handler for sig (SigCgt in /proc/PID/status): a signal
+    sent before that, by a test that only slept, takes the default action (a loaded machine
+    or a sanitizer build can take longer than the sleep to get there). Fails on timeout."""
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with open(f"/proc/{proc.pid}/status") as f:
+                caught = next(int(l.split()[1], 16) for l in f if l.startswith("SigCgt:"))
+        except (OSError, StopIteration):
+            caught = 0
+        if caught & (1 << (int(sig) - 1)):
+            return
+        if proc.poll() is not None:
+            raise Failure(f"process {proc.pid} ended before handling signal {int(sig)}")
+        time.sleep(0.02)
+    raise Failure(f"process {proc.pid} did not handle signal {int(sig)} within {timeout} s")
+
+
 class Skip(Exception):
     """A case that cannot run here (a tool or an emulator feature is missing): counted as
     skipped, never as passed."""

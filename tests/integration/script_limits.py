@@ -83,6 +83,7 @@ def script_interpreted_loop_is_dead_lettered_and_sigterm_drains():
         dm = run.Daemon([p, "--input", "-", "--local-out", out, "--set",
                          "state_dir=" + os.path.join(d, "state")] + BUDGET)
         dm.write(b"".join((INV % (i, 7 if i == 1 else 1)).encode() for i in range(3)))
+        run.wait_handles(dm.p)
         time.sleep(0.15)                      # the loop is running
         t0 = time.time()
         dm.p.send_signal(signal.SIGTERM)
@@ -117,6 +118,7 @@ def script_compiled_loop_exits_then_suspect_dead_lettered_on_sight():
         # SIGTERM or not
         t0 = time.time()
         pr = bepipe(args)
+        run.wait_handles(pr)
         time.sleep(0.2)
         pr.send_signal(signal.SIGTERM)
         rc, err = finish(pr)
