@@ -113,8 +113,8 @@ fetch(struct bp_replay_read *r, char *err, size_t errlen)
     char why[512];
     uint64_t left = ob->size - r->off;
     size_t len = left < BP_REPLAY_CHUNK ? (size_t)left : BP_REPLAY_CHUNK;
-    if (bp_gcs_get_start(r->api, r->gcs_base, ob->bucket, ob->name, ob->generation, r->off, len,
-                         on_range, r, why, sizeof(why)) != 0) {
+    if (bp_gcs_get_start(r->api, r->gcs_base, ob->bucket, ob->name, ob->generation, ob->size,
+                         r->off, len, on_range, r, why, sizeof(why)) != 0) {
         snprintf(err, errlen, "%s", why);
         return -1;
     }

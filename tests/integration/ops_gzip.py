@@ -241,6 +241,25 @@ def replay_of_a_corrupted_gzip_object_stops_with_a_reason_naming_it():
 
 
 @case
+def replay_of_a_gzip_object_served_decompressed_is_refused_not_cut():
+    """A server (or proxy) that ignores Accept-Encoding: gzip answers the Range request with the
+    whole object decompressed (200, no Content-Encoding): those are not the listed object's
+    stored bytes, so the replay stops naming the object instead of taking the first
+    stored-size bytes of the plain text as the object (rows silently lost, a line cut)."""
+    with cloud.Scenario() as s:
+        plain = b"".join(json.dumps({"event_type": "order", "n": i, "pad": "x" * 40}).encode()
+                         + b"\n" for i in range(3000))
+        put_gzip(s.emu, "tc/2025/03/01/10/order_t.json", plain)
+        s.emu.fault({"op": "storage.objects.get.media", "count": -1, "status": 200,
+                     "body": plain.decode(), "headers": {"Content-Type": "application/x-ndjson"}})
+        r = rp.replay(s.emu, [f"gs://{cloud.BUCKET}/tc/"])
+        check_eq(r.returncode, 1, "bytes other than the stored ones fail the replay: "
+                 + r.stderr[-1500:])
+        check(re.search(r"error replay: .*gs://%s/tc/2025/03/01/10/order_t\.json" % cloud.BUCKET,
+                        r.stderr), "the reason names the object:\n" + r.stderr[-1500:])
+
+
+@case
 def replay_of_a_local_gzip_json_file_gives_the_plain_files_rows():
     d = tempfile.mkdtemp(prefix="bepipe-gzip-")
     expect, live, src = rp.local_archive(d, 1500, seed=63)
