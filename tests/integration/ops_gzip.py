@@ -4,8 +4,10 @@ one gzip member with contentEncoding gzip, the names unchanged and every raw lin
 @google-cloud/storage downloads them as NDJSON, and replay reads them back into the live rows; an upload whose reply was lost meets a 412 and is
 recognised as ours by the compressed bytes' MD5 (no copy under a suffix); a replay of plain and
 gzip objects together gives the insertIds of the plain formula (name, generation, line) for both;
-a corrupted gzip object stops the replay with a reason naming it; a local .json file that is gzip
-replays like the plain one; --local-out stays plain NDJSON with gzip set, and says so."""
+a corrupted gzip object stops the replay with a reason naming it, and so does one served
+decompressed by a server that ignores Accept-Encoding; a local .json file that is gzip replays
+like the plain one; --local-out stays plain NDJSON with gzip set, and says so; upload faults and
+a SIGTERM while an upload stalls lose no line."""
 import gzip
 import json
 import os
