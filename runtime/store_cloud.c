@@ -50,6 +50,9 @@ struct store_cloud {
      * the queue itself is the archive's pressure (pressure.c): its bytes pause pulling. */
     size_t max_uploads;
     size_t uploading;       /* uploads started, not answered */
+    /* those uploads (held ones included): the store frees them at exit, when the drain's
+     * deadline passed with calls the API layer then drops without their callbacks */
+    struct object_call *started;
     struct object_call *queue_head, *queue_tail;
     size_t queued;
     int pumping;            /* guards pump() against re-entry from a done callback */
@@ -108,6 +111,7 @@ struct object_call {
     struct bp_backoff backoff;
     ev_timer retry;         /* the wait after a refusal */
     struct object_call *prev, *next;    /* in s->held while waiting */
+    struct object_call *sprev, *snext;  /* in s->started from the start to the end */
     bp_store_done_fn done;
     void *arg;
     struct object_call *next_queued;
@@ -382,6 +386,12 @@ upload_end_status(struct object_call *oc, const char *err, int permanent)
     struct store_cloud *s = oc->s;
     s->pending--;
     s->uploading--;
+    if (oc->sprev)
+        oc->sprev->snext = oc->snext;
+    else
+        s->started = oc->snext;
+    if (oc->snext)
+        oc->snext->sprev = oc->sprev;
     if (oc->refused_since && --s->refused_n == 0) {
         free(s->refusing);
         s->refusing = NULL;
@@ -541,6 +551,11 @@ pump(struct store_cloud *s)
             s->queue_tail = NULL;
         s->queued--;
         s->uploading++;
+        oc->sprev = NULL;
+        oc->snext = s->started;
+        if (s->started)
+            s->started->sprev = oc;
+        s->started = oc;
         if (s->uploading > s->stats.max_uploading)
             s->stats.max_uploading = s->uploading;
         start_upload(oc);
@@ -628,11 +643,16 @@ cloud_destroy(struct bp_store *bs)
                s->gzip ? "gzip" : "none");
     bp_gz_free(&s->gz);
     /* held uploads end without their callback, like the api's calls in flight at exit (their
-     * messages were nacked by the drain) */
+     * messages were nacked by the drain); the API layers were freed first (rt.c), so no
+     * call of theirs answers one of these later */
     while (s->held) {
         struct object_call *oc = s->held;
         unhold(oc);
         ev_timer_stop(s->loop, &oc->retry);
+    }
+    while (s->started) {
+        struct object_call *oc = s->started;
+        s->started = oc->snext;
         free(oc->name);
         free(oc->base_name);
         free(oc->data);
