@@ -306,6 +306,31 @@ def replay_of_a_gzip_object_served_decompressed_is_refused_not_cut():
 
 
 @case
+def replay_of_a_gzip_object_whose_first_read_brings_one_byte_inflates_it():
+    """A server may answer a Range request with fewer bytes than asked (HTTP allows a 206 with
+    a shorter range): a first read of one byte (0x1f) cannot tell gzip from plain text, so the
+    decision waits for the second byte instead of taking the object for plain text (every line
+    then garbage and dead-lettered, no row)."""
+    with cloud.Scenario() as s:
+        lines = [json.dumps({"event_type": "inventory", "inventory_id": f"{i:08x}-0000-4000-8000-"
+                             "000000000002", "product_id": "11111111-2222-4333-8444-555555555555",
+                             "warehouse_id": "11111111-2222-4333-8444-666666666666",
+                             "quantity_change": i % 50, "reason": "restock",
+                             "timestamp": "2025-03-01T10:00:00Z"}).encode() for i in range(50)]
+        put_gzip(s.emu, "short/2025/03/01/10/inventory_s.json", b"\n".join(lines) + b"\n")
+        s.emu.fault({"op": "storage.objects.get.media", "count": 1, "status": 206,
+                     "body": "\u001f", "headers": {"Content-Type": "application/x-ndjson"}})
+        out = os.path.join(s.tmp, "out")
+        r = subprocess.run([local.BIN, "replay", local.PIPELINE, f"gs://{cloud.BUCKET}/short/",
+                            "--local-out", out, "--set", "stats_seconds=0"], capture_output=True,
+                           text=True, timeout=60, env=rp.env_of(s.emu), stdin=subprocess.DEVNULL)
+        local.no_sanitizer(r.stderr)
+        check_eq(r.returncode, 0, "replay: " + r.stderr[-2000:])
+        rows = local.read_rows(out, "inventory_events")
+        check_eq(len(rows), 50, "every line a row:\n" + r.stderr[-1500:])
+
+
+@case
 def replay_of_a_local_gzip_json_file_gives_the_plain_files_rows():
     d = tempfile.mkdtemp(prefix="bepipe-gzip-")
     expect, live, src = rp.local_archive(d, 1500, seed=63)
