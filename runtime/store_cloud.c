@@ -53,6 +53,7 @@ struct store_cloud {
     /* those uploads (held ones included): the store frees them at exit, when the drain's
      * deadline passed with calls the API layer then drops without their callbacks */
     struct object_call *started;
+    struct rows_call *rows_started;     /* insertAll calls unanswered, freed at exit alike */
     struct object_call *queue_head, *queue_tail;
     size_t queued;
     int pumping;            /* guards pump() against re-entry from a done callback */
@@ -91,6 +92,7 @@ struct bp_object {
 
 struct rows_call {
     struct store_cloud *s;
+    struct rows_call *prev, *next;  /* in s->rows_started while unanswered */
     char *table;
     size_t nrows;
     bp_store_done_fn done;
@@ -118,10 +120,23 @@ struct object_call {
 };
 
 static void
+rows_unlink(struct rows_call *rc)
+{
+    if (rc->prev)
+        rc->prev->next = rc->next;
+    else
+        rc->s->rows_started = rc->next;
+    if (rc->next)
+        rc->next->prev = rc->prev;
+    rc->prev = rc->next = NULL;
+}
+
+static void
 rows_done(void *arg, const struct bp_http_result *res)
 {
     struct rows_call *rc = arg;
     char err[1200];
+    rows_unlink(rc);
     rc->s->pending--;
     if (res->status != 200 || res->body_truncated) {
         snprintf(err, sizeof(err), "insertAll %s: %s%ld %.*s%s%s", rc->table,
@@ -192,6 +207,10 @@ cloud_rows_put(struct bp_store *bs, const char *table, const char *entries, size
     rc->nrows = nrows;
     rc->done = done;
     rc->arg = arg;
+    rc->next = s->rows_started;
+    if (s->rows_started)
+        s->rows_started->prev = rc;
+    s->rows_started = rc;
     s->pending++;
     size_t cap = nrows < (BP_API_MAX_REPLY - INSERT_REPLY_BASE) / INSERT_REPLY_PER_ROW
                      ? INSERT_REPLY_BASE + nrows * INSERT_REPLY_PER_ROW
@@ -201,6 +220,7 @@ cloud_rows_put(struct bp_store *bs, const char *table, const char *entries, size
         /* nothing started and rows_done will not run (the api freed body): done runs here,
          * as store.h promises */
         s->pending--;
+        rows_unlink(rc);
         free(rc->table);
         free(rc);
         done(arg, -1, "insertAll could not be started", NULL, 0);
@@ -649,6 +669,12 @@ cloud_destroy(struct bp_store *bs)
         struct object_call *oc = s->held;
         unhold(oc);
         ev_timer_stop(s->loop, &oc->retry);
+    }
+    while (s->rows_started) {
+        struct rows_call *rc = s->rows_started;
+        s->rows_started = rc->next;
+        free(rc->table);
+        free(rc);
     }
     while (s->started) {
         struct object_call *oc = s->started;
