@@ -21,6 +21,7 @@ struct flight {
     int32_t *attempts;      /* the dead-letter table's rows: delivery attempts */
     size_t nrows;
     struct flight *next;   /* in its table's held list */
+    struct flight *fprev, *fnext;   /* in b->flying while its request is unanswered */
     int probe;             /* sent to test a paused table */
 };
 
@@ -82,13 +83,19 @@ flight_free(struct flight *f)
     free(f);
 }
 
-/* Frees the batches. Requests still in flight keep their own memory and must be finished by
- * the store's destroy (which answers them as failures) before this runs. */
+/* Frees the batches, and the rows of requests still unanswered: at exit the API layer drops
+ * its calls without their callbacks (rt.c frees it first), so none of them answers later; their
+ * messages were nacked by the drain. */
 void
 bp_batches_free(struct bp_batches *b)
 {
     if (!b)
         return;
+    while (b->flying) {
+        struct flight *f = b->flying;
+        b->flying = f->fnext;
+        flight_free(f);
+    }
     for (size_t i = 0; i < b->n; i++) {
         for (struct flight *f = b->v[i]->held, *next; f; f = next) {
             next = f->next;
@@ -278,6 +285,13 @@ flight_done(void *arg, int status, const char *errmsg, const struct bp_row_error
     struct bp_batches *b = f->b;
     struct bp_rowbatch *rb = f->rb;
     b->in_flight--;
+    if (f->fprev)
+        f->fprev->fnext = f->fnext;
+    else
+        b->flying = f->fnext;
+    if (f->fnext)
+        f->fnext->fprev = f->fprev;
+    f->fprev = f->fnext = NULL;
     if (status == BP_STORE_REFUSED) {
         refused_for_now(b, f, errmsg ? errmsg : "refused");
         return;     /* f is held (or freed) */
@@ -337,6 +351,11 @@ static int
 send_flight(struct bp_batches *b, struct flight *f)
 {
     b->in_flight++;
+    f->fprev = NULL;
+    f->fnext = b->flying;
+    if (b->flying)
+        b->flying->fprev = f;
+    b->flying = f;
     return b->store->ops->rows_put(b->store, f->rb->table, f->buf.data, f->buf.len, f->nrows,
                                    flight_done, f);
 }

@@ -70,6 +70,8 @@ struct bp_batches {
     size_t max_bytes;
     double max_age;
     size_t in_flight;      /* requests sent, not answered */
+    struct flight *flying; /* those requests' rows: freed with the batches when the drain's
+                            * deadline passed (the API layer drops the calls unanswered) */
     unsigned long failures;
     unsigned long permanent;   /* requests a table refused for good (rows dead-lettered) */
     unsigned long refused;     /* requests a table refused for now (held and sent again) */

@@ -26,6 +26,7 @@ struct gcs_list {
 struct gcs_get {
     bp_gcs_get_done_fn done;
     void *arg;
+    uint64_t size;
     uint64_t off;
     size_t len;
 };
@@ -193,6 +194,12 @@ on_range(void *arg, const struct bp_http_result *res)
     if (bp_api_failed(res)) {
         bp_gcs_describe(res, err, sizeof(err));
         g->done(g->arg, -1, NULL, 0, err);
+    } else if (res->status != 206 && (uint64_t)res->body_len != g->size) {
+        /* a 200 is the whole object; other than its stored size, these are other bytes (a
+         * gzip object decompressed on the way despite Accept-Encoding, or a cut reply) */
+        snprintf(err, sizeof(err), "the server sent %zu bytes for the whole object where %" PRIu64
+                 " are stored (decompressed on the way, or cut short?)", res->body_len, g->size);
+        g->done(g->arg, -1, NULL, 0, err);
     } else if (res->status == 206 || g->off == 0) {
         size_t n = res->body_len < g->len ? res->body_len : g->len;
         g->done(g->arg, 0, res->body, n, "");
@@ -210,8 +217,8 @@ on_range(void *arg, const struct bp_http_result *res)
 /* See gcs_read.h. */
 int
 bp_gcs_get_start(struct bp_api *api, const char *base, const char *bucket, const char *name,
-                 const char *generation, uint64_t off, size_t len, bp_gcs_get_done_fn done,
-                 void *arg, char *err, size_t errlen)
+                 const char *generation, uint64_t size, uint64_t off, size_t len,
+                 bp_gcs_get_done_fn done, void *arg, char *err, size_t errlen)
 {
     char *obj = bp_url_escape(name, 0), *bkt = bp_url_escape(bucket, 0);
     size_t n = strlen(base) + strlen(obj) + strlen(bkt) + strlen(generation) + 64;
@@ -227,6 +234,7 @@ bp_gcs_get_start(struct bp_api *api, const char *base, const char *bucket, const
     struct gcs_get *g = bp_xcalloc(1, sizeof(*g));
     g->done = done;
     g->arg = arg;
+    g->size = size;
     g->off = off;
     g->len = len;
     int rc = bp_api_call(api, "GET", url, NULL, range, NULL, 0, GET_TIMEOUT_MS, on_range, g);

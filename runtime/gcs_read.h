@@ -30,11 +30,14 @@ typedef void (*bp_gcs_get_done_fn)(void *arg, int status, const char *data, size
 
 /* Fetches bytes [off, off + len) of generation `generation` of gs://bucket/name, so memory stays
  * at one range whatever the object's size. The bytes are the stored ones (Accept-Encoding:
- * gzip): a gzip object's compressed bytes, which the caller inflates. done runs once, from the loop. Returns 0 when
- * started, -1 (err set, no callback) when not. */
+ * gzip): a gzip object's compressed bytes, which the caller inflates. size is the object's
+ * stored size as listed: a 200 reply (the Range ignored) is the whole object and must have
+ * exactly that many bytes, else done gets -1 (a server or proxy that decompressed a gzip
+ * object sends other bytes, which would be misread at stored offsets). done runs once, from
+ * the loop. Returns 0 when started, -1 (err set, no callback) when not. */
 int bp_gcs_get_start(struct bp_api *api, const char *base, const char *bucket, const char *name,
-                     const char *generation, uint64_t off, size_t len, bp_gcs_get_done_fn done,
-                     void *arg, char *err, size_t errlen) BP_WUR;
+                     const char *generation, uint64_t size, uint64_t off, size_t len,
+                     bp_gcs_get_done_fn done, void *arg, char *err, size_t errlen) BP_WUR;
 
 /* "403 from storage: <the API's message>" or "no answer: <transport error>", for logs. */
 void bp_gcs_describe(const struct bp_http_result *res, char *out, size_t outlen);

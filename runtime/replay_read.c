@@ -27,7 +27,8 @@ bp_replay_read_init(struct bp_replay_read *r, struct bp_api *api, const char *ba
     r->arg = arg;
     /* the longest accepted line, plus one read arriving after it */
     bp_buf_init(&r->buf, max_line + BP_REPLAY_CHUNK + 1024);
-    bp_buf_init(&r->zin, BP_REPLAY_CHUNK);
+    /* (one read, and the byte of a first read too short to tell gzip from plain text) */
+    bp_buf_init(&r->zin, BP_REPLAY_CHUNK + 1);
     r->chunk = bp_xmalloc(BP_REPLAY_CHUNK);
 }
 
@@ -64,12 +65,26 @@ static int
 take(struct bp_replay_read *r, const char *data, size_t n, char *err, size_t errlen)
 {
     r->bytes_read += n;
-    /* the object's first read tells (a read of under two bytes is a file that short) */
-    if (r->gzip < 0)
-        r->gzip = bp_gz_magic(data, n);
+    /* the object's first two bytes tell; a first read of one byte (a server may send fewer
+     * than asked) waits in zin for the next, unless the object ends there */
+    if (r->gzip < 0) {
+        if (bp_buf_append(&r->zin, data, n) != 0) {
+            snprintf(err, errlen, "%s: no room for the stored bytes", r->ob->label);
+            return -1;
+        }
+        if (r->zin.len < 2 && !r->in_eof)
+            return 0;
+        r->gzip = bp_gz_magic(r->zin.data, r->zin.len);
+        if (r->gzip == 1)
+            return inflate_step(r, err, errlen);
+        data = r->zin.data;
+        n = r->zin.len;
+    }
     if (r->gzip != 1) {
         r->eof = r->in_eof;
-        if (bp_buf_append(&r->buf, data, n) != 0) {
+        int rc = bp_buf_append(&r->buf, data, n);
+        bp_buf_reset(&r->zin);
+        if (rc != 0) {
             snprintf(err, errlen, "%s: a sink failed", r->ob->label);
             return -1;
         }
@@ -113,8 +128,8 @@ fetch(struct bp_replay_read *r, char *err, size_t errlen)
     char why[512];
     uint64_t left = ob->size - r->off;
     size_t len = left < BP_REPLAY_CHUNK ? (size_t)left : BP_REPLAY_CHUNK;
-    if (bp_gcs_get_start(r->api, r->gcs_base, ob->bucket, ob->name, ob->generation, r->off, len,
-                         on_range, r, why, sizeof(why)) != 0) {
+    if (bp_gcs_get_start(r->api, r->gcs_base, ob->bucket, ob->name, ob->generation, ob->size,
+                         r->off, len, on_range, r, why, sizeof(why)) != 0) {
         snprintf(err, errlen, "%s", why);
         return -1;
     }

@@ -29,8 +29,9 @@ struct bp_replay_read {
     int fetching;               /* a Range request in flight */
     int eof;                    /* every byte of the object is in buf */
     int in_eof;                 /* every stored byte of the object was fetched or read */
-    int gzip;                   /* -1: not known yet (no byte seen), 0: plain, 1: gzip */
-    bp_buf_t zin;               /* gzip: stored bytes not inflated yet (at most one read) */
+    int gzip;                   /* -1: not known yet (under two bytes seen), 0: plain, 1: gzip */
+    bp_buf_t zin;               /* gzip: stored bytes not inflated yet (at most one read);
+                                 * not known yet: the first byte */
     struct bp_gunzip gz;
     int stopped;                /* replies are dropped */
     bp_buf_t buf;               /* read and not yet consumed (bp_buf_consume) */

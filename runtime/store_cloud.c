@@ -50,6 +50,10 @@ struct store_cloud {
      * the queue itself is the archive's pressure (pressure.c): its bytes pause pulling. */
     size_t max_uploads;
     size_t uploading;       /* uploads started, not answered */
+    /* those uploads (held ones included): the store frees them at exit, when the drain's
+     * deadline passed with calls the API layer then drops without their callbacks */
+    struct object_call *started;
+    struct rows_call *rows_started;     /* insertAll calls unanswered, freed at exit alike */
     struct object_call *queue_head, *queue_tail;
     size_t queued;
     int pumping;            /* guards pump() against re-entry from a done callback */
@@ -88,6 +92,7 @@ struct bp_object {
 
 struct rows_call {
     struct store_cloud *s;
+    struct rows_call *prev, *next;  /* in s->rows_started while unanswered */
     char *table;
     size_t nrows;
     bp_store_done_fn done;
@@ -108,16 +113,30 @@ struct object_call {
     struct bp_backoff backoff;
     ev_timer retry;         /* the wait after a refusal */
     struct object_call *prev, *next;    /* in s->held while waiting */
+    struct object_call *sprev, *snext;  /* in s->started from the start to the end */
     bp_store_done_fn done;
     void *arg;
     struct object_call *next_queued;
 };
 
 static void
+rows_unlink(struct rows_call *rc)
+{
+    if (rc->prev)
+        rc->prev->next = rc->next;
+    else
+        rc->s->rows_started = rc->next;
+    if (rc->next)
+        rc->next->prev = rc->prev;
+    rc->prev = rc->next = NULL;
+}
+
+static void
 rows_done(void *arg, const struct bp_http_result *res)
 {
     struct rows_call *rc = arg;
     char err[1200];
+    rows_unlink(rc);
     rc->s->pending--;
     if (res->status != 200 || res->body_truncated) {
         snprintf(err, sizeof(err), "insertAll %s: %s%ld %.*s%s%s", rc->table,
@@ -188,6 +207,10 @@ cloud_rows_put(struct bp_store *bs, const char *table, const char *entries, size
     rc->nrows = nrows;
     rc->done = done;
     rc->arg = arg;
+    rc->next = s->rows_started;
+    if (s->rows_started)
+        s->rows_started->prev = rc;
+    s->rows_started = rc;
     s->pending++;
     size_t cap = nrows < (BP_API_MAX_REPLY - INSERT_REPLY_BASE) / INSERT_REPLY_PER_ROW
                      ? INSERT_REPLY_BASE + nrows * INSERT_REPLY_PER_ROW
@@ -197,6 +220,7 @@ cloud_rows_put(struct bp_store *bs, const char *table, const char *entries, size
         /* nothing started and rows_done will not run (the api freed body): done runs here,
          * as store.h promises */
         s->pending--;
+        rows_unlink(rc);
         free(rc->table);
         free(rc);
         done(arg, -1, "insertAll could not be started", NULL, 0);
@@ -382,6 +406,12 @@ upload_end_status(struct object_call *oc, const char *err, int permanent)
     struct store_cloud *s = oc->s;
     s->pending--;
     s->uploading--;
+    if (oc->sprev)
+        oc->sprev->snext = oc->snext;
+    else
+        s->started = oc->snext;
+    if (oc->snext)
+        oc->snext->sprev = oc->sprev;
     if (oc->refused_since && --s->refused_n == 0) {
         free(s->refusing);
         s->refusing = NULL;
@@ -541,6 +571,11 @@ pump(struct store_cloud *s)
             s->queue_tail = NULL;
         s->queued--;
         s->uploading++;
+        oc->sprev = NULL;
+        oc->snext = s->started;
+        if (s->started)
+            s->started->sprev = oc;
+        s->started = oc;
         if (s->uploading > s->stats.max_uploading)
             s->stats.max_uploading = s->uploading;
         start_upload(oc);
@@ -628,11 +663,22 @@ cloud_destroy(struct bp_store *bs)
                s->gzip ? "gzip" : "none");
     bp_gz_free(&s->gz);
     /* held uploads end without their callback, like the api's calls in flight at exit (their
-     * messages were nacked by the drain) */
+     * messages were nacked by the drain); the API layers were freed first (rt.c), so no
+     * call of theirs answers one of these later */
     while (s->held) {
         struct object_call *oc = s->held;
         unhold(oc);
         ev_timer_stop(s->loop, &oc->retry);
+    }
+    while (s->rows_started) {
+        struct rows_call *rc = s->rows_started;
+        s->rows_started = rc->next;
+        free(rc->table);
+        free(rc);
+    }
+    while (s->started) {
+        struct object_call *oc = s->started;
+        s->started = oc->snext;
         free(oc->name);
         free(oc->base_name);
         free(oc->data);

@@ -4,14 +4,17 @@ one gzip member with contentEncoding gzip, the names unchanged and every raw lin
 @google-cloud/storage downloads them as NDJSON, and replay reads them back into the live rows; an upload whose reply was lost meets a 412 and is
 recognised as ours by the compressed bytes' MD5 (no copy under a suffix); a replay of plain and
 gzip objects together gives the insertIds of the plain formula (name, generation, line) for both;
-a corrupted gzip object stops the replay with a reason naming it; a local .json file that is gzip
-replays like the plain one; --local-out stays plain NDJSON with gzip set, and says so."""
+a corrupted gzip object stops the replay with a reason naming it, and so does one served
+decompressed by a server that ignores Accept-Encoding; a local .json file that is gzip replays
+like the plain one; --local-out stays plain NDJSON with gzip set, and says so; upload faults and
+a SIGTERM while an upload stalls lose no line."""
 import gzip
 import json
 import os
 import re
 import subprocess
 import tempfile
+import time
 import urllib.parse
 import urllib.request
 import zlib
@@ -197,6 +200,49 @@ def gzip_upload_whose_reply_was_lost_is_recognised_by_the_compressed_md5():
         check_eq(sorted(archived), sorted(raw), "every raw line archived once")
 
 
+def gz_objects(emu):
+    """{object name: [lines]} of the bucket, each object one gzip member."""
+    root = os.path.join(emu.data, "gcs", cloud.BUCKET)
+    res = {}
+    for dp, _, ns in os.walk(root):
+        for n in ns:
+            with open(os.path.join(dp, n), "rb") as f:
+                res[os.path.relpath(os.path.join(dp, n), root)] = one_member(f.read()).split(b"\n")[:-1]
+    return res
+
+
+@case
+def gzip_archive_under_upload_faults_and_sigterm_mid_upload_loses_nothing():
+    """503s, a reset after the object landed (the 412 path), and SIGTERM while an upload
+    stalls: the run exits, a restart drains the rest, and every raw line is in a valid gzip
+    member (none cut, none lost)."""
+    with cloud.Scenario() as s:
+        needs_query_encoding(s.emu)
+        path, expect, raw = cloud.corpus(s.tmp, 6000, seed=66)
+        s.emu.publish(path)
+        for rule in [{"op": "storage.objects.insert.*", "status": 503, "count": 2},
+                     {"op": "storage.objects.insert.*", "reset": "after", "count": 1, "skip": 3},
+                     {"op": "storage.objects.insert.*", "stall": 40, "count": 1, "skip": 6}]:
+            s.emu.fault(rule)
+        gz = ["--set", "archive.compression=gzip", "--set", "archive.roll_bytes=40000",
+              "--set", "retry.max_ms=500", "--set", "drain_seconds=5"]
+        b = cloud.Bepipe(s.emu, gz)
+        end = time.time() + 60
+        while time.time() < end and rp.counter(s.emu, "storage.objects.insert.media", None) < 8:
+            time.sleep(0.1)
+        check(rp.counter(s.emu, "storage.objects.insert.media", None) >= 8,
+              "uploads past the stalled one")
+        b.stop()
+        s.emu.clear_faults()
+        b2 = cloud.Bepipe(s.emu, gz)
+        cloud.wait_drained(s.emu, 6000, [b2])
+        check_eq(b2.stop(), 0, "exit code of the restart: " + b2.stderr()[-1500:])
+        archived = [local.unmark(l) for ls in gz_objects(s.emu).values() for l in ls]
+        check_eq(set(archived), set(raw), "every raw line archived")
+        for t in TABLES:
+            check_eq(len(s.emu.rows(t)), expect["rows"][t], f"rows in {t}")
+
+
 @case
 def replay_of_plain_and_gzip_objects_gives_the_same_insert_ids_formula():
     with cloud.Scenario() as s:
@@ -239,6 +285,50 @@ def replay_of_a_corrupted_gzip_object_stops_with_a_reason_naming_it():
                         % cloud.BUCKET, r.stderr), "the reason names the object:\n"
               + r.stderr[-1500:])
         check("Sanitizer" not in r.stderr and "Segmentation" not in r.stderr, "no crash")
+
+
+@case
+def replay_of_a_gzip_object_served_decompressed_is_refused_not_cut():
+    """A server (or proxy) that ignores Accept-Encoding: gzip answers the Range request with the
+    whole object decompressed (200, no Content-Encoding): those are not the listed object's
+    stored bytes, so the replay stops naming the object instead of taking the first
+    stored-size bytes of the plain text as the object (rows silently lost, a line cut)."""
+    with cloud.Scenario() as s:
+        plain = b"".join(json.dumps({"event_type": "order", "n": i, "pad": "x" * 40}).encode()
+                         + b"\n" for i in range(3000))
+        put_gzip(s.emu, "tc/2025/03/01/10/order_t.json", plain)
+        s.emu.fault({"op": "storage.objects.get.media", "count": -1, "status": 200,
+                     "body": plain.decode(), "headers": {"Content-Type": "application/x-ndjson"}})
+        r = rp.replay(s.emu, [f"gs://{cloud.BUCKET}/tc/"])
+        check_eq(r.returncode, 1, "bytes other than the stored ones fail the replay: "
+                 + r.stderr[-1500:])
+        check(re.search(r"error replay: .*gs://%s/tc/2025/03/01/10/order_t\.json" % cloud.BUCKET,
+                        r.stderr), "the reason names the object:\n" + r.stderr[-1500:])
+
+
+@case
+def replay_of_a_gzip_object_whose_first_read_brings_one_byte_inflates_it():
+    """A server may answer a Range request with fewer bytes than asked (HTTP allows a 206 with
+    a shorter range): a first read of one byte (0x1f) cannot tell gzip from plain text, so the
+    decision waits for the second byte instead of taking the object for plain text (every line
+    then garbage and dead-lettered, no row)."""
+    with cloud.Scenario() as s:
+        lines = [json.dumps({"event_type": "inventory", "inventory_id": f"{i:08x}-0000-4000-8000-"
+                             "000000000002", "product_id": "11111111-2222-4333-8444-555555555555",
+                             "warehouse_id": "11111111-2222-4333-8444-666666666666",
+                             "quantity_change": i % 50, "reason": "restock",
+                             "timestamp": "2025-03-01T10:00:00Z"}).encode() for i in range(50)]
+        put_gzip(s.emu, "short/2025/03/01/10/inventory_s.json", b"\n".join(lines) + b"\n")
+        s.emu.fault({"op": "storage.objects.get.media", "count": 1, "status": 206,
+                     "body": "\u001f", "headers": {"Content-Type": "application/x-ndjson"}})
+        out = os.path.join(s.tmp, "out")
+        r = subprocess.run([local.BIN, "replay", local.PIPELINE, f"gs://{cloud.BUCKET}/short/",
+                            "--local-out", out, "--set", "stats_seconds=0"], capture_output=True,
+                           text=True, timeout=60, env=rp.env_of(s.emu), stdin=subprocess.DEVNULL)
+        local.no_sanitizer(r.stderr)
+        check_eq(r.returncode, 0, "replay: " + r.stderr[-2000:])
+        rows = local.read_rows(out, "inventory_events")
+        check_eq(len(rows), 50, "every line a row:\n" + r.stderr[-1500:])
 
 
 @case

@@ -831,5 +831,52 @@ def q_dead_letter_rows_refused_are_set_aside_not_looped():
                  [("bad.ndjson:1", 1), ("bad.ndjson:2", 1)], "file lines set aside at once")
 
 
+@case
+def s_sigterm_while_an_upload_stalls_exits_clean_and_loses_nothing():
+    """The drain's deadline passes with an archive upload still unanswered: the run exits
+    (its messages nacked, not acked), frees what the upload held (the sanitizer build reports
+    any leak), and a restart archives every line."""
+    with Scenario() as s:
+        path, expect, raw = corpus(s.tmp, 3000, seed=27)
+        s.emu.publish(path)
+        s.emu.fault({"op": "storage.objects.insert.*", "stall": 60, "count": 1, "skip": 2})
+        args = ["--set", "archive.roll_bytes=40000", "--set", "drain_seconds=3"]
+        b = Bepipe(s.emu, args)
+        end = time.time() + 60
+        # a rule of count 1 leaves the list once applied: the stalled upload is under way
+        while time.time() < end and s.emu.admin("GET", "/_emulator/faults").get("rules"):
+            time.sleep(0.1)
+        check(not s.emu.admin("GET", "/_emulator/faults").get("rules"), "an upload stalled")
+        b.stop()        # the sanitizer build's report fails the case here
+        s.emu.clear_faults()
+        b2 = Bepipe(s.emu, args)
+        wait_drained(s.emu, 3000, [b2])
+        check_eq(b2.stop(), 0, "exit code of the restart: " + b2.stderr()[-1500:])
+        verify(s.emu, expect, raw, archive_dups_ok=True)
+
+
+@case
+def t_sigterm_while_an_insert_stalls_exits_clean_and_loses_nothing():
+    """The drain's deadline passes with an insertAll unanswered: the run exits (those rows'
+    messages nacked), frees the request's rows (the sanitizer build reports any leak), and a
+    restart stores every row once (insertIds)."""
+    with Scenario() as s:
+        path, expect, raw = corpus(s.tmp, 3000, seed=28)
+        s.emu.publish(path)
+        s.emu.fault({"op": "bigquery.tabledata.insertAll", "stall": 60, "count": 1, "skip": 2})
+        args = ["--set", "drain_seconds=3"]
+        b = Bepipe(s.emu, args)
+        end = time.time() + 60
+        while time.time() < end and s.emu.admin("GET", "/_emulator/faults").get("rules"):
+            time.sleep(0.1)
+        check(not s.emu.admin("GET", "/_emulator/faults").get("rules"), "an insert stalled")
+        b.stop()        # the sanitizer build's report fails the case here
+        s.emu.clear_faults()
+        b2 = Bepipe(s.emu, args)
+        wait_drained(s.emu, 3000, [b2])
+        check_eq(b2.stop(), 0, "exit code of the restart: " + b2.stderr()[-1500:])
+        verify(s.emu, expect, raw, archive_dups_ok=True)
+
+
 if __name__ == "__main__":
     local.run_cases(CASES, os.path.join(ROOT, "bepipe-lua"))
