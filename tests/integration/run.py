@@ -1012,7 +1012,8 @@ SUITES = {
     # operability on the normal build: tooling, configuration, observability, packaging
     "ops": ["archive", "archive_gzip", "archive_open_files", "check_mode", "cli", "cloud_cpu", "deploy",
             "fixtures", "install", "logs", "memory", "metadata", "metrics", "paths",
-            "permanent_errors", "preflight", "replay", "schema", "schema_evolution", "workers"],
+            "permanent_errors", "preflight", "replay", "schema", "schema_evolution", "test_runner",
+            "workers"],
     # hostile peers and inputs, on the sanitizer build
     "hardening": ["emulator_faults", "gcs_replies", "http_resilience", "leases", "poison",
                   "pull_replies", "refusals", "script_limits"],
