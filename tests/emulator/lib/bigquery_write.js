@@ -178,8 +178,9 @@ class Call {
       if (flag === 1) {
         const enc = this.headers['grpc-encoding'];
         try {
-          if (enc === 'gzip') msg = zlib.gunzipSync(msg);
-          else if (enc === 'deflate') msg = zlib.inflateSync(msg);
+          // decompressed, a message has the same limit as on the wire (a small bomb stays small)
+          if (enc === 'gzip') msg = zlib.gunzipSync(msg, { maxOutputLength: MAX_MESSAGE });
+          else if (enc === 'deflate') msg = zlib.inflateSync(msg, { maxOutputLength: MAX_MESSAGE });
           else throw new Error(`compressed message without a supported grpc-encoding (${enc || 'none'})`);
         } catch (e) { return this.finish(CODE.INTERNAL, `Failed to decompress a message: ${e.message}`); }
       } else if (flag !== 0) {

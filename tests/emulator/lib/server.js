@@ -207,7 +207,11 @@ class App {
         let body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, n);
         const enc = req.headers['content-encoding'];
         if (enc && /gzip/i.test(enc) && !storesAsIs(c)) {
-          try { body = zlib.gunzipSync(body); } catch (e) { return reject(bad('Request body is not valid gzip data.')); }
+          // decompressed, a body has the same limit as on the wire (a small bomb stays small)
+          try { body = zlib.gunzipSync(body, { maxOutputLength: MAX_BODY }); } catch (e) {
+            if (e.code === 'ERR_BUFFER_TOO_LARGE') return reject(new ApiError(413, `Request body exceeds ${MAX_BODY} bytes once decompressed.`));
+            return reject(bad('Request body is not valid gzip data.'));
+          }
         }
         resolve(body);
       });
