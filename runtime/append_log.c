@@ -50,23 +50,12 @@ al_mem_free(bp_append_log_t *log, void *q)
 
 /* ---- messages ---- */
 
-static uint64_t
-fnv64(const char *p, size_t len)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)p[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
 static struct al_msg **
 msg_slot(bp_append_log_t *log, const char *id, size_t len)
 {
     if (!log->nbuckets)
         return NULL;
-    struct al_msg **s = &log->buckets[fnv64(id, len) & (log->nbuckets - 1)];
+    struct al_msg **s = &log->buckets[bp_fnv64(id, len) & (log->nbuckets - 1)];
     while (*s && ((*s)->id_len != len || memcmp((*s)->id, id, len) != 0))
         s = &(*s)->hnext;
     return s;
@@ -93,7 +82,7 @@ msg_grow(bp_append_log_t *log)
     for (size_t i = 0; i < log->nbuckets; i++) {
         for (struct al_msg *m = log->buckets[i], *next; m; m = next) {
             next = m->hnext;
-            size_t s = fnv64(m->id, m->id_len) & (nb - 1);
+            size_t s = bp_fnv64(m->id, m->id_len) & (nb - 1);
             m->hnext = b[s];
             b[s] = m;
         }

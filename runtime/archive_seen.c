@@ -38,9 +38,7 @@ bp_seen_free(struct bp_seen *s)
 uint64_t
 bp_seen_hash(const char *id, size_t len)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)id[i]) * 1099511628211ULL;
+    uint64_t h = bp_fnv64(id, len);
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdULL;
     h ^= h >> 33;

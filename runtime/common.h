@@ -14,6 +14,16 @@
 
 #define BP_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
+/* 64-bit FNV-1a of len bytes at p: the hash of the runtime's small tables (ids, suspects). */
+static inline uint64_t
+bp_fnv64(const char *p, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)p[i]) * 1099511628211ULL;
+    return h;
+}
+
 /* Small fixed allocations abort on OOM (STYLE: sizes driven by outside data are capped elsewhere). */
 void *bp_xmalloc(size_t n);
 void *bp_xcalloc(size_t n, size_t size);

@@ -579,19 +579,6 @@ put_repeated(struct enc *e, const struct bp_schema_field *f, size_t number, int 
     return packed ? close_len(e, mark) : 0;
 }
 
-/* Finds a key's column: exact name first, then case-insensitively (as schema_check.c). */
-static const struct bp_schema_field *
-lookup(const struct bp_schema_field *rec, const char *k, size_t n)
-{
-    for (size_t i = 0; i < rec->nfields; i++)
-        if (rec->fields[i].name_len == n && memcmp(rec->fields[i].name, k, n) == 0)
-            return &rec->fields[i];
-    for (size_t i = 0; i < rec->nfields; i++)
-        if (rec->fields[i].name_len == n && strncasecmp(rec->fields[i].name, k, n) == 0)
-            return &rec->fields[i];
-    return NULL;
-}
-
 /* A value for column f of rec (at -1), by its mode. */
 static int
 put_column(struct enc *e, const struct bp_schema_field *rec, const struct bp_schema_field *f,
@@ -637,7 +624,7 @@ put_record(struct enc *e, const struct bp_schema_field *rec, int vi, int depth,
         const char *k = lua_tolstring(L, -2, &kl);
         e->key[depth + 1] = k;
         e->klen[depth + 1] = kl;
-        const struct bp_schema_field *f = lookup(rec, k, kl);
+        const struct bp_schema_field *f = bp_schema_field_find(rec, k, kl);
         if (!f)
             return fail(e, depth + 1, "no such field");
         if (is_null(L, -1)) {
@@ -691,7 +678,7 @@ bp_proto_row_append(const struct bp_schema *s, lua_State *L, int idx,
     }
     const struct bp_schema_field *mf = NULL;
     if (meta && meta->ts_column) {
-        mf = lookup(&s->root, meta->ts_column, strlen(meta->ts_column));
+        mf = bp_schema_field_find(&s->root, meta->ts_column, strlen(meta->ts_column));
         if (!mf || mf->type != BP_SCHEMA_TIMESTAMP || mf->mode == BP_SCHEMA_REPEATED) {
             fail(e, 0, "the table has no TIMESTAMP column %s", meta->ts_column);
             goto out;

@@ -51,17 +51,6 @@ struct bp_quarantine {
     off_t loaded;
 };
 
-static uint64_t
-fnv64(const char *p, size_t len)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)p[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
 static void
 reindex(struct bp_quarantine *q)
 {
@@ -71,7 +60,7 @@ reindex(struct bp_quarantine *q)
         q->index_cap *= 2;
     q->index = bp_xcalloc(q->index_cap, sizeof(*q->index));
     for (size_t i = 0; i < q->n; i++) {
-        size_t s = fnv64(q->v[i].id, q->v[i].id_len) & (q->index_cap - 1);
+        size_t s = bp_fnv64(q->v[i].id, q->v[i].id_len) & (q->index_cap - 1);
         while (q->index[s])
             s = (s + 1) & (q->index_cap - 1);
         q->index[s] = (uint32_t)i + 1;
@@ -87,14 +76,14 @@ find(const struct bp_quarantine *q, const char *id, size_t id_len, const char *d
     if (!q->index_cap)
         return NULL;
     int hashed = data == NULL;
-    size_t s = fnv64(id, id_len) & (q->index_cap - 1);
+    size_t s = bp_fnv64(id, id_len) & (q->index_cap - 1);
     for (; q->index[s]; s = (s + 1) & (q->index_cap - 1)) {
         struct suspect *e = &q->v[q->index[s] - 1];
         if (e->refused != refused || e->id_len != id_len || e->dlen != dlen ||
             memcmp(e->id, id, id_len) != 0)
             continue;
         if (!hashed) {
-            dhash = fnv64(data, dlen);
+            dhash = bp_fnv64(data, dlen);
             hashed = 1;
         }
         if (e->dhash == dhash)
@@ -123,7 +112,7 @@ remember(struct bp_quarantine *q, const char *id, size_t id_len, uint64_t dhash,
     if (q->n * 2 >= q->index_cap)
         reindex(q);
     else {
-        size_t s = fnv64(id, id_len) & (q->index_cap - 1);
+        size_t s = bp_fnv64(id, id_len) & (q->index_cap - 1);
         while (q->index[s])
             s = (s + 1) & (q->index_cap - 1);
         q->index[s] = (uint32_t)q->n;
@@ -349,7 +338,7 @@ format_record(int kind, const char *id, size_t id_len, uint64_t dhash, size_t dl
 size_t
 bp_quarantine_format(const bp_msg_t *m, int kind, char *line)
 {
-    return format_record(kind, m->id, m->id_len, fnv64(m->data, m->len), m->len, line);
+    return format_record(kind, m->id, m->id_len, bp_fnv64(m->data, m->len), m->len, line);
 }
 
 /* Appends records made by bp_quarantine_format (len bytes of whole lines) with one write and

@@ -218,6 +218,19 @@ bp_schema_set_add_resources(struct bp_schema_set *set, char *const *bodies, size
 }
 
 /* See schema.h. */
+const struct bp_schema_field *
+bp_schema_field_find(const struct bp_schema_field *rec, const char *k, size_t n)
+{
+    for (size_t i = 0; i < rec->nfields; i++)
+        if (rec->fields[i].name_len == n && memcmp(rec->fields[i].name, k, n) == 0)
+            return &rec->fields[i];
+    for (size_t i = 0; i < rec->nfields; i++)
+        if (rec->fields[i].name_len == n && strncasecmp(rec->fields[i].name, k, n) == 0)
+            return &rec->fields[i];
+    return NULL;
+}
+
+/* See schema.h. */
 const struct bp_schema *
 bp_schema_set_find(const struct bp_schema_set *set, const char *table)
 {

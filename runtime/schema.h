@@ -69,6 +69,11 @@ struct bp_schema_set {
 int bp_schema_set_add_resources(struct bp_schema_set *set, char *const *bodies, size_t n,
                                 char *why, size_t whylen) BP_WUR;
 
+/* The field of record `rec` (the schema's root or a RECORD) that key k (n bytes) names: exact
+ * name first, then case-insensitively (BigQuery's column names are), or NULL. */
+const struct bp_schema_field *bp_schema_field_find(const struct bp_schema_field *rec,
+                                                   const char *k, size_t n);
+
 /* The schema of `table`, or NULL when it has none (such a table's rows are not checked). */
 const struct bp_schema *bp_schema_set_find(const struct bp_schema_set *set, const char *table);
 

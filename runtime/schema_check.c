@@ -417,19 +417,6 @@ check_array(struct ck *c, const struct bp_schema_field *f, const struct seg *g, 
     }
 }
 
-/* Finds a key's field: exact name first, then case-insensitively (column names are). */
-static const struct bp_schema_field *
-lookup(const struct bp_schema_field *rec, const char *k, size_t n)
-{
-    for (size_t i = 0; i < rec->nfields; i++)
-        if (rec->fields[i].name_len == n && memcmp(rec->fields[i].name, k, n) == 0)
-            return &rec->fields[i];
-    for (size_t i = 0; i < rec->nfields; i++)
-        if (rec->fields[i].name_len == n && strncasecmp(rec->fields[i].name, k, n) == 0)
-            return &rec->fields[i];
-    return NULL;
-}
-
 /* One key/value pair of a record: the key's field, then its value by mode. */
 static int
 check_member(struct ck *c, const struct bp_schema_field *rec, const struct seg *g, int depth,
@@ -452,7 +439,7 @@ check_member(struct ck *c, const struct bp_schema_field *rec, const struct seg *
     skip_ws(c);
     if (c->p >= c->end)
         return bad_json(c, g, start);
-    const struct bp_schema_field *f = lookup(rec, k, kn);
+    const struct bp_schema_field *f = bp_schema_field_find(rec, k, kn);
     if (!f)
         return fail(c, &me, "no such field");
     me.name = f->name;      /* the schema's spelling, whatever case the key had */
