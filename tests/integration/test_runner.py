@@ -43,6 +43,11 @@ def wait_for(pred, seconds):
     return pred()
 
 
+def default_signals():
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 @case
 def run_all_stopped_by_a_signal_stops_both_lanes():
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -57,9 +62,12 @@ def run_all_stopped_by_a_signal_stops_both_lanes():
         with open(stand_in, "w") as f:
             f.write(f"#!/bin/sh\necho $$ > {pidf}.tmp && mv {pidf}.tmp {pidf}\nexec sleep 120\n")
         os.chmod(stand_in, 0o755)
+        # signals at their default in the copy: run from a lane of a real run-all (a background
+        # job of a script), this case inherits SIGINT ignored, and a shell cannot trap a signal
+        # ignored when it started
         p = subprocess.Popen([os.path.join(d, "tests", "run-all")], cwd=d,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             stdin=subprocess.DEVNULL)
+                             stdin=subprocess.DEVNULL, preexec_fn=default_signals)
         suite = None
         try:
             check(wait_for(lambda: os.path.exists(pidf), 60), "the stand-in suite started")
