@@ -1,44 +1,70 @@
-/* gz.c - gzip for archive objects, with Debian's zlib.
+/* gz.c - gzip for archive objects: ISA-L's igzip compresses, zlib inflates (replay).
  *
- * Why zlib and not libdeflate: libdeflate compresses a whole buffer in one call and cannot
- * continue a stream, so an object would have to be held plain until it is finished and then
- * compressed into a second buffer (two copies of the largest objects at once); zlib's z_stream
- * compresses as the lines arrive. Measured on the demo's corpus (tests/tools/gen_events.lua,
- * 200,000 events of ~400 bytes, ordered and live; MB stored and CPU-s per 1M events, this
- * machine, compression and CRC only): zlib level 1 in 256 KB chunks 112 MB, 2.8-3.5 s;
- * zlib level 1 as one stream 109 MB, 3.1-3.9 s; libdeflate level 1 whole 99 MB, 1.7-2.2 s;
- * zlib level 6 in 256 KB chunks 93 MB, 6.3-7.0 s; libdeflate level 6 whole 83 MB, 3.9 s.
- * Raw: 403 MB. So level 1: level 6 saves another 17% of a bill that is already a quarter of
- * the raw one, for twice the CPU.
+ * Why ISA-L's igzip (libisal, already linked for CRC32C): it compresses a stream as the lines
+ * arrive, with zlib's sync flush, so an object is one gzip member built in one pass, and it is
+ * the fastest of the three Debian libraries measured. On the demo's corpus
+ * (tests/tools/gen_events.lua, 200,000 events of ~400 bytes, ordered and live alike; MB stored
+ * and CPU-s per 1M events, this machine shared, compression and CRC only, 256 KB chunks):
+ * zlib level 1 112 MB, 3.6 s; libdeflate level 1 101 MB, 1.8 s; igzip level 1 106 MB, 0.6 s;
+ * igzip level 2 104 MB, 0.7 s. Raw: 403 MB.
  *
- * One deflate state for every object: a deflate stream keeps ~256 KB of state, and a backfill
- * keeps tens of thousands of objects open at once. So an object's bytes are compressed a chunk
- * at a time (BP_GZ_CHUNK, gathered by the caller) with the shared state reset before each
- * chunk, and each chunk ends with a sync flush (byte-aligned, no final bit), so the chunks of
- * one object follow each other as blocks of one deflate stream: one gzip member, as every
- * reader expects (GCS's decompressive transcoding, BigQuery's load jobs, gzip(1)). A chunk
- * starting without the previous chunk's history costs ~2% of the stored bytes at 256 KB (6% at
- * 64 KB); the sync flush marker costs 5 bytes a chunk. */
+ * Why not libdeflate, though it stores 5% fewer bytes: it compresses a whole buffer in one call
+ * and cannot continue a deflate stream, so an object built a chunk at a time would be several
+ * gzip members one after another. RFC 1952 (2.2) allows that and gzip(1), Python's gzip module,
+ * Node's zlib (nodejs/node#5120), urllib3 (urllib3/urllib3#1289, under google-cloud-storage) and
+ * Go read every member; but browsers, which send Accept-Encoding: gzip and so receive the stored
+ * bytes, stop after the first one (the WHATWG Compression Streams standard reads one member; see
+ * curl/curl#22156, where curl --compressed also failed on them), and neither Cloud Storage's
+ * decompressive transcoding (cloud.google.com/storage/docs/transcoding) nor BigQuery's load
+ * jobs of gzip JSON (bigquery/docs/loading-data-cloud-storage-json) say whether they read past
+ * the first member. A reader that stops there loses lines silently. One member is what every
+ * reader reads.
+ *
+ * One compressor for every object: igzip's state (about 80 KB) and level buffer (about 280 KB)
+ * are allocated once, and a backfill keeps tens of thousands of objects open at once. So an
+ * object's bytes are compressed a chunk at a time (BP_GZ_CHUNK, gathered by the caller) with the
+ * shared state reset before each chunk, and each chunk ends with a sync flush (byte-aligned, no
+ * final bit), so the chunks of one object follow each other as blocks of one deflate stream:
+ * one gzip member. A chunk starting without the previous chunk's history costs ~2% of the stored
+ * bytes at 256 KB; the sync flush marker costs 5 bytes a chunk. */
 #include "gz.h"
 
+#include <isa-l/crc.h>
+#include <isa-l/igzip_lib.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* igzip's level buffer, the size its header suggests for each level (0 needs none) */
+static size_t
+level_buf_size(int level)
+{
+    return level == 1 ? ISAL_DEF_LVL1_DEFAULT : level == 2 ? ISAL_DEF_LVL2_DEFAULT
+         : level == 3 ? ISAL_DEF_LVL3_DEFAULT : 0;
+}
 
 /* See gz.h. */
 int
 bp_gz_init(struct bp_gz *g, int level)
 {
     memset(g, 0, sizeof(*g));
-    /* the runtime's allocator (alloc.c): zlib's allocation failures are the runtime's, counted
-     * and injected by tests/alloc_fail, and answered as errors, not aborts */
-    g->zs.zalloc = bp_zalloc;
-    g->zs.zfree = bp_zfree;
-    g->level = level;
-    /* raw deflate (-15): the gzip header and trailer are written here, once per object,
-     * around chunks compressed by a state reset for each */
-    if (deflateInit2(&g->zs, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    if (level < ISAL_DEF_MIN_LEVEL || level > ISAL_DEF_MAX_LEVEL)
         return -1;
+    g->level = level;
+    g->level_buf_size = level_buf_size(level);
+    /* the runtime's malloc (tests/alloc_fail injects failures here): a failure is returned,
+     * never an abort, so a store that cannot compress says so and starts without */
+    g->zs = malloc(sizeof(*g->zs));
+    if (!g->zs)
+        return -1;
+    if (g->level_buf_size && !(g->level_buf = malloc(g->level_buf_size))) {
+        free(g->zs);
+        g->zs = NULL;
+        return -1;
+    }
+    isal_deflate_init(g->zs);
     g->ready = 1;
     return 0;
 }
@@ -47,10 +73,13 @@ bp_gz_init(struct bp_gz *g, int level)
 void
 bp_gz_free(struct bp_gz *g)
 {
-    if (g && g->ready)
-        deflateEnd(&g->zs);
-    if (g)
-        g->ready = 0;
+    if (!g)
+        return;
+    free(g->zs);
+    free(g->level_buf);
+    g->zs = NULL;
+    g->level_buf = NULL;
+    g->ready = 0;
 }
 
 static void
@@ -62,29 +91,51 @@ put_le32(unsigned char *p, uint32_t v)
     p[3] = (unsigned char)(v >> 24);
 }
 
-/* Runs deflate on what g's stream holds until it is used up (and, with Z_FINISH, the stream
- * ended), writing at the end of out. Returns 0, or -1 (out's cap, or zlib refused). */
-static int
-deflate_into(struct bp_gz *g, int flush, bp_buf_t *out)
+/* The most deflate can take for n bytes: stored blocks of at most 64 KB, 5 bytes a block, and
+ * room for the block headers and the sync flush marker. */
+static size_t
+deflate_bound(size_t n)
 {
+    return n + (n >> 12) + 5 * (n / 65535 + 1) + 1024;
+}
+
+/* Runs igzip on what g's stream holds until it is used up and the chunk ended (the sync flush
+ * out, or with last the final block), writing at the end of out. Returns 0, or -1 (out's cap, or
+ * igzip refused). */
+static int
+deflate_into(struct bp_gz *g, int last, bp_buf_t *out)
+{
+    struct isal_zstream *s = g->zs;
+    size_t want = deflate_bound(s->avail_in);
     for (;;) {
-        size_t want = deflateBound(&g->zs, g->zs.avail_in) + 16;
         size_t room = out->max - out->len;
-        if (room == 0 || bp_buf_reserve(out, want < room ? want : room) != 0)
+        if (want > room)
+            want = room;
+        if (want == 0 || bp_buf_reserve(out, want) != 0)
             return -1;
         room = out->cap - out->len;
-        if (room > UINT_MAX)
-            room = UINT_MAX;
-        g->zs.next_out = (Bytef *)out->data + out->len;
-        g->zs.avail_out = (uInt)room;
-        int rc = deflate(&g->zs, flush);
-        out->len += room - g->zs.avail_out;
-        if (rc == Z_STREAM_ERROR)
+        if (room > UINT32_MAX)
+            room = UINT32_MAX;
+        uint32_t in_before = s->avail_in;
+        s->next_out = (uint8_t *)out->data + out->len;
+        s->avail_out = (uint32_t)room;
+        int rc = isal_deflate(s);
+        size_t made = room - s->avail_out;
+        out->len += made;
+        if (rc != COMP_OK)
             return -1;
-        if (flush == Z_FINISH ? rc == Z_STREAM_END
-                              : g->zs.avail_in == 0 && g->zs.avail_out != 0)
+        /* igzip's own test for a finished flush (igzip_lib.h): its state back at a new block */
+        if (s->avail_in == 0 &&
+            s->internal_state.state == (last ? ZSTATE_END : ZSTATE_NEW_HDR))
             return 0;
-        /* out of room: the next turn reserves more (or meets out's cap) */
+        if (made == 0 && s->avail_in == in_before) {
+            /* no progress: it wants more room than it was given; never spin at the cap */
+            if (out->max - out->len <= out->cap - out->len)
+                return -1;
+            want = 2 * (out->cap - out->len) + 4096;
+        } else {
+            want = deflate_bound(s->avail_in);
+        }
     }
 }
 
@@ -96,25 +147,33 @@ bp_gz_add(struct bp_gz *g, struct bp_gz_member *m, const void *p, size_t n, int 
     /* magic, deflate, no flags, no time, extra flags (4: the fastest), OS 3 (Unix) */
     unsigned char head[10] = { 0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3 };
     unsigned char tail[8];
-    if (!g->ready || m->ended || n > UINT_MAX)
+    if (!g->ready || m->ended || n > UINT32_MAX)
         return -1;
     if (!m->started) {
-        head[8] = g->level == 1 ? 4 : g->level == 9 ? 2 : 0;
+        head[8] = g->level <= 1 ? 4 : 0;
         if (bp_buf_append(out, head, sizeof(head)) != 0)
             return -1;
         m->started = 1;
     }
     if (n == 0 && !last)
         return 0;
-    m->crc = (uint32_t)crc32_z(m->crc, p, n);
+    /* igzip's CRC-32 of gzip (crc32_gzip_refl: zlib's crc32, continued from the last value) */
+    m->crc = crc32_gzip_refl(m->crc, (unsigned char *)(uintptr_t)p, (uint64_t)n);
     m->isize += (uint32_t)n;
-    if (deflateReset(&g->zs) != Z_OK)
-        return -1;
-    g->zs.next_in = (Bytef *)(uintptr_t)p;
-    g->zs.avail_in = (uInt)n;
-    int rc = deflate_into(g, last ? Z_FINISH : Z_SYNC_FLUSH, out);
-    g->zs.next_in = NULL;
-    g->zs.avail_in = 0;
+    struct isal_zstream *s = g->zs;
+    /* a fresh deflate state for each chunk; reset keeps no setting of ours, so all are set */
+    isal_deflate_reset(s);
+    s->level = (uint32_t)g->level;
+    s->level_buf = g->level_buf;
+    s->level_buf_size = (uint32_t)g->level_buf_size;
+    s->gzip_flag = 0;       /* raw deflate: the header and trailer are written here */
+    s->flush = SYNC_FLUSH;
+    s->end_of_stream = last ? 1 : 0;
+    s->next_in = (uint8_t *)(uintptr_t)p;
+    s->avail_in = (uint32_t)n;
+    int rc = deflate_into(g, last, out);
+    s->next_in = NULL;
+    s->avail_in = 0;
     if (rc != 0)
         return -1;
     if (last) {

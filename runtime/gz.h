@@ -1,6 +1,7 @@
-/* gz.h - gzip for archive objects (zlib). Writing: an object's lines become one gzip member a
- * chunk at a time as the object grows, every open object sharing one deflate state (struct
- * bp_gz), so thousands of open objects cost their bytes, not a compressor each. Reading: an
+/* gz.h - gzip for archive objects (ISA-L's igzip writes, zlib reads). Writing: an object's lines
+ * become one gzip member a chunk at a time as the object grows, every open object sharing one
+ * deflate state (struct bp_gz), so thousands of open objects cost their bytes, not a compressor
+ * each. Reading: an
  * inflater that turns a stream of gzip bytes (one member or several after another, as gzip(1)
  * writes them) back into NDJSON in bounded steps, so a small object that inflates to gigabytes
  * never needs more memory than one step. */
@@ -17,10 +18,14 @@
  * the cost in bytes. */
 #define BP_GZ_CHUNK (256 * 1024)
 
+struct isal_zstream;
+
 /* The compressor every object of a store shares. */
 struct bp_gz {
-    z_stream zs;
-    int ready;              /* deflateInit2 done */
+    struct isal_zstream *zs;        /* igzip's state */
+    unsigned char *level_buf;       /* igzip's working memory for levels 1..3 */
+    size_t level_buf_size;
+    int ready;                      /* both allocated */
     int level;
 };
 
@@ -32,15 +37,16 @@ struct bp_gz_member {
     int ended;              /* the trailer is out: nothing more may be added */
 };
 
-/* Sets up g to compress at zlib level `level` (1..9). Its memory (about 256 KB) comes from the
- * runtime's allocator (bp_zalloc). Returns 0, or -1 when it cannot be allocated (g is then safe
- * to free). */
+/* Sets up g to compress at igzip level `level` (0..3: 1 is the archive's, about zlib's level 1
+ * in bytes at a sixth of its CPU). Its memory (about 360 KB at level 1) comes from the runtime's
+ * malloc. Returns 0, or -1 for a level out of range or when it cannot be allocated (g is then
+ * safe to free). */
 int bp_gz_init(struct bp_gz *g, int level) BP_WUR;
 void bp_gz_free(struct bp_gz *g);
 
 /* Appends the n plain bytes at p to member m, compressed, at the end of out (the member's
  * header first when m is new); last = 1 ends the member (its final block and trailer). out's
- * cap bounds the object: passing it is an error, as is any zlib failure. The stored bytes of a
+ * cap bounds the object: passing it is an error, as is any igzip failure. The stored bytes of a
  * member are valid gzip only once last was given. Returns 0, or -1 (m must then be dropped). */
 int bp_gz_add(struct bp_gz *g, struct bp_gz_member *m, const void *p, size_t n, int last,
               bp_buf_t *out) BP_WUR;

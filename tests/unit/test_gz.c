@@ -1,7 +1,8 @@
-/* Unit tests: the archive's gzip (gz.c). The compressor's output is one gzip member that zlib's
- * own inflate reads back byte for byte, for objects compressed a chunk at a time with one shared
- * deflate state, interleaved; the inflater reads it back in bounded steps, reads several members
- * one after another, and refuses what is not gzip (corrupt, cut short, a bad checksum, bytes
+/* Unit tests: the archive's gzip (gz.c). The compressor's output (ISA-L's igzip) is one gzip
+ * member that zlib's own inflate reads back byte for byte, for objects compressed a chunk at a
+ * time with one shared deflate state, interleaved, at every level, compressible or not, up to
+ * its cap exactly; the inflater reads it back in bounded steps, reads several members one after
+ * another, and refuses what is not gzip (corrupt, cut short, a bad checksum, bytes
  * after the end) with a reason, never a crash. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -154,6 +155,86 @@ cap_is_an_error(void **state)
     assert_int_equal(bp_gz_add(&g, &m, plain, BP_GZ_CHUNK, 1, &out), -1);
     assert_true(out.len <= 1000);
     bp_buf_free(&out);
+    free(plain);
+    bp_gz_free(&g);
+}
+
+/* Every level compresses to one member zlib reads back, archive lines and bytes that do not
+ * compress alike (from level 1 igzip stores those; level 0 has fixed codes only and grows them
+ * by a quarter); levels outside 0..3 are refused. */
+static void
+levels_and_incompressible(void **state)
+{
+    (void)state;
+    struct bp_gz g;
+    assert_int_equal(bp_gz_init(&g, -1), -1);
+    bp_gz_free(&g);
+    assert_int_equal(bp_gz_init(&g, 4), -1);
+    bp_gz_free(&g);
+    size_t n = 2 * BP_GZ_CHUNK + 777;
+    char *lines = ndjson(n, 9), *noise = malloc(n), *back = malloc(n + 1);
+    unsigned seed = 12345;
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1103515245u + 12345u;
+        noise[i] = (char)(seed >> 16);
+    }
+    for (int level = 0; level <= 3; level++) {
+        assert_int_equal(bp_gz_init(&g, level), 0);
+        const char *plains[2] = { lines, noise };
+        for (int k = 0; k < 2; k++) {
+            bp_buf_t out;
+            bp_buf_init(&out, 2 * n);
+            compress_all(&g, plains[k], n, 4096, &out);
+            size_t got = 0;
+            assert_int_equal(zlib_gunzip(out.data, out.len, back, n + 1, &got), 0);
+            assert_int_equal(got, n);
+            assert_memory_equal(back, plains[k], n);
+            if (k == 0)
+                assert_true(out.len * 3 < n);
+            else if (level > 0)
+                assert_true(out.len < n + n / 50);      /* stored, not grown */
+            bp_buf_free(&out);
+        }
+        bp_gz_free(&g);
+    }
+    free(lines);
+    free(noise);
+    free(back);
+}
+
+/* An object of two chunks, the second ending it: the return of the second add. */
+static int
+two_chunks(struct bp_gz *g, const char *plain, size_t n, bp_buf_t *out)
+{
+    struct bp_gz_member m;
+    memset(&m, 0, sizeof(m));
+    assert_int_equal(bp_gz_add(g, &m, plain, BP_GZ_CHUNK, 0, out), 0);
+    return bp_gz_add(g, &m, plain + BP_GZ_CHUNK, n - BP_GZ_CHUNK, 1, out);
+}
+
+/* An object whose gzip bytes fit its cap exactly is written whole; a byte less is an error that
+ * never writes past the cap (nor spins). */
+static void
+cap_exactly(void **state)
+{
+    (void)state;
+    struct bp_gz g;
+    assert_int_equal(bp_gz_init(&g, 1), 0);
+    size_t n = BP_GZ_CHUNK + 5000;
+    char *plain = ndjson(n, 11);
+    bp_buf_t big, tight;
+    bp_buf_init(&big, 2 * n);
+    assert_int_equal(two_chunks(&g, plain, n, &big), 0);
+    bp_buf_init(&tight, big.len);
+    assert_int_equal(two_chunks(&g, plain, n, &tight), 0);
+    assert_int_equal(tight.len, big.len);
+    assert_memory_equal(tight.data, big.data, big.len);
+    bp_buf_free(&tight);
+    bp_buf_init(&tight, big.len - 1);
+    assert_int_equal(two_chunks(&g, plain, n, &tight), -1);
+    assert_true(tight.len <= big.len - 1);
+    bp_buf_free(&tight);
+    bp_buf_free(&big);
     free(plain);
     bp_gz_free(&g);
 }
@@ -316,6 +397,8 @@ main(void)
         cmocka_unit_test(round_trip_by_zlib),
         cmocka_unit_test(interleaved_objects),
         cmocka_unit_test(cap_is_an_error),
+        cmocka_unit_test(levels_and_incompressible),
+        cmocka_unit_test(cap_exactly),
         cmocka_unit_test(inflate_bounded_steps),
         cmocka_unit_test(inflate_bomb_is_bounded),
         cmocka_unit_test(inflate_refuses_bad_gzip),
