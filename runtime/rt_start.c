@@ -252,7 +252,7 @@ open_sinks(struct bp_rt *rt, const char *bucket, const char *prefix, char *err, 
         return -1;
     if (!c->local_out)
         bp_store_cloud_set_refused(rt->store, rt->loop, (double)c->refused_grace_seconds);
-    /* level 1: gz.c measured it at half level 6's CPU for 17% more bytes */
+    /* igzip level 1: level 2 stores 1.5% fewer bytes for 7% more CPU (gz.c's measurements) */
     if (strcmp(c->archive_compression, "gzip") == 0) {
         if (c->local_out) {
             bp_log(BP_LOG_INFO, "archive", "archive.compression=gzip applies to Cloud Storage "
