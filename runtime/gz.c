@@ -55,7 +55,7 @@ bp_gz_init(struct bp_gz *g, int level)
     g->level = level;
     g->level_buf_size = level_buf_size(level);
     /* the runtime's malloc (tests/alloc_fail injects failures here): a failure is returned,
-     * never an abort, so a store that cannot compress says so and starts without */
+     * never an abort, and the run refuses to start with the reason (rt_start.c) */
     g->zs = malloc(sizeof(*g->zs));
     if (!g->zs)
         return -1;
