@@ -445,9 +445,15 @@ on_done(struct bp_grpc_stream *gs, const struct bp_grpc_status *st, void *arg)
     }
     /* the requests without a reply: their fate is unknown, so they go again (at-least-once),
      * in order; the oldest counts the failed attempt and takes the backoff */
-    int code = st->code == BP_GRPC_OK ? BP_GRPC_UNAVAILABLE : st->code;
-    const char *msg = st->code == BP_GRPC_OK ? "the call ended with requests unanswered"
-                                             : st->message;
+    /* a call that ended without a verdict (no grpc-status, OK with replies owed) tells
+     * nothing about the requests: they go again like after UNAVAILABLE */
+    int code = st->code == BP_GRPC_OK || st->code == BP_GRPC_UNKNOWN ? BP_GRPC_UNAVAILABLE
+                                                                     : st->code;
+    char why[400];
+    snprintf(why, sizeof(why), "%s%s", st->code == BP_GRPC_OK
+             ? "the call ended with requests unanswered" : st->message,
+             st->code == BP_GRPC_UNKNOWN ? " (UNKNOWN)" : "");
+    const char *msg = why;
     requeue_flight(t);
     struct req *first = t->queue;
     t->queue = first->next;
