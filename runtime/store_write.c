@@ -666,6 +666,12 @@ sw_destroy(struct bp_store *bs)
     if (!s)
         return;
     ev_timer_stop(s->loop, &s->timer);
+    if (s->stats.requests)
+        bp_log(BP_LOG_INFO, "bigquery", "storage_write: %lu AppendRows requests on %lu calls, "
+               "%lu rows written, %lu refused (dead letters), %lu retries, %lu batches failed; "
+               "bytes_sent=%lu", s->stats.requests, s->stats.calls, s->stats.rows_written,
+               s->stats.rows_refused, s->stats.retries, s->stats.failures,
+               bp_grpc_channel_stats(s->ch)->bytes_sent);
     /* the calls go without callbacks; requests still owed a done are dropped with the drain's
      * end, as the cloud store's calls are */
     bp_grpc_channel_free(s->ch);
