@@ -1118,5 +1118,45 @@ def sw_sigterm_with_appends_in_flight_loses_nothing():
         verify(s.emu, expect, raw, archive_dups_ok=True)
 
 
+@case
+@local.tags("storage_write", "auth")
+def sw_token_expiry_mid_run():
+    """auth.mode=adc: AppendRows calls carry the service account's token (the emulator refuses
+    a call without a valid one). Every token expires, then the server's GOAWAY makes the calls
+    open again: they carry a new token (fetched on the REST calls' 401, or on an
+    UNAUTHENTICATED, whichever comes first) and nothing is lost."""
+    with Scenario(["--auth", "--token-lifetime", "3600"]) as s:
+        need_grpc(s.emu)
+        key = os.path.join(s.tmp, "key.json")
+        subprocess.run([os.path.join(ROOT, "tests/emulator/make-test-key"), "--project", PROJECT,
+                        "--token-uri", s.emu.url + "/token", "--out", key], check=True)
+        with open(key, "rb") as f:
+            s.emu.admin("POST", "/_emulator/sa-keys", json.load(f))
+        path, expect, raw = corpus(s.tmp, 6000, seed=57)
+        lines = open(path, "rb").read().split(b"\n")
+        half, rest = os.path.join(s.tmp, "half.ndjson"), os.path.join(s.tmp, "rest.ndjson")
+        open(half, "wb").write(b"\n".join(lines[:3000]) + b"\n")
+        open(rest, "wb").write(b"\n".join(lines[3000:]))
+        s.emu.publish(half, token=s.emu.token())
+        b = Bepipe(s.emu, SW + ["--set", "auth.mode=adc", "--set", "retry.max_ms=500"],
+                   env={"GOOGLE_APPLICATION_CREDENTIALS": key})
+        end = time.time() + 60
+        while sum(len(s.emu.rows(t)) for t in TABLES) < 2000 and time.time() < end:
+            time.sleep(0.1)
+        calls = lambda: s.emu.admin("GET", "/_emulator/counters").get(
+            APPEND + ".routingHeader", {}).get("calls", 0)
+        before = calls()
+        s.emu.admin("POST", "/_emulator/tokens/expire")
+        s.emu.fault({"op": APPEND, "goaway": "before", "count": 1})
+        s.emu.publish(rest, token=s.emu.token())
+        wait_drained(s.emu, 6000, [b])
+        check_eq(b.stop(), 0, "exit code: " + b.stderr()[-1500:])
+        check(calls() > before, f"calls opened after the expiry: {before} -> {calls()}")
+        verify(s.emu, expect, raw)
+        tok = s.emu.admin("GET", "/_emulator/counters").get("oauth2.token", {})
+        check(tok.get("statuses", {}).get("200", 0) >= 2,
+              f"a second token was minted after the expiry: {tok}")
+
+
 if __name__ == "__main__":
     local.run_cases(CASES, os.path.join(ROOT, "bepipe-lua"))
