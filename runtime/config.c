@@ -65,6 +65,9 @@ static const struct bp_opt options[] = {
       "how rows reach BigQuery: insert_all (tabledata.insertAll, JSON over HTTP) or "
       "storage_write (the Storage Write API's default stream over gRPC, at-least-once: no "
       "insertId de-duplication)" },
+    { "bigquery.append_timeout_seconds", NULL, INT(append_timeout_seconds), "60", 1, 3600,
+      "storage_write: an AppendRows request without a reply this long ends its call; the call's "
+      "requests are sent again on a new one (a retry)" },
     { "archive.path", "--gcs_output_path", STR(archive_path), "gs://backend_events_data/output",
       0, 0, "raw archive root: gs://BUCKET/PREFIX" },
     { "archive.roll_bytes", NULL, INT(roll_bytes), "67108864", 1024, 4096 * MB,

@@ -257,7 +257,7 @@ open_row_store(struct bp_rt *rt, char *err, size_t errlen)
         .loop = rt->loop, .host = host, .port = port, .tls = !emulated, .ca_file = c->ca_file,
         .user_agent = "bepipe-lua/" BP_RT_VERSION, .api = bp_rt_api_for(rt, emulated),
         .auth = emulated && !force ? NULL : rt->auth, .max_attempts = (int)c->retry_attempts,
-        .rpc_timeout = 60, .project = c->bq_project, .dataset = c->bq_dataset,
+        .rpc_timeout = (double)c->append_timeout_seconds, .project = c->bq_project, .dataset = c->bq_dataset,
         .schema_for = table_schema, .owner = rt, .lib_dir = rt->lib_dir,
     };
     rt->row_store = bp_store_write_new(&o, err, errlen);

@@ -1158,5 +1158,24 @@ def sw_token_expiry_mid_run():
               f"a second token was minted after the expiry: {tok}")
 
 
+@case
+@local.tags("storage_write", "faults")
+def sw_stalled_append_is_sent_again_after_its_deadline():
+    """An append the server never answers: after bigquery.append_timeout_seconds its call is
+    cancelled and its requests go again on a new call; every row stored, every message acked
+    (the stalled request was never handled, so nothing twice)."""
+    with Scenario() as s:
+        need_grpc(s.emu)
+        path, expect, raw = corpus(s.tmp, 2000, seed=58)
+        s.emu.publish(path)
+        s.emu.fault({"op": APPEND, "stall": True, "count": 1, "skip": 1})
+        b = Bepipe(s.emu, SW + ["--set", "bigquery.append_timeout_seconds=3"])
+        wait_drained(s.emu, 2000, [b])
+        check_eq(b.stop(), 0, "exit code")
+        check("DEADLINE_EXCEEDED no reply in time" in b.stderr(),
+              "the deadline ended the call: " + b.stderr()[-1500:])
+        verify(s.emu, expect, raw)
+
+
 if __name__ == "__main__":
     local.run_cases(CASES, os.path.join(ROOT, "bepipe-lua"))
