@@ -741,5 +741,7 @@ bp_store_write_new(const struct bp_store_write_opts *o, char *err, size_t errlen
 const struct bp_store_write_stats *
 bp_store_write_stats(const struct bp_store *bs)
 {
-    return &((const struct sw_store *)bs)->stats;
+    struct sw_store *s = (struct sw_store *)bs;
+    s->stats.bytes_sent = bp_grpc_channel_stats(s->ch)->bytes_sent;
+    return &s->stats;
 }

@@ -51,6 +51,7 @@ struct bp_store_write_stats {
     unsigned long rows_written;
     unsigned long rows_refused;     /* row errors: dead letters of stage insert */
     unsigned long row_error_replies;
+    unsigned long long bytes_sent;  /* on the channel's connections (filled when read) */
 };
 const struct bp_store_write_stats *bp_store_write_stats(const struct bp_store *s);
 

@@ -1005,12 +1005,19 @@ def sw_retryable_faults_then_success_lose_nothing():
             {"op": APPEND, "reset": "before", "count": 2, "skip": 5},
         ]:
             s.emu.fault(rule)
-        b = Bepipe(s.emu, SW + ["--set", "retry.max_ms=500"])
+        b = Bepipe(s.emu, SW + ["--set", "retry.max_ms=500", "--http", "127.0.0.1:0"])
         wait_drained(s.emu, 5000, [b])
         check(not s.emu.admin("GET", "/_emulator/faults").get("rules"),
               "every fault served: " + repr(s.emu.admin("GET", "/_emulator/faults")))
         check("sent again" in b.stderr() or "retry" in b.stderr(),
               "the failures were retried: " + b.stderr()[-1500:])
+        port = re.search(r"httpd: listening on \S+ \(port (\d+)\)", b.stderr()).group(1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            metrics = r.read().decode()
+        m = dict(re.findall(r"^bepipe_(append_\w+_total) (\S+)$", metrics, re.M))
+        check(float(m.get("append_retries_total", 0)) >= 6, f"append retries counted: {m}")
+        check(float(m.get("append_requests_total", 0)) > 10, f"append requests counted: {m}")
+        check(float(m.get("append_bytes_total", 0)) > 100000, f"bytes counted: {m}")
         verify(s.emu, expect, raw)
         before = {t: collections.Counter(plain_rows(s.emu, t)) for t in TABLES}
         # the connection-wide faults, on a second corpus
