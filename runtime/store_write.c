@@ -414,6 +414,9 @@ on_message(struct bp_grpc_stream *gs, const uint8_t *msg, size_t len, void *arg)
             queue_front(t, r);
     } else if (rep.has_error) {
         req_failed(t, r, rep.code, rep.message);
+    } else if (!rep.has_result) {
+        /* neither written nor refused: not an answer to count as stored */
+        req_failed(t, r, BP_GRPC_INTERNAL, "a reply with neither append_result nor error");
     } else {
         req_finish(r, 0, NULL);
     }
