@@ -665,3 +665,11 @@ bp_api_call_ref_capped(struct bp_api *api, const char *method, const char *url,
     send_attempt(c);
     return 0;
 }
+
+/* See api.h. */
+void
+bp_api_ensure_token(struct bp_api *api)
+{
+    /* a refresh that cannot start is logged there; the caller asks again on its next try */
+    (void)ensure_refresh(api);
+}

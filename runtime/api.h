@@ -46,6 +46,9 @@ const struct bp_api_stats *bp_api_stats(const struct bp_api *api);
 size_t bp_api_in_flight(const struct bp_api *api);
 const char *bp_api_token_error(const struct bp_api *api);
 double bp_api_backoff(struct bp_api *api, int attempt);
+/* Starts a token refresh when the token is missing or due and none is in flight (a caller that
+ * sends the token itself, the gRPC store, then reads it with bp_auth_token). */
+void bp_api_ensure_token(struct bp_api *api);
 
 /* Whether a failed attempt is worth repeating as it is: no response at all (timeout, reset,
  * refused, not started), 408, 429, any 5xx, and BigQuery's 403 for rate limits. */

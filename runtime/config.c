@@ -61,6 +61,13 @@ static const struct bp_opt options[] = {
       "a table or the archive's bucket answering 403 (quota, permissions) or 404 is paused and "
       "its rows or objects held and sent again; refused past this long, rows are dead-lettered "
       "(the dead-letter table, the bucket: the process stops)" },
+    { "bigquery.method", NULL, STR(bq_method), "insert_all", 0, 0,
+      "how rows reach BigQuery: insert_all (tabledata.insertAll, JSON over HTTP) or "
+      "storage_write (the Storage Write API's default stream over gRPC, at-least-once: no "
+      "insertId de-duplication)" },
+    { "bigquery.append_timeout_seconds", NULL, INT(append_timeout_seconds), "60", 1, 3600,
+      "storage_write: an AppendRows request without a reply this long ends its call; the call's "
+      "requests are sent again on a new one (a retry)" },
     { "archive.path", "--gcs_output_path", STR(archive_path), "gs://backend_events_data/output",
       0, 0, "raw archive root: gs://BUCKET/PREFIX" },
     { "archive.roll_bytes", NULL, INT(roll_bytes), "67108864", 1024, 4096 * MB,
@@ -89,6 +96,9 @@ static const struct bp_opt options[] = {
       "BigQuery base URL (default: $BIGQUERY_EMULATOR_HOST, else Google's)" },
     { "endpoints.storage", NULL, STR(storage_endpoint), NULL, 0, 0,
       "Cloud Storage base URL (default: $STORAGE_EMULATOR_HOST, else Google's)" },
+    { "endpoints.bigquery_storage", NULL, STR(bigquery_storage_endpoint), NULL, 0, 0,
+      "BigQuery Storage Write API emulator HOST:PORT, gRPC over h2c (default: "
+      "$BIGQUERY_STORAGE_EMULATOR_HOST, else bigquerystorage.googleapis.com:443 over TLS)" },
     { "auth.mode", NULL, STR(auth_mode), "auto", 0, 0,
       "auto (no token for emulator endpoints), adc (always Application Default Credentials) "
       "or none" },
@@ -221,6 +231,29 @@ is_dead_letter_format(const char *v)
 }
 
 static int
+is_bq_method(const char *v)
+{
+    return strcmp(v, "insert_all") == 0 || strcmp(v, "storage_write") == 0;
+}
+
+/* HOST:PORT with a port in 1..65535 (a bracketed IPv6 address too): a gRPC emulator is reached
+ * with h2c prior knowledge, so no scheme is taken. */
+int
+bp_hostport_valid(const char *v)
+{
+    const char *c = strrchr(v, ':');
+    if (!c || c == v || !c[1] || strlen(c + 1) > 5)
+        return 0;
+    long port = 0;
+    for (const char *p = c + 1; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return 0;
+        port = port * 10 + (*p - '0');
+    }
+    return port >= 1 && port <= 65535 && !strpbrk(v, "/ \t\r\n");
+}
+
+static int
 is_auth_mode(const char *v)
 {
     return strcmp(v, "auto") == 0 || strcmp(v, "adc") == 0 || strcmp(v, "none") == 0;
@@ -259,6 +292,8 @@ static const struct str_rule {
     { offsetof(struct bp_config, dead_letter_format), "rejected_events or dataflow",
       is_dead_letter_format },
     { offsetof(struct bp_config, auth_mode), "auto, adc or none", is_auth_mode },
+    { offsetof(struct bp_config, bq_method), "insert_all or storage_write", is_bq_method },
+    { offsetof(struct bp_config, bigquery_storage_endpoint), "HOST:PORT", bp_hostport_valid },
     { offsetof(struct bp_config, subscription), "projects/PROJECT/subscriptions/NAME",
       is_subscription },
     { offsetof(struct bp_config, pubsub_endpoint), BP_ENDPOINT_EXPECT, bp_endpoint_valid },

@@ -43,6 +43,9 @@ struct bp_config {
     long retry_attempts;
     long retry_max_ms;
     long refused_grace_seconds;    /* a 403/404 pauses a table this long before rows go */
+    char *bq_method;           /* "insert_all" or "storage_write": how rows reach BigQuery */
+    long append_timeout_seconds;   /* storage_write: an append's reply waited for this long */
+    char *bigquery_storage_endpoint;   /* HOST:PORT of a Storage Write emulator (h2c), or NULL */
     /* preflight and --local-out */
     long preflight_seconds;
     long local_out_append;
@@ -105,6 +108,8 @@ int bp_config_set_value(struct bp_config *c, const char *key, const struct bp_va
 int bp_config_finish(struct bp_config *c, const char *pipeline_path, char *err,
                      size_t errlen) BP_WUR;
 const struct bp_opt *bp_config_find_flag(const char *flag);
+/* Whether v is HOST:PORT (port 1..65535, no scheme, no path): a gRPC emulator's address. */
+int bp_hostport_valid(const char *v);
 int bp_config_archive_split(const char *path, char **bucket, char **prefix) BP_WUR;
 void bp_config_diff_log(const struct bp_config *a, const struct bp_config *b);
 

@@ -24,7 +24,8 @@ sinks_idle(struct bp_rt *rt)
 {
     return bp_rt_deferred(rt) == 0 && bp_batches_held_rows(&rt->tables) == 0 &&
            rt->tables.in_flight == 0 && rt->archive.in_flight == 0 &&
-           (!rt->store || rt->store->ops->pending(rt->store) == 0);
+           (!rt->store || rt->store->ops->pending(rt->store) == 0) &&
+           (!rt->row_store || rt->row_store->ops->pending(rt->row_store) == 0);
 }
 
 static int

@@ -1,6 +1,7 @@
 /* endpoints.c - resolves the API base URLs once at start-up. An emulator endpoint is plain HTTP
  * and, unless auth is asked for explicitly, gets no token (as Google's clients do). */
 #include "endpoints.h"
+#include "config.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +102,40 @@ refuse(const char *from, const char *v, char *err, size_t errlen)
 {
     snprintf(err, errlen, "%s: expected %s, got \"%.200s\"", from, BP_ENDPOINT_EXPECT, v);
     return -1;
+}
+
+/* See endpoints.h. */
+int
+bp_endpoint_storage_write(const char *explicit_value, char **host, int *port, int *emulated,
+                          char *err, size_t errlen)
+{
+    const char *v = pick(explicit_value, "BIGQUERY_STORAGE_EMULATOR_HOST");
+    *host = NULL;
+    *port = 443;
+    *emulated = 0;
+    if (!v) {
+        *host = bp_xstrdup("bigquerystorage.googleapis.com");
+        return 0;
+    }
+    if (!bp_hostport_valid(v)) {
+        snprintf(err, errlen, "%s: expected HOST:PORT (gRPC over h2c), got \"%.200s\"",
+                 v == explicit_value ? "endpoints.bigquery_storage"
+                                     : "BIGQUERY_STORAGE_EMULATOR_HOST", v);
+        return -1;
+    }
+    const char *c = strrchr(v, ':');
+    const char *h = v;
+    size_t hl = (size_t)(c - v);
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    *host = bp_xmalloc(hl + 1);
+    memcpy(*host, h, hl);
+    (*host)[hl] = '\0';
+    *port = atoi(c + 1);
+    *emulated = 1;
+    return 0;
 }
 
 /* Fills e from explicit values (pipeline.lua / --set; may be NULL), else the emulator

@@ -20,6 +20,12 @@ struct bp_endpoints {
 int bp_endpoint_valid(const char *v);
 int bp_endpoints_init(struct bp_endpoints *e, const char *pubsub, const char *bigquery,
                       const char *storage, char *err, size_t errlen) BP_WUR;
+/* The BigQuery Storage Write API's gRPC endpoint: explicit (endpoints.bigquery_storage, may be
+ * NULL), else $BIGQUERY_STORAGE_EMULATOR_HOST (HOST:PORT, h2c with prior knowledge, *emulated
+ * 1), else bigquerystorage.googleapis.com:443 (TLS, *emulated 0). *host is malloc'd. Returns 0,
+ * or -1 with err naming the setting or variable whose value is not HOST:PORT. */
+int bp_endpoint_storage_write(const char *explicit_value, char **host, int *port, int *emulated,
+                              char *err, size_t errlen) BP_WUR;
 void bp_endpoints_free(struct bp_endpoints *e);
 char *bp_url_escape(const char *s, int keep_slash);
 

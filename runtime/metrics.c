@@ -244,6 +244,21 @@ render_sinks(const struct bp_metrics_snapshot *m, bp_buf_t *b)
         struct bp_label l = { "stage", bp_stage_names[s] };
         rc |= bp_metrics_sample(b, "bepipe_dead_letters_total", &l, 1, m->dead[s]);
     }
+    if (m->storage_write) {
+        rc |= one(b, "bepipe_append_calls_total", "counter",
+                  "Storage Write API AppendRows calls opened (one per table, again after an end).",
+                  m->append_calls);
+        rc |= one(b, "bepipe_append_requests_total", "counter",
+                  "AppendRows requests sent (retries included).", m->append_requests);
+        rc |= one(b, "bepipe_append_retries_total", "counter",
+                  "AppendRows requests sent again after a retryable code, a call's end or a "
+                  "deadline.", m->append_retries);
+        rc |= one(b, "bepipe_append_failures_total", "counter",
+                  "Batches the Storage Write API did not write (nacked or dead-lettered).",
+                  m->append_failures);
+        rc |= one(b, "bepipe_append_bytes_total", "counter",
+                  "Bytes sent on the Storage Write API's connections.", (double)m->append_bytes);
+    }
     rc |= one(b, "bepipe_archive_objects_total", "counter", "Archive objects stored.",
               m->archive.objects);
     rc |= one(b, "bepipe_archive_lines_total", "counter", "Raw lines in stored archive objects.",

@@ -78,6 +78,10 @@ struct bp_metrics_snapshot {
         unsigned long failures, lines_compacted, lines_raw, redelivered;
     } archive;
     unsigned long quarantined;
+    /* bigquery.method = storage_write (rendered only when storage_write is 1) */
+    int storage_write;
+    unsigned long append_calls, append_requests, append_retries, append_failures;
+    unsigned long long append_bytes;
     /* Google's APIs (both API layers added up) */
     unsigned long http[BP_API_KINDS][BP_API_CODES];     /* answers by api and status code */
     struct bp_api_stats api;            /* retries, failures, token_refreshes, token_failures */

@@ -52,7 +52,7 @@ enum bp_storage_error {
     BP_STORAGE_OFFSET_OUT_OF_RANGE = 9
 };
 
-struct bp_row_error {
+struct bp_append_row_error {
     size_t index;               /* into the request's rows, checked below nrows */
     int code;                   /* RowError.code: 1 FIELDS_ERROR */
     char *message;
@@ -70,7 +70,7 @@ struct bp_append_reply {
     int storage_code;           /* a StorageError among the error's details (enum
                                  * bp_storage_error), or 0 */
     char *storage_entity;
-    struct bp_row_error *row_errors;    /* the rows that failed: none of the request's was
+    struct bp_append_row_error *row_errors;    /* the rows that failed: none of the request's was
                                          * written; send the others again */
     size_t nrow_errors;
     struct bp_schema *updated_schema;   /* the table gained columns: NULL, or a new schema */

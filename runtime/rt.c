@@ -109,6 +109,8 @@ bp_rt_free(struct bp_rt *rt)
     bp_rt_defer_free(rt);
     bp_batches_free(&rt->tables);
     bp_ack_free(&rt->ack);
+    if (rt->row_store)
+        rt->row_store->ops->destroy(rt->row_store);
     if (rt->store)
         rt->store->ops->destroy(rt->store);
     bp_guard_free(rt->guard);   /* its thread may look at the host: stop it first */

@@ -83,6 +83,8 @@ struct bp_rt {
     struct bp_api *api_plain;   /* calls to emulators, without one */
     struct bp_endpoints ep;
     struct bp_store *store;
+    struct bp_store *row_store; /* bigquery.method = storage_write: the rows' store, or NULL
+                                 * (rows go to store) */
     struct bp_ack ack;
     struct bp_batches tables;
     size_t *route_batch;        /* route index of the current host -> index in tables */

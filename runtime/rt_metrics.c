@@ -5,6 +5,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "rt.h"
+#include "store_write.h"
 #include "timefmt.h"
 
 #include <stdlib.h>
@@ -57,6 +58,15 @@ bp_rt_metrics_snapshot(struct bp_rt *rt, struct bp_metrics_snapshot *out)
     out->archive.lines_raw = rt->archive.lines_raw;
     out->archive.redelivered = rt->archive.dedup_skipped;
     out->quarantined = rt->stats.quarantined;
+    if (rt->row_store) {
+        const struct bp_store_write_stats *w = bp_store_write_stats(rt->row_store);
+        out->storage_write = 1;
+        out->append_calls = w->calls;
+        out->append_requests = w->requests;
+        out->append_retries = w->retries;
+        out->append_failures = w->failures;
+        out->append_bytes = w->bytes_sent;
+    }
 
     const struct bp_api *apis[2] = { rt->api_auth, rt->api_plain };
     for (int i = 0; i < 2; i++) {

@@ -29,9 +29,21 @@ bp_rt_cloud_settings(const struct bp_config *c, struct bp_endpoints *ep, struct 
                           err, errlen) != 0)
         return -1;
     int force = strcmp(c->auth_mode, "adc") == 0;
+    /* the Storage Write API's endpoint is a gRPC one (HOST:PORT), checked here with the others */
+    int sw_emulated = 1;
+    if (!c->local_out && strcmp(c->bq_method, "storage_write") == 0) {
+        char *host;
+        int port;
+        if (bp_endpoint_storage_write(c->bigquery_storage_endpoint, &host, &port, &sw_emulated,
+                                      err, errlen) != 0) {
+            bp_endpoints_free(ep);
+            return -1;
+        }
+        free(host);
+    }
     int need_token = force || (strcmp(c->auth_mode, "auto") == 0 &&
                                (!ep->pubsub_emulated || !ep->bigquery_emulated ||
-                                !ep->storage_emulated));
+                                !ep->storage_emulated || !sw_emulated));
     if (!need_token)
         return 0;
     const char *env = getenv("GOOGLE_APPLICATION_CREDENTIALS"), *from = NULL;

@@ -4,6 +4,7 @@
  * live schemas -> the source. The struct itself, batches and readiness are in rt.c. Everything
  * here runs on the one loop thread. */
 #include "rt.h"
+#include "store_write.h"
 #include "rt_reload.h"
 #include "guard.h"
 #include "log.h"
@@ -230,6 +231,43 @@ archive_unusable(void *owner, const char *why)
     bp_rt_source_failed(rt, "archive unusable");
 }
 
+/* The schema a table's rows are written with: the live table's, else the DDL's (the schema
+ * check's, rt_reload.c). */
+static const struct bp_schema *
+table_schema(void *owner, const char *table)
+{
+    struct bp_rt *rt = owner;
+    const struct bp_schema *s = bp_schema_set_find(&rt->live_schemas, table);
+    return s ? s : bp_schema_set_find(&rt->schemas, table);
+}
+
+/* bigquery.method = storage_write: rows through the Storage Write API (store_write.c); the
+ * archive stays with the cloud store. Returns 0, or -1 with err set. */
+static int
+open_row_store(struct bp_rt *rt, char *err, size_t errlen)
+{
+    struct bp_config *c = &rt->cfg;
+    char *host;
+    int port, emulated;
+    if (bp_endpoint_storage_write(c->bigquery_storage_endpoint, &host, &port, &emulated, err,
+                                  errlen) != 0)
+        return -1;
+    int force = strcmp(c->auth_mode, "adc") == 0;
+    struct bp_store_write_opts o = {
+        .loop = rt->loop, .host = host, .port = port, .tls = !emulated, .ca_file = c->ca_file,
+        .user_agent = "bepipe-lua/" BP_RT_VERSION, .api = bp_rt_api_for(rt, emulated),
+        .auth = emulated && !force ? NULL : rt->auth, .max_attempts = (int)c->retry_attempts,
+        .rpc_timeout = (double)c->append_timeout_seconds, .project = c->bq_project, .dataset = c->bq_dataset,
+        .schema_for = table_schema, .owner = rt, .lib_dir = rt->lib_dir,
+    };
+    rt->row_store = bp_store_write_new(&o, err, errlen);
+    if (rt->row_store)
+        bp_log(BP_LOG_INFO, "bigquery", "rows go through the Storage Write API (default stream, "
+               "at-least-once) at %s:%d (%s)", host, port, emulated ? "h2c" : "TLS");
+    free(host);
+    return rt->row_store ? 0 : -1;
+}
+
 /* The store (local folder or the cloud APIs), the table batches, the dead-letter batch and the
  * archive. Returns 0, or -1 with err set. */
 static int
@@ -265,8 +303,11 @@ open_sinks(struct bp_rt *rt, const char *bucket, const char *prefix, char *err, 
     /* a file source never acks: the file is the copy a power cut cannot take */
     if (c->local_out && (c->input || (rt->replay && !rt->replay->resume)))
         bp_store_local_set_sync(rt->store, 0);
+    if (!c->local_out && strcmp(c->bq_method, "storage_write") == 0 &&
+        open_row_store(rt, err, errlen) != 0)
+        return -1;
     bp_ack_init(&rt->ack, on_acked, rt);
-    bp_batches_init(&rt->tables, rt->store, &rt->ack, (size_t)c->batch_rows,
+    bp_batches_init(&rt->tables, rt->row_store ? rt->row_store : rt->store, &rt->ack, (size_t)c->batch_rows,
                     (size_t)c->batch_bytes, c->batch_ms / 1000.0);
     bp_batches_set_refused_grace(&rt->tables, (double)c->refused_grace_seconds);
     bp_batches_on_rejected(&rt->tables, bp_rt_rejected_row, rt);

@@ -45,11 +45,11 @@ RETRIES_RUN_OUT = (r" error api: \S+ \S+ failed after \d+ attempt\(s\): ",
 
 
 class Emulator:
-    def __init__(self, extra=(), tables=True):
+    def __init__(self, extra=(), tables=True, ddl_dir=None):
         self.dir = tempfile.mkdtemp(prefix="bepipe-emu-")
         self.data = os.path.join(self.dir, "data")
         self.log = open(os.path.join(self.dir, "emulator.log"), "wb")
-        ddl = ["--ddl", os.path.join(ROOT, "ddl"), "--dataset", DATASET] if tables else []
+        ddl = ["--ddl", ddl_dir or os.path.join(ROOT, "ddl"), "--dataset", DATASET] if tables else []
         self.p = subprocess.Popen(
             [EMU, "--port", "0", "--data", self.data, "--project", PROJECT, *ddl,
              "--topic", TOPIC, "--subscription", f"{SUB}:{TOPIC}", "--bucket", BUCKET, "--quiet",
@@ -233,13 +233,14 @@ def corpus(d, n, seed, invalid=3):
 
 
 class Scenario:
-    def __init__(self, emu_args=(), tables=True):
+    def __init__(self, emu_args=(), tables=True, ddl_dir=None):
         self.emu_args = emu_args
         self.tables = tables
+        self.ddl_dir = ddl_dir
 
     def __enter__(self):
         self.tmp = tempfile.mkdtemp(prefix="bepipe-cloud-")
-        self.emu = Emulator(self.emu_args, self.tables)
+        self.emu = Emulator(self.emu_args, self.tables, self.ddl_dir)
         return self
 
     def __exit__(self, *a):
@@ -879,6 +880,308 @@ def t_sigterm_while_an_insert_stalls_exits_clean_and_loses_nothing():
         wait_drained(s.emu, 3000, [b2])
         check_eq(b2.stop(), 0, "exit code of the restart: " + b2.stderr()[-1500:])
         verify(s.emu, expect, raw, archive_dups_ok=True)
+
+
+# ---- bigquery.method = storage_write: rows through the emulator's BigQueryWrite gRPC service ----
+
+SW = ["--set", "bigquery.method=storage_write"]
+APPEND = "bigquerystorage.AppendRows"
+
+
+def need_grpc(emu):
+    if not emu.grpc:
+        raise local.Skip("the emulator serves no gRPC (Storage Write API)")
+
+
+def table_list(emu, table):
+    """Every row of table through tabledata.list (f/v cells, values as BigQuery's text)."""
+    out, token = [], None
+    while True:
+        q = "?maxResults=10000" + (f"&pageToken={token}" if token else "")
+        r = emu.admin("GET", f"/bigquery/v2/projects/{PROJECT}/datasets/{DATASET}/tables/{table}"
+                              f"/data{q}")
+        out.extend(r.get("rows", []))
+        token = r.get("pageToken")
+        if not token:
+            return out
+
+
+def plain_rows(emu, table):
+    """The table's rows without the columns the run stamps (ingestion_time), sorted."""
+    rows = []
+    for r in emu.rows(table):
+        r = dict(r)
+        r.pop("ingestion_time", None)
+        rows.append(json.dumps(r, sort_keys=True))
+    return sorted(rows)
+
+
+@case
+@local.tags("storage_write")
+def sw_rows_land_as_insert_all_stores_them():
+    """The same corpus through insertAll and through AppendRows on the default stream: every
+    table (the dead letters' too) holds the same rows, value for value."""
+    with Scenario() as a, Scenario() as s:
+        need_grpc(s.emu)
+        path, expect, raw = corpus(s.tmp, 3000, seed=51)
+        for sc, args in ((a, []), (s, SW)):
+            check_eq(sc.emu.publish(path), 3000, "published")
+            b = Bepipe(sc.emu, args)
+            wait_drained(sc.emu, 3000, [b])
+            check_eq(b.stop(), 0, "exit code: " + b.stderr()[-1500:])
+        check("Storage Write API (default stream, at-least-once)" in b.stderr(),
+              "the run used storage_write: " + b.stderr()[-1500:])
+        verify(s.emu, expect, raw)
+        counters = s.emu.admin("GET", "/_emulator/counters")
+        check(counters.get(APPEND + ".append", {}).get("calls", 0) > 0,
+              f"AppendRows served: {counters}")
+        check_eq(counters.get("bigquery.tabledata.insertAll", {}).get("calls", 0), 0,
+                 "no insertAll with storage_write")
+        for t in TABLES + ["rejected_events"]:
+            want = plain_rows(a.emu, t)
+            check(len(want) > 0, f"{t} has rows")
+            got = plain_rows(s.emu, t)
+            if t == "rejected_events":
+                # the two emulators gave the messages their own ids and publish times
+                def strip(rows):
+                    out = []
+                    for r in rows:
+                        r = json.loads(r)
+                        r.pop("message_id", None)
+                        r.pop("publish_time", None)
+                        out.append(json.dumps(r, sort_keys=True))
+                    return sorted(out)
+                got, want = strip(got), strip(want)
+            check_eq(got, want, f"{t}: the same rows as insertAll stores")
+
+
+@case
+@local.tags("storage_write", "numbers")
+def sw_int64_past_2_53_reads_back_exactly():
+    with Scenario() as probe:
+        need_grpc(probe.emu)
+    d = tempfile.mkdtemp(prefix="bepipe-sw-")
+    try:
+        p = local.nums_pipeline(d)
+        nums = ["9007199254740993", "-9007199254740993", "9223372036854775807",
+                "-9223372036854775808", "123456789012345678", "42"]
+        ev = os.path.join(d, "ev.ndjson")
+        with open(ev, "w") as f:
+            for i, n in enumerate(nums):
+                f.write('{"event_type":"nums","i":%s,"f":0.1,"s":"r%d"}\n' % (n, i))
+        with Scenario(ddl_dir=os.path.join(d, "s", "ddl")) as s:
+            s.emu.publish(ev)
+            b = Bepipe(s.emu, SW, pipeline=p)
+            end = time.time() + 60
+            while time.time() < end and len(s.emu.rows("nums")) < len(nums):
+                time.sleep(0.2)
+            check_eq(b.stop(), 0, "exit code: " + b.stderr()[-1500:])
+            got = {}
+            for r in table_list(s.emu, "nums"):
+                cells = [c["v"] for c in r["f"]]
+                got[cells[3]] = (cells[1], cells[2])
+            for i, n in enumerate(nums):
+                check_eq(got.get("r%d" % i), (n, "0.1"), f"INT64 {n} through AppendRows")
+            st = s.emu.sub_state()
+            check_eq((st["backlog"], st["outstanding"]), (0, 0), "every message acked")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@case
+@local.tags("storage_write", "faults")
+def sw_retryable_faults_then_success_lose_nothing():
+    """UNAVAILABLE, RESOURCE_EXHAUSTED and an RST_STREAM before the append is handled: every row
+    stored exactly once, every message acked. Then a GOAWAY and a dropped connection, which end
+    the other tables' calls too with appends whose replies never came: nothing is lost, and the
+    duplicates the default stream allows (at-least-once) are counted and reported."""
+    with Scenario() as s:
+        need_grpc(s.emu)
+        path, expect, raw = corpus(s.tmp, 5000, seed=52)
+        s.emu.publish(path)
+        for rule in [
+            {"op": APPEND, "grpcCode": "UNAVAILABLE", "count": 3},
+            {"op": APPEND, "grpcCode": "RESOURCE_EXHAUSTED", "count": 1, "skip": 3},
+            {"op": APPEND, "reset": "before", "count": 2, "skip": 5},
+        ]:
+            s.emu.fault(rule)
+        b = Bepipe(s.emu, SW + ["--set", "retry.max_ms=500", "--http", "127.0.0.1:0"])
+        wait_drained(s.emu, 5000, [b])
+        check(not s.emu.admin("GET", "/_emulator/faults").get("rules"),
+              "every fault served: " + repr(s.emu.admin("GET", "/_emulator/faults")))
+        check("sent again" in b.stderr() or "retry" in b.stderr(),
+              "the failures were retried: " + b.stderr()[-1500:])
+        port = re.search(r"httpd: listening on \S+ \(port (\d+)\)", b.stderr()).group(1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            metrics = r.read().decode()
+        m = dict(re.findall(r"^bepipe_(append_\w+_total) (\S+)$", metrics, re.M))
+        check(float(m.get("append_retries_total", 0)) >= 6, f"append retries counted: {m}")
+        check(float(m.get("append_requests_total", 0)) > 10, f"append requests counted: {m}")
+        check(float(m.get("append_bytes_total", 0)) > 100000, f"bytes counted: {m}")
+        verify(s.emu, expect, raw)
+        before = {t: collections.Counter(plain_rows(s.emu, t)) for t in TABLES}
+        # the connection-wide faults, on a second corpus
+        second = os.path.join(s.tmp, "second")
+        os.makedirs(second)
+        path2, expect2, _ = corpus(second, 5000, seed=56)
+        for rule in [
+            {"op": APPEND, "goaway": "before", "count": 1, "skip": 1},
+            {"op": APPEND, "disconnect": "before", "count": 1, "skip": 4},
+        ]:
+            s.emu.fault(rule)
+        s.emu.publish(path2)
+        wait_drained(s.emu, 10000, [b])
+        check_eq(b.stop(), 0, "exit code")
+        check(not s.emu.admin("GET", "/_emulator/faults").get("rules"),
+              "every fault served: " + repr(s.emu.admin("GET", "/_emulator/faults")))
+        dups = 0
+        for t in TABLES:
+            rows = collections.Counter(plain_rows(s.emu, t))
+            new = rows - before[t]
+            check_eq(len(new), expect2["rows"][t], f"{t}: every row of the second corpus stored")
+            dups += sum(new.values()) - len(new)
+        print(f"  (default stream after a GOAWAY and a dropped connection: {dups} duplicate rows "
+              f"of {sum(expect2['rows'].values())})")
+        st = s.emu.sub_state()
+        check_eq((st["backlog"], st["outstanding"]), (0, 0), "every message acked")
+
+
+@case
+@local.tags("storage_write")
+def sw_row_errors_dead_letter_exactly_those_rows():
+    """row_errors refuse two rows of one request: those two become dead letters of stage insert
+    with the service's message, the request's other rows are stored (sent again)."""
+    with Scenario() as s:
+        need_grpc(s.emu)
+        path, expect, raw = corpus(s.tmp, 2000, seed=53, invalid=0)
+        s.emu.publish(path)
+        s.emu.fault({"op": APPEND, "rejectRows": {"indexes": [1, 4],
+                                                  "message": "injected row error"},
+                     "count": 1, "skip": 1})
+        b = Bepipe(s.emu, SW)
+        wait_drained(s.emu, 2000, [b])
+        check_eq(b.stop(), 0, "exit code")
+        dead = [r for r in s.emu.rows("rejected_events") if r["error_stage"] == "insert"]
+        check_eq(len(dead), 2, "dead letters of stage insert: " + repr(dead)[:1500])
+        for r in dead:
+            check("injected row error" in r["reason"], "BigQuery's message: " + r["reason"])
+        stored = sum(len(s.emu.rows(t)) for t in TABLES)
+        check_eq(stored, sum(expect["rows"].values()) - 2, "every other row stored")
+        # the refused rows are the ones missing from their table
+        ids = {r["message_id"] for r in dead}
+        check_eq(len(ids), 2, "two messages")
+        st = s.emu.sub_state()
+        check_eq((st["backlog"], st["outstanding"]), (0, 0), "every message acked")
+
+
+@case
+@local.tags("storage_write", "faults")
+@local.errors(r" error batch: table \S+ refused \d+ rows for good",
+              r" error main: the dead-letter table rejected_events cannot be written",
+              r" error dispatch: ", r" error batch: .* not stored, their messages will be "
+              r"redelivered")
+def sw_permanent_error_acks_nothing():
+    """Every AppendRows answered PERMISSION_DENIED-free INVALID_ARGUMENT (a code no retry
+    changes): no row is stored and no message acked; the run stops as with insertAll when the
+    dead-letter table cannot be written either."""
+    with Scenario() as s:
+        need_grpc(s.emu)
+        path, expect, raw = corpus(s.tmp, 1000, seed=54, invalid=0)
+        n = s.emu.publish(path)
+        s.emu.fault({"op": APPEND, "grpcCode": "INVALID_ARGUMENT", "message": "injected",
+                     "count": -1})
+        b = Bepipe(s.emu, SW + ["--set", "drain_seconds=5"])
+        rc = b.wait_exit(90)
+        check(rc != 0, "a non-zero exit: " + b.stderr()[-1500:])
+        check_eq(sum(len(s.emu.rows(t)) for t in TABLES + ["rejected_events"]), 0, "no rows")
+        check("INVALID_ARGUMENT" in b.stderr(), "the code is logged: " + b.stderr()[-1500:])
+        st = s.emu.sub_state()
+        check_eq(st["backlog"] + st["outstanding"], n, "no message acked: " + repr(st))
+
+
+@case
+@local.tags("storage_write", "drain")
+def sw_sigterm_with_appends_in_flight_loses_nothing():
+    """SIGTERM while appends wait for their replies: the drain waits for them, every row read so
+    far is stored and acked, and a second run stores the rest, once."""
+    with Scenario() as s:
+        need_grpc(s.emu)
+        path, expect, raw = corpus(s.tmp, 4000, seed=55)
+        s.emu.publish(path)
+        s.emu.fault({"op": APPEND, "latencyMs": 1500})
+        b = Bepipe(s.emu, SW)
+        end = time.time() + 60
+        while time.time() < end and \
+                s.emu.admin("GET", "/_emulator/counters").get(APPEND + ".routingHeader",
+                                                              {}).get("calls", 0) < 3:
+            time.sleep(0.05)
+        check_eq(b.stop(), 0, "exit code of the drained run: " + b.stderr()[-1500:])
+        check("draining (SIGTERM)" in b.stderr(), "the first run drained")
+        s.emu.clear_faults()
+        b2 = Bepipe(s.emu, SW)
+        b2.wait_log("preflight: ok")    # signals are handled from here on
+        wait_drained(s.emu, 4000, [b2])
+        check_eq(b2.stop(), 0, "exit code of the second run")
+        verify(s.emu, expect, raw, archive_dups_ok=True)
+
+
+@case
+@local.tags("storage_write", "auth")
+def sw_token_expiry_mid_run():
+    """auth.mode=adc: AppendRows calls carry the service account's token (the emulator refuses
+    a call without a valid one). Every token expires, then the server's GOAWAY makes the calls
+    open again: they carry a new token (fetched on the REST calls' 401, or on an
+    UNAUTHENTICATED, whichever comes first) and nothing is lost."""
+    with Scenario(["--auth", "--token-lifetime", "3600"]) as s:
+        need_grpc(s.emu)
+        key = os.path.join(s.tmp, "key.json")
+        subprocess.run([os.path.join(ROOT, "tests/emulator/make-test-key"), "--project", PROJECT,
+                        "--token-uri", s.emu.url + "/token", "--out", key], check=True)
+        with open(key, "rb") as f:
+            s.emu.admin("POST", "/_emulator/sa-keys", json.load(f))
+        path, expect, raw = corpus(s.tmp, 6000, seed=57)
+        lines = open(path, "rb").read().split(b"\n")
+        half, rest = os.path.join(s.tmp, "half.ndjson"), os.path.join(s.tmp, "rest.ndjson")
+        open(half, "wb").write(b"\n".join(lines[:3000]) + b"\n")
+        open(rest, "wb").write(b"\n".join(lines[3000:]))
+        s.emu.publish(half, token=s.emu.token())
+        b = Bepipe(s.emu, SW + ["--set", "auth.mode=adc", "--set", "retry.max_ms=500"],
+                   env={"GOOGLE_APPLICATION_CREDENTIALS": key})
+        end = time.time() + 60
+        while sum(len(s.emu.rows(t)) for t in TABLES) < 2000 and time.time() < end:
+            time.sleep(0.1)
+        calls = lambda: s.emu.admin("GET", "/_emulator/counters").get(
+            APPEND + ".routingHeader", {}).get("calls", 0)
+        before = calls()
+        s.emu.admin("POST", "/_emulator/tokens/expire")
+        s.emu.fault({"op": APPEND, "goaway": "before", "count": 1})
+        s.emu.publish(rest, token=s.emu.token())
+        wait_drained(s.emu, 6000, [b])
+        check_eq(b.stop(), 0, "exit code: " + b.stderr()[-1500:])
+        check(calls() > before, f"calls opened after the expiry: {before} -> {calls()}")
+        verify(s.emu, expect, raw)
+        tok = s.emu.admin("GET", "/_emulator/counters").get("oauth2.token", {})
+        check(tok.get("statuses", {}).get("200", 0) >= 2,
+              f"a second token was minted after the expiry: {tok}")
+
+
+@case
+@local.tags("storage_write", "faults")
+def sw_stalled_append_is_sent_again_after_its_deadline():
+    """An append the server never answers: after bigquery.append_timeout_seconds its call is
+    cancelled and its requests go again on a new call; every row stored, every message acked
+    (the stalled request was never handled, so nothing twice)."""
+    with Scenario() as s:
+        need_grpc(s.emu)
+        path, expect, raw = corpus(s.tmp, 2000, seed=58)
+        s.emu.publish(path)
+        s.emu.fault({"op": APPEND, "stall": True, "count": 1, "skip": 1})
+        b = Bepipe(s.emu, SW + ["--set", "bigquery.append_timeout_seconds=3"])
+        wait_drained(s.emu, 2000, [b])
+        check_eq(b.stop(), 0, "exit code")
+        check("DEADLINE_EXCEEDED no reply in time" in b.stderr(),
+              "the deadline ended the call: " + b.stderr()[-1500:])
+        verify(s.emu, expect, raw)
 
 
 if __name__ == "__main__":

@@ -262,3 +262,28 @@ def sighup_patches_before_the_new_scripts_rows_flow():
         check_eq(sum(1 for r in rows if r.get("note") == "n-sale"), 150, "the old scripts ran on")
         check_eq(names(meta(s))[-1], "note", "the table unchanged")
 
+
+@case
+def storage_write_takes_the_new_column_without_a_restart():
+    """bigquery.method = storage_write: after --update-tables patched the table on SIGHUP, the
+    next AppendRows carry a writer schema with the new column (on the call already open) and
+    its values land."""
+    with Scenario() as s:
+        if not s.emu.grpc:
+            raise run.Skip("the emulator serves no gRPC (Storage Write API)")
+        d, p = user_copy()
+        b = Bepipe(s.emu, ["--update-tables", "--set", "bigquery.method=storage_write"],
+                   pipeline=p)
+        events(s, "a.ndjson", INV, range(100))
+        wait_drained(s.emu, 100, [b])
+        add_note(d)
+        b.p.send_signal(signal.SIGHUP)
+        b.wait_log("generation 2 loaded")
+        events(s, "b.ndjson", INV, range(100, 200))
+        wait_drained(s.emu, 200, [b])
+        check_eq(b.stop(), 0, "exit code: " + b.stderr()[-1500:])
+        check("storage_write: " in b.stderr(), "the rows went through AppendRows")
+        rows = s.emu.rows("inventory_events")
+        check_eq(len(rows), 200, "rows")
+        check_eq(sum(1 for r in rows if r.get("note") == "n-sale"), 100, "the new rows filled it")
+        check_eq(s.emu.rows("rejected_events"), [], "no row refused on the way")

@@ -1,0 +1,750 @@
+/* store_write.c - rows to BigQuery through the Storage Write API (bigquery.method =
+ * storage_write): each table's batches are AppendRows requests on the table's default stream
+ * (projects/P/datasets/D/tables/T/streams/_default, at-least-once: the service keeps no insertId,
+ * so a batch sent again after a lost reply is stored twice), over one gRPC bidirectional stream
+ * per table kept open across batches (grpc_channel.c: one HTTP/2 connection on the loop).
+ *
+ * It fills store.h's rows_put only; archive objects stay with the cloud store (GCS uploads), so
+ * batch.c sees the same contract as with insertAll: done exactly once, row errors by index (the
+ * rows the table refused: dead letters of stage insert), BP_STORE_REFUSED for NOT_FOUND and
+ * PERMISSION_DENIED (a table being created, a grant propagating), BP_STORE_PERMANENT for the other
+ * codes no retry can change, -1 after retry.attempts of retryable codes (the messages are
+ * redelivered). A batch is acked only after its AppendRowsResponse said append_result.
+ *
+ * Rows: batch.c hands over the insertAll entries the schema check passed
+ * ({"insertId":..,"json":{row}}); each row object is read into a Lua table of a state of this
+ * store's own (json_lua.cpp: integers past 2^53 exact as int64 cdata) and written by
+ * proto_row.c against the table's schema (the DDL's, or the live table's once known). Going
+ * through the checked JSON keeps one row path for both methods (the metadata columns, the
+ * ingestion time, the dead-letter rows of both formats, --local-out) at the price of a decode
+ * per row; encoding in the map's own state, before any JSON, is the step after this one.
+ *
+ * Ordering: requests on one stream are answered in order, so the replies are matched to a FIFO
+ * of requests in flight. A reply with row_errors wrote none of its request: those rows are
+ * reported as row errors and the others are sent again in a new request, at the head of the
+ * queue (as Google's managed writers do). */
+#include "store_write.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "api.h"
+#include "auth.h"
+#include "endpoints.h"
+#include "grpc_channel.h"
+#include "json_lua.h"
+#include "log.h"
+#include "proto_desc.h"
+#include "proto_msg.h"
+#include "proto_row.h"
+#include "timefmt.h"
+
+#define APPEND_PATH "/google.cloud.bigquery.storage.v1.BigQueryWrite/AppendRows"
+/* requests in flight on one table's stream: replies are in order, a few keep the pipe full */
+#define MAX_IN_FLIGHT 4
+/* AppendRows takes 10 MB per request (the rows, the descriptor and the stream's name) */
+#define MAX_REQUEST (10 * 1000 * 1000 - 64 * 1024)
+
+struct sw_store;
+struct sw_table;
+
+struct req {
+    struct sw_store *s;
+    struct sw_table *t;
+    struct req *next;           /* in its table's queue or flight list */
+    bp_buf_t rows;              /* ProtoRows body: the rows still to write */
+    size_t nrows;
+    size_t *orig;               /* row i of rows -> its index in the batch */
+    struct bp_row_error *errs;  /* rows refused so far (reasons malloc'd) */
+    size_t nerrs;
+    int attempt;                /* failed attempts of retryable codes */
+    double sent_at;
+    bp_store_done_fn done;
+    void *arg;
+};
+
+struct sw_table {
+    struct sw_store *s;
+    struct sw_table *next;
+    char *name;
+    char *stream;               /* projects/P/datasets/D/tables/T/streams/_default */
+    char *params;               /* write_stream=<escaped stream> */
+    const struct bp_schema *schema;     /* the one the descriptor was built from */
+    bp_buf_t desc;              /* its DescriptorProto */
+    unsigned desc_gen;          /* bumped when desc changes */
+    struct bp_grpc_stream *gs;  /* open AppendRows call, or NULL */
+    unsigned sent_gen;          /* the desc_gen the open call has seen, 0 = none yet */
+    struct req *queue, *queue_tail;     /* waiting to be sent */
+    struct req *flight, *flight_tail;   /* sent, reply owed: oldest first */
+    size_t nflight;
+    double retry_at;            /* monotonic: nothing is sent before it (a backoff) */
+};
+
+struct sw_store {
+    struct bp_store base;
+    struct ev_loop *loop;
+    struct bp_grpc_channel *ch;
+    struct bp_api *api;         /* the one retry policy (bp_api_backoff, retry.attempts) */
+    struct bp_auth *auth;       /* NULL: no token (an emulator) */
+    int max_attempts;
+    double rpc_timeout;
+    char *project, *dataset;
+    bp_store_schema_fn schema_for;
+    void *owner;
+    lua_State *L;               /* the rows' JSON read into tables here */
+    int decode_ref;             /* lua-cjson's decoder for what json_lua.cpp declines */
+    struct sw_table *tables;
+    size_t pending;
+    ev_timer timer;             /* backoffs and the replies' deadline */
+    struct bp_store_write_stats stats;
+};
+
+static void pump(struct sw_table *t);
+
+/* ---- rows: entries -> ProtoRows ---- */
+
+static const char decoder_code[] =
+    "local lib, inexact = ...\n"
+    "package.path = lib .. '/?.lua;' .. lib .. '/?/init.lua'\n"
+    "require('bepipe.int64').install()\n"
+    "local cjson = require('cjson').new()\n"
+    "cjson.decode_invalid_numbers(false)\n"
+    "cjson.decode_max_depth(64)\n"
+    "return function(text)\n"
+    "  local ok, v = pcall(cjson.decode, text)\n"
+    "  if not ok then return nil, tostring(v) end\n"
+    "  local path, digits = inexact(text)\n"
+    "  if path then return nil, 'the integer ' .. digits .. ' at ' .. path ..\n"
+    "    ' cannot be read exactly' end\n"
+    "  return v\n"
+    "end\n";
+
+extern int luaopen_cjson(lua_State *L);
+
+static int
+decoder_open(struct sw_store *s, const char *lib_dir, char *err, size_t errlen)
+{
+    s->L = luaL_newstate();
+    if (!s->L) {
+        snprintf(err, errlen, "storage_write: no memory for a Lua state");
+        return -1;
+    }
+    luaL_openlibs(s->L);
+    lua_getglobal(s->L, "package");
+    lua_getfield(s->L, -1, "preload");
+    lua_pushcfunction(s->L, luaopen_cjson);
+    lua_setfield(s->L, -2, "cjson");
+    lua_pop(s->L, 2);
+    if (luaL_loadbuffer(s->L, decoder_code, sizeof(decoder_code) - 1, "=storage_write") != 0 ||
+        (lua_pushstring(s->L, lib_dir), lua_pushcfunction(s->L, bp_json_lua_inexact),
+         lua_pcall(s->L, 2, 1, 0) != 0)) {
+        snprintf(err, errlen, "storage_write: %s", lua_tostring(s->L, -1));
+        return -1;
+    }
+    s->decode_ref = luaL_ref(s->L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+/* Pushes the "json" member of one insertAll entry as a Lua table. Returns 0, or -1 with why. */
+static int
+push_row(struct sw_store *s, const char *e, size_t n, char *why, size_t whylen)
+{
+    lua_State *L = s->L;
+    if (!bp_json_lua_push(L, e, n)) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, s->decode_ref);
+        lua_pushlstring(L, e, n);
+        if (lua_pcall(L, 1, 2, 0) != 0 || lua_isnil(L, -2)) {
+            snprintf(why, whylen, "the row cannot be read for the Storage Write API: %s",
+                     lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
+            lua_settop(L, 0);
+            return -1;
+        }
+        lua_pop(L, 1);
+    }
+    if (!lua_istable(L, -1)) {
+        snprintf(why, whylen, "the entry is not a JSON object");
+        lua_settop(L, 0);
+        return -1;
+    }
+    lua_getfield(L, -1, "json");
+    lua_remove(L, -2);
+    if (!lua_istable(L, -1)) {
+        snprintf(why, whylen, "the entry has no row object");
+        lua_settop(L, 0);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+add_error(struct req *r, size_t index, const char *reason)
+{
+    r->errs = bp_xrealloc(r->errs, (r->nerrs + 1) * sizeof(*r->errs));
+    r->errs[r->nerrs].index = index;
+    r->errs[r->nerrs].reason = bp_xstrdup(reason);
+    r->nerrs++;
+}
+
+/* Encodes every entry line into r->rows; a row that cannot be written is a row error. */
+static void
+encode_rows(struct sw_store *s, struct req *r, const struct bp_schema *schema,
+            const char *entries, size_t len, size_t nrows)
+{
+    r->orig = bp_xmalloc((nrows ? nrows : 1) * sizeof(*r->orig));
+    const char *p = entries, *end = entries + len;
+    for (size_t i = 0; i < nrows && p < end; i++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        char why[600];
+        int ok = push_row(s, p, n, why, sizeof(why)) == 0;
+        if (ok) {
+            ok = bp_proto_row_append(schema, s->L, lua_gettop(s->L), NULL, &r->rows, why,
+                                     sizeof(why)) == 0;
+            lua_settop(s->L, 0);
+        }
+        if (ok)
+            r->orig[r->nrows++] = i;
+        else
+            add_error(r, i, why);
+        p = nl ? nl + 1 : end;
+    }
+    /* a batch's garbage, collected between batches rather than by the allocator's pace */
+    lua_gc(s->L, LUA_GCSTEP, 200);
+}
+
+/* ---- requests ---- */
+
+static void
+req_free(struct req *r)
+{
+    for (size_t i = 0; i < r->nerrs; i++)
+        free((char *)r->errs[i].reason);
+    free(r->errs);
+    free(r->orig);
+    bp_buf_free(&r->rows);
+    free(r);
+}
+
+/* Runs r's done (once) with status and frees r. */
+static void
+req_finish(struct req *r, int status, const char *msg)
+{
+    struct sw_store *s = r->s;
+    s->pending--;
+    if (status == 0) {
+        s->stats.rows_written += r->nrows;
+        s->stats.rows_refused += r->nerrs;
+    } else {
+        s->stats.failures++;
+    }
+    r->done(r->arg, status, msg, status == 0 ? r->errs : NULL, status == 0 ? r->nerrs : 0);
+    req_free(r);
+}
+
+static void
+queue_front(struct sw_table *t, struct req *r)
+{
+    r->next = t->queue;
+    t->queue = r;
+    if (!t->queue_tail)
+        t->queue_tail = r;
+}
+
+static void
+queue_back(struct sw_table *t, struct req *r)
+{
+    r->next = NULL;
+    if (t->queue_tail)
+        t->queue_tail->next = r;
+    else
+        t->queue = r;
+    t->queue_tail = r;
+}
+
+static struct req *
+flight_pop(struct sw_table *t)
+{
+    struct req *r = t->flight;
+    if (r) {
+        t->flight = r->next;
+        if (!t->flight)
+            t->flight_tail = NULL;
+        t->nflight--;
+        r->next = NULL;
+    }
+    return r;
+}
+
+/* Puts the requests in flight back at the head of the queue, oldest first. */
+static void
+requeue_flight(struct sw_table *t)
+{
+    struct req *head = t->flight, *tail = t->flight_tail;
+    if (!head)
+        return;
+    tail->next = t->queue;
+    t->queue = head;
+    if (!t->queue_tail)
+        t->queue_tail = tail;
+    t->flight = t->flight_tail = NULL;
+    t->nflight = 0;
+}
+
+static void
+arm_timer(struct sw_store *s, double in)
+{
+    if (in < 0.001)
+        in = 0.001;
+    if (ev_is_active(&s->timer) && ev_timer_remaining(s->loop, &s->timer) <= in)
+        return;
+    ev_timer_stop(s->loop, &s->timer);
+    ev_timer_set(&s->timer, in, 0.);
+    ev_timer_start(s->loop, &s->timer);
+}
+
+/* A failure of a whole request (its status, not a row's): retried under the one policy while
+ * the code is worth it, else the batch ends with the store status the code means. Returns 1 when
+ * r went back to the queue (the table then waits for a backoff), 0 when it finished. */
+static int
+req_failed(struct sw_table *t, struct req *r, int code, const char *msg)
+{
+    struct sw_store *s = t->s;
+    char text[700];
+    snprintf(text, sizeof(text), "AppendRows %s: %s %.500s", t->name, bp_grpc_code_name(code),
+             msg);
+    if ((bp_grpc_retryable(code) || code == BP_GRPC_UNAUTHENTICATED) &&
+        r->attempt + 1 < s->max_attempts) {
+        double delay = bp_api_backoff(s->api, r->attempt);
+        r->attempt++;
+        s->stats.retries++;
+        if (code == BP_GRPC_UNAUTHENTICATED && s->auth)
+            bp_auth_invalidate(s->auth);
+        bp_log_rl(BP_LOG_WARN, "bigquery", t->name, "%s; retry %d in %.2f s", text, r->attempt,
+                  delay);
+        queue_front(t, r);
+        double at = bp_time_mono() + delay;
+        if (at > t->retry_at)
+            t->retry_at = at;
+        arm_timer(s, delay);
+        return 1;
+    }
+    int status = code == BP_GRPC_NOT_FOUND || code == BP_GRPC_PERMISSION_DENIED
+                     ? BP_STORE_REFUSED
+               : bp_grpc_retryable(code) || code == BP_GRPC_UNAUTHENTICATED ? -1
+                                                                             : BP_STORE_PERMANENT;
+    req_finish(r, status, text);
+    return 0;
+}
+
+/* ---- the AppendRows call of a table ---- */
+
+static void
+on_message(struct bp_grpc_stream *gs, const uint8_t *msg, size_t len, void *arg)
+{
+    struct sw_table *t = arg;
+    struct sw_store *s = t->s;
+    (void)gs;
+    struct req *r = flight_pop(t);
+    if (!r) {
+        bp_log_rl(BP_LOG_WARN, "bigquery", "sw-unasked", "AppendRows %s: a reply to no request "
+                  "(ignored)", t->name);
+        return;
+    }
+    struct bp_append_reply rep;
+    char err[300];
+    if (bp_proto_append_reply_decode(msg, len, r->nrows, &rep, err, sizeof(err)) != 0) {
+        /* the request's fate is unknown: sent again (at-least-once) on a new call */
+        char m[400];
+        snprintf(m, sizeof(m), "unreadable reply: %s", err);
+        bp_grpc_stream_cancel(t->gs);
+        t->gs = NULL;
+        t->sent_gen = 0;
+        requeue_flight(t);
+        req_failed(t, r, BP_GRPC_INTERNAL, m);
+        pump(t);
+        return;
+    }
+    if (rep.updated_schema)
+        bp_log_rl(BP_LOG_INFO, "bigquery", "sw-updated", "AppendRows %s: the table gained "
+                  "columns (updated_schema); rows keep the schema in force until a reload reads "
+                  "it", t->name);
+    if (rep.has_error && rep.nrow_errors) {
+        /* none of the request was written: the refused rows are row errors, the rest go again */
+        bp_buf_t rest;
+        bp_buf_init(&rest, r->rows.max);
+        size_t *orig = bp_xmalloc((r->nrows ? r->nrows : 1) * sizeof(*orig));
+        size_t n = 0, off = 0;
+        unsigned char *bad = bp_xcalloc(r->nrows ? r->nrows : 1, 1);
+        for (size_t i = 0; i < rep.nrow_errors; i++)
+            if (rep.row_errors[i].index < r->nrows && !bad[rep.row_errors[i].index]) {
+                bad[rep.row_errors[i].index] = 1;
+                add_error(r, r->orig[rep.row_errors[i].index], rep.row_errors[i].message);
+            }
+        /* ProtoRows.serialized_rows entries: tag 0x0a, varint length, bytes */
+        for (size_t i = 0; i < r->nrows && off < r->rows.len; i++) {
+            size_t at = off + 1, l = 0;
+            int shift = 0;
+            const unsigned char *d = (const unsigned char *)r->rows.data;
+            while (at < r->rows.len) {
+                l |= (size_t)(d[at] & 0x7f) << shift;
+                shift += 7;
+                if (!(d[at++] & 0x80))
+                    break;
+            }
+            size_t next = at + l;
+            if (!bad[i] && bp_buf_append(&rest, d + off, next - off) == 0)
+                orig[n++] = r->orig[i];
+            off = next;
+        }
+        free(bad);
+        bp_buf_free(&r->rows);
+        r->rows = rest;
+        free(r->orig);
+        r->orig = orig;
+        r->nrows = n;
+        s->stats.row_error_replies++;
+        if (n == 0)
+            req_finish(r, 0, NULL);
+        else
+            queue_front(t, r);
+    } else if (rep.has_error) {
+        req_failed(t, r, rep.code, rep.message);
+    } else if (!rep.has_result) {
+        /* neither written nor refused: not an answer to count as stored */
+        req_failed(t, r, BP_GRPC_INTERNAL, "a reply with neither append_result nor error");
+    } else {
+        req_finish(r, 0, NULL);
+    }
+    bp_proto_append_reply_free(&rep);
+    pump(t);
+}
+
+static void
+on_writable(struct bp_grpc_stream *gs, void *arg)
+{
+    (void)gs;
+    pump(arg);
+}
+
+static void
+on_done(struct bp_grpc_stream *gs, const struct bp_grpc_status *st, void *arg)
+{
+    struct sw_table *t = arg;
+    (void)gs;
+    t->gs = NULL;
+    t->sent_gen = 0;
+    if (!t->flight) {
+        /* an idle call the server ended (GOAWAY, its idle limit): the next batch opens one */
+        if (st->code != BP_GRPC_OK && st->code != BP_GRPC_UNAVAILABLE)
+            bp_log_rl(BP_LOG_INFO, "bigquery", t->name, "AppendRows %s ended: %s %s", t->name,
+                      bp_grpc_code_name(st->code), st->message);
+        pump(t);
+        return;
+    }
+    /* the requests without a reply: their fate is unknown, so they go again (at-least-once),
+     * in order; the oldest counts the failed attempt and takes the backoff */
+    /* a call that ended without a verdict (no grpc-status, OK with replies owed) tells
+     * nothing about the requests: they go again like after UNAVAILABLE */
+    int code = st->code == BP_GRPC_OK || st->code == BP_GRPC_UNKNOWN ? BP_GRPC_UNAVAILABLE
+                                                                     : st->code;
+    char why[400];
+    snprintf(why, sizeof(why), "%s%s", st->code == BP_GRPC_OK
+             ? "the call ended with requests unanswered" : st->message,
+             st->code == BP_GRPC_UNKNOWN ? " (UNKNOWN)" : "");
+    const char *msg = why;
+    requeue_flight(t);
+    struct req *first = t->queue;
+    t->queue = first->next;
+    if (!t->queue)
+        t->queue_tail = NULL;
+    first->next = NULL;
+    req_failed(t, first, code, msg);
+    pump(t);
+}
+
+static const struct bp_grpc_stream_cbs stream_cbs = { on_message, on_writable, on_done };
+
+/* Opens t's AppendRows call. Returns 0, or -1 (then retried from the timer). */
+static int
+open_call(struct sw_table *t)
+{
+    struct sw_store *s = t->s;
+    const char *token = NULL;
+    if (s->auth) {
+        token = bp_auth_token(s->auth, bp_time_mono());
+        if (!token) {
+            /* the REST calls keep the token fresh (bp_api's refresh); wait for it */
+            bp_api_ensure_token(s->api);
+            double at = bp_time_mono() + 0.5;
+            if (at > t->retry_at)
+                t->retry_at = at;
+            arm_timer(s, 0.5);
+            return -1;
+        }
+    }
+    struct bp_grpc_call_opts o = { token, t->params, 0 };
+    t->gs = bp_grpc_stream_open(s->ch, APPEND_PATH, &o, &stream_cbs, t);
+    t->sent_gen = 0;
+    if (!t->gs) {
+        double at = bp_time_mono() + 1;
+        if (at > t->retry_at)
+            t->retry_at = at;
+        arm_timer(s, 1);
+        return -1;
+    }
+    s->stats.calls++;
+    return 0;
+}
+
+/* Sends queued requests while the call has room. */
+static void
+pump(struct sw_table *t)
+{
+    struct sw_store *s = t->s;
+    if (!t->queue || bp_time_mono() < t->retry_at) {
+        if (t->queue)
+            arm_timer(s, t->retry_at - bp_time_mono());
+        return;
+    }
+    if (!t->gs && open_call(t) != 0)
+        return;
+    while (t->queue && t->nflight < MAX_IN_FLIGHT) {
+        struct req *r = t->queue;
+        bp_buf_t out;
+        bp_buf_init(&out, 2 * MAX_REQUEST);
+        struct bp_append_req ar = { 0 };
+        ar.write_stream = t->stream;
+        if (t->sent_gen != t->desc_gen) {
+            ar.descriptor = t->desc.data;
+            ar.descriptor_len = t->desc.len;
+            ar.trace_id = "bepipe-lua";
+        }
+        ar.rows = r->rows.data;
+        ar.rows_len = r->rows.len;
+        int rc = bp_proto_append_request(&out, &ar);
+        if (rc == 0)
+            rc = bp_grpc_stream_send(t->gs, out.data, out.len);
+        bp_buf_free(&out);
+        if (rc == -2 || rc == -3) {
+            if (rc == -3)
+                arm_timer(s, 0.1);
+            return;     /* on_writable (or the timer) pumps again */
+        }
+        t->queue = r->next;
+        if (!t->queue)
+            t->queue_tail = NULL;
+        if (rc != 0) {
+            /* the call is ending: its on_done sends r again */
+            r->next = NULL;
+            queue_front(t, r);
+            return;
+        }
+        t->sent_gen = t->desc_gen;
+        r->sent_at = bp_time_mono();
+        r->next = NULL;
+        if (t->flight_tail)
+            t->flight_tail->next = r;
+        else
+            t->flight = r;
+        t->flight_tail = r;
+        t->nflight++;
+        s->stats.requests++;
+        arm_timer(s, s->rpc_timeout);
+    }
+}
+
+/* Backoffs that ended, and replies past their deadline (the call is cancelled: its requests go
+ * again on a new one). */
+static void
+on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct sw_store *s = (struct sw_store *)((char *)w - offsetof(struct sw_store, timer));
+    (void)loop;
+    (void)revents;
+    double now = bp_time_mono();
+    for (struct sw_table *t = s->tables; t; t = t->next) {
+        if (t->flight && now - t->flight->sent_at >= s->rpc_timeout && t->gs) {
+            bp_grpc_stream_cancel(t->gs);
+            struct bp_grpc_status st = { BP_GRPC_DEADLINE_EXCEEDED, "no reply in time", NULL, 0,
+                                         0, 1 };
+            on_done(NULL, &st, t);
+            continue;
+        }
+        if (t->flight)
+            arm_timer(s, t->flight->sent_at + s->rpc_timeout - now);
+        pump(t);
+    }
+}
+
+/* ---- the store ---- */
+
+static struct sw_table *
+table_for(struct sw_store *s, const char *name)
+{
+    for (struct sw_table *t = s->tables; t; t = t->next)
+        if (strcmp(t->name, name) == 0)
+            return t;
+    struct sw_table *t = bp_xcalloc(1, sizeof(*t));
+    t->s = s;
+    t->name = bp_xstrdup(name);
+    size_t n = strlen(s->project) + strlen(s->dataset) + strlen(name) + 64;
+    t->stream = bp_xmalloc(n);
+    snprintf(t->stream, n, "projects/%s/datasets/%s/tables/%s/streams/_default", s->project,
+             s->dataset, name);
+    /* x-goog-request-params: the routing header, URL-encoded as the client libraries do */
+    char *esc = bp_url_escape(t->stream, 1);
+    n = strlen(esc) + 16;
+    t->params = bp_xmalloc(n);
+    snprintf(t->params, n, "write_stream=%s", esc);
+    free(esc);
+    bp_buf_init(&t->desc, 1u << 20);
+    t->next = s->tables;
+    s->tables = t;
+    return t;
+}
+
+static int
+sw_rows_put(struct bp_store *bs, const char *table, const char *entries, size_t len,
+            size_t nrows, bp_store_done_fn done, void *arg)
+{
+    struct sw_store *s = (struct sw_store *)bs;
+    struct sw_table *t = table_for(s, table);
+    const struct bp_schema *schema = s->schema_for(s->owner, table);
+    char why[400];
+    if (!schema) {
+        snprintf(why, sizeof(why), "table %s: no schema known (the Storage Write API needs the "
+                 "table's columns: its DDL or the live table)", table);
+        done(arg, BP_STORE_PERMANENT, why, NULL, 0);
+        return -1;
+    }
+    if (schema != t->schema) {
+        /* a new table, or its schema changed (a reload read the live one): a new writer schema,
+         * sent with the next request */
+        bp_buf_t d;
+        bp_buf_init(&d, 1u << 20);
+        if (bp_proto_descriptor(schema, &d, why, sizeof(why)) != 0) {
+            bp_buf_free(&d);
+            char m[600];
+            snprintf(m, sizeof(m), "table %s: %s", table, why);
+            done(arg, BP_STORE_PERMANENT, m, NULL, 0);
+            return -1;
+        }
+        bp_buf_free(&t->desc);
+        t->desc = d;
+        t->schema = schema;
+        t->desc_gen++;
+    }
+    struct req *r = bp_xcalloc(1, sizeof(*r));
+    r->s = s;
+    r->t = t;
+    r->done = done;
+    r->arg = arg;
+    bp_buf_init(&r->rows, MAX_REQUEST);
+    encode_rows(s, r, schema, entries, len, nrows);
+    s->pending++;
+    if (r->nrows == 0) {
+        req_finish(r, 0, NULL);
+        return 0;
+    }
+    queue_back(t, r);
+    pump(t);
+    return 0;
+}
+
+static size_t
+sw_pending(struct bp_store *bs)
+{
+    return ((struct sw_store *)bs)->pending;
+}
+
+static void
+sw_destroy(struct bp_store *bs)
+{
+    struct sw_store *s = (struct sw_store *)bs;
+    if (!s)
+        return;
+    ev_timer_stop(s->loop, &s->timer);
+    if (s->stats.requests)
+        bp_log(BP_LOG_INFO, "bigquery", "storage_write: %lu AppendRows requests on %lu calls, "
+               "%lu rows written, %lu refused (dead letters), %lu retries, %lu batches failed; "
+               "bytes_sent=%lu", s->stats.requests, s->stats.calls, s->stats.rows_written,
+               s->stats.rows_refused, s->stats.retries, s->stats.failures,
+               bp_grpc_channel_stats(s->ch)->bytes_sent);
+    /* the calls go without callbacks; requests still owed a done are dropped with the drain's
+     * end, as the cloud store's calls are */
+    bp_grpc_channel_free(s->ch);
+    struct sw_table *t = s->tables;
+    while (t) {
+        struct sw_table *next = t->next;
+        struct req *r;
+        while ((r = flight_pop(t)) != NULL)
+            req_free(r);
+        while ((r = t->queue) != NULL) {
+            t->queue = r->next;
+            req_free(r);
+        }
+        free(t->name);
+        free(t->stream);
+        free(t->params);
+        bp_buf_free(&t->desc);
+        free(t);
+        t = next;
+    }
+    if (s->L)
+        lua_close(s->L);
+    free(s->project);
+    free(s->dataset);
+    free(s);
+}
+
+static const struct bp_store_ops write_ops = {
+    .kind = "storage_write",
+    .objects_in_memory = 0,
+    .rows_put = sw_rows_put,
+    .pending = sw_pending,
+    .destroy = sw_destroy,
+};
+
+/* See store_write.h. */
+struct bp_store *
+bp_store_write_new(const struct bp_store_write_opts *o, char *err, size_t errlen)
+{
+    struct sw_store *s = bp_xcalloc(1, sizeof(*s));
+    s->base.ops = &write_ops;
+    s->loop = o->loop;
+    s->api = o->api;
+    s->auth = o->auth;
+    s->max_attempts = o->max_attempts > 0 ? o->max_attempts : 8;
+    s->rpc_timeout = o->rpc_timeout > 0 ? o->rpc_timeout : 60;
+    s->project = bp_xstrdup(o->project);
+    s->dataset = bp_xstrdup(o->dataset);
+    s->schema_for = o->schema_for;
+    s->owner = o->owner;
+    ev_timer_init(&s->timer, on_timer, 0., 0.);
+    struct bp_grpc_channel_opts co = { 0 };
+    co.host = o->host;
+    co.port = o->port;
+    co.tls = o->tls;
+    co.ca_file = o->ca_file;
+    co.user_agent = o->user_agent;
+    s->ch = bp_grpc_channel_new(o->loop, &co, err, errlen);
+    if (!s->ch || decoder_open(s, o->lib_dir, err, errlen) != 0) {
+        sw_destroy(&s->base);
+        return NULL;
+    }
+    return &s->base;
+}
+
+/* See store_write.h. */
+const struct bp_store_write_stats *
+bp_store_write_stats(const struct bp_store *bs)
+{
+    struct sw_store *s = (struct sw_store *)bs;
+    s->stats.bytes_sent = bp_grpc_channel_stats(s->ch)->bytes_sent;
+    return &s->stats;
+}

@@ -1,0 +1,58 @@
+/* store_write.h - the rows half of a store (store.h) over the BigQuery Storage Write API's
+ * default stream (bigquery.method = storage_write): AppendRows on a gRPC stream per table, on
+ * the process's loop. Archive objects are not its job (the cloud store keeps them). */
+#ifndef BP_STORE_WRITE_H
+#define BP_STORE_WRITE_H
+
+#include <ev.h>
+
+#include "schema.h"
+#include "store.h"
+
+struct bp_api;
+struct bp_auth;
+
+/* The schema rows of table are written with (the one the schema check holds: the live table's,
+ * else the DDL's), or NULL when none is known. The pointer is compared between batches: a new
+ * one means the table changed and a new writer schema goes with the next request. */
+typedef const struct bp_schema *(*bp_store_schema_fn)(void *owner, const char *table);
+
+struct bp_store_write_opts {
+    struct ev_loop *loop;
+    const char *host;           /* bp_endpoint_storage_write's */
+    int port;
+    int tls;                    /* 0: h2c with prior knowledge (an emulator) */
+    const char *ca_file;        /* extra CA bundle, or NULL */
+    const char *user_agent;
+    struct bp_api *api;         /* the retry policy's backoff; token refreshes */
+    struct bp_auth *auth;       /* bearer tokens, or NULL for none */
+    int max_attempts;           /* retry.attempts */
+    double rpc_timeout;         /* seconds a request may wait for its reply; 0 = 60 */
+    const char *project, *dataset;
+    bp_store_schema_fn schema_for;
+    void *owner;
+    const char *lib_dir;        /* the bepipe Lua library (bepipe.int64) */
+};
+
+/* A store whose rows_put appends each batch to projects/P/datasets/D/tables/T/streams/_default
+ * (store.h's contract: done exactly once; row errors by index; BP_STORE_REFUSED for NOT_FOUND
+ * and PERMISSION_DENIED; BP_STORE_PERMANENT for codes no retry changes; -1 when retryable
+ * codes outlast retry.attempts). Its object_* ops are NULL: give archives another store.
+ * Returns NULL with err filled when the channel or the row reader cannot be set up. */
+struct bp_store *bp_store_write_new(const struct bp_store_write_opts *o, char *err,
+                                    size_t errlen);
+
+struct bp_store_write_stats {
+    unsigned long calls;            /* AppendRows calls opened (one per table, again after an
+                                     * end) */
+    unsigned long requests;         /* AppendRowsRequests sent */
+    unsigned long retries;          /* requests sent again after a retryable code */
+    unsigned long failures;         /* batches that ended without being written */
+    unsigned long rows_written;
+    unsigned long rows_refused;     /* row errors: dead letters of stage insert */
+    unsigned long row_error_replies;
+    unsigned long long bytes_sent;  /* on the channel's connections (filled when read) */
+};
+const struct bp_store_write_stats *bp_store_write_stats(const struct bp_store *s);
+
+#endif
