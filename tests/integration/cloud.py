@@ -185,9 +185,17 @@ def wait_drained(emu, total, procs=(), timeout=120):
             if b.p.poll() is not None:
                 raise Failure("bepipe-lua exited early:\n" + b.stderr()[-3000:])
         time.sleep(0.2)
+    # what the emulator served, so a rare timeout can be read from the CI log alone (which
+    # calls stopped: pulls, lease extensions, nacks, inserts)
+    try:
+        calls = {op: (v.get("calls"), v.get("statuses")) for op, v in
+                 emu.admin("GET", "/_emulator/counters").items() if isinstance(v, dict)}
+    except Exception as e:  # noqa: BLE001 (a diagnostic must not hide the failure)
+        calls = f"counters unavailable: {e}"
     raise Failure(f"not drained after {timeout}s: {emu.sub_state()}; rows "
-                  f"{ {t: len(emu.rows(t)) for t in TABLES + ['rejected_events']} }\n" +
-                  "\n".join(b.stderr()[-2000:] for b in procs))
+                  f"{ {t: len(emu.rows(t)) for t in TABLES + ['rejected_events']} }\n"
+                  f"emulator calls: {calls}\n" +
+                  "\n".join(b.stderr()[-6000:] for b in procs))
 
 
 ARCHIVE = re.compile(r"^output/(order|inventory|user_activity|errors)/(\d{4})/(\d\d)/(\d\d)/(\d\d)/"
