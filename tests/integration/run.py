@@ -96,6 +96,21 @@ def watch(proc):
     return proc
 
 
+def stop_left_running():
+    """Kills the watched processes a case left running (a case that failed half-way never
+    reached its stop()): left alone, one kept pulling for ten minutes against an emulator that
+    was gone and the suite's leftover check counted it as a second failure."""
+    for proc in WATCHED:
+        p = getattr(proc, "p", None)
+        if p is None or p.poll() is not None:
+            continue
+        try:
+            p.kill()
+            p.wait(10)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+
+
 def no_sanitizer(stderr):
     seen_stderr(stderr)
     m = SANITIZER.search(stderr)
@@ -1000,6 +1015,8 @@ def run_cases(cases, default_bin, argv=None):
             print(f"FAIL {fn.__name__}: {e}", flush=True)
             if not isinstance(e, Failure):
                 traceback.print_exc()
+            stop_left_running()   # only after a failure: a passing case that leaks one is
+            #                       still caught by the suite's leftover check
     print(f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
     sys.exit(1 if failed else 0)
 

@@ -87,3 +87,32 @@ def run_all_stopped_by_a_signal_stops_both_lanes():
             if suite and alive(suite):
                 os.kill(suite, signal.SIGKILL)
             shutil.rmtree(d, ignore_errors=True)
+
+
+@case
+def a_failed_case_leaves_no_process_running():
+    """A case that fails half-way never reaches its stop(): the runner kills what it watched
+    (in CI one such bepipe-lua kept pulling for ten minutes against a stopped emulator, and the
+    suite's leftover check counted it as a second failure)."""
+    script = (
+        "import subprocess, sys\n"
+        f"sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})\n"
+        "import run\n"
+        "class P:\n"
+        "    def __init__(self):\n"
+        "        self.p = subprocess.Popen(['sleep', '300'])\n"
+        "        print(self.p.pid, flush=True)\n"
+        "    def stderr(self):\n"
+        "        return ''\n"
+        "def failing():\n"
+        "    run.watch(P())\n"
+        "    raise run.Failure('half-way')\n"
+        "run.run_cases([failing], '/bin/true', ['--bin', '/bin/true'])\n")
+    r = subprocess.run(["python3", "-c", script], capture_output=True, text=True, timeout=60)
+    check(r.returncode == 1 and "0 passed, 1 failed" in r.stdout,
+          f"the case fails: rc={r.returncode} {r.stdout!r} {r.stderr[-500:]!r}")
+    pid = int(r.stdout.split()[0])
+    gone = wait_for(lambda: not alive(pid), 10)
+    if not gone:
+        os.kill(pid, signal.SIGKILL)
+    check(gone, f"the process the failed case started (pid {pid}) was stopped by the runner")
