@@ -596,9 +596,12 @@ def a_fraction_lost_in_the_double_never_reaches_int64():
     # the same double as ever
     lost = ["4503599627370496.5", "-4503599627370496.5", "9007199254740990.5",
             "4503599627370495.9", "45035996273704965e-1"]
-    exact = [("4503599627370496.0", "4503599627370496"), ("4.503599627370496e15", "4503599627370496"),
-             ("-4503599627370496.0", "-4503599627370496"), ("4503599627370496", "4503599627370496"),
-             ("9007199254740991.0", "9007199254740991"), ("4503599627370495", "4503599627370495")]
+    exact = [("4503599627370496.0", "4503599627370496"),
+             ("4.503599627370496e15", "4503599627370496"),
+             ("-4503599627370496.0", "-4503599627370496"),
+             ("4503599627370496", "4503599627370496"),
+             ("9007199254740991.0", "9007199254740991"),
+             ("4503599627370495", "4503599627370495")]
     with Tmp() as d:
         p = nums_pipeline(d)
         ev = os.path.join(d, "ev.ndjson")
@@ -630,8 +633,19 @@ def a_fraction_lost_in_the_double_never_reaches_int64():
             check(m is not None and m.group(1) == want, f"{text}: row {line}, want i {want}")
         f_row = rows.get("ev.ndjson:%d" % (len(lost) + len(exact) + 1))
         check(f_row is not None, "FLOAT64 row: " + repr(dead))
-        check_eq(json.loads(f_row)["json"]["f"], 4503599627370496.0, "FLOAT64 reads the same double")
+        check_eq(json.loads(f_row)["json"]["f"], 4503599627370496.0,
+                 "FLOAT64 reads the same double")
         check_eq(len(rows) + len(dead), len(lost) + len(exact) + 2, "every event has an outcome")
+        # `bepipe-lua test` gives the pipeline a fixture's event with the text it has
+        fx = os.path.join(d, "fx.ndjson")
+        with open(fx, "w") as f:
+            f.write('{"event":{"event_type":"nums","i":4503599627370496.5},"expect":{"dead":'
+                    '"schema","reason":"i: INT64 expected, got number 4503599627370496.5"}}\n')
+            f.write('{"event":{"event_type":"nums","i":4503599627370496.0},"expect":{"table":'
+                    '"nums","row":{"i":4503599627370496}}}\n')
+        rc, out, err = run(["test", p, fx])
+        check_eq(rc, 0, "bepipe-lua test: " + out + err)
+        check("2 passed, 0 failed" in out, out)
 
 
 @case
