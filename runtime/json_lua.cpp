@@ -16,6 +16,20 @@
  * 2^53 itself is a cdata too, so that a double of magnitude 2^53 in a row is one the text wrote
  * with a fraction or an exponent (9007199254740993.0 is that double): the row writer gives it
  * ".0" and an INT64 column refuses it rather than store a rounded value.
+ * A fraction the double loses: from 2^52 to 2^53 in magnitude doubles are 1 apart, so
+ * 4503599627370496.5 reads as the integer 4503599627370496, which an INT64 column would store as
+ * if the event had written it. Such a number is pushed as that double all the same (scripts and
+ * FLOAT64 columns see what they always saw: a number, the same double), and its text is noted
+ * (bp_json_lua_lost_text) for the row writer, which writes that text for the double: the row
+ * carries the event's value, a FLOAT64 column reads the same double from it, and the schema
+ * check refuses it for an INT64 column naming the field (it is not an integer on its digits).
+ * Why a note by value and not a distinct Lua value (a cdata): a cdata would change what every
+ * script sees of such a number (type(), string.format, arithmetic, lua-cjson's encode) where
+ * the number is no concern of an INT64 column; the note costs one compare per double on the
+ * common path. What the value alone cannot tell: an exact integer equal to a noted double in
+ * the same event is written as the noted text too (an INT64 column refuses it: dead-lettered,
+ * never changed). Below 2^52 a fraction vanishes only in a text of 16 or more significant
+ * digits (1.9999999999999999 reads as 2): not looked for.
  * An integer zero written `-0` is -0.0 for lua-cjson, 0 in simdjson's DOM: such text is parsed
  * again with each `-0` written `-0.0` (rare; a string holding "-0" is left as it is).
  * Declined: text that simdjson refuses (invalid JSON, and also what lua-cjson takes but
@@ -25,6 +39,7 @@
  * tests/unit/test_json_lua.c and tests/fuzz/fuzz_json_lua.c compare the two. */
 #include <simdjson.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <memory>
 #include <cstring>
@@ -32,6 +47,7 @@
 extern "C" {
 #include "bp_ffi.h"
 #include "json_lua.h"
+#include "schema_scalar.h"
 #include <lauxlib.h>
 #include <lua.h>
 }
@@ -47,16 +63,103 @@ thread_local dom::parser *parser;
 thread_local char *pad_buf;
 thread_local size_t pad_cap;
 
+/* The numbers of the text, in order, found as the walk needs them: the DOM keeps a number's
+ * value, not its text, and visits numbers in the text's order. Only a walk that meets a double
+ * between 2^52 and 2^53 (rare) runs it. */
+struct numscan {
+    const char *p;
+    size_t n, at;
+    long seen;        /* numbers passed so far */
+};
+
 struct walk {
     lua_State *L;
     bool zero_int;    /* an integer 0 was pushed: it may have been written -0 */
+    bool unsure;      /* a double's text could not be found or noted: declined */
     int int64;        /* stack index of bepipe.int64 (scripts/bepipe/int64.lua), 0 if none */
+    long nums;        /* numbers pushed so far */
+    numscan scan;
 };
 
 /* 2^53: every integer below it in magnitude is a double that only that integer's text gives;
  * from it on one is not (9007199254740993.0 is the double 2^53), and an integer goes as an
  * int64_t cdata so that it reaches the row unchanged */
 const uint64_t EXACT = 9007199254740992ull;
+/* 2^52: from it on doubles are whole numbers, and a fraction of the text can vanish */
+const double LOST_MIN = 4503599627370496.0;
+
+/* The doubles of the last text decoded (bp_json_lua_push, bp_json_lua_inexact) whose text had
+ * a fraction the double lost, with that text. A few per event at most: more, or a longer text,
+ * is declined (and then dead-lettered by the lua-cjson path, naming the field). */
+struct lost_number {
+    double v;
+    unsigned char len;
+    char text[47];
+};
+const int LOST_CAP = 16;
+thread_local lost_number lost[LOST_CAP];
+thread_local int nlost;
+
+/* Notes that text p[0..n) was decoded as v, a lost fraction; false when it cannot be noted. */
+bool note_lost(double v, const char *p, size_t n)
+{
+    for (int i = 0; i < nlost; i++)
+        if (lost[i].v == v)
+            return true;    /* the first text of the double stands for it */
+    if (nlost == LOST_CAP || n > sizeof(lost[0].text))
+        return false;
+    lost[nlost].v = v;
+    lost[nlost].len = (unsigned char)n;
+    memcpy(lost[nlost].text, p, n);
+    nlost++;
+    return true;
+}
+
+inline bool number_char(char c)
+{
+    return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
+}
+
+/* The text of the k-th number (1-based, k never less than a previous call's) of valid JSON,
+ * outside strings; false when there is none. */
+bool nth_number(numscan &s, long k, const char **tok, size_t *len)
+{
+    while (s.at < s.n) {
+        char c = s.p[s.at];
+        if (c == '"') {
+            size_t j = s.at + 1;
+            while (j < s.n && s.p[j] != '"')
+                j += s.p[j] == '\\' ? 2 : 1;
+            s.at = j + 1;
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            size_t b = s.at;
+            while (s.at < s.n && number_char(s.p[s.at]))
+                s.at++;
+            if (++s.seen == k) {
+                *tok = s.p + b;
+                *len = s.at - b;
+                return true;
+            }
+        } else {
+            s.at++;
+        }
+    }
+    return false;
+}
+
+/* For the double v the walk's current number (w.nums) decoded to, from 2^52 to 2^53 in
+ * magnitude: notes it when its text is not an integer on its digits. */
+void check_lost(walk &w, double v)
+{
+    const char *tok;
+    size_t len;
+    if (!nth_number(w.scan, w.nums, &tok, &len)) {
+        w.unsure = true;
+        return;
+    }
+    if (!bp_number_text_integral(tok, len) && !note_lost(v, tok, len))
+        w.unsure = true;
+}
 
 /* Pushes the integer (negative when neg) of magnitude u >= 2^53 as an int64_t cdata made by
  * bepipe.int64(hi, lo); false when there is no such function. */
@@ -115,6 +218,7 @@ bool push(walk &w, dom::element e, int depth)
         return true;
     }
     case dom::element_type::INT64: {
+        w.nums++;
         int64_t v = e.get_int64().value_unsafe();
         w.zero_int |= v == 0;
         uint64_t mag = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
@@ -127,11 +231,18 @@ bool push(walk &w, dom::element e, int depth)
         /* past INT64_MAX: no INT64 column takes it, and a FLOAT64 one its double; a uint64_t
          * cdata would expose scripts to LuaJIT 2.1.0-beta3's compiled uint64_t -> double
          * conversion, which rounds twice (tests/lua/test_int64.lua) */
+        w.nums++;
         lua_pushnumber(L, (lua_Number)e.get_uint64().value_unsafe());
         return true;
-    case dom::element_type::DOUBLE:
-        lua_pushnumber(L, e.get_double().value_unsafe());
+    case dom::element_type::DOUBLE: {
+        /* a fraction or an exponent in the text */
+        double v = e.get_double().value_unsafe();
+        w.nums++;
+        if (fabs(v) >= LOST_MIN && fabs(v) < (double)EXACT)
+            check_lost(w, v);
+        lua_pushnumber(L, v);
         return true;
+    }
     case dom::element_type::BOOL:
         lua_pushboolean(L, e.get_bool().value_unsafe());
         return true;
@@ -257,6 +368,36 @@ bool inexact_integer(const char *p, size_t n)
     return u > EXACT && u <= (uint64_t)INT64_MAX + (neg ? 1 : 0);
 }
 
+/* True when p[0..n) is a number as JSON writes one (-?(0|[1-9]d*)(.d+)?([eE][+-]?d+)?):
+ * lua-cjson also reads some that are not (`1.`), which no row may carry. */
+bool json_number(const char *p, size_t n)
+{
+    size_t i = n && p[0] == '-' ? 1 : 0;
+    auto digits = [&]() {
+        size_t b = i;
+        while (i < n && p[i] >= '0' && p[i] <= '9')
+            i++;
+        return i - b;
+    };
+    if (i < n && p[i] == '0')
+        i++;
+    else if (digits() == 0)
+        return false;
+    if (i < n && p[i] == '.') {
+        i++;
+        if (digits() == 0)
+            return false;
+    }
+    if (i < n && (p[i] == 'e' || p[i] == 'E')) {
+        i++;
+        if (i < n && (p[i] == '+' || p[i] == '-'))
+            i++;
+        if (digits() == 0)
+            return false;
+    }
+    return i == n;
+}
+
 /* Writes the path of the innermost value (`a.b[2]`) to out. */
 void path_text(const frame *st, int depth, char *out, size_t size)
 {
@@ -280,6 +421,7 @@ extern "C" int
 bp_json_lua_push(lua_State *L, const char *p, size_t n)
 {
     size_t i = 0;
+    nlost = 0;
     while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
         i++;
     if (i == n || p[i] != '{' || n > BP_JSON_LUA_BIG_MAX)
@@ -316,9 +458,10 @@ bp_json_lua_push(lua_State *L, const char *p, size_t n)
     if (!lua_checkstack(L, 8))
         return 0;
     lua_getfield(L, LUA_REGISTRYINDEX, "bepipe.int64");
-    walk w = { L, false, lua_isfunction(L, -1) ? top + 1 : 0 };
-    if (!push(w, root, 1)) {
+    walk w = { L, false, false, lua_isfunction(L, -1) ? top + 1 : 0, 0, { text, n, 0, 0 } };
+    if (!push(w, root, 1) || w.unsure) {
         lua_settop(L, top);
+        nlost = 0;
         return 0;
     }
     size_t zeros = w.zero_int && has_minus_zero(p, n) ? minus_zero_rewrite(p, n, NULL) : 0;
@@ -332,20 +475,37 @@ bp_json_lua_push(lua_State *L, const char *p, size_t n)
         if (!text2)
             return lua_settop(L, top), 0;
         minus_zero_rewrite(p, n, text2.get());
+        nlost = 0;
+        w.nums = 0;
+        w.scan = numscan{ text2.get(), n2, 0, 0 };
         if (n2 > use->max_capacity()) {
             own.reset(new (std::nothrow) dom::parser(n2));
             if (!own)
                 return lua_settop(L, top), 0;
             use = own.get();
         }
-        if (use->parse(text2.get(), n2, false).get(root) != SUCCESS || !push(w, root, 1)) {
+        if (use->parse(text2.get(), n2, false).get(root) != SUCCESS || !push(w, root, 1) ||
+            w.unsure) {
             lua_settop(L, top);
+            nlost = 0;
             return 0;
         }
     }
     lua_replace(L, top + 1);    /* the value where bepipe.int64 was */
     lua_settop(L, top + 1);
     return 1;
+}
+
+/* See json_lua.h. */
+extern "C" const char *
+bp_json_lua_lost_text(double v, size_t *n)
+{
+    for (int i = 0; i < nlost; i++)
+        if (lost[i].v == v) {
+            *n = lost[i].len;
+            return lost[i].text;
+        }
+    return NULL;
 }
 
 /* See json_lua.h. */
@@ -368,6 +528,7 @@ bp_json_lua_inexact(lua_State *L)
     const char *p = luaL_checklstring(L, 1, &n);
     frame st[BP_JSON_LUA_DEPTH + 2];
     int depth = 0;
+    nlost = 0;
     for (size_t i = 0; i < n; i++) {
         char c = p[i];
         if (c == '"') {
@@ -399,12 +560,39 @@ bp_json_lua_inexact(lua_State *L)
                                  p[i + 1] == 'e' || p[i + 1] == 'E' ||
                                  (p[i + 1] >= '0' && p[i + 1] <= '9')))
                 i++;
-            if (inexact_integer(p + s0, i + 1 - s0)) {
+            const char *tok = p + s0;
+            size_t len = i + 1 - s0;
+            const char *what = NULL;
+            if (inexact_integer(tok, len))
+                what = "integer";
+            else if (memchr(tok, '.', len) || memchr(tok, 'e', len) || memchr(tok, 'E', len)) {
+                /* as the fast path notes it: the double lua-cjson read, for the row writer */
+                char buf[64];
+                double v = 0;
+                if (len < sizeof(buf)) {
+                    memcpy(buf, tok, len);
+                    buf[len] = 0;
+                    v = strtod(buf, NULL);
+                } else {
+                    std::unique_ptr<char, free_text> big((char *)malloc(len + 1));
+                    if (big) {
+                        memcpy(big.get(), tok, len);
+                        big.get()[len] = 0;
+                        v = strtod(big.get(), NULL);
+                    }
+                }
+                if (fabs(v) >= LOST_MIN && fabs(v) < (double)EXACT &&
+                    !bp_number_text_integral(tok, len) &&
+                    (!json_number(tok, len) || !note_lost(v, tok, len)))
+                    what = "fraction";
+            }
+            if (what) {
                 char path[300];
                 path_text(st, depth, path, sizeof(path));
                 lua_pushstring(L, path);
-                lua_pushlstring(L, p + s0, i + 1 - s0);
-                return 2;
+                lua_pushlstring(L, tok, len);
+                lua_pushstring(L, what);
+                return 3;
             }
         }
     }

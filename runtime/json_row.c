@@ -12,6 +12,10 @@
  *   - a double of 2^53 or more in magnitude that %g writes as bare digits gets ".0": it may be
  *     a rounded integer (9007199254740993.0 is the double 2^53; the decoder carries an integer
  *     written 2^53 as a cdata), and an INT64 column must not take it for exact digits;
+ *   - a whole double from 2^52 to 2^53 that the event wrote with a fraction the double lost
+ *     (4503599627370496.5 decoded to 4503599627370496) is written as the event's text
+ *     (bp_json_lua_lost_text): it reads back to the same double, and is no integer for an INT64
+ *     column;
  *   - an int64_t / uint64_t cdata (how the decoders in json_lua.cpp carry an integer past 2^53)
  *     is written as its exact digits;
  *   - strings escape only what JSON needs: '"', '\\' and control characters;
@@ -36,6 +40,7 @@
 
 #include "bp_ffi.h"
 #include "json_bytes.h"
+#include "json_lua.h"
 
 #define JSON_ROW_DEPTH 100
 
@@ -218,13 +223,23 @@ put_number(struct enc *e, int depth, double v)
         return fail(e, depth, "NaN is not a JSON number");
     if (!isfinite(v))
         return fail(e, depth, "%s is not a JSON number", v > 0 ? "inf" : "-inf");
+    double a = fabs(v);
+    if (a >= 4503599627370496.0 && a < 9007199254740992.0) {
+        /* from 2^52 doubles are whole numbers: one the event wrote with a fraction it lost
+         * (4503599627370496.5) is written as that text, which reads back to v and which
+         * schema_scalar.c refuses for INT64 */
+        size_t tn;
+        const char *t = bp_json_lua_lost_text(v, &tn);
+        if (t)
+            return put(e, t, tn);
+    }
     size_t n = bp_json_number_text(buf, sizeof(buf), v);
     if (n == 0)
         return fail(e, depth, "the number %g cannot be written", v);
     /* from 2^53 on a double may hold a rounded integer (12345678901234567.0 is the double
      * 12345678901234568, 9007199254740993.0 is 2^53), and bare digits would pass for an exact
      * one: ".0" keeps it a double, which schema_scalar.c refuses for INT64 from 2^53 on */
-    if (fabs(v) >= 9007199254740992.0 && n + 2 < sizeof(buf) && !memchr(buf, '.', n) &&
+    if (a >= 9007199254740992.0 && n + 2 < sizeof(buf) && !memchr(buf, '.', n) &&
         !memchr(buf, 'e', n)) {
         memcpy(buf + n, ".0", 2);
         n += 2;

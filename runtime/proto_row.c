@@ -22,6 +22,7 @@
 
 #include <lauxlib.h>
 
+#include "json_lua.h"
 #include "json_row.h"
 #include "proto_desc.h"
 #include "pull_reply.h"
@@ -254,6 +255,12 @@ int64_value(struct enc *e, const struct bp_schema_field *f, int vi, int depth, i
         if (fabs(d) > TWO53)
             return fail(e, depth, "number %.17g is past 2^53, where a double is not an exact "
                         "integer (an INT64 past 2^53 needs an int64 cdata)", d);
+        /* a whole double the event wrote with a fraction it lost (json_lua.cpp) */
+        size_t tn;
+        const char *t = fabs(d) >= TWO53 / 2 ? bp_json_lua_lost_text(d, &tn) : NULL;
+        if (t)
+            return fail(e, depth, "INT64 expected, got number %.*s (the event's text: its "
+                        "double %.17g lost the fraction)", (int)tn, t, d);
         *v = (int64_t)d;
         return 0;
     }

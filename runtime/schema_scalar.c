@@ -332,6 +332,44 @@ bp_schema_string_ok(enum bp_schema_type t, const char *s, size_t n)
 
 /* See schema_scalar.h. */
 int
+bp_number_text_integral(const char *s, size_t n)
+{
+    size_t i = n && s[0] == '-' ? 1 : 0, dot = n, e = n;
+    for (size_t j = i; j < n; j++) {
+        if (s[j] == '.')
+            dot = j;
+        else if (s[j] == 'e' || s[j] == 'E') {
+            e = j;
+            break;
+        }
+    }
+    /* the exponent, held at +-100000: past it every digit is on one side of the point */
+    long exp = 0;
+    if (e < n) {
+        size_t j = e + 1;
+        int neg = j < n && s[j] == '-';
+        j += j < n && (s[j] == '-' || s[j] == '+');
+        for (; j < n && s[j] >= '0' && s[j] <= '9'; j++)
+            if (exp < 100000)
+                exp = exp * 10 + (s[j] - '0');
+        exp = neg ? -exp : exp;
+    }
+    /* the decimal point sits after `point` digits of the mantissa (intdigits then fraction
+     * digits): an integer when every digit from there on is 0 */
+    long point = (long)((dot < e ? dot : e) - i) + exp;
+    long at = 0;
+    for (size_t j = i; j < e; j++) {
+        if (s[j] == '.')
+            continue;
+        if (at >= point && s[j] != '0')
+            return 0;
+        at++;
+    }
+    return 1;
+}
+
+/* See schema_scalar.h. */
+int
 bp_schema_number_ok(enum bp_schema_type t, const char *s, size_t n, int simple)
 {
     char buf[64];
@@ -355,9 +393,12 @@ bp_schema_number_ok(enum bp_schema_type t, const char *s, size_t n, int simple)
     }
     /* a fraction or an exponent: a double, whose integers are exact only below 2^53 (from it
      * on the text may be a rounded value, 9007199254740993.0 is 2^53, which BigQuery would
-     * store as if exact) */
+     * store as if exact); and an integer on the text's digits, since a fraction can be lost in
+     * the double (4503599627370496.5 reads as 4503599627370496: from 2^52 on doubles are 1
+     * apart; the row writer writes the event's own text for such a number, json_lua.cpp) */
     if (t == BP_SCHEMA_INT64)
-        return isfinite(v) && v == floor(v) && fabs(v) < 9007199254740992.0;
+        return isfinite(v) && v == floor(v) && fabs(v) < 9007199254740992.0 &&
+               bp_number_text_integral(s, n);
     if (t == BP_SCHEMA_NUMERIC)
         return isfinite(v);
     return v >= (double)TS_MIN_SEC && v < (double)TS_MAX_SEC + 1;

@@ -87,8 +87,9 @@ local decode, encode = json.decode, json.encode
 -- nothing where lua-cjson must decide (invalid or unusual text: invalid UTF-8, a number written
 -- -0 ...). Absent outside the daemon (tests/lua's simulation).
 local decode_msg = debug.getregistry()["bepipe.decode_msg"]
--- inexact(text): for text lua-cjson decoded, the path and digits of an integer past 2^53 that
--- lua-cjson rounded (such an event is dead-lettered, never changed), or nothing.
+-- inexact(text): for text lua-cjson decoded, the path, text and kind ("integer", "fraction") of
+-- a number lua-cjson's double changes that cannot be carried (such an event is dead-lettered,
+-- never changed), or nothing; a fraction it can carry is noted for the row writer.
 local inexact = debug.getregistry()["bepipe.inexact"]
 -- encode_row(batch, row, now_member): the row's text, numbers exact, with the ingestion_time
 -- member, appended to the batch buffer (runtime/json_row.c); returns offset and length, or nil
@@ -345,16 +346,17 @@ local function run(b, lud, i, n, now, now_member)
             local s = ffi_string(m.data, m.len)
             if is_object_text(s) then
                 ev = decode(s)
-                local where, digits = nil, nil
+                local where, digits, what = nil, nil, nil
                 if inexact then
-                    where, digits = inexact(s)
+                    where, digits, what = inexact(s)
                 end
                 if where then
                     ev = nil
                     dead(b, r, STAGE_PARSE, "invalid JSON: " .. (where == "" and "" or
-                         where .. ": ") .. "the integer " .. digits .. " is past 2^53 in text " ..
-                         "the exact decoder refused (invalid UTF-8, a raw control character " ..
-                         "...): it cannot be carried exactly")
+                         where .. ": ") .. (what == "fraction" and ("the number " .. digits ..
+                         " has a fraction a double loses,") or ("the integer " .. digits ..
+                         " is past 2^53")) .. " in text the exact decoder refused (invalid " ..
+                         "UTF-8, a raw control character ...): it cannot be carried exactly")
                 end
             else
                 -- decode first so the reason says what is wrong with non-JSON text

@@ -603,6 +603,67 @@ def numbers_reach_the_row_exactly():
 
 
 @case
+@tags("numbers")
+def a_fraction_lost_in_the_double_never_reaches_int64():
+    # from 2^52 to 2^53 doubles are whole numbers: 4503599627370496.5 reads as 4503599627370496,
+    # which an INT64 column must not store as if the event had written it; an integer on its
+    # digits (4503599627370496.0, 4.503599627370496e15) is stored exactly, and FLOAT64 reads
+    # the same double as ever
+    lost = ["4503599627370496.5", "-4503599627370496.5", "9007199254740990.5",
+            "4503599627370495.9", "45035996273704965e-1"]
+    exact = [("4503599627370496.0", "4503599627370496"),
+             ("4.503599627370496e15", "4503599627370496"),
+             ("-4503599627370496.0", "-4503599627370496"),
+             ("4503599627370496", "4503599627370496"),
+             ("9007199254740991.0", "9007199254740991"),
+             ("4503599627370495", "4503599627370495")]
+    with Tmp() as d:
+        p = nums_pipeline(d)
+        ev = os.path.join(d, "ev.ndjson")
+        with open(ev, "wb") as f:
+            for text in lost:
+                f.write(b'{"event_type":"nums","i":%s}\n' % text.encode())
+            for text, _ in exact:
+                f.write(b'{"event_type":"nums","i":%s}\n' % text.encode())
+            f.write(b'{"event_type":"nums","f":4503599627370496.5}\n')
+            # text the exact decoder refuses (invalid UTF-8), which lua-cjson decodes
+            f.write(b'{"event_type":"nums","x":"\xff","i":-4503599627370496.5}\n')
+        out = os.path.join(d, "out")
+        rc, _, err = run([p, "--input", ev, "--local-out", out])
+        check_eq(rc, 0, "exit code: " + err[-2000:])
+        with open(os.path.join(out, "bigquery", "nums.ndjson"), "rb") as f:
+            rows = {json.loads(l)["insertId"]: l.decode() for l in f if l.strip()}
+        dead = {r["insertId"]: r["json"] for r in read_rows(out, "rejected_events")}
+        for n, text in enumerate(lost + [None] * len(exact) + [None, "-4503599627370496.5"], 1):
+            if text is None:
+                continue
+            r = dead.get("ev.ndjson:%d" % n)
+            check(r is not None, f"{text}: not dead-lettered; row {rows.get('ev.ndjson:%d' % n)}")
+            check_eq((r["error_stage"], r["reason"]),
+                     ("schema", "i: INT64 expected, got number " + text), text)
+        for n, (text, want) in enumerate(exact, len(lost) + 1):
+            line = rows.get("ev.ndjson:%d" % n)
+            check(line is not None, f"{text}: no row; dead letter {dead.get('ev.ndjson:%d' % n)}")
+            m = re.search(r'"i":(-?[0-9][0-9.e+-]*)', line)
+            check(m is not None and m.group(1) == want, f"{text}: row {line}, want i {want}")
+        f_row = rows.get("ev.ndjson:%d" % (len(lost) + len(exact) + 1))
+        check(f_row is not None, "FLOAT64 row: " + repr(dead))
+        check_eq(json.loads(f_row)["json"]["f"], 4503599627370496.0,
+                 "FLOAT64 reads the same double")
+        check_eq(len(rows) + len(dead), len(lost) + len(exact) + 2, "every event has an outcome")
+        # `bepipe-lua test` gives the pipeline a fixture's event with the text it has
+        fx = os.path.join(d, "fx.ndjson")
+        with open(fx, "w") as f:
+            f.write('{"event":{"event_type":"nums","i":4503599627370496.5},"expect":{"dead":'
+                    '"schema","reason":"i: INT64 expected, got number 4503599627370496.5"}}\n')
+            f.write('{"event":{"event_type":"nums","i":4503599627370496.0},"expect":{"table":'
+                    '"nums","row":{"i":4503599627370496}}}\n')
+        rc, out, err = run(["test", p, fx])
+        check_eq(rc, 0, "bepipe-lua test: " + out + err)
+        check("2 passed, 0 failed" in out, out)
+
+
+@case
 @tags("numbers", "fixtures")
 def test_fixtures_carry_numbers_exactly():
     # `bepipe-lua test` hands a fixture's event to the pipeline and compares rows with the same

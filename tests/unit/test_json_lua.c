@@ -18,6 +18,7 @@
 #include "cjson_state.h"
 #include "json_lua.h"
 #include "json_row.h"
+#include "schema_scalar.h"
 
 
 static lua_State *
@@ -333,6 +334,119 @@ inexact_names_the_field(void **st)
     lua_close(L);
 }
 
+/* The schema check's verdict on a row's number text for a column of type t. */
+static int
+number_ok(enum bp_schema_type t, const char *row)
+{
+    size_t n = strlen(row);
+    int simple = n > 0 && strspn(row + (row[0] == '-'), "0123456789") == n - (row[0] == '-');
+    return bp_schema_number_ok(t, row, n, simple);
+}
+
+/* From 2^52 to 2^53 doubles are whole numbers, and a fraction in the text vanishes in the
+ * double (4503599627370496.5 reads as 4503599627370496): the script sees that double, the row
+ * gets the event's own text, which reads back to the same double (FLOAT64) and which INT64
+ * refuses; a text whose value is an integer (4503599627370496.0, 4.503599627370496e15) stays
+ * the integer's digits. */
+static void
+a_fraction_the_double_loses_never_reaches_int64(void **st)
+{
+    (void)st;
+    lua_State *L = state();
+    /* the text in the event, the double the script sees, the text the row gets, INT64 takes */
+    static const struct {
+        const char *text;
+        double v;
+        const char *row;
+        int int64;
+    } table[] = {
+        {"4503599627370496.5", 4503599627370496.0, "4503599627370496.5", 0},
+        {"-4503599627370496.5", -4503599627370496.0, "-4503599627370496.5", 0},
+        {"4503599627370497.5", 4503599627370498.0, "4503599627370497.5", 0},  /* to even */
+        {"45035996273704965e-1", 4503599627370496.0, "45035996273704965e-1", 0},
+        {"6.0000000000000001e15", 6e15, "6.0000000000000001e15", 0},
+        {"9007199254740990.5", 9007199254740990.0, "9007199254740990.5", 0},  /* 2^53 - 2 */
+        {"-9007199254740991.4", -9007199254740991.0, "-9007199254740991.4", 0},
+        /* below 2^52 in the text, 2^52 in the double */
+        {"4503599627370495.9", 4503599627370496.0, "4503599627370495.9", 0},
+        /* below 2^52 doubles are half apart: the fraction is kept, as ever */
+        {"4503599627370495.5", 4503599627370495.5, "4503599627370495.5", 0},
+        /* 2^53 in the double: ".0", refused from 2^53 on as before */
+        {"9007199254740991.5", 9007199254740992.0, "9007199254740992.0", 0},
+        /* exact: an integer on the digits */
+        {"4503599627370496", 4503599627370496.0, "4503599627370496", 1},
+        {"4503599627370496.0", 4503599627370496.0, "4503599627370496", 1},
+        {"4.503599627370496e15", 4503599627370496.0, "4503599627370496", 1},
+        {"-4503599627370496.000", -4503599627370496.0, "-4503599627370496", 1},
+        {"6e15", 6e15, "6000000000000000", 1},
+        {"9007199254740991.0", 9007199254740991.0, "9007199254740991", 1},
+        {"4503599627370495", 4503599627370495.0, "4503599627370495", 1},
+    };
+    char got[80];
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+        const char *t = table[i].text;
+        if (!through(L, t, got, sizeof(got)))
+            fail_msg("%s: declined", t);
+        if (strcmp(got, table[i].row) != 0)
+            fail_msg("%s: row text %s, want %s", t, got, table[i].row);
+        if (number_ok(BP_SCHEMA_INT64, got) != table[i].int64)
+            fail_msg("%s: INT64 %s row text %s", t, table[i].int64 ? "refuses" : "takes", got);
+        if (!number_ok(BP_SCHEMA_FLOAT64, got) || strtod(got, NULL) != table[i].v)
+            fail_msg("%s: FLOAT64 does not read %.17g back from %s", t, table[i].v, got);
+        char text[200];
+        snprintf(text, sizeof(text), "{\"n\":%s}", t);
+        assert_true(bp_json_lua_push(L, text, strlen(text)));
+        lua_getfield(L, -1, "n");
+        if (lua_type(L, -1) != LUA_TNUMBER || lua_tonumber(L, -1) != table[i].v)
+            fail_msg("%s: the script sees %s %.17g", t, luaL_typename(L, -1),
+                     lua_tonumber(L, -1));
+        lua_pop(L, 2);
+        assert_int_equal(compare(L, text, strlen(text)), FAST);
+    }
+    size_t n;
+    /* found among other numbers, strings holding digits, and -0 (the text parsed again) */
+    const char *ev = "{\"s\":\"1.5 \\\" -2\",\"a\":[1.5,-0,{\"b\":-4503599627370496.5}],"
+                     "\"c\":4503599627370499.5e0,\"d\":5e15}";
+    assert_true(bp_json_lua_push(L, ev, strlen(ev)));
+    lua_pop(L, 1);
+    const char *lt = bp_json_lua_lost_text(-4503599627370496.0, &n);
+    assert_non_null(lt);
+    assert_int_equal(n, 19);
+    assert_memory_equal(lt, "-4503599627370496.5", 19);
+    assert_non_null(bp_json_lua_lost_text(4503599627370500.0, &n));
+    assert_memory_equal(bp_json_lua_lost_text(4503599627370500.0, &n), "4503599627370499.5e0",
+                        20);
+    assert_null(bp_json_lua_lost_text(5e15, &n));
+    assert_null(bp_json_lua_lost_text(4503599627370496.0, &n));    /* its sign is its own */
+    /* the next event's decode forgets them */
+    assert_true(bp_json_lua_push(L, "{\"d\":5e15}", 10));
+    lua_pop(L, 1);
+    assert_null(bp_json_lua_lost_text(-4503599627370496.0, &n));
+    /* text the fast path declines (invalid UTF-8): bepipe.inexact notes what lua-cjson read */
+    const char *bad = "{\"s\":\"\xff\",\"n\":4503599627370496.5}";
+    assert_int_equal(compare(L, bad, strlen(bad)), DECLINED);
+    assert_false(has_inexact(L, bad, strlen(bad)));
+    assert_non_null(bp_json_lua_lost_text(4503599627370496.0, &n));
+    /* a text lua-cjson reads but JSON does not write is never a row's: named instead */
+    lua_ok(L, "local p, t, w = inexact('{\"s\":\"\\255\",\"n\":45035996273704965.e-1}') "
+              "assert(p == 'n' and t == '45035996273704965.e-1' and w == 'fraction', "
+              "tostring(p) .. ' ' .. tostring(t) .. ' ' .. tostring(w))");
+    /* more than it notes: declined by the fast path, named by bepipe.inexact */
+    char many[2000] = "{\"x\":1,\"m\":[";
+    for (int i = 0; i < 17; i++)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "%s%ld.5", i ? "," : "",
+                 4600000000000000L + 2 * i);
+    strcat(many, "]}");
+    assert_int_equal(compare(L, many, strlen(many)), DECLINED);
+    lua_getglobal(L, "inexact");
+    lua_pushstring(L, many);
+    assert_int_equal(lua_pcall(L, 1, 3, 0), 0);
+    assert_string_equal(lua_tostring(L, -3), "m[16]");
+    assert_string_equal(lua_tostring(L, -2), "4600000000000032.5");
+    assert_string_equal(lua_tostring(L, -1), "fraction");
+    lua_close(L);
+}
+
 int
 main(void)
 {
@@ -344,6 +458,7 @@ main(void)
         cmocka_unit_test(large_documents_are_decoded_too),
         cmocka_unit_test(integers_are_exact_at_every_magnitude),
         cmocka_unit_test(inexact_names_the_field),
+        cmocka_unit_test(a_fraction_the_double_loses_never_reaches_int64),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

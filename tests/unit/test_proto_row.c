@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cjson_state.h"
+#include "json_lua.h"
 #include "json_row.h"
 #include "proto_desc.h"
 #include "proto_put.h"
@@ -140,6 +141,35 @@ dbl(const struct wf *f)
     assert_int_equal(f->wt, 1);
     memcpy(&d, &f->u, 8);
     return d;
+}
+
+/* A whole double from 2^52 to 2^53 that the event decoder noted as a fraction it lost
+ * (4503599627370496.5 reads as 4503599627370496): INT64 refuses it, FLOAT64 takes the double. */
+static void
+int64_refuses_a_fraction_the_double_lost(void **state)
+{
+    (void)state;
+    lua_State *L = cjson_state(NULL);
+    struct bp_schema *s = schema(TYPES);
+    bp_buf_t b;
+    bp_buf_init(&b, 1 << 20);
+    const char *ev = "{\"q\":4503599627370496.5,\"r\":-9007199254740990.5}";
+    assert_int_equal(bp_json_lua_push(L, ev, strlen(ev)), 1);
+    lua_pop(L, 1);
+    refused(L, s, "{i = 2^52}", &b, "row field i: INT64 expected, got number 4503599627370496.5 "
+            "(the event's text: its double 4503599627370496 lost the fraction)");
+    refused(L, s, "{i = -(2^53 - 2)}", &b, "row field i: INT64 expected, got number "
+            "-9007199254740990.5 (the event's text: its double -9007199254740990 lost the "
+            "fraction)");
+    assert_int_equal(only(L, s, "{i = 2^52 + 2}", &b, 1)->u, 4503599627370498ULL);
+    assert_true(dbl(only(L, s, "{f = 2^52}", &b, 2)) == 4503599627370496.0);
+    /* the next event forgets them */
+    assert_int_equal(bp_json_lua_push(L, "{\"q\":1}", 7), 1);
+    lua_pop(L, 1);
+    assert_int_equal(only(L, s, "{i = 2^52}", &b, 1)->u, 4503599627370496ULL);
+    bp_buf_free(&b);
+    bp_schema_free(s);
+    lua_close(L);
 }
 
 static void
@@ -570,6 +600,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(int64_at_the_edges),
         cmocka_unit_test(floats_bools_and_text),
+        cmocka_unit_test(int64_refuses_a_fraction_the_double_lost),
         cmocka_unit_test(timestamps_and_dates),
         cmocka_unit_test(records_and_repeated),
         cmocka_unit_test(errors_name_the_field),

@@ -168,7 +168,8 @@ strip_indices(const char *in, char *out, size_t cap)
 /* INT64 numbers: a bare integer on its digits, the whole int64 range and no more (one past 2^53
  * reaches the row exactly: the row writer writes 64-bit integers as their digits); a number with
  * a fraction or an exponent is a double, an integer only up to 2^53 (past it the text may be a
- * rounded value: 1.2345678901235e+17 was 123456789012345678 written with 14 digits). */
+ * rounded value: 1.2345678901235e+17 was 123456789012345678 written with 14 digits), and only
+ * when its digits are an integer (4503599627370496.5 reads as the double 4503599627370496). */
 #define ROW_Q "{\"order_id\":\"o\",\"amount\":1,\"items\":[{\"quantity\":%s}]}"
 
 static void
@@ -179,12 +180,19 @@ int64_numbers_are_exact(void **state)
     static const char *const ok[] = {
         "1", "-0", "123456789012345678", "9007199254740993", "9223372036854775807",
         "-9223372036854775808", "1e3", "9007199254740991.0", "-9e15", "9007199254740992",
+        /* from 2^52 to 2^53: an integer on the text's digits */
+        "4503599627370496.0", "4.503599627370496e15", "-4503599627370496.000", "0.5e1",
+        "45035996273704960e-1",
     };
     static const char *const refused[] = {
         "9223372036854775808", "-9223372036854775809", "18446744073709551615",
         "1.2345678901235e+17", "9007199254740994.0", "1e19", "1.5",
         /* the double 2^53 may be a rounded 2^53 + 1 */
         "9007199254740992.0", "-9007199254740992.0", "9007199254740993.0", "9.007199254740993e15",
+        /* a fraction its double loses (from 2^52 doubles are whole numbers; below, in a text
+         * of 17 digits) */
+        "4503599627370496.5", "-4503599627370496.5", "45035996273704965e-1", "9007199254740990.5",
+        "4503599627370495.9", "1.00000000000000001", "2e-1",
     };
     char row[200];
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
