@@ -29,8 +29,10 @@
  * records which messages it carries. A lost reply sends the append again at the same offset
  * until it is answered (ALREADY_EXISTS: it was written). At start the previous process's streams
  * are finalized before any batch goes; a batch's rows the log then calls stored are left out of
- * the append and count as written. The drain finalizes this process's streams. */
+ * the append and count as written. The drain finalizes this process's streams. That half lives
+ * in store_write_eo.c; the state both share is in store_write_int.h. */
 #include "store_write.h"
+#include "store_write_int.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -41,7 +43,6 @@
 #include <lualib.h>
 
 #include "api.h"
-#include "append_log.h"
 #include "auth.h"
 #include "endpoints.h"
 #include "grpc_channel.h"
@@ -53,106 +54,10 @@
 #include "timefmt.h"
 
 #define APPEND_PATH "/google.cloud.bigquery.storage.v1.BigQueryWrite/AppendRows"
-#define CREATE_PATH "/google.cloud.bigquery.storage.v1.BigQueryWrite/CreateWriteStream"
-#define FINALIZE_PATH "/google.cloud.bigquery.storage.v1.BigQueryWrite/FinalizeWriteStream"
-/* exactly_once: the previous processes' records are kept this long for their redeliveries */
-#define EO_TTL_SECONDS 86400
 /* requests in flight on one table's stream: replies are in order, a few keep the pipe full */
 #define MAX_IN_FLIGHT 4
 /* AppendRows takes 10 MB per request (the rows, the descriptor and the stream's name) */
 #define MAX_REQUEST (10 * 1000 * 1000 - 64 * 1024)
-
-struct sw_store;
-struct sw_table;
-
-/* exactly_once: a batch row's message: its log id (the Pub/Sub message id, 0x1f, the table:
- * each table's rows of a message are answered on their own) and its place among the message's
- * rows of the batch (ord of tot). */
-struct eo_row {
-    size_t key_at, key_len;
-    uint32_t ord, tot;
-};
-
-/* exactly_once: a batch held until the previous process's streams are finalized. */
-struct deferred {
-    struct deferred *next;
-    char *table;
-    const char *entries;
-    size_t len, nrows;
-    bp_store_done_fn done;
-    void *arg;
-};
-
-
-struct req {
-    struct sw_store *s;
-    struct sw_table *t;
-    struct req *next;           /* in its table's queue or flight list */
-    bp_buf_t rows;              /* ProtoRows body: the rows still to write */
-    size_t nrows;
-    size_t *orig;               /* row i of rows -> its index in the batch */
-    struct bp_row_error *errs;  /* rows refused so far (reasons malloc'd) */
-    size_t nerrs;
-    int attempt;                /* failed attempts of retryable codes */
-    double sent_at;
-    int64_t offset;             /* exactly_once: the append's first offset, -1 before one */
-    struct eo_row *eo;          /* exactly_once: batch row -> its message's log id and place */
-    bp_buf_t keys;              /* exactly_once: the log ids eo points into */
-    bp_store_done_fn done;
-    void *arg;
-};
-
-struct sw_table {
-    struct sw_store *s;
-    struct sw_table *next;
-    char *name;
-    char *stream;               /* projects/P/datasets/D/tables/T/streams/_default */
-    char *params;               /* write_stream=<escaped stream> */
-    const struct bp_schema *schema;     /* the one the descriptor was built from */
-    bp_buf_t desc;              /* its DescriptorProto */
-    unsigned desc_gen;          /* bumped when desc changes */
-    struct bp_grpc_stream *gs;  /* open AppendRows call, or NULL */
-    unsigned sent_gen;          /* the desc_gen the open call has seen, 0 = none yet */
-    struct req *queue, *queue_tail;     /* waiting to be sent */
-    struct req *flight, *flight_tail;   /* sent, reply owed: oldest first */
-    size_t nflight;
-    double retry_at;            /* monotonic: nothing is sent before it (a backoff) */
-    /* exactly_once: the table's COMMITTED stream of this process (stream, params) */
-    int created, creating, finalizing, finalized;
-    int64_t next_offset;        /* the stream's rows, as far as this process wrote them */
-};
-
-struct sw_store {
-    struct bp_store base;
-    struct ev_loop *loop;
-    struct bp_grpc_channel *ch;
-    struct bp_api *api;         /* the one retry policy (bp_api_backoff, retry.attempts) */
-    struct bp_auth *auth;       /* NULL: no token (an emulator) */
-    int max_attempts;
-    double rpc_timeout;
-    char *project, *dataset;
-    bp_store_schema_fn schema_for;
-    void *owner;
-    lua_State *L;               /* the rows' JSON read into tables here */
-    int decode_ref;             /* lua-cjson's decoder for what json_lua.cpp declines */
-    struct sw_table *tables;
-    size_t pending;
-    ev_timer timer;             /* backoffs and the replies' deadline */
-    bp_append_log_t *log;       /* exactly_once, else NULL */
-    int recovered;              /* the previous process's streams are all finalized */
-    size_t unary;               /* CreateWriteStream / FinalizeWriteStream calls in flight */
-    struct deferred *defer, *defer_tail;
-    int trim_on_write;          /* no redelivery (a file source): records die once written */
-    double recover_at;          /* monotonic: the next try to finalize recovered streams */
-    struct bp_store_write_stats stats;
-};
-
-static void pump(struct sw_table *t);
-static void eo_written(struct sw_table *t, struct req *r);
-static void eo_create(struct sw_table *t);
-static int eo_record(struct sw_table *t, struct req *r);
-static void arm_timer(struct sw_store *s, double after);
-static int req_failed(struct sw_table *t, struct req *r, int code, const char *msg);
 
 /* ---- rows: entries -> ProtoRows ---- */
 
@@ -350,8 +255,9 @@ requeue_flight(struct sw_table *t)
     t->nflight = 0;
 }
 
-static void
-arm_timer(struct sw_store *s, double in)
+/* See store_write_int.h. */
+void
+bp_sw_arm_timer(struct sw_store *s, double in)
 {
     if (in < 0.001)
         in = 0.001;
@@ -365,8 +271,9 @@ arm_timer(struct sw_store *s, double in)
 /* A failure of a whole request (its status, not a row's): retried under the one policy while
  * the code is worth it, else the batch ends with the store status the code means. Returns 1 when
  * r went back to the queue (the table then waits for a backoff), 0 when it finished. */
-static int
-req_failed(struct sw_table *t, struct req *r, int code, const char *msg)
+/* See store_write_int.h. */
+int
+bp_sw_req_failed(struct sw_table *t, struct req *r, int code, const char *msg)
 {
     struct sw_store *s = t->s;
     char text[700];
@@ -388,7 +295,7 @@ req_failed(struct sw_table *t, struct req *r, int code, const char *msg)
         double at = bp_time_mono() + delay;
         if (at > t->retry_at)
             t->retry_at = at;
-        arm_timer(s, delay);
+        bp_sw_arm_timer(s, delay);
         return 1;
     }
     int status = code == BP_GRPC_NOT_FOUND || code == BP_GRPC_PERMISSION_DENIED
@@ -397,330 +304,6 @@ req_failed(struct sw_table *t, struct req *r, int code, const char *msg)
                                                                              : BP_STORE_PERMANENT;
     req_finish(r, status, text);
     return 0;
-}
-
-/* ---- exactly_once: committed streams, offsets, the append log ---- */
-
-/* The log id of the entry's message (its insertId, which dispatch writes first) and table. */
-static int
-eo_key(bp_buf_t *b, const char *e, size_t n, const char *table)
-{
-    static const char pre[] = "{\"insertId\":\"";
-    const char *id = "-";
-    size_t len = 1;
-    if (n > sizeof(pre) && memcmp(e, pre, sizeof(pre) - 1) == 0) {
-        const char *q = memchr(e + sizeof(pre) - 1, '"', n - (sizeof(pre) - 1));
-        if (q && q > e + sizeof(pre) - 1) {
-            id = e + sizeof(pre) - 1;
-            len = (size_t)(q - id);
-        }
-    }
-    if (len > BP_APPEND_LOG_MAX_ID / 2)
-        len = BP_APPEND_LOG_MAX_ID / 2;
-    return bp_buf_append(b, id, len) != 0 || bp_buf_append(b, "\x1f", 1) != 0 ||
-           bp_buf_append(b, table, strlen(table)) != 0 || bp_buf_append(b, "", 1) != 0 ? -1 : 0;
-}
-
-/* Fills r->eo and r->keys for the batch's rows and marks in skip the rows a crashed process's
- * append stored (the log's answer for their message). Returns 0, or -1 when the log cannot
- * answer yet (its memory cap: the batch fails and comes back). */
-static int
-eo_scan(struct sw_store *s, struct sw_table *t, struct req *r, const char *entries, size_t len,
-        size_t nrows, unsigned char *skip)
-{
-    r->eo = bp_xcalloc(nrows ? nrows : 1, sizeof(*r->eo));
-    bp_buf_init(&r->keys, 64u << 20);
-    const char *p = entries, *end = entries + len;
-    size_t i;
-    for (i = 0; i < nrows && p < end; i++) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        size_t at = r->keys.len;
-        if (eo_key(&r->keys, p, n, t->name) != 0)
-            return -1;
-        r->eo[i].key_at = at;
-        r->eo[i].key_len = r->keys.len - at - 1;
-        if (i > 0 && r->eo[i - 1].key_len == r->eo[i].key_len &&
-            memcmp(r->keys.data + r->eo[i - 1].key_at, r->keys.data + at,
-                   r->eo[i].key_len) == 0) {
-            r->keys.len = at;   /* the same message: one copy of its id */
-            r->eo[i].key_at = r->eo[i - 1].key_at;
-            r->eo[i].ord = r->eo[i - 1].ord + 1;
-        }
-        p = nl ? nl + 1 : end;
-    }
-    for (size_t k = i; k-- > 0;)
-        r->eo[k].tot = k + 1 < i && r->eo[k + 1].key_at == r->eo[k].key_at &&
-                               r->eo[k + 1].ord == r->eo[k].ord + 1
-                           ? r->eo[k + 1].tot : r->eo[k].ord + 1;
-    for (size_t k = 0; k < i; k++) {
-        if (r->eo[k].ord != 0)
-            continue;
-        struct bp_append_log_answer a;
-        bp_append_log_lookup(s->log, r->keys.data + r->eo[k].key_at, r->eo[k].key_len, &a);
-        if (a.state == BP_APPEND_LOG_PENDING)
-            return -1;
-        if (a.state != BP_APPEND_LOG_STORED && a.state != BP_APPEND_LOG_PARTIAL)
-            continue;
-        for (uint32_t j = 0; j < r->eo[k].tot; j++)
-            if (a.state == BP_APPEND_LOG_STORED ||
-                (j < a.row_total && (a.stored[j / 8] >> (j % 8) & 1)))
-                skip[k + j] = 1;
-    }
-    return 0;
-}
-
-/* Writes r's record (its rows' messages at the table's next offset) before it is sent.
- * Returns 0, or -1 when the log refused (disk, memory): tried again in a second. */
-static int
-eo_record(struct sw_table *t, struct req *r)
-{
-    struct sw_store *s = t->s;
-    struct bp_append_log_msg *m = bp_xcalloc(r->nrows ? r->nrows : 1, sizeof(*m));
-    size_t n = 0;
-    for (size_t i = 0; i < r->nrows; i++) {
-        const struct eo_row *e = &r->eo[r->orig[i]];
-        struct bp_append_log_msg *last = n ? &m[n - 1] : NULL;
-        if (last && last->id == r->keys.data + e->key_at &&
-            last->first_row + last->rows == e->ord) {
-            last->rows++;
-            continue;
-        }
-        m[n].id = r->keys.data + e->key_at;
-        m[n].id_len = e->key_len;
-        m[n].row_total = e->tot;
-        m[n].first_row = e->ord;
-        m[n].rows = 1;
-        n++;
-    }
-    char err[400];
-    int rc = bp_append_log_write(s->log, t->stream, t->next_offset, m, n, err, sizeof(err));
-    free(m);
-    if (rc != 0) {
-        bp_log_rl(BP_LOG_ERROR, "bigquery", "sw-log", "AppendRows %s: %s; the append waits",
-                  t->name, err);
-        double at = bp_time_mono() + 1;
-        if (at > t->retry_at)
-            t->retry_at = at;
-        arm_timer(s, 1);
-        return -1;
-    }
-    r->offset = t->next_offset;
-    return 0;
-}
-
-/* r is written at its offset: the stream's end moves past it. Its messages leave the log when
- * Pub/Sub acks them (bp_store_write_acked), or now when nothing can redeliver them. */
-static void
-eo_written(struct sw_table *t, struct req *r)
-{
-    struct sw_store *s = t->s;
-    t->next_offset = r->offset + (int64_t)r->nrows;
-    if (!s->trim_on_write)
-        return;
-    char err[300];
-    for (size_t i = 0; i < r->nrows; i++) {
-        const struct eo_row *e = &r->eo[r->orig[i]];
-        if (e->ord == 0 &&
-            bp_append_log_acked(s->log, r->keys.data + e->key_at, e->key_len, err,
-                                sizeof(err)) != 0)
-            bp_log_rl(BP_LOG_WARN, "bigquery", "sw-log", "%s", err);
-    }
-}
-
-static void
-on_created(void *arg, const struct bp_grpc_status *st, const uint8_t *reply, size_t len)
-{
-    struct sw_table *t = arg;
-    struct sw_store *s = t->s;
-    s->unary--;
-    t->creating = 0;
-    char *name = NULL;
-    char err[300];
-    int code = st->code;
-    const char *msg = st->message;
-    if (code == BP_GRPC_OK &&
-        bp_proto_write_stream_decode(reply, len, &name, NULL, err, sizeof(err)) != 0) {
-        code = BP_GRPC_INTERNAL;
-        msg = err;
-    }
-    if (code != BP_GRPC_OK) {
-        /* the head batch carries the failure: a retry after a backoff, or its end */
-        struct req *r = t->queue;
-        if (r) {
-            t->queue = r->next;
-            if (!t->queue)
-                t->queue_tail = NULL;
-            r->next = NULL;
-            req_failed(t, r, code, msg);
-        }
-        pump(t);
-        return;
-    }
-    free(t->stream);
-    free(t->params);
-    t->stream = name;
-    char *esc = bp_url_escape(t->stream, 1);
-    size_t n = strlen(esc) + 16;
-    t->params = bp_xmalloc(n);
-    snprintf(t->params, n, "write_stream=%s", esc);
-    free(esc);
-    t->created = 1;
-    t->next_offset = 0;
-    bp_log(BP_LOG_INFO, "bigquery", "table %s: rows go to the committed stream %s", t->name,
-           t->stream);
-    pump(t);
-}
-
-static const char *
-eo_token(struct sw_store *s)
-{
-    return s->auth ? bp_auth_token(s->auth, bp_time_mono()) : NULL;
-}
-
-/* Creates the table's COMMITTED stream (CreateWriteStream) once. */
-static void
-eo_create(struct sw_table *t)
-{
-    struct sw_store *s = t->s;
-    if (t->creating)
-        return;
-    if (s->auth && !eo_token(s)) {
-        bp_api_ensure_token(s->api);
-        arm_timer(s, 0.5);
-        return;
-    }
-    size_t n = strlen(s->project) + strlen(s->dataset) + strlen(t->name) + 64;
-    char *parent = bp_xmalloc(n);
-    snprintf(parent, n, "projects/%s/datasets/%s/tables/%s", s->project, s->dataset, t->name);
-    char *esc = bp_url_escape(parent, 1);
-    char *params = bp_xmalloc(strlen(esc) + 16);
-    sprintf(params, "parent=%s", esc);
-    bp_buf_t b;
-    bp_buf_init(&b, 1u << 20);
-    struct bp_grpc_call_opts o = { eo_token(s), params, s->rpc_timeout };
-    if (bp_proto_create_stream_request(&b, parent, 1) == 0 &&
-        bp_grpc_unary(s->ch, CREATE_PATH, &o, b.data, b.len, on_created, t) != NULL) {
-        t->creating = 1;
-        s->unary++;
-    } else {
-        arm_timer(s, 1);
-    }
-    bp_buf_free(&b);
-    free(params);
-    free(esc);
-    free(parent);
-}
-
-struct fin {
-    struct sw_store *s;
-    struct sw_table *t;         /* this process's stream (the drain), or NULL (a recovered one) */
-    char *name;
-};
-
-static void eo_recover(struct sw_store *s);
-static void eo_run_deferred(struct sw_store *s);
-
-static void
-on_finalized(void *arg, const struct bp_grpc_status *st, const uint8_t *reply, size_t len)
-{
-    struct fin *f = arg;
-    struct sw_store *s = f->s;
-    s->unary--;
-    int64_t rows = -1;
-    char err[300];
-    snprintf(err, sizeof(err), "%s %s", bp_grpc_code_name(st->code), st->message);
-    if (st->code == BP_GRPC_OK &&
-        bp_proto_finalize_reply_decode(reply, len, &rows, err, sizeof(err)) != 0)
-        rows = -1;
-    if (st->code == BP_GRPC_NOT_FOUND && !f->t)
-        rows = 0;   /* a stream BigQuery forgot holds nothing it would count: append again */
-    if (f->t) {
-        f->t->finalizing = 0;
-        f->t->finalized = rows >= 0;
-        if (rows >= 0)
-            bp_log(BP_LOG_INFO, "bigquery", "table %s: stream %s finalized with %" PRId64
-                   " rows", f->t->name, f->name, rows);
-        else
-            bp_log(BP_LOG_WARN, "bigquery", "table %s: FinalizeWriteStream %s: %s (its rows "
-                   "are written; a restart finalizes it)", f->t->name, f->name, err);
-        f->t->finalized = 1;   /* once: the drain does not wait on it again */
-    } else if (rows >= 0) {
-        char e2[300];
-        if (bp_append_log_finalized(s->log, f->name, rows, e2, sizeof(e2)) != 0)
-            bp_log(BP_LOG_ERROR, "bigquery", "%s", e2);
-        else
-            bp_log(BP_LOG_INFO, "bigquery", "the previous process's stream %s holds %" PRId64
-                   " rows: its redelivered messages are answered from %s", f->name, rows,
-                   bp_append_log_path(s->log));
-    } else {
-        bp_log_rl(BP_LOG_WARN, "bigquery", "sw-recover", "FinalizeWriteStream %s: %s; tried "
-                  "again (batches wait)", f->name, err);
-        s->recover_at = bp_time_mono() + 2;
-        arm_timer(s, 2);
-    }
-    free(f->name);
-    free(f);
-    if (!s->recovered && s->unary == 0)
-        eo_recover(s);
-}
-
-static int
-eo_finalize(struct sw_store *s, struct sw_table *t, const char *name)
-{
-    if (s->auth && !eo_token(s)) {
-        bp_api_ensure_token(s->api);
-        return -1;
-    }
-    bp_buf_t b;
-    bp_buf_init(&b, 1u << 20);
-    char *esc = bp_url_escape(name, 1);
-    char *params = bp_xmalloc(strlen(esc) + 16);
-    sprintf(params, "name=%s", esc);
-    struct fin *f = bp_xcalloc(1, sizeof(*f));
-    f->s = s;
-    f->t = t;
-    f->name = bp_xstrdup(name);
-    struct bp_grpc_call_opts o = { eo_token(s), params, s->rpc_timeout };
-    int rc = -1;
-    if (bp_proto_finalize_request(&b, name) == 0 &&
-        bp_grpc_unary(s->ch, FINALIZE_PATH, &o, b.data, b.len, on_finalized, f) != NULL) {
-        s->unary++;
-        rc = 0;
-    } else {
-        free(f->name);
-        free(f);
-    }
-    bp_buf_free(&b);
-    free(params);
-    free(esc);
-    return rc;
-}
-
-/* Finalizes the previous process's streams the log names; once none is left, the held batches
- * go. */
-static void
-eo_recover(struct sw_store *s)
-{
-    if (s->recovered || s->unary)
-        return;
-    if (bp_time_mono() < s->recover_at) {
-        arm_timer(s, s->recover_at - bp_time_mono());
-        return;
-    }
-    const char *name = bp_append_log_unfinalized(s->log, 0);
-    if (!name) {
-        s->recovered = 1;
-        eo_run_deferred(s);
-        return;
-    }
-    for (size_t i = 0; (name = bp_append_log_unfinalized(s->log, i)) != NULL; i++) {
-        if (eo_finalize(s, NULL, name) != 0) {
-            s->recover_at = bp_time_mono() + 1;
-            arm_timer(s, 1);
-            return;
-        }
-    }
 }
 
 /* ---- the AppendRows call of a table ---- */
@@ -747,8 +330,8 @@ on_message(struct bp_grpc_stream *gs, const uint8_t *msg, size_t len, void *arg)
         t->gs = NULL;
         t->sent_gen = 0;
         requeue_flight(t);
-        req_failed(t, r, BP_GRPC_INTERNAL, m);
-        pump(t);
+        bp_sw_req_failed(t, r, BP_GRPC_INTERNAL, m);
+        bp_sw_pump(t);
         return;
     }
     if (rep.updated_schema)
@@ -805,7 +388,7 @@ on_message(struct bp_grpc_stream *gs, const uint8_t *msg, size_t len, void *arg)
         bp_log_rl(BP_LOG_INFO, "bigquery", "sw-exists", "AppendRows %s: offset %" PRId64
                   " already written (a retry of a written append): taken as written", t->name,
                   r->offset);
-        eo_written(t, r);
+        bp_sw_eo_written(t, r);
         req_finish(r, 0, NULL);
     } else if (rep.has_error && s->log && r->offset >= 0 && rep.code == BP_GRPC_OUT_OF_RANGE) {
         /* nothing written: the stream ends before the offset. Resync from the row count the
@@ -818,28 +401,28 @@ on_message(struct bp_grpc_stream *gs, const uint8_t *msg, size_t len, void *arg)
             t->next_offset = at;
             r->offset = -1;
         }
-        req_failed(t, r, rep.code, rep.message);
+        bp_sw_req_failed(t, r, rep.code, rep.message);
     } else if (rep.has_error) {
         if (s->log && !bp_grpc_retryable(rep.code))
             r->offset = -1;   /* refused for sure: its offset stays free */
-        req_failed(t, r, rep.code, rep.message);
+        bp_sw_req_failed(t, r, rep.code, rep.message);
     } else if (!rep.has_result) {
         /* neither written nor refused: not an answer to count as stored */
-        req_failed(t, r, BP_GRPC_INTERNAL, "a reply with neither append_result nor error");
+        bp_sw_req_failed(t, r, BP_GRPC_INTERNAL, "a reply with neither append_result nor error");
     } else {
         if (s->log)
-            eo_written(t, r);
+            bp_sw_eo_written(t, r);
         req_finish(r, 0, NULL);
     }
     bp_proto_append_reply_free(&rep);
-    pump(t);
+    bp_sw_pump(t);
 }
 
 static void
 on_writable(struct bp_grpc_stream *gs, void *arg)
 {
     (void)gs;
-    pump(arg);
+    bp_sw_pump(arg);
 }
 
 static void
@@ -854,7 +437,7 @@ on_done(struct bp_grpc_stream *gs, const struct bp_grpc_status *st, void *arg)
         if (st->code != BP_GRPC_OK && st->code != BP_GRPC_UNAVAILABLE)
             bp_log_rl(BP_LOG_INFO, "bigquery", t->name, "AppendRows %s ended: %s %s", t->name,
                       bp_grpc_code_name(st->code), st->message);
-        pump(t);
+        bp_sw_pump(t);
         return;
     }
     /* the requests without a reply: their fate is unknown, so they go again (at-least-once),
@@ -874,8 +457,8 @@ on_done(struct bp_grpc_stream *gs, const struct bp_grpc_status *st, void *arg)
     if (!t->queue)
         t->queue_tail = NULL;
     first->next = NULL;
-    req_failed(t, first, code, msg);
-    pump(t);
+    bp_sw_req_failed(t, first, code, msg);
+    bp_sw_pump(t);
 }
 
 static const struct bp_grpc_stream_cbs stream_cbs = { on_message, on_writable, on_done };
@@ -894,7 +477,7 @@ open_call(struct sw_table *t)
             double at = bp_time_mono() + 0.5;
             if (at > t->retry_at)
                 t->retry_at = at;
-            arm_timer(s, 0.5);
+            bp_sw_arm_timer(s, 0.5);
             return -1;
         }
     }
@@ -905,7 +488,7 @@ open_call(struct sw_table *t)
         double at = bp_time_mono() + 1;
         if (at > t->retry_at)
             t->retry_at = at;
-        arm_timer(s, 1);
+        bp_sw_arm_timer(s, 1);
         return -1;
     }
     s->stats.calls++;
@@ -913,17 +496,18 @@ open_call(struct sw_table *t)
 }
 
 /* Sends queued requests while the call has room. */
-static void
-pump(struct sw_table *t)
+/* See store_write_int.h. */
+void
+bp_sw_pump(struct sw_table *t)
 {
     struct sw_store *s = t->s;
     if (!t->queue || bp_time_mono() < t->retry_at) {
         if (t->queue)
-            arm_timer(s, t->retry_at - bp_time_mono());
+            bp_sw_arm_timer(s, t->retry_at - bp_time_mono());
         return;
     }
     if (s->log && !t->created) {
-        eo_create(t);
+        bp_sw_eo_create(t);
         return;
     }
     if (!t->gs && open_call(t) != 0)
@@ -931,7 +515,7 @@ pump(struct sw_table *t)
     /* exactly_once: one append in flight per stream, so that each offset follows a known end */
     while (t->queue && t->nflight < (s->log ? 1 : MAX_IN_FLIGHT)) {
         struct req *r = t->queue;
-        if (s->log && r->offset < 0 && eo_record(t, r) != 0)
+        if (s->log && r->offset < 0 && bp_sw_eo_record(t, r) != 0)
             return;
         bp_buf_t out;
         bp_buf_init(&out, 2 * MAX_REQUEST);
@@ -954,7 +538,7 @@ pump(struct sw_table *t)
         bp_buf_free(&out);
         if (rc == -2 || rc == -3) {
             if (rc == -3)
-                arm_timer(s, 0.1);
+                bp_sw_arm_timer(s, 0.1);
             return;     /* on_writable (or the timer) pumps again */
         }
         t->queue = r->next;
@@ -976,7 +560,7 @@ pump(struct sw_table *t)
         t->flight_tail = r;
         t->nflight++;
         s->stats.requests++;
-        arm_timer(s, s->rpc_timeout);
+        bp_sw_arm_timer(s, s->rpc_timeout);
     }
 }
 
@@ -990,7 +574,7 @@ on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     double now = bp_time_mono();
     if (s->log && !s->recovered)
-        eo_recover(s);
+        bp_sw_eo_recover(s);
     for (struct sw_table *t = s->tables; t; t = t->next) {
         if (t->flight && now - t->flight->sent_at >= s->rpc_timeout && t->gs) {
             bp_grpc_stream_cancel(t->gs);
@@ -1000,8 +584,8 @@ on_timer(struct ev_loop *loop, ev_timer *w, int revents)
             continue;
         }
         if (t->flight)
-            arm_timer(s, t->flight->sent_at + s->rpc_timeout - now);
-        pump(t);
+            bp_sw_arm_timer(s, t->flight->sent_at + s->rpc_timeout - now);
+        bp_sw_pump(t);
     }
 }
 
@@ -1032,8 +616,9 @@ table_for(struct sw_store *s, const char *name)
     return t;
 }
 
-static int
-put(struct sw_store *s, const char *table, const char *entries, size_t len, size_t nrows,
+/* See store_write_int.h. */
+int
+bp_sw_put(struct sw_store *s, const char *table, const char *entries, size_t len, size_t nrows,
     bp_store_done_fn done, void *arg)
 {
     struct sw_table *t = table_for(s, table);
@@ -1072,7 +657,7 @@ put(struct sw_store *s, const char *table, const char *entries, size_t len, size
     unsigned char *skip = NULL;
     if (s->log) {
         skip = bp_xcalloc(nrows ? nrows : 1, 1);
-        if (eo_scan(s, t, r, entries, len, nrows, skip) != 0) {
+        if (bp_sw_eo_scan(s, t, r, entries, len, nrows, skip) != 0) {
             free(skip);
             req_free(r);
             done(arg, -1, "the append log cannot answer for the batch's messages yet", NULL, 0);
@@ -1097,7 +682,7 @@ put(struct sw_store *s, const char *table, const char *entries, size_t len, size
         return 0;
     }
     queue_back(t, r);
-    pump(t);
+    bp_sw_pump(t);
     return 0;
 }
 
@@ -1107,39 +692,10 @@ sw_rows_put(struct bp_store *bs, const char *table, const char *entries, size_t 
 {
     struct sw_store *s = (struct sw_store *)bs;
     if (s->log && !s->recovered) {
-        /* exactly_once: which rows a crashed process stored is known once its streams are
-         * finalized; the batch waits for that */
-        struct deferred *d = bp_xcalloc(1, sizeof(*d));
-        d->table = bp_xstrdup(table);
-        d->entries = entries;
-        d->len = len;
-        d->nrows = nrows;
-        d->done = done;
-        d->arg = arg;
-        if (s->defer_tail)
-            s->defer_tail->next = d;
-        else
-            s->defer = d;
-        s->defer_tail = d;
-        s->pending++;
+        bp_sw_eo_defer(s, table, entries, len, nrows, done, arg);
         return 0;
     }
-    return put(s, table, entries, len, nrows, done, arg);
-}
-
-static void
-eo_run_deferred(struct sw_store *s)
-{
-    while (s->defer) {
-        struct deferred *d = s->defer;
-        s->defer = d->next;
-        if (!s->defer)
-            s->defer_tail = NULL;
-        s->pending--;
-        (void)put(s, d->table, d->entries, d->len, d->nrows, d->done, d->arg);
-        free(d->table);
-        free(d);
-    }
+    return bp_sw_put(s, table, entries, len, nrows, done, arg);
 }
 
 static size_t
@@ -1231,64 +787,18 @@ bp_store_write_new(const struct bp_store_write_opts *o, char *err, size_t errlen
         sw_destroy(&s->base);
         return NULL;
     }
-    if (o->exactly_once) {
-        struct bp_append_log_params lp = { 0 };
-        lp.dir = o->state_dir;
-        lp.pipeline = o->pipeline;
-        lp.worker = o->worker;
-        lp.ttl_seconds = EO_TTL_SECONDS;
-        s->trim_on_write = o->trim_on_write;
-        s->log = bp_append_log_open(&lp, err, errlen);
-        if (!s->log) {
-            sw_destroy(&s->base);
-            return NULL;
-        }
-        bp_append_log_expire(s->log, time(NULL));
-        if (bp_append_log_unfinalized(s->log, 0))
-            bp_log(BP_LOG_INFO, "bigquery", "%s holds a previous process's appends: its streams "
-                   "are finalized before any batch is sent", bp_append_log_path(s->log));
-        arm_timer(s, 0);   /* eo_recover from the loop */
+    if (o->exactly_once && bp_sw_eo_open(s, o, err, errlen) != 0) {
+        sw_destroy(&s->base);
+        return NULL;
     }
     return &s->base;
 }
 
-/* See store_write.h. */
-void
-bp_store_write_acked(struct bp_store *bs, const char *id, size_t len)
+/* See store_write_int.h. */
+int
+bp_sw_is(const struct bp_store *bs)
 {
-    struct sw_store *s = (struct sw_store *)bs;
-    if (!s || bs->ops != &write_ops || !s->log || len > BP_APPEND_LOG_MAX_ID / 2)
-        return;
-    char key[BP_APPEND_LOG_MAX_ID + 1024 + 2];
-    char err[300];
-    memcpy(key, id, len);
-    key[len] = '\x1f';
-    for (struct sw_table *t = s->tables; t; t = t->next) {
-        size_t n = strlen(t->name);
-        if (n > 1024)
-            continue;
-        memcpy(key + len + 1, t->name, n);
-        if (bp_append_log_acked(s->log, key, len + 1 + n, err, sizeof(err)) != 0)
-            bp_log_rl(BP_LOG_WARN, "bigquery", "sw-log", "%s", err);
-    }
-}
-
-/* See store_write.h. */
-size_t
-bp_store_write_finalize(struct bp_store *bs)
-{
-    struct sw_store *s = (struct sw_store *)bs;
-    if (!s || bs->ops != &write_ops || !s->log)
-        return 0;
-    size_t n = 0;
-    for (struct sw_table *t = s->tables; t; t = t->next) {
-        if (!t->created || t->finalized || t->queue || t->flight)
-            continue;
-        if (!t->finalizing && eo_finalize(s, t, t->stream) == 0)
-            t->finalizing = 1;
-        n += t->finalizing;
-    }
-    return n;
+    return bs && bs->ops == &write_ops;
 }
 
 /* See store_write.h. */
