@@ -1305,5 +1305,41 @@ def sw_eo_kill9_repeatedly_loses_and_doubles_nothing():
               f"last restart; {answered} batches had rows answered from the append log)")
 
 
+@case
+@local.tags("storage_write", "drain")
+def sw_eo_sigterm_mid_run_then_restart_stores_once():
+    """exactly_once, SIGTERM while appends wait for slow replies: the drain answers them and
+    finalizes the streams; the restart finalizes them again from the log (an idempotent row
+    count) and stores the rest: every table holds the rows insertAll stores, none twice."""
+    with Scenario() as a, Scenario() as s:
+        need_grpc(s.emu)
+        path, expect, raw = corpus(s.tmp, 3000, seed=63)
+        check_eq(a.emu.publish(path), 3000, "published")
+        b = Bepipe(a.emu)
+        wait_drained(a.emu, 3000, [b])
+        check_eq(b.stop(), 0, "exit code of the insertAll run")
+        s.emu.publish(path)
+        s.emu.fault({"op": APPEND, "latencyMs": 800})
+        few = ["--set", "source.max_outstanding_messages=300"]
+        b = Bepipe(s.emu, eo_args(s) + few)
+        end = time.time() + 60
+        while time.time() < end and \
+                s.emu.admin("GET", "/_emulator/counters").get(APPEND + ".append",
+                                                              {}).get("calls", 0) < 3:
+            time.sleep(0.05)
+        check_eq(b.stop(), 0, "exit code of the drained run: " + b.stderr()[-1500:])
+        check("finalized with" in b.stderr(), "the drain finalized: " + b.stderr()[-1500:])
+        st = s.emu.sub_state()
+        check(st["backlog"] > 0, f"the first run left messages to the second: {st}")
+        s.emu.clear_faults()
+        b2 = Bepipe(s.emu, eo_args(s) + few)
+        b2.wait_log("preflight: ok")    # signals are handled from here on
+        wait_drained(s.emu, 3000, [b2])
+        check_eq(b2.stop(), 0, "exit code of the second run: " + b2.stderr()[-1500:])
+        for t in TABLES + ["rejected_events"]:
+            same_rows_as(a, s, t)
+        verify(s.emu, expect, raw, archive_dups_ok=True)
+
+
 if __name__ == "__main__":
     local.run_cases(CASES, os.path.join(ROOT, "bepipe-lua"))
