@@ -65,6 +65,11 @@ static const struct bp_opt options[] = {
       "how rows reach BigQuery: insert_all (tabledata.insertAll, JSON over HTTP) or "
       "storage_write (the Storage Write API's default stream over gRPC, at-least-once: no "
       "insertId de-duplication)" },
+    { "bigquery.exactly_once", NULL, BOOL(exactly_once), "0", 0, 1,
+      "storage_write only: rows go to COMMITTED streams of this process's own with an offset "
+      "on every append, recorded in state_dir/appends-<worker>.log before each is sent, so a "
+      "message redelivered after a crash is not appended twice (state_dir must outlive the "
+      "process)" },
     { "bigquery.append_timeout_seconds", NULL, INT(append_timeout_seconds), "60", 1, 3600,
       "storage_write: an AppendRows request without a reply this long ends its call; the call's "
       "requests are sent again on a new one (a retry)" },
@@ -631,6 +636,12 @@ bp_config_finish(struct bp_config *c, const char *pipeline_path, char *err, size
     if (!c->dead_letter_table)
         c->dead_letter_table = bp_xstrdup(strcmp(c->dead_letter_format, "dataflow") == 0
                                           ? "events_error_records" : "rejected_events");
+    if (c->exactly_once && strcmp(c->bq_method, "storage_write") != 0) {
+        snprintf(err, errlen, "bigquery.exactly_once = true needs bigquery.method = "
+                 "\"storage_write\" (insert_all has no offsets; it de-duplicates by insertId "
+                 "at best)");
+        return -1;
+    }
     if (!c->state_dir) {
         char base[4096];
         bp_quarantine_default_dir(base, sizeof(base));

@@ -44,6 +44,7 @@ struct bp_config {
     long retry_max_ms;
     long refused_grace_seconds;    /* a 403/404 pauses a table this long before rows go */
     char *bq_method;           /* "insert_all" or "storage_write": how rows reach BigQuery */
+    long exactly_once;         /* storage_write: committed streams, offsets, the append log */
     long append_timeout_seconds;   /* storage_write: an append's reply waited for this long */
     char *bigquery_storage_endpoint;   /* HOST:PORT of a Storage Write emulator (h2c), or NULL */
     /* preflight and --local-out */

@@ -4,6 +4,7 @@
  * Pub/Sub redelivers it soon instead of after its lease. */
 #include "log.h"
 #include "rt.h"
+#include "store_write.h"
 #include "timefmt.h"
 
 static int
@@ -57,6 +58,9 @@ on_drain_timer(struct ev_loop *loop, ev_timer *w, int revents)
             bp_batches_tick(&rt->tables, ev_now(loop)) != 0)
             rt->exit_code = 1;
         if (!sinks_idle(rt) && !late)
+            return;
+        /* exactly_once: the streams are finalized once their rows are all answered */
+        if (!late && rt->row_store && bp_store_write_finalize(rt->row_store) > 0)
             return;
         /* answers may have queued more writes after the flush (a row refused by its table
          * dead-lettered, a refused dead letter set aside under quarantine/): flush again */

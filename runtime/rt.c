@@ -11,6 +11,7 @@
 #include "log.h"
 #include "preflight.h"
 #include "row_meta.h"
+#include "store_write.h"
 #include "timefmt.h"
 
 #include <stdio.h>
@@ -312,4 +313,19 @@ bp_rt_ready(const struct bp_rt *rt, char *why, size_t whylen)
     }
     snprintf(why, whylen, "%s", r ? r : "ready");
     return r == NULL;
+}
+
+/* See source.h. */
+int
+bp_rt_wants_acked_ids(const struct bp_rt *rt)
+{
+    return rt->row_store && rt->cfg.exactly_once;
+}
+
+/* See source.h. */
+void
+bp_rt_message_acked(struct bp_rt *rt, const char *id, size_t len)
+{
+    if (rt->row_store)
+        bp_store_write_acked(rt->row_store, id, len);
 }

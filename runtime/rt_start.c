@@ -259,11 +259,15 @@ open_row_store(struct bp_rt *rt, char *err, size_t errlen)
         .auth = emulated && !force ? NULL : rt->auth, .max_attempts = (int)c->retry_attempts,
         .rpc_timeout = (double)c->append_timeout_seconds, .project = c->bq_project, .dataset = c->bq_dataset,
         .schema_for = table_schema, .owner = rt, .lib_dir = rt->lib_dir,
+        .exactly_once = (int)c->exactly_once, .state_dir = c->state_dir,
+        .pipeline = rt->pipeline_path, .worker = rt->worker_index,
+        .trim_on_write = c->input != NULL || rt->replay != NULL,
     };
     rt->row_store = bp_store_write_new(&o, err, errlen);
     if (rt->row_store)
-        bp_log(BP_LOG_INFO, "bigquery", "rows go through the Storage Write API (default stream, "
-               "at-least-once) at %s:%d (%s)", host, port, emulated ? "h2c" : "TLS");
+        bp_log(BP_LOG_INFO, "bigquery", "rows go through the Storage Write API (%s) at %s:%d "
+               "(%s)", c->exactly_once ? "committed streams, exactly-once" :
+               "default stream, at-least-once", host, port, emulated ? "h2c" : "TLS");
     free(host);
     return rt->row_store ? 0 : -1;
 }

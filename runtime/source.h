@@ -93,6 +93,11 @@ int bp_rt_draining(const struct bp_rt *rt);
 /* One message acked `seconds` (monotonic) after it was received: the ack latency histogram of
  * /metrics (metrics.c). */
 void bp_rt_observe_ack_latency(struct bp_rt *rt, double seconds);
+/* Whether the runtime wants each acked message's id (bp_rt_message_acked): with
+ * bigquery.exactly_once, the append log forgets a message once it is acked. */
+int bp_rt_wants_acked_ids(const struct bp_rt *rt);
+/* The message with this id was acked (its ack queued for Pub/Sub). */
+void bp_rt_message_acked(struct bp_rt *rt, const char *id, size_t len);
 
 struct ev_loop *bp_rt_loop(struct bp_rt *rt);
 struct bp_ack *bp_rt_ack(struct bp_rt *rt);

@@ -105,11 +105,15 @@ ps_acked(struct bp_source *bs, uint32_t slot, int ok)
         if (p->id_hash && e->id_hash == p->id_hash)
             e->nacks = 0;   /* its own count too */
         bp_rt_observe_ack_latency(s->rt, mono_now(s) - p->pulled_at);
+        if (p->msg_id)
+            bp_rt_message_acked(s->rt, p->msg_id, strlen(p->msg_id));
     } else {
         idq_push(&s->nacks, p->ack_id, 0, bp_pubsub_nack_seconds(s, p));
         s->st.nacked++;
     }
     p->ack_id = NULL;
+    free(p->msg_id);
+    p->msg_id = NULL;
     p->live = 0;
     p->ext_at = 0;
     s->outstanding--;
@@ -196,6 +200,9 @@ admit(struct source_pubsub *s, const struct bp_pull_msg *pm, size_t bytes, doubl
     p->gen++;
     p->attempt = pm->delivery_attempt;
     p->id_hash = pm->message_id ? id_hash(pm->message_id, pm->message_id_len) : 0;
+    free(p->msg_id);
+    p->msg_id = pm->message_id && bp_rt_wants_acked_ids(s->rt)
+                    ? bp_xstrndup(pm->message_id, pm->message_id_len) : NULL;
     p->live = 1;
     p->ext_at = 0;
     p->extended = 0;
@@ -478,6 +485,8 @@ ps_nack_all(struct bp_source *bs)
         if (s->m[i].live) {
             idq_push(&s->nacks, s->m[i].ack_id, 0, 0);   /* redelivered at once, elsewhere */
             s->m[i].ack_id = NULL;
+            free(s->m[i].msg_id);
+            s->m[i].msg_id = NULL;
             s->m[i].live = 0;
             s->st.nacked++;
         }
@@ -517,8 +526,10 @@ ps_destroy(struct bp_source *bs)
     ev_timer_stop(loop, &s->ack_timer);
     ev_timer_stop(loop, &s->lease_timer);
     ev_timer_stop(loop, &s->pull_timer);
-    for (size_t i = 0; i < s->mcap; i++)
+    for (size_t i = 0; i < s->mcap; i++) {
         free(s->m[i].ack_id);
+        free(s->m[i].msg_id);
+    }
     free(s->m);
     for (size_t i = 0; i < s->acks.n; i++)
         free(s->acks.v[i].id);

@@ -45,6 +45,7 @@ struct pmsg {
     uint64_t id_hash;            /* of its message id: its nacks are counted by it (nack_seen) */
     double ext_at;               /* monotonic time an extension was sent: 0 none in flight,
                                   * HUGE_VAL the server refuses this id (never again) */
+    char *msg_id;                /* its message id, kept only when bp_rt_wants_acked_ids */
     uint8_t live;
     uint8_t extended;            /* the lease is ours (s->lease), not the subscription's */
 };

@@ -22,8 +22,17 @@
  * Ordering: requests on one stream are answered in order, so the replies are matched to a FIFO
  * of requests in flight. A reply with row_errors wrote none of its request: those rows are
  * reported as row errors and the others are sent again in a new request, at the head of the
- * queue (as Google's managed writers do). */
+ * queue (as Google's managed writers do).
+ *
+ * exactly_once (bigquery.exactly_once): each table's rows go to a COMMITTED stream this process
+ * creates, one append in flight with its offset; before it is sent the append log (append_log.h)
+ * records which messages it carries. A lost reply sends the append again at the same offset
+ * until it is answered (ALREADY_EXISTS: it was written). At start the previous process's streams
+ * are finalized before any batch goes; a batch's rows the log then calls stored are left out of
+ * the append and count as written. The drain finalizes this process's streams. That half lives
+ * in store_write_eo.c; the state both share is in store_write_int.h. */
 #include "store_write.h"
+#include "store_write_int.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -49,62 +58,6 @@
 #define MAX_IN_FLIGHT 4
 /* AppendRows takes 10 MB per request (the rows, the descriptor and the stream's name) */
 #define MAX_REQUEST (10 * 1000 * 1000 - 64 * 1024)
-
-struct sw_store;
-struct sw_table;
-
-struct req {
-    struct sw_store *s;
-    struct sw_table *t;
-    struct req *next;           /* in its table's queue or flight list */
-    bp_buf_t rows;              /* ProtoRows body: the rows still to write */
-    size_t nrows;
-    size_t *orig;               /* row i of rows -> its index in the batch */
-    struct bp_row_error *errs;  /* rows refused so far (reasons malloc'd) */
-    size_t nerrs;
-    int attempt;                /* failed attempts of retryable codes */
-    double sent_at;
-    bp_store_done_fn done;
-    void *arg;
-};
-
-struct sw_table {
-    struct sw_store *s;
-    struct sw_table *next;
-    char *name;
-    char *stream;               /* projects/P/datasets/D/tables/T/streams/_default */
-    char *params;               /* write_stream=<escaped stream> */
-    const struct bp_schema *schema;     /* the one the descriptor was built from */
-    bp_buf_t desc;              /* its DescriptorProto */
-    unsigned desc_gen;          /* bumped when desc changes */
-    struct bp_grpc_stream *gs;  /* open AppendRows call, or NULL */
-    unsigned sent_gen;          /* the desc_gen the open call has seen, 0 = none yet */
-    struct req *queue, *queue_tail;     /* waiting to be sent */
-    struct req *flight, *flight_tail;   /* sent, reply owed: oldest first */
-    size_t nflight;
-    double retry_at;            /* monotonic: nothing is sent before it (a backoff) */
-};
-
-struct sw_store {
-    struct bp_store base;
-    struct ev_loop *loop;
-    struct bp_grpc_channel *ch;
-    struct bp_api *api;         /* the one retry policy (bp_api_backoff, retry.attempts) */
-    struct bp_auth *auth;       /* NULL: no token (an emulator) */
-    int max_attempts;
-    double rpc_timeout;
-    char *project, *dataset;
-    bp_store_schema_fn schema_for;
-    void *owner;
-    lua_State *L;               /* the rows' JSON read into tables here */
-    int decode_ref;             /* lua-cjson's decoder for what json_lua.cpp declines */
-    struct sw_table *tables;
-    size_t pending;
-    ev_timer timer;             /* backoffs and the replies' deadline */
-    struct bp_store_write_stats stats;
-};
-
-static void pump(struct sw_table *t);
 
 /* ---- rows: entries -> ProtoRows ---- */
 
@@ -193,13 +146,18 @@ add_error(struct req *r, size_t index, const char *reason)
 /* Encodes every entry line into r->rows; a row that cannot be written is a row error. */
 static void
 encode_rows(struct sw_store *s, struct req *r, const struct bp_schema *schema,
-            const char *entries, size_t len, size_t nrows)
+            const char *entries, size_t len, size_t nrows, const unsigned char *skip)
 {
     r->orig = bp_xmalloc((nrows ? nrows : 1) * sizeof(*r->orig));
     const char *p = entries, *end = entries + len;
     for (size_t i = 0; i < nrows && p < end; i++) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        if (skip && skip[i]) {
+            /* exactly_once: the log says a crashed process's append stored it */
+            p = nl ? nl + 1 : end;
+            continue;
+        }
         char why[600];
         int ok = push_row(s, p, n, why, sizeof(why)) == 0;
         if (ok) {
@@ -226,6 +184,8 @@ req_free(struct req *r)
         free((char *)r->errs[i].reason);
     free(r->errs);
     free(r->orig);
+    free(r->eo);
+    bp_buf_free(&r->keys);
     bp_buf_free(&r->rows);
     free(r);
 }
@@ -295,8 +255,9 @@ requeue_flight(struct sw_table *t)
     t->nflight = 0;
 }
 
-static void
-arm_timer(struct sw_store *s, double in)
+/* See store_write_int.h. */
+void
+bp_sw_arm_timer(struct sw_store *s, double in)
 {
     if (in < 0.001)
         in = 0.001;
@@ -310,15 +271,19 @@ arm_timer(struct sw_store *s, double in)
 /* A failure of a whole request (its status, not a row's): retried under the one policy while
  * the code is worth it, else the batch ends with the store status the code means. Returns 1 when
  * r went back to the queue (the table then waits for a backoff), 0 when it finished. */
-static int
-req_failed(struct sw_table *t, struct req *r, int code, const char *msg)
+/* See store_write_int.h. */
+int
+bp_sw_req_failed(struct sw_table *t, struct req *r, int code, const char *msg)
 {
     struct sw_store *s = t->s;
     char text[700];
     snprintf(text, sizeof(text), "AppendRows %s: %s %.500s", t->name, bp_grpc_code_name(code),
              msg);
-    if ((bp_grpc_retryable(code) || code == BP_GRPC_UNAUTHENTICATED) &&
-        r->attempt + 1 < s->max_attempts) {
+    /* exactly_once: an append whose fate is unknown goes again at its offset until it has an
+     * answer; given up, its offset could not be given to other rows without risking them */
+    int again = bp_grpc_retryable(code) || code == BP_GRPC_UNAUTHENTICATED ||
+                (s->log && code == BP_GRPC_OUT_OF_RANGE);
+    if (again && (r->attempt + 1 < s->max_attempts || (s->log && r->offset >= 0))) {
         double delay = bp_api_backoff(s->api, r->attempt);
         r->attempt++;
         s->stats.retries++;
@@ -330,7 +295,7 @@ req_failed(struct sw_table *t, struct req *r, int code, const char *msg)
         double at = bp_time_mono() + delay;
         if (at > t->retry_at)
             t->retry_at = at;
-        arm_timer(s, delay);
+        bp_sw_arm_timer(s, delay);
         return 1;
     }
     int status = code == BP_GRPC_NOT_FOUND || code == BP_GRPC_PERMISSION_DENIED
@@ -365,14 +330,18 @@ on_message(struct bp_grpc_stream *gs, const uint8_t *msg, size_t len, void *arg)
         t->gs = NULL;
         t->sent_gen = 0;
         requeue_flight(t);
-        req_failed(t, r, BP_GRPC_INTERNAL, m);
-        pump(t);
+        bp_sw_req_failed(t, r, BP_GRPC_INTERNAL, m);
+        bp_sw_pump(t);
         return;
     }
     if (rep.updated_schema)
         bp_log_rl(BP_LOG_INFO, "bigquery", "sw-updated", "AppendRows %s: the table gained "
                   "columns (updated_schema); rows keep the schema in force until a reload reads "
                   "it", t->name);
+    /* exactly_once: an error reply may have come before the server took the writer schema the
+     * request carried (the first of a call): the next request carries it again */
+    if (rep.has_error && s->log)
+        t->sent_gen = 0;
     if (rep.has_error && rep.nrow_errors) {
         /* none of the request was written: the refused rows are row errors, the rest go again */
         bp_buf_t rest;
@@ -408,27 +377,52 @@ on_message(struct bp_grpc_stream *gs, const uint8_t *msg, size_t len, void *arg)
         r->orig = orig;
         r->nrows = n;
         s->stats.row_error_replies++;
+        /* nothing of it was written: the rest takes the same offset, under a new record */
+        r->offset = -1;
         if (n == 0)
             req_finish(r, 0, NULL);
         else
             queue_front(t, r);
+    } else if (rep.has_error && s->log && r->offset >= 0 && rep.code == BP_GRPC_ALREADY_EXISTS) {
+        /* an append sent again after its reply was lost, found written: done */
+        bp_log_rl(BP_LOG_INFO, "bigquery", "sw-exists", "AppendRows %s: offset %" PRId64
+                  " already written (a retry of a written append): taken as written", t->name,
+                  r->offset);
+        bp_sw_eo_written(t, r);
+        req_finish(r, 0, NULL);
+    } else if (rep.has_error && s->log && r->offset >= 0 && rep.code == BP_GRPC_OUT_OF_RANGE) {
+        /* nothing written: the stream ends before the offset. Resync from the row count the
+         * service names and send again under a new record */
+        const char *e = strstr(rep.message, "expected offset ");
+        long long at = e ? strtoll(e + 16, NULL, 10) : -1;
+        if (at >= 0 && at != r->offset) {
+            bp_log(BP_LOG_ERROR, "bigquery", "AppendRows %s: the stream has %lld rows, this "
+                   "process counted %" PRId64 ": resynced", t->name, at, r->offset);
+            t->next_offset = at;
+            r->offset = -1;
+        }
+        bp_sw_req_failed(t, r, rep.code, rep.message);
     } else if (rep.has_error) {
-        req_failed(t, r, rep.code, rep.message);
+        if (s->log && !bp_grpc_retryable(rep.code))
+            r->offset = -1;   /* refused for sure: its offset stays free */
+        bp_sw_req_failed(t, r, rep.code, rep.message);
     } else if (!rep.has_result) {
         /* neither written nor refused: not an answer to count as stored */
-        req_failed(t, r, BP_GRPC_INTERNAL, "a reply with neither append_result nor error");
+        bp_sw_req_failed(t, r, BP_GRPC_INTERNAL, "a reply with neither append_result nor error");
     } else {
+        if (s->log)
+            bp_sw_eo_written(t, r);
         req_finish(r, 0, NULL);
     }
     bp_proto_append_reply_free(&rep);
-    pump(t);
+    bp_sw_pump(t);
 }
 
 static void
 on_writable(struct bp_grpc_stream *gs, void *arg)
 {
     (void)gs;
-    pump(arg);
+    bp_sw_pump(arg);
 }
 
 static void
@@ -443,7 +437,7 @@ on_done(struct bp_grpc_stream *gs, const struct bp_grpc_status *st, void *arg)
         if (st->code != BP_GRPC_OK && st->code != BP_GRPC_UNAVAILABLE)
             bp_log_rl(BP_LOG_INFO, "bigquery", t->name, "AppendRows %s ended: %s %s", t->name,
                       bp_grpc_code_name(st->code), st->message);
-        pump(t);
+        bp_sw_pump(t);
         return;
     }
     /* the requests without a reply: their fate is unknown, so they go again (at-least-once),
@@ -463,8 +457,8 @@ on_done(struct bp_grpc_stream *gs, const struct bp_grpc_status *st, void *arg)
     if (!t->queue)
         t->queue_tail = NULL;
     first->next = NULL;
-    req_failed(t, first, code, msg);
-    pump(t);
+    bp_sw_req_failed(t, first, code, msg);
+    bp_sw_pump(t);
 }
 
 static const struct bp_grpc_stream_cbs stream_cbs = { on_message, on_writable, on_done };
@@ -483,7 +477,7 @@ open_call(struct sw_table *t)
             double at = bp_time_mono() + 0.5;
             if (at > t->retry_at)
                 t->retry_at = at;
-            arm_timer(s, 0.5);
+            bp_sw_arm_timer(s, 0.5);
             return -1;
         }
     }
@@ -494,7 +488,7 @@ open_call(struct sw_table *t)
         double at = bp_time_mono() + 1;
         if (at > t->retry_at)
             t->retry_at = at;
-        arm_timer(s, 1);
+        bp_sw_arm_timer(s, 1);
         return -1;
     }
     s->stats.calls++;
@@ -502,19 +496,27 @@ open_call(struct sw_table *t)
 }
 
 /* Sends queued requests while the call has room. */
-static void
-pump(struct sw_table *t)
+/* See store_write_int.h. */
+void
+bp_sw_pump(struct sw_table *t)
 {
     struct sw_store *s = t->s;
     if (!t->queue || bp_time_mono() < t->retry_at) {
         if (t->queue)
-            arm_timer(s, t->retry_at - bp_time_mono());
+            bp_sw_arm_timer(s, t->retry_at - bp_time_mono());
+        return;
+    }
+    if (s->log && !t->created) {
+        bp_sw_eo_create(t);
         return;
     }
     if (!t->gs && open_call(t) != 0)
         return;
-    while (t->queue && t->nflight < MAX_IN_FLIGHT) {
+    /* exactly_once: one append in flight per stream, so that each offset follows a known end */
+    while (t->queue && t->nflight < (s->log ? 1 : MAX_IN_FLIGHT)) {
         struct req *r = t->queue;
+        if (s->log && r->offset < 0 && bp_sw_eo_record(t, r) != 0)
+            return;
         bp_buf_t out;
         bp_buf_init(&out, 2 * MAX_REQUEST);
         struct bp_append_req ar = { 0 };
@@ -526,13 +528,17 @@ pump(struct sw_table *t)
         }
         ar.rows = r->rows.data;
         ar.rows_len = r->rows.len;
+        if (s->log) {
+            ar.has_offset = 1;
+            ar.offset = r->offset;
+        }
         int rc = bp_proto_append_request(&out, &ar);
         if (rc == 0)
             rc = bp_grpc_stream_send(t->gs, out.data, out.len);
         bp_buf_free(&out);
         if (rc == -2 || rc == -3) {
             if (rc == -3)
-                arm_timer(s, 0.1);
+                bp_sw_arm_timer(s, 0.1);
             return;     /* on_writable (or the timer) pumps again */
         }
         t->queue = r->next;
@@ -554,7 +560,7 @@ pump(struct sw_table *t)
         t->flight_tail = r;
         t->nflight++;
         s->stats.requests++;
-        arm_timer(s, s->rpc_timeout);
+        bp_sw_arm_timer(s, s->rpc_timeout);
     }
 }
 
@@ -567,6 +573,8 @@ on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     double now = bp_time_mono();
+    if (s->log && !s->recovered)
+        bp_sw_eo_recover(s);
     for (struct sw_table *t = s->tables; t; t = t->next) {
         if (t->flight && now - t->flight->sent_at >= s->rpc_timeout && t->gs) {
             bp_grpc_stream_cancel(t->gs);
@@ -576,8 +584,8 @@ on_timer(struct ev_loop *loop, ev_timer *w, int revents)
             continue;
         }
         if (t->flight)
-            arm_timer(s, t->flight->sent_at + s->rpc_timeout - now);
-        pump(t);
+            bp_sw_arm_timer(s, t->flight->sent_at + s->rpc_timeout - now);
+        bp_sw_pump(t);
     }
 }
 
@@ -608,11 +616,11 @@ table_for(struct sw_store *s, const char *name)
     return t;
 }
 
-static int
-sw_rows_put(struct bp_store *bs, const char *table, const char *entries, size_t len,
-            size_t nrows, bp_store_done_fn done, void *arg)
+/* See store_write_int.h. */
+int
+bp_sw_put(struct sw_store *s, const char *table, const char *entries, size_t len, size_t nrows,
+    bp_store_done_fn done, void *arg)
 {
-    struct sw_store *s = (struct sw_store *)bs;
     struct sw_table *t = table_for(s, table);
     const struct bp_schema *schema = s->schema_for(s->owner, table);
     char why[400];
@@ -644,22 +652,57 @@ sw_rows_put(struct bp_store *bs, const char *table, const char *entries, size_t 
     r->t = t;
     r->done = done;
     r->arg = arg;
+    r->offset = -1;
     bp_buf_init(&r->rows, MAX_REQUEST);
-    encode_rows(s, r, schema, entries, len, nrows);
+    unsigned char *skip = NULL;
+    if (s->log) {
+        skip = bp_xcalloc(nrows ? nrows : 1, 1);
+        if (bp_sw_eo_scan(s, t, r, entries, len, nrows, skip) != 0) {
+            free(skip);
+            req_free(r);
+            done(arg, -1, "the append log cannot answer for the batch's messages yet", NULL, 0);
+            return -1;
+        }
+    }
+    encode_rows(s, r, schema, entries, len, nrows, skip);
+    if (skip) {
+        size_t n = 0;
+        for (size_t i = 0; i < nrows; i++)
+            n += skip[i];
+        if (n)
+            bp_log_rl(BP_LOG_INFO, "bigquery", "sw-stored", "table %s: %zu rows of redelivered "
+                      "messages were stored by the previous process (append log): acked without "
+                      "a new append", table, n);
+        s->stats.rows_skipped += n;
+        free(skip);
+    }
     s->pending++;
     if (r->nrows == 0) {
         req_finish(r, 0, NULL);
         return 0;
     }
     queue_back(t, r);
-    pump(t);
+    bp_sw_pump(t);
     return 0;
+}
+
+static int
+sw_rows_put(struct bp_store *bs, const char *table, const char *entries, size_t len,
+            size_t nrows, bp_store_done_fn done, void *arg)
+{
+    struct sw_store *s = (struct sw_store *)bs;
+    if (s->log && !s->recovered) {
+        bp_sw_eo_defer(s, table, entries, len, nrows, done, arg);
+        return 0;
+    }
+    return bp_sw_put(s, table, entries, len, nrows, done, arg);
 }
 
 static size_t
 sw_pending(struct bp_store *bs)
 {
-    return ((struct sw_store *)bs)->pending;
+    struct sw_store *s = (struct sw_store *)bs;
+    return s->pending + s->unary;
 }
 
 static void
@@ -695,6 +738,13 @@ sw_destroy(struct bp_store *bs)
         free(t);
         t = next;
     }
+    while (s->defer) {
+        struct deferred *d = s->defer;
+        s->defer = d->next;
+        free(d->table);
+        free(d);
+    }
+    bp_append_log_free(s->log);
     if (s->L)
         lua_close(s->L);
     free(s->project);
@@ -737,7 +787,18 @@ bp_store_write_new(const struct bp_store_write_opts *o, char *err, size_t errlen
         sw_destroy(&s->base);
         return NULL;
     }
+    if (o->exactly_once && bp_sw_eo_open(s, o, err, errlen) != 0) {
+        sw_destroy(&s->base);
+        return NULL;
+    }
     return &s->base;
+}
+
+/* See store_write_int.h. */
+int
+bp_sw_is(const struct bp_store *bs)
+{
+    return bs && bs->ops == &write_ops;
 }
 
 /* See store_write.h. */

@@ -32,6 +32,13 @@ struct bp_store_write_opts {
     bp_store_schema_fn schema_for;
     void *owner;
     const char *lib_dir;        /* the bepipe Lua library (bepipe.int64) */
+    /* bigquery.exactly_once: a COMMITTED stream per table, an offset on every append, each
+     * recorded before it is sent in state_dir/appends-<worker>.log (append_log.h) */
+    int exactly_once;
+    const char *state_dir, *pipeline;
+    int worker;
+    int trim_on_write;          /* a source that never redelivers (a file): no log kept past
+                                 * the append's reply */
 };
 
 /* A store whose rows_put appends each batch to projects/P/datasets/D/tables/T/streams/_default
@@ -51,8 +58,18 @@ struct bp_store_write_stats {
     unsigned long rows_written;
     unsigned long rows_refused;     /* row errors: dead letters of stage insert */
     unsigned long row_error_replies;
+    unsigned long rows_skipped;     /* exactly_once: rows of redelivered messages found stored */
     unsigned long long bytes_sent;  /* on the channel's connections (filled when read) */
 };
 const struct bp_store_write_stats *bp_store_write_stats(const struct bp_store *s);
+
+/* The drain's last step with exactly_once: FinalizeWriteStream on each table's stream once its
+ * rows are all answered (no append may follow). Starts the calls once; returns how many are
+ * still in flight (0 when done, or for a store without exactly_once or of another kind). */
+size_t bp_store_write_finalize(struct bp_store *s);
+
+/* exactly_once: the message with this id was acked; the append log forgets its rows in every
+ * table (a no-op for ids it does not hold, and for a store without exactly_once). */
+void bp_store_write_acked(struct bp_store *s, const char *id, size_t len);
 
 #endif

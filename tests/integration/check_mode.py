@@ -190,6 +190,8 @@ REFUSALS = [
      'dead_letter.format: expected rejected_events or dataflow, got "beam"'),
     ("bigquery.method", None, ["--set", "bigquery.method=grpc"], {}, "local",
      'bigquery.method: expected insert_all or storage_write, got "grpc"'),
+    ("exactly_once without storage_write", None, ["--set", "bigquery.exactly_once=true"], {},
+     "local", 'bigquery.exactly_once = true needs bigquery.method = "storage_write"'),
     ("Storage Write endpoint", None, ["--set", "endpoints.bigquery_storage=http://h:1"], {},
      "local", 'endpoints.bigquery_storage: expected HOST:PORT, got "http://h:1"'),
     ("auth.mode", None, ["--set", "auth.mode=oauth"], {}, "local",

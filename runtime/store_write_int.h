@@ -1,0 +1,137 @@
+/* store_write_int.h - the state of the Storage Write API store, shared by store_write.c (the
+ * AppendRows calls, requests and their replies) and store_write_eo.c (exactly_once: committed
+ * streams, offsets, the append log, recovery and finalization). Not for other modules: they
+ * use store_write.h. */
+#ifndef BP_STORE_WRITE_INT_H
+#define BP_STORE_WRITE_INT_H
+
+#include "append_log.h"
+#include "buf.h"
+#include "grpc_channel.h"
+#include "store_write.h"
+
+#include <lua.h>
+
+struct sw_store;
+struct sw_table;
+
+/* exactly_once: a batch row's message: its log id (the Pub/Sub message id, 0x1f, the table:
+ * each table's rows of a message are answered on their own) and its place among the message's
+ * rows of the batch (ord of tot). */
+struct eo_row {
+    size_t key_at, key_len;
+    uint32_t ord, tot;
+};
+
+/* exactly_once: a batch held until the previous process's streams are finalized. */
+struct deferred {
+    struct deferred *next;
+    char *table;
+    const char *entries;
+    size_t len, nrows;
+    bp_store_done_fn done;
+    void *arg;
+};
+
+
+struct req {
+    struct sw_store *s;
+    struct sw_table *t;
+    struct req *next;           /* in its table's queue or flight list */
+    bp_buf_t rows;              /* ProtoRows body: the rows still to write */
+    size_t nrows;
+    size_t *orig;               /* row i of rows -> its index in the batch */
+    struct bp_row_error *errs;  /* rows refused so far (reasons malloc'd) */
+    size_t nerrs;
+    int attempt;                /* failed attempts of retryable codes */
+    double sent_at;
+    int64_t offset;             /* exactly_once: the append's first offset, -1 before one */
+    struct eo_row *eo;          /* exactly_once: batch row -> its message's log id and place */
+    bp_buf_t keys;              /* exactly_once: the log ids eo points into */
+    bp_store_done_fn done;
+    void *arg;
+};
+
+struct sw_table {
+    struct sw_store *s;
+    struct sw_table *next;
+    char *name;
+    char *stream;               /* projects/P/datasets/D/tables/T/streams/_default */
+    char *params;               /* write_stream=<escaped stream> */
+    const struct bp_schema *schema;     /* the one the descriptor was built from */
+    bp_buf_t desc;              /* its DescriptorProto */
+    unsigned desc_gen;          /* bumped when desc changes */
+    struct bp_grpc_stream *gs;  /* open AppendRows call, or NULL */
+    unsigned sent_gen;          /* the desc_gen the open call has seen, 0 = none yet */
+    struct req *queue, *queue_tail;     /* waiting to be sent */
+    struct req *flight, *flight_tail;   /* sent, reply owed: oldest first */
+    size_t nflight;
+    double retry_at;            /* monotonic: nothing is sent before it (a backoff) */
+    /* exactly_once: the table's COMMITTED stream of this process (stream, params) */
+    int created, creating, finalizing, finalized;
+    int64_t next_offset;        /* the stream's rows, as far as this process wrote them */
+};
+
+struct sw_store {
+    struct bp_store base;
+    struct ev_loop *loop;
+    struct bp_grpc_channel *ch;
+    struct bp_api *api;         /* the one retry policy (bp_api_backoff, retry.attempts) */
+    struct bp_auth *auth;       /* NULL: no token (an emulator) */
+    int max_attempts;
+    double rpc_timeout;
+    char *project, *dataset;
+    bp_store_schema_fn schema_for;
+    void *owner;
+    lua_State *L;               /* the rows' JSON read into tables here */
+    int decode_ref;             /* lua-cjson's decoder for what json_lua.cpp declines */
+    struct sw_table *tables;
+    size_t pending;
+    ev_timer timer;             /* backoffs and the replies' deadline */
+    bp_append_log_t *log;       /* exactly_once, else NULL */
+    int recovered;              /* the previous process's streams are all finalized */
+    size_t unary;               /* CreateWriteStream / FinalizeWriteStream calls in flight */
+    struct deferred *defer, *defer_tail;
+    int trim_on_write;          /* no redelivery (a file source): records die once written */
+    double recover_at;          /* monotonic: the next try to finalize recovered streams */
+    struct bp_store_write_stats stats;
+};
+
+/* store_write.c */
+/* Sends t's queued requests while its call has room (opens the call, or, with exactly_once, the
+ * table's stream first). */
+void bp_sw_pump(struct sw_table *t);
+/* Runs the store's timer within `in` seconds (sooner if already due). */
+void bp_sw_arm_timer(struct sw_store *s, double in);
+/* r failed with a gRPC code: queued again after a backoff (retryable codes; with exactly_once an
+ * append holding an offset without limit), or finished with the status the code maps to.
+ * Returns 1 when queued again, 0 when finished. */
+int bp_sw_req_failed(struct sw_table *t, struct req *r, int code, const char *msg);
+/* rows_put's work once a batch may go (store.h's contract). */
+int bp_sw_put(struct sw_store *s, const char *table, const char *entries, size_t len,
+              size_t nrows, bp_store_done_fn done, void *arg);
+/* Whether bs is a Storage Write store. */
+int bp_sw_is(const struct bp_store *bs);
+
+/* store_write_eo.c */
+/* Opens the append log of o (state_dir, pipeline, worker) and starts the recovery from the
+ * loop. Returns 0, or -1 with err set. */
+int bp_sw_eo_open(struct sw_store *s, const struct bp_store_write_opts *o, char *err,
+                  size_t errlen);
+/* Holds a batch until the previous process's streams are finalized (counted pending). */
+void bp_sw_eo_defer(struct sw_store *s, const char *table, const char *entries, size_t len,
+                    size_t nrows, bp_store_done_fn done, void *arg);
+/* Fills r's log ids and marks in skip the rows the log calls stored. Returns 0, or -1 when the
+ * log cannot answer yet. */
+int bp_sw_eo_scan(struct sw_store *s, struct sw_table *t, struct req *r, const char *entries,
+                  size_t len, size_t nrows, unsigned char *skip);
+/* Records r at t's next offset before it is sent. Returns 0, or -1 (tried again later). */
+int bp_sw_eo_record(struct sw_table *t, struct req *r);
+/* r is written: t's offset moves past it. */
+void bp_sw_eo_written(struct sw_table *t, struct req *r);
+/* Starts the CreateWriteStream of t's COMMITTED stream (once). */
+void bp_sw_eo_create(struct sw_table *t);
+/* Finalizes the recovered streams; once none is left, the held batches go. */
+void bp_sw_eo_recover(struct sw_store *s);
+
+#endif
