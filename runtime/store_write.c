@@ -432,6 +432,21 @@ on_done(struct bp_grpc_stream *gs, const struct bp_grpc_status *st, void *arg)
     (void)gs;
     t->gs = NULL;
     t->sent_gen = 0;
+    if (!t->flight && t->queue && st->code != BP_GRPC_OK) {
+        /* the call failed before its first request was taken (a connection that could not
+         * even start: a name that does not resolve, an unreachable address, no socket): the
+         * head of the queue counts the attempt and the table waits out its backoff; opening
+         * the next call at once would spin (and, inside the channel's dispatch, never return
+         * to the loop) */
+        struct req *first = t->queue;
+        t->queue = first->next;
+        if (!t->queue)
+            t->queue_tail = NULL;
+        first->next = NULL;
+        bp_sw_req_failed(t, first, st->code, st->message);
+        bp_sw_pump(t);
+        return;
+    }
     if (!t->flight) {
         /* an idle call the server ended (GOAWAY, its idle limit): the next batch opens one */
         if (st->code != BP_GRPC_OK && st->code != BP_GRPC_UNAVAILABLE)

@@ -1219,6 +1219,12 @@ def same_rows_as(a, s, t):
           f"duplicate or extra (of {sum(want.values())})")
 
 
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @case
 @local.tags("storage_write", "faults")
 def sw_eo_offsets_faults_and_drain_finalize():
@@ -1339,6 +1345,33 @@ def sw_eo_sigterm_mid_run_then_restart_stores_once():
         for t in TABLES + ["rejected_events"]:
             same_rows_as(a, s, t)
         verify(s.emu, expect, raw, archive_dups_ok=True)
+
+
+@case
+@local.tags("storage_write", "faults")
+@local.errors(r" error batch: .* not stored, their messages will be redelivered: ")
+def sw_unreachable_endpoint_backs_off_never_spins():
+    """The gRPC endpoint's connection fails before it starts (an unreachable address: connect()
+    refuses at once, as with a name that does not resolve or no file descriptor left): each
+    attempt takes retry.*'s backoff, the process stays idle (CPU measured), SIGTERM ends it, and
+    no message is acked."""
+    with Scenario() as s:
+        need_grpc(s.emu)
+        path, expect, raw = corpus(s.tmp, 300, seed=59)
+        n = s.emu.publish(path)
+        b = Bepipe(s.emu, SW + ["--set", "drain_seconds=2"],
+                   env={"BIGQUERY_STORAGE_EMULATOR_HOST": "255.255.255.255:4430"})
+        b.wait_log("preflight: ok", timeout=30)
+        time.sleep(1)
+        c0, t0 = cpu_seconds(b.p.pid), time.time()
+        time.sleep(3)
+        frac = (cpu_seconds(b.p.pid) - c0) / (time.time() - t0)
+        check(frac < 0.3, f"CPU while the endpoint is unreachable: {frac:.2f} of a core")
+        rc = b.stop(timeout=30)
+        check_eq(sum(len(s.emu.rows(t)) for t in TABLES + ["rejected_events"]), 0, "no rows")
+        check("retry 1 in" in b.stderr(), "attempts back off: " + b.stderr()[-1500:])
+        st = s.emu.sub_state()
+        check_eq(st["backlog"] + st["outstanding"], n, f"no message acked (exit {rc}): {st}")
 
 
 if __name__ == "__main__":
