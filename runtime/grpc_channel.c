@@ -511,6 +511,15 @@ bp_grpc_stream_cancel(struct bp_grpc_stream *s)
     bp_grpc_kick(s->ch);   /* dispatch frees it once nghttp2 lets go (or skips its on_done) */
 }
 
+/* Cancel, and no new call on s's connection (grpc_channel.h). */
+void
+bp_grpc_stream_abandon(struct bp_grpc_stream *s)
+{
+    if (!s->released && s->conn)
+        s->conn->draining = 1;      /* dispatch frees it once its streams are gone */
+    bp_grpc_stream_cancel(s);
+}
+
 /* ---- dispatch: the only place the caller is called back -------------------------------- */
 
 static void

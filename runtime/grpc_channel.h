@@ -107,6 +107,12 @@ void bp_grpc_stream_close_send(struct bp_grpc_stream *s);
  * any callback, s's own included (not after s's on_done: s is gone then). */
 void bp_grpc_stream_cancel(struct bp_grpc_stream *s);
 
+/* Like bp_grpc_stream_cancel, and the connection s is on takes no new call: the next one opens
+ * a new connection. For a call whose replies did not come in time: its connection may be one the
+ * server no longer serves (a half-open peer, flow-control windows that never reopen), and calls
+ * opened on it again would wait as long. Calls already on it stay there until they end. */
+void bp_grpc_stream_abandon(struct bp_grpc_stream *s);
+
 /* A unary call's end: reply is the single reply message when st->code is OK, else NULL. A reply
  * of zero or several messages with status OK ends INTERNAL. */
 typedef void (*bp_grpc_unary_fn)(void *arg, const struct bp_grpc_status *st, const uint8_t *reply,

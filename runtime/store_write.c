@@ -592,7 +592,8 @@ on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         bp_sw_eo_recover(s);
     for (struct sw_table *t = s->tables; t; t = t->next) {
         if (t->flight && now - t->flight->sent_at >= s->rpc_timeout && t->gs) {
-            bp_grpc_stream_cancel(t->gs);
+            /* the next call goes on a new connection: a silent one would swallow it too */
+            bp_grpc_stream_abandon(t->gs);
             struct bp_grpc_status st = { BP_GRPC_DEADLINE_EXCEEDED, "no reply in time", NULL, 0,
                                          0, 1 };
             on_done(NULL, &st, t);

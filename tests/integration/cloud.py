@@ -1374,5 +1374,81 @@ def sw_unreachable_endpoint_backs_off_never_spins():
         check_eq(st["backlog"] + st["outstanding"], n, f"no message acked (exit {rc}): {st}")
 
 
+class SilentFirstProxy:
+    """A TCP proxy to target whose first connection is accepted and never answered (a half-open
+    peer: what a dropped NAT entry or a crashed server leaves); later ones are forwarded."""
+
+    def __init__(self, target):
+        import socket
+        import threading
+        self.socket, self.threading = socket, threading
+        self.target = target
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(16)
+        self.port = self.ls.getsockname()[1]
+        self.conns, self.held = 0, []
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            self.conns += 1
+            if self.conns == 1:
+                self.held.append(c)
+                continue
+            u = self.socket.create_connection(self.target)
+            self.held += [c, u]
+            for a, b in ((c, u), (u, c)):
+                self.threading.Thread(target=self.pipe, args=(a, b), daemon=True).start()
+
+    def pipe(self, a, b):
+        try:
+            while True:
+                d = a.recv(65536)
+                if not d:
+                    break
+                b.sendall(d)
+        except OSError:
+            pass
+        for x in (a, b):
+            try:
+                x.shutdown(self.socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        for x in [self.ls] + self.held:
+            x.close()
+
+
+@case
+@local.tags("storage_write", "faults")
+def sw_silent_connection_is_replaced_after_the_append_deadline():
+    """The gRPC connection is accepted and then never answered (no SETTINGS, no reply, no
+    WINDOW_UPDATE): after bigquery.append_timeout_seconds the calls go on a new connection, not
+    on the silent one again; every row stored once, every message acked."""
+    with Scenario() as s:
+        need_grpc(s.emu)
+        path, expect, raw = corpus(s.tmp, 2000, seed=63)
+        s.emu.publish(path)
+        host, port = s.emu.grpc.rsplit(":", 1)
+        px = SilentFirstProxy((host, int(port)))
+        try:
+            b = Bepipe(s.emu, SW + ["--set", "bigquery.append_timeout_seconds=2"],
+                       env={"BIGQUERY_STORAGE_EMULATOR_HOST": f"127.0.0.1:{px.port}"})
+            wait_drained(s.emu, 2000, [b], timeout=60)
+            check_eq(b.stop(), 0, "exit code")
+            check(px.conns >= 2, f"a new connection after the deadline: {px.conns}")
+            check("DEADLINE_EXCEEDED no reply in time" in b.stderr(),
+                  "the deadline ended the calls: " + b.stderr()[-1500:])
+            verify(s.emu, expect, raw)
+        finally:
+            px.close()
+
+
 if __name__ == "__main__":
     local.run_cases(CASES, os.path.join(ROOT, "bepipe-lua"))
