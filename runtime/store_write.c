@@ -342,8 +342,10 @@ on_message(struct bp_grpc_stream *gs, const uint8_t *msg, size_t len, void *arg)
      * request carried (the first of a call): the next request carries it again */
     if (rep.has_error && s->log)
         t->sent_gen = 0;
-    if (rep.has_error && rep.nrow_errors) {
-        /* none of the request was written: the refused rows are row errors, the rest go again */
+    if (rep.nrow_errors) {
+        /* none of the request was written (row_errors say so, beside an error as the service
+         * sends them, or an append_result or nothing as an odd server might: acking those
+         * would ack rows not stored): the refused rows are row errors, the rest go again */
         bp_buf_t rest;
         bp_buf_init(&rest, r->rows.max);
         size_t *orig = bp_xmalloc((r->nrows ? r->nrows : 1) * sizeof(*orig));

@@ -1450,5 +1450,33 @@ def sw_silent_connection_is_replaced_after_the_append_deadline():
             px.close()
 
 
+@case
+@local.tags("storage_write", "faults")
+def sw_row_errors_without_the_error_field_write_nothing():
+    """A reply whose row_errors come beside an append_result, or alone without the usual error:
+    nothing of that request was written, so its rows are not acked as stored; the refused rows
+    are dead letters of stage insert, the others are sent again and stored once."""
+    with Scenario() as s:
+        need_grpc(s.emu)
+        path, expect, raw = corpus(s.tmp, 1500, seed=64, invalid=0)
+        s.emu.publish(path)
+        s.emu.fault({"op": APPEND, "rejectRows": {"indexes": [1], "message": "odd result",
+                                                  "with": "result"}, "count": 1, "skip": 1})
+        s.emu.fault({"op": APPEND, "rejectRows": {"indexes": [2], "message": "odd alone",
+                                                  "with": "none"}, "count": 1, "skip": 3})
+        b = Bepipe(s.emu, SW)
+        wait_drained(s.emu, 1500, [b], timeout=60)
+        check_eq(b.stop(), 0, "exit code")
+        check(not s.emu.admin("GET", "/_emulator/faults").get("rules"),
+              "both faults served: " + repr(s.emu.admin("GET", "/_emulator/faults")))
+        dead = [r for r in s.emu.rows("rejected_events") if r["error_stage"] == "insert"]
+        check_eq(sorted(r["reason"].split(": ")[-1] for r in dead), ["odd alone", "odd result"],
+                 "the two refused rows dead-lettered: " + repr(dead)[:1500])
+        stored = sum(len(s.emu.rows(t)) for t in TABLES)
+        check_eq(stored, sum(expect["rows"].values()) - 2, "every other row stored")
+        st = s.emu.sub_state()
+        check_eq((st["backlog"], st["outstanding"]), (0, 0), "every message acked")
+
+
 if __name__ == "__main__":
     local.run_cases(CASES, os.path.join(ROOT, "bepipe-lua"))

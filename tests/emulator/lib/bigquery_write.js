@@ -734,14 +734,25 @@ class BigQueryWrite {
     const reject = this.faults.rowRejector({ method: 'POST', path: call.path, op: call.op });
     const stored = new Array(rows.length);
     const rowErrors = [];
+    let errorWith = 'error';
     for (let i = 0; i < rows.length; i++) {
       const out = this.decodeRow(conn, s.tb, rows[i]);
       if (out.error) { rowErrors.push({ index: String(i), code: 1, message: out.error }); continue; }
       if (reject) {
         const why = reject(i, out.json);
-        if (why) { rowErrors.push({ index: String(i), code: 1, message: why.message }); continue; }
+        if (why) {
+          if (why.with) errorWith = why.with;
+          rowErrors.push({ index: String(i), code: 1, message: why.message });
+          continue;
+        }
       }
       stored[i] = out.stored;
+    }
+    if (rowErrors.length && errorWith !== 'error') {
+      // an odd server's reply (fault rule rejectRows.with): row_errors beside append_result, or
+      // alone; nothing is written either way
+      const odd = errorWith === 'result' ? { appendResult: {}, rowErrors } : { rowErrors };
+      return reply(Object.assign(odd, this.schemaUpdate(conn, s)));
     }
     if (rowErrors.length) {
       return reply(Object.assign({

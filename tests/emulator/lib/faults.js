@@ -17,7 +17,10 @@
 //                    delivery: the first `ackIdCount` ids of the request (default all) fail
 //                    with this ErrorInfo value (e.g. "TRANSIENT_FAILURE_UNORDERED_ACK_ID")
 //   rejectRows       insertAll and AppendRows: mark rows invalid, by {indexes:[...]} and/or
-//                    {field:"a.b", equals:value}; other rows behave as usual
+//                    {field:"a.b", equals:value}; other rows behave as usual. AppendRows only:
+//                    with: "result" answers row_errors beside an (empty) append_result, "none"
+//                    row_errors alone, without the usual error (a server's odd reply; nothing
+//                    is written either way)
 // For the gRPC Storage Write API (ops "bigquerystorage.<Method>", path
 // "/google.cloud.bigquery.storage.v1.BigQueryWrite/<Method>"; a unary call matches once, an
 // AppendRows connection once per request message), in the same order:
@@ -136,6 +139,7 @@ class Faults {
       const rr = r.rejectRows;
       const idx = new Set(rr.indexes || []);
       const item = { reason: rr.reason || 'invalid', location: rr.field || '', debugInfo: '', message: rr.message || 'Row rejected by emulator fault injection.' };
+      if (rr.with) item.with = rr.with;
       return (i, json) => {
         if (rr.all || idx.has(i)) return item;
         // an integer past 2^53 in a row is a BigInt (json_exact.js), which JSON.stringify refuses
