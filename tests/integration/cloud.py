@@ -233,6 +233,30 @@ def verify(emu, expect, raw, archive_dups_ok=False):
     check_eq((st["backlog"], st["outstanding"]), (0, 0), "every message acked")
 
 
+def verify_at_least_once(emu, expect, raw):
+    """verify() for the Storage Write API's default stream, which keeps no insertId: every row
+    and dead letter stored at least once (a batch whose reply was lost may be stored twice: the
+    duplicates are counted, not refused), every raw line archived once, every message acked.
+    Returns the number of duplicate rows."""
+    dups = 0
+    for t in TABLES:
+        rows = collections.Counter(plain_rows(emu, t))
+        check_eq(len(rows), expect["rows"][t], f"distinct rows in {t}")
+        dups += sum(rows.values()) - len(rows)
+    dead = {}
+    for r in emu.rows("rejected_events"):
+        dead[r["message_id"]] = r["error_stage"]
+    stages = collections.Counter(dead.values())
+    for st in ["parse", "route", "validate"]:
+        check_eq(stages.get(st, 0), expect["dead"].get(st, 0), f"dead letters at stage {st}")
+    archived = [local.unmark(l) for lines in emu.objects().values() for l in lines]
+    check_eq(collections.Counter(archived), collections.Counter(raw),
+             "every raw line archived exactly once")
+    st = emu.sub_state()
+    check_eq((st["backlog"], st["outstanding"]), (0, 0), "every message acked")
+    return dups
+
+
 def corpus(d, n, seed, invalid=3):
     path = os.path.join(d, "events.ndjson")
     expect = local.gen(path, n, seed=seed, invalid=invalid)
@@ -1168,7 +1192,10 @@ def sw_token_expiry_mid_run():
         wait_drained(s.emu, 6000, [b])
         check_eq(b.stop(), 0, "exit code: " + b.stderr()[-1500:])
         check(calls() > before, f"calls opened after the expiry: {before} -> {calls()}")
-        verify(s.emu, expect, raw)
+        # the default stream is at-least-once: a batch whose reply the expiry or the GOAWAY
+        # cut off may be stored twice (seen once in a loaded run: 2128 order rows for 1733)
+        dups = verify_at_least_once(s.emu, expect, raw)
+        print(f"  ({dups} duplicate rows on the default stream)")
         tok = s.emu.admin("GET", "/_emulator/counters").get("oauth2.token", {})
         check(tok.get("statuses", {}).get("200", 0) >= 2,
               f"a second token was minted after the expiry: {tok}")
