@@ -19,6 +19,12 @@
  * ingestion time, the dead-letter rows of both formats, --local-out) at the price of a decode
  * per row; encoding in the map's own state, before any JSON, is the step after this one.
  *
+ * Requests: a batch is one AppendRows request, or several when its rows pass one request's
+ * 10 MB as protobuf (a row's protobuf can be larger than its JSON: a packed negative INT64 takes
+ * 10 bytes where its text took 3, so a batch under insertAll's limit may not fit): a row that
+ * does not fit opens the next request, in the batch's order. The batch's done runs once, after
+ * its last request ended, with the first failure's status or else every request's row errors.
+ *
  * Ordering: requests on one stream are answered in order, so the replies are matched to a FIFO
  * of requests in flight. A reply with row_errors wrote none of its request: those rows are
  * reported as row errors and the others are sent again in a new request, at the head of the
@@ -26,7 +32,9 @@
  *
  * exactly_once (bigquery.exactly_once): each table's rows go to a COMMITTED stream this process
  * creates, one append in flight with its offset; before it is sent the append log (append_log.h)
- * records which messages it carries. A lost reply sends the append again at the same offset
+ * records which messages it carries (a batch of several requests is several appends, each with
+ * its offset and record; a message whose rows span two is recorded as two parts of it, so a
+ * restart skips the part written and sends the rest). A lost reply sends the append again at the same offset
  * until it is answered (ALREADY_EXISTS: it was written). At start the previous process's streams
  * are finalized before any batch goes; a batch's rows the log then calls stored are left out of
  * the append and count as written. The drain finalizes this process's streams. That half lives
@@ -143,12 +151,38 @@ add_error(struct req *r, size_t index, const char *reason)
     r->nerrs++;
 }
 
-/* Encodes every entry line into r->rows; a row that cannot be written is a row error. */
-static void
-encode_rows(struct sw_store *s, struct req *r, const struct bp_schema *schema,
-            const char *entries, size_t len, size_t nrows, const unsigned char *skip)
+static struct req *
+req_new(struct sw_store *s, struct sw_table *t, struct put *put, size_t nrows)
 {
+    struct req *r = bp_xcalloc(1, sizeof(*r));
+    r->s = s;
+    r->t = t;
+    r->put = put;
+    r->offset = -1;
+    put->left++;
+    s->pending++;
+    bp_buf_init(&r->rows, MAX_REQUEST);
     r->orig = bp_xmalloc((nrows ? nrows : 1) * sizeof(*r->orig));
+    return r;
+}
+
+static void
+parts_add(struct req ***out, size_t *nout, struct req *r)
+{
+    *out = bp_xrealloc(*out, (*nout + 1) * sizeof(**out));
+    (*out)[(*nout)++] = r;
+}
+
+/* Encodes every entry line into requests of put (appended to *out, *nout of them), in the
+ * batch's order: a row that does not fit in the current request starts the next one; a row that
+ * cannot be written (or does not fit even alone) is a row error. */
+static void
+encode_rows(struct sw_store *s, struct sw_table *t, struct put *put,
+            const struct bp_schema *schema, const char *entries, size_t len, size_t nrows,
+            const unsigned char *skip, struct req ***out, size_t *nout)
+{
+    struct req *r = req_new(s, t, put, nrows);
+    parts_add(out, nout, r);
     const char *p = entries, *end = entries + len;
     for (size_t i = 0; i < nrows && p < end; i++) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -163,6 +197,13 @@ encode_rows(struct sw_store *s, struct req *r, const struct bp_schema *schema,
         if (ok) {
             ok = bp_proto_row_append(schema, s->L, lua_gettop(s->L), NULL, &r->rows, why,
                                      sizeof(why)) == 0;
+            if (!ok && r->nrows) {
+                /* the request may be full: the row opens the next one (alone it may fit) */
+                r = req_new(s, t, put, nrows);
+                parts_add(out, nout, r);
+                ok = bp_proto_row_append(schema, s->L, lua_gettop(s->L), NULL, &r->rows, why,
+                                         sizeof(why)) == 0;
+            }
             lua_settop(s->L, 0);
         }
         if (ok)
@@ -184,13 +225,44 @@ req_free(struct req *r)
         free((char *)r->errs[i].reason);
     free(r->errs);
     free(r->orig);
-    free(r->eo);
-    bp_buf_free(&r->keys);
     bp_buf_free(&r->rows);
     free(r);
 }
 
-/* Runs r's done (once) with status and frees r. */
+/* One part of put ended (or, with dropped, went without an answer: the store is going): once
+ * none is left, the batch's done runs (unless dropped) with the first failure, else 0 and every
+ * part's row errors, and put is freed. */
+static void
+put_part(struct put *put, int status, const char *msg, const struct req *r, int dropped)
+{
+    if (dropped) {
+        put->done = NULL;
+    } else if (status != 0 && put->status == 0) {
+        put->status = status;
+        put->msg = bp_xstrdup(msg ? msg : "");
+    } else if (status == 0 && r && r->nerrs) {
+        put->errs = bp_xrealloc(put->errs, (put->nerrs + r->nerrs) * sizeof(*put->errs));
+        for (size_t i = 0; i < r->nerrs; i++) {
+            put->errs[put->nerrs].index = r->errs[i].index;
+            put->errs[put->nerrs].reason = bp_xstrdup(r->errs[i].reason);
+            put->nerrs++;
+        }
+    }
+    if (--put->left)
+        return;
+    if (put->done)
+        put->done(put->arg, put->status, put->msg, put->status == 0 ? put->errs : NULL,
+                  put->status == 0 ? put->nerrs : 0);
+    for (size_t i = 0; i < put->nerrs; i++)
+        free((char *)put->errs[i].reason);
+    free(put->errs);
+    free(put->msg);
+    free(put->eo);
+    bp_buf_free(&put->keys);
+    free(put);
+}
+
+/* Ends r with status (its batch's done runs once every part has ended) and frees r. */
 static void
 req_finish(struct req *r, int status, const char *msg)
 {
@@ -202,7 +274,7 @@ req_finish(struct req *r, int status, const char *msg)
     } else {
         s->stats.failures++;
     }
-    r->done(r->arg, status, msg, status == 0 ? r->errs : NULL, status == 0 ? r->nerrs : 0);
+    put_part(r->put, status, msg, r, 0);
     req_free(r);
 }
 
@@ -665,24 +737,24 @@ bp_sw_put(struct sw_store *s, const char *table, const char *entries, size_t len
         t->schema = schema;
         t->desc_gen++;
     }
-    struct req *r = bp_xcalloc(1, sizeof(*r));
-    r->s = s;
-    r->t = t;
-    r->done = done;
-    r->arg = arg;
-    r->offset = -1;
-    bp_buf_init(&r->rows, MAX_REQUEST);
+    struct put *put = bp_xcalloc(1, sizeof(*put));
+    put->done = done;
+    put->arg = arg;
+    put->left = 1;              /* held while the batch is split: no done before the end */
     unsigned char *skip = NULL;
     if (s->log) {
         skip = bp_xcalloc(nrows ? nrows : 1, 1);
-        if (bp_sw_eo_scan(s, t, r, entries, len, nrows, skip) != 0) {
+        if (bp_sw_eo_scan(s, t, put, entries, len, nrows, skip) != 0) {
             free(skip);
-            req_free(r);
+            put->done = NULL;
+            put_part(put, 0, NULL, NULL, 1);
             done(arg, -1, "the append log cannot answer for the batch's messages yet", NULL, 0);
             return -1;
         }
     }
-    encode_rows(s, r, schema, entries, len, nrows, skip);
+    struct req **parts = NULL;
+    size_t nparts = 0;
+    encode_rows(s, t, put, schema, entries, len, nrows, skip, &parts, &nparts);
     if (skip) {
         size_t n = 0;
         for (size_t i = 0; i < nrows; i++)
@@ -694,12 +766,16 @@ bp_sw_put(struct sw_store *s, const char *table, const char *entries, size_t len
         s->stats.rows_skipped += n;
         free(skip);
     }
-    s->pending++;
-    if (r->nrows == 0) {
-        req_finish(r, 0, NULL);
-        return 0;
+    /* the parts in the batch's order: with exactly_once each is its own append, recorded and
+     * given its offset when it is sent, one at a time */
+    for (size_t i = 0; i < nparts; i++) {
+        if (parts[i]->nrows == 0)
+            req_finish(parts[i], 0, NULL);
+        else
+            queue_back(t, parts[i]);
     }
-    queue_back(t, r);
+    free(parts);
+    put_part(put, 0, NULL, NULL, 0);
     bp_sw_pump(t);
     return 0;
 }
@@ -743,10 +819,13 @@ sw_destroy(struct bp_store *bs)
     while (t) {
         struct sw_table *next = t->next;
         struct req *r;
-        while ((r = flight_pop(t)) != NULL)
+        while ((r = flight_pop(t)) != NULL) {
+            put_part(r->put, 0, NULL, NULL, 1);
             req_free(r);
+        }
         while ((r = t->queue) != NULL) {
             t->queue = r->next;
+            put_part(r->put, 0, NULL, NULL, 1);
             req_free(r);
         }
         free(t->name);

@@ -93,49 +93,49 @@ eo_key(bp_buf_t *b, const char *e, size_t n, const char *table)
            bp_buf_append(b, table, strlen(table)) != 0 || bp_buf_append(b, "", 1) != 0 ? -1 : 0;
 }
 
-/* Fills r->eo and r->keys for the batch's rows and marks in skip the rows a crashed process's
+/* Fills put->eo and put->keys for the batch's rows and marks in skip the rows a crashed process's
  * append stored (the log's answer for their message). Returns 0, or -1 when the log cannot
  * answer yet (its memory cap: the batch fails and comes back). */
 /* See store_write_int.h. */
 int
-bp_sw_eo_scan(struct sw_store *s, struct sw_table *t, struct req *r, const char *entries, size_t len,
-        size_t nrows, unsigned char *skip)
+bp_sw_eo_scan(struct sw_store *s, struct sw_table *t, struct put *put, const char *entries,
+              size_t len, size_t nrows, unsigned char *skip)
 {
-    r->eo = bp_xcalloc(nrows ? nrows : 1, sizeof(*r->eo));
-    bp_buf_init(&r->keys, 64u << 20);
+    put->eo = bp_xcalloc(nrows ? nrows : 1, sizeof(*put->eo));
+    bp_buf_init(&put->keys, 64u << 20);
     const char *p = entries, *end = entries + len;
     size_t i;
     for (i = 0; i < nrows && p < end; i++) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        size_t at = r->keys.len;
-        if (eo_key(&r->keys, p, n, t->name) != 0)
+        size_t at = put->keys.len;
+        if (eo_key(&put->keys, p, n, t->name) != 0)
             return -1;
-        r->eo[i].key_at = at;
-        r->eo[i].key_len = r->keys.len - at - 1;
-        if (i > 0 && r->eo[i - 1].key_len == r->eo[i].key_len &&
-            memcmp(r->keys.data + r->eo[i - 1].key_at, r->keys.data + at,
-                   r->eo[i].key_len) == 0) {
-            r->keys.len = at;   /* the same message: one copy of its id */
-            r->eo[i].key_at = r->eo[i - 1].key_at;
-            r->eo[i].ord = r->eo[i - 1].ord + 1;
+        put->eo[i].key_at = at;
+        put->eo[i].key_len = put->keys.len - at - 1;
+        if (i > 0 && put->eo[i - 1].key_len == put->eo[i].key_len &&
+            memcmp(put->keys.data + put->eo[i - 1].key_at, put->keys.data + at,
+                   put->eo[i].key_len) == 0) {
+            put->keys.len = at;   /* the same message: one copy of its id */
+            put->eo[i].key_at = put->eo[i - 1].key_at;
+            put->eo[i].ord = put->eo[i - 1].ord + 1;
         }
         p = nl ? nl + 1 : end;
     }
     for (size_t k = i; k-- > 0;)
-        r->eo[k].tot = k + 1 < i && r->eo[k + 1].key_at == r->eo[k].key_at &&
-                               r->eo[k + 1].ord == r->eo[k].ord + 1
-                           ? r->eo[k + 1].tot : r->eo[k].ord + 1;
+        put->eo[k].tot = k + 1 < i && put->eo[k + 1].key_at == put->eo[k].key_at &&
+                               put->eo[k + 1].ord == put->eo[k].ord + 1
+                           ? put->eo[k + 1].tot : put->eo[k].ord + 1;
     for (size_t k = 0; k < i; k++) {
-        if (r->eo[k].ord != 0)
+        if (put->eo[k].ord != 0)
             continue;
         struct bp_append_log_answer a;
-        bp_append_log_lookup(s->log, r->keys.data + r->eo[k].key_at, r->eo[k].key_len, &a);
+        bp_append_log_lookup(s->log, put->keys.data + put->eo[k].key_at, put->eo[k].key_len, &a);
         if (a.state == BP_APPEND_LOG_PENDING)
             return -1;
         if (a.state != BP_APPEND_LOG_STORED && a.state != BP_APPEND_LOG_PARTIAL)
             continue;
-        for (uint32_t j = 0; j < r->eo[k].tot; j++)
+        for (uint32_t j = 0; j < put->eo[k].tot; j++)
             if (a.state == BP_APPEND_LOG_STORED ||
                 (j < a.row_total && (a.stored[j / 8] >> (j % 8) & 1)))
                 skip[k + j] = 1;
@@ -153,14 +153,14 @@ bp_sw_eo_record(struct sw_table *t, struct req *r)
     struct bp_append_log_msg *m = bp_xcalloc(r->nrows ? r->nrows : 1, sizeof(*m));
     size_t n = 0;
     for (size_t i = 0; i < r->nrows; i++) {
-        const struct eo_row *e = &r->eo[r->orig[i]];
+        const struct eo_row *e = &r->put->eo[r->orig[i]];
         struct bp_append_log_msg *last = n ? &m[n - 1] : NULL;
-        if (last && last->id == r->keys.data + e->key_at &&
+        if (last && last->id == r->put->keys.data + e->key_at &&
             last->first_row + last->rows == e->ord) {
             last->rows++;
             continue;
         }
-        m[n].id = r->keys.data + e->key_at;
+        m[n].id = r->put->keys.data + e->key_at;
         m[n].id_len = e->key_len;
         m[n].row_total = e->tot;
         m[n].first_row = e->ord;
@@ -195,9 +195,9 @@ bp_sw_eo_written(struct sw_table *t, struct req *r)
         return;
     char err[300];
     for (size_t i = 0; i < r->nrows; i++) {
-        const struct eo_row *e = &r->eo[r->orig[i]];
+        const struct eo_row *e = &r->put->eo[r->orig[i]];
         if (e->ord == 0 &&
-            bp_append_log_acked(s->log, r->keys.data + e->key_at, e->key_len, err,
+            bp_append_log_acked(s->log, r->put->keys.data + e->key_at, e->key_len, err,
                                 sizeof(err)) != 0)
             bp_log_rl(BP_LOG_WARN, "bigquery", "sw-log", "%s", err);
     }

@@ -33,6 +33,23 @@ struct deferred {
     void *arg;
 };
 
+/* One batch of rows_put: its requests (several when its rows pass one request's size: the
+ * protobuf form of a row can be larger than its JSON, a packed negative INT64 takes 10 bytes
+ * where its text took 3) and what they ended with, until the last one ends and done runs once.
+ * With exactly_once each request is its own append (its offset, its log record, in order); a
+ * message whose rows span two appends is recorded as two parts of it, as a request's rest after
+ * row errors is, so a restart answers the part written and sends the rest. */
+struct put {
+    bp_store_done_fn done;
+    void *arg;
+    size_t left;                /* requests not ended, plus one while the batch is being split */
+    int status;                 /* 0, or the first failure's */
+    char *msg;
+    struct bp_row_error *errs;  /* the row errors of the requests that ended 0 */
+    size_t nerrs;
+    struct eo_row *eo;          /* exactly_once: batch row -> its message's log id and place */
+    bp_buf_t keys;              /* exactly_once: the log ids eo points into */
+};
 
 struct req {
     struct sw_store *s;
@@ -46,10 +63,7 @@ struct req {
     int attempt;                /* failed attempts of retryable codes */
     double sent_at;
     int64_t offset;             /* exactly_once: the append's first offset, -1 before one */
-    struct eo_row *eo;          /* exactly_once: batch row -> its message's log id and place */
-    bp_buf_t keys;              /* exactly_once: the log ids eo points into */
-    bp_store_done_fn done;
-    void *arg;
+    struct put *put;            /* the batch it is a part of */
 };
 
 struct sw_table {
@@ -121,9 +135,9 @@ int bp_sw_eo_open(struct sw_store *s, const struct bp_store_write_opts *o, char 
 /* Holds a batch until the previous process's streams are finalized (counted pending). */
 void bp_sw_eo_defer(struct sw_store *s, const char *table, const char *entries, size_t len,
                     size_t nrows, bp_store_done_fn done, void *arg);
-/* Fills r's log ids and marks in skip the rows the log calls stored. Returns 0, or -1 when the
- * log cannot answer yet. */
-int bp_sw_eo_scan(struct sw_store *s, struct sw_table *t, struct req *r, const char *entries,
+/* Fills put's log ids and marks in skip the rows the log calls stored. Returns 0, or -1 when
+ * the log cannot answer yet. */
+int bp_sw_eo_scan(struct sw_store *s, struct sw_table *t, struct put *put, const char *entries,
                   size_t len, size_t nrows, unsigned char *skip);
 /* Records r at t's next offset before it is sent. Returns 0, or -1 (tried again later). */
 int bp_sw_eo_record(struct sw_table *t, struct req *r);
