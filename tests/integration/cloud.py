@@ -1556,6 +1556,9 @@ def split_batch_case(eo):
                     break
                 time.sleep(0.2)
             check_eq(b.stop(), 0, "exit code: " + b.stderr()[-1500:])
+            m = re.search(r"(\d+) AppendRows requests", b.stderr())
+            check(m and int(m.group(1)) >= 2, "the batch went in several requests: " +
+                  (m.group(0) if m else b.stderr()[-1500:]))
             dead = s.emu.rows("rejected_events")
             check_eq([r["reason"] for r in dead], [], "no dead letters")
             rows = s.emu.rows("arr")
