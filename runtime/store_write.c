@@ -25,6 +25,12 @@
  * does not fit opens the next request, in the batch's order. The batch's done runs once, after
  * its last request ended, with the first failure's status or else every request's row errors.
  *
+ * Writer schemas: a row's field numbers follow its table's columns in order, so rows encoded
+ * before a reload that dropped or moved a column cannot go under the newer writer schema. Each
+ * request holds the writer schema its rows were encoded under (struct sw_desc, refcounted: the
+ * table holds the newest) and carries it when it is not the one its call last sent, so old and
+ * new rows each go with their own, on the same call.
+ *
  * Ordering: requests on one stream are answered in order, so the replies are matched to a FIFO
  * of requests in flight. A reply with row_errors wrote none of its request: those rows are
  * reported as row errors and the others are sent again in a new request, at the head of the
@@ -151,6 +157,15 @@ add_error(struct req *r, size_t index, const char *reason)
     r->nerrs++;
 }
 
+static void
+desc_unref(struct sw_desc *d)
+{
+    if (d && --d->refs == 0) {
+        bp_buf_free(&d->bytes);
+        free(d);
+    }
+}
+
 static struct req *
 req_new(struct sw_store *s, struct sw_table *t, struct put *put, size_t nrows)
 {
@@ -158,6 +173,8 @@ req_new(struct sw_store *s, struct sw_table *t, struct put *put, size_t nrows)
     r->s = s;
     r->t = t;
     r->put = put;
+    r->desc = t->desc;
+    r->desc->refs++;
     r->offset = -1;
     put->left++;
     s->pending++;
@@ -226,6 +243,7 @@ req_free(struct req *r)
     free(r->errs);
     free(r->orig);
     bp_buf_free(&r->rows);
+    desc_unref(r->desc);
     free(r);
 }
 
@@ -610,9 +628,11 @@ bp_sw_pump(struct sw_table *t)
         bp_buf_init(&out, 2 * MAX_REQUEST);
         struct bp_append_req ar = { 0 };
         ar.write_stream = t->stream;
-        if (t->sent_gen != t->desc_gen) {
-            ar.descriptor = t->desc.data;
-            ar.descriptor_len = t->desc.len;
+        if (t->sent_gen != r->desc->gen) {
+            /* the call's first request, or rows encoded under another writer schema than the
+             * call's last one (older or newer than it, after a reload) */
+            ar.descriptor = r->desc->bytes.data;
+            ar.descriptor_len = r->desc->bytes.len;
             ar.trace_id = "bepipe-lua";
         }
         ar.rows = r->rows.data;
@@ -639,7 +659,7 @@ bp_sw_pump(struct sw_table *t)
             queue_front(t, r);
             return;
         }
-        t->sent_gen = t->desc_gen;
+        t->sent_gen = r->desc->gen;
         r->sent_at = bp_time_mono();
         r->next = NULL;
         if (t->flight_tail)
@@ -700,7 +720,6 @@ table_for(struct sw_store *s, const char *name)
     t->params = bp_xmalloc(n);
     snprintf(t->params, n, "write_stream=%s", esc);
     free(esc);
-    bp_buf_init(&t->desc, 1u << 20);
     t->next = s->tables;
     s->tables = t;
     return t;
@@ -720,22 +739,28 @@ bp_sw_put(struct sw_store *s, const char *table, const char *entries, size_t len
         done(arg, BP_STORE_PERMANENT, why, NULL, 0);
         return -1;
     }
-    if (schema != t->schema) {
-        /* a new table, or its schema changed (a reload read the live one): a new writer schema,
-         * sent with the next request */
-        bp_buf_t d;
-        bp_buf_init(&d, 1u << 20);
-        if (bp_proto_descriptor(schema, &d, why, sizeof(why)) != 0) {
-            bp_buf_free(&d);
-            char m[600];
-            snprintf(m, sizeof(m), "table %s: %s", table, why);
-            done(arg, BP_STORE_PERMANENT, m, NULL, 0);
-            return -1;
-        }
-        bp_buf_free(&t->desc);
-        t->desc = d;
-        t->schema = schema;
-        t->desc_gen++;
+    /* the writer schema of schema, built for every batch rather than trusted by address (a
+     * reload frees the schemas it replaces: a new one may come at an old one's address); a
+     * new one when it differs (a new table, or a reload read another live schema), sent with
+     * the first request of its rows */
+    bp_buf_t d;
+    bp_buf_init(&d, 1u << 20);
+    if (bp_proto_descriptor(schema, &d, why, sizeof(why)) != 0) {
+        bp_buf_free(&d);
+        char m[600];
+        snprintf(m, sizeof(m), "table %s: %s", table, why);
+        done(arg, BP_STORE_PERMANENT, m, NULL, 0);
+        return -1;
+    }
+    if (t->desc && d.len == t->desc->bytes.len && memcmp(d.data, t->desc->bytes.data, d.len) == 0) {
+        bp_buf_free(&d);
+    } else {
+        struct sw_desc *nd = bp_xcalloc(1, sizeof(*nd));
+        nd->refs = 1;
+        nd->gen = t->desc ? t->desc->gen + 1 : 1;
+        nd->bytes = d;
+        desc_unref(t->desc);
+        t->desc = nd;
     }
     struct put *put = bp_xcalloc(1, sizeof(*put));
     put->done = done;
@@ -831,7 +856,7 @@ sw_destroy(struct bp_store *bs)
         free(t->name);
         free(t->stream);
         free(t->params);
-        bp_buf_free(&t->desc);
+        desc_unref(t->desc);
         free(t);
         t = next;
     }

@@ -51,6 +51,17 @@ struct put {
     bp_buf_t keys;              /* exactly_once: the log ids eo points into */
 };
 
+/* A writer schema: the DescriptorProto of the table's schema some rows were encoded under. The
+ * table holds the newest; each request holds the one of its own rows until it ends, so rows
+ * queued before a reload moved the table's columns (a column dropped, or dropped and added
+ * again: the field numbers follow the columns' order) still go with the numbering they were
+ * encoded in, whatever the table's writer schema is by the time they are sent. */
+struct sw_desc {
+    unsigned refs;
+    unsigned gen;               /* its table's count of writer schemas, from 1 */
+    bp_buf_t bytes;
+};
+
 struct req {
     struct sw_store *s;
     struct sw_table *t;
@@ -64,6 +75,7 @@ struct req {
     double sent_at;
     int64_t offset;             /* exactly_once: the append's first offset, -1 before one */
     struct put *put;            /* the batch it is a part of */
+    struct sw_desc *desc;       /* the writer schema its rows were encoded under (a reference) */
 };
 
 struct sw_table {
@@ -72,11 +84,10 @@ struct sw_table {
     char *name;
     char *stream;               /* projects/P/datasets/D/tables/T/streams/_default */
     char *params;               /* write_stream=<escaped stream> */
-    const struct bp_schema *schema;     /* the one the descriptor was built from */
-    bp_buf_t desc;              /* its DescriptorProto */
-    unsigned desc_gen;          /* bumped when desc changes */
+    struct sw_desc *desc;       /* the newest writer schema (a reference), NULL before a batch */
     struct bp_grpc_stream *gs;  /* open AppendRows call, or NULL */
-    unsigned sent_gen;          /* the desc_gen the open call has seen, 0 = none yet */
+    unsigned sent_gen;          /* the gen of the writer schema the open call last sent, 0 =
+                                 * none yet: a request of another one carries its own */
     struct req *queue, *queue_tail;     /* waiting to be sent */
     struct req *flight, *flight_tail;   /* sent, reply owed: oldest first */
     size_t nflight;
