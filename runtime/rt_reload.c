@@ -46,6 +46,26 @@ bp_rt_adopt_live(struct bp_rt *rt, struct bp_schema_set *live)
     bp_rt_bind_routes(rt);
 }
 
+/* See rt_reload.h. */
+void
+bp_rt_adopt_table(struct bp_rt *rt, const char *table, struct bp_schema *taken)
+{
+    struct bp_schema_set *set = &rt->live_schemas;
+    size_t i = 0;
+    while (i < set->n && strcmp(set->tables[i], table) != 0)
+        i++;
+    if (i == set->n) {
+        set->tables = bp_xrealloc(set->tables, (set->n + 1) * sizeof(*set->tables));
+        set->schemas = bp_xrealloc(set->schemas, (set->n + 1) * sizeof(*set->schemas));
+        set->tables[i] = bp_xstrdup(table);
+        set->schemas[i] = NULL;
+        set->n++;
+    }
+    bp_schema_free(set->schemas[i]);
+    set->schemas[i] = taken;
+    bp_rt_bind_routes(rt);
+}
+
 /* Reads the schema of every table in the pipeline's DDL folder (through host's bepipe.ddl) into
  * rt->schemas, so rows are checked before they leave (dispatch.c). At start (keep_old 0) no DDL
  * folder, or one that does not parse, means no checks (--check reports the DDL's problems): a

@@ -15,6 +15,11 @@ void bp_rt_bind_routes(struct bp_rt *rt);
  * the routes are bound again. */
 void bp_rt_adopt_live(struct bp_rt *rt, struct bp_schema_set *live);
 
+/* One table's live schema as the service gave it (an AppendRows reply's updated_schema: the
+ * table changed under the run) replaces the one in force (taken: freed by rt), as a table sync
+ * would, and the routes are bound again: the next rows are checked, and written, against it. */
+void bp_rt_adopt_table(struct bp_rt *rt, const char *table, struct bp_schema *taken);
+
 /* Reads the DDL folder's schemas (bp_rt_ddl_dir, through host's bepipe.ddl) into rt->schemas.
  * A folder that cannot be read or parsed is a warning: keep_old 0 (start) leaves no schemas,
  * keep_old 1 (reload) keeps those in force. Does not bind the routes. */

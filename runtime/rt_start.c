@@ -241,6 +241,13 @@ table_schema(void *owner, const char *table)
     return s ? s : bp_schema_set_find(&rt->schemas, table);
 }
 
+/* An AppendRows reply said the table's schema changed: the live one in force from now on. */
+static void
+table_schema_updated(void *owner, const char *table, struct bp_schema *taken)
+{
+    bp_rt_adopt_table(owner, table, taken);
+}
+
 /* bigquery.method = storage_write: rows through the Storage Write API (store_write.c); the
  * archive stays with the cloud store. Returns 0, or -1 with err set. */
 static int
@@ -258,7 +265,8 @@ open_row_store(struct bp_rt *rt, char *err, size_t errlen)
         .user_agent = "bepipe-lua/" BP_RT_VERSION, .api = bp_rt_api_for(rt, emulated),
         .auth = emulated && !force ? NULL : rt->auth, .max_attempts = (int)c->retry_attempts,
         .rpc_timeout = (double)c->append_timeout_seconds, .project = c->bq_project, .dataset = c->bq_dataset,
-        .schema_for = table_schema, .owner = rt, .lib_dir = rt->lib_dir,
+        .schema_for = table_schema, .schema_updated = table_schema_updated, .owner = rt,
+        .lib_dir = rt->lib_dir,
         .exactly_once = (int)c->exactly_once, .state_dir = c->state_dir,
         .pipeline = rt->pipeline_path, .worker = rt->worker_index,
         .trim_on_write = c->input != NULL || rt->replay != NULL,

@@ -31,6 +31,10 @@
  * table holds the newest) and carries it when it is not the one its call last sent, so old and
  * new rows each go with their own, on the same call.
  *
+ * A reply's updated_schema (the table changed under the run) goes to the owner
+ * (schema_updated), which takes it as the table's live schema: the next batches are checked and
+ * written against it, without a reload.
+ *
  * Ordering: requests on one stream are answered in order, so the replies are matched to a FIFO
  * of requests in flight. A reply with row_errors wrote none of its request: those rows are
  * reported as row errors and the others are sent again in a new request, at the head of the
@@ -424,10 +428,18 @@ on_message(struct bp_grpc_stream *gs, const uint8_t *msg, size_t len, void *arg)
         bp_sw_pump(t);
         return;
     }
-    if (rep.updated_schema)
-        bp_log_rl(BP_LOG_INFO, "bigquery", "sw-updated", "AppendRows %s: the table gained "
-                  "columns (updated_schema); rows keep the schema in force until a reload reads "
-                  "it", t->name);
+    if (rep.updated_schema && s->schema_updated) {
+        /* the table changed under the run (it gained columns): its schema from now on, for
+         * the check and the writer schema of the next batch, as a table sync would give it */
+        bp_log(BP_LOG_INFO, "bigquery", "AppendRows %s: the table's schema changed "
+               "(updated_schema, %zu columns): the next rows are checked and written against it",
+               t->name, rep.updated_schema->root.nfields);
+        s->schema_updated(s->owner, t->name, rep.updated_schema);
+        rep.updated_schema = NULL;
+    } else if (rep.updated_schema) {
+        bp_log_rl(BP_LOG_INFO, "bigquery", "sw-updated", "AppendRows %s: the table's schema "
+                  "changed (updated_schema); rows keep the schema in force", t->name);
+    }
     /* exactly_once: an error reply may have come before the server took the writer schema the
      * request carried (the first of a call): the next request carries it again */
     if (rep.has_error && s->log)
@@ -896,6 +908,7 @@ bp_store_write_new(const struct bp_store_write_opts *o, char *err, size_t errlen
     s->project = bp_xstrdup(o->project);
     s->dataset = bp_xstrdup(o->dataset);
     s->schema_for = o->schema_for;
+    s->schema_updated = o->schema_updated;
     s->owner = o->owner;
     ev_timer_init(&s->timer, on_timer, 0., 0.);
     struct bp_grpc_channel_opts co = { 0 };

@@ -13,9 +13,16 @@ struct bp_api;
 struct bp_auth;
 
 /* The schema rows of table are written with (the one the schema check holds: the live table's,
- * else the DDL's), or NULL when none is known. The pointer is compared between batches: a new
- * one means the table changed and a new writer schema goes with the next request. */
+ * else the DDL's), or NULL when none is known. Asked for each batch: a writer schema built from
+ * it that differs from the last one goes with the next request of that batch's rows. */
 typedef const struct bp_schema *(*bp_store_schema_fn)(void *owner, const char *table);
+
+/* An AppendRows reply's updated_schema: table's schema changed (it gained columns) under the
+ * run. The owner takes the schema (frees it) and from then on answers schema_for with it, as
+ * after a table sync: the next batch's rows are checked and written against it (a new writer
+ * schema on the open call). */
+typedef void (*bp_store_schema_update_fn)(void *owner, const char *table,
+                                          struct bp_schema *taken);
 
 struct bp_store_write_opts {
     struct ev_loop *loop;
@@ -30,6 +37,7 @@ struct bp_store_write_opts {
     double rpc_timeout;         /* seconds a request may wait for its reply; 0 = 60 */
     const char *project, *dataset;
     bp_store_schema_fn schema_for;
+    bp_store_schema_update_fn schema_updated;   /* NULL: updated_schema only logged */
     void *owner;
     const char *lib_dir;        /* the bepipe Lua library (bepipe.int64) */
     /* bigquery.exactly_once: a COMMITTED stream per table, an offset on every append, each

@@ -107,6 +107,7 @@ struct sw_store {
     double rpc_timeout;
     char *project, *dataset;
     bp_store_schema_fn schema_for;
+    bp_store_schema_update_fn schema_updated;
     void *owner;
     lua_State *L;               /* the rows' JSON read into tables here */
     int decode_ref;             /* lua-cjson's decoder for what json_lua.cpp declines */

@@ -1658,5 +1658,63 @@ def sw_rows_queued_before_a_column_reorder_land_in_their_columns():
         shutil.rmtree(d, ignore_errors=True)
 
 
+@case
+@local.tags("storage_write", "schema")
+def sw_updated_schema_in_a_reply_is_taken_without_a_reload():
+    """The table gains a column while the run goes on (tables.patch, no reload, no
+    --update-tables): the next AppendRows reply carries updated_schema, and the run takes it as
+    the table's live schema: the rows that fill the new column are checked against it and
+    stored with their values (under a new writer schema on the open call), where the schema in
+    force before would dead-letter them (no such field)."""
+    with Scenario() as probe:
+        need_grpc(probe.emu)
+    d = tempfile.mkdtemp(prefix="bepipe-sw-")
+    try:
+        p = local.nums_pipeline(d)
+        route = os.path.join(d, "s", "events", "nums.lua")
+        src = open(route).read()
+        check("s = ev.s," in src, "the nums map")
+        open(route, "w").write(src.replace("s = ev.s,", "s = ev.s, note = ev.note,", 1))
+        with Scenario(ddl_dir=os.path.join(d, "s", "ddl")) as s:
+            def stored(n):
+                return lambda: (len(s.emu.rows("nums")) >= n and
+                                s.emu.sub_state()["outstanding"] == 0 and
+                                s.emu.sub_state()["backlog"] == 0)
+            s.emu.publish(nums_events(os.path.join(d, "a.ndjson"), range(20)))
+            b = Bepipe(s.emu, SW, pipeline=p)
+            wait_until("the first rows stored", stored(20), b)
+            path = f"/bigquery/v2/projects/{PROJECT}/datasets/{DATASET}/tables/nums"
+            fields = s.emu.admin("GET", path)["schema"]["fields"]
+            s.emu.admin("PATCH", path, {"schema": {"fields": fields + [
+                {"name": "note", "type": "STRING", "mode": "NULLABLE"}]}})
+            # rows without the column: their reply says the table changed
+            s.emu.publish(nums_events(os.path.join(d, "b.ndjson"), range(20, 40)))
+            wait_until("the second rows stored", stored(40), b)
+            c = os.path.join(d, "c.ndjson")
+            with open(c, "w") as f:
+                for i in range(40, 60):
+                    f.write('{"event_type":"nums","i":%d,"f":0.5,"s":"r%d","note":"n%d"}\n'
+                            % (i, i, i))
+            s.emu.publish(c)
+            end = time.time() + 60
+            while time.time() < end:
+                st = s.emu.sub_state()
+                if st["backlog"] == 0 and st["outstanding"] == 0 and \
+                        len(s.emu.rows("nums")) + len(s.emu.rows("rejected_events")) >= 60:
+                    break
+                time.sleep(0.2)
+            check_eq(b.stop(), 0, "exit code: " + b.stderr()[-1500:])
+            check("AppendRows nums: the table's schema changed (updated_schema" in b.stderr(),
+                  "the reply's updated_schema taken: " + b.stderr()[-1500:])
+            check_eq([r.get("reason") for r in s.emu.rows("rejected_events")][:3], [],
+                     "no row refused")
+            rows = s.emu.rows("nums")
+            check_eq(sorted(int(r["i"]) for r in rows), list(range(60)), "every row once")
+            check_eq(sorted(r["note"] for r in rows if r.get("note")),
+                     sorted("n%d" % i for i in range(40, 60)), "the new column's values")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 if __name__ == "__main__":
     local.run_cases(CASES, os.path.join(ROOT, "bepipe-lua"))
