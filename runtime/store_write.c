@@ -13,7 +13,7 @@
  *
  * Rows: batch.c hands over the insertAll entries the schema check passed
  * ({"insertId":..,"json":{row}}); each row object is read into a Lua table of a state of this
- * store's own (json_lua.cpp: integers past 2^53 exact as int64 cdata) and written by
+ * store's own (entry_lua.c: integers past 2^53 exact as int64 cdata) and written by
  * proto_row.c against the table's schema (the DDL's, or the live table's once known). Going
  * through the checked JSON keeps one row path for both methods (the metadata columns, the
  * ingestion time, the dead-letter rows of both formats, --local-out) at the price of a decode
@@ -57,14 +57,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <lauxlib.h>
-#include <lualib.h>
-
 #include "api.h"
 #include "auth.h"
 #include "endpoints.h"
 #include "grpc_channel.h"
-#include "json_lua.h"
+#include "entry_lua.h"
 #include "log.h"
 #include "proto_desc.h"
 #include "proto_msg.h"
@@ -78,79 +75,6 @@
 #define MAX_REQUEST (10 * 1000 * 1000 - 64 * 1024)
 
 /* ---- rows: entries -> ProtoRows ---- */
-
-static const char decoder_code[] =
-    "local lib, inexact = ...\n"
-    "package.path = lib .. '/?.lua;' .. lib .. '/?/init.lua'\n"
-    "require('bepipe.int64').install()\n"
-    "local cjson = require('cjson').new()\n"
-    "cjson.decode_invalid_numbers(false)\n"
-    "cjson.decode_max_depth(64)\n"
-    "return function(text)\n"
-    "  local ok, v = pcall(cjson.decode, text)\n"
-    "  if not ok then return nil, tostring(v) end\n"
-    "  local path, digits = inexact(text)\n"
-    "  if path then return nil, 'the integer ' .. digits .. ' at ' .. path ..\n"
-    "    ' cannot be read exactly' end\n"
-    "  return v\n"
-    "end\n";
-
-extern int luaopen_cjson(lua_State *L);
-
-static int
-decoder_open(struct sw_store *s, const char *lib_dir, char *err, size_t errlen)
-{
-    s->L = luaL_newstate();
-    if (!s->L) {
-        snprintf(err, errlen, "storage_write: no memory for a Lua state");
-        return -1;
-    }
-    luaL_openlibs(s->L);
-    lua_getglobal(s->L, "package");
-    lua_getfield(s->L, -1, "preload");
-    lua_pushcfunction(s->L, luaopen_cjson);
-    lua_setfield(s->L, -2, "cjson");
-    lua_pop(s->L, 2);
-    if (luaL_loadbuffer(s->L, decoder_code, sizeof(decoder_code) - 1, "=storage_write") != 0 ||
-        (lua_pushstring(s->L, lib_dir), lua_pushcfunction(s->L, bp_json_lua_inexact),
-         lua_pcall(s->L, 2, 1, 0) != 0)) {
-        snprintf(err, errlen, "storage_write: %s", lua_tostring(s->L, -1));
-        return -1;
-    }
-    s->decode_ref = luaL_ref(s->L, LUA_REGISTRYINDEX);
-    return 0;
-}
-
-/* Pushes the "json" member of one insertAll entry as a Lua table. Returns 0, or -1 with why. */
-static int
-push_row(struct sw_store *s, const char *e, size_t n, char *why, size_t whylen)
-{
-    lua_State *L = s->L;
-    if (!bp_json_lua_push(L, e, n)) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, s->decode_ref);
-        lua_pushlstring(L, e, n);
-        if (lua_pcall(L, 1, 2, 0) != 0 || lua_isnil(L, -2)) {
-            snprintf(why, whylen, "the row cannot be read for the Storage Write API: %s",
-                     lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
-            lua_settop(L, 0);
-            return -1;
-        }
-        lua_pop(L, 1);
-    }
-    if (!lua_istable(L, -1)) {
-        snprintf(why, whylen, "the entry is not a JSON object");
-        lua_settop(L, 0);
-        return -1;
-    }
-    lua_getfield(L, -1, "json");
-    lua_remove(L, -2);
-    if (!lua_istable(L, -1)) {
-        snprintf(why, whylen, "the entry has no row object");
-        lua_settop(L, 0);
-        return -1;
-    }
-    return 0;
-}
 
 static void
 add_error(struct req *r, size_t index, const char *reason)
@@ -214,18 +138,19 @@ encode_rows(struct sw_store *s, struct sw_table *t, struct put *put,
             continue;
         }
         char why[600];
-        int ok = push_row(s, p, n, why, sizeof(why)) == 0;
+        int ok = bp_entry_lua_push(s->rows, p, n, why, sizeof(why)) == 0;
         if (ok) {
-            ok = bp_proto_row_append(schema, s->L, lua_gettop(s->L), NULL, &r->rows, why,
+            lua_State *L = bp_entry_lua_state(s->rows);
+            ok = bp_proto_row_append(schema, L, lua_gettop(L), NULL, &r->rows, why,
                                      sizeof(why)) == 0;
             if (!ok && r->nrows) {
                 /* the request may be full: the row opens the next one (alone it may fit) */
                 r = req_new(s, t, put, nrows);
                 parts_add(out, nout, r);
-                ok = bp_proto_row_append(schema, s->L, lua_gettop(s->L), NULL, &r->rows, why,
+                ok = bp_proto_row_append(schema, L, lua_gettop(L), NULL, &r->rows, why,
                                          sizeof(why)) == 0;
             }
-            lua_settop(s->L, 0);
+            lua_settop(L, 0);
         }
         if (ok)
             r->orig[r->nrows++] = i;
@@ -233,8 +158,7 @@ encode_rows(struct sw_store *s, struct sw_table *t, struct put *put,
             add_error(r, i, why);
         p = nl ? nl + 1 : end;
     }
-    /* a batch's garbage, collected between batches rather than by the allocator's pace */
-    lua_gc(s->L, LUA_GCSTEP, 200);
+    bp_entry_lua_collect(s->rows);
 }
 
 /* ---- requests ---- */
@@ -879,8 +803,7 @@ sw_destroy(struct bp_store *bs)
         free(d);
     }
     bp_append_log_free(s->log);
-    if (s->L)
-        lua_close(s->L);
+    bp_entry_lua_free(s->rows);
     free(s->project);
     free(s->dataset);
     free(s);
@@ -918,7 +841,7 @@ bp_store_write_new(const struct bp_store_write_opts *o, char *err, size_t errlen
     co.ca_file = o->ca_file;
     co.user_agent = o->user_agent;
     s->ch = bp_grpc_channel_new(o->loop, &co, err, errlen);
-    if (!s->ch || decoder_open(s, o->lib_dir, err, errlen) != 0) {
+    if (!s->ch || !(s->rows = bp_entry_lua_new(o->lib_dir, err, errlen))) {
         sw_destroy(&s->base);
         return NULL;
     }

@@ -7,10 +7,10 @@
 
 #include "append_log.h"
 #include "buf.h"
+#include "entry_lua.h"
 #include "grpc_channel.h"
 #include "store_write.h"
 
-#include <lua.h>
 
 struct sw_store;
 struct sw_table;
@@ -109,8 +109,7 @@ struct sw_store {
     bp_store_schema_fn schema_for;
     bp_store_schema_update_fn schema_updated;
     void *owner;
-    lua_State *L;               /* the rows' JSON read into tables here */
-    int decode_ref;             /* lua-cjson's decoder for what json_lua.cpp declines */
+    bp_entry_lua_t *rows;       /* the batches' entries read into Lua tables (entry_lua.h) */
     struct sw_table *tables;
     size_t pending;
     ev_timer timer;             /* backoffs and the replies' deadline */
