@@ -29,7 +29,9 @@
  * before a reload that dropped or moved a column cannot go under the newer writer schema. Each
  * request holds the writer schema its rows were encoded under (struct sw_desc, refcounted: the
  * table holds the newest) and carries it when it is not the one its call last sent, so old and
- * new rows each go with their own, on the same call.
+ * new rows each go with their own, on the same call. Rows whose writer schema names a column
+ * the table has since dropped are refused by the service for that: on the default stream their
+ * messages come again (-1) and are mapped against the table as it is now.
  *
  * A reply's updated_schema (the table changed under the run) goes to the owner
  * (schema_updated), which takes it as the table's live schema: the next batches are checked and
@@ -326,6 +328,31 @@ bp_sw_req_failed(struct sw_table *t, struct req *r, int code, const char *msg)
 
 /* ---- the AppendRows call of a table ---- */
 
+/* Whether an error reply refuses the writer schema for a field the table lacks. */
+static int
+extra_fields(const struct bp_append_reply *rep)
+{
+    return rep->code == BP_GRPC_INVALID_ARGUMENT &&
+           (rep->storage_code == BP_STORAGE_SCHEMA_MISMATCH_EXTRA_FIELDS ||
+            strstr(rep->message, "has more fields than BigQuery schema") != NULL);
+}
+
+/* Whether d is not the writer schema of t's schema as it is now (a reload changed it). */
+static int
+desc_outdated(struct sw_table *t, const struct sw_desc *d)
+{
+    const struct bp_schema *schema = t->s->schema_for(t->s->owner, t->name);
+    if (!schema)
+        return 0;
+    char why[300];
+    bp_buf_t now;
+    bp_buf_init(&now, 1u << 20);
+    int outdated = bp_proto_descriptor(schema, &now, why, sizeof(why)) == 0 &&
+                   (now.len != d->bytes.len || memcmp(now.data, d->bytes.data, now.len) != 0);
+    bp_buf_free(&now);
+    return outdated;
+}
+
 static void
 on_message(struct bp_grpc_stream *gs, const uint8_t *msg, size_t len, void *arg)
 {
@@ -430,6 +457,16 @@ on_message(struct bp_grpc_stream *gs, const uint8_t *msg, size_t len, void *arg)
             r->offset = -1;
         }
         bp_sw_req_failed(t, r, rep.code, rep.message);
+    } else if (rep.has_error && !s->log && extra_fields(&rep) && desc_outdated(t, r->desc)) {
+        /* rows encoded before a reload dropped a column their writer schema names: the service
+         * refuses that writer schema, not the rows. Not written: their messages come again and
+         * are mapped against the table as it is now (dead-lettering them would keep good rows
+         * out). The default stream only: with exactly_once the append's log record stays for
+         * its offset, so it ends as any refused append does */
+        char m[700];
+        snprintf(m, sizeof(m), "AppendRows %s: %s %.500s (rows encoded before the table's "
+                 "schema changed)", t->name, bp_grpc_code_name(rep.code), rep.message);
+        req_finish(r, -1, m);
     } else if (rep.has_error) {
         if (s->log && !bp_grpc_retryable(rep.code))
             r->offset = -1;   /* refused for sure: its offset stays free */

@@ -1587,6 +1587,10 @@ NUMS_REORDERED = ("CREATE OR REPLACE TABLE `backend_events_data.nums` (\n"
                   "  ingestion_time TIMESTAMP\n);\n")
 
 
+NUMS_DROPPED = ("CREATE OR REPLACE TABLE `backend_events_data.nums` (\n"
+                "  event_type STRING, i INT64, f FLOAT64, s STRING, ingestion_time TIMESTAMP\n);\n")
+
+
 def nums_events(path, ids):
     with open(path, "w") as f:
         for i in ids:
@@ -1618,6 +1622,22 @@ def sw_rows_queued_before_a_column_reorder_land_in_their_columns():
     behind them. Each request goes with the writer schema its rows were encoded under: every
     row's values land in their own columns (sent under the newer one, the older rows' event_type
     and s would swap)."""
+    queued_rows_across_a_schema_change(NUMS_REORDERED)
+
+
+@case
+@local.tags("storage_write", "schema")
+@local.errors(r" error batch: table nums: \d+ rows not stored, their messages will be "
+              r"redelivered: AppendRows nums: INVALID_ARGUMENT Input schema has more fields")
+def sw_rows_queued_before_a_column_drop_are_mapped_again():
+    """The same with a column dropped (one the rows leave NULL): the service refuses the older
+    writer schema (it names a column the table no longer has); those rows are not written and
+    their messages come again, mapped against the table as it is now: every row stored, none
+    dead-lettered (dead-lettering them would keep good rows out of the table)."""
+    queued_rows_across_a_schema_change(NUMS_DROPPED, drop="bad FLOAT64, ")
+
+
+def queued_rows_across_a_schema_change(ddl, drop=None):
     with Scenario() as probe:
         need_grpc(probe.emu)
     d = tempfile.mkdtemp(prefix="bepipe-sw-")
@@ -1633,9 +1653,15 @@ def sw_rows_queued_before_a_column_reorder_land_in_their_columns():
                        s.emu.sub_state()["outstanding"] == 40, b)
             req = urllib.request.Request(
                 f"{s.emu.url}/_emulator/ddl?project={PROJECT}&dataset={DATASET}",
-                data=NUMS_REORDERED.encode(), method="POST")
+                data=ddl.encode(), method="POST")
             with urllib.request.urlopen(req, timeout=30) as r:
                 check("nums" in r.read().decode(), "the table re-created")
+            if drop:
+                # the pipeline's DDL drops it too (--update-tables would add it back)
+                path = os.path.join(d, "s", "ddl", "nums.sql")
+                text = open(path).read()
+                check(drop in text, "the DDL has the column")
+                open(path, "w").write(text.replace(drop, "", 1))
             b.p.send_signal(signal.SIGHUP)
             b.wait_log("generation 2 loaded")
             s.emu.publish(nums_events(os.path.join(d, "b.ndjson"), range(40, 80)))
