@@ -1457,7 +1457,10 @@ class SilentFirstProxy:
 def sw_silent_connection_is_replaced_after_the_append_deadline():
     """The gRPC connection is accepted and then never answered (no SETTINGS, no reply, no
     WINDOW_UPDATE): after bigquery.append_timeout_seconds the calls go on a new connection, not
-    on the silent one again; every row stored once, every message acked."""
+    on the silent one again; every row stored, every message acked. The default stream is
+    at-least-once: on a loaded machine an append on the good connection can also outlive the
+    deadline after the service wrote it, and is then sent again (duplicates counted, as in
+    sw_token_expiry_mid_run); the deadline is 4 s so that stays rare."""
     with Scenario() as s:
         need_grpc(s.emu)
         path, expect, raw = corpus(s.tmp, 2000, seed=63)
@@ -1465,14 +1468,16 @@ def sw_silent_connection_is_replaced_after_the_append_deadline():
         host, port = s.emu.grpc.rsplit(":", 1)
         px = SilentFirstProxy((host, int(port)))
         try:
-            b = Bepipe(s.emu, SW + ["--set", "bigquery.append_timeout_seconds=2"],
+            b = Bepipe(s.emu, SW + ["--set", "bigquery.append_timeout_seconds=4"],
                        env={"BIGQUERY_STORAGE_EMULATOR_HOST": f"127.0.0.1:{px.port}"})
             wait_drained(s.emu, 2000, [b], timeout=60)
             check_eq(b.stop(), 0, "exit code")
             check(px.conns >= 2, f"a new connection after the deadline: {px.conns}")
             check("DEADLINE_EXCEEDED no reply in time" in b.stderr(),
                   "the deadline ended the calls: " + b.stderr()[-1500:])
-            verify(s.emu, expect, raw)
+            dups = verify_at_least_once(s.emu, expect, raw)
+            if dups:
+                print(f"    ({dups} rows stored twice: appends outlived the deadline)")
         finally:
             px.close()
 
