@@ -28,8 +28,16 @@
  * the number is no concern of an INT64 column; the note costs one compare per double on the
  * common path. What the value alone cannot tell: an exact integer equal to a noted double in
  * the same event is written as the noted text too (an INT64 column refuses it: dead-lettered,
- * never changed). Below 2^52 a fraction vanishes only in a text of 16 or more significant
- * digits (1.9999999999999999 reads as 2): not looked for.
+ * never changed).
+ * Below 2^52 too a text can say more than its double: 1.9999999999999999 reads as 2 (an INT64
+ * column would store 2), 1234567.8912345678 as the double whose shortest text is
+ * 1234567.891234568 (a NUMERIC column would store that). Such a text is noted the same way.
+ * Which texts: a double carries any decimal of 15 significant digits exactly (it reads back
+ * as the same decimal from its shortest text), so only a number written with a fraction or an
+ * exponent and more than 15 significant digits can be one; it is noted when its decimal value
+ * is not that of the shortest text of its double. The DOM keeps no text, so the text is
+ * scanned for such numbers after the walk, and only when the walk met a double (a whole
+ * number that is not one is an exact integer or an int64 cdata).
  * An integer zero written `-0` is -0.0 for lua-cjson, 0 in simdjson's DOM: such text is parsed
  * again with each `-0` written `-0.0` (rare; a string holding "-0" is left as it is).
  * Declined: text that simdjson refuses (invalid JSON, and also what lua-cjson takes but
@@ -47,6 +55,7 @@
 extern "C" {
 #include "bp_ffi.h"
 #include "json_lua.h"
+#include "json_row.h"
 #include "schema_scalar.h"
 #include <lauxlib.h>
 #include <lua.h>
@@ -63,30 +72,17 @@ thread_local dom::parser *parser;
 thread_local char *pad_buf;
 thread_local size_t pad_cap;
 
-/* The numbers of the text, in order, found as the walk needs them: the DOM keeps a number's
- * value, not its text, and visits numbers in the text's order. Only a walk that meets a double
- * between 2^52 and 2^53 (rare) runs it. */
-struct numscan {
-    const char *p;
-    size_t n, at;
-    long seen;        /* numbers passed so far */
-};
-
 struct walk {
     lua_State *L;
     bool zero_int;    /* an integer 0 was pushed: it may have been written -0 */
-    bool unsure;      /* a double's text could not be found or noted: declined */
+    bool doubles;     /* a number with a fraction or an exponent was pushed */
     int int64;        /* stack index of bepipe.int64 (scripts/bepipe/int64.lua), 0 if none */
-    long nums;        /* numbers pushed so far */
-    numscan scan;
 };
 
 /* 2^53: every integer below it in magnitude is a double that only that integer's text gives;
  * from it on one is not (9007199254740993.0 is the double 2^53), and an integer goes as an
  * int64_t cdata so that it reaches the row unchanged */
 const uint64_t EXACT = 9007199254740992ull;
-/* 2^52: from it on doubles are whole numbers, and a fraction of the text can vanish */
-const double LOST_MIN = 4503599627370496.0;
 
 /* The doubles of the last text decoded (bp_json_lua_push, bp_json_lua_inexact) whose text had
  * a fraction the double lost, with that text. A few per event at most: more, or a longer text,
@@ -115,50 +111,150 @@ bool note_lost(double v, const char *p, size_t n)
     return true;
 }
 
+struct free_text {
+    void operator()(char *p) const { free(p); }
+};
+
 inline bool number_char(char c)
 {
     return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
 }
 
-/* The text of the k-th number (1-based, k never less than a previous call's) of valid JSON,
- * outside strings; false when there is none. */
-bool nth_number(numscan &s, long k, const char **tok, size_t *len)
+/* The decimal value of the number text s[0..n) (JSON syntax, or what printf's %g writes) as
+ * its significant digits, without leading or trailing zeros, into dig (*nd of them, at most
+ * cap: false past it) and the power of ten of the first (*exp10); zero has none. */
+bool decimal_of(const char *s, size_t n, char *dig, size_t cap, size_t *nd, long *exp10)
 {
-    while (s.at < s.n) {
-        char c = s.p[s.at];
-        if (c == '"') {
-            size_t j = s.at + 1;
-            while (j < s.n && s.p[j] != '"')
-                j += s.p[j] == '\\' ? 2 : 1;
-            s.at = j + 1;
-        } else if (c == '-' || (c >= '0' && c <= '9')) {
-            size_t b = s.at;
-            while (s.at < s.n && number_char(s.p[s.at]))
-                s.at++;
-            if (++s.seen == k) {
-                *tok = s.p + b;
-                *len = s.at - b;
-                return true;
-            }
-        } else {
-            s.at++;
+    size_t i = n && (s[0] == '-' || s[0] == '+') ? 1 : 0;
+    /* the value is 0.DIGITS times 10^point (times 10^exp): point counts the digits before the
+     * decimal point from the first significant one, or less the zeros after it */
+    long point = 0;
+    bool seen_dot = false, started = false;
+    size_t k = 0, last = 0;
+    for (; i < n && s[i] != 'e' && s[i] != 'E'; i++) {
+        char c = s[i];
+        if (c == '.') {
+            seen_dot = true;
+            continue;
         }
+        if (!started && c == '0') {
+            if (seen_dot)
+                point--;
+            continue;
+        }
+        started = true;
+        if (!seen_dot)
+            point++;
+        if (k == cap)
+            return false;
+        dig[k++] = c;
+        if (c != '0')
+            last = k;
     }
-    return false;
+    long exp = 0;
+    if (i < n) {
+        size_t j = i + 1;
+        bool neg = j < n && s[j] == '-';
+        j += j < n && (s[j] == '-' || s[j] == '+');
+        for (; j < n; j++)
+            if (exp < 100000)
+                exp = exp * 10 + (s[j] - '0');
+        exp = neg ? -exp : exp;
+    }
+    *nd = last;
+    *exp10 = started ? point - 1 + exp : 0;
+    return true;
 }
 
-/* For the double v the walk's current number (w.nums) decoded to, from 2^52 to 2^53 in
- * magnitude: notes it when its text is not an integer on its digits. */
-void check_lost(walk &w, double v)
+/* True when the number text tok[0..len) (valid JSON, with a fraction or an exponent) says
+ * more than its double *v (set, read as strtod reads it, when more than 15 significant
+ * digits): its decimal value is not that of the double's shortest text (bp_json_number_text,
+ * what the row writer writes). */
+bool says_more(const char *tok, size_t len, double *v)
 {
-    const char *tok;
-    size_t len;
-    if (!nth_number(w.scan, w.nums, &tok, &len)) {
-        w.unsure = true;
-        return;
+    int sig = 0;
+    bool started = false;
+    for (size_t i = 0; i < len && tok[i] != 'e' && tok[i] != 'E'; i++) {
+        char c = tok[i];
+        if (c >= '1' && c <= '9')
+            started = true;
+        if (started && c >= '0' && c <= '9')
+            sig++;
     }
-    if (!bp_number_text_integral(tok, len) && !note_lost(v, tok, len))
-        w.unsure = true;
+    if (sig <= 15)
+        return false;
+    char buf[64];
+    std::unique_ptr<char, free_text> big;
+    char *t = buf;
+    if (len >= sizeof(buf)) {
+        big.reset((char *)malloc(len + 1));
+        if (!big)
+            return true;    /* unsure: noted, or declined when it cannot be */
+        t = big.get();
+    }
+    memcpy(t, tok, len);
+    t[len] = 0;
+    *v = strtod(t, NULL);
+    char sh[40];
+    size_t shn = bp_json_number_text(sh, sizeof(sh), *v);
+    if (shn == 0)
+        return true;
+    /* the text's digits, at most 17 of them compared: a text that differs from the shortest
+     * in fewer would not read as the same double */
+    char d1[24], d2[24];
+    size_t n1, n2;
+    long e1, e2;
+    if (!decimal_of(sh, shn, d2, sizeof(d2), &n2, &e2))
+        return true;
+    if (!decimal_of(tok, len, d1, sizeof(d1), &n1, &e1))
+        return true;    /* more than 24 significant digits: none of them zeros at the end */
+    return n1 != n2 || e1 != e2 || memcmp(d1, d2, n1) != 0;
+}
+
+/* Notes every number of the valid JSON text p[0..n) (outside strings) that says more than its
+ * double; false when one cannot be noted. */
+bool note_texts(const char *p, size_t n)
+{
+    size_t at = 0;
+    while (at < n) {
+        const char *q = (const char *)memchr(p + at, '"', n - at);
+        size_t stop = q ? (size_t)(q - p) : n;
+        /* numbers between strings */
+        while (at < stop) {
+            char c = p[at];
+            if (c == '-' || (c >= '0' && c <= '9')) {
+                size_t b = at;
+                bool frac = false;
+                while (at < stop && number_char(p[at])) {
+                    frac |= p[at] == '.' || p[at] == 'e' || p[at] == 'E';
+                    at++;
+                }
+                double v;
+                if (frac && at - b > 15 && says_more(p + b, at - b, &v) &&
+                    !note_lost(v, p + b, at - b))
+                    return false;
+            } else {
+                at++;
+            }
+        }
+        if (!q)
+            break;
+        /* past the string */
+        size_t j = stop + 1;
+        for (;;) {
+            const char *e = (const char *)memchr(p + j, '"', n - j);
+            if (!e)
+                return true;
+            size_t k = (size_t)(e - p), bs = 0;
+            while (k - bs > stop + 1 && p[k - bs - 1] == '\\')
+                bs++;
+            j = k + 1;
+            if (bs % 2 == 0)
+                break;
+        }
+        at = j;
+    }
+    return true;
 }
 
 /* Pushes the integer (negative when neg) of magnitude u >= 2^53 as an int64_t cdata made by
@@ -218,7 +314,6 @@ bool push(walk &w, dom::element e, int depth)
         return true;
     }
     case dom::element_type::INT64: {
-        w.nums++;
         int64_t v = e.get_int64().value_unsafe();
         w.zero_int |= v == 0;
         uint64_t mag = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
@@ -231,16 +326,12 @@ bool push(walk &w, dom::element e, int depth)
         /* past INT64_MAX: no INT64 column takes it, and a FLOAT64 one its double; a uint64_t
          * cdata would expose scripts to LuaJIT 2.1.0-beta3's compiled uint64_t -> double
          * conversion, which rounds twice (tests/lua/test_int64.lua) */
-        w.nums++;
         lua_pushnumber(L, (lua_Number)e.get_uint64().value_unsafe());
         return true;
     case dom::element_type::DOUBLE: {
         /* a fraction or an exponent in the text */
-        double v = e.get_double().value_unsafe();
-        w.nums++;
-        if (fabs(v) >= LOST_MIN && fabs(v) < (double)EXACT)
-            check_lost(w, v);
-        lua_pushnumber(L, v);
+        w.doubles = true;
+        lua_pushnumber(L, e.get_double().value_unsafe());
         return true;
     }
     case dom::element_type::BOOL:
@@ -320,10 +411,6 @@ size_t minus_zero_rewrite(const char *p, size_t n, char *out)
 
 /* A deleter for malloc'd text (a functor: a function pointer's call is a C++ UBSan check that
  * a C link lacks the runtime of). */
-struct free_text {
-    void operator()(char *p) const { free(p); }
-};
-
 bool padded_copy(const char *p, size_t n)
 {
     if (n + SIMDJSON_PADDING > pad_cap) {
@@ -458,8 +545,8 @@ bp_json_lua_push(lua_State *L, const char *p, size_t n)
     if (!lua_checkstack(L, 8))
         return 0;
     lua_getfield(L, LUA_REGISTRYINDEX, "bepipe.int64");
-    walk w = { L, false, false, lua_isfunction(L, -1) ? top + 1 : 0, 0, { text, n, 0, 0 } };
-    if (!push(w, root, 1) || w.unsure) {
+    walk w = { L, false, false, lua_isfunction(L, -1) ? top + 1 : 0 };
+    if (!push(w, root, 1) || (w.doubles && !note_texts(text, n))) {
         lua_settop(L, top);
         nlost = 0;
         return 0;
@@ -476,8 +563,7 @@ bp_json_lua_push(lua_State *L, const char *p, size_t n)
             return lua_settop(L, top), 0;
         minus_zero_rewrite(p, n, text2.get());
         nlost = 0;
-        w.nums = 0;
-        w.scan = numscan{ text2.get(), n2, 0, 0 };
+        w.doubles = false;
         if (n2 > use->max_capacity()) {
             own.reset(new (std::nothrow) dom::parser(n2));
             if (!own)
@@ -485,7 +571,7 @@ bp_json_lua_push(lua_State *L, const char *p, size_t n)
             use = own.get();
         }
         if (use->parse(text2.get(), n2, false).get(root) != SUCCESS || !push(w, root, 1) ||
-            w.unsure) {
+            (w.doubles && !note_texts(text2.get(), n2))) {
             lua_settop(L, top);
             nlost = 0;
             return 0;
@@ -567,23 +653,8 @@ bp_json_lua_inexact(lua_State *L)
                 what = "integer";
             else if (memchr(tok, '.', len) || memchr(tok, 'e', len) || memchr(tok, 'E', len)) {
                 /* as the fast path notes it: the double lua-cjson read, for the row writer */
-                char buf[64];
                 double v = 0;
-                if (len < sizeof(buf)) {
-                    memcpy(buf, tok, len);
-                    buf[len] = 0;
-                    v = strtod(buf, NULL);
-                } else {
-                    std::unique_ptr<char, free_text> big((char *)malloc(len + 1));
-                    if (big) {
-                        memcpy(big.get(), tok, len);
-                        big.get()[len] = 0;
-                        v = strtod(big.get(), NULL);
-                    }
-                }
-                if (fabs(v) >= LOST_MIN && fabs(v) < (double)EXACT &&
-                    !bp_number_text_integral(tok, len) &&
-                    (!json_number(tok, len) || !note_lost(v, tok, len)))
+                if (says_more(tok, len, &v) && (!json_number(tok, len) || !note_lost(v, tok, len)))
                     what = "fraction";
             }
             if (what) {

@@ -224,15 +224,14 @@ put_number(struct enc *e, int depth, double v)
     if (!isfinite(v))
         return fail(e, depth, "%s is not a JSON number", v > 0 ? "inf" : "-inf");
     double a = fabs(v);
-    if (a >= 4503599627370496.0 && a < 9007199254740992.0) {
-        /* from 2^52 doubles are whole numbers: one the event wrote with a fraction it lost
-         * (4503599627370496.5) is written as that text, which reads back to v and which
-         * schema_scalar.c refuses for INT64 */
-        size_t tn;
-        const char *t = bp_json_lua_lost_text(v, &tn);
-        if (t)
-            return put(e, t, tn);
-    }
+    /* a double whose event text said more than it carries (4503599627370496.5 is the whole
+     * double 4503599627370496, 1.9999999999999999 is 2, 1234567.8912345678 is the double of
+     * 1234567.891234568) is written as that text: it reads back to v (FLOAT64), a NUMERIC
+     * column stores the event's value, and schema_scalar.c refuses it for INT64 */
+    size_t tn;
+    const char *t = bp_json_lua_lost_text(v, &tn);
+    if (t)
+        return put(e, t, tn);
     size_t n = bp_json_number_text(buf, sizeof(buf), v);
     if (n == 0)
         return fail(e, depth, "the number %g cannot be written", v);
