@@ -31,7 +31,7 @@
  * never changed).
  * Below 2^52 too a text can say more than its double: 1.9999999999999999 reads as 2 (an INT64
  * column would store 2), 1234567.8912345678 as the double whose shortest text is
- * 1234567.891234568 (a NUMERIC column would store that). Such a text is noted the same way.
+ * 1234567.8912345679 (a NUMERIC column would store that). Such a text is noted the same way.
  * Which texts: a double carries any decimal of 15 significant digits exactly (it reads back
  * as the same decimal from its shortest text), so only a number written with a fraction or an
  * exponent and more than 15 significant digits can be one; it is noted when its decimal value

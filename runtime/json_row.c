@@ -226,7 +226,7 @@ put_number(struct enc *e, int depth, double v)
     double a = fabs(v);
     /* a double whose event text said more than it carries (4503599627370496.5 is the whole
      * double 4503599627370496, 1.9999999999999999 is 2, 1234567.8912345678 is the double of
-     * 1234567.891234568) is written as that text: it reads back to v (FLOAT64), a NUMERIC
+     * 1234567.8912345679) is written as that text: it reads back to v (FLOAT64), a NUMERIC
      * column stores the event's value, and schema_scalar.c refuses it for INT64 */
     size_t tn;
     const char *t = bp_json_lua_lost_text(v, &tn);

@@ -451,7 +451,7 @@ a_fraction_the_double_loses_never_reaches_int64(void **st)
 }
 
 /* Below 2^52 a text of more than 15 significant digits can say more than its double too
- * (1.9999999999999999 reads as 2, 1234567.8912345678 as the double of 1234567.891234568): the
+ * (1.9999999999999999 reads as 2, 1234567.8912345678 as the double of 1234567.8912345679): the
  * row gets the event's text (FLOAT64 reads the same double, NUMERIC the event's value, INT64
  * refuses what is no integer on its digits); a text its double's shortest text equals in value
  * stays the shortest text; through both decoders. */
