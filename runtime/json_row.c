@@ -12,10 +12,10 @@
  *   - a double of 2^53 or more in magnitude that %g writes as bare digits gets ".0": it may be
  *     a rounded integer (9007199254740993.0 is the double 2^53; the decoder carries an integer
  *     written 2^53 as a cdata), and an INT64 column must not take it for exact digits;
- *   - a whole double from 2^52 to 2^53 that the event wrote with a fraction the double lost
- *     (4503599627370496.5 decoded to 4503599627370496) is written as the event's text
- *     (bp_json_lua_lost_text): it reads back to the same double, and is no integer for an INT64
- *     column;
+ *   - a double whose event text said more than the double carries (1.9999999999999999 decoded
+ *     to 2, 4503599627370496.5 to 4503599627370496, 1234567.8912345678) is written as the
+ *     event's text (bp_json_lua_lost_text): it reads back to the same double (FLOAT64), is the
+ *     event's value (NUMERIC), and is no integer for an INT64 column;
  *   - an int64_t / uint64_t cdata (how the decoders in json_lua.cpp carry an integer past 2^53)
  *     is written as its exact digits;
  *   - strings escape only what JSON needs: '"', '\\' and control characters;
