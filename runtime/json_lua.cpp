@@ -37,7 +37,8 @@
  * exponent and more than 15 significant digits can be one; it is noted when its decimal value
  * is not that of the shortest text of its double. The DOM keeps no text, so the text is
  * scanned for such numbers after the walk, and only when the walk met a double (a whole
- * number that is not one is an exact integer or an int64 cdata).
+ * number that is not one is an exact integer or an int64 cdata) and the text holds 16 digits
+ * in a row (long_digit_run: 8 bytes at a time).
  * An integer zero written `-0` is -0.0 for lua-cjson, 0 in simdjson's DOM: such text is parsed
  * again with each `-0` written `-0.0` (rare; a string holding "-0" is left as it is).
  * Declined: text that simdjson refuses (invalid JSON, and also what lua-cjson takes but
@@ -209,6 +210,25 @@ bool says_more(const char *tok, size_t len, double *v)
     if (!decimal_of(tok, len, d1, sizeof(d1), &n1, &e1))
         return true;    /* more than 24 significant digits: none of them zeros at the end */
     return n1 != n2 || e1 != e2 || memcmp(d1, d2, n1) != 0;
+}
+
+/* False when the text p[0..n) holds no 16 bytes in a row from '.' to '9' (digits, '.', '/'),
+ * so no number of more than 15 significant digits: such a run always covers 8 bytes at an
+ * offset that is a multiple of 8, which are tested 8 at a time. The cheap look that spares the
+ * common event (short numbers) note_texts' scan. */
+bool long_digit_run(const char *p, size_t n)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+        uint64_t x;
+        memcpy(&x, p + i, 8);
+        /* a byte below '.' (0x2e), or above '9' (0x39), or with the high bit set */
+        uint64_t below = (x - ones * 0x2e) & ~x & high;
+        uint64_t above = ((x + ones * (127 - 0x39)) | x) & high;
+        if (!(below | above))
+            return true;
+    }
+    return false;
 }
 
 /* Notes every number of the valid JSON text p[0..n) (outside strings) that says more than its
@@ -546,7 +566,8 @@ bp_json_lua_push(lua_State *L, const char *p, size_t n)
         return 0;
     lua_getfield(L, LUA_REGISTRYINDEX, "bepipe.int64");
     walk w = { L, false, false, lua_isfunction(L, -1) ? top + 1 : 0 };
-    if (!push(w, root, 1) || (w.doubles && !note_texts(text, n))) {
+    if (!push(w, root, 1) ||
+        (w.doubles && long_digit_run(text, n) && !note_texts(text, n))) {
         lua_settop(L, top);
         nlost = 0;
         return 0;
@@ -571,7 +592,7 @@ bp_json_lua_push(lua_State *L, const char *p, size_t n)
             use = own.get();
         }
         if (use->parse(text2.get(), n2, false).get(root) != SUCCESS || !push(w, root, 1) ||
-            (w.doubles && !note_texts(text2.get(), n2))) {
+            (w.doubles && long_digit_run(text2.get(), n2) && !note_texts(text2.get(), n2))) {
             lua_settop(L, top);
             nlost = 0;
             return 0;

@@ -512,6 +512,28 @@ a_fraction_below_2_52_the_double_loses_never_reaches_int64(void **st)
         if (!noted ? lt != NULL : !lt || n != strlen(t) || memcmp(lt, t, n) != 0)
             fail_msg("%s: lua-cjson's path notes %.*s", t, lt ? (int)n : 4, lt ? lt : "none");
     }
+    /* found at every offset from 8-byte alignment (the quick look tests 8 bytes at a time),
+     * the shortest at the very end of the text */
+    for (int pad = 0; pad < 9; pad++) {
+        char text[200];
+        snprintf(text, sizeof(text), "{\"p\":\"%.*s\",\"n\":[1.5,1.9999999999999999]}", pad,
+                 "xxxxxxxxx");
+        assert_true(bp_json_lua_push(L, text, strlen(text)));
+        lua_pop(L, 1);
+        size_t n;
+        const char *lt = bp_json_lua_lost_text(2.0, &n);
+        if (!lt || n != 18 || memcmp(lt, "1.9999999999999999", 18) != 0)
+            fail_msg("%s: not noted", text);
+    }
+    assert_true(bp_json_lua_push(L, "{\"n\":1.00000000000000001}", 25));
+    lua_pop(L, 1);
+    size_t n1;
+    assert_non_null(bp_json_lua_lost_text(1.0, &n1));
+    /* digits in a string are no number */
+    const char *str = "{\"s\":\"1.9999999999999999\",\"n\":2.5}";
+    assert_true(bp_json_lua_push(L, str, strlen(str)));
+    lua_pop(L, 1);
+    assert_null(bp_json_lua_lost_text(2.0, &n1));
     lua_close(L);
 }
 
