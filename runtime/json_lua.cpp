@@ -91,17 +91,23 @@ const uint64_t EXACT = 9007199254740992ull;
 struct lost_number {
     double v;
     unsigned char len;
-    char text[47];
+    char text[111];
 };
 const int LOST_CAP = 16;
 thread_local lost_number lost[LOST_CAP];
 thread_local int nlost;
 
+/* The same double, bit for bit: -0.0 is not 0.0 (a text that underflows to 0 is no -0) */
+inline bool same_double(double a, double b)
+{
+    return memcmp(&a, &b, sizeof(a)) == 0;
+}
+
 /* Notes that text p[0..n) was decoded as v, a lost fraction; false when it cannot be noted. */
 bool note_lost(double v, const char *p, size_t n)
 {
     for (int i = 0; i < nlost; i++)
-        if (lost[i].v == v)
+        if (same_double(lost[i].v, v))
             return true;    /* the first text of the double stands for it */
     if (nlost == LOST_CAP || n > sizeof(lost[0].text))
         return false;
@@ -608,7 +614,7 @@ extern "C" const char *
 bp_json_lua_lost_text(double v, size_t *n)
 {
     for (int i = 0; i < nlost; i++)
-        if (lost[i].v == v) {
+        if (same_double(lost[i].v, v)) {
             *n = lost[i].len;
             return lost[i].text;
         }
