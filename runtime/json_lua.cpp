@@ -28,8 +28,17 @@
  * the number is no concern of an INT64 column; the note costs one compare per double on the
  * common path. What the value alone cannot tell: an exact integer equal to a noted double in
  * the same event is written as the noted text too (an INT64 column refuses it: dead-lettered,
- * never changed). Below 2^52 a fraction vanishes only in a text of 16 or more significant
- * digits (1.9999999999999999 reads as 2): not looked for.
+ * never changed).
+ * Below 2^52 too a text can say more than its double: 1.9999999999999999 reads as 2 (an INT64
+ * column would store 2), 1234567.8912345678 as the double whose shortest text is
+ * 1234567.8912345679 (a NUMERIC column would store that). Such a text is noted the same way.
+ * Which texts: a double carries any decimal of 15 significant digits exactly (it reads back
+ * as the same decimal from its shortest text), so only a number written with a fraction or an
+ * exponent and more than 15 significant digits can be one; it is noted when its decimal value
+ * is not that of the shortest text of its double. The DOM keeps no text, so the text is
+ * scanned for such numbers after the walk, and only when the walk met a double (a whole
+ * number that is not one is an exact integer or an int64 cdata) and the text holds 16 digits
+ * in a row (long_digit_run: 8 bytes at a time).
  * An integer zero written `-0` is -0.0 for lua-cjson, 0 in simdjson's DOM: such text is parsed
  * again with each `-0` written `-0.0` (rare; a string holding "-0" is left as it is).
  * Declined: text that simdjson refuses (invalid JSON, and also what lua-cjson takes but
@@ -47,6 +56,7 @@
 extern "C" {
 #include "bp_ffi.h"
 #include "json_lua.h"
+#include "json_row.h"
 #include "schema_scalar.h"
 #include <lauxlib.h>
 #include <lua.h>
@@ -63,30 +73,17 @@ thread_local dom::parser *parser;
 thread_local char *pad_buf;
 thread_local size_t pad_cap;
 
-/* The numbers of the text, in order, found as the walk needs them: the DOM keeps a number's
- * value, not its text, and visits numbers in the text's order. Only a walk that meets a double
- * between 2^52 and 2^53 (rare) runs it. */
-struct numscan {
-    const char *p;
-    size_t n, at;
-    long seen;        /* numbers passed so far */
-};
-
 struct walk {
     lua_State *L;
     bool zero_int;    /* an integer 0 was pushed: it may have been written -0 */
-    bool unsure;      /* a double's text could not be found or noted: declined */
+    bool doubles;     /* a number with a fraction or an exponent was pushed */
     int int64;        /* stack index of bepipe.int64 (scripts/bepipe/int64.lua), 0 if none */
-    long nums;        /* numbers pushed so far */
-    numscan scan;
 };
 
 /* 2^53: every integer below it in magnitude is a double that only that integer's text gives;
  * from it on one is not (9007199254740993.0 is the double 2^53), and an integer goes as an
  * int64_t cdata so that it reaches the row unchanged */
 const uint64_t EXACT = 9007199254740992ull;
-/* 2^52: from it on doubles are whole numbers, and a fraction of the text can vanish */
-const double LOST_MIN = 4503599627370496.0;
 
 /* The doubles of the last text decoded (bp_json_lua_push, bp_json_lua_inexact) whose text had
  * a fraction the double lost, with that text. A few per event at most: more, or a longer text,
@@ -94,17 +91,23 @@ const double LOST_MIN = 4503599627370496.0;
 struct lost_number {
     double v;
     unsigned char len;
-    char text[47];
+    char text[111];
 };
 const int LOST_CAP = 16;
 thread_local lost_number lost[LOST_CAP];
 thread_local int nlost;
 
+/* The same double, bit for bit: -0.0 is not 0.0 (a text that underflows to 0 is no -0) */
+inline bool same_double(double a, double b)
+{
+    return memcmp(&a, &b, sizeof(a)) == 0;
+}
+
 /* Notes that text p[0..n) was decoded as v, a lost fraction; false when it cannot be noted. */
 bool note_lost(double v, const char *p, size_t n)
 {
     for (int i = 0; i < nlost; i++)
-        if (lost[i].v == v)
+        if (same_double(lost[i].v, v))
             return true;    /* the first text of the double stands for it */
     if (nlost == LOST_CAP || n > sizeof(lost[0].text))
         return false;
@@ -115,50 +118,169 @@ bool note_lost(double v, const char *p, size_t n)
     return true;
 }
 
+struct free_text {
+    void operator()(char *p) const { free(p); }
+};
+
 inline bool number_char(char c)
 {
     return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
 }
 
-/* The text of the k-th number (1-based, k never less than a previous call's) of valid JSON,
- * outside strings; false when there is none. */
-bool nth_number(numscan &s, long k, const char **tok, size_t *len)
+/* The decimal value of the number text s[0..n) (JSON syntax, or what printf's %g writes) as
+ * its significant digits, without leading or trailing zeros, into dig (*nd of them, at most
+ * cap: false past it) and the power of ten of the first (*exp10); zero has none. */
+bool decimal_of(const char *s, size_t n, char *dig, size_t cap, size_t *nd, long *exp10)
 {
-    while (s.at < s.n) {
-        char c = s.p[s.at];
-        if (c == '"') {
-            size_t j = s.at + 1;
-            while (j < s.n && s.p[j] != '"')
-                j += s.p[j] == '\\' ? 2 : 1;
-            s.at = j + 1;
-        } else if (c == '-' || (c >= '0' && c <= '9')) {
-            size_t b = s.at;
-            while (s.at < s.n && number_char(s.p[s.at]))
-                s.at++;
-            if (++s.seen == k) {
-                *tok = s.p + b;
-                *len = s.at - b;
-                return true;
-            }
-        } else {
-            s.at++;
+    size_t i = n && (s[0] == '-' || s[0] == '+') ? 1 : 0;
+    /* the value is 0.DIGITS times 10^point (times 10^exp): point counts the digits before the
+     * decimal point from the first significant one, or less the zeros after it */
+    long point = 0;
+    bool seen_dot = false, started = false;
+    size_t k = 0, last = 0;
+    for (; i < n && s[i] != 'e' && s[i] != 'E'; i++) {
+        char c = s[i];
+        if (c == '.') {
+            seen_dot = true;
+            continue;
         }
+        if (!started && c == '0') {
+            if (seen_dot)
+                point--;
+            continue;
+        }
+        started = true;
+        if (!seen_dot)
+            point++;
+        if (k == cap)
+            return false;
+        dig[k++] = c;
+        if (c != '0')
+            last = k;
+    }
+    long exp = 0;
+    if (i < n) {
+        size_t j = i + 1;
+        bool neg = j < n && s[j] == '-';
+        j += j < n && (s[j] == '-' || s[j] == '+');
+        for (; j < n; j++)
+            if (exp < 100000)
+                exp = exp * 10 + (s[j] - '0');
+        exp = neg ? -exp : exp;
+    }
+    *nd = last;
+    *exp10 = started ? point - 1 + exp : 0;
+    return true;
+}
+
+/* True when the number text tok[0..len) (valid JSON, with a fraction or an exponent) says
+ * more than its double *v (set, read as strtod reads it, when more than 15 significant
+ * digits): its decimal value is not that of the double's shortest text (bp_json_number_text,
+ * what the row writer writes). */
+bool says_more(const char *tok, size_t len, double *v)
+{
+    int sig = 0;
+    bool started = false;
+    for (size_t i = 0; i < len && tok[i] != 'e' && tok[i] != 'E'; i++) {
+        char c = tok[i];
+        if (c >= '1' && c <= '9')
+            started = true;
+        if (started && c >= '0' && c <= '9')
+            sig++;
+    }
+    if (sig <= 15)
+        return false;
+    char buf[64];
+    std::unique_ptr<char, free_text> big;
+    char *t = buf;
+    if (len >= sizeof(buf)) {
+        big.reset((char *)malloc(len + 1));
+        if (!big)
+            return true;    /* unsure: noted, or declined when it cannot be */
+        t = big.get();
+    }
+    memcpy(t, tok, len);
+    t[len] = 0;
+    *v = strtod(t, NULL);
+    char sh[40];
+    size_t shn = bp_json_number_text(sh, sizeof(sh), *v);
+    if (shn == 0)
+        return true;
+    /* the text's digits, at most 17 of them compared: a text that differs from the shortest
+     * in fewer would not read as the same double */
+    char d1[24], d2[24];
+    size_t n1, n2;
+    long e1, e2;
+    if (!decimal_of(sh, shn, d2, sizeof(d2), &n2, &e2))
+        return true;
+    if (!decimal_of(tok, len, d1, sizeof(d1), &n1, &e1))
+        return true;    /* more than 24 significant digits: none of them zeros at the end */
+    return n1 != n2 || e1 != e2 || memcmp(d1, d2, n1) != 0;
+}
+
+/* False when the text p[0..n) holds no 16 bytes in a row from '.' to '9' (digits, '.', '/'),
+ * so no number of more than 15 significant digits: such a run always covers 8 bytes at an
+ * offset that is a multiple of 8, which are tested 8 at a time. The cheap look that spares the
+ * common event (short numbers) note_texts' scan. */
+bool long_digit_run(const char *p, size_t n)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+        uint64_t x;
+        memcpy(&x, p + i, 8);
+        /* a byte below '.' (0x2e), or above '9' (0x39), or with the high bit set */
+        uint64_t below = (x - ones * 0x2e) & ~x & high;
+        uint64_t above = ((x + ones * (127 - 0x39)) | x) & high;
+        if (!(below | above))
+            return true;
     }
     return false;
 }
 
-/* For the double v the walk's current number (w.nums) decoded to, from 2^52 to 2^53 in
- * magnitude: notes it when its text is not an integer on its digits. */
-void check_lost(walk &w, double v)
+/* Notes every number of the valid JSON text p[0..n) (outside strings) that says more than its
+ * double; false when one cannot be noted. */
+bool note_texts(const char *p, size_t n)
 {
-    const char *tok;
-    size_t len;
-    if (!nth_number(w.scan, w.nums, &tok, &len)) {
-        w.unsure = true;
-        return;
+    size_t at = 0;
+    while (at < n) {
+        const char *q = (const char *)memchr(p + at, '"', n - at);
+        size_t stop = q ? (size_t)(q - p) : n;
+        /* numbers between strings */
+        while (at < stop) {
+            char c = p[at];
+            if (c == '-' || (c >= '0' && c <= '9')) {
+                size_t b = at;
+                bool frac = false;
+                while (at < stop && number_char(p[at])) {
+                    frac |= p[at] == '.' || p[at] == 'e' || p[at] == 'E';
+                    at++;
+                }
+                double v;
+                if (frac && at - b > 15 && says_more(p + b, at - b, &v) &&
+                    !note_lost(v, p + b, at - b))
+                    return false;
+            } else {
+                at++;
+            }
+        }
+        if (!q)
+            break;
+        /* past the string */
+        size_t j = stop + 1;
+        for (;;) {
+            const char *e = (const char *)memchr(p + j, '"', n - j);
+            if (!e)
+                return true;
+            size_t k = (size_t)(e - p), bs = 0;
+            while (k - bs > stop + 1 && p[k - bs - 1] == '\\')
+                bs++;
+            j = k + 1;
+            if (bs % 2 == 0)
+                break;
+        }
+        at = j;
     }
-    if (!bp_number_text_integral(tok, len) && !note_lost(v, tok, len))
-        w.unsure = true;
+    return true;
 }
 
 /* Pushes the integer (negative when neg) of magnitude u >= 2^53 as an int64_t cdata made by
@@ -218,7 +340,6 @@ bool push(walk &w, dom::element e, int depth)
         return true;
     }
     case dom::element_type::INT64: {
-        w.nums++;
         int64_t v = e.get_int64().value_unsafe();
         w.zero_int |= v == 0;
         uint64_t mag = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
@@ -231,16 +352,12 @@ bool push(walk &w, dom::element e, int depth)
         /* past INT64_MAX: no INT64 column takes it, and a FLOAT64 one its double; a uint64_t
          * cdata would expose scripts to LuaJIT 2.1.0-beta3's compiled uint64_t -> double
          * conversion, which rounds twice (tests/lua/test_int64.lua) */
-        w.nums++;
         lua_pushnumber(L, (lua_Number)e.get_uint64().value_unsafe());
         return true;
     case dom::element_type::DOUBLE: {
         /* a fraction or an exponent in the text */
-        double v = e.get_double().value_unsafe();
-        w.nums++;
-        if (fabs(v) >= LOST_MIN && fabs(v) < (double)EXACT)
-            check_lost(w, v);
-        lua_pushnumber(L, v);
+        w.doubles = true;
+        lua_pushnumber(L, e.get_double().value_unsafe());
         return true;
     }
     case dom::element_type::BOOL:
@@ -320,10 +437,6 @@ size_t minus_zero_rewrite(const char *p, size_t n, char *out)
 
 /* A deleter for malloc'd text (a functor: a function pointer's call is a C++ UBSan check that
  * a C link lacks the runtime of). */
-struct free_text {
-    void operator()(char *p) const { free(p); }
-};
-
 bool padded_copy(const char *p, size_t n)
 {
     if (n + SIMDJSON_PADDING > pad_cap) {
@@ -458,8 +571,9 @@ bp_json_lua_push(lua_State *L, const char *p, size_t n)
     if (!lua_checkstack(L, 8))
         return 0;
     lua_getfield(L, LUA_REGISTRYINDEX, "bepipe.int64");
-    walk w = { L, false, false, lua_isfunction(L, -1) ? top + 1 : 0, 0, { text, n, 0, 0 } };
-    if (!push(w, root, 1) || w.unsure) {
+    walk w = { L, false, false, lua_isfunction(L, -1) ? top + 1 : 0 };
+    if (!push(w, root, 1) ||
+        (w.doubles && long_digit_run(text, n) && !note_texts(text, n))) {
         lua_settop(L, top);
         nlost = 0;
         return 0;
@@ -476,8 +590,7 @@ bp_json_lua_push(lua_State *L, const char *p, size_t n)
             return lua_settop(L, top), 0;
         minus_zero_rewrite(p, n, text2.get());
         nlost = 0;
-        w.nums = 0;
-        w.scan = numscan{ text2.get(), n2, 0, 0 };
+        w.doubles = false;
         if (n2 > use->max_capacity()) {
             own.reset(new (std::nothrow) dom::parser(n2));
             if (!own)
@@ -485,7 +598,7 @@ bp_json_lua_push(lua_State *L, const char *p, size_t n)
             use = own.get();
         }
         if (use->parse(text2.get(), n2, false).get(root) != SUCCESS || !push(w, root, 1) ||
-            w.unsure) {
+            (w.doubles && long_digit_run(text2.get(), n2) && !note_texts(text2.get(), n2))) {
             lua_settop(L, top);
             nlost = 0;
             return 0;
@@ -501,7 +614,7 @@ extern "C" const char *
 bp_json_lua_lost_text(double v, size_t *n)
 {
     for (int i = 0; i < nlost; i++)
-        if (lost[i].v == v) {
+        if (same_double(lost[i].v, v)) {
             *n = lost[i].len;
             return lost[i].text;
         }
@@ -567,23 +680,8 @@ bp_json_lua_inexact(lua_State *L)
                 what = "integer";
             else if (memchr(tok, '.', len) || memchr(tok, 'e', len) || memchr(tok, 'E', len)) {
                 /* as the fast path notes it: the double lua-cjson read, for the row writer */
-                char buf[64];
                 double v = 0;
-                if (len < sizeof(buf)) {
-                    memcpy(buf, tok, len);
-                    buf[len] = 0;
-                    v = strtod(buf, NULL);
-                } else {
-                    std::unique_ptr<char, free_text> big((char *)malloc(len + 1));
-                    if (big) {
-                        memcpy(big.get(), tok, len);
-                        big.get()[len] = 0;
-                        v = strtod(big.get(), NULL);
-                    }
-                }
-                if (fabs(v) >= LOST_MIN && fabs(v) < (double)EXACT &&
-                    !bp_number_text_integral(tok, len) &&
-                    (!json_number(tok, len) || !note_lost(v, tok, len)))
+                if (says_more(tok, len, &v) && (!json_number(tok, len) || !note_lost(v, tok, len)))
                     what = "fraction";
             }
             if (what) {

@@ -12,10 +12,10 @@
  *   - a double of 2^53 or more in magnitude that %g writes as bare digits gets ".0": it may be
  *     a rounded integer (9007199254740993.0 is the double 2^53; the decoder carries an integer
  *     written 2^53 as a cdata), and an INT64 column must not take it for exact digits;
- *   - a whole double from 2^52 to 2^53 that the event wrote with a fraction the double lost
- *     (4503599627370496.5 decoded to 4503599627370496) is written as the event's text
- *     (bp_json_lua_lost_text): it reads back to the same double, and is no integer for an INT64
- *     column;
+ *   - a double whose event text said more than the double carries (1.9999999999999999 decoded
+ *     to 2, 4503599627370496.5 to 4503599627370496, 1234567.8912345678) is written as the
+ *     event's text (bp_json_lua_lost_text): it reads back to the same double (FLOAT64), is the
+ *     event's value (NUMERIC), and is no integer for an INT64 column;
  *   - an int64_t / uint64_t cdata (how the decoders in json_lua.cpp carry an integer past 2^53)
  *     is written as its exact digits;
  *   - strings escape only what JSON needs: '"', '\\' and control characters;
@@ -224,15 +224,14 @@ put_number(struct enc *e, int depth, double v)
     if (!isfinite(v))
         return fail(e, depth, "%s is not a JSON number", v > 0 ? "inf" : "-inf");
     double a = fabs(v);
-    if (a >= 4503599627370496.0 && a < 9007199254740992.0) {
-        /* from 2^52 doubles are whole numbers: one the event wrote with a fraction it lost
-         * (4503599627370496.5) is written as that text, which reads back to v and which
-         * schema_scalar.c refuses for INT64 */
-        size_t tn;
-        const char *t = bp_json_lua_lost_text(v, &tn);
-        if (t)
-            return put(e, t, tn);
-    }
+    /* a double whose event text said more than it carries (4503599627370496.5 is the whole
+     * double 4503599627370496, 1.9999999999999999 is 2, 1234567.8912345678 is the double of
+     * 1234567.8912345679) is written as that text: it reads back to v (FLOAT64), a NUMERIC
+     * column stores the event's value, and schema_scalar.c refuses it for INT64 */
+    size_t tn;
+    const char *t = bp_json_lua_lost_text(v, &tn);
+    if (t)
+        return put(e, t, tn);
     size_t n = bp_json_number_text(buf, sizeof(buf), v);
     if (n == 0)
         return fail(e, depth, "the number %g cannot be written", v);

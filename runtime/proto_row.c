@@ -255,9 +255,10 @@ int64_value(struct enc *e, const struct bp_schema_field *f, int vi, int depth, i
         if (fabs(d) > TWO53)
             return fail(e, depth, "number %.17g is past 2^53, where a double is not an exact "
                         "integer (an INT64 past 2^53 needs an int64 cdata)", d);
-        /* a whole double the event wrote with a fraction it lost (json_lua.cpp) */
+        /* a whole double the event wrote with a fraction it lost (1.9999999999999999 is 2,
+         * json_lua.cpp) */
         size_t tn;
-        const char *t = fabs(d) >= TWO53 / 2 ? bp_json_lua_lost_text(d, &tn) : NULL;
+        const char *t = bp_json_lua_lost_text(d, &tn);
         if (t)
             return fail(e, depth, "INT64 expected, got number %.*s (the event's text: its "
                         "double %.17g lost the fraction)", (int)tn, t, d);
@@ -384,6 +385,10 @@ text_value(struct enc *e, const struct bp_schema_field *f, int vi, int depth, co
         if (!isfinite(d))
             return fail(e, depth, "%s is not a JSON number", isnan(d) ? "NaN" : d > 0 ? "inf"
                                                                                   : "-inf");
+        /* a double whose event text said more than it carries (1234567.8912345678): the
+         * event's value (json_lua.cpp) */
+        if ((*p = bp_json_lua_lost_text(d, n)) != NULL)
+            return 0;
         *n = bp_json_number_text(buf, size, d);
         *p = buf;
         return *n ? 0 : wrong(e, f, vi, depth);

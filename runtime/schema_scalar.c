@@ -394,8 +394,8 @@ bp_schema_number_ok(enum bp_schema_type t, const char *s, size_t n, int simple)
     /* a fraction or an exponent: a double, whose integers are exact only below 2^53 (from it
      * on the text may be a rounded value, 9007199254740993.0 is 2^53, which BigQuery would
      * store as if exact); and an integer on the text's digits, since a fraction can be lost in
-     * the double (4503599627370496.5 reads as 4503599627370496: from 2^52 on doubles are 1
-     * apart; the row writer writes the event's own text for such a number, json_lua.cpp) */
+     * the double (1.9999999999999999 reads as 2, 4503599627370496.5 as 4503599627370496; the
+     * row writer writes the event's own text for such a number, json_lua.cpp) */
     if (t == BP_SCHEMA_INT64)
         return isfinite(v) && v == floor(v) && fabs(v) < 9007199254740992.0 &&
                bp_number_text_integral(s, n);

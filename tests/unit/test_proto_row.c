@@ -163,10 +163,22 @@ int64_refuses_a_fraction_the_double_lost(void **state)
             "fraction)");
     assert_int_equal(only(L, s, "{i = 2^52 + 2}", &b, 1)->u, 4503599627370498ULL);
     assert_true(dbl(only(L, s, "{f = 2^52}", &b, 2)) == 4503599627370496.0);
+    /* below 2^52 too: a text of more digits than its double carries; NUMERIC gets that text */
+    const char *ev2 = "{\"q\":1.9999999999999999,\"r\":1234567.8912345678}";
+    assert_int_equal(bp_json_lua_push(L, ev2, strlen(ev2)), 1);
+    lua_pop(L, 1);
+    refused(L, s, "{i = 2}", &b, "row field i: INT64 expected, got number 1.9999999999999999 "
+            "(the event's text: its double 2 lost the fraction)");
+    assert_true(dbl(only(L, s, "{f = 2}", &b, 2)) == 2.0);
+    assert_true(wire_is(only(L, s, "{n = 1234567.8912345678}", &b, 7), "1234567.8912345678"));
+    assert_true(wire_is(only(L, s, "{n = 2}", &b, 7), "1.9999999999999999"));
+    assert_true(dbl(only(L, s, "{f = 1234567.8912345678}", &b, 2)) == 1234567.8912345678);
     /* the next event forgets them */
     assert_int_equal(bp_json_lua_push(L, "{\"q\":1}", 7), 1);
     lua_pop(L, 1);
     assert_int_equal(only(L, s, "{i = 2^52}", &b, 1)->u, 4503599627370496ULL);
+    assert_int_equal(only(L, s, "{i = 2}", &b, 1)->u, 2);
+    assert_true(wire_is(only(L, s, "{n = 1234567.8912345678}", &b, 7), "1234567.8912345679"));
     bp_buf_free(&b);
     bp_schema_free(s);
     lua_close(L);
