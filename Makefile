@@ -232,7 +232,7 @@ bench: deps-test all
 	$(Q)tests/bench/e2e
 	$(Q)tests/bench/e2e --compression --throughput-only --spread 0
 	$(Q)tests/bench/e2e --compression --throughput-only --spread 0 --lateness live
-	$(Q)tests/bench/e2e --method --throughput-only --spread 0
+	$(Q)tests/bench/e2e --method --spread 0 --events 50000 --seconds 10
 
 demo: deps-demo all
 	$(Q)tests/tools/demo

@@ -29,6 +29,9 @@ function route(app, c) {
       if (m === 'GET') return R('counters.get', (x) => x.send(200, app.faults.countersJson()));
       if (m === 'DELETE') return R('counters.reset', (x) => { app.faults.resetCounters(); x.send(200, {}); });
       return null;
+    case '/_emulator/bytes':
+      // Request bytes received per operation (REST only: line, headers, body as on the wire)
+      return m === 'GET' ? R('bytes.get', (x) => x.send(200, app.faults.bytesJson())) : null;
     case '/_emulator/reset':
       return m === 'POST' ? R('reset', (x) => { app.faults.clear(); app.faults.resetCounters(); x.send(200, {}); }) : null;
     case '/_emulator/tokens/expire':

@@ -61,6 +61,7 @@ class Faults {
   constructor() {
     this.rules = [];
     this.counters = new Map(); // op -> {calls, statuses: {code: n}}
+    this.bytes = new Map(); // op -> {requests, bytes}: request bytes received (GET /_emulator/bytes)
   }
 
   // Validates a rule spec; returns the stored rule (with id) or throws Error.
@@ -161,7 +162,20 @@ class Faults {
     for (const [op, k] of [...this.counters].sort()) out[op] = k;
     return out;
   }
-  resetCounters() { this.counters.clear(); }
+  // Adds one request of n bytes (request line, headers and body as received, before any gunzip)
+  // to op's tally; kept apart from the counters so their shape stays what tests compare.
+  recordBytes(op, n) {
+    let k = this.bytes.get(op);
+    if (!k) { k = { requests: 0, bytes: 0 }; this.bytes.set(op, k); }
+    k.requests++;
+    k.bytes += n;
+  }
+  bytesJson() {
+    const out = {};
+    for (const [op, k] of [...this.bytes].sort()) out[op] = k;
+    return out;
+  }
+  resetCounters() { this.counters.clear(); this.bytes.clear(); }
 }
 
 module.exports = { Faults };

@@ -38,6 +38,22 @@ test('status X for the next N calls, with the API error body; counters see them'
   assert.deepEqual(counters['pubsub.topics.publish'], { calls: 3, statuses: { 200: 1, 503: 2 } });
 });
 
+test('/_emulator/bytes: request bytes per op (line, headers, body as sent), reset with the counters', async () => {
+  await emu.admin('DELETE', '/_emulator/counters');
+  const body = JSON.stringify(msg);
+  await call(pubUrl(), 'POST', msg);
+  await call(pubUrl(), 'POST', msg);
+  const got = await emu.admin('GET', '/_emulator/bytes');
+  assert.equal(got['pubsub.topics.publish'].requests, 2);
+  // each request: its body plus at least "POST <path> HTTP/1.1" and a Content-Type header
+  const min = 2 * (body.length + 'POST /v1/projects/fp/topics/events:publish HTTP/1.1\r\n'.length + 'Content-Type: application/json\r\n'.length);
+  assert.ok(got['pubsub.topics.publish'].bytes >= min, `${got['pubsub.topics.publish'].bytes} < ${min}`);
+  assert.ok(got['pubsub.topics.publish'].bytes < min + 2 * 600, 'headers counted once');
+  assert.equal(got['admin.bytes.get'], undefined);
+  await emu.admin('DELETE', '/_emulator/counters');
+  assert.deepEqual(await emu.admin('GET', '/_emulator/bytes'), {});
+});
+
 test('path regex + method + skip; BigQuery error envelope; client retries a 503', async () => {
   await emu.admin('POST', '/_emulator/faults', { method: 'POST', path: '/insertAll$', status: 503, count: 1, skip: 1 });
   await bq.dataset('fds').table('t').insert([{ id: '1' }]); // skipped by the rule
