@@ -391,9 +391,11 @@ on_message(struct bp_grpc_stream *gs, const uint8_t *msg, size_t len, void *arg)
         bp_log_rl(BP_LOG_INFO, "bigquery", "sw-updated", "AppendRows %s: the table's schema "
                   "changed (updated_schema); rows keep the schema in force", t->name);
     }
-    /* exactly_once: an error reply may have come before the server took the writer schema the
-     * request carried (the first of a call): the next request carries it again */
-    if (rep.has_error && s->log)
+    /* an error reply may have come before the server took the writer schema the request
+     * carried (the first of a call, or the first under a newer or older one): the next request
+     * carries its own again, or the server would read its rows under the one it held before
+     * (after a reload that moved columns, values in other columns without an error) */
+    if (rep.has_error)
         t->sent_gen = 0;
     if (rep.nrow_errors) {
         /* none of the request was written (row_errors say so, beside an error as the service

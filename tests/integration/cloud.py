@@ -1691,6 +1691,54 @@ def queued_rows_across_a_schema_change(ddl, drop=None):
 
 @case
 @local.tags("storage_write", "schema")
+def sw_writer_schema_refused_with_its_request_goes_again_with_the_retry():
+    """After a reload re-read the table with two STRING columns in each other's places, the
+    first request of the new writer schema (which carries it) is answered with an error before
+    the service took it (UNAVAILABLE in the reply, the call open). Its retry carries the new
+    writer schema again: the service still holds the old one, under which the rows' values
+    would land in each other's columns (event_type and s swapped), silently."""
+    with Scenario() as probe:
+        need_grpc(probe.emu)
+    d = tempfile.mkdtemp(prefix="bepipe-sw-")
+    try:
+        p = local.nums_pipeline(d)
+        with Scenario(ddl_dir=os.path.join(d, "s", "ddl")) as s:
+            def stored(n):
+                return lambda: (len(s.emu.rows("nums")) >= n and
+                                s.emu.sub_state()["outstanding"] == 0 and
+                                s.emu.sub_state()["backlog"] == 0)
+            s.emu.publish(nums_events(os.path.join(d, "a.ndjson"), range(20)))
+            b = Bepipe(s.emu, SW + ["--update-tables", "--set", "retry.max_ms=300"], pipeline=p)
+            wait_until("the first rows stored", stored(20), b)
+            req = urllib.request.Request(
+                f"{s.emu.url}/_emulator/ddl?project={PROJECT}&dataset={DATASET}",
+                data=NUMS_REORDERED.encode(), method="POST")
+            with urllib.request.urlopen(req, timeout=30) as r:
+                check("nums" in r.read().decode(), "the table re-created")
+            b.p.send_signal(signal.SIGHUP)
+            b.wait_log("generation 2 loaded")
+            # the open call's next request (the first under the new writer schema) refused in
+            # its reply, before the service read its writer schema
+            s.emu.fault({"op": APPEND, "grpcCode": "UNAVAILABLE", "inband": True, "count": 1})
+            s.emu.publish(nums_events(os.path.join(d, "b.ndjson"), range(20, 40)))
+            wait_until("the second rows stored", lambda: len(s.emu.rows("nums")) >= 40 and
+                       s.emu.sub_state()["outstanding"] == 0, b, timeout=90)
+            check(not s.emu.admin("GET", "/_emulator/faults").get("rules"),
+                  "the fault served: " + repr(s.emu.admin("GET", "/_emulator/faults")))
+            check_eq(b.stop(), 0, "exit code: " + b.stderr()[-1500:])
+            rows = s.emu.rows("nums")
+            check_eq(sorted(int(r.get("i")) for r in rows), list(range(40)), "every row once")
+            wrong = [r for r in rows if (r.get("event_type"), r.get("s")) !=
+                     ("nums", "r%d" % int(r.get("i")))]
+            check_eq(len(wrong), 0, "rows whose values are in other columns (first 3: %r)"
+                     % wrong[:3])
+            check_eq(s.emu.rows("rejected_events"), [], "no row refused")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@case
+@local.tags("storage_write", "schema")
 def sw_updated_schema_in_a_reply_is_taken_without_a_reload():
     """The table gains a column while the run goes on (tables.patch, no reload, no
     --update-tables): the next AppendRows reply carries updated_schema, and the run takes it as
