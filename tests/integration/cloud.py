@@ -1697,6 +1697,20 @@ def sw_writer_schema_refused_with_its_request_goes_again_with_the_retry():
     the service took it (UNAVAILABLE in the reply, the call open). Its retry carries the new
     writer schema again: the service still holds the old one, under which the rows' values
     would land in each other's columns (event_type and s swapped), silently."""
+    writer_schema_refused_with_its_request(pipelined=False)
+
+
+@case
+@local.tags("storage_write", "schema")
+def sw_requests_behind_a_new_writer_schema_wait_for_its_answer():
+    """The same with small batches: the requests behind the first of the new writer schema
+    (sent without it, the call being taken to hold it) wait for its reply rather than go
+    meanwhile, when the service, having refused it, holds the old one and would read them under
+    it (their values in each other's columns)."""
+    writer_schema_refused_with_its_request(pipelined=True)
+
+
+def writer_schema_refused_with_its_request(pipelined):
     with Scenario() as probe:
         need_grpc(probe.emu)
     d = tempfile.mkdtemp(prefix="bepipe-sw-")
@@ -1708,7 +1722,8 @@ def sw_writer_schema_refused_with_its_request_goes_again_with_the_retry():
                                 s.emu.sub_state()["outstanding"] == 0 and
                                 s.emu.sub_state()["backlog"] == 0)
             s.emu.publish(nums_events(os.path.join(d, "a.ndjson"), range(20)))
-            b = Bepipe(s.emu, SW + ["--update-tables", "--set", "retry.max_ms=300"], pipeline=p)
+            b = Bepipe(s.emu, SW + ["--update-tables", "--set", "retry.max_ms=300"] +
+                       (["--set", "bigquery.batch_rows=5"] if pipelined else []), pipeline=p)
             wait_until("the first rows stored", stored(20), b)
             req = urllib.request.Request(
                 f"{s.emu.url}/_emulator/ddl?project={PROJECT}&dataset={DATASET}",
@@ -1719,7 +1734,11 @@ def sw_writer_schema_refused_with_its_request_goes_again_with_the_retry():
             b.wait_log("generation 2 loaded")
             # the open call's next request (the first under the new writer schema) refused in
             # its reply, before the service read its writer schema
-            s.emu.fault({"op": APPEND, "grpcCode": "UNAVAILABLE", "inband": True, "count": 1})
+            # (pipelined: answered late, the batches behind it ready meanwhile)
+            rule = {"op": APPEND, "grpcCode": "UNAVAILABLE", "inband": True, "count": 1}
+            if pipelined:
+                rule["latencyMs"] = 3000
+            s.emu.fault(rule)
             s.emu.publish(nums_events(os.path.join(d, "b.ndjson"), range(20, 40)))
             wait_until("the second rows stored", lambda: len(s.emu.rows("nums")) >= 40 and
                        s.emu.sub_state()["outstanding"] == 0, b, timeout=90)
