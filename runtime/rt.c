@@ -102,6 +102,7 @@ bp_rt_free(struct bp_rt *rt)
     bp_tables_sync_free(rt->tables_sync);
     bp_lua_host_free(rt->pending_host);
     bp_schema_set_clear(&rt->live_schemas);
+    bp_rt_forget_replied(rt);
     free(rt->bucket);
     bp_http_free(rt->http);
     bp_auth_free(rt->auth);

@@ -137,6 +137,8 @@ struct bp_rt {
     struct bp_tables_sync *tables_sync;     /* the sync in flight (rt_tables.c), or NULL */
     struct bp_lua_host *pending_host;       /* a reload waiting for its tables' patch */
     int tables_resync;                      /* a reload came while a sync ran: sync again */
+    char **replied;                         /* tables whose schema an AppendRows reply gave */
+    size_t nreplied;                        /* while tables_sync ran (rt_reload.c) */
     /* `bepipe-lua replay`'s options, NULL for a run */
     const struct bp_replay_opts *replay;
 };

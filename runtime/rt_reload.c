@@ -36,21 +36,10 @@ bp_rt_bind_routes(struct bp_rt *rt)
     }
 }
 
-/* The live schemas from a table sync (taken) replace those in force. */
-void
-bp_rt_adopt_live(struct bp_rt *rt, struct bp_schema_set *live)
+/* Puts taken as table's schema in set (the one it replaces freed). */
+static void
+set_put(struct bp_schema_set *set, const char *table, struct bp_schema *taken)
 {
-    bp_schema_set_clear(&rt->live_schemas);
-    rt->live_schemas = *live;
-    memset(live, 0, sizeof(*live));
-    bp_rt_bind_routes(rt);
-}
-
-/* See rt_reload.h. */
-void
-bp_rt_adopt_table(struct bp_rt *rt, const char *table, struct bp_schema *taken)
-{
-    struct bp_schema_set *set = &rt->live_schemas;
     size_t i = 0;
     while (i < set->n && strcmp(set->tables[i], table) != 0)
         i++;
@@ -63,6 +52,68 @@ bp_rt_adopt_table(struct bp_rt *rt, const char *table, struct bp_schema *taken)
     }
     bp_schema_free(set->schemas[i]);
     set->schemas[i] = taken;
+}
+
+/* Whether a has a column (by name) that b lacks. */
+static int
+has_column_beyond(const struct bp_schema *a, const struct bp_schema *b)
+{
+    for (size_t i = 0; i < a->root.nfields; i++)
+        if (!bp_schema_field_find(&b->root, a->root.fields[i].name, a->root.fields[i].name_len))
+            return 1;
+    return 0;
+}
+
+/* See rt_reload.h. */
+void
+bp_rt_forget_replied(struct bp_rt *rt)
+{
+    for (size_t i = 0; i < rt->nreplied; i++)
+        free(rt->replied[i]);
+    free(rt->replied);
+    rt->replied = NULL;
+    rt->nreplied = 0;
+}
+
+/* The live schemas from a table sync (taken) replace those in force, but for a table whose
+ * schema an AppendRows reply gave while the sync ran: the sync may have read the table before
+ * it changed, so the reply's stays when it has a column the sync's lacks (a column the table
+ * gained; taking the sync's would dead-letter the rows filling it, and no reply says so again). */
+void
+bp_rt_adopt_live(struct bp_rt *rt, struct bp_schema_set *live)
+{
+    for (size_t r = 0; r < rt->nreplied; r++) {
+        struct bp_schema_set *old = &rt->live_schemas;
+        for (size_t i = 0; i < old->n; i++) {
+            if (strcmp(old->tables[i], rt->replied[r]) != 0 || !old->schemas[i])
+                continue;
+            const struct bp_schema *synced = bp_schema_set_find(live, old->tables[i]);
+            if (!synced || has_column_beyond(old->schemas[i], synced)) {
+                bp_log(BP_LOG_INFO, "schema", "%s: the schema an AppendRows reply gave during "
+                       "the table sync stays (the sync read the table before it changed)",
+                       old->tables[i]);
+                set_put(live, old->tables[i], old->schemas[i]);
+                old->schemas[i] = NULL;
+            }
+        }
+    }
+    bp_rt_forget_replied(rt);
+    bp_schema_set_clear(&rt->live_schemas);
+    rt->live_schemas = *live;
+    memset(live, 0, sizeof(*live));
+    bp_rt_bind_routes(rt);
+}
+
+/* See rt_reload.h. */
+void
+bp_rt_adopt_table(struct bp_rt *rt, const char *table, struct bp_schema *taken)
+{
+    if (rt->tables_sync) {
+        /* a sync in flight may have read the table before this change: its end keeps this */
+        rt->replied = bp_xrealloc(rt->replied, (rt->nreplied + 1) * sizeof(*rt->replied));
+        rt->replied[rt->nreplied++] = bp_xstrdup(table);
+    }
+    set_put(&rt->live_schemas, table, taken);
     bp_rt_bind_routes(rt);
 }
 

@@ -20,6 +20,10 @@ void bp_rt_adopt_live(struct bp_rt *rt, struct bp_schema_set *live);
  * would, and the routes are bound again: the next rows are checked, and written, against it. */
 void bp_rt_adopt_table(struct bp_rt *rt, const char *table, struct bp_schema *taken);
 
+/* Forgets the tables whose schema a reply gave during the sync in flight (a sync starting, or
+ * the run ending): bp_rt_adopt_live keeps those over a sync's that lacks their columns. */
+void bp_rt_forget_replied(struct bp_rt *rt);
+
 /* Reads the DDL folder's schemas (bp_rt_ddl_dir, through host's bepipe.ddl) into rt->schemas.
  * A folder that cannot be read or parsed is a warning: keep_old 0 (start) leaves no schemas,
  * keep_old 1 (reload) keeps those in force. Does not bind the routes. */

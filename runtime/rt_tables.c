@@ -4,6 +4,7 @@
  * source starts; on reload before (update) or after (otherwise) the new scripts are swapped in
  * (rt_reload.c). Cloud path only: --local-out has no live tables. */
 #include "log.h"
+#include "rt_reload.h"
 #include "rt.h"
 #include "tables_update.h"
 
@@ -45,6 +46,7 @@ bp_rt_tables_sync(struct bp_rt *rt, struct bp_lua_host *h, bp_tables_sync_fn don
         .tables = tables, .ntables = nroutes, .bodies = bodies, .nbodies = n,
         .update = update, .create = (int)c->create_tables,
     };
+    bp_rt_forget_replied(rt);
     rt->tables_sync = bp_tables_sync_start(&p, done, rt);
     free(tables);
     for (size_t i = 0; i < n; i++)

@@ -29,7 +29,11 @@
  * before a reload that dropped or moved a column cannot go under the newer writer schema. Each
  * request holds the writer schema its rows were encoded under (struct sw_desc, refcounted: the
  * table holds the newest) and carries it when it is not the one its call last sent, so old and
- * new rows each go with their own, on the same call. Rows whose writer schema names a column
+ * new rows each go with their own, on the same call. A writer schema is the call's only once
+ * the request that carried it is answered without an error (the server may refuse a request
+ * before it reads its writer schema, and would read the rows sent behind it under the one it
+ * held before): none is sent behind it until then, and after an error reply the next request
+ * carries its own again. Rows whose writer schema names a column
  * the table has since dropped are refused by the service for that: on the default stream their
  * messages come again (-1) and are mapped against the table as it is now.
  *
@@ -255,6 +259,8 @@ flight_pop(struct sw_table *t)
         if (!t->flight)
             t->flight_tail = NULL;
         t->nflight--;
+        t->carrying -= r->carried;
+        r->carried = 0;
         r->next = NULL;
     }
     return r;
@@ -267,12 +273,15 @@ requeue_flight(struct sw_table *t)
     struct req *head = t->flight, *tail = t->flight_tail;
     if (!head)
         return;
+    for (struct req *r = head; r; r = r->next)
+        r->carried = 0;
     tail->next = t->queue;
     t->queue = head;
     if (!t->queue_tail)
         t->queue_tail = tail;
     t->flight = t->flight_tail = NULL;
     t->nflight = 0;
+    t->carrying = 0;
 }
 
 /* See store_write_int.h. */
@@ -391,9 +400,11 @@ on_message(struct bp_grpc_stream *gs, const uint8_t *msg, size_t len, void *arg)
         bp_log_rl(BP_LOG_INFO, "bigquery", "sw-updated", "AppendRows %s: the table's schema "
                   "changed (updated_schema); rows keep the schema in force", t->name);
     }
-    /* exactly_once: an error reply may have come before the server took the writer schema the
-     * request carried (the first of a call): the next request carries it again */
-    if (rep.has_error && s->log)
+    /* an error reply may have come before the server took the writer schema the request
+     * carried (the first of a call, or the first under a newer or older one): the next request
+     * carries its own again, or the server would read its rows under the one it held before
+     * (after a reload that moved columns, values in other columns without an error) */
+    if (rep.has_error)
         t->sent_gen = 0;
     if (rep.nrow_errors) {
         /* none of the request was written (row_errors say so, beside an error as the service
@@ -594,6 +605,11 @@ bp_sw_pump(struct sw_table *t)
         return;
     /* exactly_once: one append in flight per stream, so that each offset follows a known end */
     while (t->queue && t->nflight < (s->log ? 1 : MAX_IN_FLIGHT)) {
+        /* a writer schema in flight is not the call's until its request is answered: one
+         * sent behind it without its own would be read under the one the server held before,
+         * should the server refuse the request that carried it */
+        if (t->carrying)
+            return;
         struct req *r = t->queue;
         if (s->log && r->offset < 0 && bp_sw_eo_record(t, r) != 0)
             return;
@@ -633,6 +649,8 @@ bp_sw_pump(struct sw_table *t)
             return;
         }
         t->sent_gen = r->desc->gen;
+        r->carried = ar.descriptor != NULL;
+        t->carrying += r->carried;
         r->sent_at = bp_time_mono();
         r->next = NULL;
         if (t->flight_tail)

@@ -76,6 +76,7 @@ struct req {
     int64_t offset;             /* exactly_once: the append's first offset, -1 before one */
     struct put *put;            /* the batch it is a part of */
     struct sw_desc *desc;       /* the writer schema its rows were encoded under (a reference) */
+    int carried;                /* in flight with its writer schema (the call's until answered) */
 };
 
 struct sw_table {
@@ -91,6 +92,8 @@ struct sw_table {
     struct req *queue, *queue_tail;     /* waiting to be sent */
     struct req *flight, *flight_tail;   /* sent, reply owed: oldest first */
     size_t nflight;
+    int carrying;               /* requests in flight carrying a writer schema (0 or 1): none
+                                 * is sent behind one before its reply */
     double retry_at;            /* monotonic: nothing is sent before it (a backoff) */
     /* exactly_once: the table's COMMITTED stream of this process (stream, params) */
     int created, creating, finalizing, finalized;

@@ -1691,6 +1691,73 @@ def queued_rows_across_a_schema_change(ddl, drop=None):
 
 @case
 @local.tags("storage_write", "schema")
+def sw_writer_schema_refused_with_its_request_goes_again_with_the_retry():
+    """After a reload re-read the table with two STRING columns in each other's places, the
+    first request of the new writer schema (which carries it) is answered with an error before
+    the service took it (UNAVAILABLE in the reply, the call open). Its retry carries the new
+    writer schema again: the service still holds the old one, under which the rows' values
+    would land in each other's columns (event_type and s swapped), silently."""
+    writer_schema_refused_with_its_request(pipelined=False)
+
+
+@case
+@local.tags("storage_write", "schema")
+def sw_requests_behind_a_new_writer_schema_wait_for_its_answer():
+    """The same with small batches: the requests behind the first of the new writer schema
+    (sent without it, the call being taken to hold it) wait for its reply rather than go
+    meanwhile, when the service, having refused it, holds the old one and would read them under
+    it (their values in each other's columns)."""
+    writer_schema_refused_with_its_request(pipelined=True)
+
+
+def writer_schema_refused_with_its_request(pipelined):
+    with Scenario() as probe:
+        need_grpc(probe.emu)
+    d = tempfile.mkdtemp(prefix="bepipe-sw-")
+    try:
+        p = local.nums_pipeline(d)
+        with Scenario(ddl_dir=os.path.join(d, "s", "ddl")) as s:
+            def stored(n):
+                return lambda: (len(s.emu.rows("nums")) >= n and
+                                s.emu.sub_state()["outstanding"] == 0 and
+                                s.emu.sub_state()["backlog"] == 0)
+            s.emu.publish(nums_events(os.path.join(d, "a.ndjson"), range(20)))
+            b = Bepipe(s.emu, SW + ["--update-tables", "--set", "retry.max_ms=300"] +
+                       (["--set", "bigquery.batch_rows=5"] if pipelined else []), pipeline=p)
+            wait_until("the first rows stored", stored(20), b)
+            req = urllib.request.Request(
+                f"{s.emu.url}/_emulator/ddl?project={PROJECT}&dataset={DATASET}",
+                data=NUMS_REORDERED.encode(), method="POST")
+            with urllib.request.urlopen(req, timeout=30) as r:
+                check("nums" in r.read().decode(), "the table re-created")
+            b.p.send_signal(signal.SIGHUP)
+            b.wait_log("generation 2 loaded")
+            # the open call's next request (the first under the new writer schema) refused in
+            # its reply, before the service read its writer schema
+            # (pipelined: answered late, the batches behind it ready meanwhile)
+            rule = {"op": APPEND, "grpcCode": "UNAVAILABLE", "inband": True, "count": 1}
+            if pipelined:
+                rule["latencyMs"] = 3000
+            s.emu.fault(rule)
+            s.emu.publish(nums_events(os.path.join(d, "b.ndjson"), range(20, 40)))
+            wait_until("the second rows stored", lambda: len(s.emu.rows("nums")) >= 40 and
+                       s.emu.sub_state()["outstanding"] == 0, b, timeout=90)
+            check(not s.emu.admin("GET", "/_emulator/faults").get("rules"),
+                  "the fault served: " + repr(s.emu.admin("GET", "/_emulator/faults")))
+            check_eq(b.stop(), 0, "exit code: " + b.stderr()[-1500:])
+            rows = s.emu.rows("nums")
+            check_eq(sorted(int(r.get("i")) for r in rows), list(range(40)), "every row once")
+            wrong = [r for r in rows if (r.get("event_type"), r.get("s")) !=
+                     ("nums", "r%d" % int(r.get("i")))]
+            check_eq(len(wrong), 0, "rows whose values are in other columns (first 3: %r)"
+                     % wrong[:3])
+            check_eq(s.emu.rows("rejected_events"), [], "no row refused")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@case
+@local.tags("storage_write", "schema")
 def sw_updated_schema_in_a_reply_is_taken_without_a_reload():
     """The table gains a column while the run goes on (tables.patch, no reload, no
     --update-tables): the next AppendRows reply carries updated_schema, and the run takes it as
@@ -1746,6 +1813,73 @@ def sw_updated_schema_in_a_reply_is_taken_without_a_reload():
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
+
+
+@case
+@local.tags("storage_write", "schema")
+def sw_updated_schema_outlives_a_table_sync_that_read_the_table_before():
+    """A reload's fetch of the live schemas reads nums at once but waits on the other tables;
+    meanwhile nums gains a column and an AppendRows reply's updated_schema says so. The fetch's
+    end (nums as it was before the column) does not take the column away again: the rows that
+    fill it are stored, not dead-lettered (no such field)."""
+    with Scenario() as probe:
+        need_grpc(probe.emu)
+    d = tempfile.mkdtemp(prefix="bepipe-sw-")
+    try:
+        p = local.nums_pipeline(d)
+        route = os.path.join(d, "s", "events", "nums.lua")
+        src = open(route).read()
+        check("s = ev.s," in src, "the nums map")
+        open(route, "w").write(src.replace("s = ev.s,", "s = ev.s, note = ev.note,", 1))
+        with Scenario(ddl_dir=os.path.join(d, "s", "ddl")) as s:
+            def stored(n):
+                return lambda: (len(s.emu.rows("nums")) >= n and
+                                s.emu.sub_state()["outstanding"] == 0 and
+                                s.emu.sub_state()["backlog"] == 0)
+            s.emu.publish(nums_events(os.path.join(d, "a.ndjson"), range(20)))
+            b = Bepipe(s.emu, SW, pipeline=p)
+            wait_until("the first rows stored", stored(20), b)
+            # the reload's fetch: nums answered at once, the other tables 8 s later
+            s.emu.fault({"op": "bigquery.tables.get", "path": r"/tables/(?!nums)",
+                         "latencyMs": 8000, "count": -1})
+            gets = lambda: sum(s.emu.admin("GET", "/_emulator/counters").get(
+                "bigquery.tables.get", {}).get("statuses", {}).values())
+            before = gets()
+            b.p.send_signal(signal.SIGHUP)
+            b.wait_log("generation 2 loaded")
+            wait_until("nums read by the fetch", lambda: gets() > before, b, timeout=20)
+            time.sleep(0.5)
+            path = f"/bigquery/v2/projects/{PROJECT}/datasets/{DATASET}/tables/nums"
+            fields = s.emu.admin("GET", path)["schema"]["fields"]
+            s.emu.admin("PATCH", path, {"schema": {"fields": fields + [
+                {"name": "note", "type": "STRING", "mode": "NULLABLE"}]}})
+            s.emu.publish(nums_events(os.path.join(d, "b.ndjson"), range(20, 40)))
+            wait_until("the second rows stored", stored(40), b)
+            check("AppendRows nums: the table's schema changed (updated_schema" in b.stderr(),
+                  "the reply's updated_schema taken: " + b.stderr()[-1500:])
+            time.sleep(10)      # the fetch's end
+            s.emu.clear_faults()
+            c = os.path.join(d, "c.ndjson")
+            with open(c, "w") as f:
+                for i in range(40, 60):
+                    f.write('{"event_type":"nums","i":%d,"f":0.5,"s":"r%d","note":"n%d"}\n'
+                            % (i, i, i))
+            s.emu.publish(c)
+            end = time.time() + 60
+            while time.time() < end:
+                st = s.emu.sub_state()
+                if st["backlog"] == 0 and st["outstanding"] == 0 and \
+                        len(s.emu.rows("nums")) + len(s.emu.rows("rejected_events")) >= 60:
+                    break
+                time.sleep(0.2)
+            check_eq(b.stop(), 0, "exit code: " + b.stderr()[-1500:])
+            check_eq([r.get("reason") for r in s.emu.rows("rejected_events")][:3], [],
+                     "no row refused")
+            rows = s.emu.rows("nums")
+            check_eq(sorted(r["note"] for r in rows if r.get("note")),
+                     sorted("n%d" % i for i in range(40, 60)), "the new column's values")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 if __name__ == "__main__":
     local.run_cases(CASES, os.path.join(ROOT, "bepipe-lua"))
