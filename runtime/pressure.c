@@ -42,6 +42,16 @@
  * (and the peak RSS) well below one per outstanding message: a quarter (8 MB by default) let a
  * 300,000-event backfill peak at <= 60 MB, a half at 64.5 MB. */
 #define QUEUE_SHARE 0.25
+/* Open objects (a fraction of max_outstanding_messages) past which the archive finishes them.
+ * RELEASE_KEEP lets late folders keep half the window in open objects until roll_seconds; live
+ * data has a few hundred late folders at once, but a backfill spread over years opens one per
+ * event or two, so that half of the window (~15,000 messages, each ~1.3 KB of RSS held by the
+ * source until acked, plus each object's own record) sat in open objects beside a full upload
+ * queue: a 300,000-event backfill peaked at 66-68 MB. Past this many open objects, the ones
+ * holding most messages go (down to half), the queue fills, pulling pauses with fewer messages
+ * outstanding. Counting objects rather than lowering RELEASE_KEEP leaves live late folders
+ * (objects per folder) alone; lowering max_outstanding_messages would cost live throughput. */
+#define OPEN_OBJ_SHARE 0.125
 
 /* Whether the objects a cloud store holds until uploaded fill their share of the budget. */
 static int
@@ -113,11 +123,20 @@ bp_rt_pressure(struct bp_rt *rt, struct bp_pressure *out)
     /* pulling also pauses at max_outstanding_bytes: open objects may hold at most
      * RELEASE_BYTES of it (with the defaults the archive's own budget is below that, and this
      * never fires); messages stand in for bytes */
+    /* many open objects (a spread backfill): finish the fullest until half the cap is left */
+    size_t max_open = (size_t)(OPEN_OBJ_SHARE * max);
+    if (outstanding && a->held && a->nopen > max_open) {
+        size_t keep = (size_t)((double)a->held * (double)max_open / 2 / (double)a->nopen);
+        out->release_messages = a->held_finishing + a->held;
+        if (keep < out->release_keep)
+            out->release_keep = keep;
+    }
     size_t open = bp_archive_open_bytes(a);
     size_t cap = (size_t)(RELEASE_BYTES * (double)c->max_outstanding_bytes);
     if (outstanding && a->held && open > cap) {
         size_t keep = (size_t)((double)a->held * (double)cap / 2 / (double)open);
-        out->release_messages = a->held;
+        if (out->release_messages < a->held)
+            out->release_messages = a->held;
         if (keep < out->release_keep)
             out->release_keep = keep;
     }
