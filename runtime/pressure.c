@@ -53,6 +53,9 @@
  * RELEASE_MIN_AGE old). Counting objects rather than lowering RELEASE_KEEP leaves live late folders
  * (objects per folder) alone; lowering max_outstanding_messages would cost live throughput. */
 #define OPEN_OBJ_SHARE 0.125
+/* ... but never fewer than this: a small window holds little memory anyway, and an ordinary
+ * corpus's late folders (tens of them) must not pause pulling or be finished early. */
+#define OPEN_OBJ_MIN 256
 
 /* Whether the objects a cloud store holds until uploaded fill their share of the budget. */
 static int
@@ -68,7 +71,8 @@ queue_full(const struct bp_rt *rt)
 static size_t
 open_cap(const struct bp_rt *rt)
 {
-    return (size_t)(OPEN_OBJ_SHARE * (double)rt->cfg.max_outstanding_messages);
+    size_t cap = (size_t)(OPEN_OBJ_SHARE * (double)rt->cfg.max_outstanding_messages);
+    return cap < OPEN_OBJ_MIN ? OPEN_OBJ_MIN : cap;
 }
 
 /* Whether pulling should wait: too many archive objects are open (the tick finishes the older
