@@ -42,6 +42,20 @@
  * (and the peak RSS) well below one per outstanding message: a quarter (8 MB by default) let a
  * 300,000-event backfill peak at <= 60 MB, a half at 64.5 MB. */
 #define QUEUE_SHARE 0.25
+/* Open objects (a fraction of max_outstanding_messages) past which the archive finishes them.
+ * RELEASE_KEEP lets late folders keep half the window in open objects until roll_seconds; live
+ * data has a few hundred late folders at once, but a backfill spread over years opens one per
+ * event or two, so that half of the window (~15,000 messages, each ~1.3 KB of RSS held by the
+ * source until acked, plus each object's own record) sat in open objects beside a full upload
+ * queue: a 300,000-event backfill peaked at 66-68 MB. Past this many open objects, the ones
+ * holding most messages go (down to half), the queue fills, pulling pauses with fewer messages
+ * outstanding; pulling also waits while more are open (they are finished on the next tick once
+ * RELEASE_MIN_AGE old). Counting objects rather than lowering RELEASE_KEEP leaves live late folders
+ * (objects per folder) alone; lowering max_outstanding_messages would cost live throughput. */
+#define OPEN_OBJ_SHARE 0.125
+/* ... but never fewer than this: a small window holds little memory anyway, and an ordinary
+ * corpus's late folders (tens of them) must not pause pulling or be finished early. */
+#define OPEN_OBJ_MIN 256
 
 /* Whether the objects a cloud store holds until uploaded fill their share of the budget. */
 static int
@@ -53,13 +67,23 @@ queue_full(const struct bp_rt *rt)
                QUEUE_SHARE * (double)a->budget;
 }
 
-/* Whether pulling should wait: the upload queue is full, or a destination refuses for now (a
- * table or the bucket answering 403/404, held and probed with a growing backoff): new messages
- * would only wait beside the held ones, their leases extended, so the backlog stays in Pub/Sub. */
+/* The open objects past which the fullest are finished (OPEN_OBJ_SHARE). */
+static size_t
+open_cap(const struct bp_rt *rt)
+{
+    size_t cap = (size_t)(OPEN_OBJ_SHARE * (double)rt->cfg.max_outstanding_messages);
+    return cap < OPEN_OBJ_MIN ? OPEN_OBJ_MIN : cap;
+}
+
+/* Whether pulling should wait: too many archive objects are open (the tick finishes the older
+ * ones), the upload queue is full, or a destination refuses for now (a table or the bucket
+ * answering 403/404, held and probed with a growing backoff): new messages would only wait
+ * beside the held ones, their leases extended, so the backlog stays in Pub/Sub. */
 static int
 pull_blocked(const struct bp_rt *rt)
 {
-    if (queue_full(rt) || bp_batches_paused(&rt->tables) != NULL)
+    if (rt->archive.nopen > open_cap(rt) || queue_full(rt) ||
+        bp_batches_paused(&rt->tables) != NULL)
         return 1;
     return !rt->cfg.local_out && rt->store && bp_store_cloud_refusing(rt->store) != NULL;
 }
@@ -110,6 +134,14 @@ bp_rt_pressure(struct bp_rt *rt, struct bp_pressure *out)
     out->release_age = RELEASE_MIN_AGE;
     if ((double)outstanding >= RELEASE_FILL * max)
         out->release_messages = outstanding - (size_t)(RELEASE_LOW * max);
+    /* many open objects (a spread backfill): finish the fullest until half the cap is left */
+    size_t max_open = open_cap(rt);
+    if (outstanding && a->held && a->nopen > max_open) {
+        size_t keep = (size_t)((double)a->held * (double)max_open / 2 / (double)a->nopen);
+        out->release_messages = a->held_finishing + a->held;
+        if (keep < out->release_keep)
+            out->release_keep = keep;
+    }
     /* pulling also pauses at max_outstanding_bytes: open objects may hold at most
      * RELEASE_BYTES of it (with the defaults the archive's own budget is below that, and this
      * never fires); messages stand in for bytes */
@@ -117,7 +149,8 @@ bp_rt_pressure(struct bp_rt *rt, struct bp_pressure *out)
     size_t cap = (size_t)(RELEASE_BYTES * (double)c->max_outstanding_bytes);
     if (outstanding && a->held && open > cap) {
         size_t keep = (size_t)((double)a->held * (double)cap / 2 / (double)open);
-        out->release_messages = a->held;
+        if (out->release_messages < a->held)
+            out->release_messages = a->held;
         if (keep < out->release_keep)
             out->release_keep = keep;
     }

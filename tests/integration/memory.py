@@ -95,6 +95,44 @@ def memory_spread_backfill_bounded_and_nothing_lost():
         check(rss is not None and rss <= limit(64), f"peak RSS {rss} MB <= {limit(64)} MB")
 
 
+@case
+def memory_spread_backfill_open_objects_do_not_hold_the_window():
+    """A backfill spread over years opens an archive object per event or two. Late folders may
+    keep half of max_outstanding_messages in open objects until roll_seconds, and with a full
+    upload queue beside them the whole window stayed outstanding (each message ~1.3 KB of RSS
+    until acked: a 300,000-event backfill peaked at 66-68 MB). Past an eighth of the window in
+    open objects the fullest are finished, the queue fills and pulling pauses with far fewer
+    messages outstanding. Default roll (60 s), a 4,000-message window and a small archive budget
+    (queue share 512 KB) so that the queue fills; outstanding is sampled once the first pulls
+    are in (the window fills at the start whatever the archive does) until the backlog is
+    pulled."""
+    window, n = 4000, 10000
+    with cloud.Scenario() as s:
+        path, expect, raw = spread_corpus(s.tmp, n, seed=47)
+        check_eq(s.emu.publish(path), n, "published")
+        b = cloud.Bepipe(s.emu, args=["--set", "archive.roll_seconds=60",
+                                      "--set", f"source.max_outstanding_messages={window}",
+                                      "--set", "archive.max_open_bytes=2097152"])
+        samples = []
+        start = time.time()
+        while time.time() < start + 300 and b.p.poll() is None:
+            st = s.emu.sub_state()
+            if st["backlog"] == 0:
+                break
+            if time.time() > start + 10:
+                samples.append(st["outstanding"])
+            time.sleep(0.2)
+        cloud.wait_drained(s.emu, n, [b], timeout=240)
+        check_eq(b.stop(), 0, "exit code: " + b.stderr()[-1500:])
+        cloud.verify(s.emu, expect, raw)
+        samples.sort()
+        median = samples[len(samples) // 2] if samples else None
+        print(f"  (outstanding while pulling: median {median}, max {max(samples, default=None)} "
+              f"of {window}, {len(samples)} samples; peak RSS {summary_rss_mb(b.stderr())} MB)")
+        check(len(samples) >= 5, f"sampled while pulling: {len(samples)}")
+        check(median <= window // 2, f"median outstanding {median} <= {window // 2}")
+
+
 def hostile(routes):
     srv = subprocess.Popen([os.path.join(cloud.ROOT, "tests/tools/hostile_http.py"), "--routes",
                             json.dumps(routes)], stdout=subprocess.PIPE)
