@@ -48,6 +48,7 @@
  * tests/unit/test_json_lua.c and tests/fuzz/fuzz_json_lua.c compare the two. */
 #include <simdjson.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <memory>
@@ -85,36 +86,71 @@ struct walk {
  * int64_t cdata so that it reaches the row unchanged */
 const uint64_t EXACT = 9007199254740992ull;
 
-/* The doubles of the last text decoded (bp_json_lua_push, bp_json_lua_inexact) whose text had
- * a fraction the double lost, with that text. A few per event at most: more, or a longer text,
- * is declined (and then dead-lettered by the lua-cjson path, naming the field). */
+/* The doubles of the last text decoded (bp_json_lua_push, bp_json_lua_inexact) whose text says
+ * more than the double, with that text. As many as the event has (a writer of printf's %.17g,
+ * such as jansson, gives one for most doubles: 0.41000000000000003): only a longer text, or no
+ * memory, declines the event (and then the lua-cjson path dead-letters it, naming the field). */
 struct lost_number {
     double v;
     unsigned char len;
     char text[111];
 };
-const int LOST_CAP = 16;
-thread_local lost_number lost[LOST_CAP];
-thread_local int nlost;
+/* Past this many the table is searched sorted (lost_sort), and freed after the event. */
+const size_t LOST_LINEAR = 16;
+thread_local lost_number *lost;
+thread_local size_t nlost, lost_cap;
+thread_local bool lost_sorted;
 
-/* The same double, bit for bit: -0.0 is not 0.0 (a text that underflows to 0 is no -0) */
+/* The bits of a double: -0.0 is not 0.0 (a text that underflows to 0 is no -0) */
+inline uint64_t double_bits(double a)
+{
+    uint64_t b;
+    memcpy(&b, &a, sizeof(b));
+    return b;
+}
+
+/* The same double, bit for bit */
 inline bool same_double(double a, double b)
 {
-    return memcmp(&a, &b, sizeof(a)) == 0;
+    return double_bits(a) == double_bits(b);
+}
+
+/* Forgets the notes of the last text. */
+void lost_clear()
+{
+    nlost = 0;
+    lost_sorted = true;
+    if (lost_cap > 64 * LOST_LINEAR) {
+        free(lost);
+        lost = NULL;
+        lost_cap = 0;
+    }
 }
 
 /* Notes that text p[0..n) was decoded as v, a lost fraction; false when it cannot be noted. */
 bool note_lost(double v, const char *p, size_t n)
 {
-    for (int i = 0; i < nlost; i++)
-        if (same_double(lost[i].v, v))
-            return true;    /* the first text of the double stands for it */
-    if (nlost == LOST_CAP || n > sizeof(lost[0].text))
+    if (nlost <= LOST_LINEAR)
+        for (size_t i = 0; i < nlost; i++)
+            if (same_double(lost[i].v, v))
+                return true;    /* the first text of the double stands for it */
+    /* past LOST_LINEAR a repeated double is kept: lost_sort's stable order puts its first
+     * text first */
+    if (n > sizeof(lost[0].text))
         return false;
+    if (nlost == lost_cap) {
+        size_t cap = lost_cap ? 2 * lost_cap : LOST_LINEAR;
+        lost_number *grown = (lost_number *)realloc(lost, cap * sizeof(*lost));
+        if (!grown)
+            return false;
+        lost = grown;
+        lost_cap = cap;
+    }
     lost[nlost].v = v;
     lost[nlost].len = (unsigned char)n;
     memcpy(lost[nlost].text, p, n);
     nlost++;
+    lost_sorted = nlost <= LOST_LINEAR;
     return true;
 }
 
@@ -534,7 +570,7 @@ extern "C" int
 bp_json_lua_push(lua_State *L, const char *p, size_t n)
 {
     size_t i = 0;
-    nlost = 0;
+    lost_clear();
     while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
         i++;
     if (i == n || p[i] != '{' || n > BP_JSON_LUA_BIG_MAX)
@@ -575,7 +611,7 @@ bp_json_lua_push(lua_State *L, const char *p, size_t n)
     if (!push(w, root, 1) ||
         (w.doubles && long_digit_run(text, n) && !note_texts(text, n))) {
         lua_settop(L, top);
-        nlost = 0;
+        lost_clear();
         return 0;
     }
     size_t zeros = w.zero_int && has_minus_zero(p, n) ? minus_zero_rewrite(p, n, NULL) : 0;
@@ -589,7 +625,7 @@ bp_json_lua_push(lua_State *L, const char *p, size_t n)
         if (!text2)
             return lua_settop(L, top), 0;
         minus_zero_rewrite(p, n, text2.get());
-        nlost = 0;
+        lost_clear();
         w.doubles = false;
         if (n2 > use->max_capacity()) {
             own.reset(new (std::nothrow) dom::parser(n2));
@@ -600,7 +636,7 @@ bp_json_lua_push(lua_State *L, const char *p, size_t n)
         if (use->parse(text2.get(), n2, false).get(root) != SUCCESS || !push(w, root, 1) ||
             (w.doubles && long_digit_run(text2.get(), n2) && !note_texts(text2.get(), n2))) {
             lua_settop(L, top);
-            nlost = 0;
+            lost_clear();
             return 0;
         }
     }
@@ -613,12 +649,30 @@ bp_json_lua_push(lua_State *L, const char *p, size_t n)
 extern "C" const char *
 bp_json_lua_lost_text(double v, size_t *n)
 {
-    for (int i = 0; i < nlost; i++)
-        if (same_double(lost[i].v, v)) {
-            *n = lost[i].len;
-            return lost[i].text;
-        }
-    return NULL;
+    if (nlost == 0)
+        return NULL;
+    if (nlost <= LOST_LINEAR) {
+        for (size_t i = 0; i < nlost; i++)
+            if (same_double(lost[i].v, v)) {
+                *n = lost[i].len;
+                return lost[i].text;
+            }
+        return NULL;
+    }
+    /* many (a row writer asks for each of the row's doubles): sorted once, searched by halves */
+    if (!lost_sorted) {
+        std::stable_sort(lost, lost + nlost, [](const lost_number &a, const lost_number &b) {
+            return double_bits(a.v) < double_bits(b.v);
+        });
+        lost_sorted = true;
+    }
+    uint64_t key = double_bits(v);
+    const lost_number *e = std::lower_bound(lost, lost + nlost, key,
+        [](const lost_number &a, uint64_t k) { return double_bits(a.v) < k; });
+    if (e == lost + nlost || double_bits(e->v) != key)
+        return NULL;
+    *n = e->len;
+    return e->text;
 }
 
 /* See json_lua.h. */
@@ -641,7 +695,7 @@ bp_json_lua_inexact(lua_State *L)
     const char *p = luaL_checklstring(L, 1, &n);
     frame st[BP_JSON_LUA_DEPTH + 2];
     int depth = 0;
-    nlost = 0;
+    lost_clear();
     for (size_t i = 0; i < n; i++) {
         char c = p[i];
         if (c == '"') {

@@ -48,10 +48,10 @@ int bp_json_lua_decode(lua_State *L);
  * path (`items[2].quantity`), the text and "integer" for its first integer past 2^53 in
  * magnitude that an int64_t holds, which lua-cjson rounds to a double; or the same with
  * "fraction" for a number whose text says more than its double and which cannot be noted as
- * bp_json_lua_push notes it (too many, too long a text, or text JSON does not write); nothing
- * when there is none. Notes the others as bp_json_lua_push does (bp_json_lua_lost_text). The batch loop
- * dead-letters an event with such a number rather than change it. Found in the registry as
- * "bepipe.inexact". */
+ * bp_json_lua_push notes it (a text over 111 characters, no memory, or text JSON does not
+ * write); nothing when there is none. Notes the others as bp_json_lua_push does
+ * (bp_json_lua_lost_text). The batch loop dead-letters an event with such a number rather
+ * than change it. Found in the registry as "bepipe.inexact". */
 int bp_json_lua_inexact(lua_State *L);
 
 #endif

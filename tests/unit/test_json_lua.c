@@ -434,18 +434,40 @@ a_fraction_the_double_loses_never_reaches_int64(void **st)
     lua_ok(L, "local p, t, w = inexact('{\"s\":\"\\255\",\"n\":45035996273704965.e-1}') "
               "assert(p == 'n' and t == '45035996273704965.e-1' and w == 'fraction', "
               "tostring(p) .. ' ' .. tostring(t) .. ' ' .. tostring(w))");
-    /* more than it notes: declined by the fast path, named by bepipe.inexact */
-    char many[2000] = "{\"x\":1,\"m\":[";
-    for (int i = 0; i < 17; i++)
+    /* many in one event: every one noted, with its own text, by both decoders (repeats of
+     * one double: the first text) */
+    char many[4000] = "{\"x\":1,\"m\":[";
+    for (int i = 0; i < 100; i++)
         snprintf(many + strlen(many), sizeof(many) - strlen(many), "%s%ld.5", i ? "," : "",
-                 4600000000000000L + 2 * i);
+                 4600000000000000L + 2 * (i % 90));
     strcat(many, "]}");
-    assert_int_equal(compare(L, many, strlen(many)), DECLINED);
+    for (int path = 0; path < 2; path++) {
+        if (path == 0)
+            assert_int_equal(compare(L, many, strlen(many)), FAST);
+        else
+            assert_false(has_inexact(L, many, strlen(many)));
+        for (int i = 0; i < 90; i++) {
+            char want[40];
+            snprintf(want, sizeof(want), "%ld.5", 4600000000000000L + 2 * i);
+            const char *lt2 = bp_json_lua_lost_text((double)(4600000000000000L + 2 * i), &n);
+            if (!lt2 || n != strlen(want) || memcmp(lt2, want, n) != 0)
+                fail_msg("%s: noted as %.*s", want, lt2 ? (int)n : 4, lt2 ? lt2 : "none");
+        }
+        assert_null(bp_json_lua_lost_text(4600000000000001.0, &n));
+        many[strlen(many) - 2] = 0;
+        strcat(many, ",\"\xff\"]}");   /* the second time declined: lua-cjson's path */
+    }
+    /* a text longer than it keeps: declined by the fast path, named by bepipe.inexact */
+    char longer[300] = "{\"x\":1,\"m\":[1.5,4600000000000000.5";
+    for (int i = 0; i < 120; i++)
+        strcat(longer, "1");
+    strcat(longer, "]}");
+    assert_int_equal(compare(L, longer, strlen(longer)), DECLINED);
     lua_getglobal(L, "inexact");
-    lua_pushstring(L, many);
+    lua_pushstring(L, longer);
     assert_int_equal(lua_pcall(L, 1, 3, 0), 0);
-    assert_string_equal(lua_tostring(L, -3), "m[16]");
-    assert_string_equal(lua_tostring(L, -2), "4600000000000032.5");
+    assert_string_equal(lua_tostring(L, -3), "m[1]");
+    assert_int_equal(strlen(lua_tostring(L, -2)), 18 + 120);
     assert_string_equal(lua_tostring(L, -1), "fraction");
     lua_close(L);
 }
@@ -545,6 +567,33 @@ a_fraction_below_2_52_the_double_loses_never_reaches_int64(void **st)
     lua_close(L);
 }
 
+/* An event from a writer of printf's %.17g (jansson, C and C++ serializers): most of its
+ * doubles are written with 17 digits that say more than the double (0.41000000000000003), and
+ * an event with many of them is ordinary data: decoded by the fast path, never dead-lettered. */
+static void
+many_17_digit_texts_are_not_dead_lettered(void **st)
+{
+    (void)st;
+    lua_State *L = state();
+    char text[2000];
+    size_t k = (size_t)snprintf(text, sizeof(text), "{\"xs\":[");
+    for (int i = 1; i <= 60; i++)
+        k += (size_t)snprintf(text + k, sizeof(text) - k, "%s%.17g", i > 1 ? "," : "",
+                              i / 10.0 + 0.01);
+    k += (size_t)snprintf(text + k, sizeof(text) - k, "]}");
+    assert_true(k < sizeof(text));
+    int fast = compare(L, text, k) == FAST;
+    if (has_inexact(L, text, k))
+        fail_msg("lua-cjson's path refuses: %s", text);
+    if (!fast)
+        fail_msg("declined: %s", text);
+    size_t n;
+    const char *lt = bp_json_lua_lost_text(5.0099999999999998, &n);
+    assert_non_null(lt);
+    assert_memory_equal(lt, "5.0099999999999998", n);
+    lua_close(L);
+}
+
 int
 main(void)
 {
@@ -558,6 +607,7 @@ main(void)
         cmocka_unit_test(inexact_names_the_field),
         cmocka_unit_test(a_fraction_the_double_loses_never_reaches_int64),
         cmocka_unit_test(a_fraction_below_2_52_the_double_loses_never_reaches_int64),
+        cmocka_unit_test(many_17_digit_texts_are_not_dead_lettered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
