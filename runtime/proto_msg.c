@@ -299,10 +299,16 @@ bp_proto_append_reply_decode(const void *p, size_t n, size_t nrows, struct bp_ap
             r->nrow_errors = i + 1;
         }
     }
-    if (m->updated_schema.len &&
-        !(r->updated_schema = updated_schema(m->updated_schema.data, m->updated_schema.len, err,
-                                             errlen)))
-        goto fail;
+    if (m->updated_schema.len) {
+        /* a schema this build cannot read says nothing about the rows: the reply's fate
+         * (append_result, error, row_errors) stands, or rows written would be sent again and
+         * stored twice; the schema is dropped with its reason for the caller to log */
+        char why[300];
+        r->updated_schema = updated_schema(m->updated_schema.data, m->updated_schema.len, why,
+                                           sizeof(why));
+        if (!r->updated_schema)
+            r->schema_error = bp_xstrdup(why);
+    }
     bpw__append_rows_response__free_unpacked(m, NULL);
     return 0;
 fail:
@@ -323,6 +329,7 @@ bp_proto_append_reply_free(struct bp_append_reply *r)
     free(r->message);
     free(r->storage_entity);
     free(r->write_stream);
+    free(r->schema_error);
     bp_schema_free(r->updated_schema);
     memset(r, 0, sizeof(*r));
 }

@@ -74,14 +74,18 @@ struct bp_append_reply {
                                          * written; send the others again */
     size_t nrow_errors;
     struct bp_schema *updated_schema;   /* the table gained columns: NULL, or a new schema */
+    char *schema_error;         /* NULL, or why an updated_schema the reply carried was dropped
+                                 * (not a schema this build reads); the rest of the reply holds */
     char *write_stream;
 };
 
 /* Decodes an AppendRowsResponse body from the service (hostile input: any bytes). nrows: the
  * request's row count, which every row_errors index must be below. Returns 0 with r filled
  * (free with bp_proto_append_reply_free), or -1 with the reason in err and r empty: not a
- * protobuf message of that type, a row index out of range, an updated_schema nested deeper than
- * BigQuery allows or not a valid schema. Never calls back; safe in any callback. */
+ * protobuf message of that type, or a row index out of range. An updated_schema that cannot be
+ * read (nested deeper than BigQuery allows, an unknown type or mode, not a valid schema) does not
+ * fail the reply: it is dropped, updated_schema NULL and the reason in schema_error. Never calls
+ * back; safe in any callback. */
 int bp_proto_append_reply_decode(const void *p, size_t n, size_t nrows, struct bp_append_reply *r,
                                  char *err, size_t errlen) BP_WUR;
 

@@ -388,6 +388,14 @@ on_message(struct bp_grpc_stream *gs, const uint8_t *msg, size_t len, void *arg)
         bp_sw_pump(t);
         return;
     }
+    if (rep.schema_error && !t->schema_error_logged) {
+        /* the rows' fate is read from the rest of the reply as usual; only the news of a
+         * changed table is lost, and a table sync (reload) still brings it */
+        t->schema_error_logged = 1;
+        bp_log(BP_LOG_WARN, "bigquery", "AppendRows %s: a reply's updated_schema was dropped "
+               "(%s); rows keep the schema in force (logged once for this table)", t->name,
+               rep.schema_error);
+    }
     if (rep.updated_schema && s->schema_updated) {
         /* the table changed under the run (it gained columns): its schema from now on, for
          * the check and the writer schema of the next batch, as a table sync would give it */

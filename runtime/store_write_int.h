@@ -95,6 +95,7 @@ struct sw_table {
     int carrying;               /* requests in flight carrying a writer schema (0 or 1): none
                                  * is sent behind one before its reply */
     double retry_at;            /* monotonic: nothing is sent before it (a backoff) */
+    int schema_error_logged;    /* an unreadable updated_schema was logged (once a table) */
     /* exactly_once: the table's COMMITTED stream of this process (stream, params) */
     int created, creating, finalizing, finalized;
     int64_t next_offset;        /* the stream's rows, as far as this process wrote them */

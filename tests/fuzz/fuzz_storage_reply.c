@@ -25,15 +25,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct bp_append_reply r;
         size_t nrows = (pick >> 2) % 8 + 1;
         if (bp_proto_append_reply_decode(p, n, nrows, &r, err, sizeof(err)) != 0) {
-            if (r.message || r.row_errors || r.updated_schema || r.write_stream)
+            if (r.message || r.row_errors || r.updated_schema || r.write_stream || r.schema_error)
                 __builtin_trap();   /* a refused reply leaves nothing behind */
             return 0;
         }
         for (size_t i = 0; i < r.nrow_errors; i++)
             if (r.row_errors[i].index >= nrows || !r.row_errors[i].message)
                 __builtin_trap();
-        if (!r.write_stream || (r.has_error && !r.message))
-            __builtin_trap();
+        if (!r.write_stream || (r.has_error && !r.message) || (r.updated_schema && r.schema_error))
+            __builtin_trap();   /* a schema is either taken or dropped with its reason */
         if (r.updated_schema) {
             bp_buf_t b;
             bp_buf_init(&b, 1 << 20);

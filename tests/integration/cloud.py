@@ -1511,6 +1511,40 @@ def sw_row_errors_without_the_error_field_write_nothing():
 
 
 @case
+@local.tags("storage_write", "faults", "schema")
+def sw_unreadable_updated_schema_is_dropped_not_stored_twice():
+    """Replies that say the rows are written but carry an updated_schema the run cannot read
+    (an unknown type, an unknown mode): the schema is dropped with one warning per table naming
+    it and why, and the reply is taken as written. Reading the whole reply as unreadable would
+    send written rows again and store them twice on the default stream."""
+    with Scenario() as s:
+        need_grpc(s.emu)
+        path, expect, raw = corpus(s.tmp, 1500, seed=65, invalid=0)
+        s.emu.publish(path)
+        s.emu.fault({"op": APPEND, "updatedSchema": {"fields": [{"name": "x", "type": 77}]},
+                     "count": 2, "skip": 1})
+        # the first append: the rule above lets it through to this one
+        s.emu.fault({"op": APPEND, "updatedSchema": {"fields": [{"name": "y", "type": 1,
+                                                                  "mode": 9}]},
+                     "count": 1})
+        b = Bepipe(s.emu, SW)
+        wait_drained(s.emu, 1500, [b], timeout=60)
+        check_eq(b.stop(), 0, "exit code: " + b.stderr()[-1500:])
+        check(not s.emu.admin("GET", "/_emulator/faults").get("rules"),
+              "every fault served: " + repr(s.emu.admin("GET", "/_emulator/faults")))
+        for t in TABLES:
+            rows = collections.Counter(plain_rows(s.emu, t))
+            check_eq(sum(rows.values()) - len(rows), 0, f"{t}: every row exactly once")
+        verify(s.emu, expect, raw)
+        err = b.stderr()
+        warned = re.findall(r"AppendRows (\S+): a reply's updated_schema was dropped "
+                            r"\(updated_schema: an unknown type or mode\)", err)
+        check(warned, "the dropped schema logged with its reason: " + err[-1500:])
+        check_eq(len(warned), len(set(warned)), "logged once a table: " + repr(warned))
+        check("unreadable reply" not in err, "no reply read as unreadable: " + err[-1500:])
+
+
+@case
 @local.tags("storage_write")
 def sw_batch_larger_as_protobuf_than_one_request_is_split():
     """A batch whose rows fit insertAll's request as JSON but not one AppendRows request as

@@ -277,18 +277,23 @@ updated_schemas(void **state)
     assert_int_equal(s->root.fields[1].mode, BP_SCHEMA_REPEATED);
     assert_int_equal(s->root.fields[1].fields[0].type, BP_SCHEMA_TIMESTAMP);
     assert_string_equal(s->root.fields[2].type_name, "BIGNUMERIC");
+    assert_null(r.schema_error);
     bp_proto_append_reply_free(&r);
-    /* an unknown type, and a STRUCT without fields: not a schema */
+    /* an unknown type, and a STRUCT without fields: not a schema, dropped with its reason */
     bp_buf_reset(&b);
     field(&ts, 1, "a", 77, 0, NULL);
     w_msg(&b, 3, &ts);
-    assert_int_equal(decode(&b, 0, &r, err), -1);
-    assert_string_equal(err, "updated_schema: an unknown type or mode");
+    assert_int_equal(decode(&b, 0, &r, err), 0);
+    assert_null(r.updated_schema);
+    assert_string_equal(r.schema_error, "updated_schema: an unknown type or mode");
+    bp_proto_append_reply_free(&r);
     bp_buf_reset(&b);
     field(&ts, 1, "rec", 4, 0, NULL);
     w_msg(&b, 3, &ts);
-    assert_int_equal(decode(&b, 0, &r, err), -1);
-    assert_string_equal(err, "updated_schema: rec: RECORD without fields");
+    assert_int_equal(decode(&b, 0, &r, err), 0);
+    assert_null(r.updated_schema);
+    assert_string_equal(r.schema_error, "updated_schema: rec: RECORD without fields");
+    bp_proto_append_reply_free(&r);
     /* nested 100000 levels (3 or 4 bytes a level: a TableFieldSchema holding only its fields),
      * written from the inside out: refused before protobuf-c's unbounded recursion sees it */
     bp_buf_reset(&b);
@@ -309,10 +314,85 @@ updated_schemas(void **state)
     }
     w_bytes(&b, 3, deep + pos, cap - pos);
     free(deep);
-    assert_int_equal(decode(&b, 0, &r, err), -1);
-    assert_string_equal(err, "updated_schema: not a TableSchema, or nested deeper than 16");
+    assert_int_equal(decode(&b, 0, &r, err), 0);
+    assert_null(r.updated_schema);
+    assert_string_equal(r.schema_error,
+                        "updated_schema: not a TableSchema, or nested deeper than 16");
+    bp_proto_append_reply_free(&r);
+    /* bytes that are no protobuf at all */
+    bp_buf_reset(&b);
+    w_bytes(&b, 3, "\x0a\xff\xff", 3);
+    assert_int_equal(decode(&b, 0, &r, err), 0);
+    assert_null(r.updated_schema);
+    assert_non_null(r.schema_error);
+    bp_proto_append_reply_free(&r);
     bp_buf_free(&subs);
     bp_buf_free(&ts);
+    bp_buf_free(&b);
+}
+
+/* A reply whose rows were written but whose updated_schema cannot be read: read as written (the
+ * schema dropped, its reason kept), or the caller would send the rows again and store them twice.
+ * The same for an error and row_errors beside such a schema; a malformed append_result still
+ * makes the reply unreadable. */
+static void
+unreadable_updated_schema_dropped(void **state)
+{
+    (void)state;
+    bp_buf_t b, s1, s2, ts;
+    bp_buf_init(&b, 1 << 20);
+    bp_buf_init(&s1, 1 << 20);
+    bp_buf_init(&s2, 1 << 20);
+    bp_buf_init(&ts, 1 << 20);
+    struct bp_append_reply r;
+    char err[300];
+    /* append_result{} + updated_schema{fields{name:"a" type:77}} */
+    w_msg(&b, 1, &s1);
+    field(&ts, 1, "a", 77, 0, NULL);
+    w_msg(&b, 3, &ts);
+    assert_int_equal(decode(&b, 2, &r, err), 0);
+    assert_true(r.has_result && !r.has_error && r.nrow_errors == 0);
+    assert_null(r.updated_schema);
+    assert_string_equal(r.schema_error, "updated_schema: an unknown type or mode");
+    bp_proto_append_reply_free(&r);
+    assert_null(r.schema_error);
+    /* error{code 3} + row_errors{index 1} + updated_schema with an unknown mode */
+    bp_buf_reset(&b);
+    w_int(&s1, 1, 3);
+    w_str(&s1, 2, "bad row");
+    w_msg(&b, 2, &s1);
+    w_int(&s1, 1, 1);
+    w_int(&s1, 2, 1);
+    w_str(&s1, 3, "no such field");
+    w_msg(&b, 4, &s1);
+    field(&ts, 1, "a", 1, 9, NULL);
+    w_msg(&b, 3, &ts);
+    assert_int_equal(decode(&b, 2, &r, err), 0);
+    assert_true(r.has_error && r.code == 3 && !r.has_result);
+    assert_int_equal(r.nrow_errors, 1);
+    assert_int_equal(r.row_errors[0].index, 1);
+    assert_null(r.updated_schema);
+    assert_string_equal(r.schema_error, "updated_schema: an unknown type or mode");
+    bp_proto_append_reply_free(&r);
+    /* a malformed append_result beside it: still unreadable */
+    bp_buf_reset(&b);
+    w_bytes(&b, 1, "\x0a\xff", 2);
+    field(&ts, 1, "a", 77, 0, NULL);
+    w_msg(&b, 3, &ts);
+    assert_int_equal(decode(&b, 2, &r, err), -1);
+    assert_null(r.schema_error);
+    assert_null(r.updated_schema);
+    /* a row index out of range beside it: still unreadable */
+    bp_buf_reset(&b);
+    w_int(&s1, 1, 5);
+    w_msg(&b, 4, &s1);
+    field(&ts, 1, "a", 77, 0, NULL);
+    w_msg(&b, 3, &ts);
+    assert_int_equal(decode(&b, 2, &r, err), -1);
+    assert_null(r.schema_error);
+    bp_buf_free(&ts);
+    bp_buf_free(&s2);
+    bp_buf_free(&s1);
     bp_buf_free(&b);
 }
 
@@ -428,6 +508,7 @@ main(void)
         cmocka_unit_test(stream_requests),
         cmocka_unit_test(append_replies),
         cmocka_unit_test(updated_schemas),
+        cmocka_unit_test(unreadable_updated_schema_dropped),
         cmocka_unit_test(garbage_and_truncation),
         cmocka_unit_test(other_replies),
     };

@@ -673,6 +673,7 @@ class BigQueryWrite {
         return call.finish(code, rule.message || `Injected fault: ${CODE_NAME[code] || code}.`);
       }
       resp.writeStream = s.name;
+      if (rule && rule.updatedSchema) resp.updatedSchema = rule.updatedSchema;
       this.record(call.op + '.append', resp.error ? CODE_NAME[resp.error.code] || String(resp.error.code) : 'OK');
       call.send(Buffer.from(this.t.AppendRowsResponse.encode(this.t.AppendRowsResponse.fromObject(resp)).finish()));
       if (rule && rule.goaway === 'after') call.goaway();

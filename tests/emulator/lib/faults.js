@@ -38,6 +38,9 @@
 //                    gets AppendRowsResponse.error with this code instead and the stream stays open;
 //                    with after: true the request is handled first (rows written), then the call
 //                    ends with the code instead of the reply (a write the client cannot know of)
+//   updatedSchema    AppendRows: handle the request as usual (rows written) and send this
+//                    TableSchema (protobufjs JSON, enum numbers allowed: {"fields":[{"name":"x",
+//                    "type":77}]} for a type the client may not know) as the reply's updated_schema
 
 let nextId = 1;
 
@@ -87,10 +90,11 @@ class Faults {
     if (spec.goaway !== undefined && ![true, 'before', 'after'].includes(spec.goaway)) throw new Error('goaway must be true, "before" or "after"');
     if (spec.disconnect !== undefined && ![true, 'before', 'after'].includes(spec.disconnect)) throw new Error('disconnect must be true, "before" or "after"');
     if (spec.grpcCode !== undefined && !((Number.isInteger(spec.grpcCode) && spec.grpcCode >= 0 && spec.grpcCode <= 16) || typeof spec.grpcCode === 'string')) throw new Error('grpcCode must be 0..16 or a status name');
+    if (spec.updatedSchema !== undefined && (!spec.updatedSchema || typeof spec.updatedSchema !== 'object' || !Array.isArray(spec.updatedSchema.fields))) throw new Error('updatedSchema must be a TableSchema object with fields');
     if (spec.httpStatus !== undefined && !(Number.isInteger(spec.httpStatus) && spec.httpStatus >= 100 && spec.httpStatus <= 599)) throw new Error('httpStatus must be an HTTP status code');
     if (!r.status && !r.reset && !r.stall && !r.latencyMs && !r.rejectRows && r.body === undefined && !r.ackIdResult &&
-        r.grpcCode === undefined && !r.goaway && !r.disconnect && !r.httpStatus && !r.noStatus)
-      throw new Error('rule does nothing: give status, body, reset, stall, latencyMs, rejectRows, ackIdResult, grpcCode, goaway, disconnect, httpStatus or noStatus');
+        r.grpcCode === undefined && !r.goaway && !r.disconnect && !r.httpStatus && !r.noStatus && !r.updatedSchema)
+      throw new Error('rule does nothing: give status, body, reset, stall, latencyMs, rejectRows, ackIdResult, grpcCode, goaway, disconnect, httpStatus, noStatus or updatedSchema');
     this.rules.push(r);
     return this.describe(r);
   }
@@ -120,12 +124,13 @@ class Faults {
 
   // The first request-level rule (not a rejectRows one) that fires for this request. `grpc`:
   // the request is a gRPC call; rules with effects only the other side has (body/ackIdResult
-  // for REST, grpcCode/goaway/disconnect/httpStatus/noStatus/inband/after for gRPC) are left
+  // for REST, grpcCode/goaway/disconnect/httpStatus/noStatus/inband/after/updatedSchema for gRPC) are left
   // to requests of that side, so a rule without op or path is not used up by the wrong one.
   match(method, path, op, grpc = false) {
     for (const r of this.rules) {
       if (r.rejectRows && !r.status && !r.reset && !r.stall && !r.latencyMs && r.body === undefined) continue;
-      const grpcOnly = r.grpcCode !== undefined || r.goaway || r.disconnect || r.httpStatus || r.noStatus || r.inband || r.after;
+      const grpcOnly = r.grpcCode !== undefined || r.goaway || r.disconnect || r.httpStatus || r.noStatus || r.inband || r.after
+        || r.updatedSchema;
       const restOnly = r.body !== undefined || r.ackIdResult;
       if (grpc ? restOnly : grpcOnly) continue;
       if (this.matches(r, method, path, op) && this.consume(r)) return r;
