@@ -103,9 +103,9 @@ def memory_spread_backfill_open_objects_do_not_hold_the_window():
     until acked: a 300,000-event backfill peaked at 66-68 MB). Past an eighth of the window in
     open objects the fullest are finished, the queue fills and pulling pauses with far fewer
     messages outstanding. Default roll (60 s), a 4,000-message window and a small archive budget
-    (queue share 512 KB) so that the queue fills; outstanding is sampled once the first pulls
-    are in (the window fills at the start whatever the archive does) until the backlog is
-    pulled."""
+    (queue share 512 KB) so that the queue fills; outstanding is sampled from 2 s after the
+    first pulls are in (the window fills at the start whatever the archive does) until the
+    backlog is pulled (a fixed 10 s start took no sample on a fast machine)."""
     window, n = 4000, 10000
     with cloud.Scenario() as s:
         path, expect, raw = spread_corpus(s.tmp, n, seed=47)
@@ -115,13 +115,16 @@ def memory_spread_backfill_open_objects_do_not_hold_the_window():
                                       "--set", "archive.max_open_bytes=2097152"])
         samples = []
         start = time.time()
+        first = None    # when the first pulls were in: the window fills then whatever happens
         while time.time() < start + 300 and b.p.poll() is None:
             st = s.emu.sub_state()
             if st["backlog"] == 0:
                 break
-            if time.time() > start + 10:
+            if first is None and st["outstanding"] > 0:
+                first = time.time()
+            if first is not None and time.time() > first + 2:
                 samples.append(st["outstanding"])
-            time.sleep(0.2)
+            time.sleep(0.1)
         cloud.wait_drained(s.emu, n, [b], timeout=240)
         check_eq(b.stop(), 0, "exit code: " + b.stderr()[-1500:])
         cloud.verify(s.emu, expect, raw)
@@ -130,7 +133,8 @@ def memory_spread_backfill_open_objects_do_not_hold_the_window():
         print(f"  (outstanding while pulling: median {median}, max {max(samples, default=None)} "
               f"of {window}, {len(samples)} samples; peak RSS {summary_rss_mb(b.stderr())} MB)")
         check(len(samples) >= 5, f"sampled while pulling: {len(samples)}")
-        check(median <= window // 2, f"median outstanding {median} <= {window // 2}")
+        # measured: 3,745-3,855 before open objects counted as pressure, 1,474-1,853 since
+        check(median <= window * 3 // 4, f"median outstanding {median} <= {window * 3 // 4}")
 
 
 def hostile(routes):
