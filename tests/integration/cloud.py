@@ -1790,6 +1790,16 @@ def writer_schema_refused_with_its_request(pipelined):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def nums_pipeline_with_note(d):
+    """local.nums_pipeline whose map also sends ev.note (a column the table gains mid-run)."""
+    p = local.nums_pipeline(d)
+    route = os.path.join(d, "s", "events", "nums.lua")
+    src = open(route).read()
+    check("s = ev.s," in src, "the nums map")
+    open(route, "w").write(src.replace("s = ev.s,", "s = ev.s, note = ev.note,", 1))
+    return p
+
+
 @case
 @local.tags("storage_write", "schema")
 def sw_updated_schema_in_a_reply_is_taken_without_a_reload():
@@ -1802,11 +1812,7 @@ def sw_updated_schema_in_a_reply_is_taken_without_a_reload():
         need_grpc(probe.emu)
     d = tempfile.mkdtemp(prefix="bepipe-sw-")
     try:
-        p = local.nums_pipeline(d)
-        route = os.path.join(d, "s", "events", "nums.lua")
-        src = open(route).read()
-        check("s = ev.s," in src, "the nums map")
-        open(route, "w").write(src.replace("s = ev.s,", "s = ev.s, note = ev.note,", 1))
+        p = nums_pipeline_with_note(d)
         with Scenario(ddl_dir=os.path.join(d, "s", "ddl")) as s:
             def stored(n):
                 return lambda: (len(s.emu.rows("nums")) >= n and
@@ -1860,11 +1866,7 @@ def sw_updated_schema_outlives_a_table_sync_that_read_the_table_before():
         need_grpc(probe.emu)
     d = tempfile.mkdtemp(prefix="bepipe-sw-")
     try:
-        p = local.nums_pipeline(d)
-        route = os.path.join(d, "s", "events", "nums.lua")
-        src = open(route).read()
-        check("s = ev.s," in src, "the nums map")
-        open(route, "w").write(src.replace("s = ev.s,", "s = ev.s, note = ev.note,", 1))
+        p = nums_pipeline_with_note(d)
         with Scenario(ddl_dir=os.path.join(d, "s", "ddl")) as s:
             def stored(n):
                 return lambda: (len(s.emu.rows("nums")) >= n and
