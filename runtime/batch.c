@@ -17,6 +17,9 @@ struct flight {
     struct bp_batches *b;
     struct bp_rowbatch *rb;
     bp_buf_t buf;
+    bp_buf_t enc;           /* the rows in the store's form, when enc_len */
+    uint32_t *enc_len;
+    unsigned long enc_serial;
     uint32_t *slots;
     int32_t *attempts;      /* the dead-letter table's rows: delivery attempts */
     size_t nrows;
@@ -78,6 +81,8 @@ static void
 flight_free(struct flight *f)
 {
     bp_buf_free(&f->buf);
+    bp_buf_free(&f->enc);
+    free(f->enc_len);
     free(f->slots);
     free(f->attempts);
     free(f);
@@ -104,6 +109,8 @@ bp_batches_free(struct bp_batches *b)
         free(b->v[i]->paused_why);
         free(b->v[i]->table);
         bp_buf_free(&b->v[i]->buf);
+        bp_buf_free(&b->v[i]->enc);
+        free(b->v[i]->enc_len);
         free(b->v[i]->slots);
         free(b->v[i]->attempts);
         free(b->v[i]);
@@ -124,6 +131,7 @@ bp_batches_index(struct bp_batches *b, const char *table)
     struct bp_rowbatch *rb = bp_xcalloc(1, sizeof(*rb));
     rb->table = bp_xstrdup(table);
     bp_buf_init(&rb->buf, BP_BATCH_HARD_MAX);
+    bp_buf_init(&rb->enc, BP_BATCH_HARD_MAX);
     bp_backoff_init(&rb->backoff, PROBE_MIN, PROBE_MAX);
     b->v[b->n] = rb;
     return b->n++;
@@ -356,6 +364,11 @@ send_flight(struct bp_batches *b, struct flight *f)
     if (b->flying)
         b->flying->fprev = f;
     b->flying = f;
+    if (f->enc_len && b->store->ops->rows_put_encoded) {
+        struct bp_encoded_rows enc = {f->enc.data, f->enc_len, f->enc_serial};
+        return b->store->ops->rows_put_encoded(b->store, f->rb->table, f->buf.data, f->buf.len,
+                                               f->nrows, &enc, flight_done, f);
+    }
     return b->store->ops->rows_put(b->store, f->rb->table, f->buf.data, f->buf.len, f->nrows,
                                    flight_done, f);
 }
@@ -369,12 +382,17 @@ flush_one(struct bp_batches *b, struct bp_rowbatch *rb)
     f->b = b;
     f->rb = rb;
     f->buf = rb->buf;
+    f->enc = rb->enc;
+    f->enc_len = rb->enc_len;
+    f->enc_serial = rb->enc_serial;
     f->slots = rb->slots;
     f->attempts = rb->attempts;
     f->nrows = rb->nrows;
     rb->last_len = f->buf.len;
     rb->last_rows = f->nrows;
     bp_buf_init(&rb->buf, BP_BATCH_HARD_MAX);
+    bp_buf_init(&rb->enc, BP_BATCH_HARD_MAX);
+    rb->enc_len = NULL;
     rb->slots = NULL;
     rb->attempts = NULL;
     rb->slots_cap = 0;
@@ -435,11 +453,29 @@ bp_batches_add(struct bp_batches *b, size_t idx, const char *entry, size_t len, 
     return bp_batches_add_attempt(b, idx, entry, len, slot, 0, now);
 }
 
-/* bp_batches_add with the message's delivery attempt (Pub/Sub's deliveryAttempt, 0 when
- * unknown), which the dead-letter table's rows keep for bp_dead_refused_fn. */
-int
-bp_batches_add_attempt(struct bp_batches *b, size_t idx, const char *entry, size_t len,
-                       uint32_t slot, int attempt, double now)
+/* Keeps row rb->nrows's encoded form (enc, n bytes; NULL: none) beside its entry: enc_len
+ * grows with the slots (slots_cap), and stays NULL until a row of the batch has one. A row
+ * that cannot be kept (another schema than the batch's earlier ones, no room) goes without. */
+static void
+keep_encoded(struct bp_rowbatch *rb, const void *enc, size_t n, unsigned long serial)
+{
+    int any = rb->enc_len && rb->enc.len > 0;
+    if (enc && n && n <= UINT32_MAX && (!any || serial == rb->enc_serial)) {
+        if (!rb->enc_len)
+            rb->enc_len = bp_xcalloc(rb->slots_cap, sizeof(*rb->enc_len));
+        if (bp_buf_append(&rb->enc, enc, n) == 0) {
+            rb->enc_serial = serial;
+            rb->enc_len[rb->nrows] = (uint32_t)n;
+            return;
+        }
+    }
+    if (rb->enc_len)
+        rb->enc_len[rb->nrows] = 0;
+}
+
+static int
+add_row(struct bp_batches *b, size_t idx, const char *entry, size_t len, const void *enc,
+        size_t n, unsigned long serial, uint32_t slot, int attempt, double now)
 {
     struct bp_rowbatch *rb = b->v[idx];
     if (len > BP_ROW_MAX)
@@ -462,14 +498,36 @@ bp_batches_add_attempt(struct bp_batches *b, size_t idx, const char *entry, size
         rb->slots = bp_xrealloc(rb->slots, rb->slots_cap * sizeof(*rb->slots));
         if (rb->is_dead_letter)
             rb->attempts = bp_xrealloc(rb->attempts, rb->slots_cap * sizeof(*rb->attempts));
+        if (rb->enc_len)
+            rb->enc_len = bp_xrealloc(rb->enc_len, rb->slots_cap * sizeof(*rb->enc_len));
     }
     if (rb->is_dead_letter)
         rb->attempts[rb->nrows] = attempt;
+    if (enc || rb->enc_len)
+        keep_encoded(rb, enc, n, serial);
     rb->slots[rb->nrows++] = slot;
     bp_ack_add(b->ack, slot, 1);
     if (rb->nrows >= b->max_rows || rb->buf.len >= b->max_bytes)
         return flush_one(b, rb);
     return 0;
+}
+
+/* bp_batches_add with the message's delivery attempt (Pub/Sub's deliveryAttempt, 0 when
+ * unknown), which the dead-letter table's rows keep for bp_dead_refused_fn. */
+int
+bp_batches_add_attempt(struct bp_batches *b, size_t idx, const char *entry, size_t len,
+                       uint32_t slot, int attempt, double now)
+{
+    return add_row(b, idx, entry, len, NULL, 0, 0, slot, attempt, now);
+}
+
+/* See batch.h. */
+int
+bp_batches_add_encoded(struct bp_batches *b, size_t idx, const char *entry, size_t len,
+                       const void *enc, size_t n, unsigned long serial, uint32_t slot,
+                       double now)
+{
+    return add_row(b, idx, entry, len, enc, n, serial, slot, 0, now);
 }
 
 /* Flushes batches whose oldest row is older than max_age. Returns 0 or -1 on a store error. */

@@ -34,6 +34,9 @@ struct flight;
 struct bp_rowbatch {
     char *table;
     bp_buf_t buf;          /* entries, one per line */
+    bp_buf_t enc;          /* the rows also in the store's form (bp_batches_add_encoded) */
+    uint32_t *enc_len;     /* per row: its bytes in enc, 0 = none; NULL: no row has any */
+    unsigned long enc_serial;   /* the schema enc's rows were written under */
     uint32_t *slots;       /* ack slot per row */
     int32_t *attempts;     /* the dead-letter table's: delivery attempt per row */
     size_t nrows;
@@ -89,6 +92,13 @@ int bp_batches_add(struct bp_batches *b, size_t idx, const char *entry, size_t l
                    uint32_t slot, double now) BP_WUR;
 int bp_batches_add_attempt(struct bp_batches *b, size_t idx, const char *entry, size_t len,
                            uint32_t slot, int attempt, double now) BP_WUR;
+/* bp_batches_add with the row also in the store's own form (enc, n bytes, written under the
+ * schema of that serial; NULL: none), handed to a store that has rows_put_encoded beside the
+ * entries. A row whose schema is not the one of the batch's earlier encoded rows goes without
+ * (the store reads its entry). */
+int bp_batches_add_encoded(struct bp_batches *b, size_t idx, const char *entry, size_t len,
+                           const void *enc, size_t n, unsigned long serial, uint32_t slot,
+                           double now) BP_WUR;
 int bp_batches_tick(struct bp_batches *b, double now) BP_WUR;
 int bp_batches_flush_all(struct bp_batches *b) BP_WUR;
 size_t bp_batches_buffered(const struct bp_batches *b);

@@ -159,7 +159,7 @@ bp_rt_rejected_row(void *owner, const char *table, const char *entry, size_t len
 
 static int
 dispatch_row(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, const bp_result_t *r,
-             const char *row, const char *type, unsigned meta, double now)
+             size_t i, const char *row, const char *type, unsigned meta, double now)
 {
     bp_buf_t *b = &rt->entry;
     bp_buf_reset(b);
@@ -190,7 +190,14 @@ dispatch_row(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, const bp_result
     /* archive.time: the event's own hour, or the publish hour (a folder complete once its hour
      * is over) */
     int32_t hour = r->hour > 0 && rt->cfg.archive_time[0] != 'p' ? r->hour : publish_hour(m);
-    if (bp_batches_add(&rt->tables, rt->route_batch[r->route], b->data, b->len, slot, now) != 0 ||
+    /* storage_write: the row as the batch loop also wrote it in protobuf (row_protos.c), sent
+     * as it is; not with metadata columns, which only the entry has (the store reads those) */
+    size_t plen = 0;
+    unsigned long serial = 0;
+    const void *proto = rt->protos && !meta ? bp_row_protos_get(rt->protos, i, &plen, &serial)
+                                            : NULL;
+    if (bp_batches_add_encoded(&rt->tables, rt->route_batch[r->route], b->data, b->len, proto,
+                               plen, serial, slot, now) != 0 ||
         bp_archive_add(&rt->archive, type, hour, m->id, m->id_len, m->data, m->len, slot,
                        now) != 0)
         return -1;
@@ -221,7 +228,7 @@ bp_dispatch_batch(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots,
             rc = bp_rt_dead_letter(rt, m, slot, BP_STAGE_MAP, "internal: the Lua host wrote a "
                                    "bad result for this event", NULL, 0);
         else if (r->stage == BP_STAGE_OK && r->route >= 0 && (size_t)r->route < nroutes)
-            rc = dispatch_row(rt, m, slot, r, out + r->off, routes[r->route].name,
+            rc = dispatch_row(rt, m, slot, r, i, out + r->off, routes[r->route].name,
                               routes[r->route].metadata, now);
         else if (r->stage == BP_STAGE_OK)
             rc = bp_rt_dead_letter(rt, m, slot, BP_STAGE_MAP, "internal: row without a route",

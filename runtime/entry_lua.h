@@ -1,6 +1,7 @@
 /* entry_lua.h - insertAll entries read back into Lua tables, for a writer that encodes rows from
  * a Lua table (the Storage Write API's protobuf rows, proto_row.c) while batches hold the checked
- * insertAll entries ({"insertId":..,"json":{row}}, one per line).
+ * insertAll entries ({"insertId":..,"json":{row}}, one per line): the rows the batch loop did not
+ * write as protobuf itself (row_protos.h), such as the dead-letter table's.
  *
  * A reader owns a Lua state of its own (not the map's: it runs on the loop between batches, and
  * the map's state may be rebuilt or reloaded meanwhile). json_lua.cpp reads an entry at once

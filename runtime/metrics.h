@@ -82,6 +82,7 @@ struct bp_metrics_snapshot {
     int storage_write;
     unsigned long append_calls, append_requests, append_retries, append_failures;
     unsigned long long append_bytes;
+    unsigned long append_rows_encoded, append_rows_read_back;
     /* Google's APIs (both API layers added up) */
     unsigned long http[BP_API_KINDS][BP_API_CODES];     /* answers by api and status code */
     struct bp_api_stats api;            /* retries, failures, token_refreshes, token_failures */

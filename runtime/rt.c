@@ -113,6 +113,8 @@ bp_rt_free(struct bp_rt *rt)
     bp_ack_free(&rt->ack);
     if (rt->row_store)
         rt->row_store->ops->destroy(rt->row_store);
+    bp_row_protos_free(rt->protos);
+    free(rt->protos);
     if (rt->store)
         rt->store->ops->destroy(rt->store);
     bp_guard_free(rt->guard);   /* its thread may look at the host: stop it first */
@@ -168,6 +170,8 @@ bp_rt_process(struct bp_rt *rt, const bp_msg_t *msgs, const uint32_t *slots, siz
     b->n = (int32_t)n;
     b->now = bp_time_now();
     bp_time_rfc3339(b->now, b->now_str);
+    if (rt->protos)
+        bp_row_protos_begin(rt->protos, n, b->now_str);
 
     char err[2048];
     double t0 = bp_time_mono();

@@ -15,6 +15,7 @@
 #include "config.h"
 #include "lua_host.h"
 #include "metrics.h"
+#include "row_protos.h"
 #include "schema.h"
 #include "source.h"
 #include "store.h"
@@ -85,6 +86,8 @@ struct bp_rt {
     struct bp_store *store;
     struct bp_store *row_store; /* bigquery.method = storage_write: the rows' store, or NULL
                                  * (rows go to store) */
+    struct bp_row_protos *protos;   /* with row_store: the batch loop's rows as protobuf
+                                     * (row_protos.h), else NULL */
     struct bp_ack ack;
     struct bp_batches tables;
     size_t *route_batch;        /* route index of the current host -> index in tables */

@@ -66,6 +66,8 @@ bp_rt_metrics_snapshot(struct bp_rt *rt, struct bp_metrics_snapshot *out)
         out->append_retries = w->retries;
         out->append_failures = w->failures;
         out->append_bytes = w->bytes_sent;
+        out->append_rows_encoded = w->rows_encoded;
+        out->append_rows_read_back = w->rows_read_back;
     }
 
     const struct bp_api *apis[2] = { rt->api_auth, rt->api_plain };

@@ -34,6 +34,18 @@ bp_rt_bind_routes(struct bp_rt *rt)
         if (!rt->route_schema[i])
             rt->route_schema[i] = bp_schema_set_find(&rt->schemas, routes[i].table);
     }
+    if (rt->protos) {
+        /* the schema the Storage Write store sends each table's rows under (the live table's,
+         * else the DDL's, checked or not): what the batch loop writes them against */
+        const struct bp_schema **w = bp_xcalloc(n ? n : 1, sizeof(*w));
+        for (size_t i = 0; i < n; i++) {
+            w[i] = bp_schema_set_find(&rt->live_schemas, routes[i].table);
+            if (!w[i])
+                w[i] = bp_schema_set_find(&rt->schemas, routes[i].table);
+        }
+        bp_row_protos_bind(rt->protos, w, n);
+        free(w);
+    }
 }
 
 /* Puts taken as table's schema in set (the one it replaces freed). */
@@ -163,6 +175,8 @@ swap_host(struct bp_rt *rt, struct bp_lua_host *h)
         bp_log(BP_LOG_ERROR, "reload", "route_field %s not set: %s", rt->cfg.route_field, why);
     bp_lua_host_free(rt->host);
     rt->host = h;
+    if (rt->protos)
+        bp_row_protos_register(rt->protos, bp_lua_host_state(h));
     rt->generation++;
     bp_rt_load_schemas(rt, rt->host, 1);
     bp_rt_bind_routes(rt);

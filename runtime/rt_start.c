@@ -315,9 +315,15 @@ open_sinks(struct bp_rt *rt, const char *bucket, const char *prefix, char *err, 
     /* a file source never acks: the file is the copy a power cut cannot take */
     if (c->local_out && (c->input || (rt->replay && !rt->replay->resume)))
         bp_store_local_set_sync(rt->store, 0);
-    if (!c->local_out && strcmp(c->bq_method, "storage_write") == 0 &&
-        open_row_store(rt, err, errlen) != 0)
-        return -1;
+    if (!c->local_out && strcmp(c->bq_method, "storage_write") == 0) {
+        if (open_row_store(rt, err, errlen) != 0)
+            return -1;
+        /* rows written as protobuf by the batch loop itself (row_protos.c), bound to the
+         * routes' schemas by bp_rt_bind_routes below */
+        rt->protos = bp_xmalloc(sizeof(*rt->protos));
+        bp_row_protos_init(rt->protos);
+        bp_row_protos_register(rt->protos, bp_lua_host_state(rt->host));
+    }
     bp_ack_init(&rt->ack, on_acked, rt);
     bp_batches_init(&rt->tables, rt->row_store ? rt->row_store : rt->store, &rt->ack, (size_t)c->batch_rows,
                     (size_t)c->batch_bytes, c->batch_ms / 1000.0);

@@ -148,6 +148,9 @@ bp_schema_from_json(const char *json, size_t len, char *why, size_t whylen)
         goto fail;
     }
     s = bp_xcalloc(1, sizeof(*s));
+    /* schemas are made on the loop thread only (start, reload, table sync, a reply) */
+    static unsigned long serials;
+    s->serial = ++serials;
     s->root.type = BP_SCHEMA_RECORD;
     s->root.type_name = "RECORD";
     s->root.required_index = -1;

@@ -41,6 +41,9 @@ struct bp_schema_field {
 
 struct bp_schema {
     struct bp_schema_field root;      /* a RECORD holding the table's columns */
+    unsigned long serial;             /* unique to this schema in the process, from 1: rows
+                                       * written under it are told from rows written under a
+                                       * schema freed since at the same address */
 };
 
 /* Builds a schema from JSON text: a table resource ({"schema":{"fields":[...]}}), a schema

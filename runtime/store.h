@@ -5,6 +5,9 @@
 #ifndef BP_STORE_H
 #define BP_STORE_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "common.h"
 
 struct bp_store;
@@ -33,6 +36,14 @@ struct bp_row_error {
  * whatever happens: inside the call (local files, or a failure known at once) or later from the
  * loop (the cloud's HTTP reply). The return value only repeats a failure known at once: -1 means
  * done HAS already run with a negative status; the caller must not fail the work a second time. */
+/* A batch's rows already written in the store's own form beside their entries (the Storage
+ * Write API's protobuf, row_protos.h), row by row in the batch's order. */
+struct bp_encoded_rows {
+    const char *data;           /* the encoded rows back to back */
+    const uint32_t *len;        /* per row: its bytes in data; 0 = none (its entry stands) */
+    unsigned long serial;       /* the schema they were written under (struct bp_schema) */
+};
+
 typedef void (*bp_store_done_fn)(void *arg, int status, const char *errmsg,
                                  const struct bp_row_error *errs, size_t nerrs);
 
@@ -58,6 +69,12 @@ struct bp_store_ops {
     /* Writes in flight (cloud); the drain waits for 0. */
     size_t (*pending)(struct bp_store *s);
     void (*destroy)(struct bp_store *s);
+    /* rows_put with the rows also encoded (enc, valid until done runs, as the entries): a store
+     * may send those as they are when they fit its schema, and reads the entries otherwise.
+     * NULL for a store without its own form (batch.c calls rows_put then). */
+    int (*rows_put_encoded)(struct bp_store *s, const char *table, const char *entries,
+                            size_t len, size_t nrows, const struct bp_encoded_rows *enc,
+                            bp_store_done_fn done, void *arg);
 };
 
 struct bp_store {

@@ -12,12 +12,15 @@
  * redelivered). A batch is acked only after its AppendRowsResponse said append_result.
  *
  * Rows: batch.c hands over the insertAll entries the schema check passed
- * ({"insertId":..,"json":{row}}); each row object is read into a Lua table of a state of this
- * store's own (entry_lua.c: integers past 2^53 exact as int64 cdata) and written by
- * proto_row.c against the table's schema (the DDL's, or the live table's once known). Going
- * through the checked JSON keeps one row path for both methods (the metadata columns, the
- * ingestion time, the dead-letter rows of both formats, --local-out) at the price of a decode
- * per row; encoding in the map's own state, before any JSON, is the step after this one.
+ * ({"insertId":..,"json":{row}}) and, beside them, the rows the batch loop also wrote as
+ * protobuf from the map's own table (row_protos.c, rows_put_encoded) under the schema of a
+ * serial. While that is still the table's schema (the DDL's, or the live table's once known)
+ * those bytes are copied as they are. Any other row (the dead-letter table's rows, built in C as
+ * JSON; rows of routes with metadata columns, which dispatch.c adds to the JSON only; rows
+ * written before their table's schema changed) is read from its entry into a Lua table of a
+ * state of this store's own (entry_lua.c: integers past 2^53 exact as int64 cdata) and written
+ * by proto_row.c against the table's schema, as the batch loop would have: both ways give the
+ * same bytes, the second costs a decode per row.
  *
  * Requests: a batch is one AppendRows request, or several when its rows pass one request's
  * 10 MB as protobuf (a row's protobuf can be larger than its JSON: a packed negative INT64 takes
@@ -124,25 +127,61 @@ parts_add(struct req ***out, size_t *nout, struct req *r)
     (*out)[(*nout)++] = r;
 }
 
+/* Copies row i's protobuf (enc, n bytes: a serialized_rows entry the batch loop wrote) into r,
+ * or into a new request of put when r is full. Returns the request it went into, or NULL when
+ * it fits in none (its entry is then written as any other row is). */
+static struct req *
+copy_encoded(struct sw_store *s, struct sw_table *t, struct put *put, struct req *r,
+             const char *enc, size_t n, size_t nrows, struct req ***out, size_t *nout)
+{
+    if (bp_buf_append(&r->rows, enc, n) == 0)
+        return r;
+    if (r->nrows == 0)
+        return NULL;
+    struct req *next = req_new(s, t, put, nrows);
+    parts_add(out, nout, next);
+    return bp_buf_append(&next->rows, enc, n) == 0 ? next : NULL;
+}
+
 /* Encodes every entry line into requests of put (appended to *out, *nout of them), in the
  * batch's order: a row that does not fit in the current request starts the next one; a row that
- * cannot be written (or does not fit even alone) is a row error. */
+ * cannot be written (or does not fit even alone) is a row error. A row enc holds (written by
+ * the batch loop under the schema being sent: enc's serial is schema's) is copied as it is;
+ * the others are read from their entry into a Lua table and written from it. */
 static void
 encode_rows(struct sw_store *s, struct sw_table *t, struct put *put,
             const struct bp_schema *schema, const char *entries, size_t len, size_t nrows,
-            const unsigned char *skip, struct req ***out, size_t *nout)
+            const struct bp_encoded_rows *enc, const unsigned char *skip, struct req ***out,
+            size_t *nout)
 {
     struct req *r = req_new(s, t, put, nrows);
     parts_add(out, nout, r);
     const char *p = entries, *end = entries + len;
+    const char *ep = enc && enc->serial == schema->serial ? enc->data : NULL;
     for (size_t i = 0; i < nrows && p < end; i++) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        size_t en = ep ? enc->len[i] : 0;
         if (skip && skip[i]) {
             /* exactly_once: the log says a crashed process's append stored it */
             p = nl ? nl + 1 : end;
+            ep = ep ? ep + en : NULL;
             continue;
         }
+        if (en) {
+            struct req *in = copy_encoded(s, t, put, r, ep, en, nrows, out, nout);
+            ep += en;
+            if (in) {
+                r = in;
+                r->orig[r->nrows++] = i;
+                s->stats.rows_encoded++;
+                p = nl ? nl + 1 : end;
+                continue;
+            }
+            /* fits in no request: its entry gives the reason (a row error) */
+            r = (*out)[*nout - 1];
+        }
+        s->stats.rows_read_back++;
         char why[600];
         int ok = bp_entry_lua_push(s->rows, p, n, why, sizeof(why)) == 0;
         if (ok) {
@@ -724,10 +763,10 @@ table_for(struct sw_store *s, const char *name)
     return t;
 }
 
-/* See store_write_int.h. */
-int
-bp_sw_put(struct sw_store *s, const char *table, const char *entries, size_t len, size_t nrows,
-    bp_store_done_fn done, void *arg)
+/* bp_sw_put with the rows also in protobuf (enc, or NULL). */
+static int
+sw_put(struct sw_store *s, const char *table, const char *entries, size_t len, size_t nrows,
+       const struct bp_encoded_rows *enc, bp_store_done_fn done, void *arg)
 {
     struct sw_table *t = table_for(s, table);
     const struct bp_schema *schema = s->schema_for(s->owner, table);
@@ -778,7 +817,7 @@ bp_sw_put(struct sw_store *s, const char *table, const char *entries, size_t len
     }
     struct req **parts = NULL;
     size_t nparts = 0;
-    encode_rows(s, t, put, schema, entries, len, nrows, skip, &parts, &nparts);
+    encode_rows(s, t, put, schema, entries, len, nrows, enc, skip, &parts, &nparts);
     if (skip) {
         size_t n = 0;
         for (size_t i = 0; i < nrows; i++)
@@ -804,16 +843,34 @@ bp_sw_put(struct sw_store *s, const char *table, const char *entries, size_t len
     return 0;
 }
 
+/* See store_write_int.h. */
+int
+bp_sw_put(struct sw_store *s, const char *table, const char *entries, size_t len, size_t nrows,
+    bp_store_done_fn done, void *arg)
+{
+    return sw_put(s, table, entries, len, nrows, NULL, done, arg);
+}
+
+static int
+sw_rows_put_encoded(struct bp_store *bs, const char *table, const char *entries, size_t len,
+                    size_t nrows, const struct bp_encoded_rows *enc, bp_store_done_fn done,
+                    void *arg)
+{
+    struct sw_store *s = (struct sw_store *)bs;
+    if (s->log && !s->recovered) {
+        /* held until the crashed process's streams are finalized (start-up only): written from
+         * the entries then, whatever the schema has become */
+        bp_sw_eo_defer(s, table, entries, len, nrows, done, arg);
+        return 0;
+    }
+    return sw_put(s, table, entries, len, nrows, enc, done, arg);
+}
+
 static int
 sw_rows_put(struct bp_store *bs, const char *table, const char *entries, size_t len,
             size_t nrows, bp_store_done_fn done, void *arg)
 {
-    struct sw_store *s = (struct sw_store *)bs;
-    if (s->log && !s->recovered) {
-        bp_sw_eo_defer(s, table, entries, len, nrows, done, arg);
-        return 0;
-    }
-    return bp_sw_put(s, table, entries, len, nrows, done, arg);
+    return sw_rows_put_encoded(bs, table, entries, len, nrows, NULL, done, arg);
 }
 
 static size_t
@@ -833,9 +890,10 @@ sw_destroy(struct bp_store *bs)
     if (s->stats.requests)
         bp_log(BP_LOG_INFO, "bigquery", "storage_write: %lu AppendRows requests on %lu calls, "
                "%lu rows written, %lu refused (dead letters), %lu retries, %lu batches failed; "
-               "bytes_sent=%lu", s->stats.requests, s->stats.calls, s->stats.rows_written,
-               s->stats.rows_refused, s->stats.retries, s->stats.failures,
-               bp_grpc_channel_stats(s->ch)->bytes_sent);
+               "bytes_sent=%lu rows_encoded=%lu rows_read_back=%lu", s->stats.requests,
+               s->stats.calls, s->stats.rows_written, s->stats.rows_refused, s->stats.retries,
+               s->stats.failures, bp_grpc_channel_stats(s->ch)->bytes_sent,
+               s->stats.rows_encoded, s->stats.rows_read_back);
     /* the calls go without callbacks; requests still owed a done are dropped with the drain's
      * end, as the cloud store's calls are */
     bp_grpc_channel_free(s->ch);
@@ -878,6 +936,7 @@ static const struct bp_store_ops write_ops = {
     .rows_put = sw_rows_put,
     .pending = sw_pending,
     .destroy = sw_destroy,
+    .rows_put_encoded = sw_rows_put_encoded,
 };
 
 /* See store_write.h. */

@@ -986,6 +986,14 @@ def sw_rows_land_as_insert_all_stores_them():
                     return sorted(out)
                 got, want = strip(got), strip(want)
             check_eq(got, want, f"{t}: the same rows as insertAll stores")
+        # the rows went as the batch loop wrote them in protobuf, none read back from its JSON
+        # but the dead letters' (built in C, as JSON only)
+        m = re.search(r"rows_encoded=(\d+) rows_read_back=(\d+)", b.stderr())
+        check(m, "the summary counts the rows by how they were encoded: " + b.stderr()[-1500:])
+        check_eq(int(m[1]), sum(len(plain_rows(s.emu, t)) for t in TABLES),
+                 "rows sent as the batch loop wrote them")
+        check_eq(int(m[2]), len(plain_rows(s.emu, "rejected_events")),
+                 "rows read back from their JSON: the dead letters only")
 
 
 @case

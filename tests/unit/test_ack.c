@@ -114,7 +114,7 @@ r_pending(struct bp_store *s)
 }
 
 static const struct bp_store_ops rops = { "refusing", 0, r_rows_put, NULL, NULL, NULL, NULL,
-                                          r_pending, NULL };
+                                          r_pending, NULL, NULL };
 
 struct rejected_seen {
     int calls;

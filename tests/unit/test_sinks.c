@@ -110,7 +110,7 @@ f_destroy(struct bp_store *s)
 }
 
 static const struct bp_store_ops fake_ops = {
-    "fake", 0, f_rows_put, f_open, f_write, f_finish, f_abort, f_pending, f_destroy,
+    "fake", 0, f_rows_put, f_open, f_write, f_finish, f_abort, f_pending, f_destroy, NULL,
 };
 
 static void
