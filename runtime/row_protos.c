@@ -22,6 +22,7 @@
 
 #include <lauxlib.h>
 
+#include "json_row.h"
 #include "proto_row.h"
 #include "schema_scalar.h"
 
@@ -99,23 +100,16 @@ bp_row_protos_get(const struct bp_row_protos *p, size_t i, size_t *len, unsigned
     return p->buf.data + p->off[i];
 }
 
-/* lua_CFunction (message index, row table, route index, add the ingestion time): writes the row
- * as message index's protobuf (upvalue 1: the bp_row_protos). Returns true when written, false
- * when not (no schema for the route, a value the writer refuses, the batch's buffer full): the
- * row's JSON then stands for it. Raises only on misuse and on a Lua memory error. */
-static int
-encode_proto(lua_State *L)
+/* Writes the row table at index 2 of L as message i's protobuf for route. The row's JSON
+ * stands for it when it cannot be (no schema for the route, a value the writer refuses, the
+ * batch's buffer full). */
+static void
+encode_proto(struct bp_row_protos *p, lua_State *L, lua_Integer i, lua_Integer route,
+             int add_now)
 {
-    struct bp_row_protos *p = lua_touserdata(L, lua_upvalueindex(1));
-    lua_Integer i = luaL_checkinteger(L, 1);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    lua_Integer route = luaL_checkinteger(L, 3);
-    int add_now = lua_toboolean(L, 4);
-    if (!p || i < 0 || (size_t)i >= p->n || route < 0 || (size_t)route >= p->nroutes ||
-        !p->schemas[route] || (add_now && !p->now_ok)) {
-        lua_pushboolean(L, 0);
-        return 1;
-    }
+    if (i < 0 || (size_t)i >= p->n || route < 0 || (size_t)route >= p->nroutes ||
+        !p->schemas[route] || (add_now && !p->now_ok))
+        return;
     struct bp_proto_row_meta meta = {.ts_column = "ingestion_time", .ts_us = p->now_us};
     char why[400];
     size_t at = p->buf.len;
@@ -128,8 +122,27 @@ encode_proto(lua_State *L)
     } else {
         p->buf.len = at;
     }
-    lua_pushboolean(L, ok);
-    return 1;
+}
+
+/* lua_CFunction (batch light userdata, row table, member, message index, route index): what
+ * bp_json_row_encode does with the first three, and, when that wrote the row, the row written
+ * as message index's protobuf too (upvalue 1: the bp_row_protos), with the ingestion time
+ * unless member is "}" (the row holds it). Returns bp_json_row_encode's results. Raises on
+ * misuse and on a Lua memory error. */
+static int
+encode_both(lua_State *L)
+{
+    struct bp_row_protos *p = lua_touserdata(L, lua_upvalueindex(1));
+    lua_Integer i = luaL_checkinteger(L, 4);
+    lua_Integer route = luaL_checkinteger(L, 5);
+    size_t ml;
+    const char *member = luaL_checklstring(L, 3, &ml);
+    int add_now = !(ml == 1 && member[0] == '}');
+    lua_settop(L, 3);
+    int nres = bp_json_row_encode(L);
+    if (p && lua_type(L, -nres) == LUA_TNUMBER)
+        encode_proto(p, L, i, route, add_now);
+    return nres;
 }
 
 /* See row_protos.h. */
@@ -137,6 +150,6 @@ void
 bp_row_protos_register(struct bp_row_protos *p, lua_State *L)
 {
     lua_pushlightuserdata(L, p);
-    lua_pushcclosure(L, encode_proto, 1);
-    lua_setfield(L, LUA_REGISTRYINDEX, "bepipe.encode_proto");
+    lua_pushcclosure(L, encode_both, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "bepipe.encode_both");
 }

@@ -14,7 +14,7 @@
 #include "schema.h"
 
 /* The rows of one Lua batch, message by message. Owned by the runtime (one per process),
- * filled by the batch loop through bp_row_protos_encode, read by dispatch.c. */
+ * filled by the batch loop (bp_row_protos_register's writer), read by dispatch.c. */
 struct bp_row_protos {
     const struct bp_schema **schemas;   /* per route: the schema its table's rows are sent
                                          * under (the store's), NULL = not encoded */
@@ -49,8 +49,9 @@ void bp_row_protos_begin(struct bp_row_protos *p, size_t n, const char *now_str)
 const void *bp_row_protos_get(const struct bp_row_protos *p, size_t i, size_t *len,
                               unsigned long *serial);
 
-/* Registers bp_row_protos_encode for p in L's registry as "bepipe.encode_proto", where
- * scripts/bepipe/host.lua's batch loop finds it. p must outlive L's batches. */
+/* Registers, in L's registry as "bepipe.encode_both" (where scripts/bepipe/host.lua's batch loop
+ * finds it), a row writer that does what bepipe.encode_row does (json_row.h) and also writes
+ * the row as its message's protobuf into p. p must outlive L's batches. */
 void bp_row_protos_register(struct bp_row_protos *p, lua_State *L);
 
 #endif

@@ -96,12 +96,13 @@ local inexact = debug.getregistry()["bepipe.inexact"]
 -- and a reason naming the field that cannot be written. Absent outside the daemon, where
 -- lua-cjson writes the rows (14 significant digits).
 local encode_row = debug.getregistry()["bepipe.encode_row"]
--- encode_proto(i, row, route, add_now): with bigquery.method = storage_write, the same row
--- written as the protobuf message its table takes, kept by C for message i (runtime/
--- row_protos.c), so the Storage Write store never reads the JSON back; true when written. The
+-- encode_both(batch, row, now_member, i, route): with bigquery.method = storage_write,
+-- encode_row's work and results, and the same row also written as the protobuf message its
+-- table takes, kept by C for message i (runtime/row_protos.c), so the Storage Write store never
+-- reads the JSON back (one call: a second C call per row cost more than the encoding). The
 -- runtime registers it after this file loads (the store opens later), so each batch looks it up.
 local registry = debug.getregistry()
-local encode_proto
+local encode_both
 -- The same decoder and writer for any text and value (`bepipe-lua test`'s fixtures, which load
 -- after the sandbox took `debug` away): decode_exact(text) -> table or nothing when declined,
 -- encode_exact(value) -> text or nil, reason.
@@ -422,12 +423,14 @@ local function run(b, lud, i, n, now, now_member)
                             member = "}"
                         end
                         if encode_row then
-                            local off, len = encode_row(lud, row, member)
+                            local off, len
+                            if encode_both then
+                                off, len = encode_both(lud, row, member, i, route.index)
+                            else
+                                off, len = encode_row(lud, row, member)
+                            end
                             if off then
                                 r.off, r.len = off, len
-                                if encode_proto then
-                                    encode_proto(i, row, route.index, member ~= "}")
-                                end
                             else
                                 dead(b, r, STAGE_MAP, "map error: " .. len .. " (route " ..
                                      et .. ", " .. route.file .. ")", et)
@@ -526,7 +529,7 @@ function M.process(lud)
     local now = ffi_string(b.now_str)
     -- the time is RFC 3339 text: no character JSON would escape
     local now_member = ',"ingestion_time":"' .. now .. '"}'
-    encode_proto = registry["bepipe.encode_proto"]
+    encode_both = registry["bepipe.encode_both"]
     local i = 0
     while true do
         local ok, err = pcall(drive, b, lud, i, n, now, now_member)
