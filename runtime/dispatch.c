@@ -180,22 +180,25 @@ dispatch_row(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, const bp_result
                  r->len > b->len ? (size_t)r->len : b->len);
         return bp_rt_dead_letter(rt, m, slot, BP_STAGE_INSERT, why, type, strlen(type));
     }
-    /* a row its table would refuse fails here, with its field path, rather than in an insertAll
-     * (a request, a round trip and BigQuery's less precise message later) */
-    const struct bp_schema *schema = (size_t)r->route < rt->nroutes ? rt->route_schema[r->route]
-                                                                    : NULL;
-    char why[512];
-    if (schema && bp_schema_check(schema, b->data + row_at, row_len, why, sizeof(why)) != 0)
-        return bp_rt_dead_letter(rt, m, slot, BP_STAGE_SCHEMA, why, type, strlen(type));
-    /* archive.time: the event's own hour, or the publish hour (a folder complete once its hour
-     * is over) */
-    int32_t hour = r->hour > 0 && rt->cfg.archive_time[0] != 'p' ? r->hour : publish_hour(m);
     /* storage_write: the row as the batch loop also wrote it in protobuf (row_protos.c), sent
      * as it is; not with metadata columns, which only the entry has (the store reads those) */
     size_t plen = 0;
     unsigned long serial = 0;
     const void *proto = rt->protos && !meta ? bp_row_protos_get(rt->protos, i, &plen, &serial)
                                             : NULL;
+    /* a row its table would refuse fails here, with its field path, rather than in an insertAll
+     * (a request, a round trip and BigQuery's less precise message later). A row written as
+     * protobuf under the same schema passed the same rules there (proto_row.c checks values as
+     * schema_check.c does, and refuses what it cannot write): not checked twice */
+    const struct bp_schema *schema = (size_t)r->route < rt->nroutes ? rt->route_schema[r->route]
+                                                                    : NULL;
+    char why[512];
+    if (schema && !(proto && schema->serial == serial) &&
+        bp_schema_check(schema, b->data + row_at, row_len, why, sizeof(why)) != 0)
+        return bp_rt_dead_letter(rt, m, slot, BP_STAGE_SCHEMA, why, type, strlen(type));
+    /* archive.time: the event's own hour, or the publish hour (a folder complete once its hour
+     * is over) */
+    int32_t hour = r->hour > 0 && rt->cfg.archive_time[0] != 'p' ? r->hour : publish_hour(m);
     if (bp_batches_add_encoded(&rt->tables, rt->route_batch[r->route], b->data, b->len, proto,
                                plen, serial, slot, now) != 0 ||
         bp_archive_add(&rt->archive, type, hour, m->id, m->id_len, m->data, m->len, slot,

@@ -252,9 +252,11 @@ int64_value(struct enc *e, const struct bp_schema_field *f, int vi, int depth, i
         double d = lua_tonumber(L, vi);
         if (d != floor(d) || !isfinite(d))
             return wrong(e, f, vi, depth);
-        if (fabs(d) > TWO53)
-            return fail(e, depth, "number %.17g is past 2^53, where a double is not an exact "
-                        "integer (an INT64 past 2^53 needs an int64 cdata)", d);
+        /* from 2^53 on a double may be a rounded integer (9007199254740993 is the double 2^53):
+         * refused as json_row.c's text of it ("9007199254740992.0") is by schema_scalar.c */
+        if (fabs(d) >= TWO53)
+            return fail(e, depth, "number %.17g is 2^53 or past it, where a double may be a "
+                        "rounded integer (an INT64 from 2^53 on needs an int64 cdata)", d);
         /* a whole double the event wrote with a fraction it lost (1.9999999999999999 is 2,
          * json_lua.cpp) */
         size_t tn;
