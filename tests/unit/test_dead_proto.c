@@ -28,6 +28,10 @@
 #include "row_meta.h"
 #include "schema.h"
 
+#ifndef SRC_ROOT
+#define SRC_ROOT "."
+#endif
+
 #define NOW "2025-12-02T00:00:01.123456Z"
 #define PT "2025-12-02T00:00:00.250000Z"
 
@@ -60,9 +64,9 @@ static bp_entry_lua_t *
 reader(void)
 {
     char err[300];
-    bp_entry_lua_t *r = bp_entry_lua_new("scripts", err, sizeof(err));
+    bp_entry_lua_t *r = bp_entry_lua_new(SRC_ROOT "/scripts", err, sizeof(err));
     if (!r)
-        fail_msg("entry reader (run from the repository's root): %s", err);
+        fail_msg("entry reader: %s", err);
     return r;
 }
 
