@@ -1,7 +1,10 @@
 /* proto_put.c - protobuf rows written column by column from C values. The wire forms are those
  * of proto_row.c (field k of a RECORD = its k-th column; a length-delimited value written after
  * a 5-byte hole its length then fills); written by hand for the same reason: the message type is
- * only known at run time. */
+ * only known at run time. The values C also writes as insertAll JSON are put as that JSON reads
+ * back (the same text, the same TIMESTAMP, nothing where it is null) or not at all: where the two
+ * could differ the row fails, and the store reads its JSON instead, so a C-built protobuf is a
+ * shortcut that never changes what is stored. */
 #include "proto_put.h"
 
 #include <stdarg.h>

@@ -1,6 +1,8 @@
 /* proto_put.h - a protobuf row of a table's writer schema (proto_desc.h) written column by column
- * from C values: the rows C builds itself (the dead letters of dispatch.c), as proto_row.h writes
- * the rows a map returns. Errors are sticky: a row is a run of calls, checked once at the end. */
+ * from C values: the rows C builds itself (the dead letters of dead_format.c) and the columns it
+ * adds to a map's row (row_meta.c's metadata), as proto_row.h writes the rows a map returns.
+ * Errors are sticky: a row is a run of calls, checked once at the end; a row that fails is left
+ * out whole, and its JSON entry then stands for it. */
 #ifndef BP_PROTO_PUT_H
 #define BP_PROTO_PUT_H
 
