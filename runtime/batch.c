@@ -530,6 +530,15 @@ bp_batches_add_encoded(struct bp_batches *b, size_t idx, const char *entry, size
     return add_row(b, idx, entry, len, enc, n, serial, slot, 0, now);
 }
 
+/* See batch.h. */
+int
+bp_batches_add_encoded_attempt(struct bp_batches *b, size_t idx, const char *entry, size_t len,
+                               const void *enc, size_t n, unsigned long serial, uint32_t slot,
+                               int attempt, double now)
+{
+    return add_row(b, idx, entry, len, enc, n, serial, slot, attempt, now);
+}
+
 /* Flushes batches whose oldest row is older than max_age. Returns 0 or -1 on a store error. */
 int
 bp_batches_tick(struct bp_batches *b, double now)

@@ -99,6 +99,11 @@ int bp_batches_add_attempt(struct bp_batches *b, size_t idx, const char *entry, 
 int bp_batches_add_encoded(struct bp_batches *b, size_t idx, const char *entry, size_t len,
                            const void *enc, size_t n, unsigned long serial, uint32_t slot,
                            double now) BP_WUR;
+/* bp_batches_add_encoded with the message's delivery attempt (bp_batches_add_attempt): the
+ * dead-letter table's rows. */
+int bp_batches_add_encoded_attempt(struct bp_batches *b, size_t idx, const char *entry,
+                                   size_t len, const void *enc, size_t n, unsigned long serial,
+                                   uint32_t slot, int attempt, double now) BP_WUR;
 int bp_batches_tick(struct bp_batches *b, double now) BP_WUR;
 int bp_batches_flush_all(struct bp_batches *b) BP_WUR;
 size_t bp_batches_buffered(const struct bp_batches *b);

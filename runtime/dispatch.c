@@ -24,65 +24,41 @@ publish_hour(const bp_msg_t *m)
     return bp_time_hour_key(m->publish_time > 0 ? m->publish_time : bp_time_now());
 }
 
-/* Appends `"key":` */
-static int
-key(bp_buf_t *b, const char *k)
+/* The schema the Storage Write store sends table's rows under (rt_start.c's table_schema): the
+ * live table's, else the DDL's; NULL: none. */
+static const struct bp_schema *
+store_schema(const struct bp_rt *rt, const char *table)
 {
-    return bp_buf_append_str(b, k);
+    const struct bp_schema *s = bp_schema_set_find(&rt->live_schemas, table);
+    return s ? s : bp_schema_set_find(&rt->schemas, table);
 }
 
-/* The attributes column is JSON: attributes past BP_DEAD_ATTRS_MAX are replaced by the valid
- * JSON object {"truncated":"<the start of their text>…[truncated N bytes]"}. */
+/* Writes dead letter d's entry into rt->entry and adds it to the dead-letter batch; with
+ * storage_write, its protobuf too (written in the same pass, dead_format.c), or none when the
+ * table's schema cannot take it as the entry says it (the store then reads the entry back and
+ * reports what it finds). Returns 0, or -1 when a sink failed. */
 static int
-dead_attributes(bp_buf_t *b, const bp_msg_t *m)
+add_dead_entry(struct bp_rt *rt, const struct bp_dead_letter *d, uint32_t slot)
 {
-    if (!m->attrs || m->attrs_len <= BP_DEAD_ATTRS_MAX)
-        return bp_json_string_or_null(b, m->attrs, m->attrs_len);
-    bp_buf_t t;
-    bp_buf_init(&t, 2 * BP_DEAD_ATTRS_MAX);
-    int rc = bp_buf_append_str(&t, "{\"truncated\":") != 0 ||
-             bp_json_string_cut(&t, m->attrs, m->attrs_len, BP_DEAD_ATTRS_MAX / 2) != 0 ||
-             bp_buf_append(&t, "}", 1) != 0 || bp_json_string(b, t.data, t.len) != 0;
-    bp_buf_free(&t);
-    return rc ? -1 : 0;
-}
-
-static int
-build_dead_entry(struct bp_rt *rt, const bp_msg_t *m, int stage, const char *reason,
-                 size_t reason_len, const char *etype, size_t etype_len, const char *now_str)
-{
-    bp_buf_t *b = &rt->entry;
-    char pt[BP_TIME_STRLEN];
-    bp_time_rfc3339(m->publish_time > 0 ? m->publish_time : bp_time_now(), pt);
-    bp_buf_reset(b);
-    if (rt->cfg.dead_letter_format[0] == 'd')
-        return bp_dead_dataflow_entry(b, m, bp_stage_names[stage], reason, reason_len, etype,
-                                      etype_len, now_str);
-    int rc = 0;
-    /* a cut insertId still de-duplicates: it is the same cut on every redelivery */
-    rc |= key(b, "{\"insertId\":");
-    rc |= bp_json_string_cut(b, m->id, m->id_len, BP_DEAD_FIELD_MAX);
-    rc |= key(b, ",\"json\":{\"message_id\":");
-    rc |= bp_json_string_cut(b, m->id, m->id_len, BP_DEAD_FIELD_MAX);
-    rc |= key(b, ",\"event_type\":");
-    if (etype_len)
-        rc |= bp_json_string_cut(b, etype, etype_len, BP_DEAD_FIELD_MAX);
-    else
-        rc |= key(b, "null");
-    rc |= key(b, ",\"error_stage\":");
-    rc |= bp_json_string(b, bp_stage_names[stage], strlen(bp_stage_names[stage]));
-    rc |= key(b, ",\"reason\":");
-    rc |= bp_json_string_cut(b, reason, reason_len, BP_DEAD_FIELD_MAX);
-    rc |= key(b, ",\"raw_payload\":");
-    rc |= bp_json_string_cut(b, m->data, m->len, BP_DEAD_PAYLOAD_MAX);
-    rc |= key(b, ",\"attributes\":");
-    /* a JSON column takes a string of JSON text */
-    rc |= dead_attributes(b, m);
-    rc |= key(b, ",\"publish_time\":\"");
-    rc |= bp_buf_append_str(b, pt);
-    rc |= key(b, "\",\"ingestion_time\":\"");
-    rc |= bp_buf_append_str(b, now_str);
-    rc |= key(b, "\"}}");
+    int dataflow = rt->cfg.dead_letter_format[0] == 'd';
+    const struct bp_schema *s = rt->protos ? store_schema(rt, rt->cfg.dead_letter_table) : NULL;
+    struct bp_proto_put w;
+    bp_buf_t pb;
+    bp_buf_init(&pb, rt->entry.max);
+    if (s)
+        bp_proto_put_begin(&w, s, &pb);
+    int rc = dataflow ? bp_dead_dataflow_entry(&rt->entry, d, s ? &w : NULL)
+                      : bp_dead_rejected_entry(&rt->entry, d, s ? &w : NULL);
+    char why[200];
+    if (s && bp_proto_put_end(&w, why, sizeof(why)) != 0)
+        bp_log(BP_LOG_DEBUG, "dead", "dead letter id=%.*s sent as JSON only: %s",
+               (int)(d->m->id_len > 200 ? 200 : d->m->id_len), d->m->id, why);
+    rc = rc != 0 ||
+         bp_batches_add_encoded_attempt(&rt->tables, rt->dead_batch, rt->entry.data,
+                                        rt->entry.len, pb.len ? pb.data : NULL, pb.len,
+                                        s ? s->serial : 0, slot, d->m->delivery_attempt,
+                                        bp_time_mono()) != 0;
+    bp_buf_free(&pb);
     return rc ? -1 : 0;
 }
 
@@ -91,8 +67,9 @@ static int
 dead_row(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, int stage, const char *reason,
          const char *etype, size_t etype_len)
 {
-    char now_str[BP_TIME_STRLEN];
+    char now_str[BP_TIME_STRLEN], pt[BP_TIME_STRLEN];
     bp_time_rfc3339(bp_time_now(), now_str);
+    bp_time_rfc3339(m->publish_time > 0 ? m->publish_time : bp_time_now(), pt);
     if (stage < BP_STAGE_PARSE || stage > BP_STAGE_SCHEMA)
         stage = BP_STAGE_MAP;
     /* a sample per stage at info level: the first of each 10 s window, then the count of the
@@ -100,9 +77,9 @@ dead_row(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, int stage, const ch
     bp_log_rl(BP_LOG_INFO, "dead", bp_stage_names[stage], "dead letter: stage=%s id=%.*s "
               "reason=%.300s", bp_stage_names[stage], (int)(m->id_len > 200 ? 200 : m->id_len),
               m->id, reason);
-    if (build_dead_entry(rt, m, stage, reason, strlen(reason), etype, etype_len, now_str) != 0 ||
-        bp_batches_add_attempt(&rt->tables, rt->dead_batch, rt->entry.data, rt->entry.len, slot,
-                               m->delivery_attempt, bp_time_mono()) != 0)
+    struct bp_dead_letter d = {m, bp_stage_names[stage], reason, strlen(reason), etype,
+                               etype_len, now_str, pt};
+    if (add_dead_entry(rt, &d, slot) != 0)
         return -1;
     rt->stats.dead[stage]++;
     return 0;
@@ -157,12 +134,30 @@ bp_rt_rejected_row(void *owner, const char *table, const char *entry, size_t len
     return rc;
 }
 
+/* The map's protobuf row (row, *n bytes, written under the schema of serial) with the route's
+ * metadata columns, appended to rt->entry after the row's entry (bp_meta_proto); NULL when it
+ * cannot be (the store then reads the entry back). rt->entry's data may move: the caller takes
+ * the entry's address after. */
+static const void *
+with_meta(struct bp_rt *rt, int route, unsigned meta, const bp_msg_t *m, const char *sub,
+          const void *row, size_t *n, unsigned long serial)
+{
+    const struct bp_row_protos *p = rt->protos;
+    const struct bp_schema *s = (size_t)route < p->nroutes ? p->schemas[route] : NULL;
+    size_t at = rt->entry.len;
+    if (!s || s->serial != serial || bp_meta_proto(&rt->entry, s, row, *n, meta, m, sub) != 0)
+        return NULL;
+    *n = rt->entry.len - at;
+    return rt->entry.data + at;
+}
+
 static int
 dispatch_row(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, const bp_result_t *r,
              size_t i, const char *row, const char *type, unsigned meta, double now)
 {
     bp_buf_t *b = &rt->entry;
     bp_buf_reset(b);
+    const char *sub = rt->cfg.input || rt->replay ? NULL : rt->cfg.subscription;
     /* a row too large for one insertAll would fail its batch on every redelivery: it becomes a
      * dead letter with the raw event instead (one length compare on the hot path) */
     int rc = r->len > BP_ROW_MAX || bp_buf_append_str(b, "{\"insertId\":") != 0 ||
@@ -171,8 +166,7 @@ dispatch_row(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, const bp_result
     /* the metadata columns a route asks for go in before the row's closing brace (one branch
      * when it asks for none), so the schema check below sees the row as BigQuery will */
     rc = rc || bp_json_text_utf8(b, row, r->len) != 0 ||
-         (meta && bp_meta_splice(b, row_at, meta, m, rt->cfg.input || rt->replay ? NULL
-                                                     : rt->cfg.subscription) != 0);
+         (meta && bp_meta_splice(b, row_at, meta, m, sub) != 0);
     size_t row_len = b->len - row_at;
     if (rc || bp_buf_append(b, "}", 1) != 0 || b->len > BP_ROW_MAX) {
         char why[128];
@@ -181,25 +175,27 @@ dispatch_row(struct bp_rt *rt, const bp_msg_t *m, uint32_t slot, const bp_result
         return bp_rt_dead_letter(rt, m, slot, BP_STAGE_INSERT, why, type, strlen(type));
     }
     /* storage_write: the row as the batch loop also wrote it in protobuf (row_protos.c), sent
-     * as it is; not with metadata columns, which only the entry has (the store reads those) */
-    size_t plen = 0;
+     * as it is, its metadata columns added after it in rt->entry */
+    size_t plen = 0, elen = b->len;
     unsigned long serial = 0;
-    const void *proto = rt->protos && !meta ? bp_row_protos_get(rt->protos, i, &plen, &serial)
-                                            : NULL;
+    const void *proto = rt->protos ? bp_row_protos_get(rt->protos, i, &plen, &serial) : NULL;
     /* a row its table would refuse fails here, with its field path, rather than in an insertAll
      * (a request, a round trip and BigQuery's less precise message later). A row written as
      * protobuf under the same schema passed the same rules there (proto_row.c checks values as
-     * schema_check.c does, and refuses what it cannot write): not checked twice */
+     * schema_check.c does, and refuses what it cannot write; test_proto_row compares them): not
+     * checked twice, unless metadata columns were added to the JSON only */
     const struct bp_schema *schema = (size_t)r->route < rt->nroutes ? rt->route_schema[r->route]
                                                                     : NULL;
     char why[512];
-    if (schema && !(proto && schema->serial == serial) &&
+    if (schema && !(proto && !meta && schema->serial == serial) &&
         bp_schema_check(schema, b->data + row_at, row_len, why, sizeof(why)) != 0)
         return bp_rt_dead_letter(rt, m, slot, BP_STAGE_SCHEMA, why, type, strlen(type));
     /* archive.time: the event's own hour, or the publish hour (a folder complete once its hour
      * is over) */
     int32_t hour = r->hour > 0 && rt->cfg.archive_time[0] != 'p' ? r->hour : publish_hour(m);
-    if (bp_batches_add_encoded(&rt->tables, rt->route_batch[r->route], b->data, b->len, proto,
+    if (proto && meta)
+        proto = with_meta(rt, r->route, meta, m, sub, proto, &plen, serial);
+    if (bp_batches_add_encoded(&rt->tables, rt->route_batch[r->route], b->data, elen, proto,
                                plen, serial, slot, now) != 0 ||
         bp_archive_add(&rt->archive, type, hour, m->id, m->id_len, m->data, m->len, slot,
                        now) != 0)

@@ -259,11 +259,11 @@ render_sinks(const struct bp_metrics_snapshot *m, bp_buf_t *b)
         rc |= one(b, "bepipe_append_bytes_total", "counter",
                   "Bytes sent on the Storage Write API's connections.", (double)m->append_bytes);
         rc |= one(b, "bepipe_append_rows_encoded_total", "counter",
-                  "Rows sent as the batch loop wrote them in protobuf.",
+                  "Rows sent as protobuf written beside their JSON (the batch loop's, C's).",
                   m->append_rows_encoded);
         rc |= one(b, "bepipe_append_rows_read_back_total", "counter",
                   "Rows read back from their JSON entry before their protobuf was written (a "
-                  "schema changed since, the dead-letter table, metadata columns).",
+                  "schema changed since, a batch held at start-up, a row C could not write).",
                   m->append_rows_read_back);
     }
     rc |= one(b, "bepipe_archive_objects_total", "counter", "Archive objects stored.",

@@ -4,6 +4,7 @@
 #include "row_meta.h"
 #include "json_out.h"
 #include "lua_host.h"
+#include "proto_put.h"
 #include "timefmt.h"
 
 #include <stdio.h>
@@ -80,6 +81,60 @@ bp_meta_splice(bp_buf_t *b, size_t row_at, unsigned mask, const bp_msg_t *m,
             return -1;
     }
     return bp_buf_append(b, "}", 1);
+}
+
+/* One metadata column of the protobuf row w (bp_meta_proto). */
+static void
+meta_put(struct bp_proto_put *w, unsigned bit, const char *name, const bp_msg_t *m,
+         const char *subscription)
+{
+    char tmp[BP_TIME_STRLEN];
+    switch (bit) {
+    case BP_META_MESSAGE_ID:
+        bp_proto_put_text(w, name, m->id, m->id_len);
+        return;
+    case BP_META_PUBLISH_TIME:
+        if (m->publish_time <= 0)
+            break;
+        /* the text the JSON carries, read as the store reads it */
+        bp_time_rfc3339(m->publish_time, tmp);
+        bp_proto_put_timestamp_text(w, name, tmp, strlen(tmp));
+        return;
+    case BP_META_ATTRIBUTES:
+        if (!m->attrs_len)
+            break;
+        bp_proto_put_text(w, name, m->attrs, m->attrs_len);
+        return;
+    case BP_META_SUBSCRIPTION_NAME:
+        if (!subscription)
+            break;
+        bp_proto_put_text(w, name, subscription, strlen(subscription));
+        return;
+    default: {
+        if (m->delivery_attempt <= 0)
+            break;
+        const struct bp_schema_field *f = bp_schema_field_find(&w->s->root, name, strlen(name));
+        if (f && f->mode == BP_SCHEMA_REPEATED)
+            bp_proto_put_fail(w, "delivery_attempt: a REPEATED column");
+        bp_proto_put_int64(w, name, m->delivery_attempt);
+        return;
+    }
+    }
+    bp_proto_put_null(w, name);
+}
+
+/* The map's protobuf row with the metadata columns (row_meta.h). */
+int
+bp_meta_proto(bp_buf_t *b, const struct bp_schema *s, const void *row, size_t n, unsigned mask,
+              const bp_msg_t *m, const char *subscription)
+{
+    struct bp_proto_put w;
+    char err[200];
+    bp_proto_put_resume(&w, s, b, row, n);
+    for (unsigned i = 0; i < BP_META_COLUMNS; i++)
+        if (mask & (1u << i))
+            meta_put(&w, 1u << i, bp_meta_names[i], m, subscription);
+    return bp_proto_put_end(&w, err, sizeof(err));
 }
 
 /* First column of mask the schema's top level lacks (row_meta.h). Start and --check only. */

@@ -37,6 +37,17 @@ unsigned bp_meta_bit(const char *name);
 int bp_meta_splice(bp_buf_t *b, size_t row_at, unsigned mask, const bp_msg_t *m,
                    const char *subscription) BP_WUR;
 
+/* The same columns for the Storage Write API: appends to b the map's row (row, n bytes: one
+ * serialized_rows entry, as the batch loop wrote it under schema s) with the columns of mask
+ * after its own, with the values bp_meta_splice writes as the store would read them from the
+ * JSON (a TIMESTAMP in microseconds, the attributes as JSON text; a null column left out).
+ * A later field wins in protobuf as the later JSON key does. Returns 0, or -1 with b as it was
+ * when the row cannot say what the JSON says: a column s lacks or of another type, a null in a
+ * REQUIRED column or over a value the map wrote, text that is not UTF-8 (which JSON carries as
+ * U+FFFD), b's cap. Hot path for routes with metadata: appends only. */
+int bp_meta_proto(bp_buf_t *b, const struct bp_schema *s, const void *row, size_t n,
+                  unsigned mask, const bp_msg_t *m, const char *subscription) BP_WUR;
+
 /* The index (in bp_meta_names) of the first column of `mask` that schema `s` has no top-level
  * field of, or -1 when it has them all. For --check and start: the route needs the columns. */
 int bp_meta_missing(const struct bp_schema *s, unsigned mask);

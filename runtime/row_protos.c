@@ -8,8 +8,8 @@
  * as it is, so no row is turned into JSON text and read back into a Lua table before it is
  * encoded (that decode cost more than the encoding itself). A row keeps the serial of the schema
  * it was written under: the store takes it only while its table's schema is still that one, and
- * writes any other row (none here, a schema changed since, the dead-letter table's rows) from
- * its JSON as before, so this is a shortcut that never changes what is stored.
+ * writes any other row (a schema changed since, a row the writer refused here) from its JSON as
+ * before, so this is a shortcut that never changes what is stored.
  *
  * The ingestion time a JSON row gets as an added member is the writer's meta column here (the
  * same instant: the batch's now_str, read as the TIMESTAMP it is). A row the encoder refuses

@@ -15,9 +15,10 @@
  * ({"insertId":..,"json":{row}}) and, beside them, the rows the batch loop also wrote as
  * protobuf from the map's own table (row_protos.c, rows_put_encoded) under the schema of a
  * serial. While that is still the table's schema (the DDL's, or the live table's once known)
- * those bytes are copied as they are. Any other row (the dead-letter table's rows, built in C as
- * JSON; rows of routes with metadata columns, which dispatch.c adds to the JSON only; rows
- * written before their table's schema changed) is read from its entry into a Lua table of a
+ * those bytes are copied as they are (the dead letters and a route's metadata columns are written
+ * so by C, dispatch.c). Any other row (written before its table's schema changed, held at
+ * start-up under exactly_once, or a C-built row its table cannot take as its JSON says it) is
+ * read from its entry into a Lua table of a
  * state of this store's own (entry_lua.c: integers past 2^53 exact as int64 cdata) and written
  * by proto_row.c against the table's schema, as the batch loop would have: both ways give the
  * same bytes, the second costs a decode per row.

@@ -9,6 +9,7 @@ subscription, dataset (tables from ddl/) and bucket, publishes generated events,
 binary, and checks the emulator's state files: rows per table, dead letters per stage, every raw
 line in the archive, nothing left unacked. Ends with `N passed, N failed`."""
 import base64
+import calendar
 import collections
 import json
 import os
@@ -172,14 +173,14 @@ class Bepipe:
         raise Failure(f"log never showed {text!r}:\n{self.stderr()[-2000:]}")
 
 
-def wait_drained(emu, total, procs=(), timeout=120):
+def wait_drained(emu, total, procs=(), timeout=120, dead="rejected_events"):
     """Until every published message is acked: nothing backlogged or outstanding, and the
-    tables hold what the events make (or the timeout)."""
+    tables (dead: the dead-letter table) hold what the events make (or the timeout)."""
     end = time.time() + timeout
     while time.time() < end:
         st = emu.sub_state()
         if st["backlog"] == 0 and st["outstanding"] == 0:
-            n = sum(len(emu.rows(t)) for t in TABLES + ["rejected_events"])
+            n = sum(len(emu.rows(t)) for t in TABLES + [dead])
             if n >= total:
                 return
         for b in procs:
@@ -194,7 +195,7 @@ def wait_drained(emu, total, procs=(), timeout=120):
     except Exception as e:  # noqa: BLE001 (a diagnostic must not hide the failure)
         calls = f"counters unavailable: {e}"
     raise Failure(f"not drained after {timeout}s: {emu.sub_state()}; rows "
-                  f"{ {t: len(emu.rows(t)) for t in TABLES + ['rejected_events']} }\n"
+                  f"{ {t: len(emu.rows(t)) for t in TABLES + [dead]} }\n"
                   f"emulator calls: {calls}\n" +
                   "\n".join(b.stderr()[-6000:] for b in procs))
 
@@ -986,14 +987,149 @@ def sw_rows_land_as_insert_all_stores_them():
                     return sorted(out)
                 got, want = strip(got), strip(want)
             check_eq(got, want, f"{t}: the same rows as insertAll stores")
-        # the rows went as the batch loop wrote them in protobuf, none read back from its JSON
-        # but the dead letters' (built in C, as JSON only)
-        m = re.search(r"rows_encoded=(\d+) rows_read_back=(\d+)", b.stderr())
-        check(m, "the summary counts the rows by how they were encoded: " + b.stderr()[-1500:])
-        check_eq(int(m[1]), sum(len(plain_rows(s.emu, t)) for t in TABLES),
-                 "rows sent as the batch loop wrote them")
-        check_eq(int(m[2]), len(plain_rows(s.emu, "rejected_events")),
-                 "rows read back from their JSON: the dead letters only")
+        # the rows went as the batch loop wrote them in protobuf, and the dead letters as C
+        # wrote them beside their JSON: none read back from its JSON
+        check_encoded(b, s.emu, TABLES + ["rejected_events"])
+
+
+def check_encoded(b, emu, tables):
+    """The run's summary line says every row of tables went as protobuf written beside its JSON
+    (the map's, or C's for the dead letters and metadata columns), none read back from it."""
+    m = re.search(r"rows_encoded=(\d+) rows_read_back=(\d+)", b.stderr())
+    check(m, "the summary counts the rows by how they were encoded: " + b.stderr()[-1500:])
+    check_eq(int(m[2]), 0, "rows read back from their JSON")
+    check_eq(int(m[1]), sum(len(plain_rows(emu, t)) for t in tables),
+             "rows sent as protobuf written beside their JSON")
+
+
+def peek_subscription(emu):
+    """A second subscription of the topic, made before publishing: peek_all reads what Pub/Sub
+    gave each message."""
+    emu.admin("PUT", f"/v1/projects/{PROJECT}/subscriptions/peek",
+              {"topic": f"projects/{PROJECT}/topics/{TOPIC}"})
+
+
+def peek_all(emu, n):
+    """messageId -> (data as text, publishTime) of the n messages published since
+    peek_subscription."""
+    got, end = {}, time.time() + 60
+    while len(got) < n and time.time() < end:
+        r = emu.admin("POST", f"/v1/projects/{PROJECT}/subscriptions/peek:pull",
+                      {"maxMessages": 1000})
+        for rm in (r or {}).get("receivedMessages", []):
+            m = rm["message"]
+            got[m["messageId"]] = (base64.b64decode(m["data"]).decode(errors="replace"),
+                                   m["publishTime"])
+    check_eq(len(got), n, "the peek subscription got every message")
+    return got
+
+
+def micros(ts):
+    """A TIMESTAMP as the emulator stores it, or Pub/Sub's publishTime -> microseconds."""
+    ts = ts.replace(" ", "T").replace("+00:00", "").replace(" UTC", "").rstrip("Z")
+    main, _, frac = ts.partition(".")
+    t = time.strptime(main, "%Y-%m-%dT%H:%M:%S")
+    return (calendar.timegm(t) * 1000000) + int((frac + "000000")[:6])
+
+
+def rows_by_message(emu, table, peek):
+    """plain_rows of table with each message's own values (message_id, publish_time, which two
+    emulators give apart) replaced by the message's data and checked against what Pub/Sub gave:
+    rows of two runs on the same events compare value for value."""
+    out = []
+    for r in json.loads("[" + ",".join(plain_rows(emu, table)) + "]"):
+        if "message_id" in r:
+            check(r["message_id"] in peek, f"{table}: message_id {r['message_id']} is a message's")
+            data, pt = peek[r["message_id"]]
+            r["message_id"] = data
+            if r.get("publish_time") is not None:
+                check(abs(micros(r["publish_time"]) - micros(pt)) <= 1,
+                      f"{table}: publish_time {r['publish_time']} is the message's {pt}")
+                r["publish_time"] = "the message's"
+        if "stacktrace" in r:
+            m = re.search(r"message_id (\S+), publish_time (\S+)$", r["stacktrace"])
+            check(m and m[1] in peek, f"{table}: the stacktrace names a message: {r['stacktrace']}")
+            check(abs(micros(m[2]) - micros(peek[m[1]][1])) <= 1, "stacktrace's publish time")
+            r["stacktrace"] = r["stacktrace"][:m.start()] + peek[m[1]][0]
+        if "timestamp" in r and "payloadString" in r:
+            check(r.pop("timestamp"), f"{table}: a timestamp")
+        out.append(json.dumps(r, sort_keys=True))
+    return sorted(out)
+
+
+def meta_pipeline(d):
+    """scripts/ and ddl/ copied into d with the inventory route asking for every metadata column
+    (`metadata = true`) and its DDL holding them. Returns (pipeline.lua, ddl folder)."""
+    shutil.copytree(os.path.join(ROOT, "scripts"), os.path.join(d, "scripts"))
+    shutil.copytree(os.path.join(ROOT, "ddl"), os.path.join(d, "ddl"))
+    inv = os.path.join(d, "scripts", "events", "inventory.lua")
+    src, old = open(inv).read(), '    time_field = "timestamp",\n'
+    check(old in src, "inventory.lua has its time_field")
+    open(inv, "w").write(src.replace(old, old + "    metadata = true,\n", 1))
+    sql = os.path.join(d, "ddl", "inventory_events.sql")
+    src, old = open(sql).read(), "  reason STRING"
+    check(old in src, "inventory DDL has reason")
+    cols = ("  message_id STRING,\n  publish_time TIMESTAMP,\n  attributes JSON,\n"
+            "  subscription_name STRING,\n  delivery_attempt INT64,\n")
+    open(sql, "w").write(src.replace(old, cols + old, 1))
+    return os.path.join(d, "scripts", "pipeline.lua"), os.path.join(d, "ddl")
+
+
+def both_methods(n, seed, args=(), pipeline=local.PIPELINE, ddl_dir=None, tables=()):
+    """The same corpus (published with attributes) through insertAll, then AppendRows: each of
+    tables (the dead-letter table last) holds the same rows in both (rows_by_message), and the
+    AppendRows run read no row back from its JSON."""
+    attrs = ("src=web", 'note=caf\u00e9 "q" \\ \u2603')
+    with Scenario(ddl_dir=ddl_dir) as a, Scenario(ddl_dir=ddl_dir) as s:
+        need_grpc(s.emu)
+        path, expect, raw = corpus(s.tmp, n, seed=seed)
+        peek = {}
+        for sc, extra in ((a, []), (s, SW)):
+            peek_subscription(sc.emu)
+            check_eq(sc.emu.publish(path, attrs=attrs), n, "published")
+            peek[sc] = peek_all(sc.emu, n)
+            b = Bepipe(sc.emu, [*args, *extra], pipeline=pipeline)
+            wait_drained(sc.emu, n, [b], dead=tables[-1])
+            check_eq(b.stop(), 0, "exit code: " + b.stderr()[-1500:])
+        check("Storage Write API (default stream, at-least-once)" in b.stderr(),
+              "the run used storage_write: " + b.stderr()[-1500:])
+        for t in tables:
+            want = rows_by_message(a.emu, t, peek[a])
+            check(len(want) > 0, f"{t} has rows")
+            check_eq(rows_by_message(s.emu, t, peek[s]), want,
+                     f"{t}: the same rows as insertAll stores")
+        check_encoded(b, s.emu, tables)
+        return a, s
+
+
+@case
+@local.tags("storage_write", "metadata")
+def sw_metadata_columns_land_as_insert_all_stores_them():
+    """A route asking for every metadata column: its rows go as the map's protobuf with the
+    columns added in C (and the dead letters, with attributes, as C writes them), holding what
+    insertAll stores value for value; no row is read back from its JSON."""
+    d = tempfile.mkdtemp(prefix="bepipe-cloud-")
+    try:
+        pipeline, ddl = meta_pipeline(d)
+        a, s = both_methods(1500, 57, pipeline=pipeline, ddl_dir=ddl,
+                            tables=TABLES + ["rejected_events"])
+        rows = s.emu.rows("inventory_events")
+        check(all(r["subscription_name"] == f"projects/{PROJECT}/subscriptions/{SUB}" and
+                  r["message_id"] and r["publish_time"] and r["attributes"] for r in rows),
+              "the metadata columns are filled: " + json.dumps(rows[:2]))
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@case
+@local.tags("storage_write", "metadata")
+def sw_dataflow_dead_letters_land_as_insert_all_stores_them():
+    """dead_letter.format = dataflow: the template's error records (payloadBytes, attribute
+    records) go as C writes them in protobuf beside their JSON, holding what insertAll stores
+    value for value; no row is read back from its JSON."""
+    both_methods(1500, 59, args=["--set", "dead_letter.format=dataflow", "--set",
+                                 "dead_letter.table=events_error_records"],
+                 tables=TABLES + ["events_error_records"])
 
 
 @case
