@@ -305,6 +305,10 @@ on_frame_recv_cb(nghttp2_session *h2, const nghttp2_frame *frame, void *user)
                 nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_NO_ERROR) != 0)
                 c->draining = 1;
         }
+    } else if (frame->hd.type == NGHTTP2_SETTINGS && !(frame->hd.flags & NGHTTP2_FLAG_ACK)) {
+        /* its stream limit is known: the streams waiting for it go (bp_grpc_dispatch) */
+        c->settings_seen = 1;
+        bp_grpc_kick(c->ch);
     } else if (frame->hd.type == NGHTTP2_GOAWAY) {
         /* streams up to last_stream_id go on; nghttp2 closes later ones as REFUSED_STREAM */
         c->draining = 1;
@@ -388,13 +392,38 @@ bp_grpc_stream_submit(struct bp_grpc_stream *s)
     bp_grpc_kick(ch);
 }
 
-/* The connection new streams go to: the current one, or a new one. */
+/* Whether c may take one more stream now: a server takes so many a connection
+ * (SETTINGS_MAX_CONCURRENT_STREAMS; Google's front ends 100), and a call over that would wait in
+ * nghttp2's queue behind calls that may never end (each table's AppendRows stays open across
+ * batches). Until the server's SETTINGS come, one stream at a time. */
+int
+bp_grpc_conn_has_room(const struct bp_grpc_conn *c)
+{
+    if (c->draining || c->state == C_CLOSED)
+        return 0;
+    uint32_t max = 1;
+    if (c->state == C_READY && c->settings_seen)
+        max = nghttp2_session_get_remote_settings(c->h2, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+    uint32_t n = 0;
+    for (const struct bp_grpc_stream *s = c->streams; s; s = s->next)
+        n += s->id != 0 && s->h2_open;
+    return n < max;
+}
+
+/* The connection new streams go to: the current one, unless it drains or its server's stream
+ * limit is known and reached; then another one with room, or a new one. */
 static struct bp_grpc_conn *
 channel_conn(struct bp_grpc_channel *ch)
 {
-    if (!ch->conn || ch->conn->draining)
-        ch->conn = bp_grpc_conn_new(ch);
-    return ch->conn;
+    struct bp_grpc_conn *c = ch->conn;
+    if (c && !c->draining && c->state != C_CLOSED &&
+        (!c->settings_seen || bp_grpc_conn_has_room(c)))
+        return c;
+    for (c = ch->conns; c; c = c->next)
+        if (c != ch->conn && !c->draining && c->state != C_CLOSED &&
+            (!c->settings_seen || bp_grpc_conn_has_room(c)))
+            return ch->conn = c;
+    return ch->conn = bp_grpc_conn_new(ch);
 }
 
 /* Opens a call (grpc_channel.h). */
@@ -427,7 +456,7 @@ bp_grpc_stream_open(struct bp_grpc_channel *ch, const char *path,
     }
     struct bp_grpc_conn *c = channel_conn(ch);
     stream_link(c, s);
-    if (c->state == C_READY)
+    if (c->state == C_READY && bp_grpc_conn_has_room(c))
         bp_grpc_stream_submit(s);
     else if (c->state == C_CLOSED)
         bp_grpc_stream_finish(s, c->fail_code, c->fail_msg, 1);
@@ -568,12 +597,16 @@ bp_grpc_dispatch(struct bp_grpc_channel *ch)
         for (struct bp_grpc_conn *c = ch->conns; c; c = c->next) {
             for (struct bp_grpc_stream *s = c->streams, *nx; s; s = nx) {
                 nx = s->next;
-                if (c->draining && c->state != C_CLOSED && !s->id && !s->finished &&
-                    !s->released) {
+                int waiting = !s->id && !s->finished && !s->released;
+                if (waiting && c->state == C_READY && bp_grpc_conn_has_room(c)) {
+                    bp_grpc_stream_submit(s);
+                } else if (waiting && c->state != C_CLOSED &&
+                           (c->draining || (c->state == C_READY && c->settings_seen))) {
+                    /* its connection drains, or is full (the server's limit reached): another */
                     stream_unlink(s);
                     struct bp_grpc_conn *nc = channel_conn(ch);
                     stream_link(nc, s);
-                    if (nc->state == C_READY)
+                    if (nc->state == C_READY && bp_grpc_conn_has_room(nc))
                         bp_grpc_stream_submit(s);
                 } else if (s->notify_writable && !s->released && !s->finished) {
                     s->notify_writable = 0;
@@ -588,7 +621,10 @@ bp_grpc_dispatch(struct bp_grpc_channel *ch)
         /* closed connections, and draining ones with nothing left on them, go */
         for (struct bp_grpc_conn **pc = &ch->conns; *pc;) {
             struct bp_grpc_conn *c = *pc;
-            if (c->state == C_CLOSED || (c->draining && !c->streams && c->state == C_READY)) {
+            /* (an idle connection other than the current one too: opened when the current
+             * one was full) */
+            if (c->state == C_CLOSED || (!c->streams && c->state == C_READY &&
+                                         (c->draining || c != ch->conn))) {
                 if (c->state == C_CLOSED && c->streams) {
                     int busy = 0;
                     for (struct bp_grpc_stream *s = c->streams; s; s = s->next)

@@ -228,7 +228,7 @@ conn_start_h2(struct bp_grpc_conn *c)
     ev_timer_stop(c->ch->loop, &c->connect_timer);
     c->ch->stats.connections++;
     for (struct bp_grpc_stream *s = c->streams; s; s = s->next)
-        if (!s->id && !s->finished)
+        if (!s->id && !s->finished && bp_grpc_conn_has_room(c))
             bp_grpc_stream_submit(s);
     return 0;
 }

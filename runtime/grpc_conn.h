@@ -26,6 +26,7 @@ struct bp_grpc_conn {
     ev_timer connect_timer;
     enum bp_grpc_conn_state state;
     int draining;               /* GOAWAY came, or it failed: no new streams */
+    int settings_seen;          /* the server's SETTINGS came: its stream limit is known */
     int want_write;             /* TLS asked to be called again when writable */
     uint8_t *out;               /* bytes nghttp2 produced that the socket did not take yet */
     size_t out_len, out_off;
@@ -108,6 +109,11 @@ void bp_grpc_stream_finish(struct bp_grpc_stream *s, int code, const char *msg,
 void bp_grpc_stream_detach(struct bp_grpc_stream *s);
 /* Sends s's HEADERS on its connection, which must be ready; a refusal ends s. */
 void bp_grpc_stream_submit(struct bp_grpc_stream *s);
+/* Whether c may take one more submitted stream: neither draining nor closed, and fewer open
+ * streams than its server's SETTINGS_MAX_CONCURRENT_STREAMS (one until those SETTINGS came).
+ * A stream beyond it waits unsubmitted; bp_grpc_dispatch moves it to another connection once
+ * the limit is known and reached. */
+int bp_grpc_conn_has_room(const struct bp_grpc_conn *c);
 /* Flushes, moves streams off draining connections, calls back, frees. Only from the loop's
  * callbacks (never from an API call or inside nghttp2); not re-entered. */
 void bp_grpc_dispatch(struct bp_grpc_channel *ch);

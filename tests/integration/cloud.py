@@ -1133,6 +1133,25 @@ def sw_dataflow_dead_letters_land_as_insert_all_stores_them():
 
 
 @case
+@local.tags("storage_write")
+def sw_more_tables_than_a_connection_takes_streams_open_another():
+    """A server takes so many streams a connection (SETTINGS_MAX_CONCURRENT_STREAMS: 100 at
+    Google's front ends); each table's AppendRows call stays open across batches, so a pipeline
+    with more tables than that must put the rest on another connection rather than queue them
+    behind calls that never end. Here 2 streams a connection and 4 tables (3 routes and the
+    dead letters): every row lands."""
+    with Scenario(emu_args=["--grpc-max-streams", "2"]) as s:
+        need_grpc(s.emu)
+        path, expect, raw = corpus(s.tmp, 2000, seed=57)
+        check_eq(s.emu.publish(path), 2000, "published")
+        b = Bepipe(s.emu, SW)
+        wait_drained(s.emu, 2000, [b], timeout=60)
+        check_eq(b.stop(), 0, "exit code: " + b.stderr()[-1500:])
+        verify(s.emu, expect, raw)
+        check(len(plain_rows(s.emu, "rejected_events")) > 0, "the dead letters' table is used")
+
+
+@case
 @local.tags("storage_write", "numbers")
 def sw_int64_past_2_53_reads_back_exactly():
     with Scenario() as probe:

@@ -350,10 +350,10 @@ class BigQueryWrite {
   }
 
   // ---- HTTP/2 front -------------------------------------------------------------------------
-  listen(host, port) {
+  listen(host, port, maxStreams) {
     // Windows as large as Google's front ends give, so a 10 MB append is not paced by
     // WINDOW_UPDATEs; session memory above node's 10 MB default for the same reason.
-    const server = http2.createServer({ maxSessionMemory: 256, settings: { maxConcurrentStreams: 1000, initialWindowSize: 16 << 20 } });
+    const server = http2.createServer({ maxSessionMemory: 256, settings: { maxConcurrentStreams: maxStreams || 1000, initialWindowSize: 16 << 20 } });
     server.on('session', (s) => {
       s.once('connect', () => { try { s.setLocalWindowSize(64 << 20); } catch (e) { /* closed */ } });
       this.sessions.add(s);

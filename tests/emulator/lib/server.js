@@ -269,7 +269,8 @@ class App {
     const r = BigQueryWrite.load(this);
     if (!r.service) return r;
     this.bigqueryWrite = r.service;
-    return { port: await r.service.listen(this.opts.host, this.opts.grpcPort || 0) };
+    return { port: await r.service.listen(this.opts.host, this.opts.grpcPort || 0,
+                                          this.opts.grpcMaxStreams || 1000) };
   }
 
   close() {
