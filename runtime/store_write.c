@@ -600,6 +600,8 @@ void
 bp_sw_pump(struct sw_table *t)
 {
     struct sw_store *s = t->s;
+    if (s->log)
+        bp_sw_eo_release(t);    /* exactly_once: held batches, as the queue has room */
     if (!t->queue || bp_time_mono() < t->retry_at) {
         if (t->queue)
             bp_sw_arm_timer(s, t->retry_at - bp_time_mono());
@@ -670,6 +672,8 @@ bp_sw_pump(struct sw_table *t)
         s->stats.requests++;
         bp_sw_arm_timer(s, s->rpc_timeout);
     }
+    if (s->log)
+        bp_sw_eo_release(t);    /* the next append encoded while this one is in flight */
 }
 
 /* Backoffs that ended, and replies past their deadline (the call is cancelled: its requests go
@@ -809,8 +813,8 @@ sw_rows_put(struct bp_store *bs, const char *table, const char *entries, size_t 
             size_t nrows, bp_store_done_fn done, void *arg)
 {
     struct sw_store *s = (struct sw_store *)bs;
-    if (s->log && !s->recovered) {
-        bp_sw_eo_defer(s, table, entries, len, nrows, done, arg);
+    if (s->log) {
+        bp_sw_eo_put(s, table, entries, len, nrows, done, arg);
         return 0;
     }
     return bp_sw_put(s, table, entries, len, nrows, done, arg);
