@@ -111,11 +111,16 @@ msg_get(bp_append_log_t *log, const char *id, size_t len)
         memset(m, 0, sizeof(*m));
         memcpy(m->id, id, len);
         m->id_len = len;
+        /* the first reference inside the message: a log holds as many messages as flow
+         * control lets out unacked, nearly all of them in one append, and an allocation of
+         * its own for each one's single reference was about a quarter of the log's memory */
+        m->refs = &m->one;
+        m->cap = 1;
         *s = m;
         log->nmsgs++;
     }
     if (m->nrefs + m->pending + 1 > m->cap) {
-        uint32_t cap = m->cap ? m->cap * 2 : 2;
+        uint32_t cap = m->cap * 2;
         struct al_ref *refs = al_mem_alloc(log, cap * sizeof(*refs));
         if (!refs) {
             msg_release(log, m);
@@ -123,7 +128,8 @@ msg_get(bp_append_log_t *log, const char *id, size_t len)
         }
         if (m->nrefs)
             memcpy(refs, m->refs, m->nrefs * sizeof(*refs));
-        al_mem_free(log, m->refs);
+        if (m->refs != &m->one)
+            al_mem_free(log, m->refs);
         m->refs = refs;
         m->cap = cap;
     }
@@ -139,7 +145,8 @@ msg_drop(bp_append_log_t *log, struct al_msg *m)
     struct al_msg **s = msg_slot(log, m->id, m->id_len);
     *s = m->hnext;
     log->nmsgs--;
-    al_mem_free(log, m->refs);
+    if (m->refs != &m->one)
+        al_mem_free(log, m->refs);
     al_mem_free(log, m);
 }
 

@@ -110,7 +110,8 @@ struct al_ref {
 
 struct al_msg {
     struct al_msg *hnext;
-    struct al_ref *refs;
+    struct al_ref *refs;           /* &one while one is enough (most messages: one append) */
+    struct al_ref one;
     uint32_t nrefs, cap;
     uint32_t pending;              /* entries of a record being built (not linked yet) */
     size_t id_len;

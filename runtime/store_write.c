@@ -640,6 +640,8 @@ void
 bp_sw_pump(struct sw_table *t)
 {
     struct sw_store *s = t->s;
+    if (s->log)
+        bp_sw_eo_release(t);    /* exactly_once: held batches, as the queue has room */
     if (!t->queue || bp_time_mono() < t->retry_at) {
         if (t->queue)
             bp_sw_arm_timer(s, t->retry_at - bp_time_mono());
@@ -710,6 +712,8 @@ bp_sw_pump(struct sw_table *t)
         s->stats.requests++;
         bp_sw_arm_timer(s, s->rpc_timeout);
     }
+    if (s->log)
+        bp_sw_eo_release(t);    /* the next append encoded while this one is in flight */
 }
 
 /* Backoffs that ended, and replies past their deadline (the call is cancelled: its requests go
@@ -764,10 +768,10 @@ table_for(struct sw_store *s, const char *name)
     return t;
 }
 
-/* bp_sw_put with the rows also in protobuf (enc, or NULL). */
-static int
-sw_put(struct sw_store *s, const char *table, const char *entries, size_t len, size_t nrows,
-       const struct bp_encoded_rows *enc, bp_store_done_fn done, void *arg)
+/* See store_write_int.h. */
+int
+bp_sw_put(struct sw_store *s, const char *table, const char *entries, size_t len, size_t nrows,
+          const struct bp_encoded_rows *enc, bp_store_done_fn done, void *arg)
 {
     struct sw_table *t = table_for(s, table);
     const struct bp_schema *schema = s->schema_for(s->owner, table);
@@ -844,27 +848,18 @@ sw_put(struct sw_store *s, const char *table, const char *entries, size_t len, s
     return 0;
 }
 
-/* See store_write_int.h. */
-int
-bp_sw_put(struct sw_store *s, const char *table, const char *entries, size_t len, size_t nrows,
-    bp_store_done_fn done, void *arg)
-{
-    return sw_put(s, table, entries, len, nrows, NULL, done, arg);
-}
-
 static int
 sw_rows_put_encoded(struct bp_store *bs, const char *table, const char *entries, size_t len,
                     size_t nrows, const struct bp_encoded_rows *enc, bp_store_done_fn done,
                     void *arg)
 {
     struct sw_store *s = (struct sw_store *)bs;
-    if (s->log && !s->recovered) {
-        /* held until the crashed process's streams are finalized (start-up only): written from
-         * the entries then, whatever the schema has become */
-        bp_sw_eo_defer(s, table, entries, len, nrows, done, arg);
+    if (s->log) {
+        /* held as entries (with their protobuf) while the table's append is in flight */
+        bp_sw_eo_put(s, table, entries, len, nrows, enc, done, arg);
         return 0;
     }
-    return sw_put(s, table, entries, len, nrows, enc, done, arg);
+    return bp_sw_put(s, table, entries, len, nrows, enc, done, arg);
 }
 
 static int

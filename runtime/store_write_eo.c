@@ -49,20 +49,33 @@ bp_sw_eo_open(struct sw_store *s, const struct bp_store_write_opts *o, char *err
     return 0;
 }
 
+/* exactly_once: appends of a table waiting encoded behind the one in flight. Its other batches
+ * wait as they came (the batcher's entries, which it holds until done anyway) and are encoded
+ * as the queue empties: one append in flight per table makes batches wait whenever the pull is
+ * faster than the appends, and encoded (the protobuf rows, the log ids) each would hold about
+ * as much again as its entries, for as long as the backlog lasts. One waiting encoded keeps the
+ * next append ready the moment the reply to the one in flight comes. */
+#define EO_QUEUED 1
+
 static void eo_run_deferred(struct sw_store *s);
 
 /* See store_write_int.h. */
 void
 bp_sw_eo_defer(struct sw_store *s, const char *table, const char *entries, size_t len,
-               size_t nrows, bp_store_done_fn done, void *arg)
+               size_t nrows, const struct bp_encoded_rows *enc, bp_store_done_fn done,
+               void *arg)
 {
     /* exactly_once: which rows a crashed process stored is known once its streams are
-     * finalized; the batch waits for that */
+     * finalized; the batch waits for that, then for its table's queue (bp_sw_eo_release) */
     struct deferred *d = bp_xcalloc(1, sizeof(*d));
     d->table = bp_xstrdup(table);
     d->entries = entries;
     d->len = len;
     d->nrows = nrows;
+    if (enc) {
+        d->enc = *enc;
+        d->has_enc = 1;
+    }
     d->done = done;
     d->arg = arg;
     if (s->defer_tail)
@@ -71,6 +84,209 @@ bp_sw_eo_defer(struct sw_store *s, const char *table, const char *entries, size_
         s->defer = d;
     s->defer_tail = d;
     s->pending++;
+}
+
+/* Whether t holds EO_QUEUED requests waiting to be sent. */
+static int
+eo_queue_full(const struct sw_table *t)
+{
+    size_t n = 0;
+    for (const struct req *r = t->queue; r && n < EO_QUEUED; r = r->next)
+        n++;
+    return n >= EO_QUEUED;
+}
+
+/* Takes the oldest held batch of `table` out of the list, or NULL. */
+static struct deferred *
+eo_take(struct sw_store *s, const char *table)
+{
+    struct deferred **p = &s->defer, *prev = NULL;
+    while (*p && strcmp((*p)->table, table) != 0) {
+        prev = *p;
+        p = &(*p)->next;
+    }
+    struct deferred *d = *p;
+    if (!d)
+        return NULL;
+    *p = d->next;
+    if (s->defer_tail == d)
+        s->defer_tail = prev;
+    s->pending--;
+    return d;
+}
+
+static struct sw_table *
+eo_table(struct sw_store *s, const char *name)
+{
+    for (struct sw_table *t = s->tables; t; t = t->next)
+        if (strcmp(t->name, name) == 0)
+            return t;
+    return NULL;
+}
+
+/* exactly_once: held batches of a table that go as one append, up to this many bytes of
+ * entries. One append in flight per table means one round trip per append: batches that came
+ * during one go together in the next, so the table keeps up with the pull (as the default
+ * stream's appends in flight do) instead of holding the backlog. The group's entries are copied
+ * for the encoding only; its protobuf is under a request's 10 MB (larger ones are split). */
+#define EO_GROUP_BYTES (2u << 20)
+
+/* A group's batches: where each one's rows start among the group's, and its own done. */
+struct eo_group {
+    size_t n;
+    struct eo_member {
+        size_t first, nrows;
+        bp_store_done_fn done;
+        void *arg;
+    } m[];
+};
+
+/* The group's done: each batch's own, with its rows' errors renumbered from its first row. */
+static void
+eo_group_done(void *arg, int status, const char *msg, const struct bp_row_error *errs,
+              size_t nerrs)
+{
+    struct eo_group *g = arg;
+    struct bp_row_error *mine = nerrs ? bp_xcalloc(nerrs, sizeof(*mine)) : NULL;
+    for (size_t i = 0; i < g->n; i++) {
+        const struct eo_member *b = &g->m[i];
+        size_t k = 0;
+        for (size_t e = 0; e < nerrs; e++) {
+            if (errs[e].index >= b->first && errs[e].index - b->first < b->nrows) {
+                mine[k].index = errs[e].index - b->first;
+                mine[k].reason = errs[e].reason;
+                k++;
+            }
+        }
+        b->done(b->arg, status, msg, status == 0 ? mine : NULL, status == 0 ? k : 0);
+    }
+    free(mine);
+    free(g);
+}
+
+/* Takes d and the held batches of its table after it (up to EO_GROUP_BYTES of entries in all)
+ * out of the list and writes them as one batch (bp_sw_put; d alone goes as it is). */
+static void
+eo_put_group(struct sw_store *s, struct deferred *d)
+{
+    size_t n = 1, bytes = d->len + 1;
+    for (struct deferred *x = s->defer; x; x = x->next) {
+        if (strcmp(x->table, d->table) != 0)
+            continue;
+        if (bytes + x->len + 1 > EO_GROUP_BYTES)
+            break;
+        bytes += x->len + 1;
+        n++;
+    }
+    if (n == 1) {
+        (void)bp_sw_put(s, d->table, d->entries, d->len, d->nrows, d->has_enc ? &d->enc : NULL,
+                        d->done, d->arg);
+        free(d->table);
+        free(d);
+        return;
+    }
+    struct eo_group *g = bp_xcalloc(1, sizeof(*g) + n * sizeof(g->m[0]));
+    char *all = bp_xmalloc(bytes);
+    size_t len = 0, rows = 0;
+    /* the members' protobuf rows back to back, those of the first member's schema (a member
+     * of another, or without, has its rows read from their entries) */
+    bp_buf_t edata;
+    bp_buf_init(&edata, 4 * EO_GROUP_BYTES);   /* protobuf rows are about half their JSON */
+    uint32_t *elen = NULL;
+    size_t ecap = 0;
+    unsigned long serial = 0;
+    int any = 0;
+    for (struct deferred *x = d; x && g->n < n; x = eo_take(s, d->table)) {
+        if (rows + x->nrows > ecap) {
+            ecap = (rows + x->nrows) * 2;
+            elen = bp_xrealloc(elen, ecap * sizeof(*elen));
+        }
+        size_t ebytes = 0;
+        if (x->has_enc && (!any || x->enc.serial == serial)) {
+            for (size_t k = 0; k < x->nrows; k++)
+                ebytes += x->enc.len[k];
+        }
+        if (x->has_enc && (!any || x->enc.serial == serial) &&
+            bp_buf_append(&edata, x->enc.data, ebytes) == 0) {
+            memcpy(elen + rows, x->enc.len, x->nrows * sizeof(*elen));
+            serial = x->enc.serial;
+            any = 1;
+        } else if (x->nrows) {
+            memset(elen + rows, 0, x->nrows * sizeof(*elen));
+        }
+        struct eo_member *b = &g->m[g->n++];
+        b->first = rows;
+        b->nrows = x->nrows;
+        b->done = x->done;
+        b->arg = x->arg;
+        memcpy(all + len, x->entries, x->len);
+        len += x->len;
+        if (x->len && x->entries[x->len - 1] != '\n')
+            all[len++] = '\n';   /* the next batch's rows start on a line of their own */
+        rows += x->nrows;
+        if (x != d) {
+            free(x->table);
+            free(x);
+        }
+    }
+    char *table = d->table;
+    free(d);
+    struct bp_encoded_rows enc = {edata.data, elen, serial};
+    /* encoded and recorded by the time it returns: the copies are not needed after */
+    (void)bp_sw_put(s, table, all, len, rows, any ? &enc : NULL, eo_group_done, g);
+    free(all);
+    bp_buf_free(&edata);
+    free(elen);
+    free(table);
+}
+
+/* Encodes held batches of `table` (bp_sw_put) until its queue holds EO_QUEUED requests, in the
+ * order they came. bp_sw_put pumps the table, which comes back here: the table's flag keeps
+ * that call out, and this loop goes on. */
+static void
+eo_release(struct sw_store *s, const char *table)
+{
+    struct sw_table *t = eo_table(s, table);
+    if (!s->recovered || (t && (t->releasing || eo_queue_full(t))))
+        return;
+    if (t)
+        t->releasing = 1;
+    struct deferred *d;
+    while ((!t || !eo_queue_full(t)) && (d = eo_take(s, table)) != NULL) {
+        eo_put_group(s, d);
+        if (!t && (t = eo_table(s, table)) != NULL)
+            t->releasing = 1;   /* the table's first batch made it */
+    }
+    if (t)
+        t->releasing = 0;
+}
+
+/* See store_write_int.h. */
+void
+bp_sw_eo_put(struct sw_store *s, const char *table, const char *entries, size_t len,
+             size_t nrows, const struct bp_encoded_rows *enc, bp_store_done_fn done, void *arg)
+{
+    bp_sw_eo_defer(s, table, entries, len, nrows, enc, done, arg);
+    eo_release(s, table);
+}
+
+/* See store_write_int.h. */
+void
+bp_sw_eo_release(struct sw_table *t)
+{
+    struct sw_store *s = t->s;
+    if (s->defer && !t->releasing && !eo_queue_full(t))
+        eo_release(s, t->name);
+}
+
+/* See store_write_int.h. */
+int
+bp_sw_eo_holds(const struct sw_table *t)
+{
+    for (const struct deferred *d = t->s->defer; d; d = d->next)
+        if (strcmp(d->table, t->name) == 0)
+            return 1;
+    return 0;
 }
 
 /* The log id of the entry's message (its insertId, which dispatch writes first) and table. */
@@ -397,20 +613,30 @@ bp_sw_eo_recover(struct sw_store *s)
     }
 }
 
-/* The held batches, once the recovery is done. */
+/* The held batches, once the recovery is done: each table's go as its queue has room. */
 static void
 eo_run_deferred(struct sw_store *s)
 {
-    while (s->defer) {
-        struct deferred *d = s->defer;
-        s->defer = d->next;
-        if (!s->defer)
-            s->defer_tail = NULL;
-        s->pending--;
-        (void)bp_sw_put(s, d->table, d->entries, d->len, d->nrows, d->done, d->arg);
-        free(d->table);
-        free(d);
+    /* the names first: releasing changes the list */
+    size_t n = 0, cap = 0;
+    char **names = NULL;
+    for (const struct deferred *d = s->defer; d; d = d->next) {
+        size_t i = 0;
+        while (i < n && strcmp(names[i], d->table) != 0)
+            i++;
+        if (i < n)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            names = bp_xrealloc(names, cap * sizeof(*names));
+        }
+        names[n++] = bp_xstrdup(d->table);
     }
+    for (size_t i = 0; i < n; i++) {
+        eo_release(s, names[i]);
+        free(names[i]);
+    }
+    free(names);
 }
 
 /* See store_write.h. */
@@ -445,7 +671,7 @@ bp_store_write_finalize(struct bp_store *bs)
         return 0;
     size_t n = 0;
     for (struct sw_table *t = s->tables; t; t = t->next) {
-        if (!t->created || t->finalized || t->queue || t->flight)
+        if (!t->created || t->finalized || t->queue || t->flight || bp_sw_eo_holds(t))
             continue;
         if (!t->finalizing && eo_finalize(s, t, t->stream) == 0)
             t->finalizing = 1;

@@ -23,12 +23,15 @@ struct eo_row {
     uint32_t ord, tot;
 };
 
-/* exactly_once: a batch held until the previous process's streams are finalized. */
+/* exactly_once: a batch held until the previous process's streams are finalized, then until
+ * its table's queue has room (store_write_eo.c: EO_QUEUED). */
 struct deferred {
     struct deferred *next;
     char *table;
     const char *entries;
     size_t len, nrows;
+    struct bp_encoded_rows enc; /* the rows' protobuf (lent as entries are), when has_enc */
+    int has_enc;
     bp_store_done_fn done;
     void *arg;
 };
@@ -99,6 +102,7 @@ struct sw_table {
     /* exactly_once: the table's COMMITTED stream of this process (stream, params) */
     int created, creating, finalizing, finalized;
     int64_t next_offset;        /* the stream's rows, as far as this process wrote them */
+    int releasing;              /* exactly_once: its held batches are being encoded */
 };
 
 struct sw_store {
@@ -120,7 +124,7 @@ struct sw_store {
     bp_append_log_t *log;       /* exactly_once, else NULL */
     int recovered;              /* the previous process's streams are all finalized */
     size_t unary;               /* CreateWriteStream / FinalizeWriteStream calls in flight */
-    struct deferred *defer, *defer_tail;
+    struct deferred *defer, *defer_tail;   /* exactly_once: batches not encoded yet */
     int trim_on_write;          /* no redelivery (a file source): records die once written */
     double recover_at;          /* monotonic: the next try to finalize recovered streams */
     struct bp_store_write_stats stats;
@@ -136,9 +140,12 @@ void bp_sw_arm_timer(struct sw_store *s, double in);
  * append holding an offset without limit), or finished with the status the code maps to.
  * Returns 1 when queued again, 0 when finished. */
 int bp_sw_req_failed(struct sw_table *t, struct req *r, int code, const char *msg);
-/* rows_put's work once a batch may go (store.h's contract). */
+/* rows_put's work once a batch may go (store.h's contract), with the rows also in protobuf (enc,
+ * or NULL: rows_put_encoded's) copied where they fit the schema in force. Neither entries nor
+ * enc is kept after it returns. */
 int bp_sw_put(struct sw_store *s, const char *table, const char *entries, size_t len,
-              size_t nrows, bp_store_done_fn done, void *arg);
+              size_t nrows, const struct bp_encoded_rows *enc, bp_store_done_fn done,
+              void *arg);
 /* Whether bs is a Storage Write store. */
 int bp_sw_is(const struct bp_store *bs);
 
@@ -149,7 +156,17 @@ int bp_sw_eo_open(struct sw_store *s, const struct bp_store_write_opts *o, char 
                   size_t errlen);
 /* Holds a batch until the previous process's streams are finalized (counted pending). */
 void bp_sw_eo_defer(struct sw_store *s, const char *table, const char *entries, size_t len,
-                    size_t nrows, bp_store_done_fn done, void *arg);
+                    size_t nrows, const struct bp_encoded_rows *enc, bp_store_done_fn done,
+                    void *arg);
+/* rows_put with exactly_once: the batch is held (bp_sw_eo_defer) and encoded (bp_sw_put) once
+ * the recovery is done and its table's queue has room; at once when it has. */
+void bp_sw_eo_put(struct sw_store *s, const char *table, const char *entries, size_t len,
+                  size_t nrows, const struct bp_encoded_rows *enc, bp_store_done_fn done,
+                  void *arg);
+/* Encodes t's held batches while its queue has room (from bp_sw_pump; re-entry is a no-op). */
+void bp_sw_eo_release(struct sw_table *t);
+/* Whether batches of t are still held (the drain must not finalize its stream yet). */
+int bp_sw_eo_holds(const struct sw_table *t);
 /* Fills put's log ids and marks in skip the rows the log calls stored. Returns 0, or -1 when
  * the log cannot answer yet. */
 int bp_sw_eo_scan(struct sw_store *s, struct sw_table *t, struct put *put, const char *entries,

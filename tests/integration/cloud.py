@@ -1539,6 +1539,60 @@ def sw_eo_sigterm_mid_run_then_restart_stores_once():
 
 @case
 @local.tags("storage_write", "faults")
+def sw_eo_batches_behind_a_slow_append_wait_as_entries_and_go_together():
+    """exactly_once keeps one append in flight per table, so batches wait whenever the pull is
+    faster than the appends (here every table's first append is answered after 4 s while the
+    backlog is pulled, in batches of 50 rows). They wait as the batcher handed them over, not
+    each encoded into a request of its own queued in memory (the protobuf and the log ids of
+    the whole backlog, on top of its entries: the drain's peak RSS), and go together in the
+    next appends: far fewer AppendRows requests than batches. A row refused in such an append
+    is dead-lettered as itself (its batch's own index), every other row stored once, every
+    message acked."""
+    with Scenario() as s:
+        need_grpc(s.emu)
+        n = 6000
+        path, expect, raw = corpus(s.tmp, n, seed=64, invalid=0)
+        orders = [json.loads(l)["order_id"] for l in raw
+                  if json.loads(l).get("event_type") == "order"]
+        bad = orders[len(orders) * 2 // 3]     # late in the backlog: in a grouped append
+        s.emu.publish(path)
+        s.emu.fault({"op": APPEND, "stall": 4, "count": len(TABLES) + 1})
+        s.emu.fault({"op": APPEND, "rejectRows": {"field": "order_id", "equals": bad,
+                                                  "message": "injected row error"},
+                     "count": -1})
+        b = Bepipe(s.emu, eo_args(s) + ["--set", "bigquery.batch_rows=50"])
+        wait_drained(s.emu, sum(expect["rows"].values()), [b])
+        check_eq(b.stop(), 0, "exit code: " + b.stderr()[-1500:])
+        m = re.search(r"(\d+) AppendRows requests", b.stderr())
+        check(m is not None, "the storage_write summary: " + b.stderr()[-1500:])
+        # at least this many batches: 50 rows each at most (a batch also ends after batch_ms)
+        batches = sum(-(-rows // 50) for rows in expect["rows"].values())
+        rss = re.search(r"peak_rss_kb=(\d+)", b.stderr())
+        print(f"  ({m.group(1)} AppendRows requests for at least {batches} batches; peak RSS "
+              f"{int(rss.group(1)) / 1024 if rss else float('nan'):.1f} MB)")
+        check(int(m.group(1)) * 4 <= batches,
+              f"the waiting batches went together: {m.group(1)} requests for {batches} batches")
+        dead = [r for r in s.emu.rows("rejected_events") if r["error_stage"] == "insert"]
+        # a refused row's raw_payload is its insert entry ({"insertId":..,"json":{row}})
+        check_eq([json.loads(r["raw_payload"])["json"]["order_id"] for r in dead], [bad],
+                 "the refused row dead-lettered, and only it: " + repr(dead)[:1500])
+        check("injected row error" in dead[0]["reason"], "BigQuery's message: " + dead[0]["reason"])
+        ids = [r["order_id"] for r in s.emu.rows("order_events")]
+        check_eq(sorted(ids), sorted(o for o in orders if o != bad),
+                 "every other order stored once")
+        for t in TABLES:
+            if t != "order_events":
+                check_eq(len(s.emu.rows(t)), expect["rows"][t], f"rows in {t}")
+        key = {"inventory_events": "inventory_id"}
+        for t, k in key.items():
+            v = [r[k] for r in s.emu.rows(t)]
+            check_eq(len(v), len(set(v)), f"{t}: no duplicate rows")
+        st = s.emu.sub_state()
+        check_eq((st["backlog"], st["outstanding"]), (0, 0), "every message acked")
+
+
+@case
+@local.tags("storage_write", "faults")
 @local.errors(r" error batch: .* not stored, their messages will be redelivered: ")
 def sw_unreachable_endpoint_backs_off_never_spins():
     """The gRPC endpoint's connection fails before it starts (an unreachable address: connect()
