@@ -1572,6 +1572,10 @@ def sw_eo_batches_behind_a_slow_append_wait_as_entries_and_go_together():
               f"{int(rss.group(1)) / 1024 if rss else float('nan'):.1f} MB)")
         check(int(m.group(1)) * 4 <= batches,
               f"the waiting batches went together: {m.group(1)} requests for {batches} batches")
+        # held and grouped, they kept the protobuf the batch loop and C wrote: none read back
+        e = re.search(r"rows_encoded=(\d+) rows_read_back=(\d+)", b.stderr())
+        check(e is not None and int(e.group(1)) > 0 and int(e.group(2)) == 0,
+              "rows sent as written, none read back: " + (e.group(0) if e else b.stderr()[-800:]))
         dead = [r for r in s.emu.rows("rejected_events") if r["error_stage"] == "insert"]
         # a refused row's raw_payload is its insert entry ({"insertId":..,"json":{row}})
         check_eq([json.loads(r["raw_payload"])["json"]["order_id"] for r in dead], [bad],
