@@ -23,6 +23,7 @@
 #include <lauxlib.h>
 
 #include "json_lua.h"
+#include "json_out.h"
 #include "json_row.h"
 #include "proto_desc.h"
 #include "pull_reply.h"
@@ -509,6 +510,16 @@ put_one(struct enc *e, const struct bp_schema_field *f, size_t number, int vi, i
     case BP_SCHEMA_JSON:
         if (text_value(e, f, vi, depth, &p, &n, buf, sizeof(buf)) != 0)
             return -1;
+        /* text that is not UTF-8 (a map may put any bytes in a string): what the JSON path
+         * stores, U+FFFD for each invalid byte (dispatch.c's bp_json_text_utf8), not bytes a
+         * protobuf string must not hold */
+        if (bp_utf8_valid_prefix(p, n) != n) {
+            if (put_tag(e, number, WT_LEN) != 0 || open_len(e, &mark) != 0)
+                return -1;
+            if (bp_utf8_fixed(e->b, p, n) != 0)
+                return fail(e, 0, "the rows pass the request's size limit");
+            return close_len(e, mark);
+        }
         return put_bytes(e, number, p, n);
     case BP_SCHEMA_ANY:
         break;
