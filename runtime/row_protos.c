@@ -110,10 +110,13 @@ encode_proto(struct bp_row_protos *p, lua_State *L, lua_Integer i, lua_Integer r
     if (i < 0 || (size_t)i >= p->n || route < 0 || (size_t)route >= p->nroutes ||
         !p->schemas[route] || (add_now && !p->now_ok))
         return;
-    struct bp_proto_row_meta meta = {.ts_column = "ingestion_time", .ts_us = p->now_us};
+    /* a row with an empty table in a REPEATED column gets none: its JSON says "{}" there,
+     * which the schema check (run for a row without protobuf) dead-letters as insertAll would */
+    struct bp_proto_row_meta meta = {.ts_column = add_now ? "ingestion_time" : NULL,
+                                     .ts_us = p->now_us, .empty_repeated_fails = 1};
     char why[400];
     size_t at = p->buf.len;
-    int ok = bp_proto_row_append(p->schemas[route], L, 2, add_now ? &meta : NULL, &p->buf, why,
+    int ok = bp_proto_row_append(p->schemas[route], L, 2, &meta, &p->buf, why,
                                  sizeof(why)) == 0 && p->buf.len - at <= UINT32_MAX;
     if (ok) {
         p->off[i] = (uint32_t)at;
