@@ -2181,6 +2181,10 @@ def sw_odd_values_land_as_insert_all_stores_them():
         {"id": "ing", "ingestion_time": "2020-01-01T00:00:00Z", "s": "with"},
         {"id": "ing_bad", "ingestion_time": 5, "s": "with"},
         {"id": "num_s", "s": 1.5},
+        {"id": "ing_upper", "INGESTION_TIME": "2020-01-01T00:00:00Z"},
+        {"id": "num_key", "1": "x"},
+        {"id": "deep", "rr": [{"x": 1, "y": "a"}, {"x": "2"}]},
+        {"id": "rr_obj", "rr": {"x": 1}},
         {"id": "bool_str", "s": True},
     ]
     a, s = odd_both_methods(rows)
