@@ -50,7 +50,7 @@ bp_row_protos_free(struct bp_row_protos *p)
     free(p->schemas);
     free(p->off);
     free(p->len);
-    free(p->used);
+    free(p->serial);
     memset(p, 0, sizeof(*p));
 }
 
@@ -77,10 +77,10 @@ bp_row_protos_begin(struct bp_row_protos *p, size_t n, const char *now_str)
     if (n > p->cap) {
         free(p->off);
         free(p->len);
-        free(p->used);
+        free(p->serial);
         p->off = bp_xmalloc(n * sizeof(*p->off));
         p->len = bp_xmalloc(n * sizeof(*p->len));
-        p->used = bp_xmalloc(n * sizeof(*p->used));
+        p->serial = bp_xmalloc(n * sizeof(*p->serial));
         p->cap = n;
     }
     if (n)
@@ -96,7 +96,7 @@ bp_row_protos_get(const struct bp_row_protos *p, size_t i, size_t *len, unsigned
     if (i >= p->n || p->len[i] == 0)
         return NULL;
     *len = p->len[i];
-    *serial = p->used[i]->serial;
+    *serial = p->serial[i];
     return p->buf.data + p->off[i];
 }
 
@@ -121,7 +121,7 @@ encode_proto(struct bp_row_protos *p, lua_State *L, lua_Integer i, lua_Integer r
     if (ok) {
         p->off[i] = (uint32_t)at;
         p->len[i] = (uint32_t)(p->buf.len - at);
-        p->used[i] = p->schemas[route];
+        p->serial[i] = p->schemas[route]->serial;
     } else {
         p->buf.len = at;
     }
