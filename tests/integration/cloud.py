@@ -2201,5 +2201,55 @@ def sw_odd_values_land_as_insert_all_stores_them():
     diff = {k: (a.get(k), s.get(k)) for k in set(a) | set(s) if a.get(k) != s.get(k)}
     check_eq(diff, {}, "rows stored differently (insertAll, storage_write)")
 
+
+@case
+@local.tags("storage_write")
+def sw_rows_of_batches_cut_by_the_time_budget_keep_their_values():
+    """Slow maps make batches pass lua.batch_budget_ms, whose rest runs as a later batch: each
+    row written as protobuf in the batch loop is the one of its own message (the protobuf rows
+    are kept by message index, which starts again with the later batch), and the rows with an
+    empty REPEATED are dead-lettered, none stored."""
+    with Scenario() as probe:
+        need_grpc(probe.emu)
+    d = tempfile.mkdtemp(prefix="bepipe-sw-")
+    try:
+        p, ddl = odd_pipeline(d)
+        route = os.path.join(d, "s", "events", "odd.lua")
+        src, old = open(route).read(), "map = function(ev) return conv(ev.row) end"
+        check(old in src, "the odd map")
+        open(route, "w").write(src.replace(old, "map = function(ev) if ev.slow then local x = 0 "
+                                           "for k = 1, 4e6 do x = x + k % 7 end ev.row.i = x % 2 "
+                                           "end return conv(ev.row) end", 1))
+        ev, n = os.path.join(d, "ev.ndjson"), 600
+        with open(ev, "w") as f:
+            for k in range(n):
+                row = {"id": "r%d" % k, "s": "v%d" % k, "rs": ["a%d" % k]}
+                if k % 5 == 0:
+                    row["rs"] = "<empty>"
+                f.write(json.dumps({"event_type": "odd", "slow": k % 7 == 0, "row": row}) + "\n")
+        with Scenario(ddl_dir=ddl) as s:
+            check_eq(s.emu.publish(ev), n, "published")
+            b = Bepipe(s.emu, SW + ["--set", "lua.batch_budget_ms=10"], pipeline=p)
+            wait_until("every row stored or dead-lettered",
+                       lambda: s.emu.sub_state()["outstanding"] == 0 and
+                       s.emu.sub_state()["backlog"] == 0 and
+                       len(s.emu.rows("odd")) + len(s.emu.rows("rejected_events")) >= n, b,
+                       timeout=120)
+            check_eq(b.stop(), 0, "exit code: " + b.stderr()[-1500:])
+            check("a batch ran past lua.batch_budget_ms=10" in b.stderr(),
+                  "batches were cut: " + b.stderr()[-1500:])
+            rows = s.emu.rows("odd")
+            wrong = [r for r in rows if (r.get("s"), r.get("rs")) !=
+                     ("v" + r["id"][1:], ["a" + r["id"][1:]])]
+            check_eq(wrong[:3], [], "rows holding another message's values")
+            check_eq(sorted(int(r["id"][1:]) for r in rows),
+                     [k for k in range(n) if k % 5], "the rows stored, once each")
+            dead = s.emu.rows("rejected_events")
+            check_eq(sorted(r["error_stage"] for r in dead), ["schema"] * (n // 5),
+                     "the empty REPEATED rows dead-lettered")
+            check_encoded(b, s.emu, ["odd", "rejected_events"])
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
 if __name__ == "__main__":
     local.run_cases(CASES, os.path.join(ROOT, "bepipe-lua"))
