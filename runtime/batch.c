@@ -480,8 +480,20 @@ add_row(struct bp_batches *b, size_t idx, const char *entry, size_t len, const v
     struct bp_rowbatch *rb = b->v[idx];
     if (len > BP_ROW_MAX)
         return refuse_oversized(b, rb, entry, len, slot);
-    if (rb->nrows && rb->buf.len + len + 1 > b->max_bytes && flush_one(b, rb) != 0)
-        return -1;
+    if (rb->nrows && rb->buf.len + len + 1 > b->max_bytes) {
+        /* the store may answer the flush at once, and the rows it refuses go to the rejected
+         * callback, which writes its dead letter where the runtime lends entry and enc from
+         * (rt->entry): they are copied first (once per batch) */
+        char *copy = bp_xmalloc(len + n + 1);
+        memcpy(copy, entry, len);
+        if (enc && n)
+            memcpy(copy + len, enc, n);
+        int rc = flush_one(b, rb) != 0 ? -1
+                 : add_row(b, idx, copy, len, enc && n ? copy + len : enc, n, serial, slot,
+                           attempt, now);
+        free(copy);
+        return rc;
+    }
     if (rb->nrows == 0) {
         rb->first_at = now;
         /* a new batch's buffer starts at the last one's size, not at 256 bytes doubled ten

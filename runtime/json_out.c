@@ -49,6 +49,30 @@ bp_utf8_valid_prefix(const char *s, size_t len)
     return i;
 }
 
+/* See json_out.h. */
+int
+bp_utf8_fixed(bp_buf_t *b, const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = bp_utf8_valid_prefix(s, len);
+    if (bp_buf_append(b, s, i) != 0)
+        return -1;
+    while (i < len) {
+        size_t n = utf8_seq_len(p + i, len - i);
+        if (n == 0) {
+            /* one U+FFFD per invalid byte, as bp_json_text_utf8 writes "\ufffd" */
+            if (bp_buf_append(b, "\xef\xbf\xbd", 3) != 0)
+                return -1;
+            i++;
+            continue;
+        }
+        if (bp_buf_append(b, s + i, n) != 0)
+            return -1;
+        i += n;
+    }
+    return 0;
+}
+
 /* Writes the escaped content of s (no quotes) at o, which has room for 6 bytes per input byte;
  * returns the end. Invalid UTF-8 becomes \ufffd. */
 static char *

@@ -23,6 +23,7 @@
 #include <lauxlib.h>
 
 #include "json_lua.h"
+#include "json_out.h"
 #include "json_row.h"
 #include "proto_desc.h"
 #include "pull_reply.h"
@@ -45,6 +46,7 @@ struct enc {
     int index[PATH_DEPTH + 1];
     char *err;
     size_t errlen;
+    int empty_repeated_fails;           /* bp_proto_row_meta's */
 };
 
 /* Formats the error, prefixed with the path of the value at depth
@@ -509,6 +511,16 @@ put_one(struct enc *e, const struct bp_schema_field *f, size_t number, int vi, i
     case BP_SCHEMA_JSON:
         if (text_value(e, f, vi, depth, &p, &n, buf, sizeof(buf)) != 0)
             return -1;
+        /* text that is not UTF-8 (a map may put any bytes in a string): what the JSON path
+         * stores, U+FFFD for each invalid byte (dispatch.c's bp_json_text_utf8), not bytes a
+         * protobuf string must not hold */
+        if (bp_utf8_valid_prefix(p, n) != n) {
+            if (put_tag(e, number, WT_LEN) != 0 || open_len(e, &mark) != 0)
+                return -1;
+            if (bp_utf8_fixed(e->b, p, n) != 0)
+                return fail(e, 0, "the rows pass the request's size limit");
+            return close_len(e, mark);
+        }
         return put_bytes(e, number, p, n);
     case BP_SCHEMA_ANY:
         break;
@@ -576,6 +588,9 @@ put_repeated(struct enc *e, const struct bp_schema_field *f, size_t number, int 
     int type = bp_proto_field_type(f);
     int packed = type != 9 && type != 11 && type != 12;     /* not string, message, bytes */
     size_t mark = 0;
+    if (n == 0 && e->empty_repeated_fails)
+        return fail(e, depth, "REPEATED field expected an array, got an empty table (its JSON "
+                    "is {}, an object)");
     if (n == 0)
         return 0;
     if (packed && (put_tag(e, number, WT_LEN) != 0 || open_len(e, &mark) != 0))
@@ -679,7 +694,8 @@ bp_proto_row_append(const struct bp_schema *s, lua_State *L, int idx,
                     const struct bp_proto_row_meta *meta, bp_buf_t *rows, char *err,
                     size_t errlen)
 {
-    struct enc enc = {.L = L, .b = rows, .err = err, .errlen = errlen};
+    struct enc enc = {.L = L, .b = rows, .err = err, .errlen = errlen,
+                      .empty_repeated_fails = meta && meta->empty_repeated_fails};
     struct enc *e = &enc;
     size_t start = rows->len, mark;
     int top = lua_gettop(L);

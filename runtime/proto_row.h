@@ -18,6 +18,10 @@
 struct bp_proto_row_meta {
     const char *ts_column;      /* NULL: none */
     int64_t ts_us;              /* microseconds since the epoch */
+    int empty_repeated_fails;   /* an empty table in a REPEATED column is an error: the row's
+                                 * JSON (json_row.c) writes it "{}", which the schema check and
+                                 * insertAll refuse, so a writer standing in for that JSON must
+                                 * refuse it too (a table read back from "[]" is an array) */
 };
 
 /* Appends the row table at stack index idx of L to rows as one ProtoRows.serialized_rows entry
@@ -31,7 +35,7 @@ struct bp_proto_row_meta {
  * as numbers (as JSON cannot carry them; the strings "NaN", "Infinity" of a FLOAT64 column are
  * accepted as insertAll accepts them). A column the schema does not have, a missing REQUIRED
  * column, a NULL in a REPEATED column or a value of the wrong type is an error.
- * meta: NULL, or an extra TIMESTAMP column (its name must be in s).
+ * meta: NULL, or an extra TIMESTAMP column (its name must be in s) and the empty-table rule.
  * Returns 0, or -1 with rows as it was and the reason in err naming the field by its path
  * ("row field items[1].price: INT64 expected, got number 1.5"); -1 too when rows would pass its
  * maximum or the row BigQuery's 10 MB. Runs Lua only to read an int64_t cdata's digits

@@ -50,7 +50,7 @@ bp_row_protos_free(struct bp_row_protos *p)
     free(p->schemas);
     free(p->off);
     free(p->len);
-    free(p->used);
+    free(p->serial);
     memset(p, 0, sizeof(*p));
 }
 
@@ -77,10 +77,10 @@ bp_row_protos_begin(struct bp_row_protos *p, size_t n, const char *now_str)
     if (n > p->cap) {
         free(p->off);
         free(p->len);
-        free(p->used);
+        free(p->serial);
         p->off = bp_xmalloc(n * sizeof(*p->off));
         p->len = bp_xmalloc(n * sizeof(*p->len));
-        p->used = bp_xmalloc(n * sizeof(*p->used));
+        p->serial = bp_xmalloc(n * sizeof(*p->serial));
         p->cap = n;
     }
     if (n)
@@ -96,7 +96,7 @@ bp_row_protos_get(const struct bp_row_protos *p, size_t i, size_t *len, unsigned
     if (i >= p->n || p->len[i] == 0)
         return NULL;
     *len = p->len[i];
-    *serial = p->used[i]->serial;
+    *serial = p->serial[i];
     return p->buf.data + p->off[i];
 }
 
@@ -110,15 +110,18 @@ encode_proto(struct bp_row_protos *p, lua_State *L, lua_Integer i, lua_Integer r
     if (i < 0 || (size_t)i >= p->n || route < 0 || (size_t)route >= p->nroutes ||
         !p->schemas[route] || (add_now && !p->now_ok))
         return;
-    struct bp_proto_row_meta meta = {.ts_column = "ingestion_time", .ts_us = p->now_us};
+    /* a row with an empty table in a REPEATED column gets none: its JSON says "{}" there,
+     * which the schema check (run for a row without protobuf) dead-letters as insertAll would */
+    struct bp_proto_row_meta meta = {.ts_column = add_now ? "ingestion_time" : NULL,
+                                     .ts_us = p->now_us, .empty_repeated_fails = 1};
     char why[400];
     size_t at = p->buf.len;
-    int ok = bp_proto_row_append(p->schemas[route], L, 2, add_now ? &meta : NULL, &p->buf, why,
+    int ok = bp_proto_row_append(p->schemas[route], L, 2, &meta, &p->buf, why,
                                  sizeof(why)) == 0 && p->buf.len - at <= UINT32_MAX;
     if (ok) {
         p->off[i] = (uint32_t)at;
         p->len[i] = (uint32_t)(p->buf.len - at);
-        p->used[i] = p->schemas[route];
+        p->serial[i] = p->schemas[route]->serial;
     } else {
         p->buf.len = at;
     }

@@ -21,7 +21,9 @@ struct bp_row_protos {
     size_t nroutes;
     bp_buf_t buf;                       /* this batch's rows back to back */
     uint32_t *off, *len;                /* per message: its row in buf; len 0 = none */
-    const struct bp_schema **used;      /* per message: the schema its row was written under */
+    unsigned long *serial;              /* per message: the serial of the schema its row was
+                                         * written under (not its address: a schema may be
+                                         * freed before the row is read) */
     size_t cap;
     size_t n;                           /* messages of the batch */
     int64_t now_us;                     /* the batch's ingestion time, microseconds */

@@ -29,6 +29,7 @@ struct fake {
     const struct bp_row_error *errs;    /* the rows the next answers refuse */
     size_t nerrs;
     int status;            /* answer rows_put with this status (BP_STORE_REFUSED...) */
+    char entries[256];     /* the last rows_put's entries (cut) */
 };
 
 struct bp_object {
@@ -48,6 +49,7 @@ f_rows_put(struct bp_store *s, const char *t, const char *e, size_t len, size_t 
         lines += e[i] == '\n';
     assert_int_equal(lines, n);
     f->puts++;
+    snprintf(f->entries, sizeof(f->entries), "%.*s", (int)len, e);
     f->last_rows = n;
     f->last_len = len;
     if (len > f->max_len)
@@ -278,6 +280,60 @@ batches_refused_dead_letters_go_to_their_callback(void **state)
     assert_int_equal(nacked[4], 1);
     bp_batches_free(&b);
     bp_ack_free(&ack);
+}
+
+/* The runtime's rejected callback writes its dead letter in the buffer the row entries are
+ * lent from (rt->entry): this one does the same with lent, and grows it (a realloc). */
+static bp_buf_t lent;
+static int lent_rejected;
+
+static int
+reject_into_lent(void *owner, const char *table, const char *entry, size_t len,
+                 const char *reason, uint32_t slot)
+{
+    (void)owner, (void)table, (void)entry, (void)len, (void)reason, (void)slot;
+    lent_rejected++;
+    bp_buf_reset(&lent);
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(bp_buf_append(&lent, "{\"dead\":1}", 10), 0);
+    return 0;
+}
+
+/* A row that does not fit its batch flushes the batch first; a store may answer that flush at
+ * once, and the rows it refuses go to the rejected callback, which reuses the buffer the new
+ * row's entry (and its protobuf, with metadata columns) is lent from. The row must still be
+ * added as it was given (a copy taken before the flush), not as what the callback wrote
+ * there (a dead letter in the route's table, or freed memory). */
+static void
+batches_row_lent_from_the_callbacks_buffer_survives_a_flush(void **state)
+{
+    (void)state;
+    struct bp_row_error errs[] = { { 0, "no" } };
+    struct fake f = { .base.ops = &fake_ops, .errs = errs, .nerrs = 1 };
+    struct bp_batches b;
+    struct bp_ack ack;
+    bp_ack_init(&ack, NULL, NULL);
+    bp_batches_init(&b, &f.base, &ack, 100, 20, 1.0);
+    bp_batches_on_rejected(&b, reject_into_lent, NULL);
+    bp_buf_init(&lent, 1 << 20);
+    size_t t = bp_batches_index(&b, "t");
+    static const char *rows[] = { "{\"a\":1}", "{\"a\":2}", "{\"a\":3}" };
+    for (int i = 0; i < 3; i++) {
+        bp_buf_reset(&lent);
+        assert_int_equal(bp_buf_append(&lent, rows[i], 7), 0);
+        assert_int_equal(bp_batches_add_encoded(&b, t, lent.data, 7, lent.data, 7, 1,
+                                                BP_ACK_NONE, 1.0), 0);
+    }
+    /* the third flushed the first two, whose row 0 was refused */
+    assert_int_equal(f.puts, 1);
+    assert_int_equal(lent_rejected, 1);
+    f.nerrs = 0;
+    assert_int_equal(bp_batches_flush_all(&b), 0);
+    assert_int_equal(f.puts, 2);
+    assert_string_equal(f.entries, "{\"a\":3}\n");
+    bp_batches_free(&b);
+    bp_ack_free(&ack);
+    bp_buf_free(&lent);
 }
 
 static int
@@ -530,6 +586,7 @@ main(void)
         cmocka_unit_test(batches_flush_at_rows_bytes_age),
         cmocka_unit_test(batches_refuse_an_oversized_entry),
         cmocka_unit_test(batches_refused_dead_letters_go_to_their_callback),
+        cmocka_unit_test(batches_row_lent_from_the_callbacks_buffer_survives_a_flush),
         cmocka_unit_test(batches_pause_a_table_that_refuses_for_now),
         cmocka_unit_test(batches_paused_dead_letter_table_frees_its_held_requests),
         cmocka_unit_test(batches_a_probe_that_fails_otherwise_ends_no_pause_for_good),
