@@ -263,7 +263,7 @@ render_sinks(const struct bp_metrics_snapshot *m, bp_buf_t *b)
                   m->append_rows_encoded);
         rc |= one(b, "bepipe_append_rows_read_back_total", "counter",
                   "Rows read back from their JSON entry before their protobuf was written (a "
-                  "schema changed since, a batch held at start-up, a row C could not write).",
+                  "schema changed since, a row C could not write).",
                   m->append_rows_read_back);
     }
     rc |= one(b, "bepipe_archive_objects_total", "counter", "Archive objects stored.",

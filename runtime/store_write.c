@@ -16,8 +16,8 @@
  * protobuf from the map's own table (row_protos.c, rows_put_encoded) under the schema of a
  * serial. While that is still the table's schema (the DDL's, or the live table's once known)
  * those bytes are copied as they are (the dead letters and a route's metadata columns are written
- * so by C, dispatch.c). Any other row (written before its table's schema changed, held at
- * start-up under exactly_once, or a C-built row its table cannot take as its JSON says it) is
+ * so by C, dispatch.c; exactly_once's held batches keep theirs). Any other row (written before
+ * its table's schema changed, or a C-built row its table cannot take as its JSON says it) is
  * read from its entry into a Lua table of a
  * state of this store's own (entry_lua.c: integers past 2^53 exact as int64 cdata) and written
  * by proto_row.c against the table's schema, as the batch loop would have: both ways give the
@@ -32,7 +32,7 @@
  * Writer schemas: a row's field numbers follow its table's columns in order, so rows encoded
  * before a reload that dropped or moved a column cannot go under the newer writer schema. Each
  * request holds the writer schema its rows were encoded under (struct sw_desc, refcounted: the
- * table holds the newest) and carries it when it is not the one its call last sent, so old and
+ * table holds the newest; versions and the rows' encoding are store_write_rows.c's) and carries it when it is not the one its call last sent, so old and
  * new rows each go with their own, on the same call. A writer schema is the call's only once
  * the request that carried it is answered without an error (the server may refuse a request
  * before it reads its writer schema, and would read the rows sent behind it under the one it
@@ -71,141 +71,14 @@
 #include "auth.h"
 #include "endpoints.h"
 #include "grpc_channel.h"
-#include "entry_lua.h"
 #include "log.h"
 #include "proto_desc.h"
 #include "proto_msg.h"
-#include "proto_row.h"
 #include "timefmt.h"
 
 #define APPEND_PATH "/google.cloud.bigquery.storage.v1.BigQueryWrite/AppendRows"
 /* requests in flight on one table's stream: replies are in order, a few keep the pipe full */
 #define MAX_IN_FLIGHT 4
-/* AppendRows takes 10 MB per request (the rows, the descriptor and the stream's name) */
-#define MAX_REQUEST (10 * 1000 * 1000 - 64 * 1024)
-
-/* ---- rows: entries -> ProtoRows ---- */
-
-static void
-add_error(struct req *r, size_t index, const char *reason)
-{
-    r->errs = bp_xrealloc(r->errs, (r->nerrs + 1) * sizeof(*r->errs));
-    r->errs[r->nerrs].index = index;
-    r->errs[r->nerrs].reason = bp_xstrdup(reason);
-    r->nerrs++;
-}
-
-static void
-desc_unref(struct sw_desc *d)
-{
-    if (d && --d->refs == 0) {
-        bp_buf_free(&d->bytes);
-        free(d);
-    }
-}
-
-static struct req *
-req_new(struct sw_store *s, struct sw_table *t, struct put *put, size_t nrows)
-{
-    struct req *r = bp_xcalloc(1, sizeof(*r));
-    r->s = s;
-    r->t = t;
-    r->put = put;
-    r->desc = t->desc;
-    r->desc->refs++;
-    r->offset = -1;
-    put->left++;
-    s->pending++;
-    bp_buf_init(&r->rows, MAX_REQUEST);
-    r->orig = bp_xmalloc((nrows ? nrows : 1) * sizeof(*r->orig));
-    return r;
-}
-
-static void
-parts_add(struct req ***out, size_t *nout, struct req *r)
-{
-    *out = bp_xrealloc(*out, (*nout + 1) * sizeof(**out));
-    (*out)[(*nout)++] = r;
-}
-
-/* Copies row i's protobuf (enc, n bytes: a serialized_rows entry the batch loop wrote) into r,
- * or into a new request of put when r is full. Returns the request it went into, or NULL when
- * it fits in none (its entry is then written as any other row is). */
-static struct req *
-copy_encoded(struct sw_store *s, struct sw_table *t, struct put *put, struct req *r,
-             const char *enc, size_t n, size_t nrows, struct req ***out, size_t *nout)
-{
-    if (bp_buf_append(&r->rows, enc, n) == 0)
-        return r;
-    if (r->nrows == 0)
-        return NULL;
-    struct req *next = req_new(s, t, put, nrows);
-    parts_add(out, nout, next);
-    return bp_buf_append(&next->rows, enc, n) == 0 ? next : NULL;
-}
-
-/* Encodes every entry line into requests of put (appended to *out, *nout of them), in the
- * batch's order: a row that does not fit in the current request starts the next one; a row that
- * cannot be written (or does not fit even alone) is a row error. A row enc holds (written by
- * the batch loop under the schema being sent: enc's serial is schema's) is copied as it is;
- * the others are read from their entry into a Lua table and written from it. */
-static void
-encode_rows(struct sw_store *s, struct sw_table *t, struct put *put,
-            const struct bp_schema *schema, const char *entries, size_t len, size_t nrows,
-            const struct bp_encoded_rows *enc, const unsigned char *skip, struct req ***out,
-            size_t *nout)
-{
-    struct req *r = req_new(s, t, put, nrows);
-    parts_add(out, nout, r);
-    const char *p = entries, *end = entries + len;
-    const char *ep = enc && enc->serial == schema->serial ? enc->data : NULL;
-    for (size_t i = 0; i < nrows && p < end; i++) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        size_t en = ep ? enc->len[i] : 0;
-        if (skip && skip[i]) {
-            /* exactly_once: the log says a crashed process's append stored it */
-            p = nl ? nl + 1 : end;
-            ep = ep ? ep + en : NULL;
-            continue;
-        }
-        if (en) {
-            struct req *in = copy_encoded(s, t, put, r, ep, en, nrows, out, nout);
-            ep += en;
-            if (in) {
-                r = in;
-                r->orig[r->nrows++] = i;
-                s->stats.rows_encoded++;
-                p = nl ? nl + 1 : end;
-                continue;
-            }
-            /* fits in no request: its entry gives the reason (a row error) */
-            r = (*out)[*nout - 1];
-        }
-        s->stats.rows_read_back++;
-        char why[600];
-        int ok = bp_entry_lua_push(s->rows, p, n, why, sizeof(why)) == 0;
-        if (ok) {
-            lua_State *L = bp_entry_lua_state(s->rows);
-            ok = bp_proto_row_append(schema, L, lua_gettop(L), NULL, &r->rows, why,
-                                     sizeof(why)) == 0;
-            if (!ok && r->nrows) {
-                /* the request may be full: the row opens the next one (alone it may fit) */
-                r = req_new(s, t, put, nrows);
-                parts_add(out, nout, r);
-                ok = bp_proto_row_append(schema, L, lua_gettop(L), NULL, &r->rows, why,
-                                         sizeof(why)) == 0;
-            }
-            lua_settop(L, 0);
-        }
-        if (ok)
-            r->orig[r->nrows++] = i;
-        else
-            add_error(r, i, why);
-        p = nl ? nl + 1 : end;
-    }
-    bp_entry_lua_collect(s->rows);
-}
 
 /* ---- requests ---- */
 
@@ -217,7 +90,7 @@ req_free(struct req *r)
     free(r->errs);
     free(r->orig);
     bp_buf_free(&r->rows);
-    desc_unref(r->desc);
+    bp_sw_desc_unref(r->desc);
     free(r);
 }
 
@@ -386,22 +259,6 @@ extra_fields(const struct bp_append_reply *rep)
             strstr(rep->message, "has more fields than BigQuery schema") != NULL);
 }
 
-/* Whether d is not the writer schema of t's schema as it is now (a reload changed it). */
-static int
-desc_outdated(struct sw_table *t, const struct sw_desc *d)
-{
-    const struct bp_schema *schema = t->s->schema_for(t->s->owner, t->name);
-    if (!schema)
-        return 0;
-    char why[300];
-    bp_buf_t now;
-    bp_buf_init(&now, 1u << 20);
-    int outdated = bp_proto_descriptor(schema, &now, why, sizeof(why)) == 0 &&
-                   (now.len != d->bytes.len || memcmp(now.data, d->bytes.data, now.len) != 0);
-    bp_buf_free(&now);
-    return outdated;
-}
-
 static void
 on_message(struct bp_grpc_stream *gs, const uint8_t *msg, size_t len, void *arg)
 {
@@ -466,7 +323,7 @@ on_message(struct bp_grpc_stream *gs, const uint8_t *msg, size_t len, void *arg)
         for (size_t i = 0; i < rep.nrow_errors; i++)
             if (rep.row_errors[i].index < r->nrows && !bad[rep.row_errors[i].index]) {
                 bad[rep.row_errors[i].index] = 1;
-                add_error(r, r->orig[rep.row_errors[i].index], rep.row_errors[i].message);
+                bp_sw_req_error(r, r->orig[rep.row_errors[i].index], rep.row_errors[i].message);
             }
         /* ProtoRows.serialized_rows entries: tag 0x0a, varint length, bytes */
         for (size_t i = 0; i < r->nrows && off < r->rows.len; i++) {
@@ -516,7 +373,7 @@ on_message(struct bp_grpc_stream *gs, const uint8_t *msg, size_t len, void *arg)
             r->offset = -1;
         }
         bp_sw_req_failed(t, r, rep.code, rep.message);
-    } else if (rep.has_error && !s->log && extra_fields(&rep) && desc_outdated(t, r->desc)) {
+    } else if (rep.has_error && !s->log && extra_fields(&rep) && bp_sw_desc_outdated(t, r->desc)) {
         /* rows encoded before a reload dropped a column their writer schema names: the service
          * refuses that writer schema, not the rows. Not written: their messages come again and
          * are mapped against the table as it is now (dead-lettering them would keep good rows
@@ -664,7 +521,7 @@ bp_sw_pump(struct sw_table *t)
         if (s->log && r->offset < 0 && bp_sw_eo_record(t, r) != 0)
             return;
         bp_buf_t out;
-        bp_buf_init(&out, 2 * MAX_REQUEST);
+        bp_buf_init(&out, 2 * BP_SW_MAX_REQUEST);
         struct bp_append_req ar = { 0 };
         ar.write_stream = t->stream;
         if (t->sent_gen != r->desc->gen) {
@@ -782,28 +639,11 @@ bp_sw_put(struct sw_store *s, const char *table, const char *entries, size_t len
         done(arg, BP_STORE_PERMANENT, why, NULL, 0);
         return -1;
     }
-    /* the writer schema of schema, built for every batch rather than trusted by address (a
-     * reload frees the schemas it replaces: a new one may come at an old one's address); a
-     * new one when it differs (a new table, or a reload read another live schema), sent with
-     * the first request of its rows */
-    bp_buf_t d;
-    bp_buf_init(&d, 1u << 20);
-    if (bp_proto_descriptor(schema, &d, why, sizeof(why)) != 0) {
-        bp_buf_free(&d);
+    if (bp_sw_desc_update(t, schema, why, sizeof(why)) != 0) {
         char m[600];
         snprintf(m, sizeof(m), "table %s: %s", table, why);
         done(arg, BP_STORE_PERMANENT, m, NULL, 0);
         return -1;
-    }
-    if (t->desc && d.len == t->desc->bytes.len && memcmp(d.data, t->desc->bytes.data, d.len) == 0) {
-        bp_buf_free(&d);
-    } else {
-        struct sw_desc *nd = bp_xcalloc(1, sizeof(*nd));
-        nd->refs = 1;
-        nd->gen = t->desc ? t->desc->gen + 1 : 1;
-        nd->bytes = d;
-        desc_unref(t->desc);
-        t->desc = nd;
     }
     struct put *put = bp_xcalloc(1, sizeof(*put));
     put->done = done;
@@ -822,7 +662,7 @@ bp_sw_put(struct sw_store *s, const char *table, const char *entries, size_t len
     }
     struct req **parts = NULL;
     size_t nparts = 0;
-    encode_rows(s, t, put, schema, entries, len, nrows, enc, skip, &parts, &nparts);
+    bp_sw_encode_rows(s, t, put, schema, entries, len, nrows, enc, skip, &parts, &nparts);
     if (skip) {
         size_t n = 0;
         for (size_t i = 0; i < nrows; i++)
@@ -909,7 +749,7 @@ sw_destroy(struct bp_store *bs)
         free(t->name);
         free(t->stream);
         free(t->params);
-        desc_unref(t->desc);
+        bp_sw_desc_unref(t->desc);
         free(t);
         t = next;
     }

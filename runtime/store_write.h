@@ -69,8 +69,8 @@ struct bp_store_write_stats {
     unsigned long rows_skipped;     /* exactly_once: rows of redelivered messages found stored */
     unsigned long rows_encoded;     /* sent as the batch loop wrote them in protobuf */
     unsigned long rows_read_back;   /* read from their JSON entry first (no protobuf of the
-                                     * schema in force: a schema changed since, a batch held at
-                                     * start-up, a row C could not write) */
+                                     * schema in force: a schema changed since, a row C could not
+                                     * write) */
     unsigned long long bytes_sent;  /* on the channel's connections (filled when read) */
 };
 const struct bp_store_write_stats *bp_store_write_stats(const struct bp_store *s);

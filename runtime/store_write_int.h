@@ -149,6 +149,32 @@ int bp_sw_put(struct sw_store *s, const char *table, const char *entries, size_t
 /* Whether bs is a Storage Write store. */
 int bp_sw_is(const struct bp_store *bs);
 
+/* store_write_rows.c */
+/* AppendRows takes 10 MB per request (the rows, the descriptor and the stream's name) */
+#define BP_SW_MAX_REQUEST (10 * 1000 * 1000 - 64 * 1024)
+/* Records row index of its batch as refused by r, for reason (copied). */
+void bp_sw_req_error(struct req *r, size_t index, const char *reason);
+/* Drops a reference to d; frees it with the last. NULL is fine. */
+void bp_sw_desc_unref(struct sw_desc *d);
+/* Makes t's writer schema the DescriptorProto of schema: the one it holds when that is the same
+ * (by content), else a new one of the next gen. Returns 0, or -1 with why when schema cannot be
+ * written as a DescriptorProto (t unchanged). */
+int bp_sw_desc_update(struct sw_table *t, const struct bp_schema *schema, char *why,
+                      size_t whylen) BP_WUR;
+/* Whether d is not the writer schema of t's schema as it is now (a reload changed it). */
+int bp_sw_desc_outdated(struct sw_table *t, const struct sw_desc *d);
+/* Encodes the batch's nrows entries (one per line, len bytes) into requests of put under t's
+ * writer schema (schema's), appended to *out (*nout of them) in the batch's order: a row enc
+ * holds under schema's serial is copied, any other read from its entry; a row that does not fit
+ * in the current request starts the next; a row that cannot be written (or does not fit even
+ * alone) is a row error; rows skip marks (exactly_once: stored by a crashed process) are left
+ * out. Each request holds a reference to t's writer schema and counts in put->left and
+ * s->pending. */
+void bp_sw_encode_rows(struct sw_store *s, struct sw_table *t, struct put *put,
+                       const struct bp_schema *schema, const char *entries, size_t len,
+                       size_t nrows, const struct bp_encoded_rows *enc,
+                       const unsigned char *skip, struct req ***out, size_t *nout);
+
 /* store_write_eo.c */
 /* Opens the append log of o (state_dir, pipeline, worker) and starts the recovery from the
  * loop. Returns 0, or -1 with err set. */
