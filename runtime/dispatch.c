@@ -8,6 +8,7 @@
 #include "log.h"
 #include "row_meta.h"
 #include "rt.h"
+#include "rt_reload.h"
 #include "timefmt.h"
 
 #include <stdio.h>
@@ -24,15 +25,6 @@ publish_hour(const bp_msg_t *m)
     return bp_time_hour_key(m->publish_time > 0 ? m->publish_time : bp_time_now());
 }
 
-/* The schema the Storage Write store sends table's rows under (rt_start.c's table_schema): the
- * live table's, else the DDL's; NULL: none. */
-static const struct bp_schema *
-store_schema(const struct bp_rt *rt, const char *table)
-{
-    const struct bp_schema *s = bp_schema_set_find(&rt->live_schemas, table);
-    return s ? s : bp_schema_set_find(&rt->schemas, table);
-}
-
 /* Writes dead letter d's entry into rt->entry and adds it to the dead-letter batch; with
  * storage_write, its protobuf too (written in the same pass, dead_format.c), or none when the
  * table's schema cannot take it as the entry says it (the store then reads the entry back and
@@ -41,7 +33,8 @@ static int
 add_dead_entry(struct bp_rt *rt, const struct bp_dead_letter *d, uint32_t slot)
 {
     int dataflow = rt->cfg.dead_letter_format[0] == 'd';
-    const struct bp_schema *s = rt->protos ? store_schema(rt, rt->cfg.dead_letter_table) : NULL;
+    const struct bp_schema *s = rt->protos ? bp_rt_table_schema(rt, rt->cfg.dead_letter_table)
+                                          : NULL;
     struct bp_proto_put w;
     bp_buf_t pb;
     bp_buf_init(&pb, rt->entry.max);

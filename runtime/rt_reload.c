@@ -28,24 +28,25 @@ bp_rt_bind_routes(struct bp_rt *rt)
      * with schema.check = 0 */
     free(rt->route_schema);
     rt->route_schema = bp_xcalloc(n ? n : 1, sizeof(*rt->route_schema));
-    for (size_t i = 0; i < n && rt->cfg.schema_check; i++) {
-        /* the live table wins: BigQuery checks rows against it, not against the DDL */
-        rt->route_schema[i] = bp_schema_set_find(&rt->live_schemas, routes[i].table);
-        if (!rt->route_schema[i])
-            rt->route_schema[i] = bp_schema_set_find(&rt->schemas, routes[i].table);
-    }
+    for (size_t i = 0; i < n && rt->cfg.schema_check; i++)
+        rt->route_schema[i] = bp_rt_table_schema(rt, routes[i].table);
     if (rt->protos) {
-        /* the schema the Storage Write store sends each table's rows under (the live table's,
-         * else the DDL's, checked or not): what the batch loop writes them against */
+        /* the schema the Storage Write store sends each table's rows under (checked or not):
+         * what the batch loop writes them against */
         const struct bp_schema **w = bp_xcalloc(n ? n : 1, sizeof(*w));
-        for (size_t i = 0; i < n; i++) {
-            w[i] = bp_schema_set_find(&rt->live_schemas, routes[i].table);
-            if (!w[i])
-                w[i] = bp_schema_set_find(&rt->schemas, routes[i].table);
-        }
+        for (size_t i = 0; i < n; i++)
+            w[i] = bp_rt_table_schema(rt, routes[i].table);
         bp_row_protos_bind(rt->protos, w, n);
         free(w);
     }
+}
+
+/* See rt_reload.h. */
+const struct bp_schema *
+bp_rt_table_schema(const struct bp_rt *rt, const char *table)
+{
+    const struct bp_schema *s = bp_schema_set_find(&rt->live_schemas, table);
+    return s ? s : bp_schema_set_find(&rt->schemas, table);
 }
 
 /* Puts taken as table's schema in set (the one it replaces freed). */

@@ -1,6 +1,6 @@
 /* rt_reload.h - what rt.c needs of rt_reload.c: the schemas in force and their binding to the
  * routes, at start and after a table sync. The reload entry points themselves are in rt.h.
- * Internal to the runtime (rt.c, rt_reload.c); all on the loop thread, none calls back. */
+ * Internal to the runtime (rt*.c, dispatch.c); all on the loop thread, none calls back. */
 #ifndef BP_RT_RELOAD_H
 #define BP_RT_RELOAD_H
 
@@ -10,6 +10,11 @@
  * at the schema its rows are checked against (the live table's, else the DDL's, else none; none
  * at all with schema.check = 0). Run whenever the host, the tables or the schemas change. */
 void bp_rt_bind_routes(struct bp_rt *rt);
+
+/* The schema in force for table: the live table's (BigQuery checks rows against it), else the
+ * DDL's; NULL when neither is known. Whatever schema.check says: the Storage Write store sends
+ * rows under it. */
+const struct bp_schema *bp_rt_table_schema(const struct bp_rt *rt, const char *table);
 
 /* The live schemas of a table sync replace those in force (live is taken and left empty), and
  * the routes are bound again. */

@@ -231,14 +231,11 @@ archive_unusable(void *owner, const char *why)
     bp_rt_source_failed(rt, "archive unusable");
 }
 
-/* The schema a table's rows are written with: the live table's, else the DDL's (the schema
- * check's, rt_reload.c). */
+/* The Storage Write store's look-up of the schema a table's rows are written with. */
 static const struct bp_schema *
 table_schema(void *owner, const char *table)
 {
-    struct bp_rt *rt = owner;
-    const struct bp_schema *s = bp_schema_set_find(&rt->live_schemas, table);
-    return s ? s : bp_schema_set_find(&rt->schemas, table);
+    return bp_rt_table_schema(owner, table);
 }
 
 /* An AppendRows reply said the table's schema changed: the live one in force from now on. */
